@@ -1,0 +1,637 @@
+//! Turns the raw policy into a `Policy`, checking every value and collecting
+//! every problem (not only the first).
+
+use super::Certs;
+use super::closest;
+use super::diag::{Collector, line_col};
+use super::raw::{RawApp, RawPolicy, RawRoute, Text};
+use crate::policy::net::{NetSet, parse_cidr};
+use crate::policy::routes::{Matcher, Pattern, RouteTable};
+use crate::policy::{
+    Access, App, Export, LogFormat, LogSettings, LoginSettings, Mfa, Policy, Role, Route,
+    ServerSettings, SessionSettings,
+};
+use http::Method;
+use http::uri::{Authority, Scheme, Uri};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+
+/// Compiles `raw`; `None` (with errors in `c`) when it cannot be used.
+pub fn compile(
+    file: &Path,
+    text: &str,
+    raw: RawPolicy,
+    certs: Certs,
+    c: &mut Collector<'_>,
+) -> Option<Policy> {
+    let practice = match &raw.practice {
+        Some(p) if !p.get_ref().trim().is_empty() => p.get_ref().trim().to_string(),
+        Some(p) => {
+            c.error(p.span(), "practice must not be empty");
+            String::new()
+        }
+        None => {
+            c.error(
+                0..0,
+                "practice = \"…\" is missing: name the practice, as it should appear on ward's pages",
+            );
+            String::new()
+        }
+    };
+    let networks = networks(&raw, c);
+    let roles = roles(&raw, c);
+    let server = server(&raw, &networks, certs, c);
+    let sessions = sessions(&raw, c);
+    let login = LoginSettings {
+        mfa: raw
+            .login
+            .mfa
+            .as_ref()
+            .and_then(|m| mfa(m, c))
+            .unwrap_or(Mfa::Required),
+    };
+    let log = log(&raw, c);
+    let allow_from = raw
+        .allow_from
+        .as_ref()
+        .map(|list| net_refs(list.get_ref(), &networks, c));
+    let apps = apps(&raw, certs, c);
+    let routes = routes(text, &raw, &apps, &roles, &networks, c);
+    let table = route_table(&raw.routes, &routes, &apps, c);
+    if c.has_errors() {
+        return None;
+    }
+    Some(Policy {
+        file: file.to_path_buf(),
+        practice,
+        server: server?,
+        sessions,
+        login,
+        log,
+        allow_from,
+        networks,
+        roles,
+        apps,
+        routes,
+        table,
+    })
+}
+
+fn duration(value: &Text, c: &mut Collector<'_>) -> Option<Duration> {
+    let text = value.get_ref().trim();
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => {
+            c.error(value.span(), format!("'{text}' is zero; give a time longer than that"));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(_) => {
+            c.error(
+                value.span(),
+                format!("'{text}' is not a length of time; write it like 30s, 15m, 12h or 1h 30m"),
+            );
+            None
+        }
+    }
+}
+
+fn duration_or(value: &Option<Text>, default: Duration, c: &mut Collector<'_>) -> Duration {
+    value
+        .as_ref()
+        .and_then(|v| duration(v, c))
+        .unwrap_or(default)
+}
+
+fn count(value: &Option<Spanned<i64>>, min: i64, max: i64, default: usize, what: &str, c: &mut Collector<'_>) -> usize {
+    match value {
+        None => default,
+        Some(v) if (min..=max).contains(v.get_ref()) => usize::try_from(*v.get_ref()).unwrap_or(default),
+        Some(v) => {
+            c.error(v.span(), format!("{what} must be between {min} and {max}"));
+            default
+        }
+    }
+}
+
+fn socket(value: &Text, c: &mut Collector<'_>) -> Option<SocketAddr> {
+    match value.get_ref().trim().parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.error(
+                value.span(),
+                format!(
+                    "'{}' is not an address and port; write it like 0.0.0.0:8443 or [::]:8443",
+                    value.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn mfa(value: &Text, c: &mut Collector<'_>) -> Option<Mfa> {
+    match value.get_ref().as_str() {
+        "required" => Some(Mfa::Required),
+        "optional" => Some(Mfa::Optional),
+        other => {
+            c.error(value.span(), format!("mfa must be \"required\" or \"optional\", not '{other}'"));
+            None
+        }
+    }
+}
+
+fn export(value: &Text, c: &mut Collector<'_>) -> Option<Export> {
+    match value.get_ref().as_str() {
+        "allow" => Some(Export::Allow),
+        "block" => Some(Export::Block),
+        other => {
+            c.error(value.span(), format!("export must be \"allow\" or \"block\", not '{other}'"));
+            None
+        }
+    }
+}
+
+/// A name for a thing the officer names: letters, digits, `_`, `-`, `.`.
+fn check_name(name: &str, span: std::ops::Range<usize>, what: &str, c: &mut Collector<'_>) -> bool {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
+    if !ok {
+        c.error(
+            span,
+            format!("{what} name '{name}' may only use letters, digits, '_', '-' and '.'"),
+        );
+    }
+    ok
+}
+
+fn networks(raw: &RawPolicy, c: &mut Collector<'_>) -> BTreeMap<String, NetSet> {
+    let mut out = BTreeMap::new();
+    for (name, list) in &raw.networks {
+        check_name(name, list.span(), "network", c);
+        let mut nets = Vec::new();
+        for item in list.get_ref() {
+            match parse_cidr(item.get_ref()) {
+                Ok(n) => nets.push(n),
+                Err(msg) => c.error(item.span(), msg),
+            }
+        }
+        if nets.is_empty() && list.get_ref().is_empty() {
+            c.error(list.span(), format!("network '{name}' lists no addresses"));
+        }
+        out.insert(name.clone(), NetSet::new(nets));
+    }
+    out
+}
+
+/// A list of network names or CIDRs, flattened into one set.
+fn net_refs(list: &[Text], networks: &BTreeMap<String, NetSet>, c: &mut Collector<'_>) -> NetSet {
+    let mut nets = Vec::new();
+    for item in list {
+        let text = item.get_ref().trim();
+        if let Some(named) = networks.get(text) {
+            nets.extend_from_slice(named.ranges());
+        } else if text.contains('.') || text.contains(':') {
+            match parse_cidr(text) {
+                Ok(n) => nets.push(n),
+                Err(msg) => c.error(item.span(), msg),
+            }
+        } else {
+            let names: Vec<&str> = networks.keys().map(String::as_str).collect();
+            let hint = match closest(text, &names) {
+                Some(best) => format!("; did you mean '{best}'?"),
+                None => "; name it in [networks] or write an address range like 203.0.113.0/24"
+                    .into(),
+            };
+            c.error(item.span(), format!("unknown network '{text}'{hint}"));
+        }
+    }
+    NetSet::new(nets)
+}
+
+fn roles(raw: &RawPolicy, c: &mut Collector<'_>) -> BTreeMap<String, Role> {
+    let mut out = BTreeMap::new();
+    for (name, role) in &raw.roles {
+        check_name(name, role.span(), "role", c);
+        let role = role.get_ref();
+        let r = Role {
+            description: role
+                .description
+                .as_ref()
+                .map(|d| d.get_ref().clone())
+                .unwrap_or_default(),
+            idle_timeout: role.idle_timeout.as_ref().and_then(|d| duration(d, c)),
+            export: role.export.as_ref().and_then(|e| export(e, c)),
+            mfa: role.mfa.as_ref().and_then(|m| mfa(m, c)),
+        };
+        out.insert(name.clone(), r);
+    }
+    out
+}
+
+fn server(
+    raw: &RawPolicy,
+    networks: &BTreeMap<String, NetSet>,
+    certs: Certs,
+    c: &mut Collector<'_>,
+) -> Option<ServerSettings> {
+    let s = &raw.server;
+    let listen = match &s.listen {
+        Some(v) => socket(v, c),
+        None => Some(SocketAddr::from(([0, 0, 0, 0], 8443))),
+    };
+    let redirect_http = s.redirect_http.as_ref().and_then(|v| socket(v, c));
+    let cert = path_or(&s.cert, "certs/ward.crt");
+    let key = path_or(&s.key, "certs/ward.key");
+    let tls = match certs {
+        Certs::Skip => None,
+        Certs::Load => match crate::tls::server_config(&cert, &key) {
+            Ok(cfg) => Some(Arc::new(cfg)),
+            Err(e) => {
+                let span = match &e {
+                    crate::tls::TlsError::Key { .. } => s.key.as_ref().map(|k| k.span()),
+                    _ => s.cert.as_ref().map(|k| k.span()),
+                };
+                c.error(span.unwrap_or(0..0), e.to_string());
+                None
+            }
+        },
+    };
+    let trusted_proxies = s
+        .trusted_proxies
+        .as_ref()
+        .map(|l| net_refs(l, networks, c))
+        .unwrap_or_default();
+    let max_header_bytes = count(&s.max_header_bytes, 8192, 1 << 20, 32 * 1024, "max_header_bytes", c);
+    let listen = listen?;
+    Some(ServerSettings {
+        listen,
+        redirect_http,
+        public_port: s.public_port.as_ref().map(|p| *p.get_ref()).unwrap_or(listen.port()),
+        tls,
+        trusted_proxies,
+        max_connections: count(&s.max_connections, 1, 1_000_000, 10_000, "max_connections", c),
+        max_header_bytes,
+        max_headers: count(&s.max_headers, 8, 1000, 100, "max_headers", c),
+        header_read_timeout: duration_or(&s.header_read_timeout, Duration::from_secs(10), c),
+        handshake_timeout: duration_or(&s.handshake_timeout, Duration::from_secs(10), c),
+        keepalive_timeout: duration_or(&s.keepalive_timeout, Duration::from_secs(60), c),
+        hsts: s.hsts.as_ref().map(|h| *h.get_ref()).unwrap_or(true),
+    })
+}
+
+fn path_or(value: &Option<Text>, default: &str) -> PathBuf {
+    PathBuf::from(value.as_ref().map(|v| v.get_ref().as_str()).unwrap_or(default))
+}
+
+fn sessions(raw: &RawPolicy, c: &mut Collector<'_>) -> SessionSettings {
+    let s = &raw.sessions;
+    SessionSettings {
+        idle_timeout: duration_or(&s.idle_timeout, Duration::from_secs(15 * 60), c),
+        max_lifetime: duration_or(&s.max_lifetime, Duration::from_secs(12 * 3600), c),
+        max_per_user: count(&s.max_per_user, 1, 100, 1, "max_per_user", c),
+    }
+}
+
+fn log(raw: &RawPolicy, c: &mut Collector<'_>) -> LogSettings {
+    let format = match &raw.log.format {
+        None => LogFormat::Human,
+        Some(f) => match f.get_ref().as_str() {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                c.error(f.span(), format!("log format must be \"human\" or \"json\", not '{other}'"));
+                LogFormat::Human
+            }
+        },
+    };
+    let level = match &raw.log.level {
+        None => tracing::Level::INFO,
+        Some(l) => match l.get_ref().parse() {
+            Ok(level) => level,
+            Err(_) => {
+                c.error(
+                    l.span(),
+                    "log level must be one of \"error\", \"warn\", \"info\", \"debug\"",
+                );
+                tracing::Level::INFO
+            }
+        },
+    };
+    LogSettings { format, level }
+}
+
+fn apps(raw: &RawPolicy, certs: Certs, c: &mut Collector<'_>) -> Vec<App> {
+    let mut out: Vec<App> = Vec::new();
+    let mut hosts: BTreeMap<String, String> = BTreeMap::new();
+    for entry in &raw.apps {
+        let a = entry.get_ref();
+        let Some(app) = app(a, entry.span(), certs, c) else {
+            continue;
+        };
+        if out.iter().any(|o| o.name == app.name) {
+            if let Some(n) = &a.name {
+                c.error(n.span(), format!("there is already an app named '{}'", app.name));
+            }
+        }
+        if let (Some(h), Some(span)) = (&app.host, a.host.as_ref().map(|h| h.span())) {
+            if let Some(other) = hosts.insert(h.clone(), app.name.clone()) {
+                c.error(span, format!("app '{other}' already answers for host '{h}'"));
+            }
+        }
+        out.push(app);
+    }
+    out
+}
+
+fn app(
+    a: &RawApp,
+    span: std::ops::Range<usize>,
+    certs: Certs,
+    c: &mut Collector<'_>,
+) -> Option<App> {
+    let name = match &a.name {
+        Some(n) => {
+            check_name(n.get_ref(), n.span(), "app", c);
+            n.get_ref().clone()
+        }
+        None => {
+            c.error(span.clone(), "this app has no name = \"…\"");
+            return None;
+        }
+    };
+    let Some(upstream) = &a.upstream else {
+        c.error(span, format!("app '{name}' has no upstream = \"http://…\""));
+        return None;
+    };
+    let (scheme, authority) = upstream_parts(upstream, c)?;
+    let host = a.host.as_ref().and_then(|h| public_host(h, c));
+    let client_tls = if scheme == Scheme::HTTPS && certs == Certs::Skip {
+        None
+    } else if scheme == Scheme::HTTPS {
+        let ca = a.ca.as_ref().map(|p| PathBuf::from(p.get_ref()));
+        match crate::tls::client_config(ca.as_deref()) {
+            Ok(cfg) => Some(Arc::new(cfg)),
+            Err(e) => {
+                let at = a.ca.as_ref().map(|p| p.span()).unwrap_or(upstream.span());
+                c.error(at, e.to_string());
+                None
+            }
+        }
+    } else {
+        if let Some(ca) = &a.ca {
+            c.error(ca.span(), "ca is only used with an https:// upstream");
+        }
+        None
+    };
+    let flag = |v: &Option<Spanned<bool>>, default: bool| v.as_ref().map(|b| *b.get_ref()).unwrap_or(default);
+    Some(App {
+        name,
+        scheme,
+        authority,
+        host,
+        client_tls,
+        connect_timeout: duration_or(&a.connect_timeout, Duration::from_secs(5), c),
+        response_timeout: duration_or(&a.response_timeout, Duration::from_secs(60), c),
+        preserve_host: flag(&a.preserve_host, false),
+        rewrite_redirects: flag(&a.rewrite_redirects, true),
+        rewrite_cookies: flag(&a.rewrite_cookies, true),
+        case_insensitive: flag(&a.case_insensitive, false),
+    })
+}
+
+fn upstream_parts(value: &Text, c: &mut Collector<'_>) -> Option<(Scheme, Authority)> {
+    let text = value.get_ref().trim();
+    let bad = |c: &mut Collector<'_>, why: &str| {
+        c.error(
+            value.span(),
+            format!("upstream '{text}' {why}; write it like http://10.0.0.5:8080"),
+        );
+        None
+    };
+    let Ok(uri) = text.parse::<Uri>() else {
+        return bad(c, "is not a web address");
+    };
+    let scheme = match uri.scheme() {
+        Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => s.clone(),
+        _ => return bad(c, "must start with http:// or https://"),
+    };
+    let Some(authority) = uri.authority().cloned() else {
+        return bad(c, "has no host");
+    };
+    if authority.as_str().contains('@') {
+        return bad(c, "must not contain a user name or password");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return bad(c, "must not have a path after the host and port");
+    }
+    Some((scheme, authority))
+}
+
+fn public_host(value: &Text, c: &mut Collector<'_>) -> Option<String> {
+    let host = value.get_ref().trim().to_ascii_lowercase();
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-'));
+    if ok {
+        Some(host)
+    } else {
+        c.error(
+            value.span(),
+            format!(
+                "host '{}' is not a host name; write it like ehr.riverside.example (no https://, no port)",
+                value.get_ref()
+            ),
+        );
+        None
+    }
+}
+
+fn routes(
+    text: &str,
+    raw: &RawPolicy,
+    apps: &[App],
+    roles: &BTreeMap<String, Role>,
+    networks: &BTreeMap<String, NetSet>,
+    c: &mut Collector<'_>,
+) -> Vec<Route> {
+    let app_names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+    let role_names: Vec<&str> = roles.keys().map(String::as_str).collect();
+    let mut out = Vec::new();
+    for entry in &raw.routes {
+        let r = entry.get_ref();
+        let (line, _) = line_col(text, entry.span().start);
+        let app = match &r.app {
+            None => {
+                c.error(entry.span(), "this route does not say which app it is for (app = \"…\")");
+                None
+            }
+            Some(name) => {
+                let found = apps.iter().position(|a| a.name == *name.get_ref());
+                if found.is_none() {
+                    let hint = match closest(name.get_ref(), &app_names) {
+                        Some(best) => format!("; did you mean '{best}'?"),
+                        None => format!("; the apps are: {}", app_names.join(", ")),
+                    };
+                    c.error(name.span(), format!("unknown app '{}'{hint}", name.get_ref()));
+                }
+                found
+            }
+        };
+        if r.path.is_none() {
+            c.error(entry.span(), "this route has no path = \"/…\"");
+        }
+        let access = access(r, entry.span(), &role_names, c);
+        if let Some(h) = &r.host {
+            public_host(h, c);
+        }
+        let route = Route {
+            line,
+            app: app.unwrap_or(0),
+            path: r.path.as_ref().map(|p| p.get_ref().clone()).unwrap_or_default(),
+            access: access.unwrap_or(Access::Public),
+            from: r.from.as_ref().map(|l| net_refs(l, networks, c)),
+            idle_timeout: r.idle_timeout.as_ref().and_then(|d| duration(d, c)),
+            export: r.export.as_ref().and_then(|e| export(e, c)),
+            mfa: r.mfa.as_ref().and_then(|m| mfa(m, c)),
+        };
+        out.push(route);
+    }
+    out
+}
+
+fn access(
+    r: &RawRoute,
+    span: std::ops::Range<usize>,
+    role_names: &[&str],
+    c: &mut Collector<'_>,
+) -> Option<Access> {
+    let has_members = r.allow_roles.is_some() || r.allow_users.is_some();
+    match (&r.allow, has_members) {
+        (Some(a), _) if a.get_ref() != "public" => {
+            c.error(
+                a.span(),
+                format!(
+                    "allow can only be \"public\" (no login needed); to let roles in, write allow_roles = [\"…\"] instead of allow = '{}'",
+                    a.get_ref()
+                ),
+            );
+            None
+        }
+        (Some(a), true) => {
+            c.error(
+                a.span(),
+                "a route is either public (allow = \"public\") or for named roles/users (allow_roles, allow_users), not both",
+            );
+            None
+        }
+        (Some(_), false) => Some(Access::Public),
+        (None, false) => {
+            c.error(
+                span,
+                "this route does not say who may use it: add allow_roles = [\"…\"], allow_users = [\"…\"], or allow = \"public\"",
+            );
+            None
+        }
+        (None, true) => {
+            let mut roles = Vec::new();
+            for role in r.allow_roles.iter().flatten() {
+                if role_names.contains(&role.get_ref().as_str()) {
+                    roles.push(role.get_ref().clone());
+                } else {
+                    let hint = match closest(role.get_ref(), role_names) {
+                        Some(best) => format!("; did you mean '{best}'?"),
+                        None => "; roles are declared in [roles]".into(),
+                    };
+                    c.error(role.span(), format!("unknown role '{}'{hint}", role.get_ref()));
+                }
+            }
+            let users = r
+                .allow_users
+                .iter()
+                .flatten()
+                .map(|u| u.get_ref().clone())
+                .collect();
+            Some(Access::Members { roles, users })
+        }
+    }
+}
+
+fn methods(list: &[Text], c: &mut Collector<'_>) -> Option<Vec<Method>> {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    let mut out = Vec::new();
+    for m in list {
+        let upper = m.get_ref().trim().to_ascii_uppercase();
+        if KNOWN.contains(&upper.as_str()) {
+            if let Ok(method) = upper.parse::<Method>() {
+                out.push(method);
+            }
+        } else {
+            c.error(
+                m.span(),
+                format!("'{}' is not a method ward knows; use {}", m.get_ref(), KNOWN.join(", ")),
+            );
+        }
+    }
+    // A route for GET also serves HEAD, as every web server does.
+    if out.contains(&Method::GET) && !out.contains(&Method::HEAD) {
+        out.push(Method::HEAD);
+    }
+    if out.is_empty() { None } else { Some(out) }
+}
+
+fn route_table(
+    raw: &[Spanned<RawRoute>],
+    routes: &[Route],
+    apps: &[App],
+    c: &mut Collector<'_>,
+) -> RouteTable {
+    let mut matchers: Vec<Matcher> = Vec::new();
+    for (entry, route) in raw.iter().zip(routes) {
+        let r = entry.get_ref();
+        let fold = apps.get(route.app).is_some_and(|a| a.case_insensitive);
+        let pattern = match &r.path {
+            Some(p) => match Pattern::parse(p.get_ref(), fold) {
+                Ok(pattern) => pattern,
+                Err(e) => {
+                    c.error(p.span(), e.to_string());
+                    Pattern { segments: Vec::new(), globstar: false }
+                }
+            },
+            None => Pattern { segments: Vec::new(), globstar: false },
+        };
+        let host = r
+            .host
+            .as_ref()
+            .map(|h| h.get_ref().trim().to_ascii_lowercase())
+            .or_else(|| apps.get(route.app).and_then(|a| a.host.clone()));
+        let methods = r.methods.as_ref().and_then(|m| methods(m, c));
+        let matcher = Matcher {
+            pattern,
+            host: host.map(Into::into),
+            methods,
+            fold_case: fold,
+        };
+        if let Some(earlier) = matchers.iter().position(|m| matcher.shadowed_by(m))
+            && let Some(path) = &r.path
+        {
+            c.error(
+                path.span(),
+                format!(
+                    "this route can never apply: the route at line {} has the same path and covers the same host and methods; merge them or delete one",
+                    routes.get(earlier).map(|r| r.line).unwrap_or(0)
+                ),
+            );
+        }
+        matchers.push(matcher);
+    }
+    RouteTable::new(matchers)
+}

@@ -1,0 +1,188 @@
+//! The policy file as written: every value keeps its place in the file so that
+//! validation can point at it. `compile` turns this into a `Policy`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// A string with its place in the file.
+pub type Text = Spanned<String>;
+
+/// The whole policy file.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawPolicy {
+    pub practice: Option<Text>,
+    pub allow_from: Option<Spanned<Vec<Text>>>,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub sessions: RawSessions,
+    #[serde(default)]
+    pub login: RawLogin,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub networks: BTreeMap<String, Spanned<Vec<Text>>>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, Spanned<RawRole>>,
+    #[serde(default)]
+    pub apps: Vec<Spanned<RawApp>>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+/// `[server]`: listeners, certificate and connection limits.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawServer {
+    pub listen: Option<Text>,
+    pub redirect_http: Option<Text>,
+    pub public_port: Option<Spanned<u16>>,
+    pub cert: Option<Text>,
+    pub key: Option<Text>,
+    pub trusted_proxies: Option<Vec<Text>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_header_bytes: Option<Spanned<i64>>,
+    pub max_headers: Option<Spanned<i64>>,
+    pub header_read_timeout: Option<Text>,
+    pub handshake_timeout: Option<Text>,
+    pub keepalive_timeout: Option<Text>,
+    pub hsts: Option<Spanned<bool>>,
+}
+
+/// `[sessions]`: idle logoff and session lifetime.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawSessions {
+    pub idle_timeout: Option<Text>,
+    pub max_lifetime: Option<Text>,
+    pub max_per_user: Option<Spanned<i64>>,
+}
+
+/// `[login]`: how people prove who they are.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawLogin {
+    pub mfa: Option<Text>,
+}
+
+/// `[log]`: how ward writes its own log.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawLog {
+    pub format: Option<Text>,
+    pub level: Option<Text>,
+}
+
+/// One entry of `[roles]`.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawRole {
+    pub description: Option<Text>,
+    pub idle_timeout: Option<Text>,
+    pub export: Option<Text>,
+    pub mfa: Option<Text>,
+}
+
+/// One `[[apps]]` entry: an upstream web system.
+#[derive(Debug, Deserialize)]
+pub struct RawApp {
+    pub name: Option<Text>,
+    pub upstream: Option<Text>,
+    pub host: Option<Text>,
+    pub ca: Option<Text>,
+    pub connect_timeout: Option<Text>,
+    pub response_timeout: Option<Text>,
+    pub preserve_host: Option<Spanned<bool>>,
+    pub rewrite_redirects: Option<Spanned<bool>>,
+    pub rewrite_cookies: Option<Spanned<bool>>,
+    pub case_insensitive: Option<Spanned<bool>>,
+}
+
+/// One `[[routes]]` entry: who may use which paths of an app, from where.
+#[derive(Debug, Deserialize)]
+pub struct RawRoute {
+    pub app: Option<Text>,
+    pub host: Option<Text>,
+    pub path: Option<Text>,
+    pub methods: Option<Vec<Text>>,
+    pub allow: Option<Text>,
+    pub allow_roles: Option<Vec<Text>>,
+    pub allow_users: Option<Vec<Text>>,
+    pub from: Option<Vec<Text>>,
+    pub idle_timeout: Option<Text>,
+    pub export: Option<Text>,
+    pub mfa: Option<Text>,
+}
+
+/// The keys each kind of table accepts, for "did you mean" suggestions.
+pub fn known_keys(section: Section) -> &'static [&'static str] {
+    match section {
+        Section::Root => &[
+            "practice",
+            "allow_from",
+            "server",
+            "sessions",
+            "login",
+            "log",
+            "networks",
+            "roles",
+            "apps",
+            "routes",
+        ],
+        Section::Server => &[
+            "listen",
+            "redirect_http",
+            "public_port",
+            "cert",
+            "key",
+            "trusted_proxies",
+            "max_connections",
+            "max_header_bytes",
+            "max_headers",
+            "header_read_timeout",
+            "handshake_timeout",
+            "keepalive_timeout",
+            "hsts",
+        ],
+        Section::Sessions => &["idle_timeout", "max_lifetime", "max_per_user"],
+        Section::Login => &["mfa"],
+        Section::Log => &["format", "level"],
+        Section::Role => &["description", "idle_timeout", "export", "mfa"],
+        Section::App => &[
+            "name",
+            "upstream",
+            "host",
+            "ca",
+            "connect_timeout",
+            "response_timeout",
+            "preserve_host",
+            "rewrite_redirects",
+            "rewrite_cookies",
+            "case_insensitive",
+        ],
+        Section::Route => &[
+            "app",
+            "host",
+            "path",
+            "methods",
+            "allow",
+            "allow_roles",
+            "allow_users",
+            "from",
+            "idle_timeout",
+            "export",
+            "mfa",
+        ],
+        Section::Other => &[],
+    }
+}
+
+/// The kinds of table in a policy file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Root,
+    Server,
+    Sessions,
+    Login,
+    Log,
+    Role,
+    App,
+    Route,
+    Other,
+}

@@ -1,0 +1,193 @@
+use super::*;
+use std::path::PathBuf;
+
+const GOOD: &str = r#"
+practice = "Riverside Family Clinic"
+
+[server]
+listen = "127.0.0.1:8443"
+
+[networks]
+office = ["203.0.113.0/24"]
+
+[roles]
+clinician = {}
+biller = { export = "block" }
+
+[[apps]]
+name = "ehr"
+upstream = "http://127.0.0.1:8081"
+
+[[routes]]
+app = "ehr"
+path = "/billing/**"
+allow_roles = ["biller"]
+from = ["office"]
+
+[[routes]]
+app = "ehr"
+path = "/logo.png"
+allow = "public"
+"#;
+
+fn load(text: &str) -> Result<Loaded, Diagnostics> {
+    load_str(&PathBuf::from("ward.toml"), text, Certs::Skip)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match load(text) {
+        Ok(_) => Vec::new(),
+        Err(d) => d.items.iter().map(|i| d.format(i)).collect(),
+    }
+}
+
+#[test]
+fn good_policy_loads() {
+    let loaded = load(GOOD).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(loaded.policy.practice, "Riverside Family Clinic");
+    assert_eq!(loaded.policy.routes.len(), 2);
+    assert_eq!(loaded.policy.routes[0].line, 18);
+}
+
+#[test]
+fn all_errors_are_reported_with_places() {
+    let bad = GOOD
+        .replace("listen =", "lisen =")
+        .replace("203.0.113.0/24", "203.0.113.0/33")
+        .replace("app = \"ehr\"\npath = \"/logo.png\"", "app = \"emr\"\npath = \"/logo.png\"");
+    let errs = errors(&bad);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(errs[0].starts_with("ward.toml:5:1: unknown setting 'lisen' in [server]; did you mean 'listen'?"), "{errs:#?}");
+    assert!(errs[1].starts_with("ward.toml:8:11: '203.0.113.0/33' is not a network"), "{errs:#?}");
+    assert!(errs[2].starts_with("ward.toml:25:7: unknown app 'emr'; did you mean 'ehr'?"), "{errs:#?}");
+}
+
+#[test]
+fn bad_values_are_explained() {
+    let cases = [
+        ("[sessions]\nidle_timeout = \"15 minutes please\"\n", "is not a length of time"),
+        ("[sessions]\nidle_timeout = \"0s\"\n", "is zero"),
+        ("[server]\nlisten = \"8443\"\n", "not an address and port"),
+        ("[[apps]]\nname = \"x\"\nupstream = \"ftp://x\"\n", "must start with http://"),
+        ("[[apps]]\nname = \"x\"\nupstream = \"http://x/app\"\n", "must not have a path"),
+        ("[[apps]]\nname = \"x\"\nupstream = \"http://u:p@x\"\n", "user name"),
+        ("[[apps]]\nname = \"x\"\nupstream = \"http://x\"\nca = \"c.pem\"\n", "only used with an https"),
+        ("[[apps]]\nname = \"x\"\nupstream = \"http://x\"\nhost = \"https://x\"\n", "is not a host name"),
+        ("[login]\nmfa = \"never\"\n", "mfa must be"),
+        ("[roles]\nr = { export = \"sometimes\" }\n", "export must be"),
+        ("allow_from = [\"ofice\"]\n[networks]\noffice = [\"10.0.0.0/8\"]\n", "did you mean 'office'"),
+        ("[networks]\noffice = [\"10.0.0.5/8\"]\n", "did you mean 10.0.0.0/8"),
+        ("[server]\nmax_headers = 0\n", "between"),
+        ("[server]\nmax_headers = \"lots\"\n", "wrong kind of value"),
+        ("[log]\nformat = \"xml\"\n", "log format"),
+        ("[[apps]]\nname = \"a\"\nupstream = \"http://x\"\nhost = \"h.example\"\n[[apps]]\nname = \"b\"\nupstream = \"http://y\"\nhost = \"h.example\"\n", "already answers for host"),
+        ("x = [\n", "not valid TOML"),
+    ];
+    for (extra, want) in cases {
+        let text = format!("practice = \"P\"\n{extra}");
+        let errs = errors(&text);
+        assert!(errs.iter().any(|e| e.contains(want)), "{extra:?}: wanted {want:?} in {errs:#?}");
+        assert!(errs.iter().all(|e| e.starts_with("ward.toml:")), "{errs:#?}");
+    }
+}
+
+#[test]
+fn route_errors() {
+    let base = "practice = \"P\"\n[roles]\nbiller = {}\n[[apps]]\nname = \"ehr\"\nupstream = \"http://x\"\n";
+    let cases = [
+        ("[[routes]]\napp = \"ehr\"\npath = \"/a\"\n", "does not say who may use it"),
+        ("[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow = \"everyone\"\n", "allow can only be"),
+        ("[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow = \"public\"\nallow_roles = [\"biller\"]\n", "not both"),
+        ("[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow_roles = [\"bilers\"]\n", "unknown role 'bilers'; did you mean 'biller'"),
+        ("[[routes]]\napp = \"ehr\"\npath = \"a\"\nallow = \"public\"\n", "must start with /"),
+        ("[[routes]]\napp = \"ehr\"\npath = \"/.ward/x\"\nallow = \"public\"\n", "belongs to ward"),
+        ("[[routes]]\napp = \"ehr\"\npath = \"/a\"\nmethods = [\"FETCH\"]\nallow = \"public\"\n", "not a method"),
+        ("[[routes]]\napp = \"ehr\"\npath = \"/a/**\"\nallow = \"public\"\n[[routes]]\napp = \"ehr\"\npath = \"/a/**\"\nallow_roles = [\"biller\"]\n", "can never apply: the route at line 7"),
+        ("[[routes]]\npath = \"/a\"\nallow = \"public\"\n", "which app"),
+        ("[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow = \"public\"\npth = \"/b\"\n", "did you mean 'path'"),
+    ];
+    for (extra, want) in cases {
+        let errs = errors(&format!("{base}{extra}"));
+        assert!(errs.iter().any(|e| e.contains(want)), "{extra:?}: wanted {want:?} in {errs:#?}");
+    }
+}
+
+#[test]
+fn methods_and_hosts_do_not_shadow() {
+    let text = "practice = \"P\"\n[roles]\nbiller = {}\n[[apps]]\nname = \"ehr\"\nupstream = \"http://x\"\n\
+        [[routes]]\napp = \"ehr\"\npath = \"/a/**\"\nallow = \"public\"\nmethods = [\"get\"]\n\
+        [[routes]]\napp = \"ehr\"\npath = \"/a/**\"\nallow_roles = [\"biller\"]\n\
+        [[routes]]\napp = \"ehr\"\nhost = \"b.example\"\npath = \"/a/**\"\nallow_roles = [\"biller\"]\n";
+    let loaded = load(text).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(loaded.policy.routes.len(), 3);
+}
+
+#[test]
+fn every_known_key_is_accepted() {
+    // Guards the "did you mean" lists against drifting from the model.
+    let text = r#"
+practice = "P"
+allow_from = ["10.0.0.0/8"]
+[server]
+listen = "127.0.0.1:1"
+redirect_http = "127.0.0.1:2"
+public_port = 443
+cert = "c"
+key = "k"
+trusted_proxies = []
+max_connections = 10
+max_header_bytes = 9000
+max_headers = 50
+header_read_timeout = "5s"
+handshake_timeout = "5s"
+keepalive_timeout = "5s"
+hsts = true
+[sessions]
+idle_timeout = "1m"
+max_lifetime = "1h"
+max_per_user = 1
+[login]
+mfa = "required"
+[log]
+format = "json"
+level = "debug"
+[networks]
+n = ["10.0.0.0/8"]
+[roles]
+r = { description = "d", idle_timeout = "1m", export = "allow", mfa = "optional" }
+[[apps]]
+name = "a"
+upstream = "https://x"
+host = "h.example"
+ca = "ca.pem"
+connect_timeout = "1s"
+response_timeout = "1s"
+preserve_host = false
+rewrite_redirects = true
+rewrite_cookies = true
+case_insensitive = false
+[[routes]]
+app = "a"
+host = "h.example"
+path = "/x"
+methods = ["GET"]
+allow_roles = ["r"]
+allow_users = ["u"]
+from = ["n"]
+idle_timeout = "1m"
+export = "block"
+mfa = "required"
+[[routes]]
+app = "a"
+path = "/y"
+allow = "public"
+"#;
+    let errs = errors(text);
+    assert!(errs.is_empty(), "{errs:#?}");
+    for section in [raw::Section::Root, raw::Section::Server, raw::Section::Sessions, raw::Section::Login,
+        raw::Section::Log, raw::Section::Role, raw::Section::App, raw::Section::Route] {
+        for key in known_keys(section) {
+            assert!(text.contains(&format!("\n{key} =")) || text.contains(&format!("{key} = ")) || text.contains(&format!("[{key}]")) || text.contains(&format!("[[{key}]]")), "{key}");
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The loaded policy and the one function that decides about a request.
+//!
+//! `decide` is pure: it reads only the request facts and the policy, so the
+//! proxy, `ward explain` and the tests all get the same answer.
+
+pub mod net;
+pub mod routes;
+
+use http::Method;
+use http::uri::{Authority, Scheme};
+use net::NetSet;
+use routes::RouteTable;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A validated, compiled policy file. Immutable; replaced whole on reload.
+#[derive(Debug)]
+pub struct Policy {
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// The practice's name, shown on ward's pages.
+    pub practice: String,
+    /// Listeners, certificate and limits.
+    pub server: ServerSettings,
+    /// Idle logoff and session lifetime.
+    pub sessions: SessionSettings,
+    /// Login requirements.
+    pub login: LoginSettings,
+    /// ward's own log.
+    pub log: LogSettings,
+    /// Networks the whole proxy may be used from, if restricted.
+    pub allow_from: Option<NetSet>,
+    /// Named networks.
+    pub networks: BTreeMap<String, NetSet>,
+    /// Roles and their settings.
+    pub roles: BTreeMap<String, Role>,
+    /// Upstream apps.
+    pub apps: Vec<App>,
+    /// Routes, in file order; ids index this list.
+    pub routes: Vec<Route>,
+    /// The routes compiled for lookup.
+    pub table: RouteTable,
+}
+
+/// `[server]`.
+#[derive(Debug)]
+pub struct ServerSettings {
+    /// HTTPS listener.
+    pub listen: SocketAddr,
+    /// Optional plain-HTTP listener that only redirects.
+    pub redirect_http: Option<SocketAddr>,
+    /// The HTTPS port clients use, for redirects (defaults to `listen`'s port).
+    pub public_port: u16,
+    /// TLS settings with the certificate; absent when loaded without certificates.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Load balancers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: NetSet,
+    /// Concurrent client connections at most.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Most request headers.
+    pub max_headers: usize,
+    /// Time a client has to send a request's headers (slowloris).
+    pub header_read_timeout: Duration,
+    /// Time a client has to finish the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// A connection with no traffic for this long is closed.
+    pub keepalive_timeout: Duration,
+    /// Send `Strict-Transport-Security`.
+    pub hsts: bool,
+}
+
+/// `[sessions]`.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Idle logoff.
+    pub idle_timeout: Duration,
+    /// A session ends after this long whatever its activity.
+    pub max_lifetime: Duration,
+    /// Concurrent sessions per person.
+    pub max_per_user: usize,
+}
+
+/// Whether a second factor is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mfa {
+    /// Password and a second factor.
+    Required,
+    /// Whatever the global setting says is not tightened here.
+    Optional,
+}
+
+/// `[login]`.
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    /// Global MFA requirement.
+    pub mfa: Mfa,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+    /// Least severe level written.
+    pub level: tracing::Level,
+}
+
+/// Whether downloads and exports pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Export {
+    /// Exports pass.
+    Allow,
+    /// Exports are refused.
+    Block,
+}
+
+/// One role of `[roles]`.
+#[derive(Debug, Clone, Default)]
+pub struct Role {
+    /// What the role is for, in the officer's words.
+    pub description: String,
+    /// Idle logoff for sessions with this role.
+    pub idle_timeout: Option<Duration>,
+    /// Export rule for this role.
+    pub export: Option<Export>,
+    /// MFA rule for this role.
+    pub mfa: Option<Mfa>,
+}
+
+/// One upstream web system.
+#[derive(Debug)]
+pub struct App {
+    /// The officer's name for it.
+    pub name: String,
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Upstream host and port.
+    pub authority: Authority,
+    /// The public host it answers for (lower case, no port), if set.
+    pub host: Option<String>,
+    /// TLS settings for an `https` upstream.
+    pub client_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Time to connect to the upstream.
+    pub connect_timeout: Duration,
+    /// Time for the upstream to start answering.
+    pub response_timeout: Duration,
+    /// Send the client's `Host` upstream instead of the upstream's own.
+    pub preserve_host: bool,
+    /// Rewrite `Location`, `Content-Location` and `Refresh` that point at the upstream.
+    pub rewrite_redirects: bool,
+    /// Rewrite `Set-Cookie` `Domain` and `Path` that name the upstream.
+    pub rewrite_cookies: bool,
+    /// Match paths ignoring ASCII case (legacy IIS).
+    pub case_insensitive: bool,
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// No login needed.
+    Public,
+    /// Signed-in people with one of these roles, or named here.
+    Members {
+        /// Roles allowed.
+        roles: Vec<String>,
+        /// Users allowed by name.
+        users: Vec<String>,
+    },
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug)]
+pub struct Route {
+    /// Line of the route in the policy file.
+    pub line: usize,
+    /// Index into `Policy::apps`.
+    pub app: usize,
+    /// The path pattern as written.
+    pub path: String,
+    /// Who may use it.
+    pub access: Access,
+    /// Networks it may be used from, if restricted.
+    pub from: Option<NetSet>,
+    /// Route-specific idle logoff.
+    pub idle_timeout: Option<Duration>,
+    /// Route-specific export rule.
+    pub export: Option<Export>,
+    /// Route-specific MFA rule.
+    pub mfa: Option<Mfa>,
+}
+
+/// The signed-in person a request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Account name.
+    pub user: String,
+    /// Roles in force.
+    pub roles: Vec<String>,
+}
+
+/// What ward knows about a request when it decides.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    /// The client's address (after trusted-proxy handling).
+    pub client_ip: IpAddr,
+    /// Request method.
+    pub method: &'a Method,
+    /// Requested host, lower case, no port.
+    pub host: &'a str,
+    /// Canonical path.
+    pub path: &'a str,
+    /// Who is signed in, if anyone.
+    pub identity: Option<&'a Identity>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client address is outside the networks allowed.
+    Network,
+    /// No route covers this host, method and path.
+    NoRoute,
+    /// The signed-in person has no role or name the route allows.
+    Role,
+}
+
+impl Refusal {
+    /// A short machine-readable name, for logs and audit.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Network => "network",
+            Refusal::NoRoute => "no-route",
+            Refusal::Role => "role",
+        }
+    }
+
+    /// The reason in plain words, for the refusal page.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Refusal::Network => "This system can only be used from the practice's approved networks.",
+            Refusal::NoRoute => "The practice's access policy does not cover this page.",
+            Refusal::Role => "Your account's roles do not include access to this page.",
+        }
+    }
+}
+
+/// The outcome of `decide`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward to the route's app.
+    Allow,
+    /// Ask the person to sign in first.
+    Login,
+    /// Refuse.
+    Deny(Refusal),
+}
+
+/// A verdict and the route that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub verdict: Verdict,
+    /// The route that applied, by id, if any did.
+    pub route: Option<usize>,
+}
+
+/// Decides what to do with a request. Pure: no I/O, no clock.
+pub fn decide(facts: &Facts<'_>, policy: &Policy) -> Decision {
+    let deny = |refusal, route| Decision {
+        verdict: Verdict::Deny(refusal),
+        route,
+    };
+    // Network first, so a stolen password is useless from elsewhere.
+    if let Some(allowed) = &policy.allow_from
+        && !allowed.contains(facts.client_ip)
+    {
+        return deny(Refusal::Network, None);
+    }
+    let Some(id) = policy.table.lookup(facts.host, facts.method, facts.path) else {
+        return deny(Refusal::NoRoute, None);
+    };
+    let Some(route) = policy.routes.get(id) else {
+        return deny(Refusal::NoRoute, None);
+    };
+    if let Some(from) = &route.from
+        && !from.contains(facts.client_ip)
+    {
+        return deny(Refusal::Network, Some(id));
+    }
+    let verdict = match (&route.access, facts.identity) {
+        (Access::Public, _) => Verdict::Allow,
+        (Access::Members { .. }, None) => Verdict::Login,
+        (Access::Members { roles, users }, Some(who)) => {
+            let by_role = who.roles.iter().any(|r| roles.contains(r));
+            if by_role || users.contains(&who.user) {
+                Verdict::Allow
+            } else {
+                Verdict::Deny(Refusal::Role)
+            }
+        }
+    };
+    Decision {
+        verdict,
+        route: Some(id),
+    }
+}

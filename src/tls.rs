@@ -1,0 +1,111 @@
+//! TLS settings: the server side clients see, and the client side ward uses
+//! towards `https` upstreams. One crypto provider (aws-lc-rs) throughout.
+
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Why a certificate, key or CA file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read certificate file {path}: {reason}")]
+    Cert { path: String, reason: String },
+    #[error("cannot read private key file {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("cannot read CA file {path}: {reason}")]
+    Ca { path: String, reason: String },
+    #[error("the certificate and key do not belong together, or the key is not supported: {0}")]
+    Mismatch(String),
+}
+
+/// The one crypto provider ward uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Server TLS: TLS 1.2 and 1.3 only, ALPN `h2` then `http/1.1`.
+pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    let chain = read_certs(cert).map_err(|reason| TlsError::Cert {
+        path: cert.display().to_string(),
+        reason,
+    })?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.display().to_string(),
+        reason: pem_reason(&e),
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Mismatch(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Client TLS towards an upstream: its own CA file if given, else the public roots.
+pub fn client_config(ca: Option<&Path>) -> Result<ClientConfig, TlsError> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let certs = read_certs(path).map_err(|reason| TlsError::Ca {
+                path: path.display().to_string(),
+                reason,
+            })?;
+            for c in certs {
+                roots.add(c).map_err(|e| TlsError::Ca {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Mismatch(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // Legacy upstreams speak HTTP/1.1; ward does not negotiate h2 towards them.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_reason(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_reason(&e))?;
+    if certs.is_empty() {
+        return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into());
+    }
+    Ok(certs)
+}
+
+fn pem_reason(e: &rustls_pki_types::pem::Error) -> String {
+    match e {
+        rustls_pki_types::pem::Error::Io(io) => io.to_string(),
+        rustls_pki_types::pem::Error::NoItemsFound => "no PEM item of the right kind in it".into(),
+        other => format!("not a valid PEM file ({other:?})"),
+    }
+}
+
+/// Makes a self-signed certificate and key for `names`, written as PEM
+/// (the key readable by its owner only). Used by `ward demo` and tests.
+pub fn write_self_signed(cert: &Path, key: &Path, names: &[&str]) -> Result<(), String> {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let made = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+    if let Some(dir) = cert.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    if let Some(dir) = key.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    crate::fsutil::write_private(key, made.signing_key.serialize_pem().as_bytes())
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    std::fs::write(cert, made.cert.pem()).map_err(|e| format!("{}: {e}", cert.display()))?;
+    Ok(())
+}
