@@ -1,1 +1,167 @@
-fn main() {}
+//! The `ward` command: serve, demo, check.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use ward::config::{self, Certs, Overrides};
+use ward::policy::LogFormat;
+
+#[derive(Parser)]
+#[command(
+    name = "ward",
+    version,
+    about = "An authenticating reverse proxy that enforces a medical practice's access policy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy with a policy file.
+    Serve {
+        /// The policy file.
+        #[arg(long, default_value = "config/ward.toml")]
+        config: PathBuf,
+        /// Log format, overriding the policy's [log] format.
+        #[arg(long, value_enum)]
+        log_format: Option<Format>,
+    },
+    /// Run the whole thing on this machine: a sample EHR with ward in front of it.
+    Demo {
+        /// The demo policy file (written with the built-in demo policy if absent).
+        #[arg(long, default_value = "config/demo.toml")]
+        config: PathBuf,
+        /// Where ward listens, overriding the demo policy (e.g. 127.0.0.1:0 for any free port).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Where the sample EHR listens, overriding the demo policy's upstream.
+        #[arg(long)]
+        ehr_listen: Option<String>,
+        /// Log format.
+        #[arg(long, value_enum)]
+        log_format: Option<Format>,
+    },
+    /// Check a policy file; prints FILE:LINE:COL for every problem. Exit 0 valid, 1 not.
+    Check {
+        /// The policy file.
+        #[arg(long, default_value = "config/ward.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+impl From<Format> for LogFormat {
+    fn from(f: Format) -> LogFormat {
+        match f {
+            Format::Human => LogFormat::Human,
+            Format::Json => LogFormat::Json,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve { config, log_format } => {
+            serve(&config, Overrides::default(), log_format, None)
+        }
+        Command::Demo {
+            config,
+            listen,
+            ehr_listen,
+            log_format,
+        } => match ward::demo::prepare(&config, listen, ehr_listen) {
+            Ok(prepared) => {
+                let overrides = prepared.overrides.clone();
+                serve(&config, overrides, log_format, Some(prepared))
+            }
+            Err(e) => {
+                eprintln!("ward demo could not start: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    match config::load(file, Certs::Load) {
+        Ok(loaded) => {
+            if !loaded.warnings.items.is_empty() {
+                eprintln!("{}", loaded.warnings);
+            }
+            let p = &loaded.policy;
+            println!(
+                "{}: the policy is valid ({} apps, {} routes, {} roles, {} networks)",
+                file.display(),
+                p.apps.len(),
+                p.routes.len(),
+                p.roles.len(),
+                p.networks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(d) => {
+            eprintln!("{d}");
+            let errors = d
+                .items
+                .iter()
+                .filter(|i| i.severity == config::diag::Severity::Error)
+                .count();
+            eprintln!(
+                "{}: {errors} problem{} to fix; ward will not load this policy until then",
+                file.display(),
+                if errors == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(
+    file: &std::path::Path,
+    overrides: Overrides,
+    format: Option<Format>,
+    demo: Option<ward::demo::Prepared>,
+) -> ExitCode {
+    // Read the log settings first so that everything after is logged as the officer asked.
+    let settings = match config::load_with(file, Certs::Load, &overrides) {
+        Ok(loaded) => loaded.policy.log.clone(),
+        Err(d) => {
+            eprintln!("{d}");
+            eprintln!(
+                "ward did not start: fix the policy file above and try again (ward check --config {}).",
+                file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    ward::logging::init(
+        format.map(Into::into).unwrap_or(settings.format),
+        settings.level,
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ward did not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ward::run(file, overrides, demo)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ward stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

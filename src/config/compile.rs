@@ -85,7 +85,10 @@ fn duration(value: &Text, c: &mut Collector<'_>) -> Option<Duration> {
     let text = value.get_ref().trim();
     match humantime::parse_duration(text) {
         Ok(d) if d.is_zero() => {
-            c.error(value.span(), format!("'{text}' is zero; give a time longer than that"));
+            c.error(
+                value.span(),
+                format!("'{text}' is zero; give a time longer than that"),
+            );
             None
         }
         Ok(d) => Some(d),
@@ -106,10 +109,19 @@ fn duration_or(value: &Option<Text>, default: Duration, c: &mut Collector<'_>) -
         .unwrap_or(default)
 }
 
-fn count(value: &Option<Spanned<i64>>, min: i64, max: i64, default: usize, what: &str, c: &mut Collector<'_>) -> usize {
+fn count(
+    value: &Option<Spanned<i64>>,
+    min: i64,
+    max: i64,
+    default: usize,
+    what: &str,
+    c: &mut Collector<'_>,
+) -> usize {
     match value {
         None => default,
-        Some(v) if (min..=max).contains(v.get_ref()) => usize::try_from(*v.get_ref()).unwrap_or(default),
+        Some(v) if (min..=max).contains(v.get_ref()) => {
+            usize::try_from(*v.get_ref()).unwrap_or(default)
+        }
         Some(v) => {
             c.error(v.span(), format!("{what} must be between {min} and {max}"));
             default
@@ -138,7 +150,10 @@ fn mfa(value: &Text, c: &mut Collector<'_>) -> Option<Mfa> {
         "required" => Some(Mfa::Required),
         "optional" => Some(Mfa::Optional),
         other => {
-            c.error(value.span(), format!("mfa must be \"required\" or \"optional\", not '{other}'"));
+            c.error(
+                value.span(),
+                format!("mfa must be \"required\" or \"optional\", not '{other}'"),
+            );
             None
         }
     }
@@ -149,7 +164,10 @@ fn export(value: &Text, c: &mut Collector<'_>) -> Option<Export> {
         "allow" => Some(Export::Allow),
         "block" => Some(Export::Block),
         other => {
-            c.error(value.span(), format!("export must be \"allow\" or \"block\", not '{other}'"));
+            c.error(
+                value.span(),
+                format!("export must be \"allow\" or \"block\", not '{other}'"),
+            );
             None
         }
     }
@@ -206,8 +224,9 @@ fn net_refs(list: &[Text], networks: &BTreeMap<String, NetSet>, c: &mut Collecto
             let names: Vec<&str> = networks.keys().map(String::as_str).collect();
             let hint = match closest(text, &names) {
                 Some(best) => format!("; did you mean '{best}'?"),
-                None => "; name it in [networks] or write an address range like 203.0.113.0/24"
-                    .into(),
+                None => {
+                    "; name it in [networks] or write an address range like 203.0.113.0/24".into()
+                }
             };
             c.error(item.span(), format!("unknown network '{text}'{hint}"));
         }
@@ -268,15 +287,33 @@ fn server(
         .as_ref()
         .map(|l| net_refs(l, networks, c))
         .unwrap_or_default();
-    let max_header_bytes = count(&s.max_header_bytes, 8192, 1 << 20, 32 * 1024, "max_header_bytes", c);
+    let max_header_bytes = count(
+        &s.max_header_bytes,
+        8192,
+        1 << 20,
+        32 * 1024,
+        "max_header_bytes",
+        c,
+    );
     let listen = listen?;
     Some(ServerSettings {
         listen,
         redirect_http,
-        public_port: s.public_port.as_ref().map(|p| *p.get_ref()).unwrap_or(listen.port()),
+        public_port: s
+            .public_port
+            .as_ref()
+            .map(|p| *p.get_ref())
+            .unwrap_or(listen.port()),
         tls,
         trusted_proxies,
-        max_connections: count(&s.max_connections, 1, 1_000_000, 10_000, "max_connections", c),
+        max_connections: count(
+            &s.max_connections,
+            1,
+            1_000_000,
+            10_000,
+            "max_connections",
+            c,
+        ),
         max_header_bytes,
         max_headers: count(&s.max_headers, 8, 1000, 100, "max_headers", c),
         header_read_timeout: duration_or(&s.header_read_timeout, Duration::from_secs(10), c),
@@ -287,7 +324,12 @@ fn server(
 }
 
 fn path_or(value: &Option<Text>, default: &str) -> PathBuf {
-    PathBuf::from(value.as_ref().map(|v| v.get_ref().as_str()).unwrap_or(default))
+    PathBuf::from(
+        value
+            .as_ref()
+            .map(|v| v.get_ref().as_str())
+            .unwrap_or(default),
+    )
 }
 
 fn sessions(raw: &RawPolicy, c: &mut Collector<'_>) -> SessionSettings {
@@ -306,7 +348,10 @@ fn log(raw: &RawPolicy, c: &mut Collector<'_>) -> LogSettings {
             "human" => LogFormat::Human,
             "json" => LogFormat::Json,
             other => {
-                c.error(f.span(), format!("log format must be \"human\" or \"json\", not '{other}'"));
+                c.error(
+                    f.span(),
+                    format!("log format must be \"human\" or \"json\", not '{other}'"),
+                );
                 LogFormat::Human
             }
         },
@@ -335,15 +380,21 @@ fn apps(raw: &RawPolicy, certs: Certs, c: &mut Collector<'_>) -> Vec<App> {
         let Some(app) = app(a, entry.span(), certs, c) else {
             continue;
         };
-        if out.iter().any(|o| o.name == app.name) {
-            if let Some(n) = &a.name {
-                c.error(n.span(), format!("there is already an app named '{}'", app.name));
-            }
+        if out.iter().any(|o| o.name == app.name)
+            && let Some(n) = &a.name
+        {
+            c.error(
+                n.span(),
+                format!("there is already an app named '{}'", app.name),
+            );
         }
-        if let (Some(h), Some(span)) = (&app.host, a.host.as_ref().map(|h| h.span())) {
-            if let Some(other) = hosts.insert(h.clone(), app.name.clone()) {
-                c.error(span, format!("app '{other}' already answers for host '{h}'"));
-            }
+        if let (Some(h), Some(span)) = (&app.host, a.host.as_ref().map(|h| h.span()))
+            && let Some(other) = hosts.insert(h.clone(), app.name.clone())
+        {
+            c.error(
+                span,
+                format!("app '{other}' already answers for host '{h}'"),
+            );
         }
         out.push(app);
     }
@@ -390,7 +441,9 @@ fn app(
         }
         None
     };
-    let flag = |v: &Option<Spanned<bool>>, default: bool| v.as_ref().map(|b| *b.get_ref()).unwrap_or(default);
+    let flag = |v: &Option<Spanned<bool>>, default: bool| {
+        v.as_ref().map(|b| *b.get_ref()).unwrap_or(default)
+    };
     Some(App {
         name,
         scheme,
@@ -471,7 +524,10 @@ fn routes(
         let (line, _) = line_col(text, entry.span().start);
         let app = match &r.app {
             None => {
-                c.error(entry.span(), "this route does not say which app it is for (app = \"…\")");
+                c.error(
+                    entry.span(),
+                    "this route does not say which app it is for (app = \"…\")",
+                );
                 None
             }
             Some(name) => {
@@ -481,7 +537,10 @@ fn routes(
                         Some(best) => format!("; did you mean '{best}'?"),
                         None => format!("; the apps are: {}", app_names.join(", ")),
                     };
-                    c.error(name.span(), format!("unknown app '{}'{hint}", name.get_ref()));
+                    c.error(
+                        name.span(),
+                        format!("unknown app '{}'{hint}", name.get_ref()),
+                    );
                 }
                 found
             }
@@ -496,7 +555,11 @@ fn routes(
         let route = Route {
             line,
             app: app.unwrap_or(0),
-            path: r.path.as_ref().map(|p| p.get_ref().clone()).unwrap_or_default(),
+            path: r
+                .path
+                .as_ref()
+                .map(|p| p.get_ref().clone())
+                .unwrap_or_default(),
             access: access.unwrap_or(Access::Public),
             from: r.from.as_ref().map(|l| net_refs(l, networks, c)),
             idle_timeout: r.idle_timeout.as_ref().and_then(|d| duration(d, c)),
@@ -551,7 +614,10 @@ fn access(
                         Some(best) => format!("; did you mean '{best}'?"),
                         None => "; roles are declared in [roles]".into(),
                     };
-                    c.error(role.span(), format!("unknown role '{}'{hint}", role.get_ref()));
+                    c.error(
+                        role.span(),
+                        format!("unknown role '{}'{hint}", role.get_ref()),
+                    );
                 }
             }
             let users = r
@@ -577,7 +643,11 @@ fn methods(list: &[Text], c: &mut Collector<'_>) -> Option<Vec<Method>> {
         } else {
             c.error(
                 m.span(),
-                format!("'{}' is not a method ward knows; use {}", m.get_ref(), KNOWN.join(", ")),
+                format!(
+                    "'{}' is not a method ward knows; use {}",
+                    m.get_ref(),
+                    KNOWN.join(", ")
+                ),
             );
         }
     }
@@ -603,10 +673,16 @@ fn route_table(
                 Ok(pattern) => pattern,
                 Err(e) => {
                     c.error(p.span(), e.to_string());
-                    Pattern { segments: Vec::new(), globstar: false }
+                    Pattern {
+                        segments: Vec::new(),
+                        globstar: false,
+                    }
                 }
             },
-            None => Pattern { segments: Vec::new(), globstar: false },
+            None => Pattern {
+                segments: Vec::new(),
+                globstar: false,
+            },
         };
         let host = r
             .host

@@ -32,12 +32,56 @@ pub struct Loaded {
 
 /// Reads, validates and compiles the policy at `file`.
 pub fn load(file: &Path, certs: Certs) -> Result<Loaded, Diagnostics> {
+    load_with(file, certs, &Overrides::default())
+}
+
+/// Values that replace what the file says, applied on every load (`ward demo` uses
+/// them to move ports without editing the officer's file).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `[server] listen`.
+    pub listen: Option<String>,
+    /// `upstream` of the app with this name.
+    pub upstreams: Vec<(String, String)>,
+}
+
+impl Overrides {
+    /// `text` with the overrides written in, keeping everything else as it was.
+    pub fn apply(&self, text: &str) -> String {
+        if self.listen.is_none() && self.upstreams.is_empty() {
+            return text.to_string();
+        }
+        // A file that does not parse is left alone; loading it reports why.
+        let Ok(mut doc) = text.parse::<toml_edit::DocumentMut>() else {
+            return text.to_string();
+        };
+        if let Some(listen) = &self.listen {
+            doc["server"]["listen"] = toml_edit::value(listen.as_str());
+        }
+        if let Some(apps) = doc.get_mut("apps").and_then(|a| a.as_array_of_tables_mut()) {
+            for app in apps.iter_mut() {
+                let name = app
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                if let Some((_, url)) = self.upstreams.iter().find(|(n, _)| *n == name) {
+                    app["upstream"] = toml_edit::value(url.as_str());
+                }
+            }
+        }
+        doc.to_string()
+    }
+}
+
+/// Like `load`, with `overrides` applied to the file's text first.
+pub fn load_with(file: &Path, certs: Certs, overrides: &Overrides) -> Result<Loaded, Diagnostics> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         let mut c = Collector::new(file, "");
         c.error(0..0, format!("cannot read the policy file: {e}"));
         c.finish()
     })?;
-    load_str(file, &text, certs)
+    load_str(file, &overrides.apply(&text), certs)
 }
 
 /// Validates and compiles policy `text`, reporting places in `file`.
@@ -212,7 +256,10 @@ fn plain_type_error(message: &str) -> String {
     let msg = first_line(message);
     let msg = msg
         .replace("invalid type: ", "wrong kind of value: found ")
-        .replace(", expected a sequence", ", expected a list like [\"a\", \"b\"]")
+        .replace(
+            ", expected a sequence",
+            ", expected a list like [\"a\", \"b\"]",
+        )
         .replace(", expected a string", ", expected text in quotes")
         .replace(", expected i64", ", expected a whole number")
         .replace(", expected a boolean", ", expected true or false");

@@ -54,40 +54,90 @@ fn all_errors_are_reported_with_places() {
     let bad = GOOD
         .replace("listen =", "lisen =")
         .replace("203.0.113.0/24", "203.0.113.0/33")
-        .replace("app = \"ehr\"\npath = \"/logo.png\"", "app = \"emr\"\npath = \"/logo.png\"");
+        .replace(
+            "app = \"ehr\"\npath = \"/logo.png\"",
+            "app = \"emr\"\npath = \"/logo.png\"",
+        );
     let errs = errors(&bad);
     assert_eq!(errs.len(), 3, "{errs:#?}");
-    assert!(errs[0].starts_with("ward.toml:5:1: unknown setting 'lisen' in [server]; did you mean 'listen'?"), "{errs:#?}");
-    assert!(errs[1].starts_with("ward.toml:8:11: '203.0.113.0/33' is not a network"), "{errs:#?}");
-    assert!(errs[2].starts_with("ward.toml:25:7: unknown app 'emr'; did you mean 'ehr'?"), "{errs:#?}");
+    assert!(
+        errs[0].starts_with(
+            "ward.toml:5:1: unknown setting 'lisen' in [server]; did you mean 'listen'?"
+        ),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with("ward.toml:8:11: '203.0.113.0/33' is not a network"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[2].starts_with("ward.toml:25:7: unknown app 'emr'; did you mean 'ehr'?"),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn bad_values_are_explained() {
     let cases = [
-        ("[sessions]\nidle_timeout = \"15 minutes please\"\n", "is not a length of time"),
+        (
+            "[sessions]\nidle_timeout = \"15 minutes please\"\n",
+            "is not a length of time",
+        ),
         ("[sessions]\nidle_timeout = \"0s\"\n", "is zero"),
         ("[server]\nlisten = \"8443\"\n", "not an address and port"),
-        ("[[apps]]\nname = \"x\"\nupstream = \"ftp://x\"\n", "must start with http://"),
-        ("[[apps]]\nname = \"x\"\nupstream = \"http://x/app\"\n", "must not have a path"),
-        ("[[apps]]\nname = \"x\"\nupstream = \"http://u:p@x\"\n", "user name"),
-        ("[[apps]]\nname = \"x\"\nupstream = \"http://x\"\nca = \"c.pem\"\n", "only used with an https"),
-        ("[[apps]]\nname = \"x\"\nupstream = \"http://x\"\nhost = \"https://x\"\n", "is not a host name"),
+        (
+            "[[apps]]\nname = \"x\"\nupstream = \"ftp://x\"\n",
+            "must start with http://",
+        ),
+        (
+            "[[apps]]\nname = \"x\"\nupstream = \"http://x/app\"\n",
+            "must not have a path",
+        ),
+        (
+            "[[apps]]\nname = \"x\"\nupstream = \"http://u:p@x\"\n",
+            "user name",
+        ),
+        (
+            "[[apps]]\nname = \"x\"\nupstream = \"http://x\"\nca = \"c.pem\"\n",
+            "only used with an https",
+        ),
+        (
+            "[[apps]]\nname = \"x\"\nupstream = \"http://x\"\nhost = \"https://x\"\n",
+            "is not a host name",
+        ),
         ("[login]\nmfa = \"never\"\n", "mfa must be"),
-        ("[roles]\nr = { export = \"sometimes\" }\n", "export must be"),
-        ("allow_from = [\"ofice\"]\n[networks]\noffice = [\"10.0.0.0/8\"]\n", "did you mean 'office'"),
-        ("[networks]\noffice = [\"10.0.0.5/8\"]\n", "did you mean 10.0.0.0/8"),
+        (
+            "[roles]\nr = { export = \"sometimes\" }\n",
+            "export must be",
+        ),
+        (
+            "allow_from = [\"ofice\"]\n[networks]\noffice = [\"10.0.0.0/8\"]\n",
+            "did you mean 'office'",
+        ),
+        (
+            "[networks]\noffice = [\"10.0.0.5/8\"]\n",
+            "did you mean 10.0.0.0/8",
+        ),
         ("[server]\nmax_headers = 0\n", "between"),
         ("[server]\nmax_headers = \"lots\"\n", "wrong kind of value"),
         ("[log]\nformat = \"xml\"\n", "log format"),
-        ("[[apps]]\nname = \"a\"\nupstream = \"http://x\"\nhost = \"h.example\"\n[[apps]]\nname = \"b\"\nupstream = \"http://y\"\nhost = \"h.example\"\n", "already answers for host"),
+        (
+            "[[apps]]\nname = \"a\"\nupstream = \"http://x\"\nhost = \"h.example\"\n[[apps]]\nname = \"b\"\nupstream = \"http://y\"\nhost = \"h.example\"\n",
+            "already answers for host",
+        ),
         ("x = [\n", "not valid TOML"),
     ];
     for (extra, want) in cases {
         let text = format!("practice = \"P\"\n{extra}");
         let errs = errors(&text);
-        assert!(errs.iter().any(|e| e.contains(want)), "{extra:?}: wanted {want:?} in {errs:#?}");
-        assert!(errs.iter().all(|e| e.starts_with("ward.toml:")), "{errs:#?}");
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "{extra:?}: wanted {want:?} in {errs:#?}"
+        );
+        assert!(
+            errs.iter().all(|e| e.starts_with("ward.toml:")),
+            "{errs:#?}"
+        );
     }
 }
 
@@ -95,20 +145,53 @@ fn bad_values_are_explained() {
 fn route_errors() {
     let base = "practice = \"P\"\n[roles]\nbiller = {}\n[[apps]]\nname = \"ehr\"\nupstream = \"http://x\"\n";
     let cases = [
-        ("[[routes]]\napp = \"ehr\"\npath = \"/a\"\n", "does not say who may use it"),
-        ("[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow = \"everyone\"\n", "allow can only be"),
-        ("[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow = \"public\"\nallow_roles = [\"biller\"]\n", "not both"),
-        ("[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow_roles = [\"bilers\"]\n", "unknown role 'bilers'; did you mean 'biller'"),
-        ("[[routes]]\napp = \"ehr\"\npath = \"a\"\nallow = \"public\"\n", "must start with /"),
-        ("[[routes]]\napp = \"ehr\"\npath = \"/.ward/x\"\nallow = \"public\"\n", "belongs to ward"),
-        ("[[routes]]\napp = \"ehr\"\npath = \"/a\"\nmethods = [\"FETCH\"]\nallow = \"public\"\n", "not a method"),
-        ("[[routes]]\napp = \"ehr\"\npath = \"/a/**\"\nallow = \"public\"\n[[routes]]\napp = \"ehr\"\npath = \"/a/**\"\nallow_roles = [\"biller\"]\n", "can never apply: the route at line 7"),
-        ("[[routes]]\npath = \"/a\"\nallow = \"public\"\n", "which app"),
-        ("[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow = \"public\"\npth = \"/b\"\n", "did you mean 'path'"),
+        (
+            "[[routes]]\napp = \"ehr\"\npath = \"/a\"\n",
+            "does not say who may use it",
+        ),
+        (
+            "[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow = \"everyone\"\n",
+            "allow can only be",
+        ),
+        (
+            "[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow = \"public\"\nallow_roles = [\"biller\"]\n",
+            "not both",
+        ),
+        (
+            "[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow_roles = [\"bilers\"]\n",
+            "unknown role 'bilers'; did you mean 'biller'",
+        ),
+        (
+            "[[routes]]\napp = \"ehr\"\npath = \"a\"\nallow = \"public\"\n",
+            "must start with /",
+        ),
+        (
+            "[[routes]]\napp = \"ehr\"\npath = \"/.ward/x\"\nallow = \"public\"\n",
+            "belongs to ward",
+        ),
+        (
+            "[[routes]]\napp = \"ehr\"\npath = \"/a\"\nmethods = [\"FETCH\"]\nallow = \"public\"\n",
+            "not a method",
+        ),
+        (
+            "[[routes]]\napp = \"ehr\"\npath = \"/a/**\"\nallow = \"public\"\n[[routes]]\napp = \"ehr\"\npath = \"/a/**\"\nallow_roles = [\"biller\"]\n",
+            "can never apply: the route at line 7",
+        ),
+        (
+            "[[routes]]\npath = \"/a\"\nallow = \"public\"\n",
+            "which app",
+        ),
+        (
+            "[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow = \"public\"\npth = \"/b\"\n",
+            "did you mean 'path'",
+        ),
     ];
     for (extra, want) in cases {
         let errs = errors(&format!("{base}{extra}"));
-        assert!(errs.iter().any(|e| e.contains(want)), "{extra:?}: wanted {want:?} in {errs:#?}");
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "{extra:?}: wanted {want:?} in {errs:#?}"
+        );
     }
 }
 
@@ -184,10 +267,24 @@ allow = "public"
 "#;
     let errs = errors(text);
     assert!(errs.is_empty(), "{errs:#?}");
-    for section in [raw::Section::Root, raw::Section::Server, raw::Section::Sessions, raw::Section::Login,
-        raw::Section::Log, raw::Section::Role, raw::Section::App, raw::Section::Route] {
+    for section in [
+        raw::Section::Root,
+        raw::Section::Server,
+        raw::Section::Sessions,
+        raw::Section::Login,
+        raw::Section::Log,
+        raw::Section::Role,
+        raw::Section::App,
+        raw::Section::Route,
+    ] {
         for key in known_keys(section) {
-            assert!(text.contains(&format!("\n{key} =")) || text.contains(&format!("{key} = ")) || text.contains(&format!("[{key}]")) || text.contains(&format!("[[{key}]]")), "{key}");
+            assert!(
+                text.contains(&format!("\n{key} ="))
+                    || text.contains(&format!("{key} = "))
+                    || text.contains(&format!("[{key}]"))
+                    || text.contains(&format!("[[{key}]]")),
+                "{key}"
+            );
         }
     }
 }

@@ -251,7 +251,9 @@ impl Refusal {
     /// The reason in plain words, for the refusal page.
     pub fn explain(self) -> &'static str {
         match self {
-            Refusal::Network => "This system can only be used from the practice's approved networks.",
+            Refusal::Network => {
+                "This system can only be used from the practice's approved networks."
+            }
             Refusal::NoRoute => "The practice's access policy does not cover this page.",
             Refusal::Role => "Your account's roles do not include access to this page.",
         }

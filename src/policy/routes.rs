@@ -34,9 +34,7 @@ pub enum PatternError {
     NoLeadingSlash,
     #[error("** may only be the last part of a path pattern, as in /billing/**")]
     GlobstarNotLast,
-    #[error(
-        "* must stand for a whole part of the path between slashes, as in /patients/*/chart"
-    )]
+    #[error("* must stand for a whole part of the path between slashes, as in /patients/*/chart")]
     PartialWildcard,
     #[error("a path pattern must not contain '{0}'; write the path as the browser shows it")]
     BadCharacter(char),
@@ -265,9 +263,11 @@ impl RouteTable {
         best: &mut Option<(Rank, usize)>,
     ) {
         // Each list is sorted best first, so the first acceptable one is enough.
-        let found = ids
-            .iter()
-            .find(|(_, id)| self.matchers.get(*id).is_some_and(|m| m.accepts(host, method)));
+        let found = ids.iter().find(|(_, id)| {
+            self.matchers
+                .get(*id)
+                .is_some_and(|m| m.accepts(host, method))
+        });
         if let Some(&(rank, id)) = found
             && best.is_none_or(|(b, _)| rank < b)
         {
@@ -411,12 +411,7 @@ mod tests {
     #[test]
     fn many_routes_still_resolve() {
         let patterns: Vec<String> = (0..2000).map(|i| format!("/app{i}/*/x/**")).collect();
-        let t = RouteTable::new(
-            patterns
-                .iter()
-                .map(|p| m(p))
-                .collect(),
-        );
+        let t = RouteTable::new(patterns.iter().map(|p| m(p)).collect());
         assert_eq!(t.lookup("h", &Method::GET, "/app1234/7/x/y"), Some(1234));
         assert_eq!(t.lookup("h", &Method::GET, "/app1234/7/y"), None);
     }

@@ -1,0 +1,481 @@
+//! Header hygiene between client and upstream: what is removed, what ward sets,
+//! and how a legacy app's internal addresses are rewritten to the public one.
+
+use crate::policy::net::{NetSet, normalize};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+/// Prefix of every cookie ward sets; never forwarded upstream, never set by one.
+pub const WARD_COOKIE_PREFIX: &str = "__Host-ward-";
+
+/// Headers that belong to one connection and are never forwarded (RFC 9110 7.6.1).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Client headers ward controls; compared after folding `_` to `-`, because
+/// WSGI and PHP apps read `X_Ward_User` as `X-Ward-User`.
+const CONTROLLED: [&str; 10] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// True for a header name ward owns or that could smuggle a path or identity.
+pub fn is_controlled(name: &HeaderName) -> bool {
+    let folded = name.as_str().replace('_', "-");
+    folded.starts_with("x-ward-") || CONTROLLED.contains(&folded.as_str())
+}
+
+/// Removes hop-by-hop headers, including any the `Connection` header names.
+/// `keep_upgrade` keeps `Connection: upgrade` and `Upgrade` for a WebSocket.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if !(keep_upgrade && name == header::UPGRADE) {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        if keep_upgrade && (name == "connection" || name == "upgrade") {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// True when the request asks to become a WebSocket (HTTP/1.1 upgrade).
+pub fn wants_websocket(headers: &HeaderMap) -> bool {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket")
+}
+
+/// Removes every client header ward controls (see `CONTROLLED`).
+pub fn strip_controlled(headers: &mut HeaderMap) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_controlled(n))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Joins all `Cookie` headers into one (HTTP/2 clients send several) without ward's own cookies.
+pub fn strip_ward_cookies(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && !is_ward_cookie(pair))
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+fn is_ward_cookie(pair: &str) -> bool {
+    let name = pair.split('=').next().unwrap_or(pair).trim();
+    name.len() >= WARD_COOKIE_PREFIX.len()
+        && name
+            .get(..WARD_COOKIE_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(WARD_COOKIE_PREFIX))
+}
+
+/// Why the client address could not be worked out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("X-Forwarded-For from a trusted proxy is malformed")]
+pub struct BadForwardedFor;
+
+/// The client's address: the peer, or, when the peer is a trusted proxy, the
+/// rightmost `X-Forwarded-For` hop that is not itself a trusted proxy.
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &NetSet,
+) -> Result<IpAddr, BadForwardedFor> {
+    let peer = normalize(peer);
+    if trusted.is_empty() || !trusted.contains(peer) {
+        return Ok(peer);
+    }
+    let mut hops: Vec<&str> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let text = value.to_str().map_err(|_| BadForwardedFor)?;
+        hops.extend(text.split(',').map(str::trim));
+    }
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let ip: IpAddr = hop.parse().map_err(|_| BadForwardedFor)?;
+        client = normalize(ip);
+        if !trusted.contains(client) {
+            break;
+        }
+    }
+    Ok(client)
+}
+
+/// Sets `X-Forwarded-For`, `-Proto` and `-Host` for the upstream.
+pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, public_host: &str) {
+    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    if let Ok(v) = HeaderValue::from_str(public_host) {
+        headers.insert("x-forwarded-host", v);
+    }
+}
+
+/// The upstream's own address as a legacy app writes it into absolute URLs.
+#[derive(Debug, Clone)]
+pub struct Rewriter<'a> {
+    /// `http` or `https`.
+    pub scheme: &'a str,
+    /// Upstream `host[:port]` as configured.
+    pub authority: &'a str,
+    /// Public `host[:port]` the client used.
+    pub public: &'a str,
+}
+
+impl Rewriter<'_> {
+    /// `url` with the upstream's origin replaced by the public one, if it names the upstream.
+    pub fn url(&self, url: &str) -> Option<String> {
+        let trimmed = url.trim();
+        let rest = if let Some((scheme, rest)) = trimmed.split_once("://") {
+            if !scheme.eq_ignore_ascii_case(self.scheme) {
+                return None;
+            }
+            rest
+        } else {
+            trimmed.strip_prefix("//")?
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        if !same_authority(authority, self.authority, self.scheme) {
+            return None;
+        }
+        let tail = if tail.is_empty() { "/" } else { tail };
+        Some(format!("https://{}{}", self.public, tail))
+    }
+
+    /// Rewrites `Location`, `Content-Location` and `Refresh` in place.
+    pub fn redirects(&self, headers: &mut HeaderMap) {
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            let new = headers
+                .get(&name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| self.url(v));
+            if let Some(v) = new.and_then(|n| HeaderValue::from_str(&n).ok()) {
+                headers.insert(name, v);
+            }
+        }
+        let refresh = headers
+            .get(header::REFRESH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| self.refresh(v));
+        if let Some(v) = refresh.and_then(|n| HeaderValue::from_str(&n).ok()) {
+            headers.insert(header::REFRESH, v);
+        }
+    }
+
+    /// `Refresh: 5; url=http://upstream/x` with the URL rewritten.
+    fn refresh(&self, value: &str) -> Option<String> {
+        let (delay, rest) = value.split_once(';')?;
+        let rest = rest.trim_start();
+        let (key, url) = rest.split_once('=')?;
+        if !key.trim().eq_ignore_ascii_case("url") {
+            return None;
+        }
+        let quoted = url.trim().trim_matches(|c| c == '\'' || c == '"');
+        Some(format!("{}; url={}", delay.trim(), self.url(quoted)?))
+    }
+
+    /// Rewrites every `Set-Cookie`: drops ones that try to set ward's own cookies,
+    /// drops a `Domain` naming the upstream (the cookie then belongs to the public
+    /// host only) and marks each `Secure`.
+    pub fn cookies(&self, headers: &mut HeaderMap, rewrite_domain: bool) {
+        let upstream_host = host_only(self.authority);
+        let values: Vec<HeaderValue> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .cloned()
+            .collect();
+        headers.remove(header::SET_COOKIE);
+        for value in values {
+            let Ok(text) = value.to_str() else { continue };
+            if is_ward_cookie(text.trim()) {
+                continue;
+            }
+            let mut parts: Vec<String> = Vec::new();
+            let mut secure = false;
+            for (i, part) in text.split(';').enumerate() {
+                let p = part.trim();
+                if i > 0 {
+                    let name = p.split('=').next().unwrap_or("").trim();
+                    if name.eq_ignore_ascii_case("secure") {
+                        secure = true;
+                    }
+                    if rewrite_domain && name.eq_ignore_ascii_case("domain") {
+                        let domain = p.split_once('=').map(|(_, d)| d.trim()).unwrap_or("");
+                        let domain = domain.trim_start_matches('.');
+                        if domain.eq_ignore_ascii_case(upstream_host) {
+                            continue;
+                        }
+                    }
+                }
+                parts.push(p.to_string());
+            }
+            if !secure {
+                parts.push("Secure".into());
+            }
+            if let Ok(v) = HeaderValue::from_str(&parts.join("; ")) {
+                headers.append(header::SET_COOKIE, v);
+            }
+        }
+    }
+}
+
+fn host_only(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(authority)
+}
+
+fn same_authority(a: &str, b: &str, scheme: &str) -> bool {
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        "443"
+    } else {
+        "80"
+    };
+    let split = |x: &str| -> (String, String) {
+        let host = host_only(x).to_ascii_lowercase();
+        let port = x
+            .rsplit_once(':')
+            .filter(|(h, _)| !h.ends_with('[') && !x.ends_with(']'))
+            .map(|(_, p)| p.to_string())
+            .filter(|p| !p.contains(']'))
+            .unwrap_or_else(|| default.to_string());
+        (host, port)
+    };
+    split(a) == split(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::net::parse_cidr;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn ward_headers_are_stripped_in_every_spelling() {
+        let mut h = map(&[
+            ("x-ward-user", "officer"),
+            ("X_Ward_User", "officer"),
+            ("x_ward_roles", "officer"),
+            ("x-ward-session", "s"),
+            ("x-original-url", "/admin"),
+            ("x_rewrite_url", "/admin"),
+            ("x-forwarded-uri", "/admin"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("accept", "text/html"),
+            ("x-wardrobe", "kept"),
+        ]);
+        strip_controlled(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["accept", "x-wardrobe"]);
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("accept", "*/*"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["accept"]);
+
+        let mut ws = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(wants_websocket(&ws));
+        remove_hop_by_hop(&mut ws, true);
+        assert_eq!(ws.get("upgrade").unwrap(), "websocket");
+        assert_eq!(ws.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn ward_cookies_never_go_upstream() {
+        let mut h = map(&[
+            ("cookie", "a=1; __Host-ward-session=secret"),
+            ("cookie", "__host-WARD-csrf=x;b=2"),
+        ]);
+        strip_ward_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h.get("cookie").unwrap(), "a=1; b=2");
+        let mut only = map(&[("cookie", "__Host-ward-session=secret")]);
+        strip_ward_cookies(&mut only);
+        assert!(only.get("cookie").is_none());
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = NetSet::new(vec![parse_cidr("10.0.0.0/8").unwrap()]);
+        let h = map(&[("x-forwarded-for", "203.0.113.9, 198.51.100.1, 10.0.0.2")]);
+        let lb: IpAddr = "10.0.0.1".parse().unwrap();
+        let outsider: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(client_ip(outsider, &h, &trusted), Ok(outsider));
+        assert_eq!(client_ip(outsider, &h, &NetSet::default()), Ok(outsider));
+        // Rightmost untrusted hop, not the leftmost a client could forge.
+        assert_eq!(
+            client_ip(lb, &h, &trusted),
+            Ok("198.51.100.1".parse().unwrap())
+        );
+        assert_eq!(client_ip(lb, &map(&[]), &trusted), Ok(lb));
+        assert_eq!(
+            client_ip(lb, &map(&[("x-forwarded-for", "junk")]), &trusted),
+            Err(BadForwardedFor)
+        );
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(
+                mapped,
+                &map(&[("x-forwarded-for", "::ffff:203.0.113.9")]),
+                &trusted
+            ),
+            Ok("203.0.113.9".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn internal_urls_become_public() {
+        let r = Rewriter {
+            scheme: "http",
+            authority: "10.0.0.5:8080",
+            public: "ehr.example",
+        };
+        assert_eq!(
+            r.url("http://10.0.0.5:8080/x?y=1").as_deref(),
+            Some("https://ehr.example/x?y=1")
+        );
+        assert_eq!(
+            r.url("HTTP://10.0.0.5:8080").as_deref(),
+            Some("https://ehr.example/")
+        );
+        assert_eq!(
+            r.url("//10.0.0.5:8080/a").as_deref(),
+            Some("https://ehr.example/a")
+        );
+        assert_eq!(r.url("http://10.0.0.5/x"), None);
+        assert_eq!(r.url("http://10.0.0.5:8080.evil/x"), None);
+        assert_eq!(r.url("https://10.0.0.5:8080/x"), None);
+        assert_eq!(r.url("/relative"), None);
+        assert_eq!(r.url("http://elsewhere.example/"), None);
+        let d = Rewriter {
+            scheme: "http",
+            authority: "backend",
+            public: "p.example:8443",
+        };
+        assert_eq!(
+            d.url("http://backend:80/a").as_deref(),
+            Some("https://p.example:8443/a")
+        );
+
+        let mut h = map(&[
+            ("location", "http://10.0.0.5:8080/login"),
+            ("content-location", "http://10.0.0.5:8080/doc"),
+            ("refresh", "5; url=http://10.0.0.5:8080/"),
+        ]);
+        r.redirects(&mut h);
+        assert_eq!(h.get("location").unwrap(), "https://ehr.example/login");
+        assert_eq!(
+            h.get("content-location").unwrap(),
+            "https://ehr.example/doc"
+        );
+        assert_eq!(h.get("refresh").unwrap(), "5; url=https://ehr.example/");
+    }
+
+    #[test]
+    fn upstream_cookies_are_made_safe() {
+        let r = Rewriter {
+            scheme: "http",
+            authority: "10.0.0.5:8080",
+            public: "ehr.example",
+        };
+        let mut h = map(&[
+            ("set-cookie", "SID=1; Domain=10.0.0.5; Path=/; HttpOnly"),
+            ("set-cookie", "__Host-ward-session=forged; Path=/"),
+            ("set-cookie", "T=2; domain=.example.org; secure"),
+        ]);
+        r.cookies(&mut h, true);
+        let got: Vec<&str> = h
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "SID=1; Path=/; HttpOnly; Secure",
+                "T=2; domain=.example.org; secure"
+            ]
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! Forwarding an allowed request to its app and streaming the answer back.
+
+use crate::body::{self, Body};
+use crate::headers::{self, Rewriter};
+use crate::policy::App;
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A pooled HTTP client for one app.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+}
+
+impl Upstream {
+    /// A client with the app's timeouts and TLS settings; connections are kept alive and reused.
+    pub fn new(app: &App) -> Result<Upstream, crate::tls::TlsError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(app.connect_timeout));
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        http.enforce_http(false);
+        let tls = match &app.client_tls {
+            Some(c) => (**c).clone(),
+            // Only http:// upstreams get here; the connector still wants a TLS config.
+            None => crate::tls::client_config(None)?,
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Ok(Upstream { client })
+    }
+}
+
+/// Why an upstream gave no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Connecting or talking to the upstream failed.
+    #[error("the upstream could not be reached: {0}")]
+    Unreachable(String),
+    /// The upstream did not start answering in time.
+    #[error("the upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The request could not be turned into an upstream request.
+    #[error("the request could not be forwarded: {0}")]
+    Bad(String),
+}
+
+impl ProxyError {
+    /// 502 or 504.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// What the forwarder needs to know besides the request itself.
+pub struct Forward<'a> {
+    /// The app the route sends this request to.
+    pub app: &'a App,
+    /// Its client.
+    pub upstream: &'a Upstream,
+    /// The path ward decided on, which is exactly what the upstream receives.
+    pub canonical_path: &'a str,
+    /// The client's address, for `X-Forwarded-For`.
+    pub client_ip: IpAddr,
+    /// The `host[:port]` the client asked for.
+    pub public_authority: &'a str,
+    /// Identity headers to add (names and values), after every client `X-Ward-*` is gone.
+    pub identity: Vec<(&'static str, HeaderValue)>,
+}
+
+/// Sends the request upstream and returns the upstream's answer, rewritten for the client.
+pub async fn forward(
+    mut req: Request<Incoming>,
+    f: Forward<'_>,
+) -> Result<Response<Body>, ProxyError> {
+    let websocket = req.version() == Version::HTTP_11 && headers::wants_websocket(req.headers());
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+
+    let (mut parts, incoming) = req.into_parts();
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{}?{q}", f.canonical_path),
+        None => f.canonical_path.to_string(),
+    };
+    let path_and_query =
+        PathAndQuery::try_from(path_and_query).map_err(|e| ProxyError::Bad(e.to_string()))?;
+    parts.uri = Uri::builder()
+        .scheme(f.app.scheme.clone())
+        .authority(f.app.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| ProxyError::Bad(e.to_string()))?;
+    parts.version = Version::HTTP_11;
+
+    let h = &mut parts.headers;
+    headers::remove_hop_by_hop(h, websocket);
+    headers::strip_controlled(h);
+    headers::strip_ward_cookies(h);
+    headers::set_forwarded(h, f.client_ip, f.public_authority);
+    let host = if f.app.preserve_host {
+        f.public_authority
+    } else {
+        f.app.authority.as_str()
+    };
+    if let Ok(v) = HeaderValue::from_str(host) {
+        h.insert(header::HOST, v);
+    }
+    for (name, value) in f.identity {
+        h.insert(name, value);
+    }
+
+    let request = Request::from_parts(parts, incoming);
+    let sent =
+        tokio::time::timeout(f.app.response_timeout, f.upstream.client.request(request)).await;
+    let mut resp = match sent {
+        Err(_) => return Err(ProxyError::Timeout(f.app.response_timeout)),
+        Ok(Err(e)) => return Err(ProxyError::Unreachable(error_chain(&e))),
+        Ok(Ok(resp)) => resp,
+    };
+
+    let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if upgraded {
+        match client_upgrade {
+            Some(client_side) => {
+                let upstream_side = hyper::upgrade::on(&mut resp);
+                tokio::spawn(tunnel(client_side, upstream_side));
+            }
+            // An upstream may not switch protocols the client did not ask for.
+            None => {
+                return Err(ProxyError::Unreachable(
+                    "unrequested protocol switch".into(),
+                ));
+            }
+        }
+    }
+
+    let rewriter = Rewriter {
+        scheme: f.app.scheme.as_str(),
+        authority: f.app.authority.as_str(),
+        public: f.public_authority,
+    };
+    let h = resp.headers_mut();
+    headers::remove_hop_by_hop(h, upgraded);
+    h.remove(header::STRICT_TRANSPORT_SECURITY);
+    if f.app.rewrite_redirects {
+        rewriter.redirects(h);
+    }
+    rewriter.cookies(h, f.app.rewrite_cookies);
+    Ok(resp.map(body::stream))
+}
+
+/// Copies bytes both ways between an upgraded client and upstream connection.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "websocket upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "websocket tunnel closed");
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

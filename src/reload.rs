@@ -1,0 +1,158 @@
+//! The policy in force, swapped whole and atomically on reload.
+//!
+//! Requests take an `Arc` of the current runtime when they start, so in-flight
+//! requests finish under the policy they began with. A file with errors never
+//! replaces a good policy: the old one stays and the health page says it is stale.
+
+use crate::config::{self, Certs, Overrides, diag::Diagnostics};
+use crate::policy::Policy;
+use crate::proxy::Upstream;
+use arc_swap::ArcSwap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// A loaded policy with what serving it needs.
+pub struct Runtime {
+    /// The policy.
+    pub policy: Policy,
+    /// One client per app, by app index.
+    pub upstreams: Vec<Upstream>,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+}
+
+impl Runtime {
+    fn build(policy: Policy) -> Result<Runtime, String> {
+        let upstreams = policy
+            .apps
+            .iter()
+            .map(Upstream::new)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        Ok(Runtime {
+            policy,
+            upstreams,
+            loaded_at: SystemTime::now(),
+        })
+    }
+}
+
+/// Whether the file on disk is what is being served.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// Why the file on disk was not loaded, if it was not (`FILE:LINE:COL: …`).
+    pub stale: Option<String>,
+}
+
+/// The current runtime and reload status.
+pub struct PolicyStore {
+    file: PathBuf,
+    overrides: Overrides,
+    current: ArcSwap<Runtime>,
+    status: ArcSwap<Status>,
+}
+
+impl PolicyStore {
+    /// Loads the policy at `file` (with `overrides`, used by `ward demo`).
+    pub fn open(file: &Path, overrides: Overrides) -> Result<PolicyStore, Diagnostics> {
+        let runtime = load_runtime(file, &overrides)?;
+        Ok(PolicyStore {
+            file: file.to_path_buf(),
+            overrides,
+            current: ArcSwap::from_pointee(runtime),
+            status: ArcSwap::from_pointee(Status::default()),
+        })
+    }
+
+    /// The runtime in force now.
+    pub fn current(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// The reload status.
+    pub fn status(&self) -> Arc<Status> {
+        self.status.load_full()
+    }
+
+    /// The policy file.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Loads the file again; on success it replaces the current runtime.
+    pub fn reload(&self) -> Result<(), Diagnostics> {
+        match load_runtime(&self.file, &self.overrides) {
+            Ok(runtime) => {
+                let old = self.current.load();
+                if old.policy.server.listen != runtime.policy.server.listen {
+                    tracing::warn!(
+                        "the listen address changed in {}; restart ward to use it",
+                        self.file.display()
+                    );
+                }
+                self.current.store(Arc::new(runtime));
+                self.status.store(Arc::new(Status::default()));
+                tracing::info!(file = %self.file.display(), "policy reloaded");
+                Ok(())
+            }
+            Err(d) => {
+                for item in d.items.iter() {
+                    tracing::error!("{}", d.format(item));
+                }
+                tracing::error!(
+                    file = %self.file.display(),
+                    "the policy file has errors; still serving the policy loaded before"
+                );
+                self.status.store(Arc::new(Status {
+                    stale: Some(d.first_error()),
+                }));
+                Err(d)
+            }
+        }
+    }
+}
+
+fn load_runtime(file: &Path, overrides: &Overrides) -> Result<Runtime, Diagnostics> {
+    let loaded = config::load_with(file, Certs::Load, overrides)?;
+    for item in loaded.warnings.items.iter() {
+        tracing::warn!("{}", loaded.warnings.format(item));
+    }
+    Runtime::build(loaded.policy).map_err(|e| {
+        let mut c = config::diag::Collector::new(file, "");
+        c.error(0..0, e);
+        c.finish()
+    })
+}
+
+/// Reloads on SIGHUP and whenever the file's contents change (checked every second).
+pub async fn watch(store: Arc<PolicyStore>) {
+    let mut last = std::fs::read(store.file()).ok();
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reloading on file change only");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let by_signal = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => true,
+        };
+        let now = std::fs::read(store.file()).ok();
+        if by_signal || (now.is_some() && now != last) {
+            if by_signal {
+                tracing::info!("SIGHUP: reloading the policy");
+            }
+            last = now;
+            let _ = store.reload();
+        }
+    }
+}
