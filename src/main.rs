@@ -43,6 +43,12 @@ enum Command {
         #[arg(long, value_enum)]
         log_format: Option<Format>,
     },
+    /// Run only the sample EHR that `ward demo` puts behind ward (plain HTTP, for tests and trials).
+    SampleEhr {
+        /// Where it listens (loopback only is wise: it has no protection of its own).
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+    },
     /// Check a policy file; prints FILE:LINE:COL for every problem. Exit 0 valid, 1 not.
     Check {
         /// The policy file.
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::SampleEhr { listen } => sample_ehr(&listen),
         Command::Serve { config, log_format } => {
             serve(&config, Overrides::default(), log_format, None)
         }
@@ -88,6 +95,36 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn sample_ehr(listen: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("the sample EHR did not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("sample EHR listening on http://{addr}");
+        ward::demo::ehr::serve(listener)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("the sample EHR stopped: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -64,13 +64,12 @@ pub fn client_config(ca: Option<&Path>) -> Result<ClientConfig, TlsError> {
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let mut config = ClientConfig::builder_with_provider(provider())
+    let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Mismatch(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    // Legacy upstreams speak HTTP/1.1; ward does not negotiate h2 towards them.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // ALPN is left to the connector, which offers http/1.1 only: legacy upstreams.
     Ok(config)
 }
 

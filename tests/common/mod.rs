@@ -1,0 +1,343 @@
+//! Test harness: real ward and sample-EHR processes on loopback, real TLS clients.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const WARD: &str = env!("CARGO_BIN_EXE_ward");
+
+/// Host names the test certificate covers; all resolve to 127.0.0.1 in the clients.
+pub const NAMES: [&str; 4] = [
+    "localhost",
+    "ehr.localhost",
+    "billing.localhost",
+    "127.0.0.1",
+];
+
+/// Lines a child process printed, collected by a reader thread.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn collect(stream: impl std::io::Read + Send + 'static) -> Lines {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                sink.0.lock().unwrap().push(line);
+            }
+        });
+        lines
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits for a line containing `needle` and returns it.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_all(&[needle], timeout)
+    }
+
+    /// Waits for a line containing every one of `needles` and returns it.
+    pub fn wait_for_all(&self, needles: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self
+                .all()
+                .into_iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {needles:?} in:\n{}",
+                self.all().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub stdout: Lines,
+    pub stderr: Lines,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stdout = Lines::collect(child.stdout.take().unwrap());
+        let stderr = Lines::collect(child.stderr.take().unwrap());
+        Proc {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The sample EHR as its own process (so a test can kill it for real).
+pub struct Ehr {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+}
+
+impl Ehr {
+    pub fn start() -> Ehr {
+        let proc = Proc::spawn(Command::new(WARD).args(["sample-ehr", "--listen", "127.0.0.1:0"]));
+        let line = proc
+            .stdout
+            .wait_for("listening on http://", Duration::from_secs(20));
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        Ehr { proc, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// A temporary directory with a certificate for `NAMES`.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        ward::tls::write_self_signed(
+            &dir.path().join("certs/ward.crt"),
+            &dir.path().join("certs/ward.key"),
+            &NAMES,
+        )
+        .unwrap();
+        Site { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn cert_pem(&self) -> Vec<u8> {
+        std::fs::read(self.path("certs/ward.crt")).unwrap()
+    }
+}
+
+/// A running ward.
+pub struct Ward {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub site: Site,
+    pub config: PathBuf,
+}
+
+/// The `[server]` lines every test policy starts with.
+pub fn server_section(site: &Site) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        site.path("certs/ward.crt").display(),
+        site.path("certs/ward.key").display()
+    )
+}
+
+impl Ward {
+    /// Starts ward with `policy`, where `{server}` is replaced by a `[server]`
+    /// header with listen/cert/key lines (more server keys may follow it).
+    pub fn start(policy: &str) -> Ward {
+        let site = Site::new();
+        let config = site.path("ward.toml");
+        std::fs::write(&config, policy.replace("{server}", &server_section(&site))).unwrap();
+        Ward::start_in(site, config)
+    }
+
+    pub fn start_in(site: Site, config: PathBuf) -> Ward {
+        // Plain reqwest clients in tests need a process-wide crypto provider.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let proc = Proc::spawn(
+            Command::new(WARD)
+                .args(["serve", "--log-format", "json", "--config"])
+                .arg(&config)
+                .current_dir(site.dir.path()),
+        );
+        let line = proc
+            .stderr
+            .wait_for("\"listening\"", Duration::from_secs(20));
+        let addr = json_field(&line, "addr").parse().unwrap();
+        Ward {
+            proc,
+            addr,
+            site,
+            config,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `https://localhost:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port())
+    }
+
+    /// `https://HOST:PORT{path}` for one of `NAMES`.
+    pub fn url_for(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.port())
+    }
+
+    /// A client that trusts the test certificate; `h2` picks the protocol via ALPN.
+    pub fn client(&self, h2: bool) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_client(
+                &self.site.cert_pem(),
+                if h2 { &[b"h2"] } else { &[b"http/1.1"] },
+            ))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60));
+        for name in NAMES {
+            if name != "127.0.0.1" {
+                b = b.resolve(name, self.addr);
+            }
+        }
+        if h2 {
+            b = b.http2_prior_knowledge();
+        } else {
+            b = b.http1_only();
+        }
+        b.build().unwrap()
+    }
+
+    /// Replaces the policy file (atomically, as editors that rename do).
+    pub fn write_policy(&self, policy: &str) {
+        let text = policy.replace("{server}", &server_section(&self.site));
+        let tmp = self.site.path("ward.toml.new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.proc.stderr.all()
+    }
+}
+
+/// A rustls client config that trusts `cert_pem`, offering `alpn`.
+pub fn tls_client(cert_pem: &[u8], alpn: &[&[u8]]) -> rustls::ClientConfig {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(cert_pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(ward::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    cfg
+}
+
+/// A raw TLS connection to ward, for requests no HTTP client would send.
+pub async fn raw_tls(
+    ward: &Ward,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let cfg = std::sync::Arc::new(tls_client(&ward.site.cert_pem(), alpn));
+    let tcp = tokio::net::TcpStream::connect(ward.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+/// Sends raw bytes over TLS and reads until the server closes or `timeout` passes.
+pub async fn raw_exchange(ward: &Ward, request: &[u8], timeout: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = raw_tls(ward, &[b"http/1.1"]).await;
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(timeout, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A string field of a JSON log line.
+pub fn json_field(line: &str, field: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    v[field]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v[field].to_string())
+}
+
+/// The headers the sample EHR saw, from its `/debug/headers` JSON.
+pub fn seen_headers(json: &serde_json::Value) -> Vec<(String, String)> {
+    json["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_string(),
+                p[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A minimal policy: one app at `upstream`, everything public.
+pub fn open_policy(upstream: &str) -> String {
+    format!(
+        "practice = \"Test Clinic\"\n{{server}}\n[[apps]]\nname = \"ehr\"\nupstream = \"{upstream}\"\n\n[[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow = \"public\"\n"
+    )
+}
+
+pub fn path_exists(p: &Path) -> bool {
+    p.exists()
+}

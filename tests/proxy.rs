@@ -1,0 +1,548 @@
+//! End to end: a real ward over real TLS in front of a real sample EHR.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_over_http1_and_http2_with_hsts_and_request_ids() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(&open_policy(&ehr.url()));
+    for h2 in [false, true] {
+        let resp = ward.client(h2).get(ward.url("/")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let want = if h2 {
+            reqwest::Version::HTTP_2
+        } else {
+            reqwest::Version::HTTP_11
+        };
+        assert_eq!(resp.version(), want);
+        assert_eq!(
+            resp.headers()["strict-transport-security"],
+            "max-age=31536000; includeSubDomains"
+        );
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_eq!(id.len(), 16);
+        assert!(resp.text().await.unwrap().contains("Margaret Ellison"));
+        // One log line per request, carrying the id.
+        let line = ward.proc.stderr.wait_for(&id, Duration::from_secs(5));
+        assert_eq!(json_field(&line, "status"), "200");
+        assert_eq!(json_field(&line, "path"), "/");
+    }
+    // Refusals carry HSTS too.
+    let resp = ward
+        .client(true)
+        .get(ward.url("/.ward/nothing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert!(resp.headers().contains_key("strict-transport-security"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_identity_and_forwarding_headers_never_reach_the_upstream() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(&open_policy(&ehr.url()));
+    for h2 in [false, true] {
+        let resp = ward
+            .client(h2)
+            .get(ward.url("/debug/headers"))
+            .header("X-Ward-User", "officer")
+            .header("x_ward_user", "officer")
+            .header("X_Ward_Roles", "officer")
+            .header("X-Ward-Session", "forged")
+            .header("X-Original-URL", "/admin")
+            .header("X-Rewrite-URL", "/admin")
+            .header("X-Forwarded-Uri", "/admin")
+            .header("X-Forwarded-For", "10.9.9.9")
+            .header("X-Forwarded-Host", "evil.example")
+            .header("Forwarded", "for=10.9.9.9")
+            .header("Cookie", "theme=dark; __Host-ward-session=secret")
+            .header("X-Custom", "kept")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let json: serde_json::Value = resp.json().await.unwrap();
+        let seen = seen_headers(&json);
+        let names: Vec<String> = seen.iter().map(|(k, _)| k.replace('_', "-")).collect();
+        for forbidden in [
+            "x-ward-user",
+            "x-ward-roles",
+            "x-ward-session",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-forwarded-uri",
+            "forwarded",
+        ] {
+            assert!(
+                !names.contains(&forbidden.to_string()),
+                "{forbidden} reached the upstream: {seen:?}"
+            );
+        }
+        let get = |n: &str| {
+            seen.iter()
+                .filter(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("x-forwarded-for"), vec!["127.0.0.1"]);
+        assert_eq!(get("x-forwarded-proto"), vec!["https"]);
+        assert_eq!(
+            get("x-forwarded-host"),
+            vec![format!("localhost:{}", ward.port())]
+        );
+        assert_eq!(get("cookie"), vec!["theme=dark"]);
+        assert_eq!(get("x-custom"), vec!["kept"]);
+        assert_eq!(get("host"), vec![ehr.addr.to_string()]);
+        assert_eq!(json["version"], "HTTP/1.1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ward_paths_never_reach_the_upstream() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(&open_policy(&ehr.url()));
+    let c = ward.client(false);
+    let health = c.get(ward.url("/.ward/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(!health.headers().contains_key("x-upstream-target"));
+    let json: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(json["status"], "ok");
+    for path in [
+        "/.ward/",
+        "/.ward/login",
+        "/.WARD/x",
+        "/%2eward/x",
+        "/a/../.ward/x",
+        "/.ward",
+        "/.Ward/healthz/..",
+    ] {
+        let resp = c.get(ward.url(path)).send().await.unwrap();
+        assert!(
+            !resp.headers().contains_key("x-upstream-target"),
+            "{path} reached the upstream"
+        );
+        assert!(
+            resp.status() == 404 || resp.status() == 200,
+            "{path}: {}",
+            resp.status()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn default_deny_and_role_routes_without_sign_in() {
+    let ehr = Ehr::start();
+    let policy = format!(
+        "practice = \"Test Clinic\"\n{{server}}\n[roles]\nbiller = {{}}\n[[apps]]\nname = \"ehr\"\nupstream = \"{}\"\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/patients/**\"\nallow = \"public\"\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/billing/**\"\nallow_roles = [\"biller\"]\n",
+        ehr.url()
+    );
+    let ward = Ward::start(&policy);
+    let c = ward.client(true);
+    let ok = c
+        .get(ward.url("/patients/1001/chart"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    for (path, status) in [
+        ("/", 403),
+        ("/reports/patients.csv", 403),
+        ("/billing", 401),
+        ("/patients/../billing", 401),
+        ("/Patients/1001/chart", 403),
+    ] {
+        let resp = c.get(ward.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), status, "{path}");
+        assert!(
+            !resp.headers().contains_key("x-upstream-target"),
+            "{path} reached the upstream"
+        );
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert!(resp.text().await.unwrap().contains(&id));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ambiguous_requests_are_refused_before_any_decision() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(&open_policy(&ehr.url()));
+    let port = ward.port();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("GET /%2e%2e/etc HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
+            "400",
+        ),
+        (
+            format!("GET /a%2fb HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
+            "400",
+        ),
+        (
+            format!("GET /a%5cb HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
+            "400",
+        ),
+        (
+            format!("GET /admin;x/y HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
+            "400",
+        ),
+        (
+            format!("get / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
+            "400",
+        ),
+        (
+            format!("TRACE / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
+            "400",
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: localhost:{port}\r\nHost: other\r\n\r\n"),
+            "400",
+        ),
+        (
+            format!("GET http://other.example/ HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
+            "400",
+        ),
+        ("GET / HTTP/1.1\r\n\r\n".to_string(), "400"),
+        (
+            format!("GET /%252e%252e/x HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
+            "400",
+        ),
+    ];
+    for (req, want) in cases {
+        let reply = raw_exchange(
+            &ward,
+            format!(
+                "{}",
+                req.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+            )
+            .as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await;
+        let status = reply.split_whitespace().nth(1).unwrap_or("");
+        assert_eq!(status, want, "{req:?} -> {reply}");
+        assert!(
+            !reply.to_ascii_lowercase().contains("x-upstream-target"),
+            "{req:?} reached the upstream"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_redirects_and_cookies_are_rewritten_to_the_public_address() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(&open_policy(&ehr.url()));
+    let resp = ward
+        .client(false)
+        .get(ward.url("/legacy/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let h = resp.headers();
+    let public = format!("https://localhost:{}", ward.port());
+    assert_eq!(h["location"], format!("{public}/"));
+    assert_eq!(h["content-location"], format!("{public}/legacy/login"));
+    assert_eq!(h["refresh"], format!("5; url={public}/"));
+    assert_eq!(h["set-cookie"], "LEGACYSESSION=s3ss10n; Path=/; Secure");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_echoes_through_ward() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(&open_policy(&ehr.url()));
+    let tls = raw_tls(&ward, &[b"http/1.1"]).await;
+    let url = format!("wss://localhost:{}/ws/notifications", ward.port());
+    let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    let first = ws.next().await.unwrap().unwrap();
+    assert_eq!(first.to_text().unwrap(), "notifications: connected");
+    for text in ["hi", "second message"] {
+        ws.send(tokio_tungstenite::tungstenite::Message::text(text))
+            .await
+            .unwrap();
+        let echo = ws.next().await.unwrap().unwrap();
+        assert_eq!(echo.to_text().unwrap(), format!("echo: {text}"));
+    }
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gigabyte_streams_through_with_flat_memory() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(&open_policy(&ehr.url()));
+    let size: u64 = 1 << 30;
+    let mut resp = ward
+        .client(false)
+        .get(ward.url(&format!("/stream?bytes={size}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut got = 0u64;
+    let mut max_rss = 0u64;
+    let mut last_sample = Instant::now();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        got += chunk.len() as u64;
+        if last_sample.elapsed() > Duration::from_millis(100) {
+            max_rss = max_rss.max(ward.proc.rss_kib());
+            last_sample = Instant::now();
+        }
+    }
+    max_rss = max_rss.max(ward.proc.rss_kib());
+    assert_eq!(got, size);
+    assert!(max_rss > 0, "could not read ward's memory use");
+    assert!(max_rss < 100 * 1024, "ward's RSS reached {max_rss} KiB");
+    eprintln!("1 GiB download: ward's peak RSS {max_rss} KiB");
+
+    // And uploads stream the other way.
+    let upload: u64 = 256 << 20;
+    let chunks = futures_util::stream::iter(
+        (0..upload / 65536).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 65536]))),
+    );
+    let resp = ward
+        .client(true)
+        .post(ward.url("/echo/upload"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(json["body_len"].as_u64(), Some(upload));
+    assert!(ward.proc.rss_kib() < 100 * 1024);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_upstream_gives_502_with_a_request_id_and_other_apps_keep_working() {
+    let ehr = Ehr::start();
+    let mut billing = Ehr::start();
+    let policy = format!(
+        "practice = \"Test Clinic\"\n{{server}}\n\
+         [[apps]]\nname = \"ehr\"\nupstream = \"{}\"\nhost = \"ehr.localhost\"\n\
+         [[apps]]\nname = \"billing\"\nupstream = \"{}\"\nhost = \"billing.localhost\"\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow = \"public\"\n\
+         [[routes]]\napp = \"billing\"\npath = \"/**\"\nallow = \"public\"\n",
+        ehr.url(),
+        billing.url()
+    );
+    let ward = Ward::start(&policy);
+    let c = ward.client(true);
+    assert_eq!(
+        c.get(ward.url_for("billing.localhost", "/billing"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // A host no app answers for matches no route.
+    assert_eq!(
+        c.get(ward.url("/billing")).send().await.unwrap().status(),
+        403
+    );
+    billing.proc.kill();
+    let resp = c
+        .get(ward.url_for("billing.localhost", "/billing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(resp.text().await.unwrap().contains(&id));
+    let line = ward.proc.stderr.wait_for_all(
+        &[
+            &format!("\"request_id\":\"{id}\""),
+            "\"message\":\"request\"",
+        ],
+        Duration::from_secs(5),
+    );
+    assert!(line.contains("\"status\":502"), "{line}");
+    for _ in 0..5 {
+        assert_eq!(
+            c.get(ward.url_for("ehr.localhost", "/"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upstream_gives_504() {
+    let ehr = Ehr::start();
+    let policy =
+        open_policy(&ehr.url()).replace("upstream =", "response_timeout = \"1s\"\nupstream =");
+    let ward = Ward::start(&policy);
+    let started = Instant::now();
+    let resp = ward
+        .client(false)
+        .get(ward.url("/slow?ms=5000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(resp.headers().contains_key("x-request-id"));
+    // The next request is fine.
+    assert_eq!(
+        ward.client(false)
+            .get(ward.url("/slow?ms=10"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_only_redirects() {
+    let ehr = Ehr::start();
+    let policy = open_policy(&ehr.url()).replace(
+        "{server}",
+        "{server}redirect_http = \"127.0.0.1:0\"\npublic_port = 8443\n",
+    );
+    let ward = Ward::start(&policy);
+    let line = ward
+        .proc
+        .stderr
+        .wait_for("redirecting plain HTTP", Duration::from_secs(5));
+    let addr: std::net::SocketAddr = json_field(&line, "addr").parse().unwrap();
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = c
+        .get(format!("http://{addr}/debug/headers?x=1"))
+        .header("Host", "ehr.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 308);
+    assert_eq!(
+        resp.headers()["location"],
+        "https://ehr.example:8443/debug/headers?x=1"
+    );
+    assert!(!resp.headers().contains_key("x-upstream-target"));
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /%2e%2e/x HTTP/1.1\r\nHost: ehr.example\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    tcp.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_limits_and_slow_clients() {
+    let ehr = Ehr::start();
+    let policy = open_policy(&ehr.url()).replace(
+        "{server}",
+        "{server}max_headers = 20\nmax_header_bytes = 8192\nheader_read_timeout = \"2s\"\n",
+    );
+    let ward = Ward::start(&policy);
+    let port = ward.port();
+    // Too many headers.
+    let many: String = (0..40).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let reply = raw_exchange(
+        &ward,
+        format!("GET / HTTP/1.1\r\nHost: localhost:{port}\r\n{many}\r\n").as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    // A header block larger than the limit.
+    let big = "a".repeat(20_000);
+    let reply = raw_exchange(
+        &ward,
+        format!("GET / HTTP/1.1\r\nHost: localhost:{port}\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    // Slowloris: headers that never finish are cut off after header_read_timeout.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = raw_tls(&ward, &[b"http/1.1"]).await;
+    let started = Instant::now();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: localhost:{port}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let trickle = async {
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if s.write_all(b"X-A: b\r\n").await.is_err() {
+                break;
+            }
+        }
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf).await;
+    };
+    tokio::time::timeout(Duration::from_secs(8), trickle)
+        .await
+        .expect("slow client was not cut off");
+    assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_over_the_cap_wait_for_a_free_slot() {
+    let ehr = Ehr::start();
+    let policy = open_policy(&ehr.url()).replace("{server}", "{server}max_connections = 2\n");
+    let ward = Ward::start(&policy);
+    let a = raw_tls(&ward, &[b"http/1.1"]).await;
+    let b = raw_tls(&ward, &[b"http/1.1"]).await;
+    // The third is not served while two are open...
+    let third = tokio::time::timeout(
+        Duration::from_millis(1500),
+        ward.client(false).get(ward.url("/")).send(),
+    )
+    .await;
+    assert!(
+        third.is_err(),
+        "a third connection was served beyond max_connections = 2"
+    );
+    // ...and is once one closes.
+    drop(a);
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        ward.client(false).get(ward.url("/")).send(),
+    )
+    .await;
+    assert_eq!(
+        resp.expect("served after a slot freed").unwrap().status(),
+        200
+    );
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_keepalive_connections_are_closed() {
+    let ehr = Ehr::start();
+    let policy =
+        open_policy(&ehr.url()).replace("{server}", "{server}keepalive_timeout = \"1s\"\n");
+    let ward = Ward::start(&policy);
+    use tokio::io::AsyncReadExt;
+    let mut s = raw_tls(&ward, &[b"h2"]).await;
+    let mut buf = vec![0u8; 4096];
+    let started = Instant::now();
+    // An h2 connection that never sends anything is closed by the idle watchdog.
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "idle connection stayed open");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
