@@ -254,7 +254,7 @@ fn ward_page(shared: &Shared, rt: &Runtime, path: &str, id: &str) -> Response<Bo
                 "status": if status.stale.is_some() { "stale" } else { "ok" },
                 "policy": rt.policy.file.display().to_string(),
                 "loaded_at": humantime::format_rfc3339_seconds(rt.loaded_at).to_string(),
-                "stale_reason": status.stale,
+                "problems": status.stale.clone().unwrap_or_default(),
             });
             pages::text(StatusCode::OK, "application/json", format!("{body}\n"))
         }

@@ -41,8 +41,8 @@ impl Runtime {
 /// Whether the file on disk is what is being served.
 #[derive(Debug, Clone, Default)]
 pub struct Status {
-    /// Why the file on disk was not loaded, if it was not (`FILE:LINE:COL: …`).
-    pub stale: Option<String>,
+    /// Why the file on disk was not loaded, if it was not: every problem as `FILE:LINE:COL: …`.
+    pub stale: Option<Vec<String>>,
 }
 
 /// The current runtime and reload status.
@@ -105,7 +105,7 @@ impl PolicyStore {
                     "the policy file has errors; still serving the policy loaded before"
                 );
                 self.status.store(Arc::new(Status {
-                    stale: Some(d.first_error()),
+                    stale: Some(d.items.iter().map(|i| d.format(i)).collect()),
                 }));
                 Err(d)
             }

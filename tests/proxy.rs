@@ -216,11 +216,12 @@ async fn ambiguous_requests_are_refused_before_any_decision() {
     for (req, want) in cases {
         let reply = raw_exchange(
             &ward,
-            format!(
-                "{}",
-                req.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
-            )
-            .as_bytes(),
+            req.replace("
+
+", "
+Connection: close
+
+").as_bytes(),
             Duration::from_secs(5),
         )
         .await;

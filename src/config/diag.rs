@@ -41,15 +41,6 @@ impl Diagnostics {
         self.items.iter().any(|d| d.severity == Severity::Error)
     }
 
-    /// The first error, formatted, for one-line status reports.
-    pub fn first_error(&self) -> String {
-        self.items
-            .iter()
-            .find(|d| d.severity == Severity::Error)
-            .map(|d| self.format(d))
-            .unwrap_or_default()
-    }
-
     /// One finding as `FILE:LINE:COL: message`.
     pub fn format(&self, d: &Diagnostic) -> String {
         let tag = match d.severity {
