@@ -20,13 +20,19 @@ fn check(text: &str) -> (bool, String) {
         .current_dir(site.dir.path())
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
 /// 1-based line and column of the first `needle` in `text`.
 fn place(text: &str, needle: &str) -> String {
-    let at = text.find(needle).unwrap_or_else(|| panic!("{needle} not in text"));
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} not in text"));
     let line = text[..at].matches('\n').count() + 1;
     let col = at - text[..at].rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
     format!("config/ward.toml:{line}:{col}:")
@@ -50,11 +56,18 @@ fn a_broken_copy_names_every_error_with_line_and_column() {
     // An unknown app in the first route.
     let route_at = bad.find("[[routes]]").unwrap();
     let app_at = route_at + bad[route_at..].find("app = \"").unwrap() + "app = \"".len();
-    let bad = format!("{}emr-typo{}", &bad[..app_at], &bad[app_at + bad[app_at..].find('"').unwrap()..]);
+    let bad = format!(
+        "{}emr-typo{}",
+        &bad[..app_at],
+        &bad[app_at + bad[app_at..].find('"').unwrap()..]
+    );
 
     let (ok, out) = check(&bad);
     assert!(!ok, "{out}");
-    let typo = format!("{} unknown setting 'listen_on' in [server]; did you mean 'listen'?", place(&bad, "listen_on ="));
+    let typo = format!(
+        "{} unknown setting 'listen_on' in [server]; did you mean 'listen'?",
+        place(&bad, "listen_on =")
+    );
     assert!(out.contains(&typo), "wanted {typo:?} in:\n{out}");
     let cidr_at = bad.find("/33\"").unwrap();
     let cidr_start = bad[..cidr_at].rfind('"').unwrap();
@@ -68,10 +81,17 @@ fn a_broken_copy_names_every_error_with_line_and_column() {
 
 #[test]
 fn a_missing_certificate_is_reported_at_its_line() {
-    let site_less = shipped("ward.toml").replacen("cert = \"certs/ward.crt\"", "cert = \"certs/missing.crt\"", 1);
+    let site_less = shipped("ward.toml").replacen(
+        "cert = \"certs/ward.crt\"",
+        "cert = \"certs/missing.crt\"",
+        1,
+    );
     let (ok, out) = check(&site_less);
     assert!(!ok);
-    let want = format!("{} cannot read certificate file certs/missing.crt", place(&site_less, "\"certs/missing.crt\""));
+    let want = format!(
+        "{} cannot read certificate file certs/missing.crt",
+        place(&site_less, "\"certs/missing.crt\"")
+    );
     assert!(out.contains(&want), "wanted {want:?} in:\n{out}");
 }
 
@@ -80,12 +100,25 @@ async fn demo_runs_the_sample_ehr_behind_ward() {
     let dir = tempfile::tempdir().unwrap();
     let proc = Proc::spawn(
         Command::new(WARD)
-            .args(["demo", "--config", "config/demo.toml", "--listen", "127.0.0.1:0", "--ehr-listen", "127.0.0.1:0", "--log-format", "json"])
+            .args([
+                "demo",
+                "--config",
+                "config/demo.toml",
+                "--listen",
+                "127.0.0.1:0",
+                "--ehr-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
             .current_dir(dir.path()),
     );
-    let line = proc.stderr.wait_for("\"listening\"", Duration::from_secs(20));
+    let line = proc
+        .stderr
+        .wait_for("\"listening\"", Duration::from_secs(20));
     let addr: std::net::SocketAddr = json_field(&line, "addr").parse().unwrap();
-    proc.stdout.wait_for("ward demo is running", Duration::from_secs(5));
+    proc.stdout
+        .wait_for("ward demo is running", Duration::from_secs(5));
     assert!(dir.path().join("certs/ward.crt").exists());
     assert!(dir.path().join("config/demo.toml").exists());
     let cert = std::fs::read(dir.path().join("certs/ward.crt")).unwrap();
@@ -94,8 +127,17 @@ async fn demo_runs_the_sample_ehr_behind_ward() {
         .resolve("localhost", addr)
         .build()
         .unwrap();
-    let resp = client.get(format!("https://localhost:{}/", addr.port())).send().await.unwrap();
+    let resp = client
+        .get(format!("https://localhost:{}/", addr.port()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
-    assert!(resp.text().await.unwrap().contains("Riverside Family Clinic"));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Riverside Family Clinic")
+    );
 }

@@ -216,12 +216,16 @@ async fn ambiguous_requests_are_refused_before_any_decision() {
     for (req, want) in cases {
         let reply = raw_exchange(
             &ward,
-            req.replace("
+            req.replace(
+                "
 
-", "
+",
+                "
 Connection: close
 
-").as_bytes(),
+",
+            )
+            .as_bytes(),
             Duration::from_secs(5),
         )
         .await;

@@ -18,10 +18,17 @@ fn policy(upstream: &str, admin: &str) -> String {
 }
 
 async fn status_of(c: &reqwest::Client, url: &str) -> u16 {
-    c.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+    c.get(url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }
 
-async fn wait_until<F: std::future::Future<Output = bool>>(mut check: impl FnMut() -> F, timeout: Duration) -> bool {
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    mut check: impl FnMut() -> F,
+    timeout: Duration,
+) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if check().await {
@@ -64,21 +71,41 @@ async fn broken_policy_keeps_the_old_one_and_a_fix_applies_under_load() {
     ward.write_policy(&policy(&ehr.url(), "alow = \"public\""));
     let health = ward.url("/.ward/healthz");
     let stale = wait_until(
-        || async { c.get(&health).send().await.unwrap().text().await.unwrap().contains("\"stale\"") },
+        || async {
+            c.get(&health)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                .contains("\"stale\"")
+        },
         Duration::from_secs(10),
     )
     .await;
     assert!(stale, "healthz never reported the stale policy");
     let json: serde_json::Value = c.get(&health).send().await.unwrap().json().await.unwrap();
     let problems = json["problems"].to_string();
-    assert!(problems.contains("ward.toml:21:1: unknown setting 'alow' in [[routes]]; did you mean 'allow'?"), "{problems}");
-    ward.proc.stderr.wait_for("ward.toml:21:1", Duration::from_secs(5));
+    assert!(
+        problems.contains(
+            "ward.toml:21:1: unknown setting 'alow' in [[routes]]; did you mean 'allow'?"
+        ),
+        "{problems}"
+    );
+    ward.proc
+        .stderr
+        .wait_for("ward.toml:21:1", Duration::from_secs(5));
     // The old policy still rules.
     assert_eq!(status_of(&c, &ward.url("/admin/x")).await, 401);
 
     // Fixed: /admin becomes public; applied without a restart.
     ward.write_policy(&policy(&ehr.url(), "allow = \"public\""));
-    let applied = wait_until(|| async { status_of(&c, &ward.url("/admin/x")).await == 404 }, Duration::from_secs(10)).await;
+    let applied = wait_until(
+        || async { status_of(&c, &ward.url("/admin/x")).await == 404 },
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(applied, "the fixed policy was not applied");
     let json: serde_json::Value = c.get(&health).send().await.unwrap().json().await.unwrap();
     assert_eq!(json["status"], "ok");
@@ -112,9 +139,17 @@ async fn in_flight_requests_finish_under_the_policy_they_started_with() {
         ehr.url()
     );
     ward.write_policy(&closed);
-    let applied = wait_until(|| async { status_of(&c, &ward.url("/patients/1001/chart")).await == 403 }, Duration::from_secs(10)).await;
+    let applied = wait_until(
+        || async { status_of(&c, &ward.url("/patients/1001/chart")).await == 403 },
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(applied);
-    assert_eq!(slow.await.unwrap(), 200, "the in-flight request was cut off by the reload");
+    assert_eq!(
+        slow.await.unwrap(),
+        200,
+        "the in-flight request was cut off by the reload"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -123,7 +158,18 @@ async fn sighup_reloads() {
     let ward = Ward::start(&policy(&ehr.url(), "allow_roles = [\"officer\"]"));
     ward.write_policy(&policy(&ehr.url(), "allow = \"public\""));
     let pid = ward.proc.pid().to_string();
-    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    ward.proc.stderr.wait_for("policy reloaded", Duration::from_secs(5));
-    assert_eq!(status_of(&ward.client(true), &ward.url("/admin/x")).await, 404);
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    ward.proc
+        .stderr
+        .wait_for("policy reloaded", Duration::from_secs(5));
+    assert_eq!(
+        status_of(&ward.client(true), &ward.url("/admin/x")).await,
+        404
+    );
 }
