@@ -12,7 +12,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -63,6 +63,7 @@ impl RequestIds {
 /// What the log line for a request says.
 #[derive(Default)]
 struct Outcome {
+    client: Option<IpAddr>,
     host: String,
     path: String,
     decision: &'static str,
@@ -98,6 +99,7 @@ pub async fn handle(
         target: "ward::request",
         request_id = %id,
         peer = %peer.ip(),
+        client = outcome.client.map(|c| c.to_string()),
         method = %method,
         host = %outcome.host,
         path = %outcome.path,
@@ -156,7 +158,7 @@ async fn respond(
 
     if is_ward_path(&target.path) {
         outcome.decision = "ward";
-        return ward_page(shared, rt, &target.path, id);
+        return ward_page(shared, rt, &target.path, client_ip, id);
     }
 
     let facts = Facts {
@@ -246,16 +248,33 @@ fn deny_page(practice: &str, refusal: Refusal, id: &str) -> Response<Body> {
     )
 }
 
-fn ward_page(shared: &Shared, rt: &Runtime, path: &str, id: &str) -> Response<Body> {
+fn ward_page(
+    shared: &Shared,
+    rt: &Runtime,
+    path: &str,
+    client: IpAddr,
+    id: &str,
+) -> Response<Body> {
     match path {
         "/.ward/healthz" => {
             let status = shared.store.status();
-            let body = serde_json::json!({
-                "status": if status.stale.is_some() { "stale" } else { "ok" },
-                "policy": rt.policy.file.display().to_string(),
-                "loaded_at": humantime::format_rfc3339_seconds(rt.loaded_at).to_string(),
-                "problems": status.stale.clone().unwrap_or_default(),
-            });
+            let state = if status.stale.is_some() {
+                "stale"
+            } else {
+                "ok"
+            };
+            // Health is answered for any client (load balancers ask it); the
+            // policy's file name and problems only for this machine.
+            let body = if client.is_loopback() {
+                serde_json::json!({
+                    "status": state,
+                    "policy": rt.policy.file.display().to_string(),
+                    "loaded_at": humantime::format_rfc3339_seconds(rt.loaded_at).to_string(),
+                    "problems": status.stale.clone().unwrap_or_default(),
+                })
+            } else {
+                serde_json::json!({ "status": state })
+            };
             pages::text(StatusCode::OK, "application/json", format!("{body}\n"))
         }
         _ => pages::problem(

@@ -85,11 +85,26 @@ impl PolicyStore {
         match load_runtime(&self.file, &self.overrides) {
             Ok(runtime) => {
                 let old = self.current.load();
-                if old.policy.server.listen != runtime.policy.server.listen {
-                    tracing::warn!(
-                        "the listen address changed in {}; restart ward to use it",
-                        self.file.display()
-                    );
+                let (was, now) = (&old.policy, &runtime.policy);
+                let restart_only = [
+                    ("listen", was.server.listen != now.server.listen),
+                    (
+                        "redirect_http",
+                        was.server.redirect_http != now.server.redirect_http,
+                    ),
+                    (
+                        "max_connections",
+                        was.server.max_connections != now.server.max_connections,
+                    ),
+                    ("[log]", was.log != now.log),
+                ];
+                for (what, changed) in restart_only {
+                    if changed {
+                        tracing::warn!(
+                            "{what} changed in {}; it takes effect when ward restarts",
+                            self.file.display()
+                        );
+                    }
                 }
                 self.current.store(Arc::new(runtime));
                 self.status.store(Arc::new(Status::default()));

@@ -550,4 +550,15 @@ async fn idle_keepalive_connections_are_closed() {
     .await;
     assert!(closed.is_ok(), "idle connection stayed open");
     assert!(started.elapsed() >= Duration::from_millis(900));
+    // A request waiting on a slow upstream is not "idle", on either protocol.
+    for h2 in [false, true] {
+        let resp = ward
+            .client(h2)
+            .get(ward.url("/slow?ms=3000"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "slow done");
+    }
 }

@@ -55,10 +55,12 @@ pub fn compile(
             .unwrap_or(Mfa::Required),
     };
     let log = log(&raw, c);
-    let allow_from = raw
-        .allow_from
-        .as_ref()
-        .map(|list| net_refs(list.get_ref(), &networks, c));
+    let allow_from = raw.allow_from.as_ref().map(|list| {
+        if list.get_ref().is_empty() {
+            c.warning(list.span(), EMPTY_NETWORKS);
+        }
+        net_refs(list.get_ref(), &networks, c)
+    });
     let apps = apps(&raw, certs, c);
     let routes = routes(text, &raw, &apps, &roles, &networks, c);
     let table = route_table(&raw.routes, &routes, &apps, c);
@@ -80,6 +82,9 @@ pub fn compile(
         table,
     })
 }
+
+const EMPTY_NETWORKS: &str =
+    "an empty list of networks refuses every client; name networks here or remove the line";
 
 fn duration(value: &Text, c: &mut Collector<'_>) -> Option<Duration> {
     let text = value.get_ref().trim();
@@ -363,7 +368,7 @@ fn log(raw: &RawPolicy, c: &mut Collector<'_>) -> LogSettings {
             Err(_) => {
                 c.error(
                     l.span(),
-                    "log level must be one of \"error\", \"warn\", \"info\", \"debug\"",
+                    "log level must be one of \"error\", \"warn\", \"info\", \"debug\", \"trace\"",
                 );
                 tracing::Level::INFO
             }
@@ -535,6 +540,9 @@ fn routes(
                 if found.is_none() {
                     let hint = match closest(name.get_ref(), &app_names) {
                         Some(best) => format!("; did you mean '{best}'?"),
+                        None if app_names.is_empty() => {
+                            "; declare it in an [[apps]] section".into()
+                        }
                         None => format!("; the apps are: {}", app_names.join(", ")),
                     };
                     c.error(
@@ -549,8 +557,15 @@ fn routes(
             c.error(entry.span(), "this route has no path = \"/…\"");
         }
         let access = access(r, entry.span(), &role_names, c);
-        if let Some(h) = &r.host {
-            public_host(h, c);
+        if let Some(h) = &r.host
+            && let Some(host) = public_host(h, c)
+            && let Some(app_host) = app.and_then(|i| apps.get(i)).and_then(|a| a.host.as_ref())
+            && *app_host != host
+        {
+            c.error(
+                h.span(),
+                format!("this route's host '{host}' is not the host its app answers for ('{app_host}'); remove one of them"),
+            );
         }
         let route = Route {
             line,
@@ -561,7 +576,12 @@ fn routes(
                 .map(|p| p.get_ref().clone())
                 .unwrap_or_default(),
             access: access.unwrap_or(Access::Public),
-            from: r.from.as_ref().map(|l| net_refs(l, networks, c)),
+            from: r.from.as_ref().map(|l| {
+                if l.is_empty() {
+                    c.warning(entry.span(), EMPTY_NETWORKS);
+                }
+                net_refs(l, networks, c)
+            }),
             idle_timeout: r.idle_timeout.as_ref().and_then(|d| duration(d, c)),
             export: r.export.as_ref().and_then(|e| export(e, c)),
             mfa: r.mfa.as_ref().and_then(|m| mfa(m, c)),
@@ -631,7 +651,15 @@ fn access(
     }
 }
 
-fn methods(list: &[Text], c: &mut Collector<'_>) -> Option<Vec<Method>> {
+fn methods(
+    list: &[Text],
+    span: std::ops::Range<usize>,
+    c: &mut Collector<'_>,
+) -> Option<Vec<Method>> {
+    if list.is_empty() {
+        c.error(span, "methods = [] allows no method; list the methods (like [\"GET\"]) or remove the line to allow all");
+        return None;
+    }
     const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
     let mut out = Vec::new();
     for m in list {
@@ -689,7 +717,7 @@ fn route_table(
             .as_ref()
             .map(|h| h.get_ref().trim().to_ascii_lowercase())
             .or_else(|| apps.get(route.app).and_then(|a| a.host.clone()));
-        let methods = r.methods.as_ref().and_then(|m| methods(m, c));
+        let methods = r.methods.as_ref().and_then(|m| methods(m, entry.span(), c));
         let matcher = Matcher {
             pattern,
             host: host.map(Into::into),

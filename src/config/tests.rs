@@ -288,3 +288,38 @@ allow = "public"
         }
     }
 }
+
+#[test]
+fn risky_but_valid_settings_are_warned_about() {
+    let text = "practice = \"P\"\nallow_from = []\n[[apps]]\nname = \"ehr\"\nupstream = \"http://x\"\nhost = \"a.example\"\n\
+        [[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow = \"public\"\nfrom = []\n";
+    let loaded = load(text).unwrap_or_else(|d| panic!("{d}"));
+    let warnings: Vec<String> = loaded
+        .warnings
+        .items
+        .iter()
+        .map(|i| loaded.warnings.format(i))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(
+        warnings[0]
+            .starts_with("ward.toml:2:14: warning: an empty list of networks refuses every client"),
+        "{warnings:#?}"
+    );
+    let errs = errors(&text.replace("from = []", "methods = []\nhost = \"b.example\""));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("methods = [] allows no method")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("is not the host its app answers for")),
+        "{errs:#?}"
+    );
+    let errs = errors(&text.replace("path = \"/a\"", "path = \"/caf\u{e9}\""));
+    assert!(
+        errs.iter().any(|e| e.contains("must not contain 'é'")),
+        "{errs:#?}"
+    );
+}

@@ -84,7 +84,7 @@ impl Prepared {
             self.ehr_addr
         );
         println!("  Try: {url}patients/1001/chart, {url}billing, {url}notifications (WebSocket)");
-        println!("  Refused by policy: {url}admin (no route allows it without sign-in)");
+        println!("  Needs sign-in: {url}admin/ (the route allows officers only)");
         println!("  ward's health: {url}.ward/healthz");
         println!("  Stop with Ctrl-C.");
         println!();

@@ -111,7 +111,7 @@ pub enum LogFormat {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
     /// Line format.
     pub format: LogFormat,
@@ -162,7 +162,8 @@ pub struct App {
     pub preserve_host: bool,
     /// Rewrite `Location`, `Content-Location` and `Refresh` that point at the upstream.
     pub rewrite_redirects: bool,
-    /// Rewrite `Set-Cookie` `Domain` and `Path` that name the upstream.
+    /// Drop a `Set-Cookie` `Domain` that names the upstream, so the cookie belongs to the
+    /// public host. (`Path` needs no rewrite: upstreams are always mounted at `/`.)
     pub rewrite_cookies: bool,
     /// Match paths ignoring ASCII case (legacy IIS).
     pub case_insensitive: bool,
@@ -232,8 +233,10 @@ pub struct Facts<'a> {
 pub enum Refusal {
     /// The client address is outside the networks allowed.
     Network,
-    /// No route covers this host, method and path.
+    /// No route covers this host and path.
     NoRoute,
+    /// The routes for this path do not allow this method.
+    Method,
     /// The signed-in person has no role or name the route allows.
     Role,
 }
@@ -244,6 +247,7 @@ impl Refusal {
         match self {
             Refusal::Network => "network",
             Refusal::NoRoute => "no-route",
+            Refusal::Method => "method",
             Refusal::Role => "role",
         }
     }
@@ -255,6 +259,9 @@ impl Refusal {
                 "This system can only be used from the practice's approved networks."
             }
             Refusal::NoRoute => "The practice's access policy does not cover this page.",
+            Refusal::Method => {
+                "The practice's access policy does not allow this kind of request here."
+            }
             Refusal::Role => "Your account's roles do not include access to this page.",
         }
     }
@@ -292,8 +299,10 @@ pub fn decide(facts: &Facts<'_>, policy: &Policy) -> Decision {
     {
         return deny(Refusal::Network, None);
     }
-    let Some(id) = policy.table.lookup(facts.host, facts.method, facts.path) else {
-        return deny(Refusal::NoRoute, None);
+    let id = match policy.table.lookup(facts.host, facts.method, facts.path) {
+        routes::Lookup::Route(id) => id,
+        routes::Lookup::MethodNotAllowed(id) => return deny(Refusal::Method, Some(id)),
+        routes::Lookup::None => return deny(Refusal::NoRoute, None),
     };
     let Some(route) = policy.routes.get(id) else {
         return deny(Refusal::NoRoute, None);

@@ -36,8 +36,12 @@ pub enum PatternError {
     GlobstarNotLast,
     #[error("* must stand for a whole part of the path between slashes, as in /patients/*/chart")]
     PartialWildcard,
-    #[error("a path pattern must not contain '{0}'; write the path as the browser shows it")]
+    #[error(
+        "a path pattern must not contain '{0}'; use letters, digits and - . _ ~ ! $ & ' ( ) * + , = : @"
+    )]
     BadCharacter(char),
+    #[error("a path pattern cannot have . or .. as a part; write the path as the browser shows it")]
+    DotSegment,
     #[error("/.ward/ belongs to ward itself; routes cannot cover it")]
     Reserved,
 }
@@ -46,10 +50,9 @@ impl Pattern {
     /// Parses a pattern; `fold` lower-cases literals for case-insensitive apps.
     pub fn parse(text: &str, fold: bool) -> Result<Pattern, PatternError> {
         let rest = text.strip_prefix('/').ok_or(PatternError::NoLeadingSlash)?;
-        if let Some(c) = text
-            .chars()
-            .find(|c| matches!(c, '?' | '#' | '\\' | '%' | ';') || c.is_control())
-        {
+        // Only characters a canonical path can hold unencoded; anything else could never match.
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,=:@/".contains(c);
+        if let Some(c) = text.chars().find(|c| !allowed(*c)) {
             return Err(PatternError::BadCharacter(c));
         }
         let parts: Vec<&str> = rest.split('/').collect();
@@ -70,7 +73,7 @@ impl Pattern {
                 "**" => return Err(PatternError::GlobstarNotLast),
                 "*" => segments.push(Segment::Star),
                 p if p.contains('*') => return Err(PatternError::PartialWildcard),
-                "." | ".." => return Err(PatternError::BadCharacter('.')),
+                "." | ".." => return Err(PatternError::DotSegment),
                 p if fold => segments.push(Segment::Literal(p.to_ascii_lowercase().into())),
                 p => segments.push(Segment::Literal(p.into())),
             }
@@ -125,11 +128,6 @@ impl Matcher {
         }
     }
 
-    fn accepts(&self, host: &str, method: &Method) -> bool {
-        self.host.as_deref().is_none_or(|h| h == host)
-            && self.methods.as_ref().is_none_or(|m| m.contains(method))
-    }
-
     /// True when every request this matcher accepts is also accepted by `other`
     /// with the same pattern, so a later `self` can never be chosen.
     pub fn shadowed_by(&self, other: &Matcher) -> bool {
@@ -160,6 +158,13 @@ struct Rank {
     any_host: bool,
     any_method: bool,
     index: usize,
+}
+
+impl Rank {
+    /// Everything about specificity except methods and file order.
+    fn place(&self) -> (usize, usize, usize, bool) {
+        (self.prefix, self.literals, self.wildcards, self.any_host)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -210,17 +215,26 @@ impl RouteTable {
         table
     }
 
-    /// The best route for this host, method and canonical path, if any.
-    pub fn lookup(&self, host: &str, method: &Method, path: &str) -> Option<usize> {
-        let mut best: Option<(Rank, usize)> = None;
-        let rest = path.strip_prefix('/')?;
+    /// The route for this host, method and canonical path. The most specific
+    /// path pattern decides; when its routes all name other methods the answer
+    /// is `MethodNotAllowed` (never a fall-through to a broader pattern).
+    pub fn lookup(&self, host: &str, method: &Method, path: &str) -> Lookup {
+        let mut best = Best::default();
+        let Some(rest) = path.strip_prefix('/') else {
+            return Lookup::None;
+        };
         self.walk(&self.exact_case, 0, Some(rest), host, method, &mut best);
         if self.folded.len() > 1 || !self.folded[0].globstar.is_empty() {
             let lower = path.to_ascii_lowercase();
-            let rest = lower.strip_prefix('/')?;
-            self.walk(&self.folded, 0, Some(rest), host, method, &mut best);
+            if let Some(rest) = lower.strip_prefix('/') {
+                self.walk(&self.folded, 0, Some(rest), host, method, &mut best);
+            }
         }
-        best.map(|(_, id)| id)
+        match (best.allowed, best.any) {
+            (Some((_, id)), _) => Lookup::Route(id),
+            (None, Some((_, id))) => Lookup::MethodNotAllowed(id),
+            (None, None) => Lookup::None,
+        }
     }
 
     /// The matchers, by route id.
@@ -235,7 +249,7 @@ impl RouteTable {
         rest: Option<&str>,
         host: &str,
         method: &Method,
-        best: &mut Option<(Rank, usize)>,
+        best: &mut Best,
     ) {
         let Some(node) = nodes.get(at) else { return };
         self.consider(&node.globstar, host, method, best);
@@ -255,25 +269,64 @@ impl RouteTable {
         }
     }
 
-    fn consider(
-        &self,
-        ids: &[(Rank, usize)],
-        host: &str,
-        method: &Method,
-        best: &mut Option<(Rank, usize)>,
-    ) {
-        // Each list is sorted best first, so the first acceptable one is enough.
-        let found = ids.iter().find(|(_, id)| {
-            self.matchers
-                .get(*id)
-                .is_some_and(|m| m.accepts(host, method))
-        });
-        if let Some(&(rank, id)) = found
-            && best.is_none_or(|(b, _)| rank < b)
-        {
-            *best = Some((rank, id));
+    fn consider(&self, ids: &[(Rank, usize)], host: &str, method: &Method, best: &mut Best) {
+        for &(rank, id) in ids {
+            let Some(m) = self.matchers.get(id) else {
+                continue;
+            };
+            if m.host.as_deref().is_some_and(|h| h != host) {
+                continue;
+            }
+            let place = rank.place();
+            match best.place {
+                // Lists are sorted best first: nothing after this can be better.
+                Some(p) if place > p => break,
+                Some(p) if place == p => {}
+                _ => {
+                    *best = Best {
+                        place: Some(place),
+                        ..Best::default()
+                    }
+                }
+            }
+            if best.any.is_none_or(|(b, _)| rank < b) {
+                best.any = Some((rank, id));
+            }
+            let method_ok = m.methods.as_ref().is_none_or(|ms| ms.contains(method));
+            if method_ok && best.allowed.is_none_or(|(b, _)| rank < b) {
+                best.allowed = Some((rank, id));
+            }
         }
     }
+}
+
+/// The outcome of a route lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// This route applies.
+    Route(usize),
+    /// The most specific routes for this path are for other methods; the first of them.
+    MethodNotAllowed(usize),
+    /// No route covers this host and path.
+    None,
+}
+
+impl Lookup {
+    /// The route id, when one applies.
+    pub fn route(self) -> Option<usize> {
+        match self {
+            Lookup::Route(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// The most specific place found so far, and the best routes in it.
+#[derive(Default)]
+struct Best {
+    place: Option<(usize, usize, usize, bool)>,
+    any: Option<(Rank, usize)>,
+    allowed: Option<(Rank, usize)>,
 }
 
 fn child(nodes: &mut Vec<Node>, at: usize, seg: &Segment) -> usize {
@@ -349,7 +402,7 @@ mod tests {
             "/patients/**",
             "/",
         ]);
-        let get = |p: &str| t.lookup("h", &Method::GET, p);
+        let get = |p: &str| t.lookup("h", &Method::GET, p).route();
         assert_eq!(get("/"), Some(4));
         assert_eq!(get("/x"), Some(0));
         assert_eq!(get("/billing"), Some(1));
@@ -365,11 +418,11 @@ mod tests {
     #[test]
     fn no_match_is_none() {
         let t = table(&["/billing/**", "/patients/*"]);
-        assert_eq!(t.lookup("h", &Method::GET, "/"), None);
-        assert_eq!(t.lookup("h", &Method::GET, "/patients/"), None);
-        assert_eq!(t.lookup("h", &Method::GET, "/patients"), None);
-        assert_eq!(t.lookup("h", &Method::GET, "/patients/1/2"), None);
-        assert_eq!(t.lookup("h", &Method::GET, "relative"), None);
+        assert_eq!(t.lookup("h", &Method::GET, "/").route(), None);
+        assert_eq!(t.lookup("h", &Method::GET, "/patients/").route(), None);
+        assert_eq!(t.lookup("h", &Method::GET, "/patients").route(), None);
+        assert_eq!(t.lookup("h", &Method::GET, "/patients/1/2").route(), None);
+        assert_eq!(t.lookup("h", &Method::GET, "relative").route(), None);
     }
 
     #[test]
@@ -380,9 +433,41 @@ mod tests {
         let mut c = m("/x/**");
         c.host = Some("billing.example".into());
         let t = RouteTable::new(vec![a, b, c]);
-        assert_eq!(t.lookup("ehr.example", &Method::POST, "/x/1"), Some(0));
-        assert_eq!(t.lookup("ehr.example", &Method::GET, "/x/1"), Some(1));
-        assert_eq!(t.lookup("billing.example", &Method::GET, "/x/1"), Some(2));
+        assert_eq!(
+            t.lookup("ehr.example", &Method::POST, "/x/1").route(),
+            Some(0)
+        );
+        assert_eq!(
+            t.lookup("ehr.example", &Method::GET, "/x/1").route(),
+            Some(1)
+        );
+        assert_eq!(
+            t.lookup("billing.example", &Method::GET, "/x/1").route(),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn a_method_restricted_route_never_falls_through_to_a_broader_one() {
+        let mut admin_get = m("/admin/**");
+        admin_get.methods = Some(vec![Method::GET, Method::HEAD]);
+        let t = RouteTable::new(vec![m("/**"), admin_get]);
+        assert_eq!(t.lookup("h", &Method::GET, "/admin/x"), Lookup::Route(1));
+        assert_eq!(
+            t.lookup("h", &Method::POST, "/admin/x"),
+            Lookup::MethodNotAllowed(1)
+        );
+        assert_eq!(t.lookup("h", &Method::POST, "/other"), Lookup::Route(0));
+        let mut admin_post = m("/admin/**");
+        admin_post.methods = Some(vec![Method::POST]);
+        let mut admin_get = m("/admin/**");
+        admin_get.methods = Some(vec![Method::GET]);
+        let t = RouteTable::new(vec![m("/**"), admin_get, admin_post]);
+        assert_eq!(t.lookup("h", &Method::POST, "/admin/x"), Lookup::Route(2));
+        assert_eq!(
+            t.lookup("h", &Method::DELETE, "/admin/x"),
+            Lookup::MethodNotAllowed(1)
+        );
     }
 
     #[test]
@@ -391,9 +476,9 @@ mod tests {
         a.fold_case = true;
         a.pattern = Pattern::parse("/Admin/**", true).unwrap();
         let t = RouteTable::new(vec![a, m("/**")]);
-        assert_eq!(t.lookup("h", &Method::GET, "/ADMIN/x"), Some(0));
-        assert_eq!(t.lookup("h", &Method::GET, "/admin"), Some(0));
-        assert_eq!(t.lookup("h", &Method::GET, "/other"), Some(1));
+        assert_eq!(t.lookup("h", &Method::GET, "/ADMIN/x").route(), Some(0));
+        assert_eq!(t.lookup("h", &Method::GET, "/admin").route(), Some(0));
+        assert_eq!(t.lookup("h", &Method::GET, "/other").route(), Some(1));
     }
 
     #[test]
@@ -412,7 +497,10 @@ mod tests {
     fn many_routes_still_resolve() {
         let patterns: Vec<String> = (0..2000).map(|i| format!("/app{i}/*/x/**")).collect();
         let t = RouteTable::new(patterns.iter().map(|p| m(p)).collect());
-        assert_eq!(t.lookup("h", &Method::GET, "/app1234/7/x/y"), Some(1234));
-        assert_eq!(t.lookup("h", &Method::GET, "/app1234/7/y"), None);
+        assert_eq!(
+            t.lookup("h", &Method::GET, "/app1234/7/x/y").route(),
+            Some(1234)
+        );
+        assert_eq!(t.lookup("h", &Method::GET, "/app1234/7/y").route(), None);
     }
 }
