@@ -1,6 +1,7 @@
 //! ward: a TLS-terminating, authenticating reverse proxy that enforces a medical
 //! practice's access policy in front of its legacy web apps.
 
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod demo;
