@@ -17,6 +17,7 @@ pub mod reload;
 pub mod server;
 pub mod target;
 pub mod tls;
+pub mod users;
 
 use reload::PolicyStore;
 use std::path::Path;

@@ -9,7 +9,7 @@ use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::routes::{Matcher, Pattern, RouteTable};
 use crate::policy::{
     Access, App, Export, LogFormat, LogSettings, LoginSettings, Mfa, Policy, Role, Route,
-    ServerSettings, SessionSettings,
+    ServerSettings, SessionSettings, StorageSettings, TooMany,
 };
 use http::Method;
 use http::uri::{Authority, Scheme, Uri};
@@ -53,8 +53,22 @@ pub fn compile(
             .as_ref()
             .and_then(|m| mfa(m, c))
             .unwrap_or(Mfa::Required),
+        lockout_after: count(&raw.login.lockout_after, 1, 100, 5, "lockout_after", c) as u32,
+        lockout_time: duration_or(&raw.login.lockout_time, Duration::from_secs(15 * 60), c),
+        attempts_per_minute: count(
+            &raw.login.attempts_per_minute,
+            1,
+            10_000,
+            30,
+            "attempts_per_minute",
+            c,
+        ) as u32,
     };
     let log = log(&raw, c);
+    let storage = StorageSettings {
+        users: path_or(&raw.storage.users, "config/users.toml"),
+        state: path_or(&raw.storage.state, "state"),
+    };
     let allow_from = raw.allow_from.as_ref().map(|list| {
         if list.get_ref().is_empty() {
             c.warning(list.span(), EMPTY_NETWORKS);
@@ -74,6 +88,7 @@ pub fn compile(
         sessions,
         login,
         log,
+        storage,
         allow_from,
         networks,
         roles,
@@ -301,14 +316,30 @@ fn server(
         c,
     );
     let listen = listen?;
+    let public_port = s
+        .public_port
+        .as_ref()
+        .map(|p| *p.get_ref())
+        .unwrap_or(listen.port());
+    let public_url = match &s.public_url {
+        Some(u) => {
+            let text = u.get_ref().trim().trim_end_matches('/').to_string();
+            if !text.starts_with("https://") || text.parse::<Uri>().is_err() {
+                c.error(
+                    u.span(),
+                    "public_url must be the https:// address people use, like https://ehr.riverside.example",
+                );
+            }
+            text
+        }
+        None if public_port == 443 => "https://localhost".to_string(),
+        None => format!("https://localhost:{public_port}"),
+    };
     Some(ServerSettings {
         listen,
         redirect_http,
-        public_port: s
-            .public_port
-            .as_ref()
-            .map(|p| *p.get_ref())
-            .unwrap_or(listen.port()),
+        public_port,
+        public_url,
         tls,
         trusted_proxies,
         max_connections: count(
@@ -339,10 +370,58 @@ fn path_or(value: &Option<Text>, default: &str) -> PathBuf {
 
 fn sessions(raw: &RawPolicy, c: &mut Collector<'_>) -> SessionSettings {
     let s = &raw.sessions;
+    let on_too_many = match &s.on_too_many {
+        None => TooMany::EndOldest,
+        Some(v) => match v.get_ref().as_str() {
+            "end-oldest" => TooMany::EndOldest,
+            "refuse" => TooMany::Refuse,
+            other => {
+                c.error(
+                    v.span(),
+                    format!("on_too_many must be \"end-oldest\" or \"refuse\", not '{other}'"),
+                );
+                TooMany::EndOldest
+            }
+        },
+    };
+    let mut background = Vec::new();
+    for p in s.background_paths.iter().flatten() {
+        match Pattern::parse(p.get_ref(), false) {
+            Ok(pattern) => background.push(Matcher {
+                pattern,
+                host: None,
+                methods: None,
+                fold_case: false,
+            }),
+            Err(e) => c.error(p.span(), e.to_string()),
+        }
+    }
+    let mut headers = Vec::new();
+    for h in s.background_headers.iter().flatten() {
+        let (name, value) = match h.get_ref().split_once(':') {
+            Some((n, v)) => (n.trim(), Some(v.trim().to_string())),
+            None => (h.get_ref().trim(), None),
+        };
+        match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(n) => headers.push((n, value)),
+            Err(_) => c.error(
+                h.span(),
+                format!("'{name}' is not a header name; write it like \"X-Requested-With: XMLHttpRequest\""),
+            ),
+        }
+    }
     SessionSettings {
         idle_timeout: duration_or(&s.idle_timeout, Duration::from_secs(15 * 60), c),
         max_lifetime: duration_or(&s.max_lifetime, Duration::from_secs(12 * 3600), c),
         max_per_user: count(&s.max_per_user, 1, 100, 1, "max_per_user", c),
+        on_too_many,
+        background_paths: RouteTable::new(background),
+        background_headers: headers,
+        idle_warning: s
+            .idle_warning
+            .as_ref()
+            .map(|b| *b.get_ref())
+            .unwrap_or(true),
     }
 }
 

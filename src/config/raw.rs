@@ -22,6 +22,8 @@ pub struct RawPolicy {
     #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
     pub networks: BTreeMap<String, Spanned<Vec<Text>>>,
     #[serde(default)]
     pub roles: BTreeMap<String, Spanned<RawRole>>,
@@ -37,6 +39,7 @@ pub struct RawServer {
     pub listen: Option<Text>,
     pub redirect_http: Option<Text>,
     pub public_port: Option<Spanned<u16>>,
+    pub public_url: Option<Text>,
     pub cert: Option<Text>,
     pub key: Option<Text>,
     pub trusted_proxies: Option<Vec<Text>>,
@@ -55,12 +58,26 @@ pub struct RawSessions {
     pub idle_timeout: Option<Text>,
     pub max_lifetime: Option<Text>,
     pub max_per_user: Option<Spanned<i64>>,
+    pub on_too_many: Option<Text>,
+    pub background_paths: Option<Vec<Text>>,
+    pub background_headers: Option<Vec<Text>>,
+    pub idle_warning: Option<Spanned<bool>>,
 }
 
 /// `[login]`: how people prove who they are.
 #[derive(Debug, Deserialize, Default)]
 pub struct RawLogin {
     pub mfa: Option<Text>,
+    pub lockout_after: Option<Spanned<i64>>,
+    pub lockout_time: Option<Text>,
+    pub attempts_per_minute: Option<Spanned<i64>>,
+}
+
+/// `[storage]`: where accounts and ward's own state live.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawStorage {
+    pub users: Option<Text>,
+    pub state: Option<Text>,
 }
 
 /// `[log]`: how ward writes its own log.
@@ -120,6 +137,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "sessions",
             "login",
             "log",
+            "storage",
             "networks",
             "roles",
             "apps",
@@ -129,6 +147,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "listen",
             "redirect_http",
             "public_port",
+            "public_url",
             "cert",
             "key",
             "trusted_proxies",
@@ -140,8 +159,22 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "keepalive_timeout",
             "hsts",
         ],
-        Section::Sessions => &["idle_timeout", "max_lifetime", "max_per_user"],
-        Section::Login => &["mfa"],
+        Section::Sessions => &[
+            "idle_timeout",
+            "max_lifetime",
+            "max_per_user",
+            "on_too_many",
+            "background_paths",
+            "background_headers",
+            "idle_warning",
+        ],
+        Section::Login => &[
+            "mfa",
+            "lockout_after",
+            "lockout_time",
+            "attempts_per_minute",
+        ],
+        Section::Storage => &["users", "state"],
         Section::Log => &["format", "level"],
         Section::Role => &["description", "idle_timeout", "export", "mfa"],
         Section::App => &[
@@ -180,6 +213,7 @@ pub enum Section {
     Server,
     Sessions,
     Login,
+    Storage,
     Log,
     Role,
     App,

@@ -215,6 +215,7 @@ allow_from = ["10.0.0.0/8"]
 listen = "127.0.0.1:1"
 redirect_http = "127.0.0.1:2"
 public_port = 443
+public_url = "https://ehr.example"
 cert = "c"
 key = "k"
 trusted_proxies = []
@@ -229,8 +230,18 @@ hsts = true
 idle_timeout = "1m"
 max_lifetime = "1h"
 max_per_user = 1
+on_too_many = "refuse"
+background_paths = ["/poll/**"]
+background_headers = ["X-Requested-With: XMLHttpRequest"]
+idle_warning = true
 [login]
 mfa = "required"
+lockout_after = 5
+lockout_time = "15m"
+attempts_per_minute = 30
+[storage]
+users = "u.toml"
+state = "state"
 [log]
 format = "json"
 level = "debug"

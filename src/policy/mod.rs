@@ -31,6 +31,8 @@ pub struct Policy {
     pub login: LoginSettings,
     /// ward's own log.
     pub log: LogSettings,
+    /// Where accounts and state live.
+    pub storage: StorageSettings,
     /// Networks the whole proxy may be used from, if restricted.
     pub allow_from: Option<NetSet>,
     /// Named networks.
@@ -54,6 +56,8 @@ pub struct ServerSettings {
     pub redirect_http: Option<SocketAddr>,
     /// The HTTPS port clients use, for redirects (defaults to `listen`'s port).
     pub public_port: u16,
+    /// The address people use to reach ward, for enrollment links.
+    pub public_url: String,
     /// TLS settings with the certificate; absent when loaded without certificates.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Load balancers whose `X-Forwarded-For` is believed.
@@ -75,7 +79,7 @@ pub struct ServerSettings {
 }
 
 /// `[sessions]`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SessionSettings {
     /// Idle logoff.
     pub idle_timeout: Duration,
@@ -83,6 +87,32 @@ pub struct SessionSettings {
     pub max_lifetime: Duration,
     /// Concurrent sessions per person.
     pub max_per_user: usize,
+    /// What a sign-in beyond `max_per_user` does.
+    pub on_too_many: TooMany,
+    /// Requests to these paths do not count as activity (an app's own polling).
+    pub background_paths: RouteTable,
+    /// Requests with one of these headers (`Name` or `Name: value`) do not count as activity.
+    pub background_headers: Vec<(http::HeaderName, Option<String>)>,
+    /// Warn a minute before idle logoff and clear the screen after it (script added to HTML pages).
+    pub idle_warning: bool,
+}
+
+/// What happens when someone signs in with all their sessions in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TooMany {
+    /// The oldest session ends.
+    EndOldest,
+    /// The new sign-in is refused.
+    Refuse,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    /// The accounts file the officer edits.
+    pub users: PathBuf,
+    /// The folder for ward's own state (secrets), readable by ward alone.
+    pub state: PathBuf,
 }
 
 /// Whether a second factor is needed.
@@ -99,6 +129,12 @@ pub enum Mfa {
 pub struct LoginSettings {
     /// Global MFA requirement.
     pub mfa: Mfa,
+    /// Failed sign-ins in a row before an account is locked.
+    pub lockout_after: u32,
+    /// How long a locked account stays locked (the officer can unlock it sooner).
+    pub lockout_time: Duration,
+    /// Sign-in attempts one address may make per minute.
+    pub attempts_per_minute: u32,
 }
 
 /// Log output format.

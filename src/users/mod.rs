@@ -1,0 +1,10 @@
+//! Accounts: the officer's `users.toml` (who may sign in, with what roles), the secrets ward
+//! keeps apart from it, and the changes `ward user …` makes to both.
+
+pub mod admin;
+pub mod directory;
+pub mod secrets;
+
+pub use admin::{Admin, AdminError, EnrollLink, NewAccount};
+pub use directory::{Account, Directory, Status};
+pub use secrets::{PendingEnrollment, Purpose, SecretStore, Secrets, StoreError, UserSecrets};

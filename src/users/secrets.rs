@@ -1,0 +1,322 @@
+//! The secrets ward owns (password hashes, TOTP, recovery codes, enrollment links, sign-in
+//! state), kept apart from the officer's users.toml in `state/secrets.json`, owner-only.
+
+use crate::fsutil;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const FILE: &str = "secrets.json";
+const LOCK: &str = ".lock";
+
+/// Everything ward keeps about one account besides what is in users.toml.
+#[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq, Eq)]
+#[serde(default)]
+pub struct UserSecrets {
+    /// Argon2 password hash (PHC string).
+    pub password: Option<String>,
+    /// TOTP secret, base32.
+    pub totp: Option<String>,
+    /// The last TOTP time step accepted, so a code cannot be used twice.
+    pub totp_last_step: Option<u64>,
+    /// SHA-256 hashes of unused recovery codes; a code is removed when used.
+    pub recovery: Vec<String>,
+    /// A pending one-time enrollment or reset link.
+    pub enroll: Option<PendingEnrollment>,
+    /// Sessions carry the epoch they began in; changing it ends them all.
+    pub epoch: u64,
+    /// Last successful sign-in, unix seconds.
+    pub last_login: Option<i64>,
+    /// Address of the last successful sign-in.
+    pub last_login_ip: Option<String>,
+    /// Last request seen, unix seconds.
+    pub last_activity: Option<i64>,
+    /// Failed sign-ins since the last success.
+    pub failed_logins: u32,
+    /// Sign-in refused until this time, unix seconds.
+    pub locked_until: Option<i64>,
+}
+
+/// A one-time link: only the token's hash is kept.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PendingEnrollment {
+    /// SHA-256 hex of the token in the link.
+    pub token_hash: String,
+    /// When the link stops working, unix seconds.
+    pub expires: i64,
+    /// What the link lets the person do.
+    pub purpose: Purpose,
+}
+
+/// What an enrollment link is for.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Set a password and MFA for the first time.
+    Enroll,
+    /// Set a new password.
+    ResetPassword,
+    /// Set up MFA again.
+    ResetMfa,
+}
+
+/// The whole store.
+#[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq, Eq)]
+#[serde(default)]
+pub struct Secrets {
+    /// Per account, by name.
+    pub users: BTreeMap<String, UserSecrets>,
+}
+
+/// Why the secret store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file system refused.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What ward was doing, e.g. "read".
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file can be read by other users.
+    #[error(
+        "{} can be read by other users on this computer (mode {mode:03o}); ward will not use it until you run: chmod 600 {}",
+        path.display(),
+        path.display()
+    )]
+    Permissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file is not what ward wrote.
+    #[error("{} is damaged and was left as it is ({detail}); restore it from a backup", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// The directory holding `secrets.json`.
+#[derive(Debug, Clone)]
+pub struct SecretStore {
+    dir: PathBuf,
+}
+
+impl SecretStore {
+    /// Opens the store in `dir`, creating it (mode 0700) if missing.
+    pub fn open(dir: &Path) -> Result<SecretStore, StoreError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StoreError::Io {
+                action: "create",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        Ok(SecretStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The path of `secrets.json`.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE)
+    }
+
+    /// Reads the store; a missing file is an empty store.
+    pub fn read(&self) -> Result<Secrets, StoreError> {
+        let path = self.path();
+        let io = |action, source| StoreError::Io {
+            action,
+            path: path.clone(),
+            source,
+        };
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Secrets::default()),
+            Err(e) => return Err(io("read", e)),
+        };
+        // Check the file actually opened, not the path, so a swap in between cannot fool us.
+        let mode = file
+            .metadata()
+            .map_err(|e| io("read", e))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StoreError::Permissions { path, mode });
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(|e| io("read", e))?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Locks the store, reads it, applies `f`, and writes the result atomically (0600) if it changed.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Secrets) -> R) -> Result<R, StoreError> {
+        // Held until the end of this function, so the CLI and a running ward never
+        // overwrite each other's changes.
+        let _lock = self.lock()?;
+        let mut secrets = self.read()?;
+        let before = secrets.clone();
+        let out = f(&mut secrets);
+        // Skipping unchanged writes keeps `modified` meaningful for change polling.
+        if secrets != before {
+            let path = self.path();
+            let io = |source| StoreError::Io {
+                action: "write",
+                path: path.clone(),
+                source,
+            };
+            let bytes = serde_json::to_vec_pretty(&secrets).map_err(|e| io(e.into()))?;
+            fsutil::write_private(&path, &bytes).map_err(io)?;
+        }
+        Ok(out)
+    }
+
+    /// When `secrets.json` last changed, if it exists.
+    pub fn modified(&self) -> Option<std::time::SystemTime> {
+        std::fs::metadata(self.path())
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Takes the store's exclusive lock; dropping the file releases it.
+    fn lock(&self) -> Result<File, StoreError> {
+        let path = self.dir.join(LOCK);
+        let io = |source| StoreError::Io {
+            action: "lock",
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        file.lock().map_err(io)?;
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SecretStore::open(&tmp.path().join("state")).unwrap();
+        assert_eq!(store.read().unwrap(), Secrets::default());
+        assert!(store.modified().is_none());
+        let user = UserSecrets {
+            password: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+            totp: Some("JBSWY3DPEHPK3PXP".into()),
+            totp_last_step: Some(42),
+            recovery: vec!["ab".into(), "cd".into()],
+            enroll: Some(PendingEnrollment {
+                token_hash: "ff".into(),
+                expires: 1_800_000_000,
+                purpose: Purpose::ResetMfa,
+            }),
+            epoch: 3,
+            last_login: Some(1_700_000_000),
+            last_login_ip: Some("10.0.0.7".into()),
+            last_activity: Some(1_700_000_100),
+            failed_logins: 2,
+            locked_until: Some(1_700_000_200),
+        };
+        store
+            .update(|s| s.users.insert("dr_lee".into(), user.clone()))
+            .unwrap();
+        let back = store.read().unwrap();
+        assert_eq!(back.users["dr_lee"], user);
+        assert!(store.modified().is_some());
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        assert!(text.contains("\"reset_mfa\""), "{text}");
+    }
+
+    #[test]
+    fn files_are_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let store = SecretStore::open(&dir).unwrap();
+        store
+            .update(|s| s.users.insert("a".into(), UserSecrets::default()))
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&store.path()), 0o600);
+    }
+
+    #[test]
+    fn refuses_a_file_others_can_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SecretStore::open(tmp.path()).unwrap();
+        std::fs::write(store.path(), "{\"users\":{}}").unwrap();
+        std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = store.read().unwrap_err();
+        assert!(matches!(err, StoreError::Permissions { mode: 0o644, .. }));
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        assert!(store.update(|_| ()).is_err());
+    }
+
+    #[test]
+    fn corrupt_files_are_not_reset() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SecretStore::open(tmp.path()).unwrap();
+        fsutil::write_private(&store.path(), b"{\"users\": {").unwrap();
+        assert!(matches!(store.read(), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            store.update(|s| s.users.clear()),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(std::fs::read(store.path()).unwrap(), b"{\"users\": {");
+    }
+
+    #[test]
+    fn old_files_without_new_fields_still_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SecretStore::open(tmp.path()).unwrap();
+        fsutil::write_private(&store.path(), br#"{"users":{"a":{"epoch":4}}}"#).unwrap();
+        assert_eq!(store.read().unwrap().users["a"].epoch, 4);
+    }
+
+    #[test]
+    fn concurrent_updates_lose_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Arc::new(SecretStore::open(tmp.path()).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        store
+                            .update(|s| s.users.entry("counter".into()).or_default().epoch += 1)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(store.read().unwrap().users["counter"].epoch, 400);
+    }
+}
