@@ -34,6 +34,8 @@ fn bench(c: &mut Criterion) {
     let who = Identity {
         user: "dr.lee".into(),
         roles: vec!["clinician".into()],
+        allow_from: None,
+        mfa: true,
     };
     let mut group = c.benchmark_group("decide");
     for n in [10usize, 100, 1_000, 10_000] {

@@ -61,3 +61,39 @@ impl<G: Send + Unpin + 'static> http_body::Body for Guarded<G> {
         self.inner.size_hint()
     }
 }
+
+/// `body` followed by `tail` (used to add the idle script to HTML pages).
+pub fn append(body: Body, tail: &'static str) -> Body {
+    let tail = http_body_util::Full::new(Bytes::from_static(tail.as_bytes())).map_err(|never| match never {});
+    Appended { first: Some(body), tail }.boxed_unsync()
+}
+
+struct Appended<T> {
+    first: Option<Body>,
+    tail: T,
+}
+
+impl<T> http_body::Body for Appended<T>
+where
+    T: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Some(first) = this.first.as_mut() {
+            match std::pin::Pin::new(first).poll_frame(cx) {
+                Poll::Ready(None) => this.first = None,
+                // Trailers would end the message early; drop them (HTML pages have none).
+                Poll::Ready(Some(Ok(frame))) if !frame.is_data() => return Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::new())))),
+                other => return other,
+            }
+        }
+        std::pin::Pin::new(&mut this.tail).poll_frame(cx)
+    }
+}

@@ -1,9 +1,12 @@
 //! One request, top to bottom: read the target, work out the client, serve
 //! ward's own pages, decide, forward, log.
 
+use crate::accounts;
 use crate::body::Body;
 use crate::headers;
+use crate::login::{self, Gate};
 use crate::pages;
+use crate::session::{self, Stage};
 use crate::policy::{self, Facts, Refusal, Verdict};
 use crate::proxy::{self, Forward};
 use crate::reload::{PolicyStore, Runtime};
@@ -24,14 +27,17 @@ pub const WARD_PREFIX: &str = "/.ward/";
 pub struct Shared {
     /// The policy in force.
     pub store: Arc<PolicyStore>,
+    /// Sessions, accounts and sign-in limits.
+    pub gate: Gate,
     ids: RequestIds,
 }
 
 impl Shared {
-    /// Shared state around a policy store.
-    pub fn new(store: Arc<PolicyStore>) -> Shared {
+    /// Shared state around a policy store and a sign-in gate.
+    pub fn new(store: Arc<PolicyStore>, gate: Gate) -> Shared {
         Shared {
             store,
+            gate,
             ids: RequestIds::new(),
         }
     }
@@ -64,6 +70,7 @@ impl RequestIds {
 #[derive(Default)]
 struct Outcome {
     client: Option<IpAddr>,
+    user: Option<String>,
     host: String,
     path: String,
     decision: &'static str,
@@ -100,6 +107,7 @@ pub async fn handle(
         request_id = %id,
         peer = %peer.ip(),
         client = outcome.client.map(|c| c.to_string()),
+        user = outcome.user.as_deref(),
         method = %method,
         host = %outcome.host,
         path = %outcome.path,
@@ -124,6 +132,7 @@ async fn respond(
 ) -> Response<Body> {
     let policy = &rt.policy;
     let practice = policy.practice.as_str();
+    let now = unix_now();
     let target = match target::read(req.method(), req.uri(), req.headers()) {
         Ok(t) => t,
         Err(e) => {
@@ -140,25 +149,71 @@ async fn respond(
     };
     outcome.host = target.host.clone();
     outcome.path = target.path.clone();
-    let client_ip =
-        match headers::client_ip(peer.ip(), req.headers(), &policy.server.trusted_proxies) {
-            Ok(ip) => ip,
-            Err(e) => {
-                outcome.decision = "bad-request";
-                outcome.error = Some(e.to_string());
-                return pages::problem(
-                    StatusCode::BAD_REQUEST,
-                    practice,
-                    "Request refused",
-                    "ward refused this request: its forwarding header is malformed.",
-                    id,
-                );
+    let client_ip = match headers::client_ip(peer.ip(), req.headers(), &policy.server.trusted_proxies) {
+        Ok(ip) => {
+            outcome.client = Some(ip);
+            ip
+        }
+        Err(e) => {
+            outcome.decision = "bad-request";
+            outcome.error = Some(e.to_string());
+            return pages::problem(
+                StatusCode::BAD_REQUEST,
+                practice,
+                "Request refused",
+                "ward refused this request: its forwarding header is malformed.",
+                id,
+            );
+        }
+    };
+
+    // Who is asking: the session behind the cookie, checked against the accounts now.
+    let gate = &shared.gate;
+    let cookie = session::cookie_value(req.headers(), session::COOKIE).map(str::to_string);
+    let session = cookie.as_deref().and_then(|c| gate.sessions.get(c));
+    let snap = gate.accounts.snapshot();
+    let mut ended = None;
+    let mut identity = None;
+    if let (Some(c), Some(s)) = (&cookie, &session)
+        && s.stage == Stage::Complete
+    {
+        match accounts::identity_of(s, &snap, policy, now) {
+            Ok(who) => identity = Some(who),
+            Err(why) => {
+                gate.sessions.remove(c);
+                tracing::info!(request_id = %id, user = %s.user, reason = why.code(), "session ended");
+                ended = Some(why);
             }
-        };
+        }
+    }
+    outcome.user = identity.as_ref().map(|i| i.user.clone());
 
     if is_ward_path(&target.path) {
         outcome.decision = "ward";
-        return ward_page(shared, rt, &target.path, client_ip, id);
+        if target.path == "/.ward/healthz" {
+            return health(shared, rt, client_ip);
+        }
+        let (parts, body) = req.into_parts();
+        let page_req = login::PageRequest {
+            policy,
+            path: &target.path,
+            method: parts.method,
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers,
+            client_ip,
+            origin: format!("https://{}", target.authority),
+            request_id: id,
+            now,
+        };
+        let mut page_outcome = login::PageOutcome::default();
+        let resp = login::serve(gate, page_req, body, &mut page_outcome).await;
+        if let Some(event) = page_outcome.event {
+            tracing::info!(request_id = %id, user = page_outcome.user.as_deref(), event, client = %client_ip, "sign-in");
+        }
+        outcome.user = outcome.user.take().or(page_outcome.user);
+        return resp.unwrap_or_else(|| {
+            pages::problem(StatusCode::NOT_FOUND, practice, "Not found", "There is no ward page here.", id)
+        });
     }
 
     let facts = Facts {
@@ -166,11 +221,15 @@ async fn respond(
         method: req.method(),
         host: &target.host,
         path: &target.path,
-        identity: None,
+        identity: identity.as_ref(),
     };
     let decision = policy::decide(&facts, policy);
     let route = decision.route.and_then(|r| policy.routes.get(r));
     outcome.route_line = route.map(|r| r.line);
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{}?{q}", target.path),
+        None => target.path.clone(),
+    };
     match decision.verdict {
         Verdict::Deny(refusal) => {
             outcome.decision = refusal.code();
@@ -178,13 +237,7 @@ async fn respond(
         }
         Verdict::Login => {
             outcome.decision = "login";
-            pages::problem(
-                StatusCode::UNAUTHORIZED,
-                practice,
-                "Sign-in required",
-                "This page needs you to sign in, and sign-in is not enabled on this ward yet.",
-                id,
-            )
+            login::login_redirect(req.method(), req.headers(), &path_and_query, ended.map(|e| e.code()))
         }
         Verdict::Allow => {
             outcome.decision = "allow";
@@ -200,15 +253,34 @@ async fn respond(
                 );
             };
             outcome.app = Some(app.name.clone());
+            let mut identity_headers = Vec::new();
+            let mut inject = false;
+            if let (Some(who), Some(s), Some(c)) = (&identity, &session, &cookie) {
+                // A route may ask for a shorter idle limit than the person's own.
+                if let Some(limit) = route.and_then(|r| r.idle_timeout)
+                    && now - s.last_active() > limit.as_secs() as i64
+                {
+                    gate.sessions.remove(c);
+                    outcome.decision = "login";
+                    return login::login_redirect(req.method(), req.headers(), &path_and_query, Some("idle"));
+                }
+                if counts_as_activity(policy, req.headers(), &target.path) {
+                    s.touch(now);
+                }
+                identity_headers = identity_headers_for(who, &s.public_id);
+                inject = policy.sessions.idle_warning && wants_html(&req);
+            }
             let fwd = Forward {
                 app,
                 upstream,
                 canonical_path: &target.path,
                 client_ip,
                 public_authority: &target.authority,
-                identity: Vec::new(),
+                identity: identity_headers,
+                plain_encoding: inject,
             };
             match proxy::forward(req, fwd).await {
+                Ok(resp) if inject => add_idle_script(resp),
                 Ok(resp) => resp,
                 Err(e) => {
                     outcome.error = Some(e.to_string());
@@ -230,6 +302,70 @@ async fn respond(
     }
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// An app's own background polling does not keep a session alive.
+fn counts_as_activity(policy: &policy::Policy, headers: &http::HeaderMap, path: &str) -> bool {
+    let s = &policy.sessions;
+    if s.background_paths.lookup("", &http::Method::GET, path).route().is_some() {
+        return false;
+    }
+    !s.background_headers.iter().any(|(name, value)| {
+        headers.get_all(name).iter().any(|v| match value {
+            None => true,
+            Some(want) => v.to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case(want)),
+        })
+    })
+}
+
+/// The identity headers for an allowed request (client-sent ones are already gone).
+fn identity_headers_for(who: &policy::Identity, public_id: &str) -> Vec<(&'static str, HeaderValue)> {
+    let mut out = Vec::with_capacity(3);
+    if let Ok(v) = HeaderValue::from_str(&who.user) {
+        out.push(("x-ward-user", v));
+    }
+    if let Ok(v) = HeaderValue::from_str(&who.roles.join(",")) {
+        out.push(("x-ward-roles", v));
+    }
+    if let Ok(v) = HeaderValue::from_str(public_id) {
+        out.push(("x-ward-session", v));
+    }
+    out
+}
+
+/// A page load that will show HTML (so the idle script can go in).
+fn wants_html(req: &Request<Incoming>) -> bool {
+    req.method() == http::Method::GET
+        && req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
+}
+
+/// The script tag ward adds to the end of HTML pages for signed-in people.
+const IDLE_TAG: &str = "\n<script src=\"/.ward/idle.js\" defer></script>\n";
+
+fn add_idle_script(resp: Response<Body>) -> Response<Body> {
+    let html = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
+    let encoded = resp.headers().contains_key(header::CONTENT_ENCODING);
+    if !html || encoded || resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, crate::body::append(body, IDLE_TAG))
+}
+
 /// True for `/.ward/…` in any letter case, so no spelling of it reaches an upstream.
 pub fn is_ward_path(canonical: &str) -> bool {
     let lower = canonical
@@ -248,41 +384,22 @@ fn deny_page(practice: &str, refusal: Refusal, id: &str) -> Response<Body> {
     )
 }
 
-fn ward_page(
-    shared: &Shared,
-    rt: &Runtime,
-    path: &str,
-    client: IpAddr,
-    id: &str,
-) -> Response<Body> {
-    match path {
-        "/.ward/healthz" => {
-            let status = shared.store.status();
-            let state = if status.stale.is_some() {
-                "stale"
-            } else {
-                "ok"
-            };
-            // Health is answered for any client (load balancers ask it); the
-            // policy's file name and problems only for this machine.
-            let body = if client.is_loopback() {
-                serde_json::json!({
-                    "status": state,
-                    "policy": rt.policy.file.display().to_string(),
-                    "loaded_at": humantime::format_rfc3339_seconds(rt.loaded_at).to_string(),
-                    "problems": status.stale.clone().unwrap_or_default(),
-                })
-            } else {
-                serde_json::json!({ "status": state })
-            };
-            pages::text(StatusCode::OK, "application/json", format!("{body}\n"))
-        }
-        _ => pages::problem(
-            StatusCode::NOT_FOUND,
-            &rt.policy.practice,
-            "Not found",
-            "There is no ward page here.",
-            id,
-        ),
-    }
+fn health(shared: &Shared, rt: &Runtime, client: IpAddr) -> Response<Body> {
+    let status = shared.store.status();
+    let accounts = shared.gate.accounts.problems();
+    let state = if status.stale.is_some() { "stale" } else { "ok" };
+    // Health is answered for any client (load balancers ask it); the
+    // policy's file name and problems only for this machine.
+    let body = if client.is_loopback() {
+        serde_json::json!({
+            "status": state,
+            "policy": rt.policy.file.display().to_string(),
+            "loaded_at": humantime::format_rfc3339_seconds(rt.loaded_at).to_string(),
+            "problems": status.stale.clone().unwrap_or_default(),
+            "accounts_problems": *accounts,
+        })
+    } else {
+        serde_json::json!({ "status": state })
+    };
+    pages::text(StatusCode::OK, "application/json", format!("{body}\n"))
 }

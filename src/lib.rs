@@ -1,6 +1,7 @@
 //! ward: a TLS-terminating, authenticating reverse proxy that enforces a medical
 //! practice's access policy in front of its legacy web apps.
 
+pub mod accounts;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -9,14 +10,17 @@ pub mod fsutil;
 pub mod handler;
 pub mod headers;
 pub mod logging;
+pub mod login;
 pub mod pages;
 pub mod path;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod server;
+pub mod session;
 pub mod target;
 pub mod tls;
+pub mod usercmd;
 pub mod users;
 
 use reload::PolicyStore;
@@ -43,7 +47,9 @@ pub async fn run(
         demo.start(addr);
     }
     tokio::spawn(reload::watch(store.clone()));
-    server::serve(store, listener, shutdown_signal())
+    let shared = Arc::new(handler::Shared::new(store.clone(), open_gate(&store)?));
+    tokio::spawn(watch_accounts(shared.clone()));
+    server::serve(shared, listener, shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("stopped");
@@ -65,4 +71,47 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {},
     }
     tracing::info!("shutting down");
+}
+
+fn open_gate(store: &PolicyStore) -> Result<login::Gate, String> {
+    let rt = store.current();
+    let policy = &rt.policy;
+    let accounts = accounts::Accounts::open(policy)
+        .map_err(|e| format!("cannot open the accounts ({}): {e}", policy.storage.users.display()))?;
+    // Sessions unused for a day are forgotten even if the policy allows longer idle.
+    let sessions = Arc::new(session::MemoryStore::new(std::time::Duration::from_secs(24 * 3600)));
+    Ok(login::Gate::new(policy, sessions, Arc::new(accounts)))
+}
+
+/// Reloads the accounts when `users.toml` or the secret store change (checked
+/// four times a second) and ends the sessions that no longer stand.
+async fn watch_accounts(shared: Arc<handler::Shared>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    let mut last_policy = shared.store.current();
+    let mut rounds: u64 = 0;
+    loop {
+        tick.tick().await;
+        rounds += 1;
+        let rt = shared.store.current();
+        let policy_changed = !Arc::ptr_eq(&rt, &last_policy);
+        let gate = &shared.gate;
+        let changed = if policy_changed {
+            last_policy = rt.clone();
+            gate.accounts.reload(&rt.policy).is_ok()
+        } else {
+            gate.accounts.refresh(&rt.policy)
+        };
+        // Every change, and every few seconds for idle sessions.
+        if changed || rounds.is_multiple_of(20) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let snap = gate.accounts.snapshot();
+            for (user, why) in accounts::sweep(gate.sessions.as_ref(), &snap, &rt.policy, now) {
+                tracing::info!(user = %user, reason = why.code(), "session ended");
+            }
+            gate.tidy();
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! The `ward` command: serve, demo, check.
+//! The `ward` command: serve, demo, check, user.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -55,6 +55,14 @@ enum Command {
         #[arg(long, default_value = "config/ward.toml")]
         config: PathBuf,
     },
+    /// Manage accounts: add, list, show, set-roles, deactivate, reactivate, terminate, reset-password, reset-mfa, expire, unlock
+    User {
+        /// The policy file (may be given before or after the action).
+        #[arg(long, default_value = "config/ward.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: ward::usercmd::UserCommand,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -77,6 +85,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::SampleEhr { listen } => sample_ehr(&listen),
+        Command::User { config, action } => ward::usercmd::run(&config, action),
         Command::Serve { config, log_format } => {
             serve(&config, Overrides::default(), log_format, None)
         }

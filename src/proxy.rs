@@ -86,6 +86,8 @@ pub struct Forward<'a> {
     pub public_authority: &'a str,
     /// Identity headers to add (names and values), after every client `X-Ward-*` is gone.
     pub identity: Vec<(&'static str, HeaderValue)>,
+    /// Ask the upstream for an uncompressed answer (ward will add to the page).
+    pub plain_encoding: bool,
 }
 
 /// Sends the request upstream and returns the upstream's answer, rewritten for the client.
@@ -126,6 +128,9 @@ pub async fn forward(
     }
     for (name, value) in f.identity {
         h.insert(name, value);
+    }
+    if f.plain_encoding {
+        h.remove(header::ACCEPT_ENCODING);
     }
 
     let request = Request::from_parts(parts, incoming);

@@ -52,14 +52,14 @@ pub async fn bind(store: &PolicyStore) -> Result<(TcpListener, Option<TcpListene
 /// Accepts HTTPS connections until `shutdown` resolves, then waits (up to a
 /// bound) for open connections to finish.
 pub async fn serve(
-    store: Arc<PolicyStore>,
+    shared: Arc<Shared>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let store = shared.store.clone();
     if store.current().policy.server.tls.is_none() {
         return Err(ServeError::NoTls);
     }
-    let shared = Arc::new(Shared::new(store.clone()));
     let max = store.current().policy.server.max_connections;
     let slots = Arc::new(Semaphore::new(max));
     tokio::pin!(shutdown);

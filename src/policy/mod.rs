@@ -247,6 +247,10 @@ pub struct Identity {
     pub user: String,
     /// Roles in force.
     pub roles: Vec<String>,
+    /// The person's own networks (vendors), if restricted.
+    pub allow_from: Option<NetSet>,
+    /// Whether this sign-in included a second factor.
+    pub mfa: bool,
 }
 
 /// What ward knows about a request when it decides.
@@ -353,10 +357,22 @@ pub fn decide(facts: &Facts<'_>, policy: &Policy) -> Decision {
         (Access::Members { .. }, None) => Verdict::Login,
         (Access::Members { roles, users }, Some(who)) => {
             let by_role = who.roles.iter().any(|r| roles.contains(r));
-            if by_role || users.contains(&who.user) {
-                Verdict::Allow
-            } else {
+            let own_network = who.allow_from.as_ref().is_none_or(|n| n.contains(facts.client_ip));
+            let mfa_needed = policy.login.mfa == Mfa::Required
+                || route.mfa == Some(Mfa::Required)
+                || who
+                    .roles
+                    .iter()
+                    .any(|r| policy.roles.get(r).and_then(|role| role.mfa) == Some(Mfa::Required));
+            if !own_network {
+                Verdict::Deny(Refusal::Network)
+            } else if !(by_role || users.contains(&who.user)) {
                 Verdict::Deny(Refusal::Role)
+            } else if mfa_needed && !who.mfa {
+                // Step up: sign in again with the second factor.
+                Verdict::Login
+            } else {
+                Verdict::Allow
             }
         }
     };

@@ -472,6 +472,7 @@ fn new_link(now: i64, purpose: Purpose) -> Result<(String, PendingEnrollment), A
         token_hash: token_hash(&token),
         expires: now + LINK_LIFETIME_SECS,
         purpose,
+        pending_totp: None,
     };
     Ok((token, pending))
 }

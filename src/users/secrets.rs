@@ -49,6 +49,9 @@ pub struct PendingEnrollment {
     pub expires: i64,
     /// What the link lets the person do.
     pub purpose: Purpose,
+    /// The authenticator key shown on the link's page, made on first view (base32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_totp: Option<String>,
 }
 
 /// What an enrollment link is for.
@@ -234,6 +237,7 @@ mod tests {
                 token_hash: "ff".into(),
                 expires: 1_800_000_000,
                 purpose: Purpose::ResetMfa,
+                pending_totp: None,
             }),
             epoch: 3,
             last_login: Some(1_700_000_000),

@@ -1,0 +1,274 @@
+//! The accounts in force: `users.toml` plus what ward keeps about each person,
+//! reloaded when either file changes, and the check every request's session
+//! goes through (account usable, credentials not reset, networks).
+
+use crate::policy::net::{NetSet, parse_cidr};
+use crate::policy::{Identity, Mfa, Policy};
+use crate::session::{Session, SessionStore, Stage};
+use crate::users::{Directory, SecretStore, Secrets, directory};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// What ward knows about one person besides `users.toml`.
+#[derive(Debug, Clone, Default)]
+pub struct Standing {
+    /// Credential epoch: sessions from an older epoch are void.
+    pub epoch: u64,
+    /// A password is set.
+    pub has_password: bool,
+    /// An authenticator is enrolled.
+    pub has_totp: bool,
+    /// Locked after failed sign-ins until this unix time.
+    pub locked_until: Option<i64>,
+}
+
+/// One consistent view of the accounts.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// `users.toml`.
+    pub directory: Directory,
+    /// Per person, from the secret store.
+    pub standing: HashMap<String, Standing>,
+    /// Per person, their `allow_from` resolved against the policy's networks.
+    pub networks: HashMap<String, NetSet>,
+}
+
+/// Why a session no longer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The account is gone, deactivated, terminated or past its end date.
+    AccountClosed,
+    /// Password or MFA was reset, or the account was deactivated since.
+    CredentialsChanged,
+    /// Idle longer than allowed.
+    Idle,
+    /// Older than the policy's maximum session lifetime.
+    TooOld,
+}
+
+impl Ended {
+    /// Words for the signed-out page.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Ended::AccountClosed => "Your account can no longer sign in. Ask the practice's security officer.",
+            Ended::CredentialsChanged => "Your sign-in was ended because your account was changed.",
+            Ended::Idle => "You were signed out because the page was not used for a while.",
+            Ended::TooOld => "You were signed out because your session reached its time limit.",
+        }
+    }
+
+    /// Short name for the logs, the audit trail and the signed-out page's address.
+    pub fn code(self) -> &'static str {
+        match self {
+            Ended::AccountClosed => "account",
+            Ended::CredentialsChanged => "changed",
+            Ended::Idle => "idle",
+            Ended::TooOld => "lifetime",
+        }
+    }
+}
+
+/// The accounts, kept current.
+pub struct Accounts {
+    users_file: PathBuf,
+    store: SecretStore,
+    current: ArcSwap<Snapshot>,
+    seen: Mutex<(Option<SystemTime>, Option<SystemTime>)>,
+    problems: ArcSwap<Vec<String>>,
+}
+
+impl Accounts {
+    /// Opens the accounts named by the policy.
+    pub fn open(policy: &Policy) -> Result<Accounts, String> {
+        let store = SecretStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
+        let accounts = Accounts {
+            users_file: policy.storage.users.clone(),
+            store,
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            seen: Mutex::new((None, None)),
+            problems: ArcSwap::from_pointee(Vec::new()),
+        };
+        accounts.reload(policy).map_err(|p| p.join("\n"))?;
+        Ok(accounts)
+    }
+
+    /// The view in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The secret store.
+    pub fn store(&self) -> &SecretStore {
+        &self.store
+    }
+
+    /// The accounts file.
+    pub fn users_file(&self) -> &Path {
+        &self.users_file
+    }
+
+    /// Why the accounts file on disk is not in force, if it is not.
+    pub fn problems(&self) -> Arc<Vec<String>> {
+        self.problems.load_full()
+    }
+
+    /// Reloads when either file changed since the last look; true if it did.
+    pub fn refresh(&self, policy: &Policy) -> bool {
+        let now = (modified(&self.users_file), self.store.modified());
+        let changed = match self.seen.lock() {
+            Ok(seen) => *seen != now,
+            Err(_) => true,
+        };
+        if changed {
+            let _ = self.reload(policy);
+        }
+        changed
+    }
+
+    /// Reads both files; on a bad `users.toml` the old view stays.
+    pub fn reload(&self, policy: &Policy) -> Result<(), Vec<String>> {
+        let stamps = (modified(&self.users_file), self.store.modified());
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = stamps;
+        }
+        let directory = match directory::load(&self.users_file) {
+            Ok(d) => d,
+            Err(d) => {
+                let problems: Vec<String> = d.items.iter().map(|i| d.format(i)).collect();
+                for p in &problems {
+                    tracing::error!("{p}");
+                }
+                tracing::error!("the accounts file has errors; still using the accounts loaded before");
+                self.problems.store(Arc::new(problems.clone()));
+                return Err(problems);
+            }
+        };
+        let secrets = match self.store.read() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read ward's secret store; still using the accounts loaded before");
+                self.problems.store(Arc::new(vec![e.to_string()]));
+                return Err(vec![e.to_string()]);
+            }
+        };
+        let mut problems = Vec::new();
+        let roles: Vec<&str> = policy.roles.keys().map(String::as_str).collect();
+        let nets: Vec<&str> = policy.networks.keys().map(String::as_str).collect();
+        for (line, message) in directory.check(&policy.practice, &roles, &nets) {
+            let p = format!("{}:{line}:1: warning: {message}", self.users_file.display());
+            tracing::warn!("{p}");
+            problems.push(p);
+        }
+        let snapshot = build(directory, &secrets, policy);
+        self.current.store(Arc::new(snapshot));
+        self.problems.store(Arc::new(problems));
+        Ok(())
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn build(directory: Directory, secrets: &Secrets, policy: &Policy) -> Snapshot {
+    let mut standing = HashMap::new();
+    for (name, s) in &secrets.users {
+        standing.insert(
+            name.clone(),
+            Standing {
+                epoch: s.epoch,
+                has_password: s.password.is_some(),
+                has_totp: s.totp.is_some(),
+                locked_until: s.locked_until,
+            },
+        );
+    }
+    let mut networks = HashMap::new();
+    for (name, account) in &directory.accounts {
+        if account.allow_from.is_empty() {
+            continue;
+        }
+        let mut ranges = Vec::new();
+        for entry in &account.allow_from {
+            if let Some(set) = policy.networks.get(entry) {
+                ranges.extend_from_slice(set.ranges());
+            } else if let Ok(net) = parse_cidr(entry) {
+                ranges.push(net);
+            }
+            // An unknown name adds nothing: the person is refused rather than let in from anywhere.
+        }
+        networks.insert(name.clone(), NetSet::new(ranges));
+    }
+    Snapshot {
+        directory,
+        standing,
+        networks,
+    }
+}
+
+/// Today's date in UTC, for account end dates.
+pub fn today(now: i64) -> jiff::civil::Date {
+    jiff::Timestamp::from_second(now)
+        .map(|t| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
+        .unwrap_or_default()
+}
+
+/// The idle limit for this person: the shortest their roles set, else the global one.
+pub fn idle_limit(policy: &Policy, roles: &[String]) -> std::time::Duration {
+    roles
+        .iter()
+        .filter_map(|r| policy.roles.get(r).and_then(|role| role.idle_timeout))
+        .min()
+        .unwrap_or(policy.sessions.idle_timeout)
+}
+
+/// Whether this person must show a second factor.
+pub fn mfa_required(policy: &Policy, roles: &[String]) -> bool {
+    policy.login.mfa == Mfa::Required
+        || roles
+            .iter()
+            .any(|r| policy.roles.get(r).and_then(|role| role.mfa) == Some(Mfa::Required))
+}
+
+/// Checks a complete session against the accounts and the policy at `now`;
+/// the identity it stands for, or why it has ended.
+pub fn identity_of(session: &Session, snap: &Snapshot, policy: &Policy, now: i64) -> Result<Identity, Ended> {
+    let account = snap.directory.get(&session.user).ok_or(Ended::AccountClosed)?;
+    if !account.usable_on(today(now)) {
+        return Err(Ended::AccountClosed);
+    }
+    let epoch = snap.standing.get(&session.user).map(|s| s.epoch).unwrap_or(0);
+    if epoch != session.epoch {
+        return Err(Ended::CredentialsChanged);
+    }
+    if now - session.created > policy.sessions.max_lifetime.as_secs() as i64 {
+        return Err(Ended::TooOld);
+    }
+    let idle = idle_limit(policy, &account.roles);
+    if now - session.last_active() > idle.as_secs() as i64 {
+        return Err(Ended::Idle);
+    }
+    Ok(Identity {
+        user: account.name.clone(),
+        roles: account.roles.clone(),
+        allow_from: snap.networks.get(&account.name).cloned(),
+        mfa: session.mfa && session.stage == Stage::Complete,
+    })
+}
+
+/// Ends every stored session that no longer stands (account closed or changed,
+/// idle, too old); returns how many ended, with their people.
+pub fn sweep(store: &dyn SessionStore, snap: &Snapshot, policy: &Policy, now: i64) -> Vec<(String, Ended)> {
+    let mut ended = Vec::new();
+    for s in store.all() {
+        if let Err(why) = identity_of(&s, snap, policy, now)
+            && store.remove_public(&s.public_id)
+        {
+            ended.push((s.user.clone(), why));
+        }
+    }
+    ended
+}

@@ -1,0 +1,867 @@
+//! Signing in and out: the login, MFA, enrollment and signed-out pages, the
+//! idle-warning script, and the brute-force limits around them.
+
+use crate::accounts::{self, Accounts};
+use crate::auth::{codes, password, totp};
+use crate::body::{Body, full};
+use crate::pages::{self, escape};
+use crate::policy::Policy;
+use crate::session::{self, COOKIE, Session, SessionStore, Stage};
+use crate::users::{Purpose, UserSecrets};
+use bytes::Bytes;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+/// The pre-sign-in cookie that carries the login form's CSRF token.
+pub const CSRF_COOKIE: &str = "__Host-ward-csrf";
+
+/// Largest form ward reads.
+const MAX_FORM: usize = 16 * 1024;
+
+/// Sign-in state shared by all connections.
+pub struct Gate {
+    /// Live sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Accounts in force.
+    pub accounts: Arc<Accounts>,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Failures for names that are not accounts, so that they lock like real ones.
+    unknown_failures: moka::sync::Cache<String, u32>,
+}
+
+impl Gate {
+    /// A gate with the policy's limits.
+    pub fn new(policy: &Policy, sessions: Arc<dyn SessionStore>, accounts: Arc<Accounts>) -> Gate {
+        let per_minute = NonZeroU32::new(policy.login.attempts_per_minute).unwrap_or(NonZeroU32::MIN);
+        Gate {
+            sessions,
+            accounts,
+            per_ip: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            unknown_failures: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(policy.login.lockout_time)
+                .build(),
+        }
+    }
+
+    /// Forgets rate-limit state that no longer matters (called periodically).
+    pub fn tidy(&self) {
+        self.per_ip.retain_recent();
+    }
+}
+
+/// The request as the sign-in pages need it.
+pub struct PageRequest<'a> {
+    /// The policy in force.
+    pub policy: &'a Policy,
+    /// Canonical path under `/.ward/`.
+    pub path: &'a str,
+    /// Request method.
+    pub method: Method,
+    /// Query string, if any.
+    pub query: Option<String>,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Believed client address.
+    pub client_ip: IpAddr,
+    /// `https://host[:port]` the client used.
+    pub origin: String,
+    /// Request id for pages and logs.
+    pub request_id: &'a str,
+    /// Unix seconds now.
+    pub now: i64,
+}
+
+/// What a sign-in page did, for the log and the audit trail.
+#[derive(Debug, Default, Clone)]
+pub struct PageOutcome {
+    /// The person concerned, if known.
+    pub user: Option<String>,
+    /// A short event name (`login-ok`, `login-failed`, `mfa-ok`, …).
+    pub event: Option<&'static str>,
+}
+
+/// Serves a `/.ward/` sign-in page, or `None` if the path is not one.
+pub async fn serve(
+    gate: &Gate,
+    req: PageRequest<'_>,
+    body: Incoming,
+    outcome: &mut PageOutcome,
+) -> Option<Response<Body>> {
+    let get = req.method == Method::GET || req.method == Method::HEAD;
+    let post = req.method == Method::POST;
+    let resp = match req.path {
+        "/.ward/login" if get => login_form(&req, None),
+        "/.ward/login" if post => login_submit(gate, &req, body, outcome).await,
+        "/.ward/mfa" if get => mfa_form(gate, &req, None),
+        "/.ward/mfa" if post => mfa_submit(gate, &req, body, outcome).await,
+        "/.ward/logout" if get => logout_form(gate, &req),
+        "/.ward/logout" if post => logout_submit(gate, &req, body, outcome).await,
+        "/.ward/logged-out" if get => logged_out(&req),
+        "/.ward/enroll" if get => enroll_form(gate, &req, None),
+        "/.ward/enroll" if post => enroll_submit(gate, &req, body, outcome).await,
+        "/.ward/idle.js" if get => idle_script(),
+        "/.ward/session" if get => session_status(gate, &req),
+        "/.ward/keepalive" if post => keepalive(gate, &req),
+        _ => return None,
+    };
+    Some(resp)
+}
+
+// ---------- helpers ----------
+
+fn page(req: &PageRequest<'_>, status: StatusCode, title: &str, body: &str) -> Response<Body> {
+    pages::page(status, &req.policy.practice, title, body)
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn with_cookie(mut resp: Response<Body>, cookie: String) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    let pairs: HashMap<String, String> = serde_urlencoded::from_str(query?).ok()?;
+    pairs.get(name).cloned()
+}
+
+async fn read_form(body: Incoming) -> Option<HashMap<String, String>> {
+    let bytes = Limited::new(body, MAX_FORM).collect().await.ok()?.to_bytes();
+    serde_urlencoded::from_bytes(&bytes).ok()
+}
+
+fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
+    form.get(name).map(String::as_str).unwrap_or("")
+}
+
+/// A form post must come from ward's own pages: `Origin`, when sent, is this origin.
+fn same_origin(req: &PageRequest<'_>) -> bool {
+    match req.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(o) => o.eq_ignore_ascii_case(&req.origin),
+    }
+}
+
+/// The current session from the cookie, if any (any stage).
+fn current(gate: &Gate, req: &PageRequest<'_>) -> Option<(String, Arc<Session>)> {
+    let cookie = session::cookie_value(&req.headers, COOKIE)?;
+    gate.sessions.get(cookie).map(|s| (cookie.to_string(), s))
+}
+
+/// A safe place to return to after sign-in: a path on this host, or `/`.
+/// Refuses anything a browser could read as another host (`//evil`, `/\evil`,
+/// `/%09/evil`, `https:evil`, `javascript:` …), also after one decoding.
+pub fn safe_return(raw: &str) -> String {
+    let ok = |s: &str| {
+        s.starts_with('/')
+            && !s.starts_with("//")
+            && !s.contains('\\')
+            && !s.chars().any(|c| c.is_control() || c.is_whitespace())
+    };
+    let decoded: String = percent_decode(raw);
+    if !ok(raw) || !ok(&decoded) {
+        return "/".into();
+    }
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw, None),
+    };
+    match crate::path::canonicalize(path) {
+        Ok(p) if !crate::handler::is_ward_path(&p) => match query {
+            Some(q) if !q.contains('#') => format!("{p}?{q}"),
+            Some(_) => "/".into(),
+            None => p,
+        },
+        _ => "/".into(),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes.get(i), bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b))) {
+            (Some(b'%'), Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (Some(b), _, _) => {
+                out.push(*b);
+                i += 1;
+            }
+            (None, _, _) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------- sign in ----------
+
+fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
+    let return_to = safe_return(&query_param(req.query.as_deref(), "return").unwrap_or_else(|| "/".into()));
+    let csrf = match codes::random_token() {
+        Ok(t) => t,
+        Err(_) => return unavailable(req),
+    };
+    let notice = match (error, query_param(req.query.as_deref(), "reason").as_deref()) {
+        (Some(e), _) => format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e)),
+        (None, Some("idle")) => "<p role=\"status\">You were signed out because the page was not used for a while. Please sign in again.</p>".into(),
+        (None, Some(_)) => "<p role=\"status\">Please sign in again.</p>".into(),
+        (None, None) => String::new(),
+    };
+    let body = format!(
+        "{notice}<form method=\"post\" action=\"/.ward/login\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"return\" value=\"{ret}\">\
+<p><label for=\"username\">User name</label><br><input id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus></p>\
+<p><label for=\"password\">Password</label><br><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></p>\
+<p><button type=\"submit\">Sign in</button></p></form>\
+<p class=\"who\">Use only your own account. Forgot your password or lost your authenticator? Ask the practice's security officer.</p>",
+        ret = escape(&return_to),
+    );
+    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+    with_cookie(page(req, status, "Sign in", &body), session::set_cookie(CSRF_COOKIE, &csrf, None))
+}
+
+fn unavailable(req: &PageRequest<'_>) -> Response<Body> {
+    pages::problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &req.policy.practice,
+        "Sign-in unavailable",
+        "ward cannot sign anyone in right now. Please try again in a moment.",
+        req.request_id,
+    )
+}
+
+/// The generic refusal: never says whether the account exists.
+const WRONG: &str = "The user name or password is not right, or this account cannot sign in. Check them and try again.";
+
+async fn login_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcome: &mut PageOutcome) -> Response<Body> {
+    let Some(form) = read_form(body).await else {
+        return login_form(req, Some("The form could not be read. Please try again."));
+    };
+    let cookie_csrf = session::cookie_value(&req.headers, CSRF_COOKIE).unwrap_or("");
+    if !same_origin(req) || cookie_csrf.is_empty() || !codes::ct_eq(cookie_csrf, field(&form, "csrf")) {
+        return login_form(req, Some("This sign-in form has expired. Please try again."));
+    }
+    let name = field(&form, "username").trim().to_ascii_lowercase();
+    let pw = field(&form, "password").to_string();
+    outcome.user = Some(name.clone()).filter(|n| !n.is_empty() && n.len() <= 64);
+    let return_to = safe_return(field(&form, "return"));
+
+    if gate.per_ip.check_key(&req.client_ip).is_err() {
+        outcome.event = Some("login-throttled");
+        return locked_page(req, "Too many sign-in attempts from this address. Wait a minute and try again.");
+    }
+    let snap = gate.accounts.snapshot();
+    let account = snap.directory.get(&name);
+    let standing = snap.standing.get(&name).cloned().unwrap_or_default();
+
+    // Locked (real accounts in the store, unknown names in memory, alike).
+    let locked = match account {
+        Some(_) => standing.locked_until.is_some_and(|t| t > req.now),
+        None => gate.unknown_failures.get(&name).unwrap_or(0) >= req.policy.login.lockout_after,
+    };
+    if locked {
+        outcome.event = Some("login-locked");
+        return locked_page(req, "This account is locked after too many failed sign-ins. Try again later, or ask the practice's security officer to unlock it.");
+    }
+
+    let secrets = gate.accounts.store().read().ok().and_then(|s| s.users.get(&name).cloned());
+    let stored = secrets.as_ref().and_then(|s| s.password.clone());
+    let verified = tokio::task::spawn_blocking(move || match stored {
+        Some(phc) => password::verify(&pw, &phc),
+        None => {
+            password::verify_dummy(&pw);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+
+    let usable = account.is_some_and(|a| a.usable_on(accounts::today(req.now)));
+    if !verified || !usable {
+        outcome.event = Some("login-failed");
+        record_failure(gate, req, &name, account.is_some());
+        if verified && !usable {
+            return login_form(req, Some("This account cannot sign in. Ask the practice's security officer."));
+        }
+        return login_form(req, Some(WRONG));
+    }
+    clear_failures(gate, &name);
+
+    // Password accepted: a pending session that reaches nothing until the second factor.
+    let needs_mfa = standing.has_totp || accounts::mfa_required(req.policy, &account.map(|a| a.roles.clone()).unwrap_or_default());
+    if needs_mfa && !standing.has_totp {
+        outcome.event = Some("login-no-mfa");
+        return login_form(req, Some("Your account has no authenticator set up yet. Use the enrollment link from the practice's security officer."));
+    }
+    let stage = if needs_mfa { Stage::NeedsMfa } else { Stage::Complete };
+    let Ok(session) = Session::new(&name, standing.epoch, req.now, stage, false, req.client_ip, &return_to) else {
+        return unavailable(req);
+    };
+    let Ok(cookie) = codes::random_token() else {
+        return unavailable(req);
+    };
+    // A new session id at each step: an id planted before sign-in is worthless.
+    if let Some((old, _)) = current(gate, req) {
+        gate.sessions.remove(&old);
+    }
+    if stage == Stage::Complete {
+        if let Err(resp) = admit(gate, req, &name) {
+            return *resp;
+        }
+        outcome.event = Some("login-ok");
+        record_login(gate, req, &name);
+    } else {
+        outcome.event = Some("login-password-ok");
+    }
+    gate.sessions.insert(&cookie, Arc::new(session));
+    let next = if stage == Stage::Complete { return_to } else { "/.ward/mfa".to_string() };
+    let resp = with_cookie(redirect(&next), session::set_cookie(COOKIE, &cookie, None));
+    with_cookie(resp, session::set_cookie(CSRF_COOKIE, "", Some(0)))
+}
+
+fn locked_page(req: &PageRequest<'_>, message: &str) -> Response<Body> {
+    let body = format!("<p role=\"alert\">{}</p><p><a href=\"/.ward/login\">Back to sign in</a></p>", escape(message));
+    page(req, StatusCode::TOO_MANY_REQUESTS, "Sign-in locked", &body)
+}
+
+fn record_failure(gate: &Gate, req: &PageRequest<'_>, name: &str, exists: bool) {
+    let limit = req.policy.login.lockout_after;
+    if !exists {
+        if !name.is_empty() && name.len() <= 64 {
+            let n = gate.unknown_failures.get(name).unwrap_or(0) + 1;
+            gate.unknown_failures.insert(name.to_string(), n);
+        }
+        return;
+    }
+    let until = req.now + req.policy.login.lockout_time.as_secs() as i64;
+    let result = gate.accounts.store().update(|s| {
+        let entry = s.users.entry(name.to_string()).or_default();
+        entry.failed_logins = entry.failed_logins.saturating_add(1);
+        if entry.failed_logins >= limit {
+            entry.locked_until = Some(until);
+            entry.failed_logins = 0;
+            true
+        } else {
+            false
+        }
+    });
+    if let Ok(true) = result {
+        tracing::warn!(user = %name, "account locked after repeated failed sign-ins");
+    }
+}
+
+fn clear_failures(gate: &Gate, name: &str) {
+    let _ = gate.accounts.store().update(|s| {
+        if let Some(entry) = s.users.get_mut(name)
+            && (entry.failed_logins != 0 || entry.locked_until.is_some())
+        {
+            entry.failed_logins = 0;
+            entry.locked_until = None;
+        }
+    });
+}
+
+fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
+    let (now, ip) = (req.now, req.client_ip.to_string());
+    let _ = gate.accounts.store().update(|s| {
+        let entry = s.users.entry(name.to_string()).or_default();
+        entry.last_login = Some(now);
+        entry.last_login_ip = Some(ip);
+    });
+}
+
+/// Makes room for a new complete session under `max_per_user`, or refuses it.
+fn admit(gate: &Gate, req: &PageRequest<'_>, name: &str) -> Result<(), Box<Response<Body>>> {
+    let existing = gate.sessions.of_user(name);
+    let complete: Vec<_> = existing.into_iter().filter(|s| s.stage == Stage::Complete).collect();
+    let max = req.policy.sessions.max_per_user;
+    if complete.len() < max {
+        return Ok(());
+    }
+    match req.policy.sessions.on_too_many {
+        crate::policy::TooMany::Refuse => {
+            tracing::warn!(user = %name, "sign-in refused: already signed in elsewhere");
+            Err(Box::new(locked_page(
+                req,
+                "This account is already signed in elsewhere. Sign out there first, or ask the practice's security officer.",
+            )))
+        }
+        crate::policy::TooMany::EndOldest => {
+            for old in complete.iter().take(complete.len() + 1 - max) {
+                gate.sessions.remove_public(&old.public_id);
+                tracing::warn!(user = %name, session = %old.public_id, "older session ended by a new sign-in");
+            }
+            Ok(())
+        }
+    }
+}
+
+// ---------- second factor ----------
+
+fn mfa_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
+    let Some((_, s)) = current(gate, req).filter(|(_, s)| s.stage == Stage::NeedsMfa) else {
+        return redirect("/.ward/login");
+    };
+    let notice = error
+        .map(|e| format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        "{notice}<form method=\"post\" action=\"/.ward/mfa\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<p><label for=\"code\">Code from your authenticator app</label><br>\
+<input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9 ]*\" maxlength=\"8\" required autofocus></p>\
+<p><button type=\"submit\">Continue</button></p></form>\
+<details><summary>Lost your phone?</summary><form method=\"post\" action=\"/.ward/mfa\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<p><label for=\"recovery\">One of your recovery codes</label><br><input id=\"recovery\" name=\"recovery\" autocomplete=\"off\" spellcheck=\"false\"></p>\
+<p><button type=\"submit\">Use recovery code</button></p></form></details>",
+        csrf = escape(&s.csrf)
+    );
+    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+    page(req, status, "Second step", &body)
+}
+
+async fn mfa_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcome: &mut PageOutcome) -> Response<Body> {
+    let Some((cookie, s)) = current(gate, req).filter(|(_, s)| s.stage == Stage::NeedsMfa) else {
+        return redirect("/.ward/login");
+    };
+    outcome.user = Some(s.user.clone());
+    let Some(form) = read_form(body).await else {
+        return mfa_form(gate, req, Some("The form could not be read. Please try again."));
+    };
+    if !same_origin(req) || !codes::ct_eq(&s.csrf, field(&form, "csrf")) {
+        return mfa_form(gate, req, Some("This form has expired. Please try again."));
+    }
+    if gate.per_ip.check_key(&req.client_ip).is_err() {
+        outcome.event = Some("mfa-throttled");
+        return locked_page(req, "Too many attempts from this address. Wait a minute and try again.");
+    }
+    let code = field(&form, "code").to_string();
+    let recovery = field(&form, "recovery").to_string();
+    let now = req.now;
+    // Check and consume the code under the store's lock, so a code works once.
+    let checked = gate.accounts.store().update(|secrets| {
+        let Some(entry) = secrets.users.get_mut(&s.user) else {
+            return false;
+        };
+        if entry.epoch != s.epoch {
+            return false;
+        }
+        if !code.trim().is_empty() {
+            let Some(secret) = entry.totp.as_deref().and_then(totp::decode_secret) else {
+                return false;
+            };
+            match totp::verify(&secret, &code, now.max(0) as u64, entry.totp_last_step) {
+                Some(step) => {
+                    entry.totp_last_step = Some(step);
+                    true
+                }
+                None => false,
+            }
+        } else if !recovery.trim().is_empty() {
+            match codes::match_recovery(&recovery, &entry.recovery) {
+                Some(i) => {
+                    entry.recovery.remove(i);
+                    true
+                }
+                None => false,
+            }
+        } else {
+            false
+        }
+    });
+    if !matches!(checked, Ok(true)) {
+        outcome.event = Some("mfa-failed");
+        record_failure(gate, req, &s.user, true);
+        let snap = gate.accounts.snapshot();
+        if snap.standing.get(&s.user).and_then(|st| st.locked_until).is_some_and(|t| t > req.now) {
+            gate.sessions.remove(&cookie);
+            return locked_page(req, "This account is locked after too many failed attempts. Ask the practice's security officer.");
+        }
+        return mfa_form(gate, req, Some("That code is not right, or it was already used. Wait for the next code and try again."));
+    }
+    clear_failures(gate, &s.user);
+    if let Err(resp) = admit(gate, req, &s.user) {
+        gate.sessions.remove(&cookie);
+        return *resp;
+    }
+    let Ok(full_session) = Session::new(&s.user, s.epoch, req.now, Stage::Complete, true, req.client_ip, &s.return_to) else {
+        return unavailable(req);
+    };
+    let Ok(new_cookie) = codes::random_token() else {
+        return unavailable(req);
+    };
+    gate.sessions.remove(&cookie);
+    gate.sessions.insert(&new_cookie, Arc::new(full_session));
+    record_login(gate, req, &s.user);
+    outcome.event = Some(if recovery.trim().is_empty() { "login-ok" } else { "login-ok-recovery-code" });
+    with_cookie(redirect(&s.return_to), session::set_cookie(COOKIE, &new_cookie, None))
+}
+
+// ---------- sign out ----------
+
+fn logout_form(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
+    let Some((_, s)) = current(gate, req) else {
+        return redirect("/.ward/logged-out");
+    };
+    let body = format!(
+        "<form method=\"post\" action=\"/.ward/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+<p><button type=\"submit\" autofocus>Sign out</button></p></form>",
+        escape(&s.csrf)
+    );
+    page(req, StatusCode::OK, "Sign out", &body)
+}
+
+async fn logout_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcome: &mut PageOutcome) -> Response<Body> {
+    let form = read_form(body).await.unwrap_or_default();
+    if let Some((cookie, s)) = current(gate, req) {
+        if !codes::ct_eq(&s.csrf, field(&form, "csrf")) {
+            return logout_form(gate, req);
+        }
+        outcome.user = Some(s.user.clone());
+        outcome.event = Some("logout");
+        gate.sessions.remove(&cookie);
+    }
+    with_cookie(redirect("/.ward/logged-out"), session::set_cookie(COOKIE, "", Some(0)))
+}
+
+fn logged_out(req: &PageRequest<'_>) -> Response<Body> {
+    let reason = query_param(req.query.as_deref(), "reason");
+    let text = match reason.as_deref() {
+        Some("idle") => accounts::Ended::Idle.explain(),
+        Some("lifetime") => accounts::Ended::TooOld.explain(),
+        Some("changed") => accounts::Ended::CredentialsChanged.explain(),
+        Some("account") => accounts::Ended::AccountClosed.explain(),
+        _ => "You are signed out.",
+    };
+    let body = format!(
+        "<p role=\"status\">{}</p><p><a href=\"/.ward/login\">Sign in again</a></p>",
+        escape(text)
+    );
+    // The cookie goes too, so a shared computer holds nothing of the person.
+    with_cookie(page(req, StatusCode::OK, "Signed out", &body), session::set_cookie(COOKIE, "", Some(0)))
+}
+
+// ---------- idle warning ----------
+
+/// Added to HTML pages: warns a minute before idle logoff, then clears the screen.
+const IDLE_JS: &str = include_str!("idle.js");
+
+fn idle_script() -> Response<Body> {
+    let mut resp = Response::new(full(IDLE_JS));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp
+}
+
+/// Seconds left before idle logoff; polling it does not count as activity.
+fn session_status(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
+    let snap = gate.accounts.snapshot();
+    let body = match current(gate, req).filter(|(_, s)| s.stage == Stage::Complete) {
+        Some((_, s)) => match accounts::identity_of(&s, &snap, req.policy, req.now) {
+            Ok(who) => {
+                let limit = accounts::idle_limit(req.policy, &who.roles).as_secs() as i64;
+                let idle_left = limit - (req.now - s.last_active());
+                let life_left = req.policy.sessions.max_lifetime.as_secs() as i64 - (req.now - s.created);
+                serde_json::json!({ "signed_in": true, "remaining": idle_left.min(life_left).max(0), "csrf": s.csrf })
+            }
+            Err(why) => serde_json::json!({ "signed_in": false, "reason": why.code() }),
+        },
+        None => serde_json::json!({ "signed_in": false }),
+    };
+    pages::text(StatusCode::OK, "application/json", format!("{body}\n"))
+}
+
+fn keepalive(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
+    let token = req.headers.get("x-ward-csrf").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let snap = gate.accounts.snapshot();
+    match current(gate, req) {
+        Some((_, s))
+            if codes::ct_eq(&s.csrf, token)
+                && same_origin(req)
+                && accounts::identity_of(&s, &snap, req.policy, req.now).is_ok() =>
+        {
+            s.touch(req.now);
+            pages::text(StatusCode::NO_CONTENT, "text/plain", String::new())
+        }
+        _ => pages::text(StatusCode::UNAUTHORIZED, "text/plain", "signed out\n".into()),
+    }
+}
+
+// ---------- enrollment ----------
+
+/// The account and its pending enrollment for a link's token, if the link is valid now.
+fn enrollment_for(gate: &Gate, token: &str, now: i64) -> Option<(String, UserSecrets)> {
+    if token.is_empty() {
+        return None;
+    }
+    let hash = codes::token_hash(token);
+    let secrets = gate.accounts.store().read().ok()?;
+    secrets.users.into_iter().find(|(_, s)| {
+        s.enroll
+            .as_ref()
+            .is_some_and(|e| codes::ct_eq(&e.token_hash, &hash) && e.expires > now)
+    })
+}
+
+fn enroll_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
+    let token = query_param(req.query.as_deref(), "token").unwrap_or_default();
+    let Some((name, secrets)) = enrollment_for(gate, &token, req.now) else {
+        return page(
+            req,
+            StatusCode::NOT_FOUND,
+            "Link not valid",
+            "<p>This enrollment link is not valid: it may have been used already or be older than 24 hours. Ask the practice's security officer for a new one.</p>",
+        );
+    };
+    let Some(pending) = secrets.enroll.as_ref() else {
+        return unavailable(req);
+    };
+    let wants_password = pending.purpose != Purpose::ResetMfa;
+    let wants_totp = pending.purpose != Purpose::ResetPassword;
+    // The authenticator key is made once per link, so reloading the page shows the same one.
+    let key = if wants_totp {
+        match pending_totp_key(gate, &name, &token) {
+            Some(k) => Some(k),
+            None => return unavailable(req),
+        }
+    } else {
+        None
+    };
+    let mut body = String::new();
+    if let Some(e) = error {
+        body.push_str(&format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e)));
+    }
+    body.push_str(&format!(
+        "<p>Setting up the account <strong>{}</strong>.</p><form method=\"post\" action=\"/.ward/enroll?token={}\">",
+        escape(&name),
+        escape(&token)
+    ));
+    if wants_password {
+        body.push_str(
+            "<h2>1. Choose a password</h2><p>At least 12 characters. A few unrelated words make a strong, memorable password. Don't reuse a password from another site.</p>\
+<p><label for=\"password\">New password</label><br><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" minlength=\"12\" required autofocus></p>\
+<p><label for=\"confirm\">The same password again</label><br><input id=\"confirm\" name=\"confirm\" type=\"password\" autocomplete=\"new-password\" minlength=\"12\" required></p>",
+        );
+    }
+    if let Some(key) = &key {
+        let issuer = req.policy.practice.replace(':', " ");
+        match totp::decode_secret(key).map(|k| totp::enrollment(&k, &issuer, &name)) {
+            Some(Ok(e)) => body.push_str(&format!(
+                "<h2>{}. Set up your authenticator app</h2><p>Scan this code with an authenticator app (such as Microsoft Authenticator, Google Authenticator or 1Password), or type the key below into it.</p>\
+<div class=\"qr\" aria-hidden=\"true\" style=\"max-width:14rem\">{}</div>\
+<p><label for=\"key\">Key (type it if you cannot scan)</label><br><input id=\"key\" value=\"{}\" readonly size=\"40\"></p>\
+<p><label for=\"code\">The 6-digit code the app shows now</label><br><input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"8\" required></p>",
+                if wants_password { 2 } else { 1 },
+                e.qr_svg,
+                escape(&e.secret_base32),
+            )),
+            _ => return unavailable(req),
+        }
+    }
+    body.push_str("<p><button type=\"submit\">Finish setting up</button></p></form>");
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let mut resp = page(req, status, "Set up your account", &body);
+    resp.headers_mut().insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+/// The authenticator key for a pending enrollment, made and stored on first view.
+fn pending_totp_key(gate: &Gate, name: &str, token: &str) -> Option<String> {
+    let hash = codes::token_hash(token);
+    let fresh = totp::new_secret().ok()?;
+    let fresh = data_encoding::BASE32_NOPAD.encode(&fresh);
+    gate.accounts
+        .store()
+        .update(|s| {
+            let pending = s.users.get_mut(name)?.enroll.as_mut()?;
+            if !codes::ct_eq(&pending.token_hash, &hash) {
+                return None;
+            }
+            Some(pending.pending_totp.get_or_insert(fresh).clone())
+        })
+        .ok()
+        .flatten()
+}
+
+async fn enroll_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcome: &mut PageOutcome) -> Response<Body> {
+    let token = query_param(req.query.as_deref(), "token").unwrap_or_default();
+    let Some(form) = read_form(body).await else {
+        return enroll_form(gate, req, Some("The form could not be read. Please try again."));
+    };
+    if !same_origin(req) {
+        return enroll_form(gate, req, Some("This form has expired. Please try again."));
+    }
+    if gate.per_ip.check_key(&req.client_ip).is_err() {
+        return locked_page(req, "Too many attempts from this address. Wait a minute and try again.");
+    }
+    let Some((name, secrets)) = enrollment_for(gate, &token, req.now) else {
+        return enroll_form(gate, req, None);
+    };
+    outcome.user = Some(name.clone());
+    let Some(pending) = secrets.enroll.clone() else {
+        return unavailable(req);
+    };
+    let wants_password = pending.purpose != Purpose::ResetMfa;
+    let wants_totp = pending.purpose != Purpose::ResetPassword;
+
+    let mut new_hash = None;
+    if wants_password {
+        let pw = field(&form, "password").to_string();
+        if pw != field(&form, "confirm") {
+            return enroll_form(gate, req, Some("The two passwords are not the same."));
+        }
+        let snap = gate.accounts.snapshot();
+        let display = snap.directory.get(&name).map(|a| a.display_name.clone()).unwrap_or_default();
+        let (n, d) = (name.clone(), display);
+        let checked = tokio::task::spawn_blocking(move || {
+            password::check_new(&pw, &[&n, &d]).map_err(|p| p.to_string())?;
+            password::hash(&pw).map_err(|e| e.to_string())
+        })
+        .await;
+        match checked {
+            Ok(Ok(h)) => new_hash = Some(h),
+            Ok(Err(problem)) => return enroll_form(gate, req, Some(&problem)),
+            Err(_) => return unavailable(req),
+        }
+    }
+    let recovery = if wants_totp {
+        match codes::new_recovery_codes() {
+            Ok(r) => Some(r),
+            Err(_) => return unavailable(req),
+        }
+    } else {
+        None
+    };
+    let code = field(&form, "code").to_string();
+    let hash = codes::token_hash(&token);
+    let now = req.now;
+    let recovery_hashes = recovery.as_ref().map(|(_, h)| h.clone());
+    let saved = gate.accounts.store().update(|s| {
+        let Some(entry) = s.users.get_mut(&name) else {
+            return Err("gone");
+        };
+        let Some(p) = entry.enroll.as_ref().filter(|p| codes::ct_eq(&p.token_hash, &hash) && p.expires > now) else {
+            return Err("gone");
+        };
+        if wants_totp {
+            let key = p.pending_totp.clone().ok_or("code")?;
+            let secret = totp::decode_secret(&key).ok_or("code")?;
+            let step = totp::verify(&secret, &code, now.max(0) as u64, None).ok_or("code")?;
+            entry.totp = Some(key);
+            entry.totp_last_step = Some(step);
+            entry.recovery = recovery_hashes.clone().unwrap_or_default();
+        }
+        if let Some(h) = &new_hash {
+            entry.password = Some(h.clone());
+        }
+        entry.enroll = None;
+        entry.failed_logins = 0;
+        entry.locked_until = None;
+        // Any session from before the change ends.
+        entry.epoch = entry.epoch.saturating_add(1);
+        Ok(())
+    });
+    match saved {
+        Ok(Ok(())) => {}
+        Ok(Err("code")) => {
+            return enroll_form(gate, req, Some("That code is not right. Check the time on your phone, wait for the next code and try again."));
+        }
+        _ => return enroll_form(gate, req, None),
+    }
+    outcome.event = Some("enrolled");
+    gate.sessions.remove_user(&name);
+    let mut body = String::from("<p role=\"status\">Your account is ready.</p>");
+    if let Some((codes_plain, _)) = recovery {
+        body.push_str("<h2>Your recovery codes</h2><p>Each code works once, if you lose your phone. Print them or write them down and keep them somewhere safe; they will not be shown again.</p><ul class=\"codes\">");
+        for c in codes_plain {
+            body.push_str(&format!("<li><code>{}</code></li>", escape(&c)));
+        }
+        body.push_str("</ul>");
+    }
+    body.push_str("<p><a href=\"/.ward/login\">Sign in now</a></p>");
+    let mut resp = page(req, StatusCode::OK, "Account ready", &body);
+    resp.headers_mut().insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+/// Where a request without a valid session goes: the sign-in page for page
+/// loads, 401 for anything else (an app's scripts cannot follow a redirect usefully).
+pub fn login_redirect(method: &Method, headers: &HeaderMap, path_and_query: &str, ended: Option<&'static str>) -> Response<Body> {
+    let navigation = (method == Method::GET || method == Method::HEAD)
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|a| a.contains("text/html") || a.contains("*/*"));
+    if !navigation {
+        let mut resp = pages::text(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", "sign-in required\n".into());
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ward"));
+        return resp;
+    }
+    let ret: String = serde_urlencoded::to_string([("return", path_and_query)]).unwrap_or_default();
+    let reason = ended.map(|r| format!("&reason={r}")).unwrap_or_default();
+    redirect(&format!("/.ward/login?{ret}{reason}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_return;
+
+    #[test]
+    fn return_urls_stay_on_this_host() {
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/ /evil.example",
+            " /evil",
+            "/%09/evil.example",
+            "/%2F/evil.example",
+            "/%2f%2fevil.example",
+            "/%5cevil.example",
+            "/%5Cevil.example",
+            "https:evil.example",
+            "https://evil.example/",
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "data:text/html,hi",
+            "\t/evil",
+            "/\t/evil",
+            "%2F%2Fevil.example",
+            "/.ward/login",
+            "/..",
+            "",
+            "evil",
+            "/a\r\nSet-Cookie: x=1",
+            "/a#frag",
+            "/a?b#frag",
+        ] {
+            assert_eq!(safe_return(bad), "/", "{bad:?}");
+        }
+        assert_eq!(safe_return("/patients/1001/chart"), "/patients/1001/chart");
+        assert_eq!(safe_return("/a/../b?x=1"), "/b?x=1");
+        assert_eq!(safe_return("/billing?from=%2F%2Fx"), "/billing?from=%2F%2Fx");
+    }
+}
