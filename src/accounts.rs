@@ -53,7 +53,9 @@ impl Ended {
     /// Words for the signed-out page.
     pub fn explain(self) -> &'static str {
         match self {
-            Ended::AccountClosed => "Your account can no longer sign in. Ask the practice's security officer.",
+            Ended::AccountClosed => {
+                "Your account can no longer sign in. Ask the practice's security officer."
+            }
             Ended::CredentialsChanged => "Your sign-in was ended because your account was changed.",
             Ended::Idle => "You were signed out because the page was not used for a while.",
             Ended::TooOld => "You were signed out because your session reached its time limit.",
@@ -141,7 +143,9 @@ impl Accounts {
                 for p in &problems {
                     tracing::error!("{p}");
                 }
-                tracing::error!("the accounts file has errors; still using the accounts loaded before");
+                tracing::error!(
+                    "the accounts file has errors; still using the accounts loaded before"
+                );
                 self.problems.store(Arc::new(problems.clone()));
                 return Err(problems);
             }
@@ -235,12 +239,24 @@ pub fn mfa_required(policy: &Policy, roles: &[String]) -> bool {
 
 /// Checks a complete session against the accounts and the policy at `now`;
 /// the identity it stands for, or why it has ended.
-pub fn identity_of(session: &Session, snap: &Snapshot, policy: &Policy, now: i64) -> Result<Identity, Ended> {
-    let account = snap.directory.get(&session.user).ok_or(Ended::AccountClosed)?;
+pub fn identity_of(
+    session: &Session,
+    snap: &Snapshot,
+    policy: &Policy,
+    now: i64,
+) -> Result<Identity, Ended> {
+    let account = snap
+        .directory
+        .get(&session.user)
+        .ok_or(Ended::AccountClosed)?;
     if !account.usable_on(today(now)) {
         return Err(Ended::AccountClosed);
     }
-    let epoch = snap.standing.get(&session.user).map(|s| s.epoch).unwrap_or(0);
+    let epoch = snap
+        .standing
+        .get(&session.user)
+        .map(|s| s.epoch)
+        .unwrap_or(0);
     if epoch != session.epoch {
         return Err(Ended::CredentialsChanged);
     }
@@ -261,7 +277,12 @@ pub fn identity_of(session: &Session, snap: &Snapshot, policy: &Policy, now: i64
 
 /// Ends every stored session that no longer stands (account closed or changed,
 /// idle, too old); returns how many ended, with their people.
-pub fn sweep(store: &dyn SessionStore, snap: &Snapshot, policy: &Policy, now: i64) -> Vec<(String, Ended)> {
+pub fn sweep(
+    store: &dyn SessionStore,
+    snap: &Snapshot,
+    policy: &Policy,
+    now: i64,
+) -> Vec<(String, Ended)> {
     let mut ended = Vec::new();
     for s in store.all() {
         if let Err(why) = identity_of(&s, snap, policy, now)

@@ -64,8 +64,13 @@ impl<G: Send + Unpin + 'static> http_body::Body for Guarded<G> {
 
 /// `body` followed by `tail` (used to add the idle script to HTML pages).
 pub fn append(body: Body, tail: &'static str) -> Body {
-    let tail = http_body_util::Full::new(Bytes::from_static(tail.as_bytes())).map_err(|never| match never {});
-    Appended { first: Some(body), tail }.boxed_unsync()
+    let tail = http_body_util::Full::new(Bytes::from_static(tail.as_bytes()))
+        .map_err(|never| match never {});
+    Appended {
+        first: Some(body),
+        tail,
+    }
+    .boxed_unsync()
 }
 
 struct Appended<T> {
@@ -90,7 +95,9 @@ where
             match std::pin::Pin::new(first).poll_frame(cx) {
                 Poll::Ready(None) => this.first = None,
                 // Trailers would end the message early; drop them (HTML pages have none).
-                Poll::Ready(Some(Ok(frame))) if !frame.is_data() => return Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::new())))),
+                Poll::Ready(Some(Ok(frame))) if !frame.is_data() => {
+                    return Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::new()))));
+                }
                 other => return other,
             }
         }

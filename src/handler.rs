@@ -6,10 +6,10 @@ use crate::body::Body;
 use crate::headers;
 use crate::login::{self, Gate};
 use crate::pages;
-use crate::session::{self, Stage};
 use crate::policy::{self, Facts, Refusal, Verdict};
 use crate::proxy::{self, Forward};
 use crate::reload::{PolicyStore, Runtime};
+use crate::session::{self, Stage};
 use crate::target;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -149,23 +149,24 @@ async fn respond(
     };
     outcome.host = target.host.clone();
     outcome.path = target.path.clone();
-    let client_ip = match headers::client_ip(peer.ip(), req.headers(), &policy.server.trusted_proxies) {
-        Ok(ip) => {
-            outcome.client = Some(ip);
-            ip
-        }
-        Err(e) => {
-            outcome.decision = "bad-request";
-            outcome.error = Some(e.to_string());
-            return pages::problem(
-                StatusCode::BAD_REQUEST,
-                practice,
-                "Request refused",
-                "ward refused this request: its forwarding header is malformed.",
-                id,
-            );
-        }
-    };
+    let client_ip =
+        match headers::client_ip(peer.ip(), req.headers(), &policy.server.trusted_proxies) {
+            Ok(ip) => {
+                outcome.client = Some(ip);
+                ip
+            }
+            Err(e) => {
+                outcome.decision = "bad-request";
+                outcome.error = Some(e.to_string());
+                return pages::problem(
+                    StatusCode::BAD_REQUEST,
+                    practice,
+                    "Request refused",
+                    "ward refused this request: its forwarding header is malformed.",
+                    id,
+                );
+            }
+        };
 
     // Who is asking: the session behind the cookie, checked against the accounts now.
     let gate = &shared.gate;
@@ -212,7 +213,13 @@ async fn respond(
         }
         outcome.user = outcome.user.take().or(page_outcome.user);
         return resp.unwrap_or_else(|| {
-            pages::problem(StatusCode::NOT_FOUND, practice, "Not found", "There is no ward page here.", id)
+            pages::problem(
+                StatusCode::NOT_FOUND,
+                practice,
+                "Not found",
+                "There is no ward page here.",
+                id,
+            )
         });
     }
 
@@ -237,7 +244,12 @@ async fn respond(
         }
         Verdict::Login => {
             outcome.decision = "login";
-            login::login_redirect(req.method(), req.headers(), &path_and_query, ended.map(|e| e.code()))
+            login::login_redirect(
+                req.method(),
+                req.headers(),
+                &path_and_query,
+                ended.map(|e| e.code()),
+            )
         }
         Verdict::Allow => {
             outcome.decision = "allow";
@@ -262,7 +274,12 @@ async fn respond(
                 {
                     gate.sessions.remove(c);
                     outcome.decision = "login";
-                    return login::login_redirect(req.method(), req.headers(), &path_and_query, Some("idle"));
+                    return login::login_redirect(
+                        req.method(),
+                        req.headers(),
+                        &path_and_query,
+                        Some("idle"),
+                    );
                 }
                 if counts_as_activity(policy, req.headers(), &target.path) {
                     s.touch(now);
@@ -312,19 +329,28 @@ fn unix_now() -> i64 {
 /// An app's own background polling does not keep a session alive.
 fn counts_as_activity(policy: &policy::Policy, headers: &http::HeaderMap, path: &str) -> bool {
     let s = &policy.sessions;
-    if s.background_paths.lookup("", &http::Method::GET, path).route().is_some() {
+    if s.background_paths
+        .lookup("", &http::Method::GET, path)
+        .route()
+        .is_some()
+    {
         return false;
     }
     !s.background_headers.iter().any(|(name, value)| {
         headers.get_all(name).iter().any(|v| match value {
             None => true,
-            Some(want) => v.to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case(want)),
+            Some(want) => v
+                .to_str()
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case(want)),
         })
     })
 }
 
 /// The identity headers for an allowed request (client-sent ones are already gone).
-fn identity_headers_for(who: &policy::Identity, public_id: &str) -> Vec<(&'static str, HeaderValue)> {
+fn identity_headers_for(
+    who: &policy::Identity,
+    public_id: &str,
+) -> Vec<(&'static str, HeaderValue)> {
     let mut out = Vec::with_capacity(3);
     if let Ok(v) = HeaderValue::from_str(&who.user) {
         out.push(("x-ward-user", v));
@@ -387,7 +413,11 @@ fn deny_page(practice: &str, refusal: Refusal, id: &str) -> Response<Body> {
 fn health(shared: &Shared, rt: &Runtime, client: IpAddr) -> Response<Body> {
     let status = shared.store.status();
     let accounts = shared.gate.accounts.problems();
-    let state = if status.stale.is_some() { "stale" } else { "ok" };
+    let state = if status.stale.is_some() {
+        "stale"
+    } else {
+        "ok"
+    };
     // Health is answered for any client (load balancers ask it); the
     // policy's file name and problems only for this machine.
     let body = if client.is_loopback() {

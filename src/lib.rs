@@ -76,10 +76,16 @@ async fn shutdown_signal() {
 fn open_gate(store: &PolicyStore) -> Result<login::Gate, String> {
     let rt = store.current();
     let policy = &rt.policy;
-    let accounts = accounts::Accounts::open(policy)
-        .map_err(|e| format!("cannot open the accounts ({}): {e}", policy.storage.users.display()))?;
+    let accounts = accounts::Accounts::open(policy).map_err(|e| {
+        format!(
+            "cannot open the accounts ({}): {e}",
+            policy.storage.users.display()
+        )
+    })?;
     // Sessions unused for a day are forgotten even if the policy allows longer idle.
-    let sessions = Arc::new(session::MemoryStore::new(std::time::Duration::from_secs(24 * 3600)));
+    let sessions = Arc::new(session::MemoryStore::new(std::time::Duration::from_secs(
+        24 * 3600,
+    )));
     Ok(login::Gate::new(policy, sessions, Arc::new(accounts)))
 }
 

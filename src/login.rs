@@ -39,7 +39,8 @@ pub struct Gate {
 impl Gate {
     /// A gate with the policy's limits.
     pub fn new(policy: &Policy, sessions: Arc<dyn SessionStore>, accounts: Arc<Accounts>) -> Gate {
-        let per_minute = NonZeroU32::new(policy.login.attempts_per_minute).unwrap_or(NonZeroU32::MIN);
+        let per_minute =
+            NonZeroU32::new(policy.login.attempts_per_minute).unwrap_or(NonZeroU32::MIN);
         Gate {
             sessions,
             accounts,
@@ -145,7 +146,11 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 async fn read_form(body: Incoming) -> Option<HashMap<String, String>> {
-    let bytes = Limited::new(body, MAX_FORM).collect().await.ok()?.to_bytes();
+    let bytes = Limited::new(body, MAX_FORM)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
     serde_urlencoded::from_bytes(&bytes).ok()
 }
 
@@ -155,7 +160,11 @@ fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
 
 /// A form post must come from ward's own pages: `Origin`, when sent, is this origin.
 fn same_origin(req: &PageRequest<'_>) -> bool {
-    match req.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    match req
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
         None => true,
         Some(o) => o.eq_ignore_ascii_case(&req.origin),
     }
@@ -201,7 +210,11 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes.get(i), bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b))) {
+        match (
+            bytes.get(i),
+            bytes.get(i + 1).and_then(|b| hex(*b)),
+            bytes.get(i + 2).and_then(|b| hex(*b)),
+        ) {
             (Some(b'%'), Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;
@@ -219,7 +232,8 @@ fn percent_decode(s: &str) -> String {
 // ---------- sign in ----------
 
 fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
-    let return_to = safe_return(&query_param(req.query.as_deref(), "return").unwrap_or_else(|| "/".into()));
+    let return_to =
+        safe_return(&query_param(req.query.as_deref(), "return").unwrap_or_else(|| "/".into()));
     let csrf = match codes::random_token() {
         Ok(t) => t,
         Err(_) => return unavailable(req),
@@ -239,8 +253,15 @@ fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
 <p class=\"who\">Use only your own account. Forgot your password or lost your authenticator? Ask the practice's security officer.</p>",
         ret = escape(&return_to),
     );
-    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
-    with_cookie(page(req, status, "Sign in", &body), session::set_cookie(CSRF_COOKIE, &csrf, None))
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    with_cookie(
+        page(req, status, "Sign in", &body),
+        session::set_cookie(CSRF_COOKIE, &csrf, None),
+    )
 }
 
 fn unavailable(req: &PageRequest<'_>) -> Response<Body> {
@@ -256,13 +277,24 @@ fn unavailable(req: &PageRequest<'_>) -> Response<Body> {
 /// The generic refusal: never says whether the account exists.
 const WRONG: &str = "The user name or password is not right, or this account cannot sign in. Check them and try again.";
 
-async fn login_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcome: &mut PageOutcome) -> Response<Body> {
+async fn login_submit(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    body: Incoming,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
     let Some(form) = read_form(body).await else {
         return login_form(req, Some("The form could not be read. Please try again."));
     };
     let cookie_csrf = session::cookie_value(&req.headers, CSRF_COOKIE).unwrap_or("");
-    if !same_origin(req) || cookie_csrf.is_empty() || !codes::ct_eq(cookie_csrf, field(&form, "csrf")) {
-        return login_form(req, Some("This sign-in form has expired. Please try again."));
+    if !same_origin(req)
+        || cookie_csrf.is_empty()
+        || !codes::ct_eq(cookie_csrf, field(&form, "csrf"))
+    {
+        return login_form(
+            req,
+            Some("This sign-in form has expired. Please try again."),
+        );
     }
     let name = field(&form, "username").trim().to_ascii_lowercase();
     let pw = field(&form, "password").to_string();
@@ -271,7 +303,10 @@ async fn login_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcom
 
     if gate.per_ip.check_key(&req.client_ip).is_err() {
         outcome.event = Some("login-throttled");
-        return locked_page(req, "Too many sign-in attempts from this address. Wait a minute and try again.");
+        return locked_page(
+            req,
+            "Too many sign-in attempts from this address. Wait a minute and try again.",
+        );
     }
     let snap = gate.accounts.snapshot();
     let account = snap.directory.get(&name);
@@ -284,10 +319,18 @@ async fn login_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcom
     };
     if locked {
         outcome.event = Some("login-locked");
-        return locked_page(req, "This account is locked after too many failed sign-ins. Try again later, or ask the practice's security officer to unlock it.");
+        return locked_page(
+            req,
+            "This account is locked after too many failed sign-ins. Try again later, or ask the practice's security officer to unlock it.",
+        );
     }
 
-    let secrets = gate.accounts.store().read().ok().and_then(|s| s.users.get(&name).cloned());
+    let secrets = gate
+        .accounts
+        .store()
+        .read()
+        .ok()
+        .and_then(|s| s.users.get(&name).cloned());
     let stored = secrets.as_ref().and_then(|s| s.password.clone());
     let verified = tokio::task::spawn_blocking(move || match stored {
         Some(phc) => password::verify(&pw, &phc),
@@ -304,20 +347,44 @@ async fn login_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcom
         outcome.event = Some("login-failed");
         record_failure(gate, req, &name, account.is_some());
         if verified && !usable {
-            return login_form(req, Some("This account cannot sign in. Ask the practice's security officer."));
+            return login_form(
+                req,
+                Some("This account cannot sign in. Ask the practice's security officer."),
+            );
         }
         return login_form(req, Some(WRONG));
     }
     clear_failures(gate, &name);
 
     // Password accepted: a pending session that reaches nothing until the second factor.
-    let needs_mfa = standing.has_totp || accounts::mfa_required(req.policy, &account.map(|a| a.roles.clone()).unwrap_or_default());
+    let needs_mfa = standing.has_totp
+        || accounts::mfa_required(
+            req.policy,
+            &account.map(|a| a.roles.clone()).unwrap_or_default(),
+        );
     if needs_mfa && !standing.has_totp {
         outcome.event = Some("login-no-mfa");
-        return login_form(req, Some("Your account has no authenticator set up yet. Use the enrollment link from the practice's security officer."));
+        return login_form(
+            req,
+            Some(
+                "Your account has no authenticator set up yet. Use the enrollment link from the practice's security officer.",
+            ),
+        );
     }
-    let stage = if needs_mfa { Stage::NeedsMfa } else { Stage::Complete };
-    let Ok(session) = Session::new(&name, standing.epoch, req.now, stage, false, req.client_ip, &return_to) else {
+    let stage = if needs_mfa {
+        Stage::NeedsMfa
+    } else {
+        Stage::Complete
+    };
+    let Ok(session) = Session::new(
+        &name,
+        standing.epoch,
+        req.now,
+        stage,
+        false,
+        req.client_ip,
+        &return_to,
+    ) else {
         return unavailable(req);
     };
     let Ok(cookie) = codes::random_token() else {
@@ -337,13 +404,20 @@ async fn login_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcom
         outcome.event = Some("login-password-ok");
     }
     gate.sessions.insert(&cookie, Arc::new(session));
-    let next = if stage == Stage::Complete { return_to } else { "/.ward/mfa".to_string() };
+    let next = if stage == Stage::Complete {
+        return_to
+    } else {
+        "/.ward/mfa".to_string()
+    };
     let resp = with_cookie(redirect(&next), session::set_cookie(COOKIE, &cookie, None));
     with_cookie(resp, session::set_cookie(CSRF_COOKIE, "", Some(0)))
 }
 
 fn locked_page(req: &PageRequest<'_>, message: &str) -> Response<Body> {
-    let body = format!("<p role=\"alert\">{}</p><p><a href=\"/.ward/login\">Back to sign in</a></p>", escape(message));
+    let body = format!(
+        "<p role=\"alert\">{}</p><p><a href=\"/.ward/login\">Back to sign in</a></p>",
+        escape(message)
+    );
     page(req, StatusCode::TOO_MANY_REQUESTS, "Sign-in locked", &body)
 }
 
@@ -396,7 +470,10 @@ fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
 /// Makes room for a new complete session under `max_per_user`, or refuses it.
 fn admit(gate: &Gate, req: &PageRequest<'_>, name: &str) -> Result<(), Box<Response<Body>>> {
     let existing = gate.sessions.of_user(name);
-    let complete: Vec<_> = existing.into_iter().filter(|s| s.stage == Stage::Complete).collect();
+    let complete: Vec<_> = existing
+        .into_iter()
+        .filter(|s| s.stage == Stage::Complete)
+        .collect();
     let max = req.policy.sessions.max_per_user;
     if complete.len() < max {
         return Ok(());
@@ -438,24 +515,40 @@ fn mfa_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Response
 <p><button type=\"submit\">Use recovery code</button></p></form></details>",
         csrf = escape(&s.csrf)
     );
-    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
     page(req, status, "Second step", &body)
 }
 
-async fn mfa_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcome: &mut PageOutcome) -> Response<Body> {
+async fn mfa_submit(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    body: Incoming,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
     let Some((cookie, s)) = current(gate, req).filter(|(_, s)| s.stage == Stage::NeedsMfa) else {
         return redirect("/.ward/login");
     };
     outcome.user = Some(s.user.clone());
     let Some(form) = read_form(body).await else {
-        return mfa_form(gate, req, Some("The form could not be read. Please try again."));
+        return mfa_form(
+            gate,
+            req,
+            Some("The form could not be read. Please try again."),
+        );
     };
     if !same_origin(req) || !codes::ct_eq(&s.csrf, field(&form, "csrf")) {
         return mfa_form(gate, req, Some("This form has expired. Please try again."));
     }
     if gate.per_ip.check_key(&req.client_ip).is_err() {
         outcome.event = Some("mfa-throttled");
-        return locked_page(req, "Too many attempts from this address. Wait a minute and try again.");
+        return locked_page(
+            req,
+            "Too many attempts from this address. Wait a minute and try again.",
+        );
     }
     let code = field(&form, "code").to_string();
     let recovery = field(&form, "recovery").to_string();
@@ -495,18 +588,40 @@ async fn mfa_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcome:
         outcome.event = Some("mfa-failed");
         record_failure(gate, req, &s.user, true);
         let snap = gate.accounts.snapshot();
-        if snap.standing.get(&s.user).and_then(|st| st.locked_until).is_some_and(|t| t > req.now) {
+        if snap
+            .standing
+            .get(&s.user)
+            .and_then(|st| st.locked_until)
+            .is_some_and(|t| t > req.now)
+        {
             gate.sessions.remove(&cookie);
-            return locked_page(req, "This account is locked after too many failed attempts. Ask the practice's security officer.");
+            return locked_page(
+                req,
+                "This account is locked after too many failed attempts. Ask the practice's security officer.",
+            );
         }
-        return mfa_form(gate, req, Some("That code is not right, or it was already used. Wait for the next code and try again."));
+        return mfa_form(
+            gate,
+            req,
+            Some(
+                "That code is not right, or it was already used. Wait for the next code and try again.",
+            ),
+        );
     }
     clear_failures(gate, &s.user);
     if let Err(resp) = admit(gate, req, &s.user) {
         gate.sessions.remove(&cookie);
         return *resp;
     }
-    let Ok(full_session) = Session::new(&s.user, s.epoch, req.now, Stage::Complete, true, req.client_ip, &s.return_to) else {
+    let Ok(full_session) = Session::new(
+        &s.user,
+        s.epoch,
+        req.now,
+        Stage::Complete,
+        true,
+        req.client_ip,
+        &s.return_to,
+    ) else {
         return unavailable(req);
     };
     let Ok(new_cookie) = codes::random_token() else {
@@ -515,8 +630,15 @@ async fn mfa_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcome:
     gate.sessions.remove(&cookie);
     gate.sessions.insert(&new_cookie, Arc::new(full_session));
     record_login(gate, req, &s.user);
-    outcome.event = Some(if recovery.trim().is_empty() { "login-ok" } else { "login-ok-recovery-code" });
-    with_cookie(redirect(&s.return_to), session::set_cookie(COOKIE, &new_cookie, None))
+    outcome.event = Some(if recovery.trim().is_empty() {
+        "login-ok"
+    } else {
+        "login-ok-recovery-code"
+    });
+    with_cookie(
+        redirect(&s.return_to),
+        session::set_cookie(COOKIE, &new_cookie, None),
+    )
 }
 
 // ---------- sign out ----------
@@ -533,7 +655,12 @@ fn logout_form(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
     page(req, StatusCode::OK, "Sign out", &body)
 }
 
-async fn logout_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcome: &mut PageOutcome) -> Response<Body> {
+async fn logout_submit(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    body: Incoming,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
     let form = read_form(body).await.unwrap_or_default();
     if let Some((cookie, s)) = current(gate, req) {
         if !codes::ct_eq(&s.csrf, field(&form, "csrf")) {
@@ -543,7 +670,10 @@ async fn logout_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outco
         outcome.event = Some("logout");
         gate.sessions.remove(&cookie);
     }
-    with_cookie(redirect("/.ward/logged-out"), session::set_cookie(COOKIE, "", Some(0)))
+    with_cookie(
+        redirect("/.ward/logged-out"),
+        session::set_cookie(COOKIE, "", Some(0)),
+    )
 }
 
 fn logged_out(req: &PageRequest<'_>) -> Response<Body> {
@@ -560,7 +690,10 @@ fn logged_out(req: &PageRequest<'_>) -> Response<Body> {
         escape(text)
     );
     // The cookie goes too, so a shared computer holds nothing of the person.
-    with_cookie(page(req, StatusCode::OK, "Signed out", &body), session::set_cookie(COOKIE, "", Some(0)))
+    with_cookie(
+        page(req, StatusCode::OK, "Signed out", &body),
+        session::set_cookie(COOKIE, "", Some(0)),
+    )
 }
 
 // ---------- idle warning ----------
@@ -571,9 +704,15 @@ const IDLE_JS: &str = include_str!("idle.js");
 fn idle_script() -> Response<Body> {
     let mut resp = Response::new(full(IDLE_JS));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
@@ -585,7 +724,8 @@ fn session_status(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
             Ok(who) => {
                 let limit = accounts::idle_limit(req.policy, &who.roles).as_secs() as i64;
                 let idle_left = limit - (req.now - s.last_active());
-                let life_left = req.policy.sessions.max_lifetime.as_secs() as i64 - (req.now - s.created);
+                let life_left =
+                    req.policy.sessions.max_lifetime.as_secs() as i64 - (req.now - s.created);
                 serde_json::json!({ "signed_in": true, "remaining": idle_left.min(life_left).max(0), "csrf": s.csrf })
             }
             Err(why) => serde_json::json!({ "signed_in": false, "reason": why.code() }),
@@ -596,7 +736,11 @@ fn session_status(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
 }
 
 fn keepalive(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
-    let token = req.headers.get("x-ward-csrf").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let token = req
+        .headers
+        .get("x-ward-csrf")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let snap = gate.accounts.snapshot();
     match current(gate, req) {
         Some((_, s))
@@ -607,7 +751,11 @@ fn keepalive(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
             s.touch(req.now);
             pages::text(StatusCode::NO_CONTENT, "text/plain", String::new())
         }
-        _ => pages::text(StatusCode::UNAUTHORIZED, "text/plain", "signed out\n".into()),
+        _ => pages::text(
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            "signed out\n".into(),
+        ),
     }
 }
 
@@ -653,7 +801,10 @@ fn enroll_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Respo
     };
     let mut body = String::new();
     if let Some(e) = error {
-        body.push_str(&format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e)));
+        body.push_str(&format!(
+            "<p role=\"alert\" class=\"error\">{}</p>",
+            escape(e)
+        ));
     }
     body.push_str(&format!(
         "<p>Setting up the account <strong>{}</strong>.</p><form method=\"post\" action=\"/.ward/enroll?token={}\">",
@@ -683,9 +834,14 @@ fn enroll_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Respo
         }
     }
     body.push_str("<p><button type=\"submit\">Finish setting up</button></p></form>");
-    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     let mut resp = page(req, status, "Set up your account", &body);
-    resp.headers_mut().insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    resp.headers_mut()
+        .insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     resp
 }
 
@@ -707,16 +863,28 @@ fn pending_totp_key(gate: &Gate, name: &str, token: &str) -> Option<String> {
         .flatten()
 }
 
-async fn enroll_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outcome: &mut PageOutcome) -> Response<Body> {
+async fn enroll_submit(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    body: Incoming,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
     let token = query_param(req.query.as_deref(), "token").unwrap_or_default();
     let Some(form) = read_form(body).await else {
-        return enroll_form(gate, req, Some("The form could not be read. Please try again."));
+        return enroll_form(
+            gate,
+            req,
+            Some("The form could not be read. Please try again."),
+        );
     };
     if !same_origin(req) {
         return enroll_form(gate, req, Some("This form has expired. Please try again."));
     }
     if gate.per_ip.check_key(&req.client_ip).is_err() {
-        return locked_page(req, "Too many attempts from this address. Wait a minute and try again.");
+        return locked_page(
+            req,
+            "Too many attempts from this address. Wait a minute and try again.",
+        );
     }
     let Some((name, secrets)) = enrollment_for(gate, &token, req.now) else {
         return enroll_form(gate, req, None);
@@ -735,7 +903,11 @@ async fn enroll_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outco
             return enroll_form(gate, req, Some("The two passwords are not the same."));
         }
         let snap = gate.accounts.snapshot();
-        let display = snap.directory.get(&name).map(|a| a.display_name.clone()).unwrap_or_default();
+        let display = snap
+            .directory
+            .get(&name)
+            .map(|a| a.display_name.clone())
+            .unwrap_or_default();
         let (n, d) = (name.clone(), display);
         let checked = tokio::task::spawn_blocking(move || {
             password::check_new(&pw, &[&n, &d]).map_err(|p| p.to_string())?;
@@ -764,7 +936,11 @@ async fn enroll_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outco
         let Some(entry) = s.users.get_mut(&name) else {
             return Err("gone");
         };
-        let Some(p) = entry.enroll.as_ref().filter(|p| codes::ct_eq(&p.token_hash, &hash) && p.expires > now) else {
+        let Some(p) = entry
+            .enroll
+            .as_ref()
+            .filter(|p| codes::ct_eq(&p.token_hash, &hash) && p.expires > now)
+        else {
             return Err("gone");
         };
         if wants_totp {
@@ -788,7 +964,13 @@ async fn enroll_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outco
     match saved {
         Ok(Ok(())) => {}
         Ok(Err("code")) => {
-            return enroll_form(gate, req, Some("That code is not right. Check the time on your phone, wait for the next code and try again."));
+            return enroll_form(
+                gate,
+                req,
+                Some(
+                    "That code is not right. Check the time on your phone, wait for the next code and try again.",
+                ),
+            );
         }
         _ => return enroll_form(gate, req, None),
     }
@@ -804,21 +986,32 @@ async fn enroll_submit(gate: &Gate, req: &PageRequest<'_>, body: Incoming, outco
     }
     body.push_str("<p><a href=\"/.ward/login\">Sign in now</a></p>");
     let mut resp = page(req, StatusCode::OK, "Account ready", &body);
-    resp.headers_mut().insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    resp.headers_mut()
+        .insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     resp
 }
 
 /// Where a request without a valid session goes: the sign-in page for page
 /// loads, 401 for anything else (an app's scripts cannot follow a redirect usefully).
-pub fn login_redirect(method: &Method, headers: &HeaderMap, path_and_query: &str, ended: Option<&'static str>) -> Response<Body> {
+pub fn login_redirect(
+    method: &Method,
+    headers: &HeaderMap,
+    path_and_query: &str,
+    ended: Option<&'static str>,
+) -> Response<Body> {
     let navigation = (method == Method::GET || method == Method::HEAD)
         && headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_none_or(|a| a.contains("text/html") || a.contains("*/*"));
     if !navigation {
-        let mut resp = pages::text(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", "sign-in required\n".into());
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ward"));
+        let mut resp = pages::text(
+            StatusCode::UNAUTHORIZED,
+            "text/plain; charset=utf-8",
+            "sign-in required\n".into(),
+        );
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ward"));
         return resp;
     }
     let ret: String = serde_urlencoded::to_string([("return", path_and_query)]).unwrap_or_default();
@@ -862,6 +1055,9 @@ mod tests {
         }
         assert_eq!(safe_return("/patients/1001/chart"), "/patients/1001/chart");
         assert_eq!(safe_return("/a/../b?x=1"), "/b?x=1");
-        assert_eq!(safe_return("/billing?from=%2F%2Fx"), "/billing?from=%2F%2Fx");
+        assert_eq!(
+            safe_return("/billing?from=%2F%2Fx"),
+            "/billing?from=%2F%2Fx"
+        );
     }
 }

@@ -133,7 +133,11 @@ impl MemoryStore {
     fn keys_of(&self, user: &str) -> Vec<String> {
         self.by_user
             .lock()
-            .map(|m| m.get(user).map(|k| k.iter().cloned().collect()).unwrap_or_default())
+            .map(|m| {
+                m.get(user)
+                    .map(|k| k.iter().cloned().collect())
+                    .unwrap_or_default()
+            })
             .unwrap_or_default()
     }
 }
@@ -146,7 +150,9 @@ impl SessionStore for MemoryStore {
     fn insert(&self, cookie: &str, session: Arc<Session>) {
         let key = token_hash(cookie);
         if let Ok(mut map) = self.by_user.lock() {
-            map.entry(session.user.clone()).or_default().insert(key.clone());
+            map.entry(session.user.clone())
+                .or_default()
+                .insert(key.clone());
         }
         self.sessions.insert(key, session);
     }
@@ -221,7 +227,18 @@ mod tests {
     use super::*;
 
     fn session(user: &str, created: i64) -> Arc<Session> {
-        Arc::new(Session::new(user, 0, created, Stage::Complete, true, "127.0.0.1".parse().unwrap(), "/").unwrap())
+        Arc::new(
+            Session::new(
+                user,
+                0,
+                created,
+                Stage::Complete,
+                true,
+                "127.0.0.1".parse().unwrap(),
+                "/",
+            )
+            .unwrap(),
+        )
     }
 
     #[test]
@@ -260,7 +277,10 @@ mod tests {
         assert_eq!(cookie_value(&h, "b"), Some("2"));
         assert_eq!(cookie_value(&h, "__Host-ward"), None);
         let set = set_cookie(COOKIE, "v", None);
-        assert_eq!(set, "__Host-ward-session=v; Path=/; Secure; HttpOnly; SameSite=Lax");
+        assert_eq!(
+            set,
+            "__Host-ward-session=v; Path=/; Secure; HttpOnly; SameSite=Lax"
+        );
         assert!(!set.contains("Domain"));
     }
 }

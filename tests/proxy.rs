@@ -167,7 +167,12 @@ async fn default_deny_and_role_routes_without_sign_in() {
     }
     // Role routes send a page load to sign in, and an app's script gets 401.
     for path in ["/billing", "/patients/../billing"] {
-        let resp = c.get(ward.url(path)).header("accept", "text/html").send().await.unwrap();
+        let resp = c
+            .get(ward.url(path))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 303, "{path}");
         assert_eq!(resp.headers()["location"], "/.ward/login?return=%2Fbilling");
         let resp = c.post(ward.url(path)).send().await.unwrap();

@@ -357,7 +357,10 @@ pub fn decide(facts: &Facts<'_>, policy: &Policy) -> Decision {
         (Access::Members { .. }, None) => Verdict::Login,
         (Access::Members { roles, users }, Some(who)) => {
             let by_role = who.roles.iter().any(|r| roles.contains(r));
-            let own_network = who.allow_from.as_ref().is_none_or(|n| n.contains(facts.client_ip));
+            let own_network = who
+                .allow_from
+                .as_ref()
+                .is_none_or(|n| n.contains(facts.client_ip));
             let mfa_needed = policy.login.mfa == Mfa::Required
                 || route.mfa == Some(Mfa::Required)
                 || who
