@@ -181,8 +181,15 @@ async fn respond(
         match accounts::identity_of(s, &snap, policy, now) {
             Ok(who) => identity = Some(who),
             Err(why) => {
-                gate.sessions.remove(c);
-                tracing::info!(request_id = %id, user = %s.user, reason = why.code(), "session ended");
+                // An idle or too-old session stays (unusable) so that every later
+                // request can still say why; the sweep removes it within the hour.
+                if matches!(
+                    why,
+                    accounts::Ended::AccountClosed | accounts::Ended::CredentialsChanged
+                ) {
+                    gate.sessions.remove(c);
+                }
+                tracing::debug!(request_id = %id, user = %s.user, reason = why.code(), "session no longer stands");
                 ended = Some(why);
             }
         }

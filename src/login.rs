@@ -310,11 +310,20 @@ async fn login_submit(
     }
     let snap = gate.accounts.snapshot();
     let account = snap.directory.get(&name);
-    let standing = snap.standing.get(&name).cloned().unwrap_or_default();
 
+    // Read straight from the store, not the periodic snapshot: attempts come faster than reloads.
+    let secrets = gate
+        .accounts
+        .store()
+        .read()
+        .ok()
+        .and_then(|s| s.users.get(&name).cloned());
     // Locked (real accounts in the store, unknown names in memory, alike).
     let locked = match account {
-        Some(_) => standing.locked_until.is_some_and(|t| t > req.now),
+        Some(_) => secrets
+            .as_ref()
+            .and_then(|s| s.locked_until)
+            .is_some_and(|t| t > req.now),
         None => gate.unknown_failures.get(&name).unwrap_or(0) >= req.policy.login.lockout_after,
     };
     if locked {
@@ -325,12 +334,6 @@ async fn login_submit(
         );
     }
 
-    let secrets = gate
-        .accounts
-        .store()
-        .read()
-        .ok()
-        .and_then(|s| s.users.get(&name).cloned());
     let stored = secrets.as_ref().and_then(|s| s.password.clone());
     let verified = tokio::task::spawn_blocking(move || match stored {
         Some(phc) => password::verify(&pw, &phc),
@@ -357,12 +360,14 @@ async fn login_submit(
     clear_failures(gate, &name);
 
     // Password accepted: a pending session that reaches nothing until the second factor.
-    let needs_mfa = standing.has_totp
+    let has_totp = secrets.as_ref().is_some_and(|s| s.totp.is_some());
+    let epoch = secrets.as_ref().map(|s| s.epoch).unwrap_or(0);
+    let needs_mfa = has_totp
         || accounts::mfa_required(
             req.policy,
             &account.map(|a| a.roles.clone()).unwrap_or_default(),
         );
-    if needs_mfa && !standing.has_totp {
+    if needs_mfa && !has_totp {
         outcome.event = Some("login-no-mfa");
         return login_form(
             req,
@@ -378,7 +383,7 @@ async fn login_submit(
     };
     let Ok(session) = Session::new(
         &name,
-        standing.epoch,
+        epoch,
         req.now,
         stage,
         false,
@@ -587,13 +592,13 @@ async fn mfa_submit(
     if !matches!(checked, Ok(true)) {
         outcome.event = Some("mfa-failed");
         record_failure(gate, req, &s.user, true);
-        let snap = gate.accounts.snapshot();
-        if snap
-            .standing
-            .get(&s.user)
-            .and_then(|st| st.locked_until)
-            .is_some_and(|t| t > req.now)
-        {
+        let locked = gate
+            .accounts
+            .store()
+            .read()
+            .ok()
+            .and_then(|all| all.users.get(&s.user).and_then(|u| u.locked_until));
+        if locked.is_some_and(|t| t > req.now) {
             gate.sessions.remove(&cookie);
             return locked_page(
                 req,

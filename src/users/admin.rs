@@ -417,6 +417,12 @@ impl Admin {
             path: self.users_file.clone(),
             source,
         };
+        // The first account on a fresh install: make the folder the file goes in.
+        if let Some(dir) = self.users_file.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| io("create the folder for", e))?;
+        }
         // Write through a symlink to the real file rather than replacing the link.
         let path = std::fs::canonicalize(&self.users_file).unwrap_or(self.users_file.clone());
         let meta = std::fs::metadata(&path).ok();

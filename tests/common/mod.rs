@@ -341,3 +341,153 @@ pub fn open_policy(upstream: &str) -> String {
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// A browser stand-in: keeps cookies, never follows redirects, sends `Accept: text/html`.
+pub struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookies: Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl Browser {
+    pub fn new(ward: &Ward) -> Browser {
+        Browser {
+            client: ward.client(false),
+            base: ward.url(""),
+            cookies: Mutex::default(),
+        }
+    }
+
+    pub fn h2(ward: &Ward) -> Browser {
+        Browser {
+            client: ward.client(true),
+            base: ward.url(""),
+            cookies: Mutex::default(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&self, resp: &reqwest::Response) {
+        let mut jar = self.cookies.lock().unwrap();
+        for v in resp.headers().get_all("set-cookie") {
+            let text = v.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (k, val) = pair.split_once('=').unwrap();
+            if text.contains("Max-Age=0") {
+                jar.remove(k);
+            } else {
+                jar.insert(k.to_string(), val.to_string());
+            }
+        }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.lock().unwrap().get(name).cloned()
+    }
+
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        self.cookies
+            .lock()
+            .unwrap()
+            .insert(name.into(), value.into());
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("accept", "text/html")
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(&resp);
+        resp
+    }
+
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", self.cookie_header())
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&resp);
+        resp
+    }
+}
+
+/// The `value` of the input named `name` (or with id `name`) in a page.
+pub fn input_value(html: &str, name: &str) -> String {
+    for key in [format!("name=\"{name}\""), format!("id=\"{name}\"")] {
+        if let Some(at) = html.find(&key) {
+            let tag_start = html[..at].rfind('<').unwrap();
+            let tag = &html[tag_start..tag_start + html[tag_start..].find('>').unwrap()];
+            if let Some(v) = tag.split("value=\"").nth(1) {
+                return v.split('"').next().unwrap().to_string();
+            }
+        }
+    }
+    panic!("no input {name} in {html}");
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Adds an enrolled account directly through the account store (fast: no browser flow).
+/// Returns the TOTP secret.
+pub fn enrolled_user(
+    site: &Site,
+    name: &str,
+    roles: &[&str],
+    password: &str,
+    org: Option<&str>,
+    expires: Option<&str>,
+) -> Vec<u8> {
+    use ward::users::{Admin, NewAccount, SecretStore};
+    let store = SecretStore::open(&site.path("state")).unwrap();
+    let admin = Admin::new(
+        &site.path("config/users.toml"),
+        store.clone(),
+        "Test Clinic",
+    );
+    let new = NewAccount {
+        name: name.into(),
+        display_name: format!("Test {name}"),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        org: org.map(str::to_string),
+        expires: expires.map(|d| d.parse().unwrap()),
+        sponsor: None,
+        allow_from: Vec::new(),
+    };
+    admin.add(new, unix_now() as i64).unwrap();
+    let secret = ward::auth::totp::new_secret().unwrap();
+    let hash = ward::auth::password::hash(password).unwrap();
+    let key = data_encoding::BASE32_NOPAD.encode(&secret);
+    store
+        .update(|s| {
+            let u = s.users.get_mut(name).unwrap();
+            u.password = Some(hash);
+            u.totp = Some(key);
+            u.enroll = None;
+        })
+        .unwrap();
+    secret
+}

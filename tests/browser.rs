@@ -1,0 +1,410 @@
+//! A real browser (headless Debian chromium through chromedriver) goes through what a new
+//! person does: enrollment link, password and authenticator, sign-in with MFA, the chart,
+//! and the screen clearing itself when the page is left alone.
+//!
+//! Needs `chromium` and `chromedriver` (`tests/run` installs them when missing).
+
+mod common;
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use ward::auth::totp::{code_at, decode_secret};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const PASSPHRASE: &str = "maple orbit candle harbor 42";
+
+/// `name` on PATH, else Debian's place for it.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| Some(Path::new("/usr/bin").join(name)).filter(|p| p.is_file()))
+}
+
+/// chromedriver on a free loopback port, with the browsers it starts; all killed on drop.
+struct ChromeDriver {
+    proc: Proc,
+    port: u16,
+}
+
+impl ChromeDriver {
+    fn start() -> ChromeDriver {
+        let missing: Vec<&str> = [
+            ("chromedriver", find_program("chromedriver").is_none()),
+            ("chromium", !Path::new(CHROMIUM).is_file()),
+        ]
+        .into_iter()
+        .filter_map(|(name, missing)| missing.then_some(name))
+        .collect();
+        // Fail, never skip: a browser test that silently does nothing proves nothing.
+        assert!(
+            missing.is_empty(),
+            "the browser test needs {} (missing: {}). Run tests/run, which installs them, \
+             or: apt-get install chromium chromium-driver",
+            "chromium and chromedriver",
+            missing.join(", ")
+        );
+        let port = free_port();
+        let mut cmd = Command::new(find_program("chromedriver").unwrap());
+        cmd.arg(format!("--port={port}"));
+        // Its own process group, so that drop ends chromium too even if the test panicked
+        // before closing the session.
+        cmd.process_group(0);
+        let mut proc = Proc::spawn(&mut cmd);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !driver_ready(port) {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                panic!(
+                    "chromedriver exited ({status}):\n{}\n{}",
+                    proc.stdout.all().join("\n"),
+                    proc.stderr.all().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not answer on port {port} within 20 s:\n{}",
+                proc.stdout.all().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ChromeDriver { proc, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The group is chromedriver's own (process_group(0) above): it and its browsers.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.proc.pid())])
+            .status();
+        self.proc.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// True once `GET /status` answers 200 with `"ready": true`.
+fn driver_ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    let mut answer = String::new();
+    if stream.write_all(request.as_bytes()).is_err() || stream.read_to_string(&mut answer).is_err()
+    {
+        return false;
+    }
+    answer.starts_with("HTTP/1.1 200") && answer.replace(' ', "").contains("\"ready\":true")
+}
+
+/// A headless chromium session that trusts ward's self-signed test certificate.
+async fn open_browser(driver: &ChromeDriver, profile: &Path) -> Client {
+    // fantoccini's HTTPS connector needs the process-wide crypto provider.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let caps = serde_json::json!({
+        "acceptInsecureCerts": true,
+        "timeouts": { "pageLoad": 30_000, "script": 30_000, "implicit": 0 },
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                format!("--user-data-dir={}", profile.display()),
+                "--window-size=1280,900",
+            ],
+        },
+    });
+    let caps = caps.as_object().unwrap().clone();
+    ClientBuilder::rustls()
+        .expect("rustls connector")
+        .capabilities(caps)
+        .connect(&driver.url())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "chromium did not start through chromedriver: {e}\n{}",
+                driver.proc.stderr.all().join("\n")
+            )
+        })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The page's visible text.
+async fn body_text(client: &Client) -> String {
+    client
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits (bounded) until the current URL's path and query start with `prefix`; returns them.
+async fn wait_for_path(client: &Client, prefix: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let url = client.current_url().await.unwrap();
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        if path.starts_with(prefix) {
+            return path;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still at {url}, not {prefix}, after {timeout:?}; the page says:\n{}",
+            body_text(client).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn fill(client: &Client, css: &str, text: &str) {
+    let field = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"));
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn submit(client: &Client) {
+    client
+        .find(Locator::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(dir.join(name), png).unwrap();
+    println!("screenshot: {}", dir.join(name).display());
+}
+
+/// Starts ward with one clinician-only EHR, 20 s idle logoff and an empty users.toml.
+fn start_ward(ehr: &Ehr) -> Ward {
+    let site = Site::new();
+    let policy = format!(
+        r#"practice = "Test Clinic"
+{server}
+[sessions]
+idle_timeout = "20s"
+
+[storage]
+users = "config/users.toml"
+state = "state"
+
+[roles]
+clinician = {{}}
+
+[[apps]]
+name = "ehr"
+upstream = "{upstream}"
+
+[[routes]]
+app = "ehr"
+path = "/**"
+allow_roles = ["clinician"]
+"#,
+        server = server_section(&site),
+        upstream = ehr.url(),
+    );
+    let config = site.path("ward.toml");
+    std::fs::write(&config, policy).unwrap();
+    std::fs::create_dir_all(site.path("config")).unwrap();
+    std::fs::write(site.path("config/users.toml"), "").unwrap();
+    Ward::start_in(site, config)
+}
+
+/// `ward user add dr_lee` as the officer runs it; returns the enrollment link on this ward.
+fn add_dr_lee(ward: &Ward) -> String {
+    let out = Command::new(WARD)
+        .arg("user")
+        .arg("--config")
+        .arg(&ward.config)
+        .args(["add", "dr_lee", "--roles", "clinician"])
+        .args(["--display-name", "Dr. Alex Lee"])
+        .current_dir(ward.site.dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ward user add failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("https://") && l.contains("/.ward/enroll?token="))
+        .unwrap_or_else(|| panic!("no enrollment link in:\n{stdout}"));
+    // The printed host comes from the policy (port 0 here); the browser needs the real port.
+    let token = link.split("token=").nth(1).unwrap();
+    ward.url(&format!("/.ward/enroll?token={token}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_person_enrolls_signs_in_and_the_screen_clears_when_idle() {
+    let started = Instant::now();
+    let ehr = Ehr::start();
+    let ward = start_ward(&ehr);
+    let enroll_link = add_dr_lee(&ward);
+
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let client = open_browser(&driver, profile.path()).await;
+    println!("browser up after {:?}", started.elapsed());
+
+    // Bounded as a whole too, so a hung WebDriver call cannot hold the test forever.
+    let result = tokio::time::timeout(
+        Duration::from_secs(240),
+        walk_through(&client, &ward, &enroll_link),
+    )
+    .await;
+    if result.is_err() {
+        panic!(
+            "the browser walk-through took over 240 s; ward's log:\n{}",
+            ward.logs().join("\n")
+        );
+    }
+    client.close().await.unwrap();
+    println!("whole test took {:?}", started.elapsed());
+}
+
+async fn walk_through(client: &Client, ward: &Ward, enroll_link: &str) {
+    // ---- Enrollment: password, authenticator key, first code.
+    client.goto(enroll_link).await.unwrap();
+    let key = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#key"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .expect("#key has a value");
+    let secret = decode_secret(&key).unwrap_or_else(|| panic!("key {key:?} is not base32"));
+    fill(client, "#password", PASSPHRASE).await;
+    fill(client, "#confirm", PASSPHRASE).await;
+    fill(client, "#code", &code_at(&secret, unix_now())).await;
+    submit(client).await;
+    client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("ul.codes"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "no recovery codes ({e}); ward's log:\n{}",
+                ward.logs().join("\n")
+            )
+        });
+    let ready = body_text(client).await;
+    assert!(ready.contains("Account ready"), "{ready}");
+    let recovery = client.find_all(Locator::Css("ul.codes li")).await.unwrap();
+    assert_eq!(recovery.len(), 10, "{ready}");
+
+    // ---- Sign in where a person would start: the chart they want to see.
+    let chart = ward.url("/patients/1001/chart");
+    client.goto(&chart).await.unwrap();
+    let login = wait_for_path(client, "/.ward/login?return=", Duration::from_secs(10)).await;
+    assert!(login.contains("patients%2F1001%2Fchart"), "{login}");
+    fill(client, "#username", "dr_lee").await;
+    fill(client, "#password", PASSPHRASE).await;
+    submit(client).await;
+    wait_for_path(client, "/.ward/mfa", Duration::from_secs(20)).await;
+    // The enrollment used this 30 s step; ward takes one step of drift but no step twice.
+    fill(client, "#code", &code_at(&secret, unix_now() + 30)).await;
+    submit(client).await;
+    wait_for_path(client, "/patients/1001/chart", Duration::from_secs(20)).await;
+    let signed_in_at = Instant::now();
+    let page = body_text(client).await;
+    assert!(page.contains("Margaret Ellison"), "{page}");
+    assert!(page.contains("Signed in through ward as dr_lee"), "{page}");
+    screenshot(client, "chart.png").await;
+
+    // ---- Hands off: only WebDriver queries, which send nothing to ward.
+    let mut banner_seen = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let signed_out_url = loop {
+        let url = client.current_url().await.unwrap();
+        if url.path() == "/.ward/logged-out" {
+            break url;
+        }
+        if banner_seen.is_none()
+            && let Some(banner) = client
+                .find_all(Locator::Css("#ward-idle-warning"))
+                .await
+                .unwrap()
+                .into_iter()
+                .next()
+        {
+            let text = banner.text().await.unwrap_or_default();
+            println!("idle warning after {:?}: {text}", signed_in_at.elapsed());
+            banner_seen = Some(signed_in_at.elapsed());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not signed out after 60 s idle (banner seen: {banner_seen:?}); still at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!("signed out after {:?}", signed_in_at.elapsed());
+    assert!(
+        banner_seen.is_some(),
+        "the page went to {signed_out_url} without first showing #ward-idle-warning"
+    );
+    assert_eq!(
+        signed_out_url.query(),
+        Some("reason=idle"),
+        "{signed_out_url}"
+    );
+    let page = body_text(client).await;
+    assert!(page.contains("signed out"), "{page}");
+    assert!(!page.contains("Margaret Ellison"), "{page}");
+    screenshot(client, "idle-logged-out.png").await;
+
+    // ---- The session ended at ward too, not just on the screen.
+    client.goto(&chart).await.unwrap();
+    wait_for_path(client, "/.ward/login?return=", Duration::from_secs(10)).await;
+    let page = body_text(client).await;
+    assert!(!page.contains("Margaret Ellison"), "{page}");
+}
