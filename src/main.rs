@@ -49,6 +49,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: String,
     },
+    /// Print the current code for an authenticator key (for trying the demo without a phone).
+    TotpCode {
+        /// The key, as shown when the account was set up.
+        #[arg(long)]
+        key: String,
+    },
     /// Check a policy file; prints FILE:LINE:COL for every problem. Exit 0 valid, 1 not.
     Check {
         /// The policy file.
@@ -85,6 +91,20 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::SampleEhr { listen } => sample_ehr(&listen),
+        Command::TotpCode { key } => match ward::auth::totp::decode_secret(&key) {
+            Some(secret) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                println!("{}", ward::auth::totp::code_at(&secret, now));
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("ward totp-code: that is not an authenticator key");
+                ExitCode::FAILURE
+            }
+        },
         Command::User { config, action } => ward::usercmd::run(&config, action),
         Command::Serve { config, log_format } => {
             serve(&config, Overrides::default(), log_format, None)

@@ -103,13 +103,25 @@ fn driver_ready(port: u16) -> bool {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = "GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    let mut answer = String::new();
-    if stream.write_all(request.as_bytes()).is_err() || stream.read_to_string(&mut answer).is_err()
-    {
+    // chromedriver ignores HTTP/1.0 and keeps the socket open after answering, so read
+    // only until the answer is complete enough to judge.
+    let request =
+        format!("GET /status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
         return false;
     }
-    answer.starts_with("HTTP/1.1 200") && answer.replace(' ', "").contains("\"ready\":true")
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answer).replace(' ', "");
+        if text.contains("\"ready\":") {
+            return text.starts_with("HTTP/1.1200") && text.contains("\"ready\":true");
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 /// A headless chromium session that trusts ward's self-signed test certificate.

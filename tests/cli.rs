@@ -125,19 +125,173 @@ async fn demo_runs_the_sample_ehr_behind_ward() {
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(tls_client(&cert, &[b"h2"]))
         .resolve("localhost", addr)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let resp = client
-        .get(format!("https://localhost:{}/", addr.port()))
+    // The sample EHR's logo is public; its pages send a visitor to sign in.
+    let logo = client
+        .get(format!("https://localhost:{}/logo.png", addr.port()))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(logo.status(), 200);
+    assert_eq!(logo.version(), reqwest::Version::HTTP_2);
+    assert_eq!(logo.headers()["content-type"], "image/png");
+    let home = client
+        .get(format!("https://localhost:{}/", addr.port()))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 303);
+    let login = client
+        .get(format!("https://localhost:{}/.ward/login", addr.port()))
+        .send()
+        .await
+        .unwrap();
     assert!(
-        resp.text()
+        login
+            .text()
             .await
             .unwrap()
-            .contains("Riverside Family Clinic")
+            .contains("Riverside Family Clinic (demo)")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_accounts_sign_in_with_the_printed_password_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let proc = Proc::spawn(
+        Command::new(WARD)
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--ehr-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
+            .current_dir(dir.path()),
+    );
+    let line = proc
+        .stderr
+        .wait_for("\"listening\"", Duration::from_secs(20));
+    let addr: std::net::SocketAddr = json_field(&line, "addr").parse().unwrap();
+    let banner = proc.stdout.wait_for("dr_lee", Duration::from_secs(5));
+    let key = banner.split("key ").nth(1).unwrap().trim().to_string();
+    let cert = std::fs::read(dir.path().join("certs/ward.crt")).unwrap();
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(tls_client(&cert, &[b"h2"]))
+        .resolve("localhost", addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", addr.port());
+    // Page loads need sign-in.
+    let resp = client
+        .get(format!("{base}/patients/1001/chart"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    // Sign in as the clinician with the printed password and key.
+    let form = client
+        .get(format!("{base}/.ward/login"))
+        .send()
+        .await
+        .unwrap();
+    let csrf_cookie = form.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = form.text().await.unwrap();
+    let csrf = input_value(&html, "csrf");
+    let body = serde_urlencoded::to_string([
+        ("csrf", csrf.as_str()),
+        ("username", "dr_lee"),
+        ("password", ward::demo::DEMO_PASSWORD),
+        ("return", "/"),
+    ])
+    .unwrap();
+    let resp = client
+        .post(format!("{base}/.ward/login"))
+        .header("cookie", &csrf_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let session = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("__Host-ward-session="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mfa = client
+        .get(format!("{base}/.ward/mfa"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = input_value(&mfa, "csrf");
+    let code =
+        ward::auth::totp::code_at(&ward::auth::totp::decode_secret(&key).unwrap(), unix_now());
+    let body =
+        serde_urlencoded::to_string([("csrf", csrf.as_str()), ("code", code.as_str())]).unwrap();
+    let resp = client
+        .post(format!("{base}/.ward/mfa"))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let session = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("__Host-ward-session="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let chart = client
+        .get(format!("{base}/patients/1001/chart"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chart.status(), 200);
+    assert!(
+        chart
+            .text()
+            .await
+            .unwrap()
+            .contains("Signed in through ward as <strong>dr_lee</strong>")
+    );
+    // The clinician is not a biller.
+    let billing = client
+        .get(format!("{base}/billing"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(billing.status(), 403);
 }

@@ -10,6 +10,74 @@ use std::path::Path;
 /// The built-in demo policy, written to `config/demo.toml` when that file is absent.
 pub const DEMO_POLICY: &str = include_str!("../../config/demo.toml");
 
+/// The demo accounts' shared password (a demo on loopback only).
+pub const DEMO_PASSWORD: &str = "riverside demo passphrase";
+
+/// The demo accounts: name, role, authenticator key (base32; public, demo only).
+pub const DEMO_ACCOUNTS: [(&str, &str, &str); 4] = [
+    ("officer", "officer", "QH2MOIXPJ3HD3RF67OF2FYW2TAKDZPFN"),
+    ("dr_lee", "clinician", "WIP2RR5W5AHBLG2I2XGQ5J3L7GQHPVAT"),
+    ("billing_bea", "biller", "XZ2DUWEODVDOS5FVLXM4W6Y43XXED2DC"),
+    (
+        "acme_vic",
+        "vendor_biller",
+        "A7CZR6G7XH4QERBYIIU2INJ5JHNNIALM",
+    ),
+];
+
+/// Makes the demo accounts, signed up and ready, when the demo's accounts file is absent.
+fn make_accounts(policy: &crate::policy::Policy) -> Result<(), String> {
+    use crate::users::{Admin, NewAccount, SecretStore};
+    if policy.storage.users.exists() {
+        return Ok(());
+    }
+    let store = SecretStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
+    let admin = Admin::new(&policy.storage.users, store.clone(), &policy.practice);
+    let now = jiff::Timestamp::now();
+    let next_year = now
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
+        .checked_add(jiff::Span::new().days(365))
+        .map_err(|e| e.to_string())?;
+    let hash = crate::auth::password::hash(DEMO_PASSWORD).map_err(|e| e.to_string())?;
+    for (name, role, key) in DEMO_ACCOUNTS {
+        let vendor = role == "vendor_biller";
+        let new = NewAccount {
+            name: name.into(),
+            display_name: match name {
+                "officer" => "Olive Officer (security officer)".into(),
+                "dr_lee" => "Dr. Alex Lee".into(),
+                "billing_bea" => "Bea Biller".into(),
+                _ => "Vic Vendor (Acme Billing)".into(),
+            },
+            roles: vec![role.into()],
+            org: vendor.then(|| "Acme Billing".into()),
+            expires: vendor.then_some(next_year),
+            sponsor: vendor.then(|| "officer".into()),
+            allow_from: if vendor {
+                vec!["this_machine".into()]
+            } else {
+                Vec::new()
+            },
+        };
+        admin.add(new, now.as_second()).map_err(|e| e.to_string())?;
+        store
+            .update(|s| {
+                if let Some(u) = s.users.get_mut(name) {
+                    u.password = Some(hash.clone());
+                    u.totp = Some(key.to_string());
+                    u.enroll = None;
+                }
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    println!(
+        "Made four demo accounts in {}",
+        policy.storage.users.display()
+    );
+    Ok(())
+}
+
 /// Everything the demo set up before ward starts serving.
 pub struct Prepared {
     /// Ports moved by the command line.
@@ -40,6 +108,7 @@ pub fn prepare(
         );
     }
     let loaded = config::load(file, Certs::Skip).map_err(|d| d.to_string())?;
+    make_accounts(&loaded.policy)?;
     let app = loaded
         .policy
         .apps
@@ -83,8 +152,18 @@ impl Prepared {
             "  Sample EHR (reachable only through ward): http://{}",
             self.ehr_addr
         );
-        println!("  Try: {url}patients/1001/chart, {url}billing, {url}notifications (WebSocket)");
-        println!("  Needs sign-in: {url}admin/ (the route allows officers only)");
+        println!(
+            "  Sign in as any demo account; the password for all of them is \"{DEMO_PASSWORD}\"."
+        );
+        println!("  Each has an authenticator key: add it to an authenticator app, or print");
+        println!("  the current code with `cargo run -- totp-code --key KEY`.");
+        for (name, role, key) in DEMO_ACCOUNTS {
+            println!("    {name:<12} {role:<14} key {key}");
+        }
+        println!(
+            "  Try: {url}patients/1001/chart (clinician), {url}billing (biller, or acme_vic the vendor),"
+        );
+        println!("       {url}notifications (WebSocket), {url}admin/ (officer only).");
         println!("  ward's health: {url}.ward/healthz");
         println!("  Stop with Ctrl-C.");
         println!();
