@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
         roles: vec!["clinician".into()],
         allow_from: None,
         mfa: true,
+        emergency: false,
     };
     let mut group = c.benchmark_group("decide");
     for n in [10usize, 100, 1_000, 10_000] {

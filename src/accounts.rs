@@ -2,6 +2,7 @@
 //! reloaded when either file changes, and the check every request's session
 //! goes through (account usable, credentials not reset, networks).
 
+use crate::grants::{self, GrantKind, GrantStore, Grants};
 use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::{Identity, Mfa, Policy};
 use crate::session::{Session, SessionStore, Stage};
@@ -34,6 +35,8 @@ pub struct Snapshot {
     pub standing: HashMap<String, Standing>,
     /// Per person, their `allow_from` resolved against the policy's networks.
     pub networks: HashMap<String, NetSet>,
+    /// Export and break-glass grants (all of them; `Grant::active` says which count now).
+    pub grants: Grants,
 }
 
 /// Why a session no longer stands.
@@ -77,8 +80,9 @@ impl Ended {
 pub struct Accounts {
     users_file: PathBuf,
     store: SecretStore,
+    grants: GrantStore,
     current: ArcSwap<Snapshot>,
-    seen: Mutex<(Option<SystemTime>, Option<SystemTime>)>,
+    seen: Mutex<[Option<SystemTime>; 3]>,
     problems: ArcSwap<Vec<String>>,
 }
 
@@ -86,11 +90,13 @@ impl Accounts {
     /// Opens the accounts named by the policy.
     pub fn open(policy: &Policy) -> Result<Accounts, String> {
         let store = SecretStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
+        let grants = GrantStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
         let accounts = Accounts {
             users_file: policy.storage.users.clone(),
             store,
+            grants,
             current: ArcSwap::from_pointee(Snapshot::default()),
-            seen: Mutex::new((None, None)),
+            seen: Mutex::new([None; 3]),
             problems: ArcSwap::from_pointee(Vec::new()),
         };
         accounts.reload(policy).map_err(|p| p.join("\n"))?;
@@ -107,6 +113,11 @@ impl Accounts {
         &self.store
     }
 
+    /// The grants store.
+    pub fn grant_store(&self) -> &GrantStore {
+        &self.grants
+    }
+
     /// The accounts file.
     pub fn users_file(&self) -> &Path {
         &self.users_file
@@ -119,7 +130,7 @@ impl Accounts {
 
     /// Reloads when either file changed since the last look; true if it did.
     pub fn refresh(&self, policy: &Policy) -> bool {
-        let now = (modified(&self.users_file), self.store.modified());
+        let now = self.stamps();
         let changed = match self.seen.lock() {
             Ok(seen) => *seen != now,
             Err(_) => true,
@@ -130,9 +141,13 @@ impl Accounts {
         changed
     }
 
-    /// Reads both files; on a bad `users.toml` the old view stays.
+    fn stamps(&self) -> [Option<SystemTime>; 3] {
+        [modified(&self.users_file), self.store.modified(), self.grants.modified()]
+    }
+
+    /// Reads the files; on a bad `users.toml` the old view stays.
     pub fn reload(&self, policy: &Policy) -> Result<(), Vec<String>> {
-        let stamps = (modified(&self.users_file), self.store.modified());
+        let stamps = self.stamps();
         if let Ok(mut seen) = self.seen.lock() {
             *seen = stamps;
         }
@@ -158,6 +173,14 @@ impl Accounts {
                 return Err(vec![e.to_string()]);
             }
         };
+        let grants = match self.grants.read() {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the grants; still using the accounts loaded before");
+                self.problems.store(Arc::new(vec![e.to_string()]));
+                return Err(vec![e.to_string()]);
+            }
+        };
         let mut problems = Vec::new();
         let roles: Vec<&str> = policy.roles.keys().map(String::as_str).collect();
         let nets: Vec<&str> = policy.networks.keys().map(String::as_str).collect();
@@ -166,7 +189,7 @@ impl Accounts {
             tracing::warn!("{p}");
             problems.push(p);
         }
-        let snapshot = build(directory, &secrets, policy);
+        let snapshot = build(directory, &secrets, grants, policy);
         self.current.store(Arc::new(snapshot));
         self.problems.store(Arc::new(problems));
         Ok(())
@@ -177,7 +200,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn build(directory: Directory, secrets: &Secrets, policy: &Policy) -> Snapshot {
+fn build(directory: Directory, secrets: &Secrets, grants: Grants, policy: &Policy) -> Snapshot {
     let mut standing = HashMap::new();
     for (name, s) in &secrets.users {
         standing.insert(
@@ -210,6 +233,7 @@ fn build(directory: Directory, secrets: &Secrets, policy: &Policy) -> Snapshot {
         directory,
         standing,
         networks,
+        grants,
     }
 }
 
@@ -267,11 +291,24 @@ pub fn identity_of(
     if now - session.last_active() > idle.as_secs() as i64 {
         return Err(Ended::Idle);
     }
+    let mut roles = account.roles.clone();
+    let mut emergency = false;
+    for grant in grants::active_for(&snap.grants, &account.name, now) {
+        if let GrantKind::BreakGlass { roles: extra } = &grant.kind {
+            emergency = true;
+            for r in extra {
+                if !roles.contains(r) {
+                    roles.push(r.clone());
+                }
+            }
+        }
+    }
     Ok(Identity {
         user: account.name.clone(),
-        roles: account.roles.clone(),
+        roles,
         allow_from: snap.networks.get(&account.name).cloned(),
         mfa: session.mfa && session.stage == Stage::Complete,
+        emergency,
     })
 }
 

@@ -2,14 +2,21 @@
 //! practice's access policy in front of its legacy web apps.
 
 pub mod accounts;
+pub mod audit;
+pub mod auditcmd;
 pub mod auth;
 pub mod body;
+pub mod breakglass;
 pub mod config;
 pub mod demo;
+pub mod explain;
 pub mod fsutil;
+pub mod grantcmd;
+pub mod grants;
 pub mod handler;
 pub mod headers;
 pub mod logging;
+pub mod oidc;
 pub mod login;
 pub mod pages;
 pub mod path;

@@ -108,6 +108,14 @@ pub async fn serve(
         "/.ward/logged-out" if get => logged_out(&req),
         "/.ward/enroll" if get => enroll_form(gate, &req, None),
         "/.ward/enroll" if post => enroll_submit(gate, &req, body, outcome).await,
+        "/.ward/break-glass" if get => crate::breakglass::form(gate, &req, None),
+        "/.ward/break-glass" if post => {
+            let form = read_form(body).await.unwrap_or_default();
+            if !same_origin(&req) {
+                return Some(crate::breakglass::form(gate, &req, Some("This form has expired. Please try again.")));
+            }
+            crate::breakglass::submit(gate, &req, &form, outcome)
+        }
         "/.ward/idle.js" if get => idle_script(),
         "/.ward/session" if get => session_status(gate, &req),
         "/.ward/keepalive" if post => keepalive(gate, &req),

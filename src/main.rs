@@ -49,6 +49,30 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: String,
     },
+    /// Show what ward would decide for a request, and why, without sending it.
+    Explain {
+        /// The policy file.
+        #[arg(long, default_value = "config/ward.toml")]
+        config: PathBuf,
+        /// The signed-in person (omit for nobody).
+        #[arg(long)]
+        user: Option<String>,
+        /// The client's address.
+        #[arg(long)]
+        ip: std::net::IpAddr,
+        /// The method, such as GET.
+        method: String,
+        /// The URL (https://host/path) or a path.
+        url: String,
+    },
+    /// Grant time-limited exceptions: export, break-glass; list and revoke them.
+    Grant {
+        /// The policy file.
+        #[arg(long, default_value = "config/ward.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: ward::grantcmd::GrantCommand,
+    },
     /// Print the current code for an authenticator key (for trying the demo without a phone).
     TotpCode {
         /// The key, as shown when the account was set up.
@@ -68,6 +92,14 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: ward::usercmd::UserCommand,
+    },
+    /// Check the audit trail (verify) and look things up in it (search).
+    Audit {
+        /// The policy file, for [audit] dir (may be given before or after the action).
+        #[arg(long, default_value = "config/ward.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: ward::auditcmd::AuditCommand,
     },
 }
 
@@ -91,6 +123,14 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::SampleEhr { listen } => sample_ehr(&listen),
+        Command::Explain { config, user, ip, method, url } => ward::explain::run(&ward::explain::Question {
+            config: &config,
+            user: user.as_deref(),
+            ip,
+            method: &method,
+            url: &url,
+        }),
+        Command::Grant { config, action } => ward::grantcmd::run(&config, action),
         Command::TotpCode { key } => match ward::auth::totp::decode_secret(&key) {
             Some(secret) => {
                 let now = std::time::SystemTime::now()
@@ -106,6 +146,7 @@ fn main() -> ExitCode {
             }
         },
         Command::User { config, action } => ward::usercmd::run(&config, action),
+        Command::Audit { config, action } => ward::auditcmd::run(&config, action),
         Command::Serve { config, log_format } => {
             serve(&config, Overrides::default(), log_format, None)
         }

@@ -338,17 +338,17 @@ async fn walk_through(client: &Client, ward: &Ward, enroll_link: &str) {
     fill(client, "#confirm", PASSPHRASE).await;
     fill(client, "#code", &code_at(&secret, unix_now())).await;
     submit(client).await;
-    client
+    let ready = client
         .wait()
         .at_most(Duration::from_secs(20))
         .for_element(Locator::Css("ul.codes"))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "no recovery codes ({e}); ward's log:\n{}",
-                ward.logs().join("\n")
-            )
-        });
+        .await;
+    if let Err(e) = ready {
+        panic!(
+            "no recovery codes ({e}); the page says:\n{}",
+            body_text(client).await
+        );
+    }
     let ready = body_text(client).await;
     assert!(ready.contains("Account ready"), "{ready}");
     let recovery = client.find_all(Locator::Css("ul.codes li")).await.unwrap();
@@ -392,6 +392,7 @@ async fn walk_through(client: &Client, ward: &Ward, enroll_link: &str) {
             let text = banner.text().await.unwrap_or_default();
             println!("idle warning after {:?}: {text}", signed_in_at.elapsed());
             banner_seen = Some(signed_in_at.elapsed());
+            screenshot(client, "idle-warning.png").await;
         }
         assert!(
             Instant::now() < deadline,

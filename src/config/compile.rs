@@ -8,7 +8,7 @@ use super::raw::{RawApp, RawPolicy, RawRoute, Text};
 use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::routes::{Matcher, Pattern, RouteTable};
 use crate::policy::{
-    Access, App, Export, LogFormat, LogSettings, LoginSettings, Mfa, Policy, Role, Route,
+    Access, App, BreakGlass, Export, LogFormat, LogSettings, LoginSettings, Mfa, Policy, Role, Route,
     ServerSettings, SessionSettings, StorageSettings, TooMany,
 };
 use http::Method;
@@ -65,6 +65,28 @@ pub fn compile(
         ) as u32,
     };
     let log = log(&raw, c);
+    let break_glass = raw.break_glass.as_ref().map(|bg| {
+        let b = bg.get_ref();
+        let mut list = |v: &Option<Vec<Text>>, what: &str| -> Vec<String> {
+            let items: Vec<String> = v.iter().flatten().map(|t| t.get_ref().clone()).collect();
+            for t in v.iter().flatten() {
+                if !roles.contains_key(t.get_ref()) {
+                    c.error(t.span(), format!("unknown role '{}' in [break_glass]; roles are declared in [roles]", t.get_ref()));
+                }
+            }
+            if items.is_empty() {
+                c.error(bg.span(), format!("[break_glass] needs {what} = [\"…\"]"));
+            }
+            items
+        };
+        let allowed_roles = list(&b.allowed_roles, "allowed_roles");
+        let emergency_roles = list(&b.emergency_roles, "emergency_roles");
+        BreakGlass {
+            allowed_roles,
+            emergency_roles,
+            duration: duration_or(&b.duration, Duration::from_secs(3600), c),
+        }
+    });
     let storage = StorageSettings {
         users: path_or(&raw.storage.users, "config/users.toml"),
         state: path_or(&raw.storage.state, "state"),
@@ -89,6 +111,7 @@ pub fn compile(
         login,
         log,
         storage,
+        break_glass,
         allow_from,
         networks,
         roles,

@@ -23,6 +23,7 @@ pub struct RawPolicy {
     pub log: RawLog,
     #[serde(default)]
     pub storage: RawStorage,
+    pub break_glass: Option<Spanned<RawBreakGlass>>,
     #[serde(default)]
     pub networks: BTreeMap<String, Spanned<Vec<Text>>>,
     #[serde(default)]
@@ -71,6 +72,14 @@ pub struct RawLogin {
     pub lockout_after: Option<Spanned<i64>>,
     pub lockout_time: Option<Text>,
     pub attempts_per_minute: Option<Spanned<i64>>,
+}
+
+/// `[break_glass]`: the emergency access procedure.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawBreakGlass {
+    pub allowed_roles: Option<Vec<Text>>,
+    pub emergency_roles: Option<Vec<Text>>,
+    pub duration: Option<Text>,
 }
 
 /// `[storage]`: where accounts and ward's own state live.
@@ -138,6 +147,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "login",
             "log",
             "storage",
+            "break_glass",
             "networks",
             "roles",
             "apps",
@@ -175,6 +185,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "attempts_per_minute",
         ],
         Section::Storage => &["users", "state"],
+        Section::BreakGlass => &["allowed_roles", "emergency_roles", "duration"],
         Section::Log => &["format", "level"],
         Section::Role => &["description", "idle_timeout", "export", "mfa"],
         Section::App => &[
@@ -214,6 +225,7 @@ pub enum Section {
     Sessions,
     Login,
     Storage,
+    BreakGlass,
     Log,
     Role,
     App,

@@ -242,6 +242,10 @@ attempts_per_minute = 30
 [storage]
 users = "u.toml"
 state = "state"
+[break_glass]
+allowed_roles = ["r"]
+emergency_roles = ["r"]
+duration = "1h"
 [log]
 format = "json"
 level = "debug"

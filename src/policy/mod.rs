@@ -33,6 +33,8 @@ pub struct Policy {
     pub log: LogSettings,
     /// Where accounts and state live.
     pub storage: StorageSettings,
+    /// The emergency access procedure, if the practice has one.
+    pub break_glass: Option<BreakGlass>,
     /// Networks the whole proxy may be used from, if restricted.
     pub allow_from: Option<NetSet>,
     /// Named networks.
@@ -104,6 +106,17 @@ pub enum TooMany {
     EndOldest,
     /// The new sign-in is refused.
     Refuse,
+}
+
+/// `[break_glass]`: who may invoke emergency access, what it gives, for how long.
+#[derive(Debug, Clone)]
+pub struct BreakGlass {
+    /// Roles whose holders may invoke it.
+    pub allowed_roles: Vec<String>,
+    /// Roles added while it lasts.
+    pub emergency_roles: Vec<String>,
+    /// How long it lasts.
+    pub duration: Duration,
 }
 
 /// `[storage]`.
@@ -251,6 +264,8 @@ pub struct Identity {
     pub allow_from: Option<NetSet>,
     /// Whether this sign-in included a second factor.
     pub mfa: bool,
+    /// Emergency (break-glass) access is in force: its roles are in `roles`.
+    pub emergency: bool,
 }
 
 /// What ward knows about a request when it decides.
@@ -329,38 +344,125 @@ pub struct Decision {
 
 /// Decides what to do with a request. Pure: no I/O, no clock.
 pub fn decide(facts: &Facts<'_>, policy: &Policy) -> Decision {
+    decide_traced(facts, policy, &mut NoTrace)
+}
+
+/// One check `decide` made, for `ward explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked.
+    pub name: &'static str,
+    /// Whether it passed.
+    pub passed: bool,
+    /// The facts behind the answer.
+    pub detail: String,
+}
+
+/// Where `decide` reports its checks; the proxy's tracer does nothing.
+pub trait Trace {
+    /// Records one check; `detail` is only called when the tracer keeps it.
+    fn check(&mut self, name: &'static str, passed: bool, detail: impl FnOnce() -> String);
+}
+
+/// The proxy's tracer: keeps nothing, costs nothing.
+pub struct NoTrace;
+
+impl Trace for NoTrace {
+    #[inline]
+    fn check(&mut self, _: &'static str, _: bool, _: impl FnOnce() -> String) {}
+}
+
+impl Trace for Vec<Check> {
+    fn check(&mut self, name: &'static str, passed: bool, detail: impl FnOnce() -> String) {
+        self.push(Check {
+            name,
+            passed,
+            detail: detail(),
+        });
+    }
+}
+
+/// `decide`, reporting every check to `trace` (the same code the proxy runs).
+pub fn decide_traced(facts: &Facts<'_>, policy: &Policy, trace: &mut impl Trace) -> Decision {
     let deny = |refusal, route| Decision {
         verdict: Verdict::Deny(refusal),
         route,
     };
     // Network first, so a stolen password is useless from elsewhere.
-    if let Some(allowed) = &policy.allow_from
-        && !allowed.contains(facts.client_ip)
-    {
-        return deny(Refusal::Network, None);
+    if let Some(allowed) = &policy.allow_from {
+        let ok = allowed.contains(facts.client_ip);
+        trace.check("network (allow_from)", ok, || {
+            format!("{} {} the networks ward may be used from", facts.client_ip, if ok { "is in" } else { "is not in" })
+        });
+        if !ok {
+            return deny(Refusal::Network, None);
+        }
     }
     let id = match policy.table.lookup(facts.host, facts.method, facts.path) {
         routes::Lookup::Route(id) => id,
-        routes::Lookup::MethodNotAllowed(id) => return deny(Refusal::Method, Some(id)),
-        routes::Lookup::None => return deny(Refusal::NoRoute, None),
+        routes::Lookup::MethodNotAllowed(id) => {
+            trace.check("method", false, || {
+                let line = policy.routes.get(id).map(|r| r.line).unwrap_or(0);
+                format!("the routes for this path (line {line}) do not allow {}", facts.method)
+            });
+            return deny(Refusal::Method, Some(id));
+        }
+        routes::Lookup::None => {
+            trace.check("route", false, || {
+                format!("no route covers host {} path {}: refused by default", facts.host, facts.path)
+            });
+            return deny(Refusal::NoRoute, None);
+        }
     };
     let Some(route) = policy.routes.get(id) else {
         return deny(Refusal::NoRoute, None);
     };
-    if let Some(from) = &route.from
-        && !from.contains(facts.client_ip)
-    {
-        return deny(Refusal::Network, Some(id));
+    trace.check("route", true, || {
+        format!("{}:{} (path \"{}\") applies", policy.file.display(), route.line, route.path)
+    });
+    if let Some(from) = &route.from {
+        let ok = from.contains(facts.client_ip);
+        trace.check("network (route from)", ok, || {
+            format!("{} {} the route's networks", facts.client_ip, if ok { "is in" } else { "is not in" })
+        });
+        if !ok {
+            return deny(Refusal::Network, Some(id));
+        }
     }
     let verdict = match (&route.access, facts.identity) {
-        (Access::Public, _) => Verdict::Allow,
-        (Access::Members { .. }, None) => Verdict::Login,
+        (Access::Public, _) => {
+            trace.check("who", true, || "the route is public: no sign-in needed".into());
+            Verdict::Allow
+        }
+        (Access::Members { .. }, None) => {
+            trace.check("sign-in", false, || "the route needs a signed-in person".into());
+            Verdict::Login
+        }
         (Access::Members { roles, users }, Some(who)) => {
+            let own_network = who.allow_from.as_ref().is_none_or(|n| n.contains(facts.client_ip));
+            if who.allow_from.is_some() {
+                trace.check("network (person's allow_from)", own_network, || {
+                    format!(
+                        "{} {} {}'s own networks",
+                        facts.client_ip,
+                        if own_network { "is in" } else { "is not in" },
+                        who.user
+                    )
+                });
+            }
             let by_role = who.roles.iter().any(|r| roles.contains(r));
-            let own_network = who
-                .allow_from
-                .as_ref()
-                .is_none_or(|n| n.contains(facts.client_ip));
+            let by_name = users.contains(&who.user);
+            if own_network {
+                trace.check("role", by_role || by_name, || {
+                    format!(
+                        "{} has roles [{}]; the route allows roles [{}]{}",
+                        who.user,
+                        who.roles.join(", "),
+                        roles.join(", "),
+                        if users.is_empty() { String::new() } else { format!(" and people [{}]", users.join(", ")) }
+                    )
+                });
+            }
             let mfa_needed = policy.login.mfa == Mfa::Required
                 || route.mfa == Some(Mfa::Required)
                 || who
@@ -369,12 +471,16 @@ pub fn decide(facts: &Facts<'_>, policy: &Policy) -> Decision {
                     .any(|r| policy.roles.get(r).and_then(|role| role.mfa) == Some(Mfa::Required));
             if !own_network {
                 Verdict::Deny(Refusal::Network)
-            } else if !(by_role || users.contains(&who.user)) {
+            } else if !(by_role || by_name) {
                 Verdict::Deny(Refusal::Role)
             } else if mfa_needed && !who.mfa {
+                trace.check("MFA", false, || "a second factor is required and this sign-in had none".into());
                 // Step up: sign in again with the second factor.
                 Verdict::Login
             } else {
+                if mfa_needed {
+                    trace.check("MFA", true, || "a second factor is required and was given".into());
+                }
                 Verdict::Allow
             }
         }

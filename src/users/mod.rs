@@ -7,4 +7,6 @@ pub mod secrets;
 
 pub use admin::{Admin, AdminError, EnrollLink, NewAccount};
 pub use directory::{Account, Directory, Status};
-pub use secrets::{PendingEnrollment, Purpose, SecretStore, Secrets, StoreError, UserSecrets};
+pub use secrets::{
+    PendingEnrollment, Purpose, SecretStore, Secrets, Store, StoreError, StoreFile, UserSecrets,
+};

@@ -9,8 +9,15 @@ use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-const FILE: &str = "secrets.json";
-const LOCK: &str = ".lock";
+/// A JSON document a `Store` keeps: its file name in the state folder.
+pub trait StoreFile: Serialize + serde::de::DeserializeOwned + Default + Clone + PartialEq {
+    /// File name inside the state folder.
+    const FILE: &'static str;
+}
+
+impl StoreFile for Secrets {
+    const FILE: &'static str = "secrets.json";
+}
 
 /// Everything ward keeps about one account besides what is in users.toml.
 #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq, Eq)]
@@ -109,15 +116,20 @@ pub enum StoreError {
     },
 }
 
-/// The directory holding `secrets.json`.
+/// An owner-only JSON file in ward's state folder, changed under an exclusive
+/// lock so the CLI and a running ward never lose each other's writes.
 #[derive(Debug, Clone)]
-pub struct SecretStore {
+pub struct Store<T> {
     dir: PathBuf,
+    kind: std::marker::PhantomData<fn() -> T>,
 }
 
-impl SecretStore {
+/// The store holding `secrets.json`.
+pub type SecretStore = Store<Secrets>;
+
+impl<T: StoreFile> Store<T> {
     /// Opens the store in `dir`, creating it (mode 0700) if missing.
-    pub fn open(dir: &Path) -> Result<SecretStore, StoreError> {
+    pub fn open(dir: &Path) -> Result<Store<T>, StoreError> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -127,18 +139,19 @@ impl SecretStore {
                 path: dir.to_path_buf(),
                 source,
             })?;
-        Ok(SecretStore {
+        Ok(Store {
             dir: dir.to_path_buf(),
+            kind: std::marker::PhantomData,
         })
     }
 
-    /// The path of `secrets.json`.
+    /// The path of the file.
     pub fn path(&self) -> PathBuf {
-        self.dir.join(FILE)
+        self.dir.join(T::FILE)
     }
 
     /// Reads the store; a missing file is an empty store.
-    pub fn read(&self) -> Result<Secrets, StoreError> {
+    pub fn read(&self) -> Result<T, StoreError> {
         let path = self.path();
         let io = |action, source| StoreError::Io {
             action,
@@ -147,7 +160,7 @@ impl SecretStore {
         };
         let mut file = match File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Secrets::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
             Err(e) => return Err(io("read", e)),
         };
         // Check the file actually opened, not the path, so a swap in between cannot fool us.
@@ -169,7 +182,7 @@ impl SecretStore {
     }
 
     /// Locks the store, reads it, applies `f`, and writes the result atomically (0600) if it changed.
-    pub fn update<R>(&self, f: impl FnOnce(&mut Secrets) -> R) -> Result<R, StoreError> {
+    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, StoreError> {
         // Held until the end of this function, so the CLI and a running ward never
         // overwrite each other's changes.
         let _lock = self.lock()?;
@@ -190,7 +203,7 @@ impl SecretStore {
         Ok(out)
     }
 
-    /// When `secrets.json` last changed, if it exists.
+    /// When the file last changed, if it exists.
     pub fn modified(&self) -> Option<std::time::SystemTime> {
         std::fs::metadata(self.path())
             .and_then(|m| m.modified())
@@ -199,7 +212,7 @@ impl SecretStore {
 
     /// Takes the store's exclusive lock; dropping the file releases it.
     fn lock(&self) -> Result<File, StoreError> {
-        let path = self.dir.join(LOCK);
+        let path = self.dir.join(format!(".{}.lock", T::FILE));
         let io = |source| StoreError::Io {
             action: "lock",
             path: path.clone(),

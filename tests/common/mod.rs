@@ -1,6 +1,8 @@
 //! Test harness: real ward and sample-EHR processes on loopback, real TLS clients.
 #![allow(dead_code)]
 
+pub mod oidc;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -347,6 +349,7 @@ pub struct Browser {
     client: reqwest::Client,
     base: String,
     cookies: Mutex<std::collections::BTreeMap<String, String>>,
+    extra: Mutex<Vec<(String, String)>>,
 }
 
 impl Browser {
@@ -355,6 +358,7 @@ impl Browser {
             client: ward.client(false),
             base: ward.url(""),
             cookies: Mutex::default(),
+            extra: Mutex::default(),
         }
     }
 
@@ -363,6 +367,7 @@ impl Browser {
             client: ward.client(true),
             base: ward.url(""),
             cookies: Mutex::default(),
+            extra: Mutex::default(),
         }
     }
 
@@ -390,6 +395,20 @@ impl Browser {
         }
     }
 
+    /// Sends this header with every request from now on (replacing an earlier value).
+    pub fn header(&self, name: &str, value: &str) {
+        let mut extra = self.extra.lock().unwrap();
+        extra.retain(|(n, _)| n != name);
+        extra.push((name.to_string(), value.to_string()));
+    }
+
+    fn with_extra(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        for (n, v) in self.extra.lock().unwrap().iter() {
+            req = req.header(n.as_str(), v.as_str());
+        }
+        req
+    }
+
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.cookies.lock().unwrap().get(name).cloned()
     }
@@ -402,29 +421,25 @@ impl Browser {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        let resp = self
+        let req = self
             .client
             .get(format!("{}{path}", self.base))
             .header("accept", "text/html")
-            .header("cookie", self.cookie_header())
-            .send()
-            .await
-            .unwrap();
+            .header("cookie", self.cookie_header());
+        let resp = self.with_extra(req).send().await.unwrap();
         self.keep(&resp);
         resp
     }
 
     pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         let body = serde_urlencoded::to_string(fields).unwrap();
-        let resp = self
+        let req = self
             .client
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/x-www-form-urlencoded")
             .header("cookie", self.cookie_header())
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+            .body(body);
+        let resp = self.with_extra(req).send().await.unwrap();
         self.keep(&resp);
         resp
     }
@@ -461,6 +476,19 @@ pub fn enrolled_user(
     org: Option<&str>,
     expires: Option<&str>,
 ) -> Vec<u8> {
+    enrolled_user_from(site, name, roles, password, org, expires, &[])
+}
+
+/// `enrolled_user` with the person's own networks (`allow_from`).
+pub fn enrolled_user_from(
+    site: &Site,
+    name: &str,
+    roles: &[&str],
+    password: &str,
+    org: Option<&str>,
+    expires: Option<&str>,
+    allow_from: &[&str],
+) -> Vec<u8> {
     use ward::users::{Admin, NewAccount, SecretStore};
     let store = SecretStore::open(&site.path("state")).unwrap();
     let admin = Admin::new(
@@ -474,8 +502,8 @@ pub fn enrolled_user(
         roles: roles.iter().map(|r| r.to_string()).collect(),
         org: org.map(str::to_string),
         expires: expires.map(|d| d.parse().unwrap()),
-        sponsor: None,
-        allow_from: Vec::new(),
+        sponsor: org.map(|_| "officer".to_string()),
+        allow_from: allow_from.iter().map(|a| a.to_string()).collect(),
     };
     admin.add(new, unix_now() as i64).unwrap();
     let secret = ward::auth::totp::new_secret().unwrap();

@@ -1,0 +1,257 @@
+//! The real OpenID provider for tests: `oidc-provider` from npm, run by
+//! `tests/oidc/provider.mjs` on loopback (see the comment at its top for the
+//! environment it reads and the sign-in steps `Idp::login` takes).
+
+use super::Proc;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// `tests/oidc` in the source tree.
+pub fn oidc_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
+}
+
+/// Installs the provider's npm packages (`npm ci`, from the lockfile) if they
+/// are missing. Panics with a clear message if node or npm is not installed:
+/// these tests never skip.
+pub fn ensure_installed() {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return;
+    }
+    let dir = oidc_dir();
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    assert!(
+        have("node"),
+        "the OIDC tests need Node.js (`node`) to run the test identity provider; \
+         install it (Debian: apt-get install nodejs npm) — tests/run does this"
+    );
+    if !dir.join("node_modules/oidc-provider/package.json").exists() {
+        assert!(
+            have("npm"),
+            "the OIDC tests need npm to install the test identity provider (oidc-provider) \
+             into tests/oidc/node_modules; install it (Debian: apt-get install npm) or run \
+             `npm ci --prefix tests/oidc`"
+        );
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .status()
+            .expect("run npm ci");
+        assert!(
+            status.success(),
+            "`npm ci --prefix tests/oidc` failed ({status}); the OIDC tests cannot run without it"
+        );
+    }
+    *done = true;
+}
+
+/// A running identity provider, stopped when dropped.
+pub struct Idp {
+    /// `http://127.0.0.1:PORT`, also its issuer.
+    pub issuer: String,
+    pub child: Proc,
+}
+
+impl Idp {
+    /// Starts the provider with `clients_json` (a JSON array of oidc-provider
+    /// client metadata) and `accounts_json` (a JSON object: account id → claims).
+    pub fn start(clients_json: &str, accounts_json: &str) -> Idp {
+        Idp::start_with(clients_json, accounts_json, &[])
+    }
+
+    /// As [`Idp::start`], with more environment (`TOKEN_AUTH_AS`, `CLAIMS_IN_ID_TOKEN`).
+    pub fn start_with(clients_json: &str, accounts_json: &str, env: &[(&str, &str)]) -> Idp {
+        ensure_installed();
+        // reqwest with rustls-tls-no-provider needs a process-wide provider.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let mut cmd = Command::new("node");
+        cmd.arg(oidc_dir().join("provider.mjs"))
+            .env("PORT", "0")
+            .env_remove("ISSUER")
+            .env("CLIENTS", clients_json)
+            .env("ACCOUNTS", accounts_json);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = Proc::spawn(&mut cmd);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let line = loop {
+            if let Some(l) = child
+                .stdout
+                .all()
+                .into_iter()
+                .find(|l| l.starts_with("listening on http://"))
+            {
+                break l;
+            }
+            if let Ok(Some(status)) = child.child.try_wait() {
+                panic!(
+                    "the test identity provider exited ({status}):\n{}",
+                    child.stderr.all().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the test identity provider did not start within 30 s:\n{}",
+                child.stderr.all().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let issuer = line.trim_start_matches("listening on ").trim().to_string();
+        Idp { issuer, child }
+    }
+
+    /// `issuer` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// A plain HTTP client for the provider: never follows redirects, 30 s timeout.
+    pub fn client() -> reqwest::Client {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
+    /// Signs `account` in (any password) at the provider, starting from
+    /// `authorize_url`, consenting if asked, and returns the URL the provider
+    /// redirects back to (the relying party's redirect URI with `code`, `state`
+    /// and `iss`), without following it. `client` must not follow redirects.
+    pub async fn login(&self, client: &reqwest::Client, authorize_url: &str, account: &str) -> String {
+        self.walk(client, authorize_url, Some(account)).await
+    }
+
+    /// Cancels at the provider's sign-in form; returns the redirect back, which
+    /// carries `error=access_denied`.
+    pub async fn deny(&self, client: &reqwest::Client, authorize_url: &str) -> String {
+        self.walk(client, authorize_url, None).await
+    }
+
+    async fn walk(&self, client: &reqwest::Client, authorize_url: &str, account: Option<&str>) -> String {
+        let mut jar = BTreeMap::<String, String>::new();
+        let own = format!("{}/", self.issuer);
+        let mut url = authorize_url.to_string();
+        let mut form: Option<Vec<(&str, &str)>> = None;
+        for _ in 0..20 {
+            let cookie = jar
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let req = match &form {
+                Some(fields) => client.post(&url).form(fields),
+                None => client.get(&url),
+            };
+            let req = if cookie.is_empty() {
+                req
+            } else {
+                req.header("cookie", cookie)
+            };
+            let resp = req
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            for v in resp.headers().get_all("set-cookie") {
+                let text = v.to_str().unwrap_or("");
+                let Some((k, val)) = text.split(';').next().and_then(|p| p.split_once('=')) else {
+                    continue;
+                };
+                let expired = text.to_ascii_lowercase().contains("expires=thu, 01 jan 1970");
+                if val.is_empty() || expired {
+                    jar.remove(k.trim());
+                } else {
+                    jar.insert(k.trim().to_string(), val.to_string());
+                }
+            }
+            let status = resp.status();
+            if status.is_redirection() {
+                let loc = resp.headers()["location"].to_str().unwrap().to_string();
+                let next = reqwest::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+                if !next.starts_with(&own) {
+                    return next;
+                }
+                url = next;
+                form = None;
+                continue;
+            }
+            let body = resp.text().await.unwrap_or_default();
+            assert!(
+                status.is_success() && url.contains("/interaction/"),
+                "the provider answered {status} at {url}:\n{body}"
+            );
+            let base = url.trim_end_matches('/').to_string();
+            if account.is_none() {
+                url = format!("{base}/abort");
+                form = Some(Vec::new());
+            } else if body.contains("/login\"") {
+                url = format!("{base}/login");
+                form = Some(vec![("login", account.unwrap()), ("password", "any password")]);
+            } else if body.contains("/confirm\"") {
+                url = format!("{base}/confirm");
+                form = Some(Vec::new());
+            } else {
+                panic!("an interaction page with neither a login nor a consent form at {url}:\n{body}");
+            }
+        }
+        panic!("more than 20 steps at the provider from {authorize_url}");
+    }
+
+    /// Switches the provider to a new signing key; returns its key id.
+    pub async fn rotate_keys(&self) -> String {
+        let resp = Idp::client()
+            .post(self.url("/__test/rotate-keys"))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "rotate-keys: {}", resp.status());
+        let v: serde_json::Value = resp.json().await.unwrap();
+        v["kid"].as_str().unwrap().to_string()
+    }
+
+    /// The key id the provider signs with now.
+    pub async fn current_kid(&self) -> String {
+        let v: serde_json::Value = Idp::client()
+            .get(self.url("/__test/kid"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["kid"].as_str().unwrap().to_string()
+    }
+
+    /// A ward provider configuration for one of this provider's clients.
+    pub fn provider_config(&self, client_id: &str, client_secret: &str, redirect_url: &str) -> ward::oidc::ProviderConfig {
+        ward::oidc::ProviderConfig {
+            name: "test-idp".into(),
+            issuer: self.issuer.clone(),
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            scopes: vec!["email".into(), "profile".into(), "groups".into()],
+            redirect_url: redirect_url.into(),
+            clock_skew: Duration::from_secs(30),
+            groups_claim: "groups".into(),
+            ca: None,
+        }
+    }
+
+    /// Stops the provider now (as an outage would).
+    pub fn stop(&mut self) {
+        self.child.kill();
+    }
+}
