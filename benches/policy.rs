@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
         allow_from: None,
         mfa: true,
         emergency: false,
+        vendor: false,
     };
     let mut group = c.benchmark_group("decide");
     for n in [10usize, 100, 1_000, 10_000] {

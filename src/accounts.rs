@@ -142,7 +142,11 @@ impl Accounts {
     }
 
     fn stamps(&self) -> [Option<SystemTime>; 3] {
-        [modified(&self.users_file), self.store.modified(), self.grants.modified()]
+        [
+            modified(&self.users_file),
+            self.store.modified(),
+            self.grants.modified(),
+        ]
     }
 
     /// Reads the files; on a bad `users.toml` the old view stays.
@@ -309,6 +313,7 @@ pub fn identity_of(
         allow_from: snap.networks.get(&account.name).cloned(),
         mfa: session.mfa && session.stage == Stage::Complete,
         emergency,
+        vendor: account.is_vendor(&policy.practice),
     })
 }
 

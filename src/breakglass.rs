@@ -19,12 +19,20 @@ pub fn form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Response
         return crate::login::login_redirect(&req.method, &req.headers, "/.ward/break-glass", None);
     };
     let Some(bg) = &req.policy.break_glass else {
-        return refuse(req, "This practice has not set up emergency access in ward.");
+        return refuse(
+            req,
+            "This practice has not set up emergency access in ward.",
+        );
     };
     if !who.roles.iter().any(|r| bg.allowed_roles.contains(r)) {
-        return refuse(req, "Your roles do not include emergency access. Call the practice's security officer.");
+        return refuse(
+            req,
+            "Your roles do not include emergency access. Call the practice's security officer.",
+        );
     }
-    let notice = error.map(|e| format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e))).unwrap_or_default();
+    let notice = error
+        .map(|e| format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e)))
+        .unwrap_or_default();
     let body = format!(
         "{notice}<p>Emergency access gives you the roles <strong>{roles}</strong> for {mins} minutes. \
 Everything you open meanwhile is recorded as emergency access, and the security officer is told at once.</p>\
@@ -37,7 +45,11 @@ Everything you open meanwhile is recorded as emergency access, and the security 
         csrf = escape(&s.csrf),
     );
     pages::page(
-        if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK },
+        if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
         &req.policy.practice,
         "Emergency access",
         &body,
@@ -45,12 +57,20 @@ Everything you open meanwhile is recorded as emergency access, and the security 
 }
 
 /// `POST /.ward/break-glass`.
-pub fn submit(gate: &Gate, req: &PageRequest<'_>, form_fields: &std::collections::HashMap<String, String>, outcome: &mut PageOutcome) -> Response<Body> {
+pub fn submit(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    form_fields: &std::collections::HashMap<String, String>,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
     let Some((s, who)) = signed_in(gate, req) else {
         return crate::login::login_redirect(&req.method, &req.headers, "/.ward/break-glass", None);
     };
     let Some(bg) = &req.policy.break_glass else {
-        return refuse(req, "This practice has not set up emergency access in ward.");
+        return refuse(
+            req,
+            "This practice has not set up emergency access in ward.",
+        );
     };
     outcome.user = Some(who.user.clone());
     let csrf = form_fields.get("csrf").map(String::as_str).unwrap_or("");
@@ -58,11 +78,21 @@ pub fn submit(gate: &Gate, req: &PageRequest<'_>, form_fields: &std::collections
         return form(gate, req, Some("This form has expired. Please try again."));
     }
     if !who.roles.iter().any(|r| bg.allowed_roles.contains(r)) {
-        return refuse(req, "Your roles do not include emergency access. Call the practice's security officer.");
+        return refuse(
+            req,
+            "Your roles do not include emergency access. Call the practice's security officer.",
+        );
     }
-    let reason = form_fields.get("reason").map(|r| r.trim().to_string()).unwrap_or_default();
+    let reason = form_fields
+        .get("reason")
+        .map(|r| r.trim().to_string())
+        .unwrap_or_default();
     if reason.chars().count() < MIN_REASON {
-        return form(gate, req, Some("Say briefly why you need emergency access: the patient and the situation."));
+        return form(
+            gate,
+            req,
+            Some("Say briefly why you need emergency access: the patient and the situation."),
+        );
     }
     let Ok(id) = grants::new_id() else {
         return refuse(req, "ward cannot start emergency access right now.");
@@ -70,15 +100,25 @@ pub fn submit(gate: &Gate, req: &PageRequest<'_>, form_fields: &std::collections
     let grant = Grant {
         id,
         user: who.user.clone(),
-        kind: GrantKind::BreakGlass { roles: bg.emergency_roles.clone() },
+        kind: GrantKind::BreakGlass {
+            roles: bg.emergency_roles.clone(),
+        },
         reason: reason.chars().take(500).collect(),
         granted_by: who.user.clone(),
         start: req.now,
         end: req.now + bg.duration.as_secs() as i64,
         revoked: None,
     };
-    if gate.accounts.grant_store().update(|g| g.grants.push(grant.clone())).is_err() {
-        return refuse(req, "ward cannot record emergency access right now, so it cannot start it.");
+    if gate
+        .accounts
+        .grant_store()
+        .update(|g| g.grants.push(grant.clone()))
+        .is_err()
+    {
+        return refuse(
+            req,
+            "ward cannot record emergency access right now, so it cannot start it.",
+        );
     }
     // Take effect on the very next request, not at the next reload tick.
     gate.accounts.reload(req.policy).ok();
@@ -93,12 +133,28 @@ pub fn submit(gate: &Gate, req: &PageRequest<'_>, form_fields: &std::collections
     );
     let body = format!(
         "<p role=\"status\">Emergency access is on until {}. The security officer has been told.</p><p><a href=\"/\">Continue</a></p>",
-        escape(&humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(grant.end.max(0) as u64)).to_string())
+        escape(
+            &humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(grant.end.max(0) as u64)
+            )
+            .to_string()
+        )
     );
-    pages::page(StatusCode::OK, &req.policy.practice, "Emergency access on", &body)
+    pages::page(
+        StatusCode::OK,
+        &req.policy.practice,
+        "Emergency access on",
+        &body,
+    )
 }
 
-fn signed_in(gate: &Gate, req: &PageRequest<'_>) -> Option<(std::sync::Arc<crate::session::Session>, crate::policy::Identity)> {
+fn signed_in(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+) -> Option<(
+    std::sync::Arc<crate::session::Session>,
+    crate::policy::Identity,
+)> {
     let cookie = crate::session::cookie_value(&req.headers, crate::session::COOKIE)?;
     let s = gate.sessions.get(cookie)?;
     if s.stage != crate::session::Stage::Complete {
@@ -109,5 +165,11 @@ fn signed_in(gate: &Gate, req: &PageRequest<'_>) -> Option<(std::sync::Arc<crate
 }
 
 fn refuse(req: &PageRequest<'_>, message: &str) -> Response<Body> {
-    pages::problem(StatusCode::FORBIDDEN, &req.policy.practice, "Emergency access", message, req.request_id)
+    pages::problem(
+        StatusCode::FORBIDDEN,
+        &req.policy.practice,
+        "Emergency access",
+        message,
+        req.request_id,
+    )
 }

@@ -40,13 +40,29 @@ pub fn explain(q: &Question<'_>) -> Result<String, String> {
     let policy = crate::config::load(q.config, crate::config::Certs::Skip)
         .map_err(|d| format!("the policy has problems:\n{d}"))?
         .policy;
-    let method = http::Method::from_bytes(q.method.as_bytes()).map_err(|_| format!("'{}' is not a method", q.method))?;
+    let method = http::Method::from_bytes(q.method.as_bytes())
+        .map_err(|_| format!("'{}' is not a method", q.method))?;
     let (uri, host): (http::Uri, String) = if q.url.starts_with('/') {
-        let host = policy.apps.iter().find_map(|a| a.host.clone()).unwrap_or_else(|| "localhost".into());
-        (q.url.parse().map_err(|_| format!("'{}' is not a path", q.url))?, host)
+        let host = policy
+            .apps
+            .iter()
+            .find_map(|a| a.host.clone())
+            .unwrap_or_else(|| "localhost".into());
+        (
+            q.url
+                .parse()
+                .map_err(|_| format!("'{}' is not a path", q.url))?,
+            host,
+        )
     } else {
-        let uri: http::Uri = q.url.parse().map_err(|_| format!("'{}' is not a URL", q.url))?;
-        let host = uri.authority().map(|a| a.to_string()).ok_or("the URL has no host")?;
+        let uri: http::Uri = q
+            .url
+            .parse()
+            .map_err(|_| format!("'{}' is not a URL", q.url))?;
+        let host = uri
+            .authority()
+            .map(|a| a.to_string())
+            .ok_or("the URL has no host")?;
         (uri, host)
     };
     let mut headers = http::HeaderMap::new();
@@ -57,17 +73,27 @@ pub fn explain(q: &Question<'_>) -> Result<String, String> {
     let target = match crate::target::read(&method, &uri, &headers) {
         Ok(t) => t,
         Err(e) => {
-            return Ok(format!("Decision: REFUSED (400 Bad Request)\n  ward refuses the request itself: {e}\n"));
+            return Ok(format!(
+                "Decision: REFUSED (400 Bad Request)\n  ward refuses the request itself: {e}\n"
+            ));
         }
     };
-    checks.push(Check { name: "request", passed: true, detail: format!("well-formed; canonical path {}", target.path) });
+    checks.push(Check {
+        name: "request",
+        passed: true,
+        detail: format!("well-formed; canonical path {}", target.path),
+    });
     let now = jiff::Timestamp::now().as_second();
     let mut identity: Option<Identity> = None;
     if let Some(name) = q.user {
         let accounts = Accounts::open(&policy)?;
         let snap = accounts.snapshot();
         match snap.directory.get(name) {
-            None => checks.push(Check { name: "account", passed: false, detail: format!("there is no account named '{name}'") }),
+            None => checks.push(Check {
+                name: "account",
+                passed: false,
+                detail: format!("there is no account named '{name}'"),
+            }),
             Some(a) => {
                 let usable = a.usable_on(accounts::today(now));
                 checks.push(Check {
@@ -76,53 +102,108 @@ pub fn explain(q: &Question<'_>) -> Result<String, String> {
                     detail: format!(
                         "{name} is {}{}",
                         a.status.as_str(),
-                        a.expires.map(|d| format!(", end date {d}")).unwrap_or_default()
+                        a.expires
+                            .map(|d| format!(", end date {d}"))
+                            .unwrap_or_default()
                     ),
                 });
                 let standing = snap.standing.get(name).cloned().unwrap_or_default();
                 checks.push(Check {
                     name: "MFA enrolled",
                     passed: standing.has_totp,
-                    detail: if standing.has_totp { "an authenticator is set up".into() } else { "no authenticator yet: cannot sign in".into() },
+                    detail: if standing.has_totp {
+                        "an authenticator is set up".into()
+                    } else {
+                        "no authenticator yet: cannot sign in".into()
+                    },
                 });
                 if usable && standing.has_password && standing.has_totp {
                     // The identity a signed-in session of this person would have now.
-                    let probe = crate::session::Session::new(name, standing.epoch, now, crate::session::Stage::Complete, true, q.ip, "/")
-                        .map_err(|e| e.to_string())?;
+                    let probe = crate::session::Session::new(
+                        name,
+                        standing.epoch,
+                        now,
+                        crate::session::Stage::Complete,
+                        true,
+                        q.ip,
+                        "/",
+                    )
+                    .map_err(|e| e.to_string())?;
                     match accounts::identity_of(&probe, &snap, &policy, now) {
                         Ok(who) => {
                             if who.emergency {
-                                checks.push(Check { name: "break-glass", passed: true, detail: "emergency access is in force: its roles are added".into() });
+                                checks.push(Check {
+                                    name: "break-glass",
+                                    passed: true,
+                                    detail: "emergency access is in force: its roles are added"
+                                        .into(),
+                                });
                             }
                             identity = Some(who);
                         }
-                        Err(why) => checks.push(Check { name: "session", passed: false, detail: why.explain().into() }),
+                        Err(why) => checks.push(Check {
+                            name: "session",
+                            passed: false,
+                            detail: why.explain().into(),
+                        }),
                     }
                 }
             }
         }
     }
-    let facts = Facts { client_ip: q.ip, method: &method, host: &target.host, path: &target.path, identity: identity.as_ref() };
+    let facts = Facts {
+        client_ip: q.ip,
+        method: &method,
+        host: &target.host,
+        path: &target.path,
+        identity: identity.as_ref(),
+    };
     let decision = policy::decide_traced(&facts, &policy, &mut checks);
     let mut out = String::new();
     let verdict = match decision.verdict {
         Verdict::Allow => "ALLOW".to_string(),
-        Verdict::Login => if q.user.is_some() && identity.is_none() { "SIGN-IN REFUSED (the person cannot sign in)".to_string() } else { "SIGN IN FIRST".to_string() },
+        Verdict::Login => {
+            if q.user.is_some() && identity.is_none() {
+                "SIGN-IN REFUSED (the person cannot sign in)".to_string()
+            } else {
+                "SIGN IN FIRST".to_string()
+            }
+        }
         Verdict::Deny(r) => format!("DENY ({}) — {}", r.code(), r.explain()),
     };
     out.push_str(&format!("Decision: {verdict}\n"));
     match decision.route.and_then(|id| policy.routes.get(id)) {
         Some(r) => {
-            let app = policy.apps.get(r.app).map(|a| a.name.as_str()).unwrap_or("?");
-            out.push_str(&format!("Route:    {}:{} (app \"{app}\", path \"{}\")\n", policy.file.display(), r.line, r.path));
+            let app = policy
+                .apps
+                .get(r.app)
+                .map(|a| a.name.as_str())
+                .unwrap_or("?");
+            out.push_str(&format!(
+                "Route:    {}:{} (app \"{app}\", path \"{}\")\n",
+                policy.file.display(),
+                r.line,
+                r.path
+            ));
         }
         None => out.push_str("Route:    none\n"),
     }
-    out.push_str(&format!("Request:  {} https://{}{} from {}\n", method, target.authority, target.path, q.ip));
-    out.push_str(&format!("Person:   {}\n", q.user.unwrap_or("nobody signed in")));
+    out.push_str(&format!(
+        "Request:  {} https://{}{} from {}\n",
+        method, target.authority, target.path, q.ip
+    ));
+    out.push_str(&format!(
+        "Person:   {}\n",
+        q.user.unwrap_or("nobody signed in")
+    ));
     out.push_str("Checks:\n");
     for c in &checks {
-        out.push_str(&format!("  [{}] {}: {}\n", if c.passed { "pass" } else { "FAIL" }, c.name, c.detail));
+        out.push_str(&format!(
+            "  [{}] {}: {}\n",
+            if c.passed { "pass" } else { "FAIL" },
+            c.name,
+            c.detail
+        ));
     }
     Ok(out)
 }

@@ -73,7 +73,9 @@ pub fn cli_actor() -> String {
 }
 
 fn when(t: i64) -> String {
-    jiff::Timestamp::from_second(t).map(|t| t.to_string()).unwrap_or_else(|_| t.to_string())
+    jiff::Timestamp::from_second(t)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| t.to_string())
 }
 
 fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
@@ -85,7 +87,9 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
     let check_user = |name: &str| -> Result<(), String> {
         match users.get(name) {
             Some(a) if a.usable_on(today(now())) => Ok(()),
-            Some(_) => Err(format!("{name} cannot sign in (deactivated, terminated or past the end date)")),
+            Some(_) => Err(format!(
+                "{name} cannot sign in (deactivated, terminated or past the end date)"
+            )),
             None => Err(format!("there is no account named '{name}'")),
         }
     };
@@ -116,27 +120,57 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
             end: start + secs,
             revoked: None,
         };
-        store.update(|g| g.grants.push(grant.clone())).map_err(|e| e.to_string())?;
+        store
+            .update(|g| g.grants.push(grant.clone()))
+            .map_err(|e| e.to_string())?;
         Ok(grant)
     };
     match cmd {
-        GrantCommand::Export { user, route, duration, reason } => {
+        GrantCommand::Export {
+            user,
+            route,
+            duration,
+            reason,
+        } => {
             check_user(&user)?;
-            crate::policy::routes::Pattern::parse(&route, false).map_err(|e| format!("--route: {e}"))?;
-            let g = add(&user, GrantKind::Export { route: route.clone() }, reason_ok(&reason)?, span(&duration)?)?;
-            println!("Granted {}: {user} may export from {route} until {} (grant {}).", g.id, when(g.end), g.id);
+            crate::policy::routes::Pattern::parse(&route, false)
+                .map_err(|e| format!("--route: {e}"))?;
+            let g = add(
+                &user,
+                GrantKind::Export {
+                    route: route.clone(),
+                },
+                reason_ok(&reason)?,
+                span(&duration)?,
+            )?;
+            println!(
+                "Granted {}: {user} may export from {route} until {} (grant {}).",
+                g.id,
+                when(g.end),
+                g.id
+            );
         }
-        GrantCommand::BreakGlass { user, reason, duration } => {
+        GrantCommand::BreakGlass {
+            user,
+            reason,
+            duration,
+        } => {
             check_user(&user)?;
-            let bg = policy
-                .break_glass
-                .as_ref()
-                .ok_or("the policy has no [break_glass] section, so there are no emergency roles to give")?;
+            let bg = policy.break_glass.as_ref().ok_or(
+                "the policy has no [break_glass] section, so there are no emergency roles to give",
+            )?;
             let secs = match duration {
                 Some(d) => span(&d)?,
                 None => bg.duration.as_secs() as i64,
             };
-            let g = add(&user, GrantKind::BreakGlass { roles: bg.emergency_roles.clone() }, reason_ok(&reason)?, secs)?;
+            let g = add(
+                &user,
+                GrantKind::BreakGlass {
+                    roles: bg.emergency_roles.clone(),
+                },
+                reason_ok(&reason)?,
+                secs,
+            )?;
             println!(
                 "Emergency access for {user}: roles {} until {} (grant {}).",
                 bg.emergency_roles.join(", "),
@@ -147,7 +181,7 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
         GrantCommand::List { all } => {
             let list = store.read().map_err(|e| e.to_string())?;
             let t = now();
-            println!("{:<9} {:<14} {:<12} {:<24} {:<26} {}", "ID", "USER", "KIND", "WHAT", "UNTIL", "REASON");
+            println!("{:<9} {:<14} {:<12} {:<24} {:<26} REASON", "ID", "USER", "KIND", "WHAT", "UNTIL");
             for g in list.grants.iter().filter(|g| all || g.active(t)) {
                 let (kind, what) = match &g.kind {
                     GrantKind::Export { route } => ("export", route.clone()),
@@ -157,22 +191,33 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                     Some(r) => format!("revoked {}", when(r)),
                     None => when(g.end),
                 };
-                println!("{:<9} {:<14} {:<12} {:<24} {:<26} {}", g.id, g.user, kind, what, until, g.reason);
+                println!(
+                    "{:<9} {:<14} {:<12} {:<24} {:<26} {}",
+                    g.id, g.user, kind, what, until, g.reason
+                );
             }
         }
         GrantCommand::Revoke { id } => {
             let t = now();
             let found = store
-                .update(|g| match g.grants.iter_mut().find(|x| x.id == id && x.revoked.is_none()) {
-                    Some(x) => {
-                        x.revoked = Some(t);
-                        true
+                .update(|g| {
+                    match g
+                        .grants
+                        .iter_mut()
+                        .find(|x| x.id == id && x.revoked.is_none())
+                    {
+                        Some(x) => {
+                            x.revoked = Some(t);
+                            true
+                        }
+                        None => false,
                     }
-                    None => false,
                 })
                 .map_err(|e| e.to_string())?;
             if !found {
-                return Err(format!("no grant '{id}' in force; see `ward grant list --all`"));
+                return Err(format!(
+                    "no grant '{id}' in force; see `ward grant list --all`"
+                ));
             }
             println!("Revoked grant {id}.");
         }

@@ -88,12 +88,23 @@ pub type GrantStore = Store<Grants>;
 
 /// A new grant id: short, random, easy to type.
 pub fn new_id() -> Result<String, codes::RngError> {
-    Ok(codes::random_token()?.chars().filter(|c| c.is_ascii_alphanumeric()).take(8).collect())
+    Ok(codes::random_token()?
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(8)
+        .collect())
 }
 
 /// The active grants of `user` at `now`.
-pub fn active_for<'a>(grants: &'a Grants, user: &'a str, now: i64) -> impl Iterator<Item = &'a Grant> + 'a {
-    grants.grants.iter().filter(move |g| g.user == user && g.active(now))
+pub fn active_for<'a>(
+    grants: &'a Grants,
+    user: &'a str,
+    now: i64,
+) -> impl Iterator<Item = &'a Grant> + 'a {
+    grants
+        .grants
+        .iter()
+        .filter(move |g| g.user == user && g.active(now))
 }
 
 #[cfg(test)]
@@ -115,7 +126,13 @@ mod tests {
 
     #[test]
     fn grants_cover_their_time_and_routes() {
-        let g = grant(GrantKind::Export { route: "/reports/**".into() }, 100, 200);
+        let g = grant(
+            GrantKind::Export {
+                route: "/reports/**".into(),
+            },
+            100,
+            200,
+        );
         assert!(!g.active(99));
         assert!(g.active(100));
         assert!(!g.active(200));
@@ -124,7 +141,13 @@ mod tests {
         let mut revoked = g.clone();
         revoked.revoked = Some(150);
         assert!(!revoked.active(120));
-        let bg = grant(GrantKind::BreakGlass { roles: vec!["emergency".into()] }, 0, 10);
+        let bg = grant(
+            GrantKind::BreakGlass {
+                roles: vec!["emergency".into()],
+            },
+            0,
+            10,
+        );
         assert!(!bg.covers("/reports/x"));
     }
 
@@ -133,7 +156,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = GrantStore::open(dir.path()).unwrap();
         store
-            .update(|g| g.grants.push(grant(GrantKind::Export { route: "/x/**".into() }, 0, 10)))
+            .update(|g| {
+                g.grants.push(grant(
+                    GrantKind::Export {
+                        route: "/x/**".into(),
+                    },
+                    0,
+                    10,
+                ))
+            })
             .unwrap();
         let read = store.read().unwrap();
         assert_eq!(read.grants.len(), 1);

@@ -3,6 +3,7 @@
 
 use crate::accounts;
 use crate::body::Body;
+use crate::export;
 use crate::headers;
 use crate::login::{self, Gate};
 use crate::pages;
@@ -69,6 +70,7 @@ impl RequestIds {
 /// What the log line for a request says.
 #[derive(Default)]
 struct Outcome {
+    grant: Option<String>,
     client: Option<IpAddr>,
     user: Option<String>,
     host: String,
@@ -116,6 +118,7 @@ pub async fn handle(
         route_line = outcome.route_line,
         app = outcome.app.as_deref(),
         error = outcome.error.as_deref(),
+        grant = outcome.grant.as_deref(),
         ms = started.elapsed().as_millis() as u64,
         "request"
     );
@@ -272,11 +275,55 @@ async fn respond(
                 );
             };
             outcome.app = Some(app.name.clone());
+            let Some(route) = route else {
+                return deny_page(practice, Refusal::NoRoute, id);
+            };
+            // A cap on requests per person to this route (scraping a chart at a time).
+            if let (Some(who), Some(Some(limiter))) = (
+                &identity,
+                decision.route.and_then(|r| rt.rate_limits.get(r)),
+            ) && limiter.check_key(&who.user).is_err()
+            {
+                outcome.decision = "rate-limit";
+                return pages::problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    practice,
+                    "Too many requests",
+                    "You have opened this page more often than the practice allows in a short time. Wait a little and try again.",
+                    id,
+                );
+            }
+            // Sharing settings (an e-mail auto-forward page, say) take no input from these roles.
+            if let Some(who) = &identity
+                && route.no_body_for.iter().any(|r| who.roles.contains(r))
+                && export::has_body(req.headers())
+            {
+                outcome.decision = "body-blocked";
+                return pages::problem(
+                    StatusCode::FORBIDDEN,
+                    practice,
+                    "Change not permitted",
+                    "Your account may look at this page but not change it: it controls where patient data is sent.",
+                    id,
+                );
+            }
+            let permission = export::permission(
+                policy,
+                route,
+                identity.as_ref(),
+                &snap.grants,
+                &target.path,
+                now,
+            );
+            let redact = !route.redact_fields.is_empty()
+                && identity
+                    .as_ref()
+                    .is_some_and(|w| route.redact_for.iter().any(|r| w.roles.contains(r)));
             let mut identity_headers = Vec::new();
             let mut inject = false;
             if let (Some(who), Some(s), Some(c)) = (&identity, &session, &cookie) {
                 // A route may ask for a shorter idle limit than the person's own.
-                if let Some(limit) = route.and_then(|r| r.idle_timeout)
+                if let Some(limit) = route.idle_timeout
                     && now - s.last_active() > limit.as_secs() as i64
                 {
                     gate.sessions.remove(c);
@@ -301,11 +348,61 @@ async fn respond(
                 client_ip,
                 public_authority: &target.authority,
                 identity: identity_headers,
-                plain_encoding: inject,
+                // ward reads these answers itself, so it asks for them uncompressed.
+                plain_encoding: inject || redact,
             };
             match proxy::forward(req, fwd).await {
-                Ok(resp) if inject => add_idle_script(resp),
-                Ok(resp) => resp,
+                Ok(mut resp) => {
+                    if route.access != policy::Access::Public {
+                        export::no_store(resp.headers_mut());
+                    }
+                    let export_why =
+                        export::export_reason(resp.headers(), route, &policy.export.types);
+                    match (&permission, export_why) {
+                        (export::Permission::Blocked, Some(why)) => {
+                            outcome.decision = "export-blocked";
+                            return export::refusal(policy, why, id);
+                        }
+                        (export::Permission::Granted(g), Some(_)) => {
+                            outcome.grant = Some(format!("{} ({})", g.id, g.reason));
+                            tracing::info!(request_id = %id, grant = %g.id, reason = %g.reason, "export under a grant");
+                        }
+                        _ => {}
+                    }
+                    if redact {
+                        return match redacted(resp, route, policy.export.redact_max).await {
+                            Ok(r) => r,
+                            Err(held) => {
+                                outcome.decision = "redaction-refused";
+                                pages::problem(
+                                    StatusCode::FORBIDDEN,
+                                    practice,
+                                    "Page not available",
+                                    &format!("ward could not show this page to you: {held}."),
+                                    id,
+                                )
+                            }
+                        };
+                    }
+                    if let Some(cap) = route.max_response {
+                        resp = match export::hold(resp, cap).await {
+                            Ok((parts, bytes)) => export::release(parts, bytes),
+                            Err(held) => {
+                                outcome.decision = "too-large";
+                                return pages::problem(
+                                    StatusCode::FORBIDDEN,
+                                    practice,
+                                    "Too much at once",
+                                    &format!(
+                                        "ward stopped this answer because {held}: large pulls of patient data need the security officer's permission."
+                                    ),
+                                    id,
+                                );
+                            }
+                        };
+                    }
+                    if inject { add_idle_script(resp) } else { resp }
+                }
                 Err(e) => {
                     outcome.error = Some(e.to_string());
                     tracing::warn!(request_id = %id, app = %app.name, error = %e, "upstream failed");
@@ -331,6 +428,33 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// A JSON answer with the route's fields masked; anything else is refused.
+async fn redacted(
+    resp: Response<Body>,
+    route: &policy::Route,
+    cap: u64,
+) -> Result<Response<Body>, export::Held> {
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
+    let plain = !resp.headers().contains_key(header::CONTENT_ENCODING);
+    if !(json && plain) {
+        return Err(export::Held::NotJson);
+    }
+    let (parts, bytes) = export::hold(resp, cap).await?;
+    let masked = export::redact(&bytes, &route.redact_fields)?;
+    Ok(export::release(parts, masked.into()))
 }
 
 /// An app's own background polling does not keep a session alive.

@@ -22,8 +22,12 @@ const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Client headers ward controls; compared after folding `_` to `-`, because
-/// WSGI and PHP apps read `X_Ward_User` as `X-Ward-User`.
-const CONTROLLED: [&str; 10] = [
+/// WSGI and PHP apps read `X_Ward_User` as `X-Ward-User`. The method-override
+/// headers would let a request ward allowed as `GET` (or `POST`) run as
+/// `DELETE` in apps that honour them (Rails, Laravel, Symfony, Express
+/// middleware), past a route's `methods` list. `X-Script-Name` is the WSGI
+/// "reverse proxied" recipe's prefix, which it cuts off the path the app routes on.
+const CONTROLLED: [&str; 14] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -34,6 +38,10 @@ const CONTROLLED: [&str; 10] = [
     "x-rewrite-url",
     "x-real-ip",
     "forwarded",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-script-name",
 ];
 
 /// True for a header name ward owns or that could smuggle a path or identity.
@@ -330,6 +338,10 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x_forwarded_for", "1.2.3.4"),
             ("forwarded", "for=1.2.3.4"),
+            ("x-http-method-override", "DELETE"),
+            ("X_HTTP_Method", "DELETE"),
+            ("x-method-override", "PUT"),
+            ("x_script_name", "/admin"),
             ("accept", "text/html"),
             ("x-wardrobe", "kept"),
         ]);

@@ -112,7 +112,11 @@ pub async fn serve(
         "/.ward/break-glass" if post => {
             let form = read_form(body).await.unwrap_or_default();
             if !same_origin(&req) {
-                return Some(crate::breakglass::form(gate, &req, Some("This form has expired. Please try again.")));
+                return Some(crate::breakglass::form(
+                    gate,
+                    &req,
+                    Some("This form has expired. Please try again."),
+                ));
             }
             crate::breakglass::submit(gate, &req, &form, outcome)
         }
@@ -854,7 +858,7 @@ fn enroll_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Respo
     };
     let mut resp = page(req, status, "Set up your account", &body);
     resp.headers_mut()
-        .insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+        .insert("referrer-policy", HeaderValue::from_static("same-origin"));
     resp
 }
 
@@ -1000,7 +1004,7 @@ async fn enroll_submit(
     body.push_str("<p><a href=\"/.ward/login\">Sign in now</a></p>");
     let mut resp = page(req, StatusCode::OK, "Account ready", &body);
     resp.headers_mut()
-        .insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+        .insert("referrer-policy", HeaderValue::from_static("same-origin"));
     resp
 }
 

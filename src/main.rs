@@ -123,7 +123,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::SampleEhr { listen } => sample_ehr(&listen),
-        Command::Explain { config, user, ip, method, url } => ward::explain::run(&ward::explain::Question {
+        Command::Explain {
+            config,
+            user,
+            ip,
+            method,
+            url,
+        } => ward::explain::run(&ward::explain::Question {
             config: &config,
             user: user.as_deref(),
             ip,

@@ -27,22 +27,21 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
-    CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim, CoreGrantType,
-    CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
-    CoreRevocableToken, CoreRevocationErrorResponse, CoreSubjectIdentifierType,
-    CoreTokenIntrospectionResponse, CoreTokenType,
+    CoreClientAuthMethod, CoreErrorResponseType, CoreGenderClaim, CoreGrantType, CoreJsonWebKey,
+    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreRevocableToken,
+    CoreRevocationErrorResponse, CoreSubjectIdentifierType, CoreTokenIntrospectionResponse,
+    CoreTokenType,
 };
 use openidconnect::{
     AccessToken, AccessTokenHash, AdditionalClaims, AdditionalProviderMetadata, AsyncHttpClient,
-    AuthType, AuthUrl, AuthorizationCode, ClaimsVerificationError, Client, ClientId,
-    ClientSecret, CsrfToken, DiscoveryError, EmptyExtraTokenFields, EndSessionUrl, EndpointNotSet,
-    EndpointSet, HttpRequest, HttpResponse, IdTokenFields, IdTokenVerifier, IssuerUrl,
-    JsonWebKeySet, JsonWebKeySetUrl, LogoutRequest, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl,
-    RequestTokenError, Scope, SignatureVerificationError, StandardErrorResponse,
-    StandardTokenResponse, SubjectIdentifier, TokenResponse, TokenUrl, UserInfoError,
-    UserInfoUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClaimsVerificationError, Client, ClientId, ClientSecret,
+    CsrfToken, DiscoveryError, EmptyExtraTokenFields, EndSessionUrl, EndpointNotSet, EndpointSet,
+    HttpRequest, HttpResponse, IdTokenFields, IdTokenVerifier, IssuerUrl, JsonWebKeySet,
+    JsonWebKeySetUrl, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, RequestTokenError,
+    Scope, SignatureVerificationError, StandardErrorResponse, StandardTokenResponse,
+    SubjectIdentifier, TokenResponse, TokenUrl, UserInfoError, UserInfoUrl,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -251,8 +250,12 @@ fn provider_error_words(error: &str, description: Option<&str>) -> String {
         "consent_required" => "the provider needs your consent first",
         "temporarily_unavailable" => "the provider is temporarily unavailable",
         "server_error" => "the provider had an internal error",
-        "invalid_request" | "unauthorized_client" | "unsupported_response_type"
-        | "invalid_scope" | "invalid_request_uri" | "request_not_supported" => {
+        "invalid_request"
+        | "unauthorized_client"
+        | "unsupported_response_type"
+        | "invalid_scope"
+        | "invalid_request_uri"
+        | "request_not_supported" => {
             "the provider refused ward's request (check the provider settings)"
         }
         _ => "the provider refused the sign-in",
@@ -504,7 +507,9 @@ fn token_error(e: RequestTokenError<HttpError, TokenError>) -> OidcError {
 
 fn claims_error(e: ClaimsVerificationError) -> OidcError {
     let words = match &e {
-        ClaimsVerificationError::Expired(m) => format!("the ID token is expired or not yet valid ({m})"),
+        ClaimsVerificationError::Expired(m) => {
+            format!("the ID token is expired or not yet valid ({m})")
+        }
         ClaimsVerificationError::InvalidAudience(m) => {
             format!("the ID token was issued for another application ({m})")
         }
@@ -589,8 +594,9 @@ impl Provider {
     /// must equal the configured one exactly, and all its endpoints must be https
     /// (or http on loopback).
     pub async fn discover(cfg: ProviderConfig) -> Result<Provider, OidcError> {
-        let issuer = IssuerUrl::new(cfg.issuer.clone())
-            .map_err(|e| OidcError::Config(format!("the issuer {} is not a URL: {e}", cfg.issuer)))?;
+        let issuer = IssuerUrl::new(cfg.issuer.clone()).map_err(|e| {
+            OidcError::Config(format!("the issuer {} is not a URL: {e}", cfg.issuer))
+        })?;
         check_url("issuer", issuer.url())?;
         let redirect = RedirectUrl::new(cfg.redirect_url.clone()).map_err(|e| {
             OidcError::Config(format!(
@@ -608,9 +614,10 @@ impl Provider {
 
         let auth_url = metadata.authorization_endpoint().clone();
         check_url("authorization endpoint", auth_url.url())?;
-        let token_url = metadata.token_endpoint().cloned().ok_or_else(|| {
-            OidcError::Discovery("the provider has no token endpoint".into())
-        })?;
+        let token_url = metadata
+            .token_endpoint()
+            .cloned()
+            .ok_or_else(|| OidcError::Discovery("the provider has no token endpoint".into()))?;
         check_url("token endpoint", token_url.url())?;
         let jwks_url = metadata.jwks_uri().clone();
         check_url("key set (jwks_uri)", jwks_url.url())?;
@@ -798,7 +805,9 @@ impl Provider {
             .await
             .map_err(token_error)?;
         let id_token = tokens.id_token().ok_or_else(|| {
-            OidcError::IdToken("the provider sent no ID token (is the openid scope allowed?)".into())
+            OidcError::IdToken(
+                "the provider sent no ID token (is the openid scope allowed?)".into(),
+            )
         })?;
         let nonce = Nonce::new(pending.nonce.clone());
         let claims = self.verify(id_token, &nonce, tokens.access_token()).await?;
@@ -868,17 +877,14 @@ impl Provider {
     ) -> Result<UserInfoClaims, OidcError> {
         let i = &*self.inner;
         let keys = i.keys.load_full();
-        let client: OidcClient<EndpointSet> = Client::new(
-            i.client_id.clone(),
-            i.issuer.clone(),
-            keys.set.clone(),
-        )
-        .set_client_secret(i.client_secret.clone())
-        .set_auth_uri(i.auth_url.clone())
-        .set_token_uri(i.token_url.clone())
-        .set_redirect_uri(i.redirect.clone())
-        .set_auth_type(i.auth_type.clone())
-        .set_user_info_url(url.clone());
+        let client: OidcClient<EndpointSet> =
+            Client::new(i.client_id.clone(), i.issuer.clone(), keys.set.clone())
+                .set_client_secret(i.client_secret.clone())
+                .set_auth_uri(i.auth_url.clone())
+                .set_token_uri(i.token_url.clone())
+                .set_redirect_uri(i.redirect.clone())
+                .set_auth_type(i.auth_type.clone())
+                .set_user_info_url(url.clone());
         client
             .user_info(access_token.clone(), Some(subject.clone()))
             .request_async(&i.http)

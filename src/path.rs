@@ -13,7 +13,10 @@
 //!   and upstreams already read them.
 //! - Encoded UTF-8 is refused when it is a control character (C1 such as U+0085)
 //!   or one of a short list of code points that NFKC or Windows "best-fit"
-//!   turn into `.`, `/`, `\` or `%`.
+//!   turn into `.`, `/`, `\` or `%`, or that simple case mapping turns into an
+//!   ASCII letter (`ı` → `I`, `ſ` → `S`, `İ` → `i`, Kelvin `K` → `k`): a
+//!   case-insensitive upstream (IIS/.NET, Java `equalsIgnoreCase`) would read
+//!   `/adm%C4%B1n/` as `/admin/`, while ward folds ASCII letters only.
 //! - A segment ending in `.` or `%20` is refused (other than `.` and `..`
 //!   themselves): Windows trims them, so `/admin./` is `/admin/` on IIS. This
 //!   also covers `...`.
@@ -63,8 +66,8 @@ pub enum PathError {
     /// Encoded bytes of 0x80 and above that are not valid UTF-8 (overlong, surrogate, truncated).
     #[error("percent-encoded bytes in path are not valid UTF-8")]
     InvalidUtf8,
-    /// An encoded character that some servers turn into `.`, `/`, `\` or `%`.
-    #[error("encoded look-alike of '.', '/', '\\' or '%' in path")]
+    /// An encoded character that some servers turn into `.`, `/`, `\`, `%` or an ASCII letter.
+    #[error("encoded look-alike of '.', '/', '\\', '%' or a letter in path")]
     Lookalike,
     /// A segment such as `;x`, `.;x` or `..;x`, which Tomcat reads as empty, `.` or `..`.
     #[error("';' in path (servers disagree about path parameters)")]
@@ -77,8 +80,14 @@ pub enum PathError {
     AboveRoot,
 }
 
-/// Encoded code points refused because NFKC or Windows best-fit map them to `.`, `/`, `\` or `%`.
+/// Encoded code points refused because NFKC or Windows best-fit map them to `.`, `/`, `\` or `%`,
+/// or because their simple upper- or lower-case mapping is an ASCII letter (these four are the
+/// only such code points), which a case-insensitive server then matches as that letter.
 const LOOKALIKES: &[char] = &[
+    '\u{0130}', // capital I with dot above -> lower-cases to i
+    '\u{0131}', // dotless i -> upper-cases to I
+    '\u{017F}', // long s -> upper-cases to S (NFKC s)
+    '\u{212A}', // Kelvin sign -> lower-cases to k (NFKC K)
     '\u{2024}', // one dot leader -> .
     '\u{2025}', // two dot leader -> ..
     '\u{2026}', // horizontal ellipsis -> ...
@@ -423,6 +432,12 @@ mod tests {
         // Look-alikes of separators.
         ("/%ef%bc%8f", Err(Lookalike)),
         ("/%EF%BC%8E%EF%BC%8E/", Err(Lookalike)),
+        // Letters a case-insensitive server folds into ASCII: /admın/ is /ADMIN/ to IIS.
+        ("/adm%C4%B1n/", Err(Lookalike)),
+        ("/%c4%b0ndex", Err(Lookalike)),
+        ("/admin%C5%BF", Err(Lookalike)),
+        ("/%E2%84%AAey", Err(Lookalike)),
+        ("/%C4%B2", Ok("/%C4%B2")),
         // Bad escapes.
         ("/%", Err(BadEscape)),
         ("/%4", Err(BadEscape)),

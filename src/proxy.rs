@@ -12,12 +12,16 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// A pooled HTTP client for one app.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, ClientBody>,
 }
 
 impl Upstream {
@@ -60,13 +64,18 @@ pub enum ProxyError {
     /// The request could not be turned into an upstream request.
     #[error("the request could not be forwarded: {0}")]
     Bad(String),
+    /// The client's request body was malformed or cut off (bad chunked framing,
+    /// shorter than its `Content-Length`): the client's fault, not the upstream's.
+    #[error("the request body from the client was malformed or incomplete: {0}")]
+    ClientBody(String),
 }
 
 impl ProxyError {
-    /// 502 or 504.
+    /// 502 or 504 (400 when the client's own body was at fault).
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -133,11 +142,19 @@ pub async fn forward(
         h.remove(header::ACCEPT_ENCODING);
     }
 
-    let request = Request::from_parts(parts, incoming);
+    let body_failed = Arc::new(AtomicBool::new(false));
+    let body = ClientBody {
+        inner: incoming,
+        failed: body_failed.clone(),
+    };
+    let request = Request::from_parts(parts, body);
     let sent =
         tokio::time::timeout(f.app.response_timeout, f.upstream.client.request(request)).await;
     let mut resp = match sent {
         Err(_) => return Err(ProxyError::Timeout(f.app.response_timeout)),
+        Ok(Err(e)) if body_failed.load(Ordering::Relaxed) => {
+            return Err(ProxyError::ClientBody(error_chain(&e)));
+        }
         Ok(Err(e)) => return Err(ProxyError::Unreachable(error_chain(&e))),
         Ok(Ok(resp)) => resp,
     };
@@ -173,6 +190,37 @@ pub async fn forward(
     Ok(resp.map(body::stream))
 }
 
+/// The client's request body on its way upstream, noting whether reading it
+/// failed, so a malformed upload is answered 400 rather than blamed on the upstream.
+struct ClientBody {
+    inner: Incoming,
+    failed: Arc<AtomicBool>,
+}
+
+impl http_body::Body for ClientBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Copies bytes both ways between an upgraded client and upstream connection.
 async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
@@ -198,4 +246,55 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+
+    /// A real `Incoming` from a request with broken chunked framing.
+    #[tokio::test]
+    async fn a_malformed_client_body_is_the_clients_fault() {
+        let (client, server) = tokio::io::duplex(4096);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = std::sync::Mutex::new(Some(tx));
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let tx = tx.lock().unwrap().take();
+            async move {
+                let failed = Arc::new(AtomicBool::new(false));
+                let body = ClientBody {
+                    inner: req.into_body(),
+                    failed: failed.clone(),
+                };
+                let collected = body.collect().await;
+                if let Some(tx) = tx {
+                    let _ = tx.send((collected.is_err(), failed.load(Ordering::Relaxed)));
+                }
+                Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Empty::<
+                    bytes::Bytes,
+                >::new()))
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service),
+        );
+        let mut client = client;
+        client
+            .write_all(
+                b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET /admin HTTP/1.1\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let (errored, flagged) = rx.await.unwrap();
+        assert!(errored && flagged);
+        let e = ProxyError::ClientBody("bad chunk".into());
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            ProxyError::Unreachable("x".into()).status(),
+            StatusCode::BAD_GATEWAY
+        );
+    }
 }

@@ -20,6 +20,8 @@ pub struct Runtime {
     pub upstreams: Vec<Upstream>,
     /// When it was loaded.
     pub loaded_at: SystemTime,
+    /// Per route with a `rate_limit`: requests per person.
+    pub rate_limits: Vec<Option<governor::DefaultKeyedRateLimiter<String>>>,
 }
 
 impl Runtime {
@@ -30,10 +32,21 @@ impl Runtime {
             .map(Upstream::new)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
+        let rate_limits = policy
+            .routes
+            .iter()
+            .map(|r| {
+                let (n, per) = r.rate_limit?;
+                let n = std::num::NonZeroU32::new(n)?;
+                let quota = governor::Quota::with_period(per / n.get())?.allow_burst(n);
+                Some(governor::RateLimiter::keyed(quota))
+            })
+            .collect();
         Ok(Runtime {
             policy,
             upstreams,
             loaded_at: SystemTime::now(),
+            rate_limits,
         })
     }
 }

@@ -39,12 +39,20 @@ fn proxy_word(status: u16) -> &'static str {
 
 fn explain(ward: &Ward, user: Option<&str>, ip: &str, method: &str, path: &str) -> String {
     let mut cmd = Command::new(WARD);
-    cmd.current_dir(ward.site.dir.path()).args(["explain", "--config", "ward.toml", "--ip", ip]);
+    cmd.current_dir(ward.site.dir.path())
+        .args(["explain", "--config", "ward.toml", "--ip", ip]);
     if let Some(u) = user {
         cmd.args(["--user", u]);
     }
-    let out = cmd.args([method, &format!("https://ehr.localhost{path}")]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .args([method, &format!("https://ehr.localhost{path}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -53,12 +61,24 @@ async fn sign_in(ward: &Ward, user: &str, secret: &[u8], offset: i64, ip: &str) 
     b.header("x-forwarded-for", ip);
     let form = b.get("/.ward/login").await.text().await.unwrap();
     let csrf = input_value(&form, "csrf");
-    let r = b.post("/.ward/login", &[("csrf", &csrf), ("return", "/"), ("username", user), ("password", PW)]).await;
+    let r = b
+        .post(
+            "/.ward/login",
+            &[
+                ("csrf", &csrf),
+                ("return", "/"),
+                ("username", user),
+                ("password", PW),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 303, "{user}: {}", r.text().await.unwrap());
     let form = b.get("/.ward/mfa").await.text().await.unwrap();
     let csrf = input_value(&form, "csrf");
     let code = code_at(secret, (unix_now() as i64 + offset) as u64);
-    let r = b.post("/.ward/mfa", &[("csrf", &csrf), ("code", &code)]).await;
+    let r = b
+        .post("/.ward/mfa", &[("csrf", &csrf), ("code", &code)])
+        .await;
     assert_eq!(r.status(), 303, "{user}: {}", r.text().await.unwrap());
     b
 }
@@ -68,8 +88,23 @@ async fn explain_agrees_with_the_proxy() {
     let ehr = Ehr::start();
     let ward = Ward::start(&policy(&ehr.url()));
     let lee = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
-    let vic = enrolled_user_from(&ward.site, "vic", &["vendor_biller"], PW, Some("Acme Billing"), Some("2099-12-31"), &["vendor_vpn"]);
-    let _old = enrolled_user(&ward.site, "old_vendor", &["vendor_biller"], PW, Some("Acme Billing"), Some("2020-01-31"));
+    let vic = enrolled_user_from(
+        &ward.site,
+        "vic",
+        &["vendor_biller"],
+        PW,
+        Some("Acme Billing"),
+        Some("2099-12-31"),
+        &["vendor_vpn"],
+    );
+    let _old = enrolled_user(
+        &ward.site,
+        "old_vendor",
+        &["vendor_biller"],
+        PW,
+        Some("Acme Billing"),
+        Some("2020-01-31"),
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
     let office = "203.0.113.5";
     let vpn = "198.51.100.7";
@@ -79,49 +114,141 @@ async fn explain_agrees_with_the_proxy() {
 
     // (who, browser, client address, method, path, expected decision)
     let table: Vec<(Option<&str>, &Browser, &str, &str, &str, &str)> = vec![
-        (Some("dr_lee"), &lee_b, office, "GET", "/patients/1001/chart", "ALLOW"),
-        (Some("dr_lee"), &lee_b, office, "GET", "/billing", "DENY (role)"),
-        (Some("dr_lee"), &lee_b, office, "POST", "/admin/x", "DENY (method)"),
-        (Some("dr_lee"), &lee_b, "192.0.2.50", "GET", "/patients/1001/chart", "DENY (network)"),
+        (
+            Some("dr_lee"),
+            &lee_b,
+            office,
+            "GET",
+            "/patients/1001/chart",
+            "ALLOW",
+        ),
+        (
+            Some("dr_lee"),
+            &lee_b,
+            office,
+            "GET",
+            "/billing",
+            "DENY (role)",
+        ),
+        (
+            Some("dr_lee"),
+            &lee_b,
+            office,
+            "POST",
+            "/admin/x",
+            "DENY (method)",
+        ),
+        (
+            Some("dr_lee"),
+            &lee_b,
+            "192.0.2.50",
+            "GET",
+            "/patients/1001/chart",
+            "DENY (network)",
+        ),
         (Some("vic"), &vic_b, vpn, "GET", "/billing", "ALLOW"),
-        (Some("vic"), &vic_b, office, "GET", "/billing", "DENY (network)"),
+        (
+            Some("vic"),
+            &vic_b,
+            office,
+            "GET",
+            "/billing",
+            "DENY (network)",
+        ),
         (None, &nobody, office, "GET", "/logo.png", "ALLOW"),
-        (None, &nobody, office, "GET", "/patients/1001/chart", "SIGN IN FIRST"),
-        (None, &nobody, office, "GET", "/nothing/here", "DENY (no-route)"),
-        (Some("dr_lee"), &lee_b, office, "GET", "/echo/emergency/chart", "DENY (role)"),
+        (
+            None,
+            &nobody,
+            office,
+            "GET",
+            "/patients/1001/chart",
+            "SIGN IN FIRST",
+        ),
+        (
+            None,
+            &nobody,
+            office,
+            "GET",
+            "/nothing/here",
+            "DENY (no-route)",
+        ),
+        (
+            Some("dr_lee"),
+            &lee_b,
+            office,
+            "GET",
+            "/echo/emergency/chart",
+            "DENY (role)",
+        ),
     ];
     for (who, browser, ip, method, path, want) in &table {
         let text = explain(&ward, *who, ip, method, path);
-        assert!(text.starts_with(&format!("Decision: {want}")), "explain {who:?} {method} {path} from {ip}:\n{text}");
+        assert!(
+            text.starts_with(&format!("Decision: {want}")),
+            "explain {who:?} {method} {path} from {ip}:\n{text}"
+        );
         browser.header("x-forwarded-for", ip);
         let status = if *method == "GET" {
             browser.get(path).await.status().as_u16()
         } else {
             browser.post(path, &[]).await.status().as_u16()
         };
-        assert!(want.starts_with(proxy_word(status)), "proxy {who:?} {method} {path} from {ip}: {status}, explain says {want}");
+        assert!(
+            want.starts_with(proxy_word(status)),
+            "proxy {who:?} {method} {path} from {ip}: {status}, explain says {want}"
+        );
     }
 
     // An expired vendor cannot sign in; explain says so too.
     let text = explain(&ward, Some("old_vendor"), vpn, "GET", "/billing");
-    assert!(text.contains("[FAIL] account: old_vendor is active, end date 2020-01-31"), "{text}");
+    assert!(
+        text.contains("[FAIL] account: old_vendor is active, end date 2020-01-31"),
+        "{text}"
+    );
     assert!(!text.starts_with("Decision: ALLOW"));
 
     // Break-glass: the officer grants emergency access; both now allow, then both refuse after it ends.
     let out = Command::new(WARD)
         .current_dir(ward.site.dir.path())
-        .args(["grant", "--config", "ward.toml", "break-glass", "--user", "dr_lee", "--reason", "patient arrested in waiting room", "--for", "3s"])
+        .args([
+            "grant",
+            "--config",
+            "ward.toml",
+            "break-glass",
+            "--user",
+            "dr_lee",
+            "--reason",
+            "patient arrested in waiting room",
+            "--for",
+            "3s",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
     lee_b.header("x-forwarded-for", office);
-    let text = explain(&ward, Some("dr_lee"), office, "GET", "/echo/emergency/chart");
+    let text = explain(
+        &ward,
+        Some("dr_lee"),
+        office,
+        "GET",
+        "/echo/emergency/chart",
+    );
     assert!(text.starts_with("Decision: ALLOW"), "{text}");
     assert!(text.contains("break-glass"), "{text}");
     assert_eq!(lee_b.get("/echo/emergency/chart").await.status(), 200);
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    let text = explain(&ward, Some("dr_lee"), office, "GET", "/echo/emergency/chart");
+    let text = explain(
+        &ward,
+        Some("dr_lee"),
+        office,
+        "GET",
+        "/echo/emergency/chart",
+    );
     assert!(text.starts_with("Decision: DENY (role)"), "{text}");
     assert_eq!(lee_b.get("/echo/emergency/chart").await.status(), 403);
 }
@@ -131,18 +258,41 @@ async fn break_glass_from_the_page_is_recorded_and_limited_to_permitted_roles() 
     let ehr = Ehr::start();
     let ward = Ward::start(&policy(&ehr.url()));
     let lee = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
-    let vic = enrolled_user_from(&ward.site, "vic", &["vendor_biller"], PW, Some("Acme Billing"), Some("2099-12-31"), &["vendor_vpn"]);
+    let vic = enrolled_user_from(
+        &ward.site,
+        "vic",
+        &["vendor_biller"],
+        PW,
+        Some("Acme Billing"),
+        Some("2099-12-31"),
+        &["vendor_vpn"],
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
     let b = sign_in(&ward, "dr_lee", &lee, 0, "203.0.113.5").await;
     assert_eq!(b.get("/echo/emergency/x").await.status(), 403);
     let form = b.get("/.ward/break-glass").await.text().await.unwrap();
     let csrf = input_value(&form, "csrf");
     // A reason is required.
-    assert_eq!(b.post("/.ward/break-glass", &[("csrf", &csrf), ("reason", "now")]).await.status(), 400);
-    let r = b.post("/.ward/break-glass", &[("csrf", &csrf), ("reason", "unconscious patient, chart needed")]).await;
+    assert_eq!(
+        b.post("/.ward/break-glass", &[("csrf", &csrf), ("reason", "now")])
+            .await
+            .status(),
+        400
+    );
+    let r = b
+        .post(
+            "/.ward/break-glass",
+            &[
+                ("csrf", &csrf),
+                ("reason", "unconscious patient, chart needed"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(b.get("/echo/emergency/x").await.status(), 200);
-    ward.proc.stderr.wait_for("BREAK-GLASS", Duration::from_secs(5));
+    ward.proc
+        .stderr
+        .wait_for("BREAK-GLASS", Duration::from_secs(5));
     let grants = std::fs::read_to_string(ward.site.path("state/grants.json")).unwrap();
     assert!(grants.contains("unconscious patient, chart needed"));
     // A vendor's role does not permit it.

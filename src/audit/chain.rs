@@ -174,12 +174,6 @@ impl Chain {
         self.dirty
     }
 
-    /// The seq the next record will get (as this writer last saw the chain).
-    #[cfg(test)]
-    pub fn next_seq(&self) -> u64 {
-        self.head.next_seq
-    }
-
     /// Appends `records` as one write (plus any checkpoints due), returning their seqs.
     /// With `end_with_checkpoint`, finishes with a checkpoint unless the trail already ends
     /// with one. `now` decides the day for rotation and stamps the writer's own records.

@@ -5,7 +5,6 @@
 //! check checkpoints without the private key. A copy of that file kept away from the server
 //! is what makes checkpoints worth having: whoever can write the directory can also replace it.
 
-use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use data_encoding::BASE64;
 use std::path::{Path, PathBuf};
@@ -76,8 +75,9 @@ pub fn load_or_create(dir: &Path) -> Result<SigningKey, KeyError> {
             (pair, false)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let rng = SystemRandom::new();
-            let doc = Ed25519KeyPair::generate_pkcs8(&rng)
+            // PKCS#8 v1: the form `openssl pkey` and other tools read.
+            let doc = Ed25519KeyPair::generate()
+                .and_then(|k| k.to_pkcs8v1())
                 .map_err(|_| key_error(&path, "could not make a new key"))?;
             let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
                 .map_err(|e| key_error(&path, format!("the new key is unusable ({e})")))?;

@@ -128,6 +128,8 @@ impl AuditError {
     }
 }
 
+// Records are the common case; boxing them would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Record(Record, oneshot::Sender<Result<u64, AuditError>>),
     Shutdown(oneshot::Sender<()>),

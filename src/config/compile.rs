@@ -8,8 +8,9 @@ use super::raw::{RawApp, RawPolicy, RawRoute, Text};
 use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::routes::{Matcher, Pattern, RouteTable};
 use crate::policy::{
-    Access, App, BreakGlass, Export, LogFormat, LogSettings, LoginSettings, Mfa, Policy, Role, Route,
-    ServerSettings, SessionSettings, StorageSettings, TooMany,
+    Access, App, BreakGlass, DEFAULT_EXPORT_TYPES, Export, ExportSettings, LogFormat, LogSettings,
+    LoginSettings, Mfa, Policy, Role, Route, ServerSettings, SessionSettings, StorageSettings,
+    TooMany,
 };
 use http::Method;
 use http::uri::{Authority, Scheme, Uri};
@@ -71,7 +72,13 @@ pub fn compile(
             let items: Vec<String> = v.iter().flatten().map(|t| t.get_ref().clone()).collect();
             for t in v.iter().flatten() {
                 if !roles.contains_key(t.get_ref()) {
-                    c.error(t.span(), format!("unknown role '{}' in [break_glass]; roles are declared in [roles]", t.get_ref()));
+                    c.error(
+                        t.span(),
+                        format!(
+                            "unknown role '{}' in [break_glass]; roles are declared in [roles]",
+                            t.get_ref()
+                        ),
+                    );
                 }
             }
             if items.is_empty() {
@@ -87,6 +94,33 @@ pub fn compile(
             duration: duration_or(&b.duration, Duration::from_secs(3600), c),
         }
     });
+    let export_settings = ExportSettings {
+        types: match &raw.export.types {
+            Some(list) => list
+                .iter()
+                .map(|t| t.get_ref().trim().to_ascii_lowercase())
+                .collect(),
+            None => DEFAULT_EXPORT_TYPES.iter().map(|t| t.to_string()).collect(),
+        },
+        vendors: raw
+            .export
+            .vendors
+            .as_ref()
+            .and_then(|v| export(v, c))
+            .unwrap_or(Export::Block),
+        redact_max: raw
+            .export
+            .redact_max
+            .as_ref()
+            .and_then(|v| size(v, c))
+            .unwrap_or(5 * 1000 * 1000),
+        contact: raw
+            .export
+            .contact
+            .as_ref()
+            .map(|t| t.get_ref().clone())
+            .unwrap_or_else(|| "the practice's security officer".into()),
+    };
     let storage = StorageSettings {
         users: path_or(&raw.storage.users, "config/users.toml"),
         state: path_or(&raw.storage.state, "state"),
@@ -112,6 +146,7 @@ pub fn compile(
         log,
         storage,
         break_glass,
+        export: export_settings,
         allow_from,
         networks,
         roles,
@@ -687,7 +722,25 @@ fn routes(
             idle_timeout: r.idle_timeout.as_ref().and_then(|d| duration(d, c)),
             export: r.export.as_ref().and_then(|e| export(e, c)),
             mfa: r.mfa.as_ref().and_then(|m| mfa(m, c)),
+            export_endpoint: r
+                .export_endpoint
+                .as_ref()
+                .map(|b| *b.get_ref())
+                .unwrap_or(false),
+            max_response: r.max_response.as_ref().and_then(|v| size(v, c)),
+            rate_limit: r.rate_limit.as_ref().and_then(|v| rate(v, c)),
+            redact_fields: r
+                .redact_fields
+                .iter()
+                .flatten()
+                .map(|f| f.get_ref().clone())
+                .collect(),
+            redact_for: role_list(&r.redact_for, &role_names, c),
+            no_body_for: role_list(&r.no_body_for, &role_names, c),
         };
+        if !route.redact_fields.is_empty() && route.redact_for.is_empty() {
+            c.error(entry.span(), "redact_fields needs redact_for = [\"role\", …]: the roles whose answers are masked");
+        }
         out.push(route);
     }
     out
@@ -751,6 +804,78 @@ fn access(
             Some(Access::Members { roles, users })
         }
     }
+}
+
+/// Role names that must exist.
+fn role_list(list: &Option<Vec<Text>>, role_names: &[&str], c: &mut Collector<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for role in list.iter().flatten() {
+        if role_names.contains(&role.get_ref().as_str()) {
+            out.push(role.get_ref().clone());
+        } else {
+            let hint = match closest(role.get_ref(), role_names) {
+                Some(best) => format!("; did you mean '{best}'?"),
+                None => "; roles are declared in [roles]".into(),
+            };
+            c.error(
+                role.span(),
+                format!("unknown role '{}'{hint}", role.get_ref()),
+            );
+        }
+    }
+    out
+}
+
+/// A size such as `10MB`, `512KiB` or `1GB`.
+fn size(value: &Text, c: &mut Collector<'_>) -> Option<u64> {
+    let text = value.get_ref().trim();
+    let split = text
+        .find(|ch: char| !ch.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" => 1024,
+        "mb" => 1000 * 1000,
+        "mib" => 1024 * 1024,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" => 1024 * 1024 * 1024,
+        _ => 0,
+    };
+    match num.parse::<u64>() {
+        Ok(n) if factor > 0 && n > 0 => Some(n.saturating_mul(factor)),
+        _ => {
+            c.error(
+                value.span(),
+                format!("'{text}' is not a size; write it like 500KB, 10MB or 1GB"),
+            );
+            None
+        }
+    }
+}
+
+/// A rate such as `60/minute`.
+fn rate(value: &Text, c: &mut Collector<'_>) -> Option<(u32, Duration)> {
+    let text = value.get_ref().trim();
+    let parsed = text.split_once('/').and_then(|(n, per)| {
+        let n: u32 = n.trim().parse().ok().filter(|n| *n > 0)?;
+        let per = match per.trim() {
+            "second" | "s" => Duration::from_secs(1),
+            "minute" | "min" | "m" => Duration::from_secs(60),
+            "hour" | "h" => Duration::from_secs(3600),
+            "day" | "d" => Duration::from_secs(86400),
+            _ => return None,
+        };
+        Some((n, per))
+    });
+    if parsed.is_none() {
+        c.error(
+            value.span(),
+            format!("'{text}' is not a rate; write it like 60/minute, 10/second or 500/hour"),
+        );
+    }
+    parsed
 }
 
 fn methods(

@@ -25,6 +25,8 @@ pub struct RawPolicy {
     pub storage: RawStorage,
     pub break_glass: Option<Spanned<RawBreakGlass>>,
     #[serde(default)]
+    pub export: RawExport,
+    #[serde(default)]
     pub networks: BTreeMap<String, Spanned<Vec<Text>>>,
     #[serde(default)]
     pub roles: BTreeMap<String, Spanned<RawRole>>,
@@ -134,6 +136,21 @@ pub struct RawRoute {
     pub idle_timeout: Option<Text>,
     pub export: Option<Text>,
     pub mfa: Option<Text>,
+    pub export_endpoint: Option<Spanned<bool>>,
+    pub max_response: Option<Text>,
+    pub rate_limit: Option<Text>,
+    pub redact_fields: Option<Vec<Text>>,
+    pub redact_for: Option<Vec<Text>>,
+    pub no_body_for: Option<Vec<Text>>,
+}
+
+/// `[export]`: what counts as an export.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawExport {
+    pub types: Option<Vec<Text>>,
+    pub vendors: Option<Text>,
+    pub redact_max: Option<Text>,
+    pub contact: Option<Text>,
 }
 
 /// The keys each kind of table accepts, for "did you mean" suggestions.
@@ -148,6 +165,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "log",
             "storage",
             "break_glass",
+            "export",
             "networks",
             "roles",
             "apps",
@@ -212,7 +230,14 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "idle_timeout",
             "export",
             "mfa",
+            "export_endpoint",
+            "max_response",
+            "rate_limit",
+            "redact_fields",
+            "redact_for",
+            "no_body_for",
         ],
+        Section::Export => &["types", "vendors", "redact_max", "contact"],
         Section::Other => &[],
     }
 }
@@ -226,6 +251,7 @@ pub enum Section {
     Login,
     Storage,
     BreakGlass,
+    Export,
     Log,
     Role,
     App,

@@ -242,6 +242,11 @@ attempts_per_minute = 30
 [storage]
 users = "u.toml"
 state = "state"
+[export]
+types = ["text/csv"]
+vendors = "block"
+redact_max = "1MB"
+contact = "Olive"
 [break_glass]
 allowed_roles = ["r"]
 emergency_roles = ["r"]
@@ -275,6 +280,12 @@ from = ["n"]
 idle_timeout = "1m"
 export = "block"
 mfa = "required"
+export_endpoint = false
+max_response = "10MB"
+rate_limit = "60/minute"
+redact_fields = ["ssn"]
+redact_for = ["r"]
+no_body_for = ["r"]
 [[routes]]
 app = "a"
 path = "/y"

@@ -298,6 +298,12 @@ async fn route(req: Request<Incoming>) -> Resp {
         (true, ["slow"]) => slow(&req).await,
         (true, ["legacy", "login"]) => legacy_login(&req),
         (true, ["logo.png"]) => logo(),
+        (true, ["files", _]) => custom_file(&req),
+        (true, ["api", "patients", id]) => patient_json(id),
+        (true, ["settings", "forwarding"]) => forwarding_page(&req),
+        (false, ["settings", "forwarding"]) if req.method() == Method::POST => {
+            json(StatusCode::OK, &serde_json::json!({"saved": true}))
+        }
         _ => not_found(&req),
     }
 }
@@ -715,7 +721,13 @@ fn stream(req: &Request<Incoming>) -> Resp {
             _ => return plain(StatusCode::BAD_REQUEST, "bytes must be 0..=2^40\n"),
         },
     };
-    let mut resp = Response::new(Letters { remaining: n }.boxed());
+    let mut resp = Response::new(
+        Letters {
+            remaining: n,
+            exact: true,
+        }
+        .boxed(),
+    );
     set(&mut resp, header::CONTENT_TYPE, "text/plain");
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
@@ -725,6 +737,8 @@ fn stream(req: &Request<Incoming>) -> Resp {
 /// A body of `remaining` letters `a`, produced one shared chunk at a time.
 struct Letters {
     remaining: u64,
+    /// Whether the length is announced (Content-Length) or left to chunked encoding.
+    exact: bool,
 }
 
 impl hyper::body::Body for Letters {
@@ -750,8 +764,80 @@ impl hyper::body::Body for Letters {
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        if self.exact {
+            SizeHint::with_exact(self.remaining)
+        } else {
+            SizeHint::default()
+        }
     }
+}
+
+/// A response shaped by the query, for export tests: `type`, `disposition`,
+/// `encoding` (sets Content-Encoding only), `bytes`, `chunked=1` (no length).
+fn custom_file(req: &Request<Incoming>) -> Resp {
+    let n = query_param(req, "bytes")
+        .and_then(|b| b.parse::<u64>().ok())
+        .unwrap_or(1000)
+        .min(STREAM_MAX);
+    let chunked = query_param(req, "chunked") == Some("1");
+    let mut resp = Response::new(
+        Letters {
+            remaining: n,
+            exact: !chunked,
+        }
+        .boxed(),
+    );
+    let decode = |v: &str| {
+        v.replace('+', " ")
+            .replace("%3B", ";")
+            .replace("%3D", "=")
+            .replace("%2F", "/")
+            .replace("%22", "\"")
+            .replace("%27", "'")
+            .replace("%25", "%")
+    };
+    for (key, name) in [
+        ("type", header::CONTENT_TYPE),
+        ("disposition", header::CONTENT_DISPOSITION),
+        ("encoding", header::CONTENT_ENCODING),
+    ] {
+        if let Some(v) = query_param(req, key)
+            && let Ok(v) = HeaderValue::from_str(&decode(v))
+        {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    if !chunked {
+        resp.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    resp
+}
+
+/// A patient record as JSON, with the fields a vendor should not see.
+fn patient_json(id: &str) -> Resp {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "patient": {
+                "id": id,
+                "name": "Margaret Ellison",
+                "ssn": "000-12-3456",
+                "insurance": { "plan": "Riverside Health Plan", "memberId": "RHP-99812" }
+            },
+            "visits": [ { "date": "2026-10-01", "ssn": "000-12-3456" } ]
+        }),
+    )
+}
+
+/// An e-mail auto-forward setting: where a legacy app would send patient data.
+fn forwarding_page(req: &Request<Incoming>) -> Resp {
+    html(
+        StatusCode::OK,
+        req,
+        "Forwarding settings",
+        "<h1>Forwarding settings</h1><form method=\"post\"><label>Forward new results to <input name=\"forward_to\"></label> <button>Save</button></form>",
+    )
 }
 
 async fn slow(req: &Request<Incoming>) -> Resp {

@@ -35,6 +35,8 @@ pub struct Policy {
     pub storage: StorageSettings,
     /// The emergency access procedure, if the practice has one.
     pub break_glass: Option<BreakGlass>,
+    /// Export rules.
+    pub export: ExportSettings,
     /// Networks the whole proxy may be used from, if restricted.
     pub allow_from: Option<NetSet>,
     /// Named networks.
@@ -251,7 +253,55 @@ pub struct Route {
     pub export: Option<Export>,
     /// Route-specific MFA rule.
     pub mfa: Option<Mfa>,
+    /// Every answer of this route is an export (`/reports/*/export`).
+    pub export_endpoint: bool,
+    /// Answers larger than this many bytes are refused (bulk pulls).
+    pub max_response: Option<u64>,
+    /// Requests per person on this route: (count, per period).
+    pub rate_limit: Option<(u32, Duration)>,
+    /// JSON fields (names or JSON pointers) masked for `redact_for` roles.
+    pub redact_fields: Vec<String>,
+    /// Roles whose answers are redacted.
+    pub redact_for: Vec<String>,
+    /// Roles that may not send request bodies here (forwarding/sharing settings).
+    pub no_body_for: Vec<String>,
 }
+
+/// `[export]`: what counts as an export, and the defaults.
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    /// Content types (lower case, no parameters) that are exports.
+    pub types: Vec<String>,
+    /// Whether vendor accounts may export where nothing else says.
+    pub vendors: Export,
+    /// Largest JSON answer ward redacts; larger ones are refused for redacted roles.
+    pub redact_max: u64,
+    /// Who to ask for an export grant, shown on the refusal page.
+    pub contact: String,
+}
+
+/// Content types that are exports unless the officer lists others.
+pub const DEFAULT_EXPORT_TYPES: [&str; 19] = [
+    "text/csv",
+    "text/tab-separated-values",
+    "application/csv",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/pdf",
+    "application/zip",
+    "application/x-zip-compressed",
+    "application/gzip",
+    "application/x-gzip",
+    "application/x-tar",
+    "application/x-7z-compressed",
+    "application/vnd.rar",
+    "application/octet-stream",
+    "application/hl7-v2",
+    "application/fhir+json",
+    "application/fhir+xml",
+    "application/xml",
+];
 
 /// The signed-in person a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,6 +316,8 @@ pub struct Identity {
     pub mfa: bool,
     /// Emergency (break-glass) access is in force: its roles are in `roles`.
     pub emergency: bool,
+    /// The person works for a vendor (their organization is not the practice).
+    pub vendor: bool,
 }
 
 /// What ward knows about a request when it decides.
@@ -392,7 +444,11 @@ pub fn decide_traced(facts: &Facts<'_>, policy: &Policy, trace: &mut impl Trace)
     if let Some(allowed) = &policy.allow_from {
         let ok = allowed.contains(facts.client_ip);
         trace.check("network (allow_from)", ok, || {
-            format!("{} {} the networks ward may be used from", facts.client_ip, if ok { "is in" } else { "is not in" })
+            format!(
+                "{} {} the networks ward may be used from",
+                facts.client_ip,
+                if ok { "is in" } else { "is not in" }
+            )
         });
         if !ok {
             return deny(Refusal::Network, None);
@@ -403,13 +459,19 @@ pub fn decide_traced(facts: &Facts<'_>, policy: &Policy, trace: &mut impl Trace)
         routes::Lookup::MethodNotAllowed(id) => {
             trace.check("method", false, || {
                 let line = policy.routes.get(id).map(|r| r.line).unwrap_or(0);
-                format!("the routes for this path (line {line}) do not allow {}", facts.method)
+                format!(
+                    "the routes for this path (line {line}) do not allow {}",
+                    facts.method
+                )
             });
             return deny(Refusal::Method, Some(id));
         }
         routes::Lookup::None => {
             trace.check("route", false, || {
-                format!("no route covers host {} path {}: refused by default", facts.host, facts.path)
+                format!(
+                    "no route covers host {} path {}: refused by default",
+                    facts.host, facts.path
+                )
             });
             return deny(Refusal::NoRoute, None);
         }
@@ -418,12 +480,21 @@ pub fn decide_traced(facts: &Facts<'_>, policy: &Policy, trace: &mut impl Trace)
         return deny(Refusal::NoRoute, None);
     };
     trace.check("route", true, || {
-        format!("{}:{} (path \"{}\") applies", policy.file.display(), route.line, route.path)
+        format!(
+            "{}:{} (path \"{}\") applies",
+            policy.file.display(),
+            route.line,
+            route.path
+        )
     });
     if let Some(from) = &route.from {
         let ok = from.contains(facts.client_ip);
         trace.check("network (route from)", ok, || {
-            format!("{} {} the route's networks", facts.client_ip, if ok { "is in" } else { "is not in" })
+            format!(
+                "{} {} the route's networks",
+                facts.client_ip,
+                if ok { "is in" } else { "is not in" }
+            )
         });
         if !ok {
             return deny(Refusal::Network, Some(id));
@@ -431,15 +502,22 @@ pub fn decide_traced(facts: &Facts<'_>, policy: &Policy, trace: &mut impl Trace)
     }
     let verdict = match (&route.access, facts.identity) {
         (Access::Public, _) => {
-            trace.check("who", true, || "the route is public: no sign-in needed".into());
+            trace.check("who", true, || {
+                "the route is public: no sign-in needed".into()
+            });
             Verdict::Allow
         }
         (Access::Members { .. }, None) => {
-            trace.check("sign-in", false, || "the route needs a signed-in person".into());
+            trace.check("sign-in", false, || {
+                "the route needs a signed-in person".into()
+            });
             Verdict::Login
         }
         (Access::Members { roles, users }, Some(who)) => {
-            let own_network = who.allow_from.as_ref().is_none_or(|n| n.contains(facts.client_ip));
+            let own_network = who
+                .allow_from
+                .as_ref()
+                .is_none_or(|n| n.contains(facts.client_ip));
             if who.allow_from.is_some() {
                 trace.check("network (person's allow_from)", own_network, || {
                     format!(
@@ -459,7 +537,11 @@ pub fn decide_traced(facts: &Facts<'_>, policy: &Policy, trace: &mut impl Trace)
                         who.user,
                         who.roles.join(", "),
                         roles.join(", "),
-                        if users.is_empty() { String::new() } else { format!(" and people [{}]", users.join(", ")) }
+                        if users.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" and people [{}]", users.join(", "))
+                        }
                     )
                 });
             }
@@ -474,12 +556,16 @@ pub fn decide_traced(facts: &Facts<'_>, policy: &Policy, trace: &mut impl Trace)
             } else if !(by_role || by_name) {
                 Verdict::Deny(Refusal::Role)
             } else if mfa_needed && !who.mfa {
-                trace.check("MFA", false, || "a second factor is required and this sign-in had none".into());
+                trace.check("MFA", false, || {
+                    "a second factor is required and this sign-in had none".into()
+                });
                 // Step up: sign in again with the second factor.
                 Verdict::Login
             } else {
                 if mfa_needed {
-                    trace.check("MFA", true, || "a second factor is required and was given".into());
+                    trace.check("MFA", true, || {
+                        "a second factor is required and was given".into()
+                    });
                 }
                 Verdict::Allow
             }

@@ -131,7 +131,12 @@ impl Idp {
     /// `authorize_url`, consenting if asked, and returns the URL the provider
     /// redirects back to (the relying party's redirect URI with `code`, `state`
     /// and `iss`), without following it. `client` must not follow redirects.
-    pub async fn login(&self, client: &reqwest::Client, authorize_url: &str, account: &str) -> String {
+    pub async fn login(
+        &self,
+        client: &reqwest::Client,
+        authorize_url: &str,
+        account: &str,
+    ) -> String {
         self.walk(client, authorize_url, Some(account)).await
     }
 
@@ -141,7 +146,12 @@ impl Idp {
         self.walk(client, authorize_url, None).await
     }
 
-    async fn walk(&self, client: &reqwest::Client, authorize_url: &str, account: Option<&str>) -> String {
+    async fn walk(
+        &self,
+        client: &reqwest::Client,
+        authorize_url: &str,
+        account: Option<&str>,
+    ) -> String {
         let mut jar = BTreeMap::<String, String>::new();
         let own = format!("{}/", self.issuer);
         let mut url = authorize_url.to_string();
@@ -161,16 +171,15 @@ impl Idp {
             } else {
                 req.header("cookie", cookie)
             };
-            let resp = req
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
             for v in resp.headers().get_all("set-cookie") {
                 let text = v.to_str().unwrap_or("");
                 let Some((k, val)) = text.split(';').next().and_then(|p| p.split_once('=')) else {
                     continue;
                 };
-                let expired = text.to_ascii_lowercase().contains("expires=thu, 01 jan 1970");
+                let expired = text
+                    .to_ascii_lowercase()
+                    .contains("expires=thu, 01 jan 1970");
                 if val.is_empty() || expired {
                     jar.remove(k.trim());
                 } else {
@@ -180,7 +189,11 @@ impl Idp {
             let status = resp.status();
             if status.is_redirection() {
                 let loc = resp.headers()["location"].to_str().unwrap().to_string();
-                let next = reqwest::Url::parse(&url).unwrap().join(&loc).unwrap().to_string();
+                let next = reqwest::Url::parse(&url)
+                    .unwrap()
+                    .join(&loc)
+                    .unwrap()
+                    .to_string();
                 if !next.starts_with(&own) {
                     return next;
                 }
@@ -194,17 +207,22 @@ impl Idp {
                 "the provider answered {status} at {url}:\n{body}"
             );
             let base = url.trim_end_matches('/').to_string();
-            if account.is_none() {
-                url = format!("{base}/abort");
-                form = Some(Vec::new());
-            } else if body.contains("/login\"") {
-                url = format!("{base}/login");
-                form = Some(vec![("login", account.unwrap()), ("password", "any password")]);
-            } else if body.contains("/confirm\"") {
-                url = format!("{base}/confirm");
-                form = Some(Vec::new());
-            } else {
-                panic!("an interaction page with neither a login nor a consent form at {url}:\n{body}");
+            match account {
+                None => {
+                    url = format!("{base}/abort");
+                    form = Some(Vec::new());
+                }
+                Some(account) if body.contains("/login\"") => {
+                    url = format!("{base}/login");
+                    form = Some(vec![("login", account), ("password", "any password")]);
+                }
+                Some(_) if body.contains("/confirm\"") => {
+                    url = format!("{base}/confirm");
+                    form = Some(Vec::new());
+                }
+                Some(_) => panic!(
+                    "an interaction page with neither a login nor a consent form at {url}:\n{body}"
+                ),
             }
         }
         panic!("more than 20 steps at the provider from {authorize_url}");
@@ -236,7 +254,12 @@ impl Idp {
     }
 
     /// A ward provider configuration for one of this provider's clients.
-    pub fn provider_config(&self, client_id: &str, client_secret: &str, redirect_url: &str) -> ward::oidc::ProviderConfig {
+    pub fn provider_config(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        redirect_url: &str,
+    ) -> ward::oidc::ProviderConfig {
         ward::oidc::ProviderConfig {
             name: "test-idp".into(),
             issuer: self.issuer.clone(),

@@ -1,0 +1,328 @@
+//! Keeping patient data inside the practice's systems: which answers are
+//! exports, who may take them, size caps on bulk pulls, JSON field redaction,
+//! and refusing request bodies to sharing settings.
+
+use crate::body::{Body, full};
+use crate::grants::{self, Grant};
+use crate::policy::{Export, Identity, Policy, Route};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+
+/// Whether this person may take exports from this route, and under which grant.
+pub enum Permission<'a> {
+    /// Exports pass (no rule blocks them).
+    Allowed,
+    /// Exports pass because of this grant (recorded with each export).
+    Granted(&'a Grant),
+    /// Exports are refused.
+    Blocked,
+}
+
+/// Exports pass only when nothing blocks them: the route, any of the person's
+/// roles, or (for vendor staff) the vendor default — unless an officer's grant
+/// for this path is in force.
+pub fn permission<'a>(
+    policy: &Policy,
+    route: &Route,
+    who: Option<&Identity>,
+    grants: &'a grants::Grants,
+    path: &str,
+    now: i64,
+) -> Permission<'a> {
+    let role_blocks = who.is_some_and(|w| {
+        w.roles
+            .iter()
+            .any(|r| policy.roles.get(r).and_then(|role| role.export) == Some(Export::Block))
+    });
+    let role_allows = who.is_some_and(|w| {
+        w.roles
+            .iter()
+            .any(|r| policy.roles.get(r).and_then(|role| role.export) == Some(Export::Allow))
+    });
+    let vendor_blocks = who.is_some_and(|w| w.vendor)
+        && policy.export.vendors == Export::Block
+        && !(role_allows || route.export == Some(Export::Allow));
+    let blocked = route.export == Some(Export::Block) || role_blocks || vendor_blocks;
+    if !blocked {
+        return Permission::Allowed;
+    }
+    if let Some(w) = who
+        && let Some(g) = grants
+            .grants
+            .iter()
+            .find(|g| g.user == w.user && g.active(now) && g.covers(path))
+    {
+        return Permission::Granted(g);
+    }
+    Permission::Blocked
+}
+
+/// Why an answer counts as an export, if it does. Decided on headers alone.
+pub fn export_reason(headers: &HeaderMap, route: &Route, types: &[String]) -> Option<&'static str> {
+    if route.export_endpoint {
+        return Some("the page is an export");
+    }
+    let disposition = headers
+        .get_all(header::CONTENT_DISPOSITION)
+        .iter()
+        .any(|v| {
+            v.to_str()
+                .map(|s| s.trim().to_ascii_lowercase().starts_with("attachment"))
+                .unwrap_or(true)
+        });
+    if disposition {
+        return Some("the answer is a download");
+    }
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        // Without a type a browser guesses; a file is the likely guess.
+        return Some("the answer has no content type");
+    };
+    let Ok(ct) = ct.to_str() else {
+        return Some("the answer's content type is unreadable");
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence.is_empty() {
+        return Some("the answer has no content type");
+    }
+    if types.contains(&essence) {
+        return Some("the answer is a file type the practice treats as an export");
+    }
+    None
+}
+
+/// The page shown instead of a refused export (the body is never sent).
+pub fn refusal(policy: &Policy, why: &str, request_id: &str) -> Response<Body> {
+    crate::pages::problem(
+        StatusCode::FORBIDDEN,
+        &policy.practice,
+        "Download not permitted",
+        &format!(
+            "ward stopped this download because {why}. Downloading or exporting patient data from here is not permitted for your account. If your work needs it, ask {} for an export grant.",
+            policy.export.contact
+        ),
+        request_id,
+    )
+}
+
+/// Marks an answer as not to be stored by the browser (PHI on a shared laptop).
+pub fn no_store(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.remove(header::EXPIRES);
+}
+
+/// Why a capped or redacted answer could not be passed.
+#[derive(Debug, thiserror::Error)]
+pub enum Held {
+    /// Bigger than the cap.
+    #[error("the answer is larger than this page's limit of {0} bytes")]
+    TooLarge(u64),
+    /// The upstream failed while ward was reading it.
+    #[error("the upstream's answer broke off")]
+    Broken,
+    /// A redacted route answered with something that is not JSON.
+    #[error("the answer could not be checked for fields you may not see")]
+    NotJson,
+}
+
+/// Reads an answer up to `cap` bytes; `Err(TooLarge)` as soon as it is larger.
+pub async fn hold(resp: Response<Body>, cap: u64) -> Result<(http::response::Parts, Bytes), Held> {
+    let declared = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap) {
+        return Err(Held::TooLarge(cap));
+    }
+    let (parts, mut body) = resp.into_parts();
+    let mut held = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(Held::Broken);
+        };
+        if let Ok(data) = frame.into_data() {
+            if (held.len() + data.len()) as u64 > cap {
+                return Err(Held::TooLarge(cap));
+            }
+            held.extend_from_slice(&data);
+        }
+    }
+    Ok((parts, held.freeze()))
+}
+
+/// Rebuilds an answer from held parts and a (possibly changed) body.
+pub fn release(mut parts: http::response::Parts, body: Bytes) -> Response<Body> {
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    if let Ok(v) = HeaderValue::from_str(&body.len().to_string()) {
+        parts.headers.insert(header::CONTENT_LENGTH, v);
+    }
+    Response::from_parts(parts, full(body))
+}
+
+/// Masks `fields` in a JSON document: plain names anywhere in it, and JSON
+/// pointers (`/patient/insurance/memberId`) at their place.
+pub fn redact(json: &[u8], fields: &[String]) -> Result<Vec<u8>, Held> {
+    let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|_| Held::NotJson)?;
+    let (pointers, names): (Vec<&String>, Vec<&String>) =
+        fields.iter().partition(|f| f.starts_with('/'));
+    for p in pointers {
+        if let Some(v) = value.pointer_mut(p) {
+            *v = serde_json::Value::String("[hidden]".into());
+        }
+    }
+    if !names.is_empty() {
+        mask_names(&mut value, &names);
+    }
+    serde_json::to_vec(&value).map_err(|_| Held::NotJson)
+}
+
+fn mask_names(value: &mut serde_json::Value, names: &[&String]) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if names.iter().any(|n| n.eq_ignore_ascii_case(k)) {
+                    *v = serde_json::Value::String("[hidden]".into());
+                } else {
+                    mask_names(v, names);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for v in items {
+                mask_names(v, names);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a request carries a body (any method, any framing).
+pub fn has_body(headers: &HeaderMap) -> bool {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return true;
+    }
+    match headers.get(header::CONTENT_LENGTH) {
+        None => false,
+        Some(v) => v.to_str().map(|v| v.trim() != "0").unwrap_or(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route() -> Route {
+        Route {
+            line: 1,
+            app: 0,
+            path: "/x".into(),
+            access: crate::policy::Access::Public,
+            from: None,
+            idle_timeout: None,
+            export: None,
+            mfa: None,
+            export_endpoint: false,
+            max_response: None,
+            rate_limit: None,
+            redact_fields: Vec::new(),
+            redact_for: Vec::new(),
+            no_body_for: Vec::new(),
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn exports_are_recognised_by_headers_whatever_their_spelling() {
+        let types: Vec<String> = crate::policy::DEFAULT_EXPORT_TYPES
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        let r = route();
+        for h in [
+            vec![("content-type", "text/csv")],
+            vec![("content-type", "Text/CSV; charset=utf-8")],
+            vec![("content-type", " application/PDF ")],
+            vec![("content-type", "application/octet-stream")],
+            vec![
+                ("content-type", "text/html"),
+                ("content-disposition", "attachment; filename=\"x.html\""),
+            ],
+            vec![
+                ("content-type", "text/plain"),
+                (
+                    "content-disposition",
+                    "ATTACHMENT;filename*=UTF-8''r%C3%A9sum%C3%A9.txt",
+                ),
+            ],
+            vec![("content-disposition", "attachment")],
+            vec![],
+            vec![("content-type", "")],
+            vec![
+                ("content-type", "application/zip"),
+                ("content-encoding", "gzip"),
+            ],
+        ] {
+            assert!(export_reason(&headers(&h), &r, &types).is_some(), "{h:?}");
+        }
+        for h in [
+            vec![("content-type", "text/html; charset=utf-8")],
+            vec![("content-type", "application/json")],
+            vec![
+                ("content-type", "text/html"),
+                ("content-disposition", "inline"),
+            ],
+            vec![("content-type", "image/png")],
+        ] {
+            assert!(export_reason(&headers(&h), &r, &types).is_none(), "{h:?}");
+        }
+        let mut endpoint = route();
+        endpoint.export_endpoint = true;
+        assert!(
+            export_reason(
+                &headers(&[("content-type", "text/html")]),
+                &endpoint,
+                &types
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn redaction_masks_names_and_pointers() {
+        let doc = br#"{"patient":{"name":"M","SSN":"123","insurance":{"memberId":"X1","plan":"P"}},"list":[{"ssn":"9"}]}"#;
+        let out = redact(doc, &["ssn".into(), "/patient/insurance/memberId".into()]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["patient"]["SSN"], "[hidden]");
+        assert_eq!(v["list"][0]["ssn"], "[hidden]");
+        assert_eq!(v["patient"]["insurance"]["memberId"], "[hidden]");
+        assert_eq!(v["patient"]["insurance"]["plan"], "P");
+        assert_eq!(v["patient"]["name"], "M");
+        assert!(redact(b"<html>", &["ssn".into()]).is_err());
+    }
+
+    #[test]
+    fn bodies_are_seen_in_any_framing() {
+        assert!(has_body(&headers(&[("content-length", "5")])));
+        assert!(has_body(&headers(&[("transfer-encoding", "chunked")])));
+        assert!(!has_body(&headers(&[("content-length", "0")])));
+        assert!(!has_body(&headers(&[])));
+    }
+}
