@@ -113,7 +113,8 @@ async fn explain_agrees_with_the_proxy() {
     let nobody = Browser::new(&ward);
 
     // (who, browser, client address, method, path, expected decision)
-    let table: Vec<(Option<&str>, &Browser, &str, &str, &str, &str)> = vec![
+    type Case<'a> = (Option<&'a str>, &'a Browser, &'a str, &'a str, &'a str, &'a str);
+    let table: Vec<Case> = vec![
         (
             Some("dr_lee"),
             &lee_b,
