@@ -181,7 +181,10 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
         GrantCommand::List { all } => {
             let list = store.read().map_err(|e| e.to_string())?;
             let t = now();
-            println!("{:<9} {:<14} {:<12} {:<24} {:<26} REASON", "ID", "USER", "KIND", "WHAT", "UNTIL");
+            println!(
+                "{:<9} {:<14} {:<12} {:<24} {:<26} REASON",
+                "ID", "USER", "KIND", "WHAT", "UNTIL"
+            );
             for g in list.grants.iter().filter(|g| all || g.active(t)) {
                 let (kind, what) = match &g.kind {
                     GrantKind::Export { route } => ("export", route.clone()),

@@ -30,15 +30,18 @@ pub struct Shared {
     pub store: Arc<PolicyStore>,
     /// Sessions, accounts and sign-in limits.
     pub gate: Gate,
+    /// The audit trail.
+    pub audit: crate::audit::Audit,
     ids: RequestIds,
 }
 
 impl Shared {
-    /// Shared state around a policy store and a sign-in gate.
-    pub fn new(store: Arc<PolicyStore>, gate: Gate) -> Shared {
+    /// Shared state around a policy store, a sign-in gate and the audit trail.
+    pub fn new(store: Arc<PolicyStore>, gate: Gate, audit: crate::audit::Audit) -> Shared {
         Shared {
             store,
             gate,
+            audit,
             ids: RequestIds::new(),
         }
     }
@@ -71,6 +74,11 @@ impl RequestIds {
 #[derive(Default)]
 struct Outcome {
     grant: Option<String>,
+    roles: Vec<String>,
+    org: Option<String>,
+    session: Option<String>,
+    emergency: bool,
+    event: Option<&'static str>,
     client: Option<IpAddr>,
     user: Option<String>,
     host: String,
@@ -93,6 +101,24 @@ pub async fn handle(
     let method = req.method().clone();
     let mut outcome = Outcome::default();
     let mut resp = respond(&shared, &rt, peer, req, &id, &mut outcome).await;
+
+    // The record is written before the answer leaves; if it cannot be, the
+    // policy decides whether the answer goes anyway.
+    if let Some(record) = audit_record(&outcome, &method, &resp, &id, started, &rt.policy)
+        && let Err(e) = shared.audit.record(record).await
+    {
+        tracing::error!(request_id = %id, error = %e, "cannot write the audit trail");
+        if shared.audit.on_failure() == crate::audit::OnFailure::Refuse {
+            outcome.error = Some(format!("audit trail: {e}"));
+            resp = pages::problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &rt.policy.practice,
+                "Temporarily unavailable",
+                "ward cannot record access right now, and the practice's policy is to refuse access that cannot be recorded. Please tell the practice's IT contact.",
+                &id,
+            );
+        }
+    }
 
     let h = resp.headers_mut();
     if rt.policy.server.hsts {
@@ -198,6 +224,12 @@ async fn respond(
         }
     }
     outcome.user = identity.as_ref().map(|i| i.user.clone());
+    if let Some(who) = &identity {
+        outcome.roles = who.roles.clone();
+        outcome.emergency = who.emergency;
+        outcome.session = session.as_ref().map(|s| s.public_id.clone());
+        outcome.org = snap.directory.get(&who.user).and_then(|a| a.org.clone());
+    }
 
     if is_ward_path(&target.path) {
         outcome.decision = "ward";
@@ -220,6 +252,7 @@ async fn respond(
         let resp = login::serve(gate, page_req, body, &mut page_outcome).await;
         if let Some(event) = page_outcome.event {
             tracing::info!(request_id = %id, user = page_outcome.user.as_deref(), event, client = %client_ip, "sign-in");
+            outcome.event = Some(event);
         }
         outcome.user = outcome.user.take().or(page_outcome.user);
         return resp.unwrap_or_else(|| {
@@ -428,6 +461,64 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// The audit record for a request: every decision on an app's path, and
+/// every sign-in event on ward's own pages (not its health or script polls).
+fn audit_record(
+    o: &Outcome,
+    method: &http::Method,
+    resp: &Response<Body>,
+    id: &str,
+    started: Instant,
+    policy: &policy::Policy,
+) -> Option<crate::audit::Record> {
+    use crate::audit::Record;
+    let mut r = if o.decision == "ward" {
+        Record::signin(o.event?)
+    } else {
+        Record::access(method.as_str(), o.host.clone(), &o.path, o.decision)
+    };
+    r = r
+        .request_id(id)
+        .method(method.as_str())
+        .host(o.host.clone())
+        .path(&o.path)
+        .status(resp.status().as_u16())
+        .duration(started.elapsed())
+        .emergency(o.emergency);
+    if let Some(user) = &o.user {
+        r = r.user(user.clone()).roles(o.roles.iter().cloned());
+    }
+    if let Some(org) = &o.org {
+        r = r.org(org.clone());
+    }
+    if let Some(sid) = &o.session {
+        r = r.session(sid.clone());
+    }
+    if let Some(ip) = o.client {
+        r = r.client_ip(ip);
+    }
+    if let Some(line) = o.route_line {
+        r = r.route(format!("{}:{line}", policy.file.display()));
+    }
+    if let Some(g) = &o.grant {
+        r = r.grant(g.clone());
+    }
+    if let Some(e) = &o.error {
+        r = r.reason(e.clone());
+    } else if o.decision != "allow" && o.decision != "ward" {
+        r = r.reason(o.decision);
+    }
+    if let Some(len) = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        r = r.bytes_out(len);
+    }
+    Some(r)
 }
 
 /// A JSON answer with the route's fields masked; anything else is refused.

@@ -42,6 +42,18 @@ pub async fn run(
     demo: Option<demo::Prepared>,
 ) -> Result<(), String> {
     let store = Arc::new(PolicyStore::open(file, overrides).map_err(|d| d.to_string())?);
+    let audit_settings = store.current().policy.audit.clone();
+    let audit = audit::Audit::open(&audit_settings).map_err(|e| {
+        format!(
+            "cannot open the audit trail in {}: {e}",
+            audit_settings.dir.display()
+        )
+    })?;
+    let shared = Arc::new(handler::Shared::new(
+        store.clone(),
+        open_gate(&store)?,
+        audit.clone(),
+    ));
     let (listener, redirect) = server::bind(&store).await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(addr = %addr, policy = %file.display(), "listening");
@@ -55,11 +67,12 @@ pub async fn run(
         demo.start(addr);
     }
     tokio::spawn(reload::watch(store.clone()));
-    let shared = Arc::new(handler::Shared::new(store.clone(), open_gate(&store)?));
     tokio::spawn(watch_accounts(shared.clone()));
     server::serve(shared, listener, shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
+    // The last records reach the disk, with a signed checkpoint.
+    audit.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -113,7 +113,14 @@ async fn explain_agrees_with_the_proxy() {
     let nobody = Browser::new(&ward);
 
     // (who, browser, client address, method, path, expected decision)
-    type Case<'a> = (Option<&'a str>, &'a Browser, &'a str, &'a str, &'a str, &'a str);
+    type Case<'a> = (
+        Option<&'a str>,
+        &'a Browser,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+    );
     let table: Vec<Case> = vec![
         (
             Some("dr_lee"),

@@ -121,6 +121,45 @@ pub fn compile(
             .map(|t| t.get_ref().clone())
             .unwrap_or_else(|| "the practice's security officer".into()),
     };
+    let audit = {
+        let a = &raw.audit;
+        let defaults = crate::audit::AuditSettings::default();
+        crate::audit::AuditSettings {
+            dir: a
+                .dir
+                .as_ref()
+                .map(|d| PathBuf::from(d.get_ref()))
+                .unwrap_or(defaults.dir),
+            on_failure: match &a.on_failure {
+                None => defaults.on_failure,
+                Some(v) => match v.get_ref().as_str() {
+                    "refuse" => crate::audit::OnFailure::Refuse,
+                    "continue" => crate::audit::OnFailure::Continue,
+                    other => {
+                        c.error(
+                            v.span(),
+                            format!("on_failure must be \"refuse\" or \"continue\", not '{other}'"),
+                        );
+                        defaults.on_failure
+                    }
+                },
+            },
+            max_file_bytes: a
+                .max_file_size
+                .as_ref()
+                .and_then(|v| size(v, c))
+                .unwrap_or(defaults.max_file_bytes),
+            fsync_every: duration_or(&a.fsync_every, defaults.fsync_every, c),
+            checkpoint_every: count(
+                &a.checkpoint_every,
+                10,
+                1_000_000,
+                defaults.checkpoint_every as usize,
+                "checkpoint_every",
+                c,
+            ) as u64,
+        }
+    };
     let storage = StorageSettings {
         users: path_or(&raw.storage.users, "config/users.toml"),
         state: path_or(&raw.storage.state, "state"),
@@ -147,6 +186,7 @@ pub fn compile(
         storage,
         break_glass,
         export: export_settings,
+        audit,
         allow_from,
         networks,
         roles,
@@ -598,7 +638,42 @@ fn app(
         rewrite_redirects: flag(&a.rewrite_redirects, true),
         rewrite_cookies: flag(&a.rewrite_cookies, true),
         case_insensitive: flag(&a.case_insensitive, false),
+        identity_headers: identity_headers(a, c),
     })
+}
+
+/// `identity_headers = { provider_id = "X-Provider-Id" }`: attribute → header.
+fn identity_headers(a: &RawApp, c: &mut Collector<'_>) -> Vec<(String, http::HeaderName)> {
+    let mut out = Vec::new();
+    for (attribute, header) in a.identity_headers.iter().flatten() {
+        let name = header.get_ref().trim();
+        let reserved = [
+            "host",
+            "cookie",
+            "authorization",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+        ];
+        match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) if !reserved.contains(&h.as_str()) && !crate::headers::is_controlled(&h) => {
+                out.push((attribute.clone(), h))
+            }
+            Ok(h) if crate::headers::is_controlled(&h) => c.error(
+                header.span(),
+                format!(
+                    "'{name}' is a header ward sets itself; pick another name, like X-Provider-Id"
+                ),
+            ),
+            _ => c.error(
+                header.span(),
+                format!(
+                    "'{name}' cannot be used as a header name here; write it like X-Provider-Id"
+                ),
+            ),
+        }
+    }
+    out
 }
 
 fn upstream_parts(value: &Text, c: &mut Collector<'_>) -> Option<(Scheme, Authority)> {

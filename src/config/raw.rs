@@ -27,6 +27,8 @@ pub struct RawPolicy {
     #[serde(default)]
     pub export: RawExport,
     #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
     pub networks: BTreeMap<String, Spanned<Vec<Text>>>,
     #[serde(default)]
     pub roles: BTreeMap<String, Spanned<RawRole>>,
@@ -120,6 +122,7 @@ pub struct RawApp {
     pub rewrite_redirects: Option<Spanned<bool>>,
     pub rewrite_cookies: Option<Spanned<bool>>,
     pub case_insensitive: Option<Spanned<bool>>,
+    pub identity_headers: Option<BTreeMap<String, Text>>,
 }
 
 /// One `[[routes]]` entry: who may use which paths of an app, from where.
@@ -144,6 +147,16 @@ pub struct RawRoute {
     pub no_body_for: Option<Vec<Text>>,
 }
 
+/// `[audit]`: the audit trail.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawAudit {
+    pub dir: Option<Text>,
+    pub on_failure: Option<Text>,
+    pub max_file_size: Option<Text>,
+    pub fsync_every: Option<Text>,
+    pub checkpoint_every: Option<Spanned<i64>>,
+}
+
 /// `[export]`: what counts as an export.
 #[derive(Debug, Deserialize, Default)]
 pub struct RawExport {
@@ -166,6 +179,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "storage",
             "break_glass",
             "export",
+            "audit",
             "networks",
             "roles",
             "apps",
@@ -217,6 +231,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "rewrite_redirects",
             "rewrite_cookies",
             "case_insensitive",
+            "identity_headers",
         ],
         Section::Route => &[
             "app",
@@ -238,6 +253,13 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "no_body_for",
         ],
         Section::Export => &["types", "vendors", "redact_max", "contact"],
+        Section::Audit => &[
+            "dir",
+            "on_failure",
+            "max_file_size",
+            "fsync_every",
+            "checkpoint_every",
+        ],
         Section::Other => &[],
     }
 }
@@ -252,6 +274,7 @@ pub enum Section {
     Storage,
     BreakGlass,
     Export,
+    Audit,
     Log,
     Role,
     App,

@@ -242,6 +242,12 @@ attempts_per_minute = 30
 [storage]
 users = "u.toml"
 state = "state"
+[audit]
+dir = "audit"
+on_failure = "refuse"
+max_file_size = "100MB"
+fsync_every = "200ms"
+checkpoint_every = 1000
 [export]
 types = ["text/csv"]
 vendors = "block"
@@ -269,6 +275,7 @@ preserve_host = false
 rewrite_redirects = true
 rewrite_cookies = true
 case_insensitive = false
+identity_headers = { npi = "X-Provider-Npi" }
 [[routes]]
 app = "a"
 host = "h.example"

@@ -37,6 +37,8 @@ pub struct Policy {
     pub break_glass: Option<BreakGlass>,
     /// Export rules.
     pub export: ExportSettings,
+    /// The audit trail.
+    pub audit: crate::audit::AuditSettings,
     /// Networks the whole proxy may be used from, if restricted.
     pub allow_from: Option<NetSet>,
     /// Named networks.
@@ -218,6 +220,8 @@ pub struct App {
     pub rewrite_cookies: bool,
     /// Match paths ignoring ASCII case (legacy IIS).
     pub case_insensitive: bool,
+    /// Account attributes sent to this app: (attribute name, header name).
+    pub identity_headers: Vec<(String, http::HeaderName)>,
 }
 
 /// Who may use a route.
