@@ -249,7 +249,11 @@ async fn respond(
             now,
         };
         let mut page_outcome = login::PageOutcome::default();
-        let resp = login::serve(gate, page_req, body, &mut page_outcome).await;
+        let resp = if target.path == "/.ward/officer" || target.path.starts_with("/.ward/officer/") {
+            Some(crate::console::serve(shared, rt, page_req, body, &mut page_outcome).await)
+        } else {
+            login::serve(gate, page_req, body, &mut page_outcome).await
+        };
         if let Some(event) = page_outcome.event {
             tracing::info!(request_id = %id, user = page_outcome.user.as_deref(), event, client = %client_ip, "sign-in");
             outcome.event = Some(event);

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod body;
 pub mod breakglass;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod explain;
 pub mod export;
