@@ -178,6 +178,21 @@ async fn respond(
     };
     outcome.host = target.host.clone();
     outcome.path = target.path.clone();
+    // A GET or HEAD has no body; one that claims to could hide a second request
+    // from an upstream that ignores the length ("CL.0" smuggling).
+    if (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
+        && export::has_body(req.headers())
+    {
+        outcome.decision = "bad-request";
+        outcome.error = Some("a GET or HEAD request with a body".into());
+        return pages::problem(
+            StatusCode::BAD_REQUEST,
+            practice,
+            "Request refused",
+            "ward refused this request: a page request must not carry a body.",
+            id,
+        );
+    }
     let client_ip =
         match headers::client_ip(peer.ip(), req.headers(), &policy.server.trusted_proxies) {
             Ok(ip) => {
@@ -249,7 +264,8 @@ async fn respond(
             now,
         };
         let mut page_outcome = login::PageOutcome::default();
-        let resp = if target.path == "/.ward/officer" || target.path.starts_with("/.ward/officer/") {
+        let resp = if target.path == "/.ward/officer" || target.path.starts_with("/.ward/officer/")
+        {
             Some(crate::console::serve(shared, rt, page_req, body, &mut page_outcome).await)
         } else {
             login::serve(gate, page_req, body, &mut page_outcome).await
@@ -444,6 +460,10 @@ async fn respond(
                     outcome.error = Some(e.to_string());
                     tracing::warn!(request_id = %id, app = %app.name, error = %e, "upstream failed");
                     let (title, message) = match e.status() {
+                        StatusCode::BAD_REQUEST => (
+                            "Request incomplete",
+                            "The request did not arrive whole, so ward did not pass it on. Please try again.",
+                        ),
                         StatusCode::GATEWAY_TIMEOUT => (
                             "The system is not answering",
                             "The system behind ward took too long to answer. Please try again in a moment.",
