@@ -38,6 +38,7 @@ fn bench(c: &mut Criterion) {
         mfa: true,
         emergency: false,
         vendor: false,
+        device_required: false,
     };
     let mut group = c.benchmark_group("decide");
     for n in [10usize, 100, 1_000, 10_000] {
@@ -49,6 +50,7 @@ fn bench(c: &mut Criterion) {
             host: "ehr.example",
             path: &path,
             identity: Some(&who),
+            device: false,
         };
         assert_eq!(
             decide(&facts, &policy).verdict,

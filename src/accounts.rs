@@ -296,6 +296,11 @@ pub fn identity_of(
         return Err(Ended::Idle);
     }
     let mut roles = account.roles.clone();
+    for r in &session.extra_roles {
+        if !roles.contains(r) {
+            roles.push(r.clone());
+        }
+    }
     let mut emergency = false;
     for grant in grants::active_for(&snap.grants, &account.name, now) {
         if let GrantKind::BreakGlass { roles: extra } = &grant.kind {
@@ -307,6 +312,13 @@ pub fn identity_of(
             }
         }
     }
+    let device_required = roles
+        .iter()
+        .any(|r| policy.roles.get(r).is_some_and(|role| role.device_required))
+        || account
+            .org
+            .as_ref()
+            .is_some_and(|o| policy.server.device_orgs.contains(o));
     Ok(Identity {
         user: account.name.clone(),
         roles,
@@ -314,6 +326,7 @@ pub fn identity_of(
         mfa: session.mfa && session.stage == Stage::Complete,
         emergency,
         vendor: account.is_vendor(&policy.practice),
+        device_required,
     })
 }
 

@@ -19,6 +19,8 @@ pub struct Question<'a> {
     pub method: &'a str,
     /// A full URL (`https://ehr.example/x`) or a path.
     pub url: &'a str,
+    /// As if from an enrolled device.
+    pub device: bool,
 }
 
 /// Prints the decision and its checks; exit 0 when explained, 1 when the question is malformed.
@@ -157,6 +159,7 @@ pub fn explain(q: &Question<'_>) -> Result<String, String> {
         host: &target.host,
         path: &target.path,
         identity: identity.as_ref(),
+        device: q.device,
     };
     let decision = policy::decide_traced(&facts, &policy, &mut checks);
     let mut out = String::new();

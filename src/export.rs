@@ -235,6 +235,7 @@ mod tests {
             redact_fields: Vec::new(),
             redact_for: Vec::new(),
             no_body_for: Vec::new(),
+            device_required: false,
         }
     }
 

@@ -1,6 +1,5 @@
 //! `ward grant …`: the officer's time-limited exceptions (exports, break-glass).
 
-use crate::accounts::today;
 use crate::grants::{self, Grant, GrantKind, GrantStore};
 use crate::users::directory;
 use std::path::Path;
@@ -84,46 +83,9 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
         .policy;
     let store = GrantStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
     let users = directory::load(&policy.storage.users).map_err(|d| d.to_string())?;
-    let check_user = |name: &str| -> Result<(), String> {
-        match users.get(name) {
-            Some(a) if a.usable_on(today(now())) => Ok(()),
-            Some(_) => Err(format!(
-                "{name} cannot sign in (deactivated, terminated or past the end date)"
-            )),
-            None => Err(format!("there is no account named '{name}'")),
-        }
-    };
-    let reason_ok = |reason: &str| -> Result<String, String> {
-        let r = reason.trim();
-        if r.chars().count() < 10 {
-            return Err("give a reason of a few words (it goes in the audit trail)".into());
-        }
-        Ok(r.chars().take(500).collect())
-    };
-    let span = |text: &str| -> Result<i64, String> {
-        let d = humantime::parse_duration(text.trim())
-            .map_err(|_| format!("'{text}' is not a length of time; write it like 30m or 2h"))?;
-        if d.is_zero() || d.as_secs() > 30 * 24 * 3600 {
-            return Err("a grant lasts more than zero and at most 30 days".into());
-        }
-        Ok(d.as_secs() as i64)
-    };
+    let check_user = |name: &str| grants::check_grantee(&users, name, now());
     let add = |user: &str, kind: GrantKind, reason: String, secs: i64| -> Result<Grant, String> {
-        let start = now();
-        let grant = Grant {
-            id: grants::new_id().map_err(|e| e.to_string())?,
-            user: user.to_string(),
-            kind,
-            reason,
-            granted_by: cli_actor(),
-            start,
-            end: start + secs,
-            revoked: None,
-        };
-        store
-            .update(|g| g.grants.push(grant.clone()))
-            .map_err(|e| e.to_string())?;
-        Ok(grant)
+        grants::issue(&store, user, kind, reason, &cli_actor(), now(), secs)
     };
     match cmd {
         GrantCommand::Export {
@@ -132,17 +94,22 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
             duration,
             reason,
         } => {
-            check_user(&user)?;
-            crate::policy::routes::Pattern::parse(&route, false)
-                .map_err(|e| format!("--route: {e}"))?;
-            let g = add(
-                &user,
-                GrantKind::Export {
-                    route: route.clone(),
+            let g = grants::grant_export(
+                &store,
+                &users,
+                grants::ExportRequest {
+                    user: &user,
+                    route: &route,
+                    duration: &duration,
+                    reason: &reason,
+                    granted_by: &cli_actor(),
                 },
-                reason_ok(&reason)?,
-                span(&duration)?,
-            )?;
+                now(),
+            )
+            .map_err(|e| match e.strip_prefix("route: ") {
+                Some(rest) => format!("--route: {rest}"),
+                None => e,
+            })?;
             println!(
                 "Granted {}: {user} may export from {route} until {} (grant {}).",
                 g.id,
@@ -160,7 +127,7 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                 "the policy has no [break_glass] section, so there are no emergency roles to give",
             )?;
             let secs = match duration {
-                Some(d) => span(&d)?,
+                Some(d) => grants::parse_span(&d)?,
                 None => bg.duration.as_secs() as i64,
             };
             let g = add(
@@ -168,7 +135,7 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                 GrantKind::BreakGlass {
                     roles: bg.emergency_roles.clone(),
                 },
-                reason_ok(&reason)?,
+                grants::check_reason(&reason)?,
                 secs,
             )?;
             println!(
@@ -201,23 +168,7 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
             }
         }
         GrantCommand::Revoke { id } => {
-            let t = now();
-            let found = store
-                .update(|g| {
-                    match g
-                        .grants
-                        .iter_mut()
-                        .find(|x| x.id == id && x.revoked.is_none())
-                    {
-                        Some(x) => {
-                            x.revoked = Some(t);
-                            true
-                        }
-                        None => false,
-                    }
-                })
-                .map_err(|e| e.to_string())?;
-            if !found {
+            if grants::revoke(&store, &id, now())?.is_none() {
                 return Err(format!(
                     "no grant '{id}' in force; see `ward grant list --all`"
                 ));

@@ -73,6 +73,7 @@ impl RequestIds {
 /// What the log line for a request says.
 #[derive(Default)]
 struct Outcome {
+    device: Option<Arc<str>>,
     grant: Option<String>,
     roles: Vec<String>,
     org: Option<String>,
@@ -93,13 +94,17 @@ struct Outcome {
 pub async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
+    device: Option<Arc<str>>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let id = shared.ids.next();
     let rt = shared.store.current();
     let method = req.method().clone();
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome {
+        device: device.clone(),
+        ..Outcome::default()
+    };
     let mut resp = respond(&shared, &rt, peer, req, &id, &mut outcome).await;
 
     // The record is written before the answer leaves; if it cannot be, the
@@ -292,6 +297,7 @@ async fn respond(
         host: &target.host,
         path: &target.path,
         identity: identity.as_ref(),
+        device: outcome.device.is_some(),
     };
     let decision = policy::decide(&facts, policy);
     let route = decision.route.and_then(|r| policy.routes.get(r));
@@ -392,6 +398,11 @@ async fn respond(
                     s.touch(now);
                 }
                 identity_headers = identity_headers_for(who, &s.public_id);
+                if let Some(subject) = outcome.device.as_deref()
+                    && let Ok(v) = HeaderValue::from_str(subject)
+                {
+                    identity_headers.push(("x-ward-device", v));
+                }
                 inject = policy.sessions.idle_warning && wants_html(&req);
             }
             let fwd = Forward {
@@ -528,6 +539,9 @@ fn audit_record(
     }
     if let Some(g) = &o.grant {
         r = r.grant(g.clone());
+    }
+    if let Some(d) = &o.device {
+        r = r.detail(format!("device: {d}"));
     }
     if let Some(e) = &o.error {
         r = r.reason(e.clone());

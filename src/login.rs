@@ -34,6 +34,8 @@ pub struct Gate {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     /// Failures for names that are not accounts, so that they lock like real ones.
     unknown_failures: moka::sync::Cache<String, u32>,
+    /// Single sign-on: sign-ins under way and discovered providers.
+    pub sso: crate::sso::SsoState,
 }
 
 impl Gate {
@@ -49,6 +51,7 @@ impl Gate {
                 .max_capacity(100_000)
                 .time_to_live(policy.login.lockout_time)
                 .build(),
+            sso: crate::sso::SsoState::default(),
         }
     }
 
@@ -120,6 +123,11 @@ pub async fn serve(
             }
             crate::breakglass::submit(gate, &req, &form, outcome)
         }
+        "/.ward/callback" if get => crate::sso::callback(gate, &req, outcome).await,
+        p if post && p.starts_with("/.ward/sso/") => {
+            let form = read_form(body).await.unwrap_or_default();
+            crate::sso::begin(gate, &req, &form, outcome, &p["/.ward/sso/".len()..]).await
+        }
         "/.ward/idle.js" if get => idle_script(),
         "/.ward/session" if get => session_status(gate, &req),
         "/.ward/keepalive" if post => keepalive(gate, &req),
@@ -130,11 +138,16 @@ pub async fn serve(
 
 // ---------- helpers ----------
 
-fn page(req: &PageRequest<'_>, status: StatusCode, title: &str, body: &str) -> Response<Body> {
+pub(crate) fn page(
+    req: &PageRequest<'_>,
+    status: StatusCode,
+    title: &str,
+    body: &str,
+) -> Response<Body> {
     pages::page(status, &req.policy.practice, title, body)
 }
 
-fn redirect(location: &str) -> Response<Body> {
+pub(crate) fn redirect(location: &str) -> Response<Body> {
     let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(v) = HeaderValue::from_str(location) {
@@ -145,7 +158,7 @@ fn redirect(location: &str) -> Response<Body> {
     resp
 }
 
-fn with_cookie(mut resp: Response<Body>, cookie: String) -> Response<Body> {
+pub(crate) fn with_cookie(mut resp: Response<Body>, cookie: String) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -157,7 +170,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     pairs.get(name).cloned()
 }
 
-async fn read_form(body: Incoming) -> Option<HashMap<String, String>> {
+pub(crate) async fn read_form(body: Incoming) -> Option<HashMap<String, String>> {
     let bytes = Limited::new(body, MAX_FORM)
         .collect()
         .await
@@ -171,7 +184,7 @@ fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
 }
 
 /// A form post must come from ward's own pages: `Origin`, when sent, is this origin.
-fn same_origin(req: &PageRequest<'_>) -> bool {
+pub(crate) fn same_origin(req: &PageRequest<'_>) -> bool {
     match req
         .headers
         .get(header::ORIGIN)
@@ -183,7 +196,7 @@ fn same_origin(req: &PageRequest<'_>) -> bool {
 }
 
 /// The current session from the cookie, if any (any stage).
-fn current(gate: &Gate, req: &PageRequest<'_>) -> Option<(String, Arc<Session>)> {
+pub(crate) fn current(gate: &Gate, req: &PageRequest<'_>) -> Option<(String, Arc<Session>)> {
     let cookie = session::cookie_value(&req.headers, COOKIE)?;
     gate.sessions.get(cookie).map(|s| (cookie.to_string(), s))
 }
@@ -243,7 +256,8 @@ fn percent_decode(s: &str) -> String {
 
 // ---------- sign in ----------
 
-fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
+/// The sign-in page, with `error` shown if given.
+pub fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
     let return_to =
         safe_return(&query_param(req.query.as_deref(), "return").unwrap_or_else(|| "/".into()));
     let csrf = match codes::random_token() {
@@ -262,8 +276,9 @@ fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
 <p><label for=\"username\">User name</label><br><input id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus></p>\
 <p><label for=\"password\">Password</label><br><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></p>\
 <p><button type=\"submit\">Sign in</button></p></form>\
-<p class=\"who\">Use only your own account. Forgot your password or lost your authenticator? Ask the practice's security officer.</p>",
+{sso}<p class=\"who\">Use only your own account. Forgot your password or lost your authenticator? Ask the practice's security officer.</p>",
         ret = escape(&return_to),
+        sso = crate::sso::buttons(req.policy, &csrf, &return_to),
     );
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
@@ -276,7 +291,7 @@ fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
     )
 }
 
-fn unavailable(req: &PageRequest<'_>) -> Response<Body> {
+pub(crate) fn unavailable(req: &PageRequest<'_>) -> Response<Body> {
     pages::problem(
         StatusCode::SERVICE_UNAVAILABLE,
         &req.policy.practice,
@@ -357,7 +372,9 @@ async fn login_submit(
     .await
     .unwrap_or(false);
 
-    let usable = account.is_some_and(|a| a.usable_on(accounts::today(req.now)));
+    let usable = account.is_some_and(|a| {
+        a.usable_on(accounts::today(req.now)) && a.sign_in != crate::users::SignIn::Sso
+    });
     if !verified || !usable {
         outcome.event = Some("login-failed");
         record_failure(gate, req, &name, account.is_some());
@@ -475,7 +492,7 @@ fn clear_failures(gate: &Gate, name: &str) {
     });
 }
 
-fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
+pub(crate) fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
     let (now, ip) = (req.now, req.client_ip.to_string());
     let _ = gate.accounts.store().update(|s| {
         let entry = s.users.entry(name.to_string()).or_default();
@@ -485,7 +502,11 @@ fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
 }
 
 /// Makes room for a new complete session under `max_per_user`, or refuses it.
-fn admit(gate: &Gate, req: &PageRequest<'_>, name: &str) -> Result<(), Box<Response<Body>>> {
+pub(crate) fn admit(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    name: &str,
+) -> Result<(), Box<Response<Body>>> {
     let existing = gate.sessions.of_user(name);
     let complete: Vec<_> = existing
         .into_iter()
@@ -630,7 +651,7 @@ async fn mfa_submit(
         gate.sessions.remove(&cookie);
         return *resp;
     }
-    let Ok(full_session) = Session::new(
+    let Ok(mut full_session) = Session::new(
         &s.user,
         s.epoch,
         req.now,
@@ -641,6 +662,9 @@ async fn mfa_submit(
     ) else {
         return unavailable(req);
     };
+    // A single sign-on that needed ward's code keeps what the provider said.
+    full_session.extra_roles = s.extra_roles.clone();
+    full_session.idp = s.idp.clone();
     let Ok(new_cookie) = codes::random_token() else {
         return unavailable(req);
     };
@@ -686,6 +710,10 @@ async fn logout_submit(
         outcome.user = Some(s.user.clone());
         outcome.event = Some("logout");
         gate.sessions.remove(&cookie);
+        // Signed in through a provider: sign out there too, where it offers it.
+        if let Some(url) = crate::sso::logout_target(gate, req.policy, &s) {
+            return with_cookie(redirect(&url), session::set_cookie(COOKIE, "", Some(0)));
+        }
     }
     with_cookie(
         redirect("/.ward/logged-out"),

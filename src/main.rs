@@ -60,6 +60,9 @@ enum Command {
         /// The client's address.
         #[arg(long)]
         ip: std::net::IpAddr,
+        /// As if from an enrolled device (a client certificate from the device CA).
+        #[arg(long)]
+        device: bool,
         /// The method, such as GET.
         method: String,
         /// The URL (https://host/path) or a path.
@@ -92,6 +95,14 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: ward::usercmd::UserCommand,
+    },
+    /// Reports for the officer: `access` (the access review: every account, what it may do, what to look at).
+    Report {
+        /// The policy file (may be given before or after the report's name).
+        #[arg(long, default_value = "config/ward.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: ward::review::ReportCommand,
     },
     /// Check the audit trail (verify) and look things up in it (search).
     Audit {
@@ -127,6 +138,7 @@ fn main() -> ExitCode {
             config,
             user,
             ip,
+            device,
             method,
             url,
         } => ward::explain::run(&ward::explain::Question {
@@ -135,6 +147,7 @@ fn main() -> ExitCode {
             ip,
             method: &method,
             url: &url,
+            device,
         }),
         Command::Grant { config, action } => ward::grantcmd::run(&config, action),
         Command::TotpCode { key } => match ward::auth::totp::decode_secret(&key) {
@@ -153,6 +166,7 @@ fn main() -> ExitCode {
         },
         Command::User { config, action } => ward::usercmd::run(&config, action),
         Command::Audit { config, action } => ward::auditcmd::run(&config, action),
+        Command::Report { config, action } => ward::review::run(&config, action),
         Command::Serve { config, log_format } => {
             serve(&config, Overrides::default(), log_format, None)
         }
@@ -219,6 +233,11 @@ fn check(file: &std::path::Path) -> ExitCode {
                 p.roles.len(),
                 p.networks.len()
             );
+            // Two officers (one a backup) is the normal case; say so, but the policy is valid.
+            let now = jiff::Timestamp::now().as_second();
+            for line in ward::review::check_officers(file, p, now) {
+                eprintln!("{line}");
+            }
             ExitCode::SUCCESS
         }
         Err(d) => {

@@ -131,12 +131,24 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let idle_limit = server.keepalive_timeout;
     drop(rt);
 
+    // An enrolled device's certificate (verified against the device CA by rustls).
+    let device: Option<Arc<str>> = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| {
+            crate::tls::subject_of(c.as_ref())
+                .unwrap_or_else(|| "unreadable subject".into())
+                .into()
+        });
     let requests = activity.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let in_flight = requests.begin();
         let shared = shared.clone();
+        let device = device.clone();
         async move {
-            let resp = handler::handle(shared, peer, req).await?;
+            let resp = handler::handle(shared, peer, device, req).await?;
             Ok::<_, Infallible>(resp.map(|b| crate::body::guarded(b, in_flight)))
         }
     });

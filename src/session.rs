@@ -44,6 +44,10 @@ pub struct Session {
     pub csrf: String,
     /// Where to go once signed in.
     pub return_to: String,
+    /// Roles the identity provider's groups mapped to (single sign-on only).
+    pub extra_roles: Vec<String>,
+    /// The provider this session came from, and its ID token (for its sign-out only).
+    pub idp: Option<(String, String)>,
 }
 
 impl Session {
@@ -68,7 +72,16 @@ impl Session {
             client_ip,
             csrf: random_token()?,
             return_to: return_to.to_string(),
+            extra_roles: Vec::new(),
+            idp: None,
         })
+    }
+
+    /// The same session, from single sign-on with `provider`.
+    pub fn with_sso(mut self, roles: Vec<String>, provider: &str, id_token: String) -> Session {
+        self.extra_roles = roles;
+        self.idp = Some((provider.to_string(), id_token));
+        self
     }
 
     /// Unix seconds of the last activity.

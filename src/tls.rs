@@ -26,8 +26,15 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// Server TLS: TLS 1.2 and 1.3 only, ALPN `h2` then `http/1.1`.
-pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+/// Server TLS: TLS 1.2 and 1.3 only, ALPN `h2` then `http/1.1`. With a
+/// device CA, clients may present a certificate from it (enrolled devices);
+/// one that does not verify ends the handshake, none at all is allowed here
+/// and refused later where the policy requires a device.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    device_ca: Option<&Path>,
+) -> Result<ServerConfig, TlsError> {
     let chain = read_certs(cert).map_err(|reason| TlsError::Cert {
         path: cert.display().to_string(),
         reason,
@@ -36,10 +43,31 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> 
         path: key.display().to_string(),
         reason: pem_reason(&e),
     })?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| TlsError::Mismatch(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    let builder = match device_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let ca_err = |reason: String| TlsError::Ca {
+                path: ca.display().to_string(),
+                reason,
+            };
+            let mut roots = RootCertStore::empty();
+            for c in read_certs(ca).map_err(ca_err)? {
+                roots.add(c).map_err(|e| ca_err(e.to_string()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| ca_err(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(chain, key_der)
         .map_err(|e| TlsError::Mismatch(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -90,6 +118,12 @@ fn pem_reason(e: &rustls_pki_types::pem::Error) -> String {
         rustls_pki_types::pem::Error::NoItemsFound => "no PEM item of the right kind in it".into(),
         other => format!("not a valid PEM file ({other:?})"),
     }
+}
+
+/// The subject of a client certificate (DER), as `CN=…, O=…`, for the audit trail.
+pub fn subject_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.subject().to_string())
 }
 
 /// Makes a self-signed certificate and key for `names`, written as PEM

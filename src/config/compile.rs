@@ -12,6 +12,7 @@ use crate::policy::{
     LoginSettings, Mfa, Policy, Role, Route, ServerSettings, SessionSettings, StorageSettings,
     TooMany,
 };
+use crate::policy::{OidcProvider, WithoutMfa};
 use http::Method;
 use http::uri::{Authority, Scheme, Uri};
 use std::collections::BTreeMap;
@@ -56,6 +57,7 @@ pub fn compile(
             .unwrap_or(Mfa::Required),
         lockout_after: count(&raw.login.lockout_after, 1, 100, 5, "lockout_after", c) as u32,
         lockout_time: duration_or(&raw.login.lockout_time, Duration::from_secs(15 * 60), c),
+        oidc: Vec::new(),
         attempts_per_minute: count(
             &raw.login.attempts_per_minute,
             1,
@@ -65,6 +67,8 @@ pub fn compile(
             c,
         ) as u32,
     };
+    let mut login = login;
+    login.oidc = oidc_providers(&raw, &roles, c);
     let log = log(&raw, c);
     let break_glass = raw.break_glass.as_ref().map(|bg| {
         let b = bg.get_ref();
@@ -366,6 +370,7 @@ fn roles(raw: &RawPolicy, c: &mut Collector<'_>) -> BTreeMap<String, Role> {
             idle_timeout: role.idle_timeout.as_ref().and_then(|d| duration(d, c)),
             export: role.export.as_ref().and_then(|e| export(e, c)),
             mfa: role.mfa.as_ref().and_then(|m| mfa(m, c)),
+            device_required: role.device.as_ref().is_some_and(|d| device(d, c)),
         };
         out.insert(name.clone(), r);
     }
@@ -388,11 +393,18 @@ fn server(
     let key = path_or(&s.key, "certs/ward.key");
     let tls = match certs {
         Certs::Skip => None,
-        Certs::Load => match crate::tls::server_config(&cert, &key) {
+        Certs::Load => match crate::tls::server_config(
+            &cert,
+            &key,
+            s.device_ca
+                .as_ref()
+                .map(|p| Path::new(p.get_ref().as_str())),
+        ) {
             Ok(cfg) => Some(Arc::new(cfg)),
             Err(e) => {
                 let span = match &e {
                     crate::tls::TlsError::Key { .. } => s.key.as_ref().map(|k| k.span()),
+                    crate::tls::TlsError::Ca { .. } => s.device_ca.as_ref().map(|k| k.span()),
                     _ => s.cert.as_ref().map(|k| k.span()),
                 };
                 c.error(span.unwrap_or(0..0), e.to_string());
@@ -454,6 +466,12 @@ fn server(
         handshake_timeout: duration_or(&s.handshake_timeout, Duration::from_secs(10), c),
         keepalive_timeout: duration_or(&s.keepalive_timeout, Duration::from_secs(60), c),
         hsts: s.hsts.as_ref().map(|h| *h.get_ref()).unwrap_or(true),
+        device_orgs: s
+            .device_orgs
+            .iter()
+            .flatten()
+            .map(|o| o.get_ref().clone())
+            .collect(),
     })
 }
 
@@ -812,6 +830,7 @@ fn routes(
                 .collect(),
             redact_for: role_list(&r.redact_for, &role_names, c),
             no_body_for: role_list(&r.no_body_for, &role_names, c),
+            device_required: r.device.as_ref().is_some_and(|d| device(d, c)),
         };
         if !route.redact_fields.is_empty() && route.redact_for.is_empty() {
             c.error(entry.span(), "redact_fields needs redact_for = [\"role\", …]: the roles whose answers are masked");
@@ -877,6 +896,218 @@ fn access(
                 .map(|u| u.get_ref().clone())
                 .collect();
             Some(Access::Members { roles, users })
+        }
+    }
+}
+
+/// The `[[login.oidc]]` providers, with their client secrets read.
+fn oidc_providers(
+    raw: &RawPolicy,
+    roles: &BTreeMap<String, Role>,
+    c: &mut Collector<'_>,
+) -> Vec<OidcProvider> {
+    let mut out: Vec<OidcProvider> = Vec::new();
+    let role_names: Vec<&str> = roles.keys().map(String::as_str).collect();
+    let public_url = raw
+        .server
+        .public_url
+        .as_ref()
+        .map(|u| u.get_ref().trim().trim_end_matches('/').to_string());
+    for entry in raw.login.oidc.iter().flatten() {
+        let o = entry.get_ref();
+        let need = |v: &Option<Text>, what: &str, c: &mut Collector<'_>| -> String {
+            match v {
+                Some(t) if !t.get_ref().trim().is_empty() => t.get_ref().trim().to_string(),
+                _ => {
+                    c.error(
+                        entry.span(),
+                        format!("this [[login.oidc]] provider needs {what} = \"…\""),
+                    );
+                    String::new()
+                }
+            }
+        };
+        let name = need(&o.name, "name", c);
+        let issuer = need(&o.issuer, "issuer", c);
+        let client_id = need(&o.client_id, "client_id", c);
+        if out.iter().any(|p| p.config.name == name) {
+            c.error(
+                entry.span(),
+                format!("there is already a provider named '{name}'"),
+            );
+        }
+        // The secret never sits in the policy: a file ward reads, or an environment variable.
+        let secret = match (&o.client_secret_file, &o.client_secret_env) {
+            (Some(f), None) => match std::fs::read_to_string(f.get_ref()) {
+                Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+                Ok(_) => {
+                    c.error(
+                        f.span(),
+                        format!("the client secret file {} is empty", f.get_ref()),
+                    );
+                    String::new()
+                }
+                Err(e) => {
+                    c.error(
+                        f.span(),
+                        format!("cannot read the client secret file {}: {e}", f.get_ref()),
+                    );
+                    String::new()
+                }
+            },
+            (None, Some(v)) => match std::env::var(v.get_ref()) {
+                Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+                _ => {
+                    c.error(
+                        v.span(),
+                        format!(
+                            "the environment variable {} holding the client secret is not set",
+                            v.get_ref()
+                        ),
+                    );
+                    String::new()
+                }
+            },
+            _ => {
+                c.error(
+                    entry.span(),
+                    "give the client secret with client_secret_file = \"/etc/ward/NAME.secret\" or client_secret_env = \"VARIABLE\" (one of them; never the secret itself)",
+                );
+                String::new()
+            }
+        };
+        let mut role_map = BTreeMap::new();
+        for (group, mapped) in o.role_map.iter().flatten() {
+            let mut list = Vec::new();
+            for r in mapped {
+                if role_names.contains(&r.get_ref().as_str()) {
+                    list.push(r.get_ref().clone());
+                } else {
+                    let hint = closest(r.get_ref(), &role_names)
+                        .map(|b| format!("; did you mean '{b}'?"))
+                        .unwrap_or_default();
+                    c.error(r.span(), format!("unknown role '{}'{hint}", r.get_ref()));
+                }
+            }
+            role_map.insert(group.clone(), list);
+        }
+        let word = |v: &Option<Text>,
+                    allowed: &[&str],
+                    default: &str,
+                    what: &str,
+                    c: &mut Collector<'_>|
+         -> String {
+            match v {
+                None => default.to_string(),
+                Some(t) if allowed.contains(&t.get_ref().as_str()) => t.get_ref().clone(),
+                Some(t) => {
+                    c.error(
+                        t.span(),
+                        format!(
+                            "{what} must be one of {}, not '{}'",
+                            allowed.join(", "),
+                            t.get_ref()
+                        ),
+                    );
+                    default.to_string()
+                }
+            }
+        };
+        let username_claim = word(
+            &o.username_claim,
+            &["email", "preferred_username"],
+            "email",
+            "username_claim",
+            c,
+        );
+        let accounts = word(
+            &o.accounts,
+            &["existing", "create"],
+            "existing",
+            "accounts",
+            c,
+        );
+        let without = word(
+            &o.without_mfa,
+            &["ward-totp", "refuse"],
+            "ward-totp",
+            "without_mfa",
+            c,
+        );
+        let texts = |v: &Option<Vec<Text>>| -> Vec<String> {
+            v.iter()
+                .flatten()
+                .map(|t| t.get_ref().trim().to_string())
+                .collect()
+        };
+        let redirect_url = match &public_url {
+            Some(u) => format!("{u}/.ward/callback"),
+            None => {
+                c.error(entry.span(), "single sign-on needs [server] public_url = \"https://…\": the provider sends people back there");
+                String::new()
+            }
+        };
+        out.push(OidcProvider {
+            config: crate::oidc::ProviderConfig {
+                name: name.clone(),
+                issuer,
+                client_id,
+                client_secret: secret,
+                scopes: match &o.scopes {
+                    Some(s) => texts(&Some(s.clone())),
+                    None => vec!["email".into(), "profile".into()],
+                },
+                redirect_url,
+                clock_skew: duration_or(&o.clock_skew, Duration::from_secs(60), c),
+                groups_claim: o
+                    .groups_claim
+                    .as_ref()
+                    .map(|g| g.get_ref().clone())
+                    .unwrap_or_else(|| "groups".into()),
+                ca: o.ca.as_ref().map(|p| PathBuf::from(p.get_ref())),
+            },
+            label: o
+                .label
+                .as_ref()
+                .map(|l| l.get_ref().clone())
+                .unwrap_or_else(|| format!("Sign in with {name}")),
+            role_map,
+            allowed_domains: texts(&o.allowed_domains)
+                .into_iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            username_claim,
+            create_accounts: accounts == "create",
+            mfa_amr: match &o.mfa_amr {
+                Some(_) => texts(&o.mfa_amr),
+                None => ["mfa", "otp", "hwk", "swk", "fido", "sc", "pop"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            },
+            mfa_acr: texts(&o.mfa_acr),
+            without_mfa: if without == "refuse" {
+                WithoutMfa::Refuse
+            } else {
+                WithoutMfa::WardTotp
+            },
+            logout: o.logout.as_ref().map(|b| *b.get_ref()).unwrap_or(true),
+        });
+    }
+    out
+}
+
+/// `device = "required" | "optional"`.
+fn device(value: &Text, c: &mut Collector<'_>) -> bool {
+    match value.get_ref().as_str() {
+        "required" => true,
+        "optional" => false,
+        other => {
+            c.error(
+                value.span(),
+                format!("device must be \"required\" or \"optional\", not '{other}'"),
+            );
+            false
         }
     }
 }

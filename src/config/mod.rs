@@ -180,6 +180,9 @@ fn section_of(parent: &[Step]) -> (Section, String) {
         [k] if *k == key("server") => (Section::Server, "[server]".into()),
         [k] if *k == key("sessions") => (Section::Sessions, "[sessions]".into()),
         [k] if *k == key("login") => (Section::Login, "[login]".into()),
+        [k, o, Step::Index(_)] if *k == key("login") && *o == key("oidc") => {
+            (Section::Oidc, "[[login.oidc]]".into())
+        }
         [k] if *k == key("log") => (Section::Log, "[log]".into()),
         [k] if *k == key("storage") => (Section::Storage, "[storage]".into()),
         [k] if *k == key("break_glass") => (Section::BreakGlass, "[break_glass]".into()),

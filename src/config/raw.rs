@@ -55,6 +55,8 @@ pub struct RawServer {
     pub handshake_timeout: Option<Text>,
     pub keepalive_timeout: Option<Text>,
     pub hsts: Option<Spanned<bool>>,
+    pub device_ca: Option<Text>,
+    pub device_orgs: Option<Vec<Text>>,
 }
 
 /// `[sessions]`: idle logoff and session lifetime.
@@ -76,6 +78,30 @@ pub struct RawLogin {
     pub lockout_after: Option<Spanned<i64>>,
     pub lockout_time: Option<Text>,
     pub attempts_per_minute: Option<Spanned<i64>>,
+    pub oidc: Option<Vec<Spanned<RawOidc>>>,
+}
+
+/// One `[[login.oidc]]` identity provider.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawOidc {
+    pub name: Option<Text>,
+    pub label: Option<Text>,
+    pub issuer: Option<Text>,
+    pub client_id: Option<Text>,
+    pub client_secret_file: Option<Text>,
+    pub client_secret_env: Option<Text>,
+    pub scopes: Option<Vec<Text>>,
+    pub groups_claim: Option<Text>,
+    pub role_map: Option<BTreeMap<String, Vec<Text>>>,
+    pub allowed_domains: Option<Vec<Text>>,
+    pub username_claim: Option<Text>,
+    pub accounts: Option<Text>,
+    pub mfa_amr: Option<Vec<Text>>,
+    pub mfa_acr: Option<Vec<Text>>,
+    pub without_mfa: Option<Text>,
+    pub clock_skew: Option<Text>,
+    pub ca: Option<Text>,
+    pub logout: Option<Spanned<bool>>,
 }
 
 /// `[break_glass]`: the emergency access procedure.
@@ -107,6 +133,7 @@ pub struct RawRole {
     pub idle_timeout: Option<Text>,
     pub export: Option<Text>,
     pub mfa: Option<Text>,
+    pub device: Option<Text>,
 }
 
 /// One `[[apps]]` entry: an upstream web system.
@@ -145,6 +172,7 @@ pub struct RawRoute {
     pub redact_fields: Option<Vec<Text>>,
     pub redact_for: Option<Vec<Text>>,
     pub no_body_for: Option<Vec<Text>>,
+    pub device: Option<Text>,
 }
 
 /// `[audit]`: the audit trail.
@@ -200,6 +228,8 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "handshake_timeout",
             "keepalive_timeout",
             "hsts",
+            "device_ca",
+            "device_orgs",
         ],
         Section::Sessions => &[
             "idle_timeout",
@@ -215,11 +245,32 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "lockout_after",
             "lockout_time",
             "attempts_per_minute",
+            "oidc",
+        ],
+        Section::Oidc => &[
+            "name",
+            "label",
+            "issuer",
+            "client_id",
+            "client_secret_file",
+            "client_secret_env",
+            "scopes",
+            "groups_claim",
+            "role_map",
+            "allowed_domains",
+            "username_claim",
+            "accounts",
+            "mfa_amr",
+            "mfa_acr",
+            "without_mfa",
+            "clock_skew",
+            "ca",
+            "logout",
         ],
         Section::Storage => &["users", "state"],
         Section::BreakGlass => &["allowed_roles", "emergency_roles", "duration"],
         Section::Log => &["format", "level"],
-        Section::Role => &["description", "idle_timeout", "export", "mfa"],
+        Section::Role => &["description", "idle_timeout", "export", "mfa", "device"],
         Section::App => &[
             "name",
             "upstream",
@@ -251,6 +302,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "redact_fields",
             "redact_for",
             "no_body_for",
+            "device",
         ],
         Section::Export => &["types", "vendors", "redact_max", "contact"],
         Section::Audit => &[
@@ -271,6 +323,7 @@ pub enum Section {
     Server,
     Sessions,
     Login,
+    Oidc,
     Storage,
     BreakGlass,
     Export,

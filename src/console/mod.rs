@@ -1,25 +1,628 @@
-//! The officer's console under `/.ward/officer/`.
+//! The officer's console under `/.ward/officer/`: people, live sessions, grants, the audit
+//! trail, the access review, the policy, and the incident lock-down.
+//!
+//! Who may use it: a fully signed-in session (second factor shown) of an account with the
+//! role `officer` (from users.toml or the identity provider, never from break-glass), and,
+//! when the policy has a network named `officers`, only from there. Every change is a POST
+//! carrying the session's CSRF token (checked in constant time) from this origin, goes through
+//! the same code as `ward user` / `ward grant`, and is written to the audit trail.
+//!
+//! The pages are plain HTML forms with no script, so they work with any browser and screen
+//! reader, and the content security policy forbids scripts outright.
 
-use crate::body::Body;
+mod audit_page;
+mod grant_page;
+mod overview;
+mod people;
+mod sessions;
+
+use crate::accounts;
+use crate::audit::Record;
+use crate::auth::codes;
+use crate::body::{Body, full};
 use crate::handler::Shared;
-use crate::login::{PageOutcome, PageRequest};
+use crate::login::{self, PageOutcome, PageRequest};
+use crate::pages::{self, escape};
 use crate::reload::Runtime;
-use http::{Response, StatusCode};
+use crate::session::{self, Session, Stage};
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use std::fmt::Write as _;
+use std::sync::Arc;
 
-/// Serves a console page. (Placeholder until the console lands: refuses.)
+/// The role that may use the console.
+pub const OFFICER_ROLE: &str = "officer";
+
+/// The `[networks]` entry that, when the policy has it, is the only place the console answers.
+pub const OFFICERS_NETWORK: &str = "officers";
+
+/// Where the console lives.
+pub const BASE: &str = "/.ward/officer/";
+
+/// Largest form the console reads.
+const MAX_FORM: usize = 64 * 1024;
+
+/// Serves a console page: `req.path` is `/.ward/officer` or under `/.ward/officer/`.
 pub async fn serve(
-    _shared: &Shared,
+    shared: &Shared,
     rt: &Runtime,
     req: PageRequest<'_>,
-    _body: Incoming,
-    _outcome: &mut PageOutcome,
+    body: Incoming,
+    outcome: &mut PageOutcome,
 ) -> Response<Body> {
-    crate::pages::problem(
-        StatusCode::NOT_FOUND,
-        &rt.policy.practice,
-        "Not found",
-        "The officer's console is not available yet.",
-        req.request_id,
-    )
+    let ctx = match authorize(shared, rt, &req) {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
+    outcome.user = Some(ctx.officer.clone());
+    let sub = req
+        .path
+        .strip_prefix("/.ward/officer")
+        .unwrap_or("")
+        .trim_end_matches('/');
+    if req.method == Method::POST {
+        let Some(form) = read_form(body).await else {
+            return ctx.refuse(
+                StatusCode::BAD_REQUEST,
+                "Form not read",
+                "The form could not be read (it may be too large). Go back and try again.",
+            );
+        };
+        if !ctx.form_is_genuine(&form) {
+            return ctx.refuse(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "This form has expired or did not come from the console, so nothing was changed. Open the page again and repeat the change.",
+            );
+        }
+        return match sub {
+            "/users" => people::add(&ctx, &form, outcome).await,
+            "/sessions/end" => sessions::end_one(&ctx, &form, outcome).await,
+            "/sessions/end-user" => sessions::end_user(&ctx, &form, outcome).await,
+            "/grants/export" => grant_page::export(&ctx, &form, outcome).await,
+            "/grants/revoke" => grant_page::revoke(&ctx, &form, outcome).await,
+            "/lockdown" => sessions::lockdown(&ctx, &form, outcome).await,
+            s => match s.strip_prefix("/users/").and_then(|r| r.split_once('/')) {
+                Some((name, action)) => people::action(&ctx, name, action, &form, outcome).await,
+                None => ctx.not_found(),
+            },
+        };
+    }
+    if req.method != Method::GET && req.method != Method::HEAD {
+        let mut resp = ctx.refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Not allowed",
+            "The console takes page loads and its own forms only.",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+        return resp;
+    }
+    drop(body);
+    match sub {
+        "" => overview::overview(&ctx).await,
+        "/users" => people::list(&ctx, Notice::None, None).await,
+        "/sessions" => sessions::list(&ctx, Notice::None),
+        "/lockdown" => sessions::lockdown_form(&ctx, Notice::None),
+        "/grants" => grant_page::list(&ctx, Notice::None, None),
+        "/audit" => audit_page::search(&ctx).await,
+        "/review" => overview::review(&ctx).await,
+        "/review.csv" => overview::review_csv(&ctx).await,
+        "/review.html" => overview::review_printable(&ctx).await,
+        "/policy" => overview::policy(&ctx).await,
+        s => match s.strip_prefix("/users/") {
+            Some(name) if !name.contains('/') => people::person(&ctx, name, Notice::None).await,
+            _ => ctx.not_found(),
+        },
+    }
+}
+
+/// The signed-in officer and what every page needs.
+pub(crate) struct Ctx<'a> {
+    shared: &'a Shared,
+    rt: &'a Runtime,
+    req: &'a PageRequest<'a>,
+    /// The officer's account name.
+    officer: String,
+    /// The officer's roles, for the audit trail.
+    roles: Vec<String>,
+    session: Arc<Session>,
+}
+
+/// Checks who is asking; the refusal or sign-in redirect if it is not an officer.
+fn authorize<'a>(
+    shared: &'a Shared,
+    rt: &'a Runtime,
+    req: &'a PageRequest<'a>,
+) -> Result<Ctx<'a>, Box<Response<Body>>> {
+    let policy = &rt.policy;
+    let practice = &policy.practice;
+    let refuse = |msg: &str| {
+        Box::new(pages::problem(
+            StatusCode::FORBIDDEN,
+            practice,
+            "Officer's console",
+            msg,
+            req.request_id,
+        ))
+    };
+    if let Some(nets) = policy.networks.get(OFFICERS_NETWORK)
+        && !nets.contains(req.client_ip)
+    {
+        return Err(refuse(
+            "The officer's console can only be used from the officers' network named in the practice's policy.",
+        ));
+    }
+    let path_and_query = match &req.query {
+        Some(q) => format!("{}?{q}", req.path),
+        None => req.path.to_string(),
+    };
+    let to_sign_in = |ended: Option<&'static str>| {
+        Box::new(login::login_redirect(
+            &req.method,
+            &req.headers,
+            &path_and_query,
+            ended,
+        ))
+    };
+    let gate = &shared.gate;
+    let Some(s) = session::cookie_value(&req.headers, session::COOKIE)
+        .and_then(|c| gate.sessions.get(c))
+        .filter(|s| s.stage == Stage::Complete)
+    else {
+        return Err(to_sign_in(None));
+    };
+    let snap = gate.accounts.snapshot();
+    let who = match accounts::identity_of(&s, &snap, policy, req.now) {
+        Ok(w) => w,
+        Err(why) => return Err(to_sign_in(Some(why.code()))),
+    };
+    if let Some(own) = &who.allow_from
+        && !own.contains(req.client_ip)
+    {
+        return Err(refuse(
+            "Your account may only be used from its own networks, and this is not one of them.",
+        ));
+    }
+    // Emergency (break-glass) roles never open the console: only the account's own roles,
+    // or those the identity provider gave this sign-in.
+    let emergency: Vec<&String> = crate::grants::active_for(&snap.grants, &who.user, req.now)
+        .filter_map(|g| match &g.kind {
+            crate::grants::GrantKind::BreakGlass { roles } => Some(roles),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let own_roles = snap
+        .directory
+        .get(&who.user)
+        .map(|a| a.roles.as_slice())
+        .unwrap_or(&[]);
+    let officer = own_roles.iter().any(|r| r == OFFICER_ROLE)
+        || (who.roles.iter().any(|r| r == OFFICER_ROLE)
+            && !emergency.iter().any(|r| *r == OFFICER_ROLE));
+    if !officer {
+        return Err(refuse(
+            "This page is for the practice's security officer. Your account does not have the officer role.",
+        ));
+    }
+    if !who.mfa {
+        return Err(refuse(
+            "The officer's console needs a sign-in with a second factor (your authenticator app). Sign out, and sign in again with your code.",
+        ));
+    }
+    // Using the console is activity: it keeps the officer's session from idling out.
+    s.touch(req.now);
+    Ok(Ctx {
+        shared,
+        rt,
+        req,
+        officer: who.user,
+        roles: who.roles,
+        session: s,
+    })
+}
+
+/// A form's fields, in order, repeats kept (checkboxes).
+#[derive(Debug, Default)]
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// The first value of `name`, or "".
+    pub(crate) fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+
+    /// Every value of `name`.
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The fields of a query string.
+    pub(crate) fn from_query(query: Option<&str>) -> Form {
+        Form(
+            query
+                .and_then(|q| serde_urlencoded::from_str(q).ok())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+async fn read_form(body: Incoming) -> Option<Form> {
+    let bytes = Limited::new(body, MAX_FORM)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    serde_urlencoded::from_bytes(&bytes).ok().map(Form)
+}
+
+/// A message at the top of a page.
+pub(crate) enum Notice {
+    None,
+    /// Something was done.
+    Done(String),
+    /// Something was refused or failed.
+    Problem(String),
+    /// Already-escaped HTML announcing something that was done (with a link to hand over).
+    DoneHtml(String),
+}
+
+impl Notice {
+    fn html(&self) -> String {
+        match self {
+            Notice::None => String::new(),
+            Notice::Done(t) => format!(
+                "<div class=\"notice ok\" role=\"status\"><p>{}</p></div>",
+                escape(t)
+            ),
+            Notice::Problem(t) => format!(
+                "<div class=\"notice problem\" role=\"alert\"><p>{}</p></div>",
+                escape(t)
+            ),
+            Notice::DoneHtml(h) => format!("<div class=\"notice ok\" role=\"status\">{h}</div>"),
+        }
+    }
+
+    fn is_problem(&self) -> bool {
+        matches!(self, Notice::Problem(_))
+    }
+}
+
+/// The console's sections, for the navigation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Section {
+    Overview,
+    People,
+    Sessions,
+    Grants,
+    Audit,
+    Review,
+    Policy,
+    Lockdown,
+}
+
+const NAV: [(Section, &str, &str); 8] = [
+    (Section::Overview, "", "Overview"),
+    (Section::People, "users", "People"),
+    (Section::Sessions, "sessions", "Sessions"),
+    (Section::Grants, "grants", "Grants"),
+    (Section::Audit, "audit", "Audit trail"),
+    (Section::Review, "review", "Access review"),
+    (Section::Policy, "policy", "Policy"),
+    (Section::Lockdown, "lockdown", "Lock down"),
+];
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1a1a1a;line-height:1.45;background:#fff}\
+header.bar{background:#1f3a5f;color:#fff;padding:.6rem 1.5rem;display:flex;flex-wrap:wrap;gap:.5rem 1.5rem;align-items:baseline}\
+header.bar .practice{font-weight:600}header.bar .me{margin-left:auto}header.bar a{color:#fff}\
+nav{background:#eef1f5;border-bottom:1px solid #ccd3dc;padding:0 1.5rem}nav ul{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap}\
+nav a{display:block;padding:.55rem .8rem;color:#1f3a5f;text-decoration:none}nav a:hover,nav a:focus{background:#dde3ea;text-decoration:underline}\
+nav a[aria-current=page]{background:#fff;font-weight:600;border:1px solid #ccd3dc;border-bottom-color:#fff;margin-bottom:-1px}\
+main{max-width:78rem;margin:0 auto;padding:1rem 1.5rem 3rem}h1{font-size:1.5rem;margin:.6rem 0 1rem}h2{font-size:1.15rem;margin:1.6rem 0 .5rem}\
+table{border-collapse:collapse;width:100%;font-size:.92rem;margin:.3rem 0 1rem}caption{text-align:left;font-weight:600;padding:.3rem 0}\
+th,td{border:1px solid #ccd3dc;padding:.3rem .5rem;text-align:left;vertical-align:top}thead th{background:#eef1f5}\
+tbody tr:nth-child(even){background:#f8f9fb}td form{display:inline;margin:0}ul.flags{margin:0;padding-left:1.1rem}\
+.notice{border-left:5px solid;padding:.4rem 1rem;margin:.5rem 0 1rem;white-space:pre-line}.notice p{margin:.3rem 0}\
+.ok{border-color:#15803d;background:#f0fdf4}.problem{border-color:#b91c1c;background:#fef2f2}\
+.warnings{border:2px solid #b45309;background:#fff7ed;padding:.2rem 1rem;margin:1rem 0}\
+form.stack p{margin:.5rem 0}label{font-weight:500}fieldset{border:1px solid #ccd3dc;margin:.5rem 0;padding:.4rem .8rem}\
+input[type=text],input[type=date],input:not([type]),select,textarea{font:inherit;padding:.25rem .4rem;border:1px solid #8a96a3;border-radius:3px}\
+button{font:inherit;padding:.3rem .8rem;border:1px solid #1f3a5f;background:#1f3a5f;color:#fff;border-radius:3px;cursor:pointer}\
+button.quiet{background:#fff;color:#1f3a5f}button.danger{background:#b91c1c;border-color:#b91c1c}\
+button:focus,a:focus,input:focus,select:focus,textarea:focus{outline:3px solid #f59e0b;outline-offset:1px}\
+.hint{color:#555;font-size:.9rem;margin:.1rem 0}.none{color:#999}.cols{display:flex;flex-wrap:wrap;gap:0 2.5rem}.cols>section{flex:1 1 22rem}\
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dl.facts dt{font-weight:600}dl.facts dd{margin:0}\
+.link input{width:100%;max-width:60rem;font-family:monospace}.danger-zone{border:2px solid #b91c1c;padding:.2rem 1rem;margin-top:1.5rem}\
+.counts{display:flex;flex-wrap:wrap;gap:1rem}.counts div{border:1px solid #ccd3dc;padding:.5rem 1rem;min-width:9rem}.counts strong{display:block;font-size:1.6rem}\
+pre.file{background:#f6f8fa;border:1px solid #ccd3dc;padding:.5rem;overflow:auto;font-size:.85rem;line-height:1.35}pre.file .ln{color:#888;user-select:none}\
+.status-terminated,.status-deactivated{color:#666}";
+
+impl<'a> Ctx<'a> {
+    fn policy(&self) -> &'a crate::policy::Policy {
+        &self.rt.policy
+    }
+
+    fn now(&self) -> i64 {
+        self.req.now
+    }
+
+    /// The hidden CSRF field every form carries.
+    fn csrf_field(&self) -> String {
+        format!(
+            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+            escape(&self.session.csrf)
+        )
+    }
+
+    /// A POST from this session's own page: the token matches and `Origin`, when sent, is ours.
+    fn form_is_genuine(&self, form: &Form) -> bool {
+        let origin_ok = match self
+            .req
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+        {
+            None => true,
+            Some(o) => o.eq_ignore_ascii_case(&self.req.origin),
+        };
+        let token = form.get("csrf");
+        // Both checks always run, so timing says nothing about which failed.
+        let token_ok = !token.is_empty() & codes::ct_eq(&self.session.csrf, token);
+        origin_ok & token_ok
+    }
+
+    /// A whole console page.
+    fn page(
+        &self,
+        status: StatusCode,
+        section: Section,
+        title: &str,
+        notice: &Notice,
+        body_html: &str,
+    ) -> Response<Body> {
+        let practice = &self.policy().practice;
+        let practice = if practice.is_empty() {
+            "ward"
+        } else {
+            practice
+        };
+        let mut nav = String::from("<nav aria-label=\"Officer's console\"><ul>");
+        for (s, path, label) in NAV {
+            let current = if s == section {
+                " aria-current=\"page\""
+            } else {
+                ""
+            };
+            let _ = write!(
+                nav,
+                "<li><a href=\"{BASE}{path}\"{current}>{label}</a></li>"
+            );
+        }
+        nav.push_str("</ul></nav>");
+        let html = format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{title} — Officer's console — {practice}</title><style>{CSS}</style></head>\
+<body><header class=\"bar\"><span class=\"practice\">{practice}</span><span>Officer's console · ward</span>\
+<span class=\"me\">Signed in as <strong>{me}</strong> · <a href=\"/.ward/logout\">Sign out</a></span></header>\
+{nav}<main><h1>{title}</h1>{notice}{body_html}</main></body></html>\n",
+            title = escape(title),
+            practice = escape(practice),
+            me = escape(&self.officer),
+            notice = notice.html(),
+        );
+        html_response(status, html)
+    }
+
+    /// A refusal inside the console's frame.
+    fn refuse(&self, status: StatusCode, title: &str, message: &str) -> Response<Body> {
+        let body = format!(
+            "<p>{}</p><p class=\"hint\">Reference: <code>{}</code></p>",
+            escape(message),
+            escape(self.req.request_id)
+        );
+        self.page(status, Section::Overview, title, &Notice::None, &body)
+    }
+
+    fn not_found(&self) -> Response<Body> {
+        self.refuse(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no console page here. Use the links above.",
+        )
+    }
+
+    /// Writes the audit record of an officer action (and reports it for the request log).
+    /// On failure, the words to show the officer.
+    async fn audit(
+        &self,
+        outcome: &mut PageOutcome,
+        event: &'static str,
+        target: Option<&str>,
+        detail: String,
+        extra: impl FnOnce(Record) -> Record,
+    ) -> Option<String> {
+        outcome.event = Some(event);
+        if let Some(t) = target {
+            outcome.user = Some(t.to_string());
+        }
+        let mut r = Record::officer(self.officer.clone(), event)
+            .request_id(self.req.request_id)
+            .client_ip(self.req.client_ip)
+            .session(self.session.public_id.clone())
+            .roles(self.roles.iter().cloned())
+            .detail(detail);
+        if let Some(t) = target {
+            r = r.user(t);
+        }
+        match self.shared.audit.record(extra(r)).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(request_id = %self.req.request_id, error = %e, event, "cannot write the audit record of an officer action");
+                Some(format!(
+                    "The change was made, but the audit trail could not record it ({e}). Tell the practice's IT contact."
+                ))
+            }
+        }
+    }
+
+    /// Makes the accounts in force again from the files, so the next request sees a change.
+    fn reload_accounts(&self) {
+        if let Err(problems) = self.shared.gate.accounts.reload(self.policy()) {
+            tracing::warn!(
+                problems = problems.len(),
+                "accounts not reloaded after a console change"
+            );
+        }
+    }
+
+    /// The account names in force, for pickers.
+    fn account_names(&self) -> Vec<String> {
+        self.shared
+            .gate
+            .accounts
+            .snapshot()
+            .directory
+            .accounts
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+/// An HTML answer with the headers all of ward's pages carry, and a stricter policy.
+fn html_response(status: StatusCode, html: String) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from(html)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    no_store_headers(h);
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    resp
+}
+
+fn no_store_headers(h: &mut http::HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    // Enrollment links appear on console pages: never send a console address elsewhere.
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+}
+
+/// A file to download.
+fn download(content_type: &'static str, file_name: &str, body: String) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from(body)));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    no_store_headers(h);
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+/// Runs blocking work (file locks, disk) off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+/// Unix seconds as local date and time, to the minute.
+fn when(secs: i64) -> String {
+    match jiff::Timestamp::from_second(secs) {
+        Ok(t) => t
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M")
+            .to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
+/// How long before `now` `then` was, in words.
+fn ago(now: i64, then: i64) -> String {
+    let s = (now - then).max(0);
+    match s {
+        0..60 => "just now".into(),
+        60..7200 => format!("{} min ago", s / 60),
+        7200..172_800 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// A `<th>` row of column headers.
+fn head_row(columns: &[&str]) -> String {
+    let mut h = String::from("<thead><tr>");
+    for c in columns {
+        let _ = write!(h, "<th scope=\"col\">{c}</th>");
+    }
+    h.push_str("</tr></thead>");
+    h
+}
+
+/// The dash shown for "nothing".
+const NONE: &str = "<span class=\"none\">—</span>";
+
+/// Escaped text, or the dash when empty.
+fn or_none(text: &str) -> String {
+    if text.trim().is_empty() {
+        NONE.to_string()
+    } else {
+        escape(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_keep_repeated_fields() {
+        let f: Vec<(String, String)> =
+            serde_urlencoded::from_str("roles=a&roles=b&name=x%20y&csrf=").unwrap();
+        let f = Form(f);
+        assert_eq!(f.all("roles"), ["a", "b"]);
+        assert_eq!(f.get("name"), "x y");
+        assert_eq!(f.get("csrf"), "");
+        assert_eq!(f.get("missing"), "");
+        let q = Form::from_query(Some("since=7d&user=%3Cb%3E"));
+        assert_eq!(q.get("user"), "<b>");
+        assert!(Form::from_query(Some("%%%")).all("x").is_empty());
+    }
+
+    #[test]
+    fn times_read_as_words() {
+        assert_eq!(ago(1000, 990), "just now");
+        assert_eq!(ago(10_000, 10_000 - 300), "5 min ago");
+        assert_eq!(ago(100_000, 100_000 - 3 * 3600), "3 h ago");
+        assert_eq!(ago(1_000_000, 1_000_000 - 5 * 86_400), "5 days ago");
+        assert_eq!(ago(0, 50), "just now");
+    }
+
+    #[test]
+    fn empty_values_show_a_dash() {
+        assert_eq!(or_none(" "), NONE);
+        assert_eq!(or_none("<x>"), "&lt;x&gt;");
+    }
 }

@@ -82,6 +82,8 @@ pub struct ServerSettings {
     pub keepalive_timeout: Duration,
     /// Send `Strict-Transport-Security`.
     pub hsts: bool,
+    /// Organizations whose staff must connect from an enrolled device.
+    pub device_orgs: Vec<String>,
 }
 
 /// `[sessions]`.
@@ -152,6 +154,42 @@ pub struct LoginSettings {
     pub lockout_time: Duration,
     /// Sign-in attempts one address may make per minute.
     pub attempts_per_minute: u32,
+    /// Identity providers for single sign-on.
+    pub oidc: Vec<OidcProvider>,
+}
+
+/// What to do when ward requires MFA and the provider shows no second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WithoutMfa {
+    /// Ask for ward's own authenticator code (the account must have one).
+    WardTotp,
+    /// Refuse the sign-in.
+    Refuse,
+}
+
+/// One `[[login.oidc]]` provider.
+#[derive(Debug, Clone)]
+pub struct OidcProvider {
+    /// Connection settings (the client secret already read).
+    pub config: crate::oidc::ProviderConfig,
+    /// The button's words, e.g. "Sign in with Microsoft".
+    pub label: String,
+    /// Provider group → ward roles.
+    pub role_map: BTreeMap<String, Vec<String>>,
+    /// E-mail domains allowed to sign in (empty: any).
+    pub allowed_domains: Vec<String>,
+    /// The claim that names the account: `email` (its part before @) or `preferred_username`.
+    pub username_claim: String,
+    /// Make an account on first sign-in (with the mapped roles) instead of requiring one in users.toml.
+    pub create_accounts: bool,
+    /// `amr` values that show a second factor.
+    pub mfa_amr: Vec<String>,
+    /// `acr` values that show a second factor.
+    pub mfa_acr: Vec<String>,
+    /// When MFA is required and not shown.
+    pub without_mfa: WithoutMfa,
+    /// Send people to the provider's sign-out too, when it offers one.
+    pub logout: bool,
 }
 
 /// Log output format.
@@ -192,6 +230,8 @@ pub struct Role {
     pub export: Option<Export>,
     /// MFA rule for this role.
     pub mfa: Option<Mfa>,
+    /// People with this role must connect from an enrolled device.
+    pub device_required: bool,
 }
 
 /// One upstream web system.
@@ -269,6 +309,8 @@ pub struct Route {
     pub redact_for: Vec<String>,
     /// Roles that may not send request bodies here (forwarding/sharing settings).
     pub no_body_for: Vec<String>,
+    /// Only from an enrolled device (a client certificate from the device CA).
+    pub device_required: bool,
 }
 
 /// `[export]`: what counts as an export, and the defaults.
@@ -322,6 +364,8 @@ pub struct Identity {
     pub emergency: bool,
     /// The person works for a vendor (their organization is not the practice).
     pub vendor: bool,
+    /// The person must connect from an enrolled device (role or organization says so).
+    pub device_required: bool,
 }
 
 /// What ward knows about a request when it decides.
@@ -337,6 +381,8 @@ pub struct Facts<'a> {
     pub path: &'a str,
     /// Who is signed in, if anyone.
     pub identity: Option<&'a Identity>,
+    /// The connection presented a client certificate from the device CA.
+    pub device: bool,
 }
 
 /// Why a request was refused.
@@ -350,6 +396,8 @@ pub enum Refusal {
     Method,
     /// The signed-in person has no role or name the route allows.
     Role,
+    /// The route or the person needs an enrolled device and the connection has none.
+    Device,
 }
 
 impl Refusal {
@@ -359,6 +407,7 @@ impl Refusal {
             Refusal::Network => "network",
             Refusal::NoRoute => "no-route",
             Refusal::Method => "method",
+            Refusal::Device => "device",
             Refusal::Role => "role",
         }
     }
@@ -374,6 +423,9 @@ impl Refusal {
                 "The practice's access policy does not allow this kind of request here."
             }
             Refusal::Role => "Your account's roles do not include access to this page.",
+            Refusal::Device => {
+                "This page can only be used from a computer the practice (or your company) has enrolled."
+            }
         }
     }
 }
@@ -502,6 +554,20 @@ pub fn decide_traced(facts: &Facts<'_>, policy: &Policy, trace: &mut impl Trace)
         });
         if !ok {
             return deny(Refusal::Network, Some(id));
+        }
+    }
+    let device_needed = route.device_required || facts.identity.is_some_and(|w| w.device_required);
+    if device_needed {
+        trace.check("enrolled device", facts.device, || {
+            if facts.device {
+                "the connection presented a certificate from the practice's device CA".into()
+            } else {
+                "an enrolled device is required and the connection presented no device certificate"
+                    .into()
+            }
+        });
+        if !facts.device {
+            return deny(Refusal::Device, Some(id));
         }
     }
     let verdict = match (&route.access, facts.identity) {

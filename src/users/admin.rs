@@ -160,6 +160,7 @@ impl Admin {
                     sponsor: new.sponsor.clone(),
                     allow_from: new.allow_from.clone(),
                     attributes: Default::default(),
+                    sign_in: Default::default(),
                     line: 0,
                 },
             );

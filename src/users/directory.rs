@@ -21,7 +21,20 @@ pub const ACCOUNT_KEYS: &[&str] = &[
     "sponsor",
     "allow_from",
     "attributes",
+    "sign_in",
 ];
+
+/// How a person may sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignIn {
+    /// A ward password (with MFA) or single sign-on.
+    #[default]
+    Any,
+    /// Only with a ward password (with MFA).
+    Password,
+    /// Only through the practice's identity provider.
+    Sso,
+}
 
 /// Whether an account may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,6 +99,8 @@ pub struct Account {
     pub allow_from: Vec<String>,
     /// Extra values passed to apps.
     pub attributes: BTreeMap<String, String>,
+    /// How the person may sign in (`sign_in = "any" | "password" | "sso"`).
+    pub sign_in: SignIn,
     /// The line of the account's table header.
     pub line: usize,
 }
@@ -274,6 +289,7 @@ fn parse_account(
         sponsor: None,
         allow_from: Vec::new(),
         attributes: BTreeMap::new(),
+        sign_in: SignIn::Any,
         line,
     };
     let mut display_name = None;
@@ -288,6 +304,16 @@ fn parse_account(
             "expires" => a.expires = date(c, v),
             "allow_from" => a.allow_from = list(c, k, v, "[\"office_lan\"]"),
             "attributes" => a.attributes = attributes(c, v),
+            "sign_in" => match text(c, k, v).as_deref() {
+                None => {}
+                Some("any") => a.sign_in = SignIn::Any,
+                Some("password") => a.sign_in = SignIn::Password,
+                Some("sso") => a.sign_in = SignIn::Sso,
+                Some(other) => c.error(
+                    v.span(),
+                    format!("sign_in must be \"any\", \"password\" or \"sso\", not '{other}'"),
+                ),
+            },
             _ => {
                 let mut msg = format!("unknown setting '{k}' in account '{n}'");
                 match closest(k, ACCOUNT_KEYS) {

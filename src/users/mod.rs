@@ -6,7 +6,7 @@ pub mod directory;
 pub mod secrets;
 
 pub use admin::{Admin, AdminError, EnrollLink, NewAccount};
-pub use directory::{Account, Directory, Status};
+pub use directory::{Account, Directory, SignIn, Status};
 pub use secrets::{
     PendingEnrollment, Purpose, SecretStore, Secrets, Store, StoreError, StoreFile, UserSecrets,
 };

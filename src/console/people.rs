@@ -1,0 +1,777 @@
+//! People: the list of accounts, adding a person, and one person's page with every change
+//! `ward user` can make, through the same `users::Admin`.
+
+use super::{BASE, Ctx, Form, NONE, Notice, Section, blocking, head_row, or_none, when};
+use crate::body::Body;
+use crate::config::closest;
+use crate::login::PageOutcome;
+use crate::pages::escape;
+use crate::policy::net::parse_cidr;
+use crate::users::{
+    Account, Admin, AdminError, EnrollLink, NewAccount, Purpose, Status, UserSecrets, directory,
+};
+use http::{Response, StatusCode};
+use jiff::civil::Date;
+use std::fmt::Write as _;
+
+/// The values of the add form, to show it again after a refusal.
+#[derive(Default)]
+pub(super) struct AddValues {
+    name: String,
+    display_name: String,
+    roles: Vec<String>,
+    org: String,
+    expires: String,
+    sponsor: String,
+    allow_from: String,
+}
+
+/// `GET /.ward/officer/users`: every account, and the form to add one.
+pub(super) async fn list(
+    ctx: &Ctx<'_>,
+    notice: Notice,
+    refill: Option<AddValues>,
+) -> Response<Body> {
+    let snap = ctx.shared.gate.accounts.snapshot();
+    let store = ctx.shared.gate.accounts.store().clone();
+    let secrets = blocking(move || store.read()).await.and_then(Result::ok);
+    let none = UserSecrets::default();
+    let today = crate::accounts::today(ctx.now());
+    let mut h = String::new();
+    let problems = ctx.shared.gate.accounts.problems();
+    if !problems.is_empty() {
+        h.push_str(
+            "<div class=\"warnings\" role=\"alert\"><h2>The accounts file has problems</h2><ul>",
+        );
+        for p in problems.iter() {
+            let _ = write!(h, "<li>{}</li>", escape(p));
+        }
+        h.push_str("</ul></div>");
+    }
+    if secrets.is_none() {
+        h.push_str("<p class=\"notice problem\" role=\"alert\">ward's secret store could not be read, so MFA, sign-in and lock columns are empty.</p>");
+    }
+    let _ = write!(
+        h,
+        "<p><a href=\"#add\">Add a person</a></p><table><caption>Every account in {} ({})</caption>{}<tbody>",
+        escape(&ctx.policy().storage.users.display().to_string()),
+        snap.directory.accounts.len(),
+        head_row(&[
+            "Account",
+            "Name",
+            "Status",
+            "Roles",
+            "Organization",
+            "Sponsor",
+            "End date",
+            "MFA enrolled",
+            "Last sign-in",
+            "Locked",
+        ])
+    );
+    for a in snap.directory.accounts.values() {
+        let s = secrets
+            .as_ref()
+            .and_then(|all| all.users.get(&a.name))
+            .unwrap_or(&none);
+        let locked = match s.locked_until {
+            Some(t) if t > ctx.now() => format!("<strong>until {}</strong>", escape(&when(t))),
+            _ => "no".into(),
+        };
+        let _ = write!(
+            h,
+            "<tr class=\"status-{}\"><th scope=\"row\"><a href=\"{BASE}users/{n}\">{n}</a></th><td>{}</td><td>{}</td><td>{}</td>\
+<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{locked}</td></tr>",
+            a.status.as_str(),
+            escape(&a.display_name),
+            status_words(a, today),
+            or_none(&a.roles.join(", ")),
+            or_none(a.org.as_deref().unwrap_or("")),
+            or_none(a.sponsor.as_deref().unwrap_or("")),
+            a.expires
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| NONE.into()),
+            if s.totp.is_some() {
+                "yes"
+            } else {
+                "<strong>no</strong>"
+            },
+            s.last_login
+                .map(|t| escape(&when(t)))
+                .unwrap_or_else(|| "never".into()),
+            n = escape(&a.name),
+        );
+    }
+    if snap.directory.accounts.is_empty() {
+        h.push_str("<tr><td colspan=\"10\">There are no accounts yet.</td></tr>");
+    }
+    h.push_str("</tbody></table>");
+    h.push_str(&add_form(ctx, &refill.unwrap_or_default()));
+    let status = if notice.is_problem() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    ctx.page(status, Section::People, "People", &notice, &h)
+}
+
+/// "active", or what keeps the account from signing in.
+fn status_words(a: &Account, today: Date) -> &'static str {
+    if a.status == Status::Active && !a.usable_on(today) {
+        "expired (end date passed)"
+    } else {
+        a.status.as_str()
+    }
+}
+
+/// Checkboxes for the policy's roles, `checked` ticked.
+fn role_boxes(ctx: &Ctx<'_>, id_prefix: &str, checked: &[String]) -> String {
+    let mut h = String::new();
+    for (name, role) in &ctx.policy().roles {
+        let id = format!("{id_prefix}-{name}");
+        let tick = if checked.iter().any(|c| c == name) {
+            " checked"
+        } else {
+            ""
+        };
+        let about = if role.description.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " <span class=\"hint\">— {}</span>",
+                escape(&role.description)
+            )
+        };
+        let _ = write!(
+            h,
+            "<div><input type=\"checkbox\" id=\"{id}\" name=\"roles\" value=\"{v}\"{tick}> <label for=\"{id}\">{v}</label>{about}</div>",
+            id = escape(&id),
+            v = escape(name),
+        );
+    }
+    if ctx.policy().roles.is_empty() {
+        h.push_str("<p>The policy defines no roles yet (add them under [roles]).</p>");
+    }
+    h
+}
+
+fn add_form(ctx: &Ctx<'_>, v: &AddValues) -> String {
+    let nets: Vec<&str> = ctx.policy().networks.keys().map(String::as_str).collect();
+    let mut sponsors = String::from("<datalist id=\"accounts\">");
+    for n in ctx.account_names() {
+        let _ = write!(sponsors, "<option value=\"{}\">", escape(&n));
+    }
+    sponsors.push_str("</datalist>");
+    format!(
+        "<section aria-labelledby=\"add\"><h2 id=\"add\">Add a person</h2>\
+<p class=\"hint\">ward adds the person to the accounts file (your comments and layout stay) and shows a one-time link for them to set a password and MFA.</p>\
+<form method=\"post\" action=\"{BASE}users\" class=\"stack\">{csrf}\
+<p><label for=\"name\">Sign-in name</label><br><input id=\"name\" name=\"name\" value=\"{name}\" required maxlength=\"64\" pattern=\"[a-z0-9._\\-]+\" autocapitalize=\"none\" spellcheck=\"false\" aria-describedby=\"name-hint\">\
+<br><span class=\"hint\" id=\"name-hint\">Lower-case letters, digits, '.', '_' or '-', for example k_patel. Names are never reused.</span></p>\
+<p><label for=\"display_name\">Full name</label><br><input id=\"display_name\" name=\"display_name\" value=\"{display}\" required maxlength=\"200\" size=\"40\"></p>\
+<fieldset><legend>Roles</legend>{roles}</fieldset>\
+<p><label for=\"org\">Organization</label><br><input id=\"org\" name=\"org\" value=\"{org}\" maxlength=\"200\" size=\"40\" aria-describedby=\"org-hint\">\
+<br><span class=\"hint\" id=\"org-hint\">Leave empty for the practice's own staff. People from another company need an end date.</span></p>\
+<p><label for=\"expires\">End date (last working day)</label><br><input id=\"expires\" name=\"expires\" type=\"date\" value=\"{expires}\"></p>\
+<p><label for=\"sponsor\">Sponsor (who at the practice vouches for them)</label><br><input id=\"sponsor\" name=\"sponsor\" value=\"{sponsor}\" list=\"accounts\" maxlength=\"200\"></p>{sponsors}\
+<p><label for=\"allow_from\">Only from these networks</label><br><input id=\"allow_from\" name=\"allow_from\" value=\"{allow}\" size=\"40\" aria-describedby=\"allow-hint\">\
+<br><span class=\"hint\" id=\"allow-hint\">Optional, separated by commas: {nets} or address ranges like 203.0.113.0/24.</span></p>\
+<p><button type=\"submit\">Add person</button></p></form></section>",
+        csrf = ctx.csrf_field(),
+        name = escape(&v.name),
+        display = escape(&v.display_name),
+        roles = role_boxes(ctx, "add-role", &v.roles),
+        org = escape(&v.org),
+        expires = escape(&v.expires),
+        sponsor = escape(&v.sponsor),
+        allow = escape(&v.allow_from),
+        nets = if nets.is_empty() {
+            "the policy names no networks".to_string()
+        } else {
+            format!(
+                "network names from the policy ({})",
+                escape(&nets.join(", "))
+            )
+        },
+    )
+}
+
+/// `POST /.ward/officer/users`: adds a person and shows the link once.
+pub(super) async fn add(ctx: &Ctx<'_>, form: &Form, outcome: &mut PageOutcome) -> Response<Body> {
+    let v = AddValues {
+        name: form.get("name").trim().to_string(),
+        display_name: form.get("display_name").trim().to_string(),
+        roles: form.all("roles").into_iter().map(str::to_string).collect(),
+        org: form.get("org").trim().to_string(),
+        expires: form.get("expires").trim().to_string(),
+        sponsor: form.get("sponsor").trim().to_string(),
+        allow_from: form.get("allow_from").trim().to_string(),
+    };
+    let new = match new_account(ctx, &v) {
+        Ok(n) => n,
+        Err(msg) => return list(ctx, Notice::Problem(msg), Some(v)).await,
+    };
+    let admin = admin(ctx);
+    let now = ctx.now();
+    let to_add = new.clone();
+    let result = blocking(move || admin.add(to_add, now)).await;
+    let link = match result {
+        Some(Ok(link)) => link,
+        Some(Err(e)) => return list(ctx, Notice::Problem(explain(e)), Some(v)).await,
+        None => {
+            return list(
+                ctx,
+                Notice::Problem("ward could not add the person; try again.".into()),
+                Some(v),
+            )
+            .await;
+        }
+    };
+    ctx.reload_accounts();
+    let detail = format!(
+        "added with roles {}{}{}",
+        new.roles.join(", "),
+        new.org
+            .as_deref()
+            .map(|o| format!("; organization {o}"))
+            .unwrap_or_default(),
+        new.expires
+            .map(|d| format!("; end date {d}"))
+            .unwrap_or_default()
+    );
+    let warn = ctx
+        .audit(outcome, "user-added", Some(&new.name), detail, |r| r)
+        .await;
+    let mut html = format!(
+        "<p>Added <strong>{}</strong> ({}) with roles {}.</p>",
+        escape(&new.name),
+        escape(&new.display_name),
+        escape(&new.roles.join(", "))
+    );
+    html.push_str(&link_box(
+        ctx,
+        &link,
+        &format!(
+            "Give {} this one-time link to set a password and MFA",
+            new.display_name
+        ),
+    ));
+    if let Some(w) = warn {
+        let _ = write!(html, "<p role=\"alert\">{}</p>", escape(&w));
+    }
+    person(ctx, &new.name, Notice::DoneHtml(html)).await
+}
+
+/// Checks the add form against the policy (the same rules as `ward user add`).
+fn new_account(ctx: &Ctx<'_>, v: &AddValues) -> Result<NewAccount, String> {
+    directory::check_name(&v.name)?;
+    if v.display_name.is_empty() {
+        return Err("Full name is empty; give the person's name.".into());
+    }
+    let roles = check_roles(ctx, &v.roles)?;
+    let allow_from = check_networks(ctx, &v.allow_from)?;
+    let expires = match v.expires.as_str() {
+        "" => None,
+        text => {
+            let d = parse_date(text)?;
+            if d < crate::accounts::today(ctx.now()) {
+                return Err(format!(
+                    "The end date {d} has already passed; give the last day the account should work, today or later."
+                ));
+            }
+            Some(d)
+        }
+    };
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    Ok(NewAccount {
+        name: v.name.clone(),
+        display_name: v.display_name.clone(),
+        roles,
+        org: some(&v.org),
+        expires,
+        sponsor: some(&v.sponsor),
+        allow_from,
+    })
+}
+
+/// The roles, without repeats, each defined in the policy; at least one.
+fn check_roles(ctx: &Ctx<'_>, roles: &[String]) -> Result<Vec<String>, String> {
+    let known: Vec<&str> = ctx.policy().roles.keys().map(String::as_str).collect();
+    let mut out: Vec<String> = Vec::new();
+    for role in roles.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
+        if !known.contains(&role) {
+            let mut msg = format!("Unknown role '{role}'");
+            if let Some(best) = closest(role, &known) {
+                let _ = write!(msg, "; did you mean '{best}'?");
+            }
+            return Err(msg);
+        }
+        if !out.iter().any(|r| r == role) {
+            out.push(role.to_string());
+        }
+    }
+    if out.is_empty() {
+        return Err("Tick at least one role.".into());
+    }
+    Ok(out)
+}
+
+/// Comma- or space-separated networks of the policy, or address ranges.
+fn check_networks(ctx: &Ctx<'_>, text: &str) -> Result<Vec<String>, String> {
+    let known: Vec<&str> = ctx.policy().networks.keys().map(String::as_str).collect();
+    let mut out: Vec<String> = Vec::new();
+    for net in text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|n| !n.is_empty())
+    {
+        if !known.contains(&net) {
+            if net.contains(['.', ':', '/']) {
+                parse_cidr(net).map_err(|e| format!("Only from these networks: {e}"))?;
+            } else {
+                let mut msg =
+                    format!("Only from these networks: '{net}' is not a network in the policy");
+                match closest(net, &known) {
+                    Some(best) => {
+                        let _ = write!(msg, "; did you mean '{best}'?");
+                    }
+                    None if known.is_empty() => {
+                        msg.push_str("; give an address range like 203.0.113.0/24 instead")
+                    }
+                    None => {
+                        let _ = write!(msg, "; the networks there are: {}", known.join(", "));
+                    }
+                }
+                return Err(msg);
+            }
+        }
+        if !out.iter().any(|n| n == net) {
+            out.push(net.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// A date from the form: exactly YYYY-MM-DD, a real day.
+fn parse_date(text: &str) -> Result<Date, String> {
+    let b = text.as_bytes();
+    let shape = b.len() == 10
+        && b.iter().enumerate().all(|(i, ch)| match i {
+            4 | 7 => *ch == b'-',
+            _ => ch.is_ascii_digit(),
+        });
+    let bad = || format!("'{text}' is not a date; write it like 2027-03-31");
+    if !shape {
+        return Err(bad());
+    }
+    text.parse::<Date>().map_err(|_| bad())
+}
+
+fn admin(ctx: &Ctx<'_>) -> Admin {
+    let p = ctx.policy();
+    Admin::new(
+        &p.storage.users,
+        ctx.shared.gate.accounts.store().clone(),
+        &p.practice,
+    )
+}
+
+/// An `AdminError` in words for the console.
+fn explain(e: AdminError) -> String {
+    match e {
+        AdminError::VendorNeedsExpiry(_) => {
+            format!("{e}; give the last day of the contract as the end date.")
+        }
+        other => {
+            let text = other.to_string();
+            let mut chars = text.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect(),
+                None => text,
+            }
+        }
+    }
+}
+
+/// The one-time link, shown once, with how to hand it over.
+fn link_box(ctx: &Ctx<'_>, link: &EnrollLink, intro: &str) -> String {
+    let url = format!(
+        "{}/.ward/enroll?token={}",
+        ctx.policy().server.public_url,
+        link.token
+    );
+    format!(
+        "<div class=\"link\"><p>{intro}. It works once, until {until} (24 hours from now), and is shown only now:</p>\
+<p><label for=\"link\">One-time link</label><br><input id=\"link\" name=\"link\" value=\"{url}\" readonly></p>\
+<p>Hand it over yourself or by a channel only they can read: whoever opens it first gets the account.</p></div>",
+        intro = escape(intro),
+        until = escape(&when(link.expires)),
+        url = escape(&url),
+    )
+}
+
+/// `GET /.ward/officer/users/NAME`.
+pub(super) async fn person(ctx: &Ctx<'_>, name: &str, notice: Notice) -> Response<Body> {
+    let snap = ctx.shared.gate.accounts.snapshot();
+    let Some(a) = snap.directory.get(name) else {
+        return ctx.refuse(
+            StatusCode::NOT_FOUND,
+            "No such person",
+            &format!("There is no account named '{name}'."),
+        );
+    };
+    let store = ctx.shared.gate.accounts.store().clone();
+    let s = blocking(move || store.read())
+        .await
+        .and_then(Result::ok)
+        .and_then(|all| all.users.get(&a.name).cloned())
+        .unwrap_or_default();
+    let now = ctx.now();
+    let today = crate::accounts::today(now);
+    let n = escape(&a.name);
+    let sessions = ctx.shared.gate.sessions.of_user(&a.name);
+    let pending = match &s.enroll {
+        None => NONE.to_string(),
+        Some(p) => {
+            let what = match p.purpose {
+                Purpose::Enroll => "enrollment",
+                Purpose::ResetPassword => "password reset",
+                Purpose::ResetMfa => "MFA reset",
+            };
+            if p.expires > now {
+                format!("{what} link, works until {}", escape(&when(p.expires)))
+            } else {
+                format!("{what} link, expired {}", escape(&when(p.expires)))
+            }
+        }
+    };
+    let mut h = format!(
+        "<p><a href=\"{BASE}users\">← All people</a></p><h2>Details</h2><dl class=\"facts\">\
+<dt>Sign-in name</dt><dd>{n}</dd><dt>Full name</dt><dd>{display}</dd><dt>Status</dt><dd>{status}</dd>\
+<dt>Roles</dt><dd>{roles}</dd><dt>Organization</dt><dd>{org}</dd><dt>Sponsor</dt><dd>{sponsor}</dd>\
+<dt>End date</dt><dd>{end}</dd><dt>Only from</dt><dd>{from}</dd><dt>Password set</dt><dd>{pw}</dd>\
+<dt>MFA enrolled</dt><dd>{mfa}</dd><dt>Pending link</dt><dd>{pending}</dd><dt>Last sign-in</dt><dd>{last}</dd>\
+<dt>Locked</dt><dd>{locked}</dd><dt>Live sessions</dt><dd>{live}</dd></dl>",
+        display = escape(&a.display_name),
+        status = status_words(a, today),
+        roles = or_none(&a.roles.join(", ")),
+        org = or_none(a.org.as_deref().unwrap_or("")),
+        sponsor = or_none(a.sponsor.as_deref().unwrap_or("")),
+        end = a
+            .expires
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "none".into()),
+        from = if a.allow_from.is_empty() {
+            "anywhere the policy allows".to_string()
+        } else {
+            escape(&a.allow_from.join(", "))
+        },
+        pw = if s.password.is_some() { "yes" } else { "no" },
+        mfa = if s.totp.is_some() { "yes" } else { "no" },
+        last = match (s.last_login, &s.last_login_ip) {
+            (Some(t), Some(ip)) => format!("{} from {}", escape(&when(t)), escape(ip)),
+            (Some(t), None) => escape(&when(t)),
+            (None, _) => "never".into(),
+        },
+        locked = match s.locked_until {
+            Some(t) if t > now => format!("until {}", escape(&when(t))),
+            _ if s.failed_logins > 0 => format!("no ({} failed sign-ins)", s.failed_logins),
+            _ => "no".into(),
+        },
+        live = if sessions.is_empty() {
+            "none".to_string()
+        } else {
+            format!(
+                "{} (<a href=\"{BASE}sessions\">see sessions</a>)",
+                sessions.len()
+            )
+        },
+    );
+    if a.status == Status::Terminated {
+        h.push_str("<p>This account is terminated. That is permanent: it cannot be changed or reactivated, and its name is never given to anyone else. The record stays for the audit trail.</p>");
+        return ctx.page(
+            status_for(&notice),
+            Section::People,
+            &a.display_name,
+            &notice,
+            &h,
+        );
+    }
+    let csrf = ctx.csrf_field();
+    let action = |what: &str| format!("{BASE}users/{n}/{what}");
+    let _ = write!(
+        h,
+        "<div class=\"cols\"><section aria-labelledby=\"roles-h\"><h2 id=\"roles-h\">Roles</h2>\
+<form method=\"post\" action=\"{}\">{csrf}<fieldset><legend>Roles of {n}</legend>{}</fieldset>\
+<p><button type=\"submit\">Save roles</button></p></form></section>",
+        action("roles"),
+        role_boxes(ctx, "role", &a.roles),
+    );
+    let _ = write!(
+        h,
+        "<section aria-labelledby=\"end-h\"><h2 id=\"end-h\">End date</h2>\
+<form method=\"post\" action=\"{}\">{csrf}<p><label for=\"expires\">Last working day</label><br>\
+<input id=\"expires\" name=\"expires\" type=\"date\" value=\"{}\" required> <button type=\"submit\">Set end date</button></p></form>",
+        action("end-date"),
+        a.expires.map(|d| d.to_string()).unwrap_or_default(),
+    );
+    if a.expires.is_some() {
+        if a.is_vendor(&ctx.policy().practice) {
+            h.push_str(
+                "<p class=\"hint\">People from another organization always keep an end date.</p>",
+            );
+        } else {
+            let _ = write!(
+                h,
+                "<form method=\"post\" action=\"{}\">{csrf}<p><button type=\"submit\" class=\"quiet\">Remove the end date</button></p></form>",
+                action("no-end-date")
+            );
+        }
+    }
+    h.push_str("</section>");
+    let _ = write!(
+        h,
+        "<section aria-labelledby=\"signin-h\"><h2 id=\"signin-h\">Sign-in</h2>\
+<p class=\"hint\">A reset ends the person's sessions and shows a new one-time link.</p>\
+<form method=\"post\" action=\"{}\">{csrf}<p><button type=\"submit\">Reset password</button></p></form>\
+<form method=\"post\" action=\"{}\">{csrf}<p><button type=\"submit\">Reset MFA</button></p></form>\
+<form method=\"post\" action=\"{}\">{csrf}<p><button type=\"submit\" class=\"quiet\">Unlock after failed sign-ins</button></p></form></section></div>",
+        action("reset-password"),
+        action("reset-mfa"),
+        action("unlock"),
+    );
+    let _ = write!(
+        h,
+        "<section aria-labelledby=\"acct-h\"><h2 id=\"acct-h\">Account</h2>"
+    );
+    if !sessions.is_empty() {
+        let _ = write!(
+            h,
+            "<form method=\"post\" action=\"{BASE}sessions/end-user\">{csrf}<input type=\"hidden\" name=\"user\" value=\"{n}\">\
+<input type=\"hidden\" name=\"back\" value=\"person\"><p><button type=\"submit\" class=\"quiet\">End all of {n}'s sessions ({})</button></p></form>",
+            sessions.len()
+        );
+    }
+    match a.status {
+        Status::Active => {
+            let _ = write!(
+                h,
+                "<form method=\"post\" action=\"{}\">{csrf}<p><button type=\"submit\">Deactivate</button> \
+<span class=\"hint\">Stops {n} signing in and ends their sessions until you reactivate the account.</span></p></form>",
+                action("deactivate")
+            );
+        }
+        _ => {
+            let _ = write!(
+                h,
+                "<form method=\"post\" action=\"{}\">{csrf}<p><button type=\"submit\">Reactivate</button> \
+<span class=\"hint\">Lets {n} sign in again.</span></p></form>",
+                action("reactivate")
+            );
+        }
+    }
+    let _ = write!(
+        h,
+        "</section><section class=\"danger-zone\" aria-labelledby=\"term-h\"><h2 id=\"term-h\">Terminate</h2>\
+<p>Ends every session of {n} now and deletes their password, MFA and recovery codes. The account can never be reactivated and the name is never reused; the record stays for the audit trail.</p>\
+<form method=\"post\" action=\"{}\">{csrf}<p><input type=\"checkbox\" id=\"confirm\" name=\"confirm\" value=\"yes\" required> \
+<label for=\"confirm\">Yes, terminate {n} for good</label></p><p><button type=\"submit\" class=\"danger\">Terminate</button></p></form></section>",
+        action("terminate")
+    );
+    ctx.page(
+        status_for(&notice),
+        Section::People,
+        &a.display_name,
+        &notice,
+        &h,
+    )
+}
+
+fn status_for(notice: &Notice) -> StatusCode {
+    if notice.is_problem() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// `POST /.ward/officer/users/NAME/ACTION`.
+pub(super) async fn action(
+    ctx: &Ctx<'_>,
+    name: &str,
+    what: &str,
+    form: &Form,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
+    if directory::check_name(name).is_err() {
+        return ctx.not_found();
+    }
+    let admin = admin(ctx);
+    let owned = name.to_string();
+    let now = ctx.now();
+    // (event, words for the audit trail, words for the officer, a new link)
+    type Done = (&'static str, String, String, Option<EnrollLink>);
+    let result: Result<Done, String> = match what {
+        "roles" => {
+            let wanted: Vec<String> = form.all("roles").into_iter().map(str::to_string).collect();
+            match check_roles(ctx, &wanted) {
+                Err(e) => Err(e),
+                Ok(roles) => {
+                    let r = roles.clone();
+                    run(move || admin.set_roles(&owned, &r)).await.map(|()| {
+                        (
+                            "roles-changed",
+                            format!("roles set to {}", roles.join(", ")),
+                            format!("{name}'s roles are now {}.", roles.join(", ")),
+                            None,
+                        )
+                    })
+                }
+            }
+        }
+        "end-date" => match parse_date(form.get("expires").trim()) {
+            Err(e) => Err(e),
+            Ok(d) => run(move || admin.set_expiry(&owned, Some(d))).await.map(|()| {
+                let words = if d < crate::accounts::today(now) {
+                    format!("{name}'s last day is now {d}, which has passed, so the account can no longer sign in.")
+                } else {
+                    format!("{name}'s account now works until the end of {d}.")
+                };
+                ("end-date-set", format!("end date set to {d}"), words, None)
+            }),
+        },
+        "no-end-date" => run(move || admin.set_expiry(&owned, None)).await.map(|()| {
+            (
+                "end-date-removed",
+                "end date removed".to_string(),
+                format!("{name} no longer has an end date."),
+                None,
+            )
+        }),
+        "deactivate" => run(move || admin.deactivate(&owned)).await.map(|()| {
+            (
+                "user-deactivated",
+                "deactivated".to_string(),
+                format!("{name} is deactivated: their sessions have ended and they cannot sign in until you reactivate the account."),
+                None,
+            )
+        }),
+        "reactivate" => run(move || admin.reactivate(&owned)).await.map(|()| {
+            (
+                "user-reactivated",
+                "reactivated".to_string(),
+                format!("{name} is active and can sign in."),
+                None,
+            )
+        }),
+        "terminate" => {
+            if form.get("confirm") != "yes" {
+                Err(format!(
+                    "Terminating {name} is permanent, so tick the box to confirm it. To stop {name} signing in for now instead, deactivate the account."
+                ))
+            } else {
+                run(move || admin.terminate(&owned)).await.map(|()| {
+                    (
+                        "user-terminated",
+                        "terminated".to_string(),
+                        format!("{name} is terminated: their sessions have ended and their password and MFA are deleted. This cannot be undone."),
+                        None,
+                    )
+                })
+            }
+        }
+        "reset-password" => run(move || admin.reset_password(&owned, now))
+            .await
+            .map(|link| {
+                (
+                    "password-reset",
+                    "password reset; new link issued".to_string(),
+                    format!("{name}'s password no longer works, and their sessions have ended."),
+                    Some(link),
+                )
+            }),
+        "reset-mfa" => run(move || admin.reset_mfa(&owned, now)).await.map(|link| {
+            (
+                "mfa-reset",
+                "MFA reset; new link issued".to_string(),
+                format!("{name}'s authenticator app and recovery codes no longer work, and their sessions have ended."),
+                Some(link),
+            )
+        }),
+        "unlock" => run(move || admin.unlock(&owned)).await.map(|()| {
+            (
+                "user-unlocked",
+                "failed sign-ins cleared".to_string(),
+                format!("{name} is unlocked."),
+                None,
+            )
+        }),
+        _ => return ctx.not_found(),
+    };
+    let (event, detail, words, link) = match result {
+        Ok(done) => done,
+        Err(msg) => return person(ctx, name, Notice::Problem(msg)).await,
+    };
+    ctx.reload_accounts();
+    // The credential epoch already voids these sessions; ending them now frees them at once.
+    if matches!(
+        event,
+        "user-deactivated" | "user-terminated" | "password-reset" | "mfa-reset"
+    ) {
+        ctx.shared.gate.sessions.remove_user(name);
+    }
+    let warn = ctx.audit(outcome, event, Some(name), detail, |r| r).await;
+    let mut html = format!("<p>{}</p>", escape(&words));
+    if let Some(link) = &link {
+        html.push_str(&link_box(
+            ctx,
+            link,
+            &format!("Give {name} this one-time link"),
+        ));
+    }
+    if let Some(w) = warn {
+        let _ = write!(html, "<p role=\"alert\">{}</p>", escape(&w));
+    }
+    person(ctx, name, Notice::DoneHtml(html)).await
+}
+
+/// Runs an `Admin` change off the async threads; its error in words.
+async fn run<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AdminError> + Send + 'static,
+) -> Result<T, String> {
+    match blocking(f).await {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => Err(explain(e)),
+        None => Err("The change could not be made; try again.".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_strict() {
+        assert_eq!(
+            parse_date("2027-03-31").unwrap(),
+            jiff::civil::date(2027, 3, 31)
+        );
+        for bad in [
+            "2027-3-31",
+            "2027-02-30",
+            "31/03/2027",
+            "",
+            "2027-03-31T00:00",
+        ] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_start_with_a_capital() {
+        assert_eq!(
+            explain(AdminError::NoAccount("x".into())),
+            "There is no account named 'x'"
+        );
+        assert!(explain(AdminError::VendorNeedsExpiry("v".into())).ends_with("as the end date."));
+    }
+}

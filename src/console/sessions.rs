@@ -1,0 +1,384 @@
+//! Live sessions (who, from where, since when; end one or all of a person's) and the incident
+//! lock-down (end every session of an organization, or of everyone but the officers).
+
+use super::{BASE, Ctx, Form, NONE, Notice, OFFICER_ROLE, Section, ago, blocking, head_row, when};
+use crate::accounts;
+use crate::body::Body;
+use crate::login::PageOutcome;
+use crate::pages::escape;
+use crate::session::Stage;
+use crate::users::{Admin, Directory, Status};
+use http::{Response, StatusCode};
+use std::fmt::Write as _;
+
+/// `GET /.ward/officer/sessions`.
+pub(super) fn list(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
+    let gate = &ctx.shared.gate;
+    let snap = gate.accounts.snapshot();
+    let policy = ctx.policy();
+    let now = ctx.now();
+    let all = gate.sessions.all();
+    let csrf = ctx.csrf_field();
+    let mut h = format!(
+        "<p>Everyone signed in now, oldest first. Ending a session sends that browser to the sign-in page at its next click; \
+the person can sign in again unless you also <a href=\"{BASE}users\">deactivate</a> the account. \
+For an incident, <a href=\"{BASE}lockdown\">lock down</a> a whole organization.</p>\
+<table><caption>Live sessions ({})</caption>{}<tbody>",
+        all.len(),
+        head_row(&[
+            "Person",
+            "Name",
+            "From",
+            "Since",
+            "Last activity",
+            "State",
+            "Emergency",
+            "End",
+        ])
+    );
+    for s in &all {
+        let account = snap.directory.get(&s.user);
+        let (state, emergency) = match s.stage {
+            Stage::NeedsMfa => ("signing in (second step owed)".to_string(), false),
+            Stage::Complete => match accounts::identity_of(s, &snap, policy, now) {
+                Ok(who) => ("signed in".to_string(), who.emergency),
+                Err(why) => (format!("ending ({})", why.code()), false),
+            },
+        };
+        let me = if s.public_id == ctx.session.public_id {
+            " <strong>(you, here)</strong>"
+        } else {
+            ""
+        };
+        let user = escape(&s.user);
+        let _ = write!(
+            h,
+            "<tr><th scope=\"row\"><a href=\"{BASE}users/{user}\">{user}</a>{me}</th><td>{name}</td><td>{ip}</td>\
+<td>{since}</td><td>{last}</td><td>{state}</td><td>{emergency}</td><td>\
+<form method=\"post\" action=\"{BASE}sessions/end\">{csrf}<input type=\"hidden\" name=\"session\" value=\"{id}\">\
+<button type=\"submit\" class=\"quiet\" aria-label=\"End this session of {user}\">End this session</button></form> \
+<form method=\"post\" action=\"{BASE}sessions/end-user\">{csrf}<input type=\"hidden\" name=\"user\" value=\"{user}\">\
+<button type=\"submit\" class=\"quiet\">End all of {user}'s sessions</button></form></td></tr>",
+            name = account
+                .map(|a| escape(&a.display_name))
+                .unwrap_or_else(|| NONE.into()),
+            ip = escape(&s.client_ip.to_string()),
+            since = escape(&when(s.created)),
+            last = ago(now, s.last_active()),
+            state = escape(&state),
+            emergency = if emergency {
+                "<strong>yes (break-glass)</strong>"
+            } else {
+                "no"
+            },
+            id = escape(&s.public_id),
+        );
+    }
+    if all.is_empty() {
+        h.push_str("<tr><td colspan=\"8\">Nobody is signed in.</td></tr>");
+    }
+    h.push_str("</tbody></table>");
+    let status = if notice.is_problem() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    ctx.page(status, Section::Sessions, "Live sessions", &notice, &h)
+}
+
+/// `POST /.ward/officer/sessions/end`: ends one session by its public id.
+pub(super) async fn end_one(
+    ctx: &Ctx<'_>,
+    form: &Form,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
+    let id = form.get("session");
+    let sessions = &ctx.shared.gate.sessions;
+    let owner = sessions
+        .all()
+        .into_iter()
+        .find(|s| crate::auth::codes::ct_eq(&s.public_id, id))
+        .map(|s| s.user.clone());
+    let (Some(user), true) = (owner, !id.is_empty() && sessions.remove_public(id)) else {
+        return list(
+            ctx,
+            Notice::Problem("That session had already ended.".into()),
+        );
+    };
+    let warn = ctx
+        .audit(
+            outcome,
+            "session-ended",
+            Some(&user),
+            format!("ended session {id}"),
+            |r| r,
+        )
+        .await;
+    let mut words = format!(
+        "The session of {user} has ended; that browser goes to the sign-in page at its next click."
+    );
+    if let Some(w) = warn {
+        words.push('\n');
+        words.push_str(&w);
+    }
+    list(ctx, Notice::Done(words))
+}
+
+/// `POST /.ward/officer/sessions/end-user`: ends every session of one person.
+pub(super) async fn end_user(
+    ctx: &Ctx<'_>,
+    form: &Form,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
+    let user = form.get("user").to_string();
+    if crate::users::directory::check_name(&user).is_err() {
+        return list(ctx, Notice::Problem("No such person.".into()));
+    }
+    let n = ctx.shared.gate.sessions.remove_user(&user);
+    let warn = ctx
+        .audit(
+            outcome,
+            "sessions-ended",
+            Some(&user),
+            format!("ended all {n} sessions"),
+            |r| r,
+        )
+        .await;
+    let mut words = match n {
+        0 => format!("{user} had no live sessions."),
+        1 => format!("{user}'s session has ended."),
+        n => format!("All {n} of {user}'s sessions have ended."),
+    };
+    if let Some(w) = warn {
+        words.push('\n');
+        words.push_str(&w);
+    }
+    if form.get("back") == "person" {
+        return super::people::person(ctx, &user, Notice::Done(words)).await;
+    }
+    list(ctx, Notice::Done(words))
+}
+
+/// The organizations named in users.toml, each spelled as first written, with its people.
+fn organizations(dir: &Directory) -> Vec<(String, Vec<String>)> {
+    let mut orgs: Vec<(String, Vec<String>)> = Vec::new();
+    for a in dir.accounts.values() {
+        let Some(org) = a.org.as_deref().map(str::trim).filter(|o| !o.is_empty()) else {
+            continue;
+        };
+        match orgs.iter_mut().find(|(o, _)| o.eq_ignore_ascii_case(org)) {
+            Some((_, people)) => people.push(a.name.clone()),
+            None => orgs.push((org.to_string(), vec![a.name.clone()])),
+        }
+    }
+    orgs.sort_by_key(|(o, _)| o.to_ascii_lowercase());
+    orgs
+}
+
+fn is_officer(dir: &Directory, user: &str) -> bool {
+    dir.get(user)
+        .is_some_and(|a| a.roles.iter().any(|r| r == OFFICER_ROLE))
+}
+
+/// `GET /.ward/officer/lockdown`.
+pub(super) fn lockdown_form(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
+    let gate = &ctx.shared.gate;
+    let snap = gate.accounts.snapshot();
+    let all = gate.sessions.all();
+    let live = |people: &[String]| all.iter().filter(|s| people.contains(&s.user)).count();
+    let mut choices = String::new();
+    for (i, (org, people)) in organizations(&snap.directory).iter().enumerate() {
+        let _ = write!(
+            choices,
+            "<div><input type=\"radio\" id=\"org-{i}\" name=\"scope\" value=\"org:{v}\" required> \
+<label for=\"org-{i}\">Everyone from <strong>{v}</strong></label> <span class=\"hint\">({p} {pw}, {l} live {lw})</span></div>",
+            v = escape(org),
+            p = people.len(),
+            pw = if people.len() == 1 {
+                "person"
+            } else {
+                "people"
+            },
+            l = live(people),
+            lw = if live(people) == 1 {
+                "session"
+            } else {
+                "sessions"
+            },
+        );
+    }
+    let others = all
+        .iter()
+        .filter(|s| !is_officer(&snap.directory, &s.user))
+        .count();
+    let _ = write!(
+        choices,
+        "<div><input type=\"radio\" id=\"everyone\" name=\"scope\" value=\"everyone\" required> \
+<label for=\"everyone\">Everyone except the officers</label> <span class=\"hint\">({others} live {})</span></div>",
+        if others == 1 { "session" } else { "sessions" }
+    );
+    let h = format!(
+        "<p>For an incident: end at once every session of one organization (a vendor whose staff or systems may be compromised), \
+or of everyone but the officers. People can sign in again unless their accounts are deactivated, so for a vendor tick \
+\"also deactivate\" as well; reactivate the accounts one by one on the <a href=\"{BASE}users\">People</a> page when it is over.</p>\
+<form method=\"post\" action=\"{BASE}lockdown\" class=\"stack\">{csrf}<fieldset><legend>Whose sessions end</legend>{choices}</fieldset>\
+<p><input type=\"checkbox\" id=\"deactivate\" name=\"deactivate\" value=\"yes\"> <label for=\"deactivate\">Also deactivate the organization's accounts</label> \
+<span class=\"hint\">(an organization only)</span></p>\
+<p><input type=\"checkbox\" id=\"confirm\" name=\"confirm\" value=\"yes\" required> <label for=\"confirm\">Yes, end these sessions now</label></p>\
+<p><button type=\"submit\" class=\"danger\">Lock down</button></p></form>",
+        csrf = ctx.csrf_field(),
+    );
+    let status = if notice.is_problem() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    ctx.page(status, Section::Lockdown, "Lock down", &notice, &h)
+}
+
+/// `POST /.ward/officer/lockdown`.
+pub(super) async fn lockdown(
+    ctx: &Ctx<'_>,
+    form: &Form,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
+    if form.get("confirm") != "yes" {
+        return lockdown_form(
+            ctx,
+            Notice::Problem("Nothing was done: tick the box to confirm the lock-down.".into()),
+        );
+    }
+    let gate = &ctx.shared.gate;
+    let snap = gate.accounts.snapshot();
+    let scope = form.get("scope");
+    if scope == "everyone" {
+        let mut ended = 0;
+        let mut people = std::collections::BTreeSet::new();
+        for s in gate.sessions.all() {
+            if !is_officer(&snap.directory, &s.user) && gate.sessions.remove_public(&s.public_id) {
+                ended += 1;
+                people.insert(s.user.clone());
+            }
+        }
+        let warn = ctx
+            .audit(
+                outcome,
+                "lock-down",
+                None,
+                format!(
+                    "ended {ended} sessions of {} people: everyone except the officers",
+                    people.len()
+                ),
+                |r| r,
+            )
+            .await;
+        let mut words = format!(
+            "Lock-down: {ended} sessions of {} people ended; only the officers are still signed in.",
+            people.len()
+        );
+        if let Some(w) = warn {
+            words.push('\n');
+            words.push_str(&w);
+        }
+        return lockdown_form(ctx, Notice::Done(words));
+    }
+    let Some(wanted) = scope.strip_prefix("org:") else {
+        return lockdown_form(
+            ctx,
+            Notice::Problem("Nothing was done: choose whose sessions end.".into()),
+        );
+    };
+    let Some((org, people)) = organizations(&snap.directory)
+        .into_iter()
+        .find(|(o, _)| o.eq_ignore_ascii_case(wanted.trim()))
+    else {
+        return lockdown_form(
+            ctx,
+            Notice::Problem(format!(
+                "Nothing was done: no account names the organization '{wanted}'."
+            )),
+        );
+    };
+    let mut ended = 0;
+    for p in &people {
+        ended += gate.sessions.remove_user(p);
+    }
+    let mut deactivated = Vec::new();
+    let mut failed = Vec::new();
+    if form.get("deactivate") == "yes" {
+        let p = ctx.policy();
+        let admin = Admin::new(&p.storage.users, gate.accounts.store().clone(), &p.practice);
+        let active: Vec<String> = people
+            .iter()
+            .filter(|n| {
+                snap.directory
+                    .get(n)
+                    .is_some_and(|a| a.status == Status::Active)
+            })
+            .cloned()
+            .collect();
+        let results = blocking(move || {
+            active
+                .into_iter()
+                .map(|n| {
+                    let r = admin.deactivate(&n).map_err(|e| e.to_string());
+                    (n, r)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (n, r) in results {
+            match r {
+                Ok(()) => deactivated.push(n),
+                Err(e) => failed.push(format!("{n}: {e}")),
+            }
+        }
+        ctx.reload_accounts();
+        // Deactivating bumped their credentials: anything that slipped in meanwhile ends too.
+        for n in &deactivated {
+            gate.sessions.remove_user(n);
+        }
+    }
+    let mut detail = format!(
+        "ended {ended} sessions of the {} people of organization {org}",
+        people.len()
+    );
+    if !deactivated.is_empty() {
+        let _ = write!(detail, "; deactivated {}", deactivated.join(", "));
+    }
+    let org_for_record = org.clone();
+    let warn = ctx
+        .audit(outcome, "lock-down", None, detail, move |r| {
+            r.org(org_for_record)
+        })
+        .await;
+    let mut words = format!(
+        "Lock-down of {org}: {ended} {} ended.",
+        if ended == 1 { "session" } else { "sessions" }
+    );
+    if !deactivated.is_empty() {
+        let _ = write!(
+            words,
+            " Deactivated: {}. Reactivate them on their pages when the incident is over.",
+            deactivated.join(", ")
+        );
+    }
+    let mut notice_problem = false;
+    if !failed.is_empty() {
+        notice_problem = true;
+        let _ = write!(words, "\nNot deactivated: {}", failed.join("; "));
+    }
+    if let Some(w) = warn {
+        words.push('\n');
+        words.push_str(&w);
+    }
+    lockdown_form(
+        ctx,
+        if notice_problem {
+            Notice::Problem(words)
+        } else {
+            Notice::Done(words)
+        },
+    )
+}

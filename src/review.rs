@@ -1,0 +1,908 @@
+//! The access review (`ward report access`, and the console's review page): every account
+//! with what it may do and how it has been used, and flags for what the officer should look
+//! at in the periodic risk assessment. Also the check that the practice has officers.
+//!
+//! Building the review is a pure function of the policy, `users.toml`, the secret store's
+//! sign-in times and the time now; rendering gives a printable HTML page or CSV (RFC 4180).
+
+use crate::accounts::today;
+use crate::config::{self, Certs};
+use crate::console::OFFICER_ROLE;
+use crate::pages::escape;
+use crate::policy::{Export, Policy};
+use crate::users::{Directory, SecretStore, Secrets, Status, directory};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Accounts unused for longer than this many days are flagged unless told otherwise.
+pub const DEFAULT_IDLE_DAYS: u32 = 90;
+
+/// Accounts whose end date is this close (in days) are flagged.
+pub const ENDS_SOON_DAYS: i64 = 14;
+
+const DAY: i64 = 24 * 3600;
+
+/// Something about an account the officer should look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flag {
+    /// No activity for more than the review's idle limit; `days` since the last.
+    Idle {
+        /// Whole days since the last activity.
+        days: i64,
+    },
+    /// The account has never signed in.
+    NeverSignedIn,
+    /// The account is still marked active, but its end date has passed.
+    PastEndDate {
+        /// It works for another organisation.
+        vendor: bool,
+    },
+    /// The end date is at most `ENDS_SOON_DAYS` away.
+    EndsSoon {
+        /// Days left (0: today is the last day).
+        days: i64,
+        /// It works for another organisation.
+        vendor: bool,
+    },
+    /// One of its roles may export (download) patient data.
+    Export {
+        /// The roles with `export = "allow"`.
+        roles: Vec<String>,
+    },
+    /// One of its roles may start emergency (break-glass) access.
+    BreakGlass,
+}
+
+impl Flag {
+    /// A short stable name, for CSS classes and programs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Flag::Idle { .. } => "idle",
+            Flag::NeverSignedIn => "never-signed-in",
+            Flag::PastEndDate { .. } => "past-end-date",
+            Flag::EndsSoon { .. } => "ends-soon",
+            Flag::Export { .. } => "export",
+            Flag::BreakGlass => "break-glass",
+        }
+    }
+
+    /// The flag in words; `idle_days` is the review's limit.
+    pub fn describe(&self, idle_days: u32) -> String {
+        match self {
+            Flag::Idle { days } => {
+                format!("idle more than {idle_days} days (last activity {days} days ago)")
+            }
+            Flag::NeverSignedIn => "never signed in".into(),
+            Flag::PastEndDate { vendor: true } => "vendor account past its end date".into(),
+            Flag::PastEndDate { vendor: false } => "past its end date".into(),
+            Flag::EndsSoon { days: 0, .. } => "ends today".into(),
+            Flag::EndsSoon { days: 1, .. } => "ends tomorrow".into(),
+            Flag::EndsSoon { days, .. } => format!("ends within {ENDS_SOON_DAYS} days (in {days})"),
+            Flag::Export { roles } => format!("a role grants export ({})", roles.join(", ")),
+            Flag::BreakGlass => "may invoke break-glass".into(),
+        }
+    }
+}
+
+/// One account in the review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Sign-in name.
+    pub name: String,
+    /// Name shown to people.
+    pub display_name: String,
+    /// "active", "expired" (active but past its end date), "deactivated" or "terminated".
+    pub status: &'static str,
+    /// Roles from users.toml.
+    pub roles: Vec<String>,
+    /// Organisation, if set.
+    pub org: Option<String>,
+    /// Works for another organisation than the practice.
+    pub vendor: bool,
+    /// Who vouches for the person.
+    pub sponsor: Option<String>,
+    /// An authenticator is enrolled.
+    pub mfa: bool,
+    /// Last successful sign-in, unix seconds.
+    pub last_sign_in: Option<i64>,
+    /// Last activity (recorded activity, a live session, else the last sign-in), unix seconds.
+    pub last_activity: Option<i64>,
+    /// Last working day.
+    pub expires: Option<Date>,
+    /// What to look at; only accounts that can still be used (status active) get flags.
+    pub flags: Vec<Flag>,
+}
+
+/// A whole review.
+#[derive(Debug, Clone)]
+pub struct Review {
+    /// The practice's name.
+    pub practice: String,
+    /// The policy file it was made from.
+    pub policy_file: PathBuf,
+    /// When it was made, unix seconds.
+    pub generated: i64,
+    /// The idle limit used for the idle flag.
+    pub idle_days: u32,
+    /// One row per account, by name.
+    pub rows: Vec<Row>,
+    /// Problems with the accounts as a whole (too few officers).
+    pub warnings: Vec<String>,
+    /// The time zone times are shown in (HTML; CSV is UTC).
+    pub tz: TimeZone,
+}
+
+/// Builds the review at `now`. `live` gives, per person, the last activity of their live
+/// sessions (the console knows it; the command line passes an empty map).
+pub fn build(
+    policy: &Policy,
+    dir: &Directory,
+    secrets: &Secrets,
+    live: &HashMap<String, i64>,
+    now: i64,
+    idle_days: u32,
+) -> Review {
+    let today = today(now);
+    let export_roles: Vec<&str> = policy
+        .roles
+        .iter()
+        .filter(|(_, r)| r.export == Some(Export::Allow))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let bg_roles: &[String] = policy
+        .break_glass
+        .as_ref()
+        .map(|b| b.allowed_roles.as_slice())
+        .unwrap_or(&[]);
+    let rows = dir
+        .accounts
+        .values()
+        .map(|a| {
+            let s = secrets.users.get(&a.name);
+            let last_sign_in = s.and_then(|s| s.last_login);
+            let last_activity = [
+                s.and_then(|s| s.last_activity),
+                last_sign_in,
+                live.get(&a.name).copied(),
+            ]
+            .into_iter()
+            .flatten()
+            .max();
+            let vendor = a.is_vendor(&policy.practice);
+            let past_end = a.expires.is_some_and(|last| today > last);
+            let status = match a.status {
+                Status::Active if past_end => "expired",
+                other => other.as_str(),
+            };
+            let mut flags = Vec::new();
+            if a.status == Status::Active {
+                match (last_sign_in, last_activity) {
+                    (None, None) => flags.push(Flag::NeverSignedIn),
+                    (_, Some(t)) if now - t > i64::from(idle_days) * DAY => {
+                        flags.push(Flag::Idle {
+                            days: (now - t) / DAY,
+                        });
+                    }
+                    _ => {}
+                }
+                if let Some(last) = a.expires {
+                    if past_end {
+                        flags.push(Flag::PastEndDate { vendor });
+                    } else if let Ok(span) = today.until(last) {
+                        let days = i64::from(span.get_days());
+                        if days <= ENDS_SOON_DAYS {
+                            flags.push(Flag::EndsSoon { days, vendor });
+                        }
+                    }
+                }
+                let exporting: Vec<String> = a
+                    .roles
+                    .iter()
+                    .filter(|r| export_roles.contains(&r.as_str()))
+                    .cloned()
+                    .collect();
+                if !exporting.is_empty() {
+                    flags.push(Flag::Export { roles: exporting });
+                }
+                if a.roles.iter().any(|r| bg_roles.contains(r)) {
+                    flags.push(Flag::BreakGlass);
+                }
+            }
+            Row {
+                name: a.name.clone(),
+                display_name: a.display_name.clone(),
+                status,
+                roles: a.roles.clone(),
+                org: a.org.clone(),
+                vendor,
+                sponsor: a.sponsor.clone(),
+                mfa: s.is_some_and(|s| s.totp.is_some()),
+                last_sign_in,
+                last_activity,
+                expires: a.expires,
+                flags,
+            }
+        })
+        .collect();
+    Review {
+        practice: policy.practice.clone(),
+        policy_file: policy.file.clone(),
+        generated: now,
+        idle_days,
+        rows,
+        warnings: officer_warnings(policy, dir, now),
+        tz: TimeZone::system(),
+    }
+}
+
+/// What is wrong with the practice's officers: none, or only one (a backup is the normal
+/// case). Empty when two or more active accounts have the officer role.
+pub fn officer_warnings(policy: &Policy, dir: &Directory, now: i64) -> Vec<String> {
+    if !policy.roles.contains_key(OFFICER_ROLE) {
+        return vec![format!(
+            "the policy has no role '{OFFICER_ROLE}', so nobody can use the officer's console; \
+             add {OFFICER_ROLE} = {{}} under [roles] and give it to two people"
+        )];
+    }
+    let today = today(now);
+    let officers: Vec<&str> = dir
+        .accounts
+        .values()
+        .filter(|a| a.usable_on(today) && a.roles.iter().any(|r| r == OFFICER_ROLE))
+        .map(|a| a.name.as_str())
+        .collect();
+    match officers.as_slice() {
+        [] => vec![format!(
+            "no active account has the role '{OFFICER_ROLE}', so nobody can use the officer's \
+             console; give the role to two people (ward user set-roles NAME --roles ...,{OFFICER_ROLE})"
+        )],
+        [only] => vec![format!(
+            "only one active account ({only}) has the role '{OFFICER_ROLE}'; give it to a \
+             second person as a backup"
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// For `ward check`: the officer warnings for the accounts the policy names, as
+/// `FILE: warning: …` lines (`file` as the officer gave it).
+pub fn check_officers(file: &Path, policy: &Policy, now: i64) -> Vec<String> {
+    let messages = match directory::load(&policy.storage.users) {
+        Ok(dir) => officer_warnings(policy, &dir, now),
+        Err(_) => vec![format!(
+            "the accounts file {} has problems, so the officer accounts were not checked \
+             (ward user list shows them)",
+            policy.storage.users.display()
+        )],
+    };
+    messages
+        .into_iter()
+        .map(|m| format!("{}: warning: {m}", file.display()))
+        .collect()
+}
+
+// ---------- rendering ----------
+
+/// Unix seconds in `tz`, to the minute.
+fn local_time(secs: i64, tz: &TimeZone) -> String {
+    match Timestamp::from_second(secs) {
+        Ok(t) => t
+            .to_zoned_datetime(tz.clone())
+            .strftime("%Y-%m-%d %H:%M %Z")
+            .to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
+/// Unix seconds as RFC 3339 in UTC.
+fn utc_time(secs: i64) -> String {
+    Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+impl Review {
+    /// How many rows carry each kind of flag, in a fixed order, with words.
+    pub fn summary(&self) -> Vec<(&'static str, usize, String)> {
+        let count = |code: &str| {
+            self.rows
+                .iter()
+                .filter(|r| r.flags.iter().any(|f| f.code() == code))
+                .count()
+        };
+        let accounts = |n: usize| if n == 1 { "account" } else { "accounts" };
+        let mut out = Vec::new();
+        for (code, words) in [
+            ("idle", format!("idle more than {} days", self.idle_days)),
+            ("never-signed-in", "never signed in".to_string()),
+            ("past-end-date", "past their end date".to_string()),
+            ("ends-soon", format!("ending within {ENDS_SOON_DAYS} days")),
+            ("export", "with a role that grants export".to_string()),
+            ("break-glass", "that may invoke break-glass".to_string()),
+        ] {
+            let n = count(code);
+            if n > 0 {
+                out.push((code, n, format!("{n} {} {words}", accounts(n))));
+            }
+        }
+        out
+    }
+
+    /// The review's table; with `link`, account names link to `link` + name.
+    pub fn table_html(&self, link: Option<&str>) -> String {
+        let flagged = self.rows.iter().filter(|r| !r.flags.is_empty()).count();
+        let mut h = String::with_capacity(256 + self.rows.len() * 512);
+        let _ = write!(
+            h,
+            "<table class=\"review\"><caption>Every account ({} in all, {flagged} with something to look at)</caption>\
+<thead><tr><th scope=\"col\">Account</th><th scope=\"col\">Name</th><th scope=\"col\">Status</th>\
+<th scope=\"col\">Roles</th><th scope=\"col\">Organization</th><th scope=\"col\">Sponsor</th>\
+<th scope=\"col\">MFA</th><th scope=\"col\">Last sign-in</th><th scope=\"col\">Last activity</th>\
+<th scope=\"col\">End date</th><th scope=\"col\">Look at</th></tr></thead><tbody>",
+            self.rows.len()
+        );
+        let dash = "<span class=\"none\">—</span>";
+        for r in &self.rows {
+            let name = match link {
+                Some(base) => format!(
+                    "<a href=\"{}{}\">{}</a>",
+                    escape(base),
+                    escape(&r.name),
+                    escape(&r.name)
+                ),
+                None => escape(&r.name),
+            };
+            let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or(dash.into());
+            let time = |t: Option<i64>| match t {
+                Some(t) => escape(&local_time(t, &self.tz)),
+                None => "never".into(),
+            };
+            let flags = if r.flags.is_empty() {
+                dash.to_string()
+            } else {
+                let items: Vec<String> = r
+                    .flags
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "<li class=\"flag-{}\">{}</li>",
+                            f.code(),
+                            escape(&f.describe(self.idle_days))
+                        )
+                    })
+                    .collect();
+                format!("<ul class=\"flags\">{}</ul>", items.concat())
+            };
+            let _ = write!(
+                h,
+                "<tr class=\"status-{status}\"><th scope=\"row\">{name}</th><td>{display}</td><td>{status}</td>\
+<td>{roles}</td><td>{org}</td><td>{sponsor}</td><td>{mfa}</td><td>{signin}</td><td>{activity}</td>\
+<td>{end}</td><td>{flags}</td></tr>",
+                status = r.status,
+                display = escape(&r.display_name),
+                roles = if r.roles.is_empty() {
+                    dash.to_string()
+                } else {
+                    escape(&r.roles.join(", "))
+                },
+                org = opt(&r.org),
+                sponsor = opt(&r.sponsor),
+                mfa = if r.mfa { "yes" } else { "<strong>no</strong>" },
+                signin = time(r.last_sign_in),
+                activity = time(r.last_activity),
+                end = r
+                    .expires
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| dash.to_string()),
+            );
+        }
+        if self.rows.is_empty() {
+            h.push_str("<tr><td colspan=\"11\">There are no accounts.</td></tr>");
+        }
+        h.push_str("</tbody></table>");
+        h
+    }
+
+    /// The warnings and the flag counts, as HTML.
+    pub fn summary_html(&self) -> String {
+        let mut h = String::new();
+        if !self.warnings.is_empty() {
+            h.push_str("<div class=\"warnings\" role=\"alert\"><h2>Warnings</h2><ul>");
+            for w in &self.warnings {
+                let _ = write!(h, "<li>{}</li>", escape(w));
+            }
+            h.push_str("</ul></div>");
+        }
+        let summary = self.summary();
+        h.push_str("<h2>To look at</h2>");
+        if summary.is_empty() {
+            h.push_str("<p>Nothing is flagged.</p>");
+        } else {
+            h.push_str("<ul class=\"summary\">");
+            for (code, _, words) in summary {
+                let _ = write!(h, "<li class=\"flag-{code}\">{}</li>", escape(&words));
+            }
+            h.push_str("</ul>");
+        }
+        h
+    }
+
+    /// A standalone, printable HTML page.
+    pub fn standalone_html(&self) -> String {
+        let practice = if self.practice.is_empty() {
+            "ward"
+        } else {
+            &self.practice
+        };
+        let when = local_time(self.generated, &self.tz);
+        format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>Access review — {practice} — {date}</title><style>{css}</style></head><body>\
+<header><p class=\"who\">{practice} · made by ward</p><h1>Access review</h1>\
+<p>Made {when} from the policy <code>{file}</code>. Accounts are flagged when unused for more than {idle} days.</p></header>\
+<main>{summary}<h2>Accounts</h2>{table}</main>\
+<footer><p>Reviewed by: <span class=\"line\"></span> Date: <span class=\"line short\"></span> Signature: <span class=\"line\"></span></p></footer>\
+</body></html>\n",
+            practice = escape(practice),
+            date = escape(when.get(..10).unwrap_or(&when)),
+            css = REVIEW_CSS,
+            when = escape(&when),
+            file = escape(&self.policy_file.display().to_string()),
+            idle = self.idle_days,
+            summary = self.summary_html(),
+            table = self.table_html(None),
+        )
+    }
+
+    /// CSV (RFC 4180: CRLF line ends, quoted fields where needed), with a header row.
+    /// Times are RFC 3339 in UTC; cells that a spreadsheet would read as a formula are
+    /// prefixed with `'`.
+    pub fn csv(&self) -> String {
+        let mut out = String::from(
+            "name,display_name,status,roles,organization,sponsor,mfa_enrolled,last_sign_in,last_activity,end_date,flags\r\n",
+        );
+        for r in &self.rows {
+            let flags: Vec<String> = r.flags.iter().map(|f| f.describe(self.idle_days)).collect();
+            let cells = [
+                r.name.clone(),
+                r.display_name.clone(),
+                r.status.to_string(),
+                r.roles.join(";"),
+                r.org.clone().unwrap_or_default(),
+                r.sponsor.clone().unwrap_or_default(),
+                if r.mfa { "yes" } else { "no" }.to_string(),
+                r.last_sign_in.map(utc_time).unwrap_or_default(),
+                r.last_activity.map(utc_time).unwrap_or_default(),
+                r.expires.map(|d| d.to_string()).unwrap_or_default(),
+                flags.join("; "),
+            ];
+            let cells: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+            out.push_str(&cells.join(","));
+            out.push_str("\r\n");
+        }
+        out
+    }
+}
+
+/// One CSV cell: quoted when needed, and never read as a formula by a spreadsheet.
+pub fn csv_cell(value: &str) -> String {
+    let mut v = value.to_string();
+    if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        v.insert(0, '\'');
+    }
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
+}
+
+/// The review's styles: readable on screen, landscape and without colour on paper.
+pub const REVIEW_CSS: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#1a1a1a;line-height:1.4}\
+h1{font-size:1.6rem;margin:.2rem 0}h2{font-size:1.2rem;margin-top:1.5rem}.who{color:#555;margin:0}\
+table{border-collapse:collapse;width:100%;font-size:.9rem}caption{text-align:left;font-weight:600;padding:.4rem 0}\
+th,td{border:1px solid #bbb;padding:.3rem .45rem;text-align:left;vertical-align:top}thead th{background:#eef1f5}\
+tbody tr:nth-child(even){background:#f8f9fb}ul.flags{margin:0;padding-left:1.1rem}\
+.flag-idle,.flag-past-end-date,.flag-never-signed-in{color:#8a1c1c}.status-terminated,.status-deactivated{color:#666}\
+.warnings{border:2px solid #b45309;background:#fff7ed;padding:.2rem 1rem;margin:1rem 0}.none{color:#999}\
+footer{margin-top:2rem}.line{display:inline-block;border-bottom:1px solid #000;width:14rem;margin-right:1rem}.line.short{width:8rem}\
+code{background:#f3f3f3;padding:0 .25rem}\
+@media print{body{margin:0;font-size:10pt}table{font-size:8.5pt}thead{display:table-header-group}tr{break-inside:avoid}\
+a{color:inherit;text-decoration:none}.warnings{background:none}tbody tr:nth-child(even){background:none}}\
+@page{size:landscape;margin:1.2cm}";
+
+// ---------- ward report access ----------
+
+/// `ward report …`.
+#[derive(clap::Subcommand)]
+pub enum ReportCommand {
+    /// Every account with status, roles, organization, sponsor, MFA, last sign-in and
+    /// activity, end date, and flags for what to look at (for the periodic risk assessment).
+    Access {
+        /// Printable HTML, or CSV for a spreadsheet.
+        #[arg(long, value_enum, default_value = "html")]
+        format: ReportFormat,
+        /// Flag accounts unused for more than this many days.
+        #[arg(long, default_value_t = DEFAULT_IDLE_DAYS, value_name = "N")]
+        idle_days: u32,
+        /// Write the report to this file (readable by you alone) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// A printable web page.
+    Html,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// Runs `ward report …` against the policy at `config`.
+pub fn run(config: &Path, cmd: ReportCommand) -> ExitCode {
+    match cmd {
+        ReportCommand::Access {
+            format,
+            idle_days,
+            output,
+        } => match access(config, format, idle_days, output.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ward report access: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn access(
+    config: &Path,
+    format: ReportFormat,
+    idle_days: u32,
+    output: Option<&Path>,
+) -> Result<(), String> {
+    let policy = config::load(config, Certs::Skip)
+        .map_err(|d| {
+            format!(
+                "the policy {} has problems; fix them first (ward check --config {}):\n{d}",
+                config.display(),
+                config.display()
+            )
+        })?
+        .policy;
+    let dir = directory::load(&policy.storage.users)
+        .map_err(|d| format!("the accounts file has problems; fix them first:\n{d}"))?;
+    let secrets = SecretStore::open(&policy.storage.state)
+        .and_then(|s| s.read())
+        .map_err(|e| e.to_string())?;
+    let now = Timestamp::now().as_second();
+    let review = build(&policy, &dir, &secrets, &HashMap::new(), now, idle_days);
+    let text = match format {
+        ReportFormat::Html => review.standalone_html(),
+        ReportFormat::Csv => review.csv(),
+    };
+    match output {
+        Some(path) => {
+            crate::fsutil::write_private(path, text.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            eprintln!(
+                "Wrote the access review of {} accounts to {}.",
+                review.rows.len(),
+                path.display()
+            );
+        }
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("cannot print the report: {e}"))?;
+        }
+    }
+    for w in &review.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::users::UserSecrets;
+    use jiff::civil::date;
+
+    const POLICY: &str = r#"
+practice = "Test Clinic"
+[server]
+listen = "127.0.0.1:8443"
+[roles]
+officer = {}
+clinician = {}
+reports = { export = "allow" }
+vendor_biller = { export = "block" }
+emergency = {}
+[break_glass]
+allowed_roles = ["clinician"]
+emergency_roles = ["emergency"]
+[[apps]]
+name = "ehr"
+upstream = "http://127.0.0.1:8081"
+[[routes]]
+app = "ehr"
+path = "/**"
+allow_roles = ["clinician"]
+"#;
+
+    const USERS: &str = r#"
+[users.boss]
+display_name = "The Boss"
+roles = ["officer"]
+
+[users.dr_lee]
+display_name = "Dr. Lee, \"Al\""
+roles = ["clinician", "reports"]
+
+[users.idle_ida]
+display_name = "Ida"
+roles = ["clinician"]
+
+[users.acme_jo]
+display_name = "=HYPERLINK(\"x\")"
+roles = ["vendor_biller"]
+org = "Acme Billing"
+sponsor = "boss"
+expires = 2026-11-10
+
+[users.acme_old]
+display_name = "Old"
+roles = ["vendor_biller"]
+org = "Acme Billing"
+expires = 2026-10-01
+
+[users.gone]
+display_name = "Gone"
+roles = ["reports"]
+status = "terminated"
+"#;
+
+    /// 2026-11-01T12:00:00Z
+    const NOW: i64 = 1_793_534_400;
+
+    fn policy() -> Policy {
+        config::load_str(Path::new("ward.toml"), POLICY, Certs::Skip)
+            .unwrap_or_else(|d| panic!("{d}"))
+            .policy
+    }
+
+    fn review(live: &HashMap<String, i64>) -> Review {
+        let dir = directory::parse(Path::new("users.toml"), USERS).unwrap();
+        let mut secrets = Secrets::default();
+        let user = |login: Option<i64>, activity: Option<i64>, totp: bool| UserSecrets {
+            last_login: login,
+            last_activity: activity,
+            totp: totp.then(|| "JBSWY3DPEHPK3PXP".to_string()),
+            ..Default::default()
+        };
+        secrets
+            .users
+            .insert("boss".into(), user(Some(NOW - 3600), None, true));
+        secrets.users.insert(
+            "dr_lee".into(),
+            user(Some(NOW - 100 * DAY), Some(NOW - 5 * DAY), true),
+        );
+        secrets
+            .users
+            .insert("idle_ida".into(), user(Some(NOW - 91 * DAY), None, false));
+        secrets
+            .users
+            .insert("gone".into(), user(Some(NOW - 400 * DAY), None, false));
+        let mut r = build(&policy(), &dir, &secrets, live, NOW, 90);
+        r.tz = TimeZone::UTC;
+        r
+    }
+
+    fn row<'a>(r: &'a Review, name: &str) -> &'a Row {
+        r.rows.iter().find(|x| x.name == name).unwrap()
+    }
+
+    #[test]
+    fn the_test_clock_is_what_it_says() {
+        assert_eq!(today(NOW), date(2026, 11, 1));
+    }
+
+    #[test]
+    fn flags_follow_use_end_dates_and_roles() {
+        let r = review(&HashMap::new());
+        assert_eq!(r.rows.len(), 6);
+        // Recent activity counts even when the last sign-in is old.
+        let lee = row(&r, "dr_lee");
+        assert_eq!(lee.last_activity, Some(NOW - 5 * DAY));
+        assert_eq!(
+            lee.flags,
+            [
+                Flag::Export {
+                    roles: vec!["reports".into()]
+                },
+                Flag::BreakGlass
+            ]
+        );
+        assert_eq!(row(&r, "idle_ida").flags[0], Flag::Idle { days: 91 });
+        assert!(!row(&r, "idle_ida").mfa);
+        assert!(row(&r, "boss").flags.is_empty());
+        // A vendor ending in nine days, never signed in; vendor_biller blocks export.
+        assert_eq!(
+            row(&r, "acme_jo").flags,
+            [
+                Flag::NeverSignedIn,
+                Flag::EndsSoon {
+                    days: 9,
+                    vendor: true
+                }
+            ]
+        );
+        let old = row(&r, "acme_old");
+        assert_eq!(old.status, "expired");
+        assert!(old.flags.contains(&Flag::PastEndDate { vendor: true }));
+        assert_eq!(
+            Flag::PastEndDate { vendor: true }.describe(90),
+            "vendor account past its end date"
+        );
+        // Terminated accounts are listed, without flags.
+        let gone = row(&r, "gone");
+        assert_eq!(gone.status, "terminated");
+        assert!(gone.flags.is_empty());
+    }
+
+    #[test]
+    fn idle_limit_is_exclusive_and_live_sessions_count() {
+        let mut live = HashMap::new();
+        live.insert("idle_ida".to_string(), NOW - 60);
+        let r = review(&live);
+        assert!(row(&r, "idle_ida").flags.is_empty());
+        assert_eq!(row(&r, "idle_ida").last_activity, Some(NOW - 60));
+        // Exactly 90 days is not "more than 90".
+        let dir = directory::parse(Path::new("u.toml"), USERS).unwrap();
+        let mut secrets = Secrets::default();
+        secrets.users.insert(
+            "idle_ida".into(),
+            UserSecrets {
+                last_login: Some(NOW - 90 * DAY),
+                ..Default::default()
+            },
+        );
+        let r = build(&policy(), &dir, &secrets, &HashMap::new(), NOW, 90);
+        assert!(row(&r, "idle_ida").flags.is_empty());
+        let r = build(&policy(), &dir, &secrets, &HashMap::new(), NOW, 30);
+        assert_eq!(row(&r, "idle_ida").flags, [Flag::Idle { days: 90 }]);
+    }
+
+    #[test]
+    fn ends_soon_boundaries() {
+        let dir_for = |expires: &str| {
+            directory::parse(
+                Path::new("u.toml"),
+                &format!(
+                    "[users.a]\ndisplay_name = \"A\"\nroles = [\"clinician\"]\nexpires = {expires}\n"
+                ),
+            )
+            .unwrap()
+        };
+        let mut secrets = Secrets::default();
+        secrets.users.insert(
+            "a".into(),
+            UserSecrets {
+                last_login: Some(NOW),
+                ..Default::default()
+            },
+        );
+        let flags = |expires: &str| {
+            build(
+                &policy(),
+                &dir_for(expires),
+                &secrets,
+                &HashMap::new(),
+                NOW,
+                90,
+            )
+            .rows[0]
+                .flags
+                .clone()
+        };
+        assert_eq!(
+            flags("2026-11-01"),
+            [Flag::EndsSoon {
+                days: 0,
+                vendor: false
+            }]
+        );
+        assert_eq!(
+            flags("2026-11-15"),
+            [Flag::EndsSoon {
+                days: 14,
+                vendor: false
+            }]
+        );
+        assert!(flags("2026-11-16").is_empty());
+        assert_eq!(flags("2026-10-31"), [Flag::PastEndDate { vendor: false }]);
+    }
+
+    #[test]
+    fn officer_warnings_want_a_backup() {
+        let p = policy();
+        let dir = directory::parse(Path::new("u.toml"), USERS).unwrap();
+        let w = officer_warnings(&p, &dir, NOW);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("only one active account (boss)"), "{w:?}");
+        let two = format!("{USERS}\n[users.deputy]\ndisplay_name = \"D\"\nroles = [\"officer\"]\n");
+        let dir = directory::parse(Path::new("u.toml"), &two).unwrap();
+        assert!(officer_warnings(&p, &dir, NOW).is_empty());
+        // A deactivated officer is no officer.
+        let off = two.replace(
+            "roles = [\"officer\"]\n",
+            "roles = [\"officer\"]\nstatus = \"deactivated\"\n",
+        );
+        let dir = directory::parse(Path::new("u.toml"), &off).unwrap();
+        assert!(officer_warnings(&p, &dir, NOW)[0].contains("no active account"));
+        let none = Directory::default();
+        assert!(officer_warnings(&p, &none, NOW)[0].contains("no active account"));
+        let no_role = POLICY.replace("officer = {}\n", "");
+        let p = config::load_str(Path::new("w.toml"), &no_role, Certs::Skip)
+            .unwrap()
+            .policy;
+        assert!(officer_warnings(&p, &none, NOW)[0].contains("the policy has no role 'officer'"));
+    }
+
+    #[test]
+    fn csv_is_rfc4180_and_defused() {
+        let r = review(&HashMap::new());
+        let csv = r.csv();
+        let lines: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(
+            lines[0],
+            "name,display_name,status,roles,organization,sponsor,mfa_enrolled,last_sign_in,last_activity,end_date,flags"
+        );
+        assert_eq!(
+            lines.len(),
+            8,
+            "header, six rows, and the empty rest after the last CRLF"
+        );
+        assert_eq!(lines[7], "");
+        assert!(!csv.replace("\r\n", "").contains('\n'));
+        // Rows come by name; a quote is doubled inside a quoted cell; a formula is defused.
+        assert!(lines[1].starts_with("acme_jo,\"'=HYPERLINK(\"\"x\"\")\",active,vendor_biller,Acme Billing,boss,no,,,2026-11-10,\"never signed in; ends within 14 days (in 9)\""), "{}", lines[1]);
+        let lee = lines.iter().find(|l| l.starts_with("dr_lee,")).unwrap();
+        assert_eq!(
+            *lee,
+            "dr_lee,\"Dr. Lee, \"\"Al\"\"\",active,clinician;reports,,,yes,2026-07-24T12:00:00Z,2026-10-27T12:00:00Z,,a role grants export (reports); may invoke break-glass"
+        );
+        assert_eq!(csv_cell("-1"), "'-1");
+        assert_eq!(csv_cell("a\nb"), "\"a\nb\"");
+    }
+
+    #[test]
+    fn html_escapes_names_and_prints() {
+        let mut r = review(&HashMap::new());
+        r.rows[0].display_name = "<script>alert(1)</script>".into();
+        r.practice = "A & B <Clinic>".into();
+        let page = r.standalone_html();
+        assert!(!page.contains("<script>"));
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(
+            page.contains("<title>Access review — A &amp; B &lt;Clinic&gt; — 2026-11-01</title>")
+        );
+        assert!(page.contains("@media print"));
+        assert!(page.contains("<th scope=\"col\">Last activity</th>"));
+        assert!(page.contains("only one active account (boss)"));
+        assert!(page.contains("1 account idle more than 90 days"));
+        let linked = r.table_html(Some("/.ward/officer/users/"));
+        assert!(linked.contains("<a href=\"/.ward/officer/users/dr_lee\">dr_lee</a>"));
+    }
+}

@@ -1,0 +1,385 @@
+//! Single sign-on with the practice's identity provider (OpenID Connect):
+//! the buttons on the sign-in page, sending people to the provider, and
+//! taking them back — with ward's own rules applied to what it says.
+
+use crate::accounts;
+use crate::auth::codes;
+use crate::body::Body;
+use crate::login::{self, Gate, PageOutcome, PageRequest};
+use crate::oidc::{OidcError, PendingStore, Provider, Verified};
+use crate::pages::escape;
+use crate::policy::{OidcProvider, Policy, WithoutMfa};
+use crate::session::{self, COOKIE, Session, Stage};
+use crate::users::{Admin, NewAccount, SignIn};
+use http::{Response, StatusCode};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The cookie that ties a sign-in at the provider to this browser.
+const STATE_COOKIE: &str = "__Host-ward-sso";
+
+/// Sign-ins under way, and providers already discovered.
+#[derive(Default)]
+pub struct SsoState {
+    pending: PendingStore,
+    providers: Mutex<HashMap<(String, String, String), Provider>>,
+}
+
+/// The sign-in page's buttons, one form per provider.
+pub fn buttons(policy: &Policy, csrf: &str, return_to: &str) -> String {
+    if policy.login.oidc.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from("<p>Or:</p>");
+    for p in &policy.login.oidc {
+        html.push_str(&format!(
+            "<form method=\"post\" action=\"/.ward/sso/{name}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"return\" value=\"{ret}\"><p><button type=\"submit\">{label}</button></p></form>",
+            name = escape(&p.config.name),
+            csrf = escape(csrf),
+            ret = escape(return_to),
+            label = escape(&p.label),
+        ));
+    }
+    html
+}
+
+/// The provider, discovered on first use (an identity provider that is down
+/// when ward starts does not stop ward).
+async fn provider(gate: &Gate, cfg: &OidcProvider) -> Result<Provider, OidcError> {
+    let key = (
+        cfg.config.name.clone(),
+        cfg.config.issuer.clone(),
+        cfg.config.client_id.clone(),
+    );
+    if let Some(p) = gate
+        .sso
+        .providers
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&key).cloned())
+    {
+        return Ok(p);
+    }
+    let p = Provider::discover(cfg.config.clone()).await?;
+    if let Ok(mut m) = gate.sso.providers.lock() {
+        m.insert(key, p.clone());
+    }
+    Ok(p)
+}
+
+fn failed(req: &PageRequest<'_>, status: StatusCode, message: &str) -> Response<Body> {
+    let body = format!(
+        "<p role=\"alert\">{}</p><p>If this keeps happening, tell the practice's IT contact this reference: <code>{}</code></p><p><a href=\"/.ward/login\">Back to sign in</a></p>",
+        escape(message),
+        escape(req.request_id)
+    );
+    login::page(req, status, "Single sign-on did not work", &body)
+}
+
+/// `POST /.ward/sso/NAME`: sends the person to the provider.
+pub async fn begin(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    form: &HashMap<String, String>,
+    outcome: &mut PageOutcome,
+    name: &str,
+) -> Response<Body> {
+    let cookie_csrf = session::cookie_value(&req.headers, login::CSRF_COOKIE).unwrap_or("");
+    let form_csrf = form.get("csrf").map(String::as_str).unwrap_or("");
+    if !login::same_origin(req) || cookie_csrf.is_empty() || !codes::ct_eq(cookie_csrf, form_csrf) {
+        return login::login_form(
+            req,
+            Some("This sign-in form has expired. Please try again."),
+        );
+    }
+    let Some(cfg) = req.policy.login.oidc.iter().find(|p| p.config.name == name) else {
+        return failed(
+            req,
+            StatusCode::NOT_FOUND,
+            "There is no such sign-in provider.",
+        );
+    };
+    let return_to = login::safe_return(form.get("return").map(String::as_str).unwrap_or("/"));
+    let p = match provider(gate, cfg).await {
+        Ok(p) => p,
+        Err(e) => {
+            outcome.event = Some("sso-failed");
+            tracing::warn!(provider = %name, error = %e, code = e.code(), "single sign-on: provider unavailable");
+            return failed(
+                req,
+                StatusCode::BAD_GATEWAY,
+                &format!("ward could not reach {}: {e}", cfg.label),
+            );
+        }
+    };
+    let (url, pending) = match p.begin(&return_to, req.now) {
+        Ok(x) => x,
+        Err(e) => return failed(req, StatusCode::BAD_GATEWAY, &e.to_string()),
+    };
+    let state = pending.state.clone();
+    gate.sso.pending.put(pending);
+    outcome.event = Some("sso-started");
+    login::with_cookie(
+        login::redirect(&url),
+        session::set_cookie(STATE_COOKIE, &state, Some(600)),
+    )
+}
+
+/// `GET /.ward/callback`: the provider sends the person back.
+pub async fn callback(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
+    let query: HashMap<String, String> = req
+        .query
+        .as_deref()
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default();
+    let state = query.get("state").map(String::as_str).unwrap_or("");
+    let cookie_state = session::cookie_value(&req.headers, STATE_COOKIE).unwrap_or("");
+    let clear_state = session::set_cookie(STATE_COOKIE, "", Some(0));
+    // The sign-in must come back to the browser that started it.
+    let pending = if !state.is_empty() && codes::ct_eq(state, cookie_state) {
+        gate.sso.pending.take(state)
+    } else {
+        None
+    };
+    let Some(pending) = pending else {
+        outcome.event = Some("sso-failed");
+        tracing::warn!(client = %req.client_ip, "single sign-on: unknown or forged state");
+        // The cookie stays: a forged callback must not spoil the real one still to come.
+        return failed(
+            req,
+            StatusCode::BAD_REQUEST,
+            "This sign-in could not be matched to one started here (it may have expired or been tampered with). Please start again.",
+        );
+    };
+    let Some(cfg) = req
+        .policy
+        .login
+        .oidc
+        .iter()
+        .find(|p| p.config.name == pending.provider)
+    else {
+        return failed(
+            req,
+            StatusCode::BAD_REQUEST,
+            "The sign-in provider is no longer configured.",
+        );
+    };
+    let verified = match provider(gate, cfg).await {
+        Ok(p) => p.finish(&pending, &query).await,
+        Err(e) => Err(e),
+    };
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            outcome.event = Some("sso-failed");
+            tracing::warn!(provider = %cfg.config.name, code = e.code(), error = %e, "single sign-on failed");
+            let status = match e {
+                OidcError::Unreachable(_) | OidcError::Discovery(_) => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return login::with_cookie(failed(req, status, &e.to_string()), clear_state);
+        }
+    };
+    let resp = admit_verified(gate, req, cfg, verified, &pending.return_to, outcome);
+    login::with_cookie(resp, clear_state)
+}
+
+/// The account name a provider's claims stand for.
+fn account_name(cfg: &OidcProvider, v: &Verified) -> Result<String, &'static str> {
+    let email = v.email.as_deref().map(str::to_ascii_lowercase);
+    if !cfg.allowed_domains.is_empty() {
+        let Some(email) = &email else {
+            return Err("The provider did not say which e-mail address you signed in with.");
+        };
+        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        if !cfg.allowed_domains.iter().any(|d| d == domain) || v.email_verified == Some(false) {
+            return Err("Accounts from that e-mail domain may not sign in here.");
+        }
+    }
+    let raw = match cfg.username_claim.as_str() {
+        "preferred_username" => v.preferred_username.clone().map(|u| u.to_ascii_lowercase()),
+        _ => email.and_then(|e| e.split_once('@').map(|(local, _)| local.to_string())),
+    };
+    let name = raw.ok_or("The provider did not say who you are.")?;
+    crate::users::directory::check_name(&name)
+        .map_err(|_| "Your user name at the provider cannot be used here.")?;
+    Ok(name)
+}
+
+fn admit_verified(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    cfg: &OidcProvider,
+    v: Verified,
+    return_to: &str,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
+    let refuse = |outcome: &mut PageOutcome, why: &str| {
+        outcome.event = Some("sso-refused");
+        tracing::warn!(provider = %cfg.config.name, user = outcome.user.as_deref(), reason = why, "single sign-on refused");
+        failed(req, StatusCode::FORBIDDEN, why)
+    };
+    let name = match account_name(cfg, &v) {
+        Ok(n) => n,
+        Err(why) => return refuse(outcome, why),
+    };
+    outcome.user = Some(name.clone());
+    // Roles come from the provider's groups through the officer's map; none by default.
+    let mut roles: Vec<String> = Vec::new();
+    for g in &v.groups {
+        for r in cfg.role_map.get(g).into_iter().flatten() {
+            if !roles.contains(r) {
+                roles.push(r.clone());
+            }
+        }
+    }
+    let mut snap = gate.accounts.snapshot();
+    if snap.directory.get(&name).is_none() {
+        if !cfg.create_accounts {
+            return refuse(
+                outcome,
+                "There is no account for you here. Ask the practice's security officer to add you.",
+            );
+        }
+        if roles.is_empty() {
+            return refuse(
+                outcome,
+                "Your groups at the sign-in provider give you no access here.",
+            );
+        }
+        let store = gate.accounts.store().clone();
+        let admin = Admin::new(gate.accounts.users_file(), store, &req.policy.practice);
+        let new = NewAccount {
+            name: name.clone(),
+            display_name: v.name.clone().unwrap_or_else(|| name.clone()),
+            roles: Vec::new(),
+            org: None,
+            expires: None,
+            sponsor: None,
+            allow_from: Vec::new(),
+        };
+        if let Err(e) = admin.add(new, req.now) {
+            tracing::warn!(user = %name, error = %e, "single sign-on: could not create the account");
+            return refuse(
+                outcome,
+                "ward could not create your account. Ask the practice's security officer.",
+            );
+        }
+        // No enrollment link for a person who signs in through the provider.
+        let _ = gate.accounts.store().update(|s| {
+            if let Some(u) = s.users.get_mut(&name) {
+                u.enroll = None;
+            }
+        });
+        let _ = gate.accounts.reload(req.policy);
+        snap = gate.accounts.snapshot();
+        outcome.event = Some("sso-account-created");
+    }
+    let Some(account) = snap.directory.get(&name) else {
+        return refuse(outcome, "There is no account for you here.");
+    };
+    // The officer's word outranks the provider's: closed accounts stay closed.
+    if !account.usable_on(accounts::today(req.now)) {
+        return refuse(
+            outcome,
+            "This account cannot sign in. Ask the practice's security officer.",
+        );
+    }
+    if account.sign_in == SignIn::Password {
+        return refuse(
+            outcome,
+            "This account signs in with its ward password, not single sign-on.",
+        );
+    }
+    let mut all_roles = account.roles.clone();
+    all_roles.extend(roles.iter().cloned());
+    if all_roles.is_empty() {
+        return refuse(
+            outcome,
+            "Your groups at the sign-in provider give you no access here.",
+        );
+    }
+    let shown_mfa = v.amr.iter().any(|a| cfg.mfa_amr.contains(a))
+        || v.acr.as_ref().is_some_and(|a| cfg.mfa_acr.contains(a));
+    let needs_mfa = accounts::mfa_required(req.policy, &all_roles);
+    let standing = snap.standing.get(&name).cloned().unwrap_or_default();
+    let stage = if needs_mfa && !shown_mfa {
+        match (cfg.without_mfa, standing.has_totp) {
+            (WithoutMfa::WardTotp, true) => Stage::NeedsMfa,
+            (WithoutMfa::WardTotp, false) => {
+                return refuse(
+                    outcome,
+                    "Your sign-in did not include a second factor, and you have no ward authenticator set up. Sign in again with your provider's second factor, or ask the security officer.",
+                );
+            }
+            (WithoutMfa::Refuse, _) => {
+                return refuse(
+                    outcome,
+                    "Your sign-in did not include a second factor (such as an authenticator app), which this practice requires. Sign in again with it.",
+                );
+            }
+        }
+    } else {
+        Stage::Complete
+    };
+    let Ok(session) = Session::new(
+        &name,
+        standing.epoch,
+        req.now,
+        stage,
+        shown_mfa,
+        req.client_ip,
+        return_to,
+    ) else {
+        return refuse(outcome, "ward cannot sign anyone in right now.");
+    };
+    let session = session.with_sso(roles, &cfg.config.name, v.id_token.clone());
+    let Ok(cookie) = codes::random_token() else {
+        return refuse(outcome, "ward cannot sign anyone in right now.");
+    };
+    if let Some(old) = session::cookie_value(&req.headers, COOKIE) {
+        gate.sessions.remove(old);
+    }
+    if stage == Stage::Complete {
+        if let Err(resp) = login::admit(gate, req, &name) {
+            return *resp;
+        }
+        login::record_login(gate, req, &name);
+        outcome.event = Some(outcome.event.unwrap_or("sso-login-ok"));
+    }
+    gate.sessions.insert(&cookie, Arc::new(session));
+    let next = if stage == Stage::Complete {
+        return_to.to_string()
+    } else {
+        "/.ward/mfa".to_string()
+    };
+    login::with_cookie(
+        login::redirect(&next),
+        session::set_cookie(COOKIE, &cookie, None),
+    )
+}
+
+/// Where to send a person after ward's sign-out: their provider's sign-out, when it has one.
+pub fn logout_target(gate: &Gate, policy: &Policy, s: &Session) -> Option<String> {
+    let (name, id_token) = s.idp.as_ref()?;
+    let cfg = policy
+        .login
+        .oidc
+        .iter()
+        .find(|p| &p.config.name == name && p.logout)?;
+    let key = (
+        cfg.config.name.clone(),
+        cfg.config.issuer.clone(),
+        cfg.config.client_id.clone(),
+    );
+    let provider = gate.sso.providers.lock().ok()?.get(&key).cloned()?;
+    provider.logout_url(
+        id_token,
+        &format!("{}/.ward/logged-out", policy.server.public_url),
+    )
+}

@@ -1,0 +1,265 @@
+//! End to end: single sign-on through a real OpenID provider (oidc-provider on
+//! loopback), with ward's own rules still applied to what the provider says.
+
+mod common;
+
+use common::oidc::Idp;
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Setup {
+    idp: Idp,
+    ward: Ward,
+    _ehr: Ehr,
+    base: String,
+}
+
+async fn setup(without_mfa: &str) -> Setup {
+    let port = free_port();
+    let base = format!("https://ehr.localhost:{port}");
+    let clients = json!([{
+        "client_id": "ward",
+        "client_secret": "ward-secret",
+        "redirect_uris": [format!("{base}/.ward/callback")],
+        "post_logout_redirect_uris": [format!("{base}/.ward/logged-out")],
+    }])
+    .to_string();
+    let accounts = json!({
+        "alice": { "email": "alice@riverside.example", "email_verified": true, "name": "Alice Jones", "groups": ["clinicians"], "amr": ["pwd", "otp"] },
+        "bob": { "email": "bob@riverside.example", "email_verified": true, "name": "Bob", "groups": ["nothing-mapped"], "amr": ["pwd", "otp"] },
+        "carol": { "email": "carol@riverside.example", "email_verified": true, "name": "Carol", "groups": ["clinicians"], "amr": ["pwd", "otp"] },
+        "dave": { "email": "dave@riverside.example", "email_verified": true, "name": "Dave", "groups": ["clinicians"] },
+        "erin": { "email": "erin@riverside.example", "email_verified": true, "name": "Erin New", "groups": ["billing-team"], "amr": ["mfa"] },
+        "mallory": { "email": "mallory@evil.example", "email_verified": true, "groups": ["clinicians"], "amr": ["otp"] },
+    })
+    .to_string();
+    let idp = Idp::start(&clients, &accounts);
+    let ehr = Ehr::start();
+    let site = Site::new();
+    std::fs::write(site.path("ward-secret"), "ward-secret\n").unwrap();
+    let policy = format!(
+        "practice = \"Test Clinic\"\n{server}listen = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n\
+         [login]\nmfa = \"required\"\n\
+         [[login.oidc]]\nname = \"riverside\"\nlabel = \"Sign in with Riverside ID\"\nissuer = \"{issuer}\"\nclient_id = \"ward\"\n\
+         client_secret_file = \"{secret}\"\nscopes = [\"email\", \"profile\", \"groups\"]\ngroups_claim = \"groups\"\n\
+         role_map = {{ clinicians = [\"clinician\"], billing-team = [\"biller\"] }}\nallowed_domains = [\"riverside.example\"]\n\
+         accounts = \"create\"\nwithout_mfa = \"{without_mfa}\"\n\
+         [roles]\nclinician = {{}}\nbiller = {{}}\n\
+         [storage]\nusers = \"config/users.toml\"\nstate = \"state\"\n\
+         [[apps]]\nname = \"ehr\"\nupstream = \"{upstream}\"\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow_roles = [\"clinician\"]\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/billing/**\"\nallow_roles = [\"biller\"]\n",
+        server = server_section(&site).replace("listen = \"127.0.0.1:0\"\n", ""),
+        issuer = idp.issuer,
+        secret = site.path("ward-secret").display(),
+        upstream = ehr.url(),
+    );
+    std::fs::write(site.path("ward.toml"), policy).unwrap();
+    let config = site.path("ward.toml");
+    let ward = Ward::start_in(site, config);
+    // carol exists and the officer has deactivated her.
+    enrolled_user(
+        &ward.site,
+        "carol",
+        &["clinician"],
+        "maple orbit candle harbor 42",
+        None,
+        None,
+    );
+    let store = ward::users::SecretStore::open(&ward.site.path("state")).unwrap();
+    ward::users::Admin::new(&ward.site.path("config/users.toml"), store, "Test Clinic")
+        .deactivate("carol")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    Setup {
+        idp,
+        ward,
+        _ehr: ehr,
+        base,
+    }
+}
+
+/// Starts single sign-on in `b`; returns the provider's authorization URL.
+async fn start(b: &Browser) -> String {
+    let form = b
+        .get("/.ward/login?return=/patients/1001/chart")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(form.contains("Sign in with Riverside ID"));
+    let csrf = input_value(&form, "csrf");
+    let r = b
+        .post(
+            "/.ward/sso/riverside",
+            &[("csrf", &csrf), ("return", "/patients/1001/chart")],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// The path and query of the provider's redirect back to ward.
+fn back_path(s: &Setup, url: &str) -> String {
+    url.strip_prefix(&s.base)
+        .unwrap_or_else(|| panic!("{url} is not back to ward"))
+        .to_string()
+}
+
+async fn sso_as(s: &Setup, b: &Browser, who: &str) -> reqwest::Response {
+    let authorize = start(b).await;
+    assert!(authorize.starts_with(&s.idp.issuer), "{authorize}");
+    let back = s.idp.login(&Idp::client(), &authorize, who).await;
+    b.get(&back_path(s, &back)).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn single_sign_on_applies_wards_rules() {
+    let s = setup("refuse").await;
+
+    // alice: mapped to clinician, MFA shown by the provider.
+    let b = Browser::new(&s.ward);
+    let r = sso_as(&s, &b, "alice").await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], "/patients/1001/chart");
+    let j: serde_json::Value = b.get("/debug/headers").await.json().await.unwrap();
+    let seen = seen_headers(&j);
+    assert!(
+        seen.contains(&("x-ward-user".into(), "alice".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("x-ward-roles".into(), "clinician".into())),
+        "{seen:?}"
+    );
+    // ward's rules still apply: no billing for a clinician.
+    assert_eq!(b.get("/billing").await.status(), 403);
+    // The account was created on first sign-in, with no enrollment link.
+    let users = std::fs::read_to_string(s.ward.site.path("config/users.toml")).unwrap();
+    assert!(users.contains("[users.alice]"), "{users}");
+
+    // bob: his group maps to nothing.
+    let r = sso_as(&s, &Browser::new(&s.ward), "bob").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("give you no access"));
+
+    // carol: the provider says yes, the officer said no.
+    let r = sso_as(&s, &Browser::new(&s.ward), "carol").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("cannot sign in"));
+
+    // dave: no second factor from the provider, and the policy refuses that.
+    let r = sso_as(&s, &Browser::new(&s.ward), "dave").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("second factor"));
+
+    // mallory: e-mail domain not allowed.
+    let r = sso_as(&s, &Browser::new(&s.ward), "mallory").await;
+    assert_eq!(r.status(), 403);
+
+    // erin: new, billing group → biller; billing opens, the chart does not.
+    let e = Browser::new(&s.ward);
+    assert_eq!(sso_as(&s, &e, "erin").await.status(), 303);
+    assert_eq!(e.get("/billing").await.status(), 200);
+    assert_eq!(e.get("/patients/1001/chart").await.status(), 403);
+
+    // alice again: now an existing account.
+    assert_eq!(
+        sso_as(&s, &Browser::new(&s.ward), "alice").await.status(),
+        303
+    );
+
+    // Every outcome is in the audit trail.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut trail = String::new();
+    for f in std::fs::read_dir(s.ward.site.path("audit")).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "jsonl") {
+            trail.push_str(&std::fs::read_to_string(p).unwrap());
+        }
+    }
+    for event in ["sso-account-created", "sso-refused", "sso-login-ok"] {
+        assert!(trail.contains(event), "no {event} in the audit trail");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_replayed_and_failed_sign_ins_get_a_clear_page() {
+    let mut s = setup("refuse").await;
+
+    // A forged state: the callback does not match a sign-in begun in this browser.
+    let b = Browser::new(&s.ward);
+    let authorize = start(&b).await;
+    let back = back_path(&s, &s.idp.login(&Idp::client(), &authorize, "alice").await);
+    let other = Browser::new(&s.ward);
+    let r = other.get(&back).await;
+    assert_eq!(r.status(), 400, "another browser used the callback");
+    let forged = back.replace("state=", "state=x");
+    assert_eq!(b.get(&forged).await.status(), 400);
+    // The real one still works once...
+    assert_eq!(b.get(&back).await.status(), 303);
+    // ...and never twice.
+    let r = b.get(&back).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("could not be matched"));
+
+    // Denied consent at the provider.
+    let d = Browser::new(&s.ward);
+    let authorize = start(&d).await;
+    let back = back_path(&s, &s.idp.deny(&Idp::client(), &authorize).await);
+    let r = d.get(&back).await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Single sign-on did not work")
+    );
+
+    // The provider down: a clear page, not a 500 (a new ward has not discovered it yet).
+    s.idp.stop();
+    let down = Browser::new(&s.ward);
+    let authorize = start(&down).await;
+    // Discovery happened while it was up; the code exchange now fails.
+    let _ = authorize;
+    let r = down.get("/.ward/callback?code=x&state=y").await;
+    assert!(r.status() == 400 || r.status() == 502, "{}", r.status());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_provider_mfa_ward_asks_for_its_own_code() {
+    let s = setup("ward-totp").await;
+    // dave has a ward authenticator: the sign-in continues at ward's MFA page.
+    let secret = enrolled_user(
+        &s.ward.site,
+        "dave",
+        &["clinician"],
+        "maple orbit candle harbor 42",
+        None,
+        None,
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let b = Browser::new(&s.ward);
+    let r = sso_as(&s, &b, "dave").await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/.ward/mfa");
+    // Not in yet.
+    assert_eq!(b.get("/patients/1001/chart").await.status(), 303);
+    let form = b.get("/.ward/mfa").await.text().await.unwrap();
+    let csrf = input_value(&form, "csrf");
+    let code = ward::auth::totp::code_at(&secret, unix_now());
+    let r = b
+        .post("/.ward/mfa", &[("csrf", &csrf), ("code", &code)])
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(b.get("/patients/1001/chart").await.status(), 200);
+}
