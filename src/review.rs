@@ -626,6 +626,7 @@ listen = "127.0.0.1:8443"
 [roles]
 officer = {}
 clinician = {}
+front_desk = {}
 reports = { export = "allow" }
 vendor_biller = { export = "block" }
 emergency = {}
@@ -652,7 +653,7 @@ roles = ["clinician", "reports"]
 
 [users.idle_ida]
 display_name = "Ida"
-roles = ["clinician"]
+roles = ["front_desk"]
 
 [users.acme_jo]
 display_name = "=HYPERLINK(\"x\")"
@@ -790,7 +791,7 @@ status = "terminated"
             directory::parse(
                 Path::new("u.toml"),
                 &format!(
-                    "[users.a]\ndisplay_name = \"A\"\nroles = [\"clinician\"]\nexpires = {expires}\n"
+                    "[users.a]\ndisplay_name = \"A\"\nroles = [\"front_desk\"]\nexpires = {expires}\n"
                 ),
             )
             .unwrap()
@@ -877,7 +878,7 @@ status = "terminated"
         assert_eq!(lines[7], "");
         assert!(!csv.replace("\r\n", "").contains('\n'));
         // Rows come by name; a quote is doubled inside a quoted cell; a formula is defused.
-        assert!(lines[1].starts_with("acme_jo,\"'=HYPERLINK(\"\"x\"\")\",active,vendor_biller,Acme Billing,boss,no,,,2026-11-10,\"never signed in; ends within 14 days (in 9)\""), "{}", lines[1]);
+        assert!(lines[1].starts_with("acme_jo,\"'=HYPERLINK(\"\"x\"\")\",active,vendor_biller,Acme Billing,boss,no,,,2026-11-10,never signed in; ends within 14 days (in 9)"), "{}", lines[1]);
         let lee = lines.iter().find(|l| l.starts_with("dr_lee,")).unwrap();
         assert_eq!(
             *lee,

@@ -148,8 +148,32 @@ pub fn run(config: &Path, cmd: UserCommand) -> ExitCode {
         today,
         tz,
     };
+    // What goes in the audit trail if the command changes something.
+    let action = match &cmd {
+        UserCommand::Add { name, .. } => Some(("user-added", name.clone())),
+        UserCommand::SetRoles { name, .. } => Some(("roles-changed", name.clone())),
+        UserCommand::Deactivate { name } => Some(("user-deactivated", name.clone())),
+        UserCommand::Reactivate { name } => Some(("user-reactivated", name.clone())),
+        UserCommand::Terminate { name, yes: true } => Some(("user-terminated", name.clone())),
+        UserCommand::ResetPassword { name } => Some(("password-reset", name.clone())),
+        UserCommand::ResetMfa { name } => Some(("mfa-reset", name.clone())),
+        UserCommand::Expire { name, .. } => Some(("end-date-changed", name.clone())),
+        UserCommand::Unlock { name } => Some(("user-unlocked", name.clone())),
+        _ => None,
+    };
+    let audit_dir = policy.audit.dir.clone();
     match ctx.exec(cmd) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            if let Some((event, target)) = action {
+                let record =
+                    crate::audit::Record::officer(crate::grantcmd::cli_actor(), event).user(target);
+                if let Err(e) = crate::audit::append_blocking(&audit_dir, record) {
+                    eprintln!("ward user: done, but the audit trail could not record it: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Err(msg) => {
             eprintln!("ward user: {msg}");
             ExitCode::FAILURE

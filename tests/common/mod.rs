@@ -1,6 +1,7 @@
 //! Test harness: real ward and sample-EHR processes on loopback, real TLS clients.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod oidc;
 
 use std::io::{BufRead, BufReader};
@@ -360,6 +361,25 @@ impl Browser {
             cookies: Mutex::default(),
             extra: Mutex::default(),
         }
+    }
+
+    /// A browser on a client of your own (client certificates, say).
+    pub fn with_client(client: reqwest::Client, base: String) -> Browser {
+        Browser {
+            client,
+            base,
+            cookies: Mutex::default(),
+            extra: Mutex::default(),
+        }
+    }
+
+    /// A GET that reports connection failures instead of panicking.
+    pub async fn try_get(&self, path: &str) -> Result<reqwest::Response, reqwest::Error> {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
     }
 
     pub fn h2(ward: &Ward) -> Browser {
