@@ -309,6 +309,21 @@ async fn respond(
     match decision.verdict {
         Verdict::Deny(refusal) => {
             outcome.decision = refusal.code();
+            if let Some(who) = &identity {
+                // Someone trying door after door is worth the officer's attention.
+                let n = gate.refusals.get(&who.user).unwrap_or(0) + 1;
+                gate.refusals.insert(who.user.clone(), n);
+                if n == policy.alerts.denials {
+                    gate.alerts.raise(
+                        "refusals",
+                        &who.user,
+                        format!(
+                            "{n} refusals within ten minutes, the last for {}",
+                            target.path
+                        ),
+                    );
+                }
+            }
             deny_page(practice, refusal, id)
         }
         Verdict::Login => {

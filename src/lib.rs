@@ -2,6 +2,7 @@
 //! practice's access policy in front of its legacy web apps.
 
 pub mod accounts;
+pub mod alerts;
 pub mod audit;
 pub mod auditcmd;
 pub mod auth;
@@ -118,6 +119,9 @@ fn open_gate(store: &PolicyStore) -> Result<login::Gate, String> {
 async fn watch_accounts(shared: Arc<handler::Shared>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut last_policy = shared.store.current();
+    // Break-glass grants already known at start; new ones (page or command line) raise an alert.
+    let mut seen_emergencies: std::collections::HashSet<String> =
+        break_glass_ids(&shared.gate.accounts.snapshot());
     let mut rounds: u64 = 0;
     loop {
         tick.tick().await;
@@ -131,6 +135,24 @@ async fn watch_accounts(shared: Arc<handler::Shared>) {
         } else {
             gate.accounts.refresh(&rt.policy)
         };
+        {
+            // Every tick: a grant made through the page reloads the accounts itself.
+            let snap = shared.gate.accounts.snapshot();
+            for g in &snap.grants.grants {
+                if matches!(g.kind, grants::GrantKind::BreakGlass { .. })
+                    && seen_emergencies.insert(g.id.clone())
+                {
+                    shared.gate.alerts.raise(
+                        "break-glass",
+                        &g.user,
+                        format!(
+                            "emergency access until {} (granted by {}): {}",
+                            g.end, g.granted_by, g.reason
+                        ),
+                    );
+                }
+            }
+        }
         // Every change, and every few seconds for idle sessions.
         if changed || rounds.is_multiple_of(20) {
             let now = std::time::SystemTime::now()
@@ -144,4 +166,13 @@ async fn watch_accounts(shared: Arc<handler::Shared>) {
             gate.tidy();
         }
     }
+}
+
+fn break_glass_ids(snap: &accounts::Snapshot) -> std::collections::HashSet<String> {
+    snap.grants
+        .grants
+        .iter()
+        .filter(|g| matches!(g.kind, grants::GrantKind::BreakGlass { .. }))
+        .map(|g| g.id.clone())
+        .collect()
 }

@@ -36,6 +36,10 @@ pub struct Gate {
     unknown_failures: moka::sync::Cache<String, u32>,
     /// Single sign-on: sign-ins under way and discovered providers.
     pub sso: crate::sso::SsoState,
+    /// Alerts for the officer.
+    pub alerts: crate::alerts::Alerts,
+    /// Refusals per person in the last ten minutes, for the repeated-refusals alert.
+    pub refusals: moka::sync::Cache<String, u32>,
 }
 
 impl Gate {
@@ -52,6 +56,11 @@ impl Gate {
                 .time_to_live(policy.login.lockout_time)
                 .build(),
             sso: crate::sso::SsoState::default(),
+            alerts: crate::alerts::Alerts::start(&policy.alerts, &policy.practice),
+            refusals: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(600))
+                .build(),
         }
     }
 
@@ -477,7 +486,14 @@ fn record_failure(gate: &Gate, req: &PageRequest<'_>, name: &str, exists: bool) 
         }
     });
     if let Ok(true) = result {
-        tracing::warn!(user = %name, "account locked after repeated failed sign-ins");
+        gate.alerts.raise(
+            "locked",
+            name,
+            format!(
+                "locked after {limit} failed sign-ins in a row (last from {})",
+                req.client_ip
+            ),
+        );
     }
 }
 
@@ -493,12 +509,58 @@ fn clear_failures(gate: &Gate, name: &str) {
 }
 
 pub(crate) fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
-    let (now, ip) = (req.now, req.client_ip.to_string());
-    let _ = gate.accounts.store().update(|s| {
-        let entry = s.users.entry(name.to_string()).or_default();
-        entry.last_login = Some(now);
-        entry.last_login_ip = Some(ip);
-    });
+    let (now, ip) = (req.now, req.client_ip);
+    let previous = gate
+        .accounts
+        .store()
+        .update(|s| {
+            let entry = s.users.entry(name.to_string()).or_default();
+            let before = entry.last_login_ip.clone();
+            entry.last_login = Some(now);
+            entry.last_login_ip = Some(ip.to_string());
+            before
+        })
+        .ok()
+        .flatten();
+    let alerts = &gate.alerts;
+    if let Some(prev) = previous.and_then(|p| p.parse::<IpAddr>().ok())
+        && crate::alerts::different_network(prev, ip)
+    {
+        alerts.raise(
+            "new-network",
+            name,
+            format!("signed in from {ip}; the last sign-in was from {prev}"),
+        );
+    }
+    let elsewhere = gate
+        .sessions
+        .of_user(name)
+        .into_iter()
+        .filter(|s| s.stage == Stage::Complete)
+        .find(|s| crate::alerts::different_network(s.client_ip, ip));
+    if let Some(other) = elsewhere {
+        alerts.raise(
+            "two-places",
+            name,
+            format!(
+                "signed in from {ip} while also signed in from {}",
+                other.client_ip
+            ),
+        );
+    }
+    let vendor = gate
+        .accounts
+        .snapshot()
+        .directory
+        .get(name)
+        .is_some_and(|a| a.is_vendor(&req.policy.practice));
+    if vendor && crate::alerts::after_hours(&req.policy.alerts, now) {
+        alerts.raise(
+            "after-hours",
+            name,
+            format!("vendor account signed in outside working hours, from {ip}"),
+        );
+    }
 }
 
 /// Makes room for a new complete session under `max_per_user`, or refuses it.

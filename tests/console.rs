@@ -506,7 +506,7 @@ async fn an_officer_manages_people_sessions_grants_and_a_lockdown() {
     )
     .await;
     assert_eq!(status, 400);
-    assert!(html.contains("give a reason of a few words"), "{html}");
+    assert!(html.contains("Give a reason of a few words"), "{html}");
     let (status, html) = act(
         &officer,
         "/.ward/officer/grants",

@@ -164,6 +164,59 @@ pub fn compile(
             ) as u64,
         }
     };
+    let alerts = {
+        let a = &raw.alerts;
+        let webhook = a.webhook.as_ref().map(|w| {
+            let url = w.get_ref().trim().to_string();
+            let ok = url.parse::<Uri>().is_ok_and(|u| {
+                u.scheme_str() == Some("https")
+                    || (u.scheme_str() == Some("http")
+                        && u.host()
+                            .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]"))
+            });
+            if !ok {
+                c.error(
+                    w.span(),
+                    "webhook must be an https:// address (http:// only to this machine)",
+                );
+            }
+            url
+        });
+        let vendor_hours = a.vendor_hours.as_ref().and_then(|h| {
+            let parsed = h.get_ref().split_once('-').and_then(|(s, e)| {
+                let hour = |t: &str| {
+                    t.trim()
+                        .split(':')
+                        .next()?
+                        .parse::<u8>()
+                        .ok()
+                        .filter(|h| *h <= 24)
+                };
+                Some((hour(s)?, hour(e)?))
+            });
+            if parsed.is_none_or(|(s, e)| s >= e) {
+                c.error(h.span(), "vendor_hours must be like \"07:00-19:00\"");
+            }
+            parsed
+        });
+        if let Some(tz) = &a.timezone
+            && jiff::tz::TimeZone::get(tz.get_ref()).is_err()
+        {
+            c.error(
+                tz.span(),
+                format!(
+                    "'{}' is not a time zone; write it like America/New_York",
+                    tz.get_ref()
+                ),
+            );
+        }
+        crate::alerts::AlertSettings {
+            webhook,
+            denials: count(&a.denials, 1, 10_000, 20, "denials", c) as u32,
+            vendor_hours,
+            timezone: a.timezone.as_ref().map(|t| t.get_ref().clone()),
+        }
+    };
     let storage = StorageSettings {
         users: path_or(&raw.storage.users, "config/users.toml"),
         state: path_or(&raw.storage.state, "state"),
@@ -191,6 +244,7 @@ pub fn compile(
         break_glass,
         export: export_settings,
         audit,
+        alerts,
         allow_from,
         networks,
         roles,

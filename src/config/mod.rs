@@ -188,6 +188,7 @@ fn section_of(parent: &[Step]) -> (Section, String) {
         [k] if *k == key("break_glass") => (Section::BreakGlass, "[break_glass]".into()),
         [k] if *k == key("export") => (Section::Export, "[export]".into()),
         [k] if *k == key("audit") => (Section::Audit, "[audit]".into()),
+        [k] if *k == key("alerts") => (Section::Alerts, "[alerts]".into()),
         [k, Step::Key(name)] if *k == key("roles") => (Section::Role, format!("role '{name}'")),
         [k, Step::Index(_)] if *k == key("apps") => (Section::App, "[[apps]]".into()),
         [k, Step::Index(_)] if *k == key("routes") => (Section::Route, "[[routes]]".into()),

@@ -29,6 +29,8 @@ pub struct RawPolicy {
     #[serde(default)]
     pub audit: RawAudit,
     #[serde(default)]
+    pub alerts: RawAlerts,
+    #[serde(default)]
     pub networks: BTreeMap<String, Spanned<Vec<Text>>>,
     #[serde(default)]
     pub roles: BTreeMap<String, Spanned<RawRole>>,
@@ -175,6 +177,15 @@ pub struct RawRoute {
     pub device: Option<Text>,
 }
 
+/// `[alerts]`: events the officer must see.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawAlerts {
+    pub webhook: Option<Text>,
+    pub denials: Option<Spanned<i64>>,
+    pub vendor_hours: Option<Text>,
+    pub timezone: Option<Text>,
+}
+
 /// `[audit]`: the audit trail.
 #[derive(Debug, Deserialize, Default)]
 pub struct RawAudit {
@@ -208,6 +219,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "break_glass",
             "export",
             "audit",
+            "alerts",
             "networks",
             "roles",
             "apps",
@@ -305,6 +317,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "device",
         ],
         Section::Export => &["types", "vendors", "redact_max", "contact"],
+        Section::Alerts => &["webhook", "denials", "vendor_hours", "timezone"],
         Section::Audit => &[
             "dir",
             "on_failure",
@@ -328,6 +341,7 @@ pub enum Section {
     BreakGlass,
     Export,
     Audit,
+    Alerts,
     Log,
     Role,
     App,

@@ -242,6 +242,11 @@ attempts_per_minute = 30
 [storage]
 users = "u.toml"
 state = "state"
+[alerts]
+webhook = "https://hooks.example/ward"
+denials = 20
+vendor_hours = "07:00-19:00"
+timezone = "America/New_York"
 [audit]
 dir = "audit"
 on_failure = "refuse"

@@ -528,8 +528,9 @@ fn no_store_headers(h: &mut http::HeaderMap) {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    // Enrollment links appear on console pages: never send a console address elsewhere.
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // Never send a console address to another site. (Not `no-referrer`: with it, browsers
+    // send `Origin: null` on the console's own forms, which the origin check refuses.)
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
 }
 
 /// A file to download.

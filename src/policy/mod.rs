@@ -39,6 +39,8 @@ pub struct Policy {
     pub export: ExportSettings,
     /// The audit trail.
     pub audit: crate::audit::AuditSettings,
+    /// Alerts for the officer.
+    pub alerts: crate::alerts::AlertSettings,
     /// Networks the whole proxy may be used from, if restricted.
     pub allow_from: Option<NetSet>,
     /// Named networks.
