@@ -70,7 +70,7 @@ pub async fn run(
     if let Some(demo) = demo {
         demo.start(addr);
     }
-    tokio::spawn(reload::watch(store.clone()));
+    tokio::spawn(reload::watch(store.clone(), audit.clone()));
     tokio::spawn(watch_accounts(shared.clone()));
     server::serve(shared, listener, shutdown_signal())
         .await

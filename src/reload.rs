@@ -153,8 +153,9 @@ fn load_runtime(file: &Path, overrides: &Overrides) -> Result<Runtime, Diagnosti
     })
 }
 
-/// Reloads on SIGHUP and whenever the file's contents change (checked every second).
-pub async fn watch(store: Arc<PolicyStore>) {
+/// Reloads on SIGHUP and whenever the file's contents change (checked every
+/// second); each reload, taken or refused, goes in the audit trail.
+pub async fn watch(store: Arc<PolicyStore>, audit: crate::audit::Audit) {
     let mut last = std::fs::read(store.file()).ok();
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
@@ -180,7 +181,24 @@ pub async fn watch(store: Arc<PolicyStore>) {
                 tracing::info!("SIGHUP: reloading the policy");
             }
             last = now;
-            let _ = store.reload();
+            let how = if by_signal { "SIGHUP" } else { "file changed" };
+            let record = match store.reload() {
+                Ok(()) => crate::audit::Record::system(
+                    "policy-reloaded",
+                    format!("{} ({how})", store.file().display()),
+                ),
+                Err(d) => crate::audit::Record::system(
+                    "policy-rejected",
+                    format!(
+                        "{} ({how}): {}",
+                        store.file().display(),
+                        d.items.first().map(|i| d.format(i)).unwrap_or_default()
+                    ),
+                ),
+            };
+            if let Err(e) = audit.record(record).await {
+                tracing::error!(error = %e, "cannot record the policy reload in the audit trail");
+            }
         }
     }
 }

@@ -145,14 +145,6 @@ fn date_in(days: i64) -> String {
         .to_string()
 }
 
-/// The value of the first `name` input after `marker` in `html`.
-fn input_after(html: &str, marker: &str, name: &str) -> String {
-    let at = html
-        .find(marker)
-        .unwrap_or_else(|| panic!("no {marker} in {html}"));
-    input_value(&html[at..], name)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn only_signed_in_officers_with_mfa_get_in() {
     let (_ehr, ward) = start("");

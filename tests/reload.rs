@@ -44,7 +44,7 @@ async fn broken_policy_keeps_the_old_one_and_a_fix_applies_under_load() {
     let ehr = Ehr::start();
     let ward = Ward::start(&policy(&ehr.url(), "allow_roles = [\"officer\"]"));
     let c = ward.client(true);
-    assert_eq!(status_of(&c, &ward.url("/admin/x")).await, 401);
+    assert_eq!(status_of(&c, &ward.url("/admin/x")).await, 303);
 
     // A steady load for the whole change.
     let stop = Arc::new(AtomicBool::new(false));
@@ -97,7 +97,7 @@ async fn broken_policy_keeps_the_old_one_and_a_fix_applies_under_load() {
         .stderr
         .wait_for("ward.toml:21:1", Duration::from_secs(5));
     // The old policy still rules.
-    assert_eq!(status_of(&c, &ward.url("/admin/x")).await, 401);
+    assert_eq!(status_of(&c, &ward.url("/admin/x")).await, 303);
 
     // Fixed: /admin becomes public; applied without a restart.
     ward.write_policy(&policy(&ehr.url(), "allow = \"public\""));
@@ -116,6 +116,18 @@ async fn broken_policy_keeps_the_old_one_and_a_fix_applies_under_load() {
         t.await.unwrap();
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    // Both the refused and the taken reload are in the audit trail.
+    let mut trail = String::new();
+    for f in std::fs::read_dir(ward.site.path("audit")).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "jsonl") {
+            trail.push_str(&std::fs::read_to_string(p).unwrap());
+        }
+    }
+    assert!(
+        trail.contains("policy-rejected") && trail.contains("policy-reloaded"),
+        "reloads not audited"
+    );
     eprintln!("load during reloads: {ok} ok, {failed} failed");
     assert!(ok > 100, "too little load to mean anything: {ok}");
     assert_eq!(failed, 0);
