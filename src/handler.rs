@@ -412,11 +412,12 @@ async fn respond(
                 if counts_as_activity(policy, req.headers(), &target.path) {
                     s.touch(now);
                 }
-                identity_headers = identity_headers_for(who, &s.public_id);
+                identity_headers =
+                    identity_headers_for(who, &s.public_id, app, snap.directory.get(&who.user));
                 if let Some(subject) = outcome.device.as_deref()
                     && let Ok(v) = HeaderValue::from_str(subject)
                 {
-                    identity_headers.push(("x-ward-device", v));
+                    identity_headers.push((http::HeaderName::from_static("x-ward-device"), v));
                 }
                 inject = policy.sessions.idle_warning && wants_html(&req);
             }
@@ -524,6 +525,10 @@ fn audit_record(
     policy: &policy::Policy,
 ) -> Option<crate::audit::Record> {
     use crate::audit::Record;
+    // The console writes its own officer records.
+    if o.decision == "ward" && o.path.starts_with("/.ward/officer") {
+        return None;
+    }
     let mut r = if o.decision == "ward" {
         Record::signin(o.event?)
     } else {
@@ -625,16 +630,27 @@ fn counts_as_activity(policy: &policy::Policy, headers: &http::HeaderMap, path: 
 fn identity_headers_for(
     who: &policy::Identity,
     public_id: &str,
-) -> Vec<(&'static str, HeaderValue)> {
-    let mut out = Vec::with_capacity(3);
+    app: &policy::App,
+    account: Option<&crate::users::Account>,
+) -> Vec<(http::HeaderName, HeaderValue)> {
+    let mut out = Vec::with_capacity(3 + app.identity_headers.len());
     if let Ok(v) = HeaderValue::from_str(&who.user) {
-        out.push(("x-ward-user", v));
+        out.push((http::HeaderName::from_static("x-ward-user"), v));
     }
     if let Ok(v) = HeaderValue::from_str(&who.roles.join(",")) {
-        out.push(("x-ward-roles", v));
+        out.push((http::HeaderName::from_static("x-ward-roles"), v));
     }
     if let Ok(v) = HeaderValue::from_str(public_id) {
-        out.push(("x-ward-session", v));
+        out.push((http::HeaderName::from_static("x-ward-session"), v));
+    }
+    // Values the app expects from the person's record (a provider id, a tax id).
+    for (attribute, header) in &app.identity_headers {
+        if let Some(v) = account
+            .and_then(|a| a.attributes.get(attribute))
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            out.push((header.clone(), v));
+        }
     }
     out
 }

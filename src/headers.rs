@@ -89,6 +89,19 @@ pub fn wants_websocket(headers: &HeaderMap) -> bool {
     has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket")
 }
 
+/// Removes `name` in every spelling an upstream might fold together (`_` for `-`).
+pub fn strip_spellings(headers: &mut HeaderMap, name: &HeaderName) {
+    let want = name.as_str().replace('_', "-");
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().replace('_', "-") == want)
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
+}
+
 /// Removes every client header ward controls (see `CONTROLLED`).
 pub fn strip_controlled(headers: &mut HeaderMap) {
     let names: Vec<HeaderName> = headers

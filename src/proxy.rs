@@ -94,7 +94,7 @@ pub struct Forward<'a> {
     /// The `host[:port]` the client asked for.
     pub public_authority: &'a str,
     /// Identity headers to add (names and values), after every client `X-Ward-*` is gone.
-    pub identity: Vec<(&'static str, HeaderValue)>,
+    pub identity: Vec<(http::HeaderName, HeaderValue)>,
     /// Ask the upstream for an uncompressed answer (ward will add to the page).
     pub plain_encoding: bool,
 }
@@ -134,6 +134,10 @@ pub async fn forward(
     };
     if let Ok(v) = HeaderValue::from_str(host) {
         h.insert(header::HOST, v);
+    }
+    // The app's own identity headers: no client-sent value passes, in any spelling.
+    for (_, name) in &f.app.identity_headers {
+        headers::strip_spellings(h, name);
     }
     for (name, value) in f.identity {
         h.insert(name, value);

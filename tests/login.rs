@@ -425,3 +425,33 @@ async fn enrollment_links_set_the_password_and_authenticator_once() {
     settle().await;
     sign_in(&Browser::new(&ward), "nurse_ray", &secret, 30).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn person_attributes_reach_the_app_and_forged_ones_never_do() {
+    let ehr = Ehr::start();
+    let text = policy(&ehr.url(), "").replace(
+        "upstream = ",
+        "identity_headers = { npi = \"X-Provider-Npi\" }\nupstream = ",
+    );
+    let ward = Ward::start(&text);
+    let secret = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
+    let users = ward.site.path("config/users.toml");
+    let with_attr = std::fs::read_to_string(&users).unwrap().replacen(
+        "[users.dr_lee]\n",
+        "[users.dr_lee]\nattributes = { npi = \"1234567890\" }\n",
+        1,
+    );
+    std::fs::write(&users, with_attr).unwrap();
+    settle().await;
+    let b = Browser::new(&ward);
+    sign_in(&b, "dr_lee", &secret, 0).await;
+    b.header("X-Provider-Npi", "9999999999");
+    b.header("x_provider_npi", "9999999999");
+    let j: serde_json::Value = b.get("/debug/headers").await.json().await.unwrap();
+    let npi: Vec<String> = seen_headers(&j)
+        .into_iter()
+        .filter(|(k, _)| k.replace('_', "-") == "x-provider-npi")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(npi, vec!["1234567890".to_string()]);
+}

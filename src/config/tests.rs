@@ -208,6 +208,8 @@ fn methods_and_hosts_do_not_shadow() {
 #[test]
 fn every_known_key_is_accepted() {
     // Guards the "did you mean" lists against drifting from the model.
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "s3cret").unwrap();
     let text = r#"
 practice = "P"
 allow_from = ["10.0.0.0/8"]
@@ -226,6 +228,8 @@ header_read_timeout = "5s"
 handshake_timeout = "5s"
 keepalive_timeout = "5s"
 hsts = true
+device_orgs = ["Acme"]
+device_ca = "ca.pem"
 [sessions]
 idle_timeout = "1m"
 max_lifetime = "1h"
@@ -239,6 +243,24 @@ mfa = "required"
 lockout_after = 5
 lockout_time = "15m"
 attempts_per_minute = 30
+[[login.oidc]]
+name = "entra"
+label = "Sign in with Microsoft"
+issuer = "https://login.example/tenant/v2.0"
+client_id = "abc"
+client_secret_file = "SECRET"
+scopes = ["email"]
+groups_claim = "groups"
+role_map = { "g1" = ["r"] }
+allowed_domains = ["example.org"]
+username_claim = "email"
+accounts = "existing"
+mfa_amr = ["mfa"]
+mfa_acr = ["x"]
+without_mfa = "refuse"
+clock_skew = "30s"
+ca = "ca.pem"
+logout = true
 [storage]
 users = "u.toml"
 state = "state"
@@ -268,7 +290,7 @@ level = "debug"
 [networks]
 n = ["10.0.0.0/8"]
 [roles]
-r = { description = "d", idle_timeout = "1m", export = "allow", mfa = "optional" }
+r = { description = "d", idle_timeout = "1m", export = "allow", mfa = "optional", device = "optional" }
 [[apps]]
 name = "a"
 upstream = "https://x"
@@ -298,11 +320,13 @@ rate_limit = "60/minute"
 redact_fields = ["ssn"]
 redact_for = ["r"]
 no_body_for = ["r"]
+device = "required"
 [[routes]]
 app = "a"
 path = "/y"
 allow = "public"
 "#;
+    let text = &text.replace("SECRET", &secret.path().display().to_string());
     let errs = errors(text);
     assert!(errs.is_empty(), "{errs:#?}");
     for section in [
@@ -320,7 +344,8 @@ allow = "public"
                 text.contains(&format!("\n{key} ="))
                     || text.contains(&format!("{key} = "))
                     || text.contains(&format!("[{key}]"))
-                    || text.contains(&format!("[[{key}]]")),
+                    || text.contains(&format!("[[{key}]]"))
+                    || text.contains(&format!(".{key}]]")),
                 "{key}"
             );
         }

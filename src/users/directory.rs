@@ -610,7 +610,7 @@ status = "fired"
                 "users.toml:4:9: roles must be a list, like roles = [\"clinician\"]",
                 "users.toml:5:7: org must be text in quotes, like org = \"...\" (found integer)",
                 "users.toml:6:8: account 'dr' has no display_name; add a line like display_name = \"Dr. Alex Lee\"",
-                "users.toml:6:11: unknown setting 'lee' in account 'dr'; the settings here are: display_name, roles, org, status, expires, sponsor, allow_from, attributes (if the account name has a dot in it, put it in quotes: [users.\"dr.lee\"])",
+                "users.toml:6:11: unknown setting 'lee' in account 'dr'; the settings here are: display_name, roles, org, status, expires, sponsor, allow_from, attributes, sign_in (if the account name has a dot in it, put it in quotes: [users.\"dr.lee\"])",
             ]
         );
     }
