@@ -55,7 +55,7 @@ pub async fn run(
     })?;
     let shared = Arc::new(handler::Shared::new(
         store.clone(),
-        open_gate(&store)?,
+        open_gate(&store, audit.clone())?,
         audit.clone(),
     ));
     let (listener, redirect) = server::bind(&store).await.map_err(|e| e.to_string())?;
@@ -98,7 +98,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn open_gate(store: &PolicyStore) -> Result<login::Gate, String> {
+fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<login::Gate, String> {
     let rt = store.current();
     let policy = &rt.policy;
     let accounts = accounts::Accounts::open(policy).map_err(|e| {
@@ -111,7 +111,12 @@ fn open_gate(store: &PolicyStore) -> Result<login::Gate, String> {
     let sessions = Arc::new(session::MemoryStore::new(std::time::Duration::from_secs(
         24 * 3600,
     )));
-    Ok(login::Gate::new(policy, sessions, Arc::new(accounts)))
+    Ok(login::Gate::new(
+        policy,
+        sessions,
+        Arc::new(accounts),
+        audit,
+    ))
 }
 
 /// Reloads the accounts when `users.toml` or the secret store change (checked

@@ -38,13 +38,20 @@ pub struct Gate {
     pub sso: crate::sso::SsoState,
     /// Alerts for the officer.
     pub alerts: crate::alerts::Alerts,
+    /// The audit trail, for sign-in events that are not a request's own outcome.
+    pub audit: crate::audit::Audit,
     /// Refusals per person in the last ten minutes, for the repeated-refusals alert.
     pub refusals: moka::sync::Cache<String, u32>,
 }
 
 impl Gate {
     /// A gate with the policy's limits.
-    pub fn new(policy: &Policy, sessions: Arc<dyn SessionStore>, accounts: Arc<Accounts>) -> Gate {
+    pub fn new(
+        policy: &Policy,
+        sessions: Arc<dyn SessionStore>,
+        accounts: Arc<Accounts>,
+        audit: crate::audit::Audit,
+    ) -> Gate {
         let per_minute =
             NonZeroU32::new(policy.login.attempts_per_minute).unwrap_or(NonZeroU32::MIN);
         Gate {
@@ -57,6 +64,7 @@ impl Gate {
                 .build(),
             sso: crate::sso::SsoState::default(),
             alerts: crate::alerts::Alerts::start(&policy.alerts, &policy.practice),
+            audit,
             refusals: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(600))
@@ -590,6 +598,18 @@ pub(crate) fn admit(
             for old in complete.iter().take(complete.len() + 1 - max) {
                 gate.sessions.remove_public(&old.public_id);
                 tracing::warn!(user = %name, session = %old.public_id, "older session ended by a new sign-in");
+                // Shared passwords show up here: one person, two places, one session each.
+                let record = crate::audit::Record::signin("session-ended-by-new-sign-in")
+                    .user(name)
+                    .session(old.public_id.clone())
+                    .client_ip(req.client_ip)
+                    .detail(format!("the ended session came from {}", old.client_ip));
+                let audit = gate.audit.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = audit.record(record).await {
+                        tracing::error!(error = %e, "cannot record an ended session in the audit trail");
+                    }
+                });
             }
             Ok(())
         }

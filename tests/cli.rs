@@ -158,8 +158,81 @@ async fn demo_runs_the_sample_ehr_behind_ward() {
     );
 }
 
+/// Signs a demo account in with the demo password and its printed key; returns the session cookie pair.
+async fn demo_sign_in(
+    client: &reqwest::Client,
+    base: &str,
+    user: &str,
+    key: &str,
+    offset: i64,
+) -> String {
+    let session_of = |resp: &reqwest::Response| -> String {
+        resp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .find(|c| c.starts_with("__Host-ward-session="))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let form = client
+        .get(format!("{base}/.ward/login"))
+        .send()
+        .await
+        .unwrap();
+    let csrf_cookie = form.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = input_value(&form.text().await.unwrap(), "csrf");
+    let body = serde_urlencoded::to_string([
+        ("csrf", csrf.as_str()),
+        ("username", user),
+        ("password", ward::demo::DEMO_PASSWORD),
+        ("return", "/"),
+    ])
+    .unwrap();
+    let resp = client
+        .post(format!("{base}/.ward/login"))
+        .header("cookie", &csrf_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303, "{user}");
+    let session = session_of(&resp);
+    let mfa = client
+        .get(format!("{base}/.ward/mfa"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    let csrf = input_value(&mfa.text().await.unwrap(), "csrf");
+    let secret = ward::auth::totp::decode_secret(key).unwrap();
+    let code = ward::auth::totp::code_at(&secret, (unix_now() as i64 + offset) as u64);
+    let body =
+        serde_urlencoded::to_string([("csrf", csrf.as_str()), ("code", code.as_str())]).unwrap();
+    let resp = client
+        .post(format!("{base}/.ward/mfa"))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303, "{user}");
+    session_of(&resp)
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn demo_accounts_sign_in_with_the_printed_password_and_key() {
+async fn demo_accounts_sign_in_and_the_demo_shows_a_blocked_and_a_granted_export() {
     let dir = tempfile::tempdir().unwrap();
     let proc = Proc::spawn(
         Command::new(WARD)
@@ -178,8 +251,12 @@ async fn demo_accounts_sign_in_with_the_printed_password_and_key() {
         .stderr
         .wait_for("\"listening\"", Duration::from_secs(20));
     let addr: std::net::SocketAddr = json_field(&line, "addr").parse().unwrap();
-    let banner = proc.stdout.wait_for("dr_lee", Duration::from_secs(5));
-    let key = banner.split("key ").nth(1).unwrap().trim().to_string();
+    let key_of = |user: &str| {
+        let line = proc
+            .stdout
+            .wait_for(&format!("    {user} "), Duration::from_secs(5));
+        line.split("key ").nth(1).unwrap().trim().to_string()
+    };
     let cert = std::fs::read(dir.path().join("certs/ward.crt")).unwrap();
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(tls_client(&cert, &[b"h2"]))
@@ -188,6 +265,18 @@ async fn demo_accounts_sign_in_with_the_printed_password_and_key() {
         .build()
         .unwrap();
     let base = format!("https://localhost:{}", addr.port());
+    let get = |session: String, path: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            client
+                .get(format!("{base}{path}"))
+                .header("cookie", session)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
     // Page loads need sign-in.
     let resp = client
         .get(format!("{base}/patients/1001/chart"))
@@ -196,88 +285,10 @@ async fn demo_accounts_sign_in_with_the_printed_password_and_key() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 303);
-    // Sign in as the clinician with the printed password and key.
-    let form = client
-        .get(format!("{base}/.ward/login"))
-        .send()
-        .await
-        .unwrap();
-    let csrf_cookie = form.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let html = form.text().await.unwrap();
-    let csrf = input_value(&html, "csrf");
-    let body = serde_urlencoded::to_string([
-        ("csrf", csrf.as_str()),
-        ("username", "dr_lee"),
-        ("password", ward::demo::DEMO_PASSWORD),
-        ("return", "/"),
-    ])
-    .unwrap();
-    let resp = client
-        .post(format!("{base}/.ward/login"))
-        .header("cookie", &csrf_cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303);
-    let session = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|c| c.starts_with("__Host-ward-session="))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let mfa = client
-        .get(format!("{base}/.ward/mfa"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = input_value(&mfa, "csrf");
-    let code =
-        ward::auth::totp::code_at(&ward::auth::totp::decode_secret(&key).unwrap(), unix_now());
-    let body =
-        serde_urlencoded::to_string([("csrf", csrf.as_str()), ("code", code.as_str())]).unwrap();
-    let resp = client
-        .post(format!("{base}/.ward/mfa"))
-        .header("cookie", &session)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303);
-    let session = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|c| c.starts_with("__Host-ward-session="))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let chart = client
-        .get(format!("{base}/patients/1001/chart"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
+
+    // The clinician reads a chart, and is not a biller.
+    let lee = demo_sign_in(&client, &base, "dr_lee", &key_of("dr_lee"), 0).await;
+    let chart = get(lee.clone(), "/patients/1001/chart").await;
     assert_eq!(chart.status(), 200);
     assert!(
         chart
@@ -286,12 +297,45 @@ async fn demo_accounts_sign_in_with_the_printed_password_and_key() {
             .unwrap()
             .contains("Signed in through ward as <strong>dr_lee</strong>")
     );
-    // The clinician is not a biller.
-    let billing = client
-        .get(format!("{base}/billing"))
-        .header("cookie", &session)
-        .send()
-        .await
+    assert_eq!(get(lee, "/billing").await.status(), 403);
+
+    // The biller's CSV export is refused until the officer grants it.
+    let bea = demo_sign_in(&client, &base, "billing_bea", &key_of("billing_bea"), 0).await;
+    assert_eq!(get(bea.clone(), "/billing").await.status(), 200);
+    let refused = get(bea.clone(), "/reports/patients.csv").await;
+    assert_eq!(refused.status(), 403);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("Download not permitted")
+    );
+    let out = Command::new(WARD)
+        .current_dir(dir.path())
+        .args([
+            "grant",
+            "--config",
+            "config/demo.toml",
+            "export",
+            "--user",
+            "billing_bea",
+            "--route",
+            "/reports/**",
+            "--for",
+            "1h",
+            "--reason",
+            "quarterly audit",
+        ])
+        .output()
         .unwrap();
-    assert_eq!(billing.status(), 403);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let granted = get(bea, "/reports/patients.csv").await;
+    assert_eq!(granted.status(), 200);
+    assert!(granted.text().await.unwrap().contains("Ellison"));
 }

@@ -164,6 +164,13 @@ impl Prepared {
             "  Try: {url}patients/1001/chart (clinician), {url}billing (biller, or acme_vic the vendor),"
         );
         println!("       {url}notifications (WebSocket), {url}admin/ (officer only).");
+        println!("  Export blocking: as billing_bea, {url}reports/patients.csv is refused;");
+        println!(
+            "       grant it with `cargo run -- grant --config config/demo.toml export --user billing_bea \\"
+        );
+        println!(
+            "       --route '/reports/**' --for 1h --reason \"quarterly audit\"` and it downloads."
+        );
         println!("  ward's health: {url}.ward/healthz");
         println!("  Stop with Ctrl-C.");
         println!();
