@@ -7,7 +7,6 @@
 
 use crate::config::{self, Certs, closest};
 use crate::policy::Policy;
-use crate::policy::net::parse_cidr;
 use crate::users::{
     Account, Admin, AdminError, Directory, EnrollLink, NewAccount, Purpose, SecretStore, Status,
     UserSecrets, directory,
@@ -641,37 +640,7 @@ impl Ctx<'_> {
 
     /// The roles, trimmed and without repeats, each one defined in the policy.
     fn check_roles(&self, roles: &[String]) -> Result<Vec<String>, String> {
-        let known: Vec<&str> = self.policy.roles.keys().map(String::as_str).collect();
-        let mut out: Vec<String> = Vec::new();
-        for role in roles.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
-            if !known.contains(&role) {
-                let mut msg = format!("unknown role '{}'", plain(role));
-                match closest(role, &known) {
-                    Some(best) => {
-                        let _ = write!(msg, "; did you mean '{best}'?");
-                    }
-                    None if known.is_empty() => {
-                        let _ = write!(
-                            msg,
-                            "; {} defines no roles yet (add them under [roles])",
-                            self.config.display()
-                        );
-                    }
-                    None => {
-                        let _ = write!(
-                            msg,
-                            "; the roles in {} are: {}",
-                            self.config.display(),
-                            known.join(", ")
-                        );
-                    }
-                }
-                return Err(msg);
-            }
-            if !out.iter().any(|r| r == role) {
-                out.push(role.to_string());
-            }
-        }
+        let out = self.policy.known_roles(roles)?;
         if out.is_empty() {
             return Err("--roles needs at least one role from the policy".into());
         }
@@ -680,41 +649,9 @@ impl Ctx<'_> {
 
     /// The entries, trimmed and without repeats, each a network of the policy or an address range.
     fn check_networks(&self, nets: &[String]) -> Result<Vec<String>, String> {
-        let known: Vec<&str> = self.policy.networks.keys().map(String::as_str).collect();
-        let mut out: Vec<String> = Vec::new();
-        for net in nets.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-            if !known.contains(&net) {
-                if net.contains(['.', ':', '/']) {
-                    parse_cidr(net).map_err(|e| format!("--allow-from: {}", plain(&e)))?;
-                } else {
-                    let mut msg = format!(
-                        "--allow-from: '{}' is not a network in {}",
-                        plain(net),
-                        self.config.display()
-                    );
-                    match closest(net, &known) {
-                        Some(best) => {
-                            let _ = write!(msg, "; did you mean '{best}'?");
-                        }
-                        None if known.is_empty() => {
-                            msg.push_str("; name an address range like 203.0.113.0/24 instead");
-                        }
-                        None => {
-                            let _ = write!(
-                                msg,
-                                "; the networks there are: {} (or give an address range like 203.0.113.0/24)",
-                                known.join(", ")
-                            );
-                        }
-                    }
-                    return Err(msg);
-                }
-            }
-            if !out.iter().any(|n| n == net) {
-                out.push(net.to_string());
-            }
-        }
-        Ok(out)
+        self.policy
+            .known_networks(nets)
+            .map_err(|e| format!("--allow-from: {}", plain(&e)))
     }
 
     // --- helpers ------------------------------------------------------------------------

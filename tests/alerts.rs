@@ -8,7 +8,6 @@ use http_body_util::BodyExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use ward::auth::totp::code_at;
 
 const PW: &str = "maple orbit candle harbor 42";
 
@@ -81,37 +80,7 @@ async fn sign_in(
 ) -> (Browser, u16) {
     let b = Browser::new(ward);
     b.header("x-forwarded-for", ip);
-    let form = b.get("/.ward/login").await.text().await.unwrap();
-    let csrf = input_value(&form, "csrf");
-    let r = b
-        .post(
-            "/.ward/login",
-            &[
-                ("csrf", &csrf),
-                ("return", "/"),
-                ("username", user),
-                ("password", pw),
-            ],
-        )
-        .await;
-    if r.status() != 303 {
-        return (b, r.status().as_u16());
-    }
-    let form = b.get("/.ward/mfa").await.text().await.unwrap();
-    let csrf = input_value(&form, "csrf");
-    let r = b
-        .post(
-            "/.ward/mfa",
-            &[
-                ("csrf", &csrf),
-                (
-                    "code",
-                    &code_at(secret, (unix_now() as i64 + offset) as u64),
-                ),
-            ],
-        )
-        .await;
-    let status = r.status().as_u16();
+    let status = sign_in_with(&b, user, pw, secret, offset).await;
     (b, status)
 }
 

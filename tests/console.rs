@@ -8,7 +8,6 @@ use common::*;
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
-use ward::auth::totp::code_at;
 
 const PW: &str = "maple orbit candle harbor 42";
 const OFFICER: &str = "/.ward/officer/";
@@ -50,27 +49,7 @@ async fn settle() {
 /// Signs in with password and code; codes already used for `user` are avoided.
 async fn sign_in(b: &Browser, user: &str, secret: &[u8]) {
     for offset in [0i64, 30, -30] {
-        let form = b.get("/.ward/login").await.text().await.unwrap();
-        let csrf = input_value(&form, "csrf");
-        let resp = b
-            .post(
-                "/.ward/login",
-                &[
-                    ("csrf", &csrf),
-                    ("return", "/"),
-                    ("username", user),
-                    ("password", PW),
-                ],
-            )
-            .await;
-        assert_eq!(resp.status(), 303, "{user}: {}", resp.text().await.unwrap());
-        let form = b.get("/.ward/mfa").await.text().await.unwrap();
-        let csrf = input_value(&form, "csrf");
-        let code = code_at(secret, (unix_now() as i64 + offset) as u64);
-        let resp = b
-            .post("/.ward/mfa", &[("csrf", &csrf), ("code", &code)])
-            .await;
-        if resp.status() == 303 {
+        if sign_in_with(b, user, PW, secret, offset).await == 303 {
             return;
         }
     }

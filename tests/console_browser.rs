@@ -95,27 +95,7 @@ async fn sign_in(client: &Client, ward: &Ward, user: &str, secret: &[u8]) {
 
 /// Signs `user` in over plain HTTP (the person at another desk).
 async fn sign_in_http(b: &Browser, user: &str, secret: &[u8]) {
-    let form = b.get("/.ward/login").await.text().await.unwrap();
-    let csrf = input_value(&form, "csrf");
-    let resp = b
-        .post(
-            "/.ward/login",
-            &[
-                ("csrf", &csrf),
-                ("return", "/"),
-                ("username", user),
-                ("password", PW),
-            ],
-        )
-        .await;
-    assert_eq!(resp.status(), 303);
-    let form = b.get("/.ward/mfa").await.text().await.unwrap();
-    let csrf = input_value(&form, "csrf");
-    let code = code_at(secret, unix_now());
-    let resp = b
-        .post("/.ward/mfa", &[("csrf", &csrf), ("code", &code)])
-        .await;
-    assert_eq!(resp.status(), 303, "{user}: {}", resp.text().await.unwrap());
+    assert_eq!(sign_in_with(b, user, PW, secret, 0).await, 303, "{user}");
 }
 
 async fn open(client: &Client, ward: &Ward, path: &str, heading: &str) {

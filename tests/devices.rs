@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use std::time::Duration;
-use ward::auth::totp::code_at;
 
 const PW: &str = "maple orbit candle harbor 42";
 
@@ -74,35 +73,11 @@ fn client(
 }
 
 async fn sign_in(b: &Browser, user: &str, secret: &[u8], offset: i64) {
-    let form = b.get("/.ward/login").await.text().await.unwrap();
-    let csrf = input_value(&form, "csrf");
-    let r = b
-        .post(
-            "/.ward/login",
-            &[
-                ("csrf", &csrf),
-                ("return", "/"),
-                ("username", user),
-                ("password", PW),
-            ],
-        )
-        .await;
-    assert_eq!(r.status(), 303);
-    let form = b.get("/.ward/mfa").await.text().await.unwrap();
-    let csrf = input_value(&form, "csrf");
-    let r = b
-        .post(
-            "/.ward/mfa",
-            &[
-                ("csrf", &csrf),
-                (
-                    "code",
-                    &code_at(secret, (unix_now() as i64 + offset) as u64),
-                ),
-            ],
-        )
-        .await;
-    assert_eq!(r.status(), 303);
+    assert_eq!(
+        sign_in_with(b, user, PW, secret, offset).await,
+        303,
+        "{user}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

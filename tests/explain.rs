@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use std::process::Command;
 use std::time::Duration;
-use ward::auth::totp::code_at;
 
 const PW: &str = "maple orbit candle harbor 42";
 
@@ -59,27 +58,11 @@ fn explain(ward: &Ward, user: Option<&str>, ip: &str, method: &str, path: &str) 
 async fn sign_in(ward: &Ward, user: &str, secret: &[u8], offset: i64, ip: &str) -> Browser {
     let b = Browser::new(ward);
     b.header("x-forwarded-for", ip);
-    let form = b.get("/.ward/login").await.text().await.unwrap();
-    let csrf = input_value(&form, "csrf");
-    let r = b
-        .post(
-            "/.ward/login",
-            &[
-                ("csrf", &csrf),
-                ("return", "/"),
-                ("username", user),
-                ("password", PW),
-            ],
-        )
-        .await;
-    assert_eq!(r.status(), 303, "{user}: {}", r.text().await.unwrap());
-    let form = b.get("/.ward/mfa").await.text().await.unwrap();
-    let csrf = input_value(&form, "csrf");
-    let code = code_at(secret, (unix_now() as i64 + offset) as u64);
-    let r = b
-        .post("/.ward/mfa", &[("csrf", &csrf), ("code", &code)])
-        .await;
-    assert_eq!(r.status(), 303, "{user}: {}", r.text().await.unwrap());
+    assert_eq!(
+        sign_in_with(&b, user, PW, secret, offset).await,
+        303,
+        "{user}"
+    );
     b
 }
 

@@ -3,10 +3,8 @@
 
 use super::{BASE, Ctx, Form, NONE, Notice, Section, blocking, head_row, or_none, when};
 use crate::body::Body;
-use crate::config::closest;
 use crate::login::PageOutcome;
 use crate::pages::escape;
-use crate::policy::net::parse_cidr;
 use crate::users::{
     Account, Admin, AdminError, EnrollLink, NewAccount, Purpose, Status, UserSecrets, directory,
 };
@@ -296,59 +294,35 @@ fn new_account(ctx: &Ctx<'_>, v: &AddValues) -> Result<NewAccount, String> {
 
 /// The roles, without repeats, each defined in the policy; at least one.
 fn check_roles(ctx: &Ctx<'_>, roles: &[String]) -> Result<Vec<String>, String> {
-    let known: Vec<&str> = ctx.policy().roles.keys().map(String::as_str).collect();
-    let mut out: Vec<String> = Vec::new();
-    for role in roles.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
-        if !known.contains(&role) {
-            let mut msg = format!("Unknown role '{role}'");
-            if let Some(best) = closest(role, &known) {
-                let _ = write!(msg, "; did you mean '{best}'?");
-            }
-            return Err(msg);
-        }
-        if !out.iter().any(|r| r == role) {
-            out.push(role.to_string());
-        }
-    }
+    let out = ctx
+        .policy()
+        .known_roles(roles)
+        .map_err(|e| capitalize(&e))?;
     if out.is_empty() {
         return Err("Tick at least one role.".into());
     }
     Ok(out)
 }
 
+/// The message with its first letter in upper case, as the console's sentences start.
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// Comma- or space-separated networks of the policy, or address ranges.
 fn check_networks(ctx: &Ctx<'_>, text: &str) -> Result<Vec<String>, String> {
-    let known: Vec<&str> = ctx.policy().networks.keys().map(String::as_str).collect();
-    let mut out: Vec<String> = Vec::new();
-    for net in text
+    let nets: Vec<String> = text
         .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|n| !n.is_empty())
-    {
-        if !known.contains(&net) {
-            if net.contains(['.', ':', '/']) {
-                parse_cidr(net).map_err(|e| format!("Only from these networks: {e}"))?;
-            } else {
-                let mut msg =
-                    format!("Only from these networks: '{net}' is not a network in the policy");
-                match closest(net, &known) {
-                    Some(best) => {
-                        let _ = write!(msg, "; did you mean '{best}'?");
-                    }
-                    None if known.is_empty() => {
-                        msg.push_str("; give an address range like 203.0.113.0/24 instead")
-                    }
-                    None => {
-                        let _ = write!(msg, "; the networks there are: {}", known.join(", "));
-                    }
-                }
-                return Err(msg);
-            }
-        }
-        if !out.iter().any(|n| n == net) {
-            out.push(net.to_string());
-        }
-    }
-    Ok(out)
+        .map(str::to_string)
+        .collect();
+    ctx.policy()
+        .known_networks(&nets)
+        .map_err(|e| format!("Only from these networks: {e}"))
 }
 
 /// A date from the form: exactly YYYY-MM-DD, a real day.

@@ -452,6 +452,71 @@ pub struct Decision {
     pub route: Option<usize>,
 }
 
+impl Policy {
+    /// Role names, trimmed and without repeats, each one a role of this policy;
+    /// otherwise what is wrong, in words (used by `ward user` and the console alike).
+    pub fn known_roles(&self, roles: &[String]) -> Result<Vec<String>, String> {
+        let known: Vec<&str> = self.roles.keys().map(String::as_str).collect();
+        let mut out: Vec<String> = Vec::new();
+        for role in roles.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
+            if !known.contains(&role) {
+                let role = role.chars().filter(|c| !c.is_control()).collect::<String>();
+                let hint = match crate::config::closest(&role, &known) {
+                    Some(best) => format!("; did you mean '{best}'?"),
+                    None if known.is_empty() => format!(
+                        "; {} defines no roles yet (add them under [roles])",
+                        self.file.display()
+                    ),
+                    None => format!(
+                        "; the roles in {} are: {}",
+                        self.file.display(),
+                        known.join(", ")
+                    ),
+                };
+                return Err(format!("unknown role '{role}'{hint}"));
+            }
+            if !out.iter().any(|r| r == role) {
+                out.push(role.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Network names of this policy or address ranges, trimmed and without
+    /// repeats; otherwise what is wrong, in words.
+    pub fn known_networks(&self, nets: &[String]) -> Result<Vec<String>, String> {
+        let known: Vec<&str> = self.networks.keys().map(String::as_str).collect();
+        let mut out: Vec<String> = Vec::new();
+        for net in nets.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            if !known.contains(&net) {
+                if net.contains(['.', ':', '/']) {
+                    net::parse_cidr(net)?;
+                } else {
+                    let shown = net.chars().filter(|c| !c.is_control()).collect::<String>();
+                    let hint = match crate::config::closest(net, &known) {
+                        Some(best) => format!("; did you mean '{best}'?"),
+                        None if known.is_empty() => {
+                            "; give an address range like 203.0.113.0/24 instead".to_string()
+                        }
+                        None => format!(
+                            "; the networks there are: {} (or give an address range like 203.0.113.0/24)",
+                            known.join(", ")
+                        ),
+                    };
+                    return Err(format!(
+                        "'{shown}' is not a network in {}{hint}",
+                        self.file.display()
+                    ));
+                }
+            }
+            if !out.iter().any(|n| n == net) {
+                out.push(net.to_string());
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Decides what to do with a request. Pure: no I/O, no clock.
 pub fn decide(facts: &Facts<'_>, policy: &Policy) -> Decision {
     decide_traced(facts, policy, &mut NoTrace)
