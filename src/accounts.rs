@@ -291,10 +291,6 @@ pub fn identity_of(
     if now - session.created > policy.sessions.max_lifetime.as_secs() as i64 {
         return Err(Ended::TooOld);
     }
-    let idle = idle_limit(policy, &account.roles);
-    if now - session.last_active() > idle.as_secs() as i64 {
-        return Err(Ended::Idle);
-    }
     let mut roles = account.roles.clone();
     for r in &session.extra_roles {
         if !roles.contains(r) {
@@ -311,6 +307,10 @@ pub fn identity_of(
                 }
             }
         }
+    }
+    // Idle limit from every role in force, the provider's and emergency ones included.
+    if now - session.last_active() > idle_limit(policy, &roles).as_secs() as i64 {
+        return Err(Ended::Idle);
     }
     let device_required = roles
         .iter()

@@ -128,8 +128,7 @@ pub fn submit(
         client = %req.client_ip,
         grant = %grant.id,
         until = grant.end,
-        reason = %grant.reason,
-        "BREAK-GLASS: emergency access started"
+        "BREAK-GLASS: emergency access started (the reason is in the audit trail)"
     );
     let body = format!(
         "<p role=\"status\">Emergency access is on until {}. The security officer has been told.</p><p><a href=\"/\">Continue</a></p>",

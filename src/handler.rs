@@ -326,6 +326,18 @@ async fn respond(
             }
             deny_page(practice, refusal, id)
         }
+        Verdict::Login if identity.is_some() => {
+            // Signed in, but this page wants a second factor the sign-in did not
+            // include: sending the person round the same sign-in again would loop.
+            outcome.decision = "mfa-needed";
+            pages::problem(
+                StatusCode::FORBIDDEN,
+                practice,
+                "A second factor is needed",
+                "This page needs a sign-in that includes your authenticator code. Sign out (/.ward/logout) and sign in again with your ward password and code.",
+                id,
+            )
+        }
         Verdict::Login => {
             outcome.decision = "login";
             login::login_redirect(

@@ -150,9 +150,14 @@ async fn watch_accounts(shared: Arc<handler::Shared>) {
                     shared.gate.alerts.raise(
                         "break-glass",
                         &g.user,
+                        // The reason may name a patient: it stays in the audit trail, not in alerts.
                         format!(
-                            "emergency access until {} (granted by {}): {}",
-                            g.end, g.granted_by, g.reason
+                            "emergency access until {} (grant {}, granted by {}); the reason is in the audit trail",
+                            jiff::Timestamp::from_second(g.end)
+                                .map(|t| t.to_string())
+                                .unwrap_or_default(),
+                            g.id,
+                            g.granted_by
                         ),
                     );
                 }

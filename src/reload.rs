@@ -110,6 +110,17 @@ impl PolicyStore {
                         was.server.max_connections != now.server.max_connections,
                     ),
                     ("[log]", was.log != now.log),
+                    (
+                        "[storage]",
+                        was.storage.users != now.storage.users
+                            || was.storage.state != now.storage.state,
+                    ),
+                    ("[audit]", was.audit != now.audit),
+                    ("[alerts] webhook", was.alerts.webhook != now.alerts.webhook),
+                    (
+                        "[login] attempts_per_minute",
+                        was.login.attempts_per_minute != now.login.attempts_per_minute,
+                    ),
                 ];
                 for (what, changed) in restart_only {
                     if changed {

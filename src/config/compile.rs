@@ -230,6 +230,19 @@ pub fn compile(
     let apps = apps(&raw, certs, c);
     let routes = routes(text, &raw, &apps, &roles, &networks, c);
     let table = route_table(&raw.routes, &routes, &apps, c);
+    let needs_devices = routes.iter().any(|r| r.device_required)
+        || roles.values().any(|r| r.device_required)
+        || raw
+            .server
+            .device_orgs
+            .as_ref()
+            .is_some_and(|o| !o.is_empty());
+    if needs_devices && raw.server.device_ca.is_none() {
+        c.error(
+            0..0,
+            "the policy requires enrolled devices (device = \"required\" or device_orgs) but [server] has no device_ca, so nobody could meet it; add device_ca = \"certs/device-ca.pem\"",
+        );
+    }
     if c.has_errors() {
         return None;
     }
