@@ -280,6 +280,16 @@ async fn respond(
             outcome.event = Some(event);
         }
         outcome.user = outcome.user.take().or(page_outcome.user);
+        // A sign-in event names the roles the person holds.
+        if outcome.roles.is_empty()
+            && let Some(account) = outcome
+                .user
+                .as_ref()
+                .and_then(|u| gate.accounts.snapshot().directory.get(u).cloned())
+        {
+            outcome.roles = account.roles.clone();
+            outcome.org = account.org.clone();
+        }
         return resp.unwrap_or_else(|| {
             pages::problem(
                 StatusCode::NOT_FOUND,

@@ -157,13 +157,7 @@ async fn enrolled_devices_are_required_where_the_policy_says() {
 
     // The device subject is in the audit trail.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut trail = String::new();
-    for f in std::fs::read_dir(ward.site.path("audit")).unwrap() {
-        let p = f.unwrap().path();
-        if p.extension().is_some_and(|e| e == "jsonl") {
-            trail.push_str(&std::fs::read_to_string(p).unwrap());
-        }
-    }
+    let trail = audit_text(&ward.site);
     assert!(
         trail.contains("device: CN=acme-laptop-17"),
         "no device subject in the audit trail"

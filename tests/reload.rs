@@ -117,13 +117,7 @@ async fn broken_policy_keeps_the_old_one_and_a_fix_applies_under_load() {
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     // Both the refused and the taken reload are in the audit trail.
-    let mut trail = String::new();
-    for f in std::fs::read_dir(ward.site.path("audit")).unwrap() {
-        let p = f.unwrap().path();
-        if p.extension().is_some_and(|e| e == "jsonl") {
-            trail.push_str(&std::fs::read_to_string(p).unwrap());
-        }
-    }
+    let trail = audit_text(&ward.site);
     assert!(
         trail.contains("policy-rejected") && trail.contains("policy-reloaded"),
         "reloads not audited"

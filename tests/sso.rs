@@ -180,13 +180,7 @@ async fn single_sign_on_applies_wards_rules() {
 
     // Every outcome is in the audit trail.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut trail = String::new();
-    for f in std::fs::read_dir(s.ward.site.path("audit")).unwrap() {
-        let p = f.unwrap().path();
-        if p.extension().is_some_and(|e| e == "jsonl") {
-            trail.push_str(&std::fs::read_to_string(p).unwrap());
-        }
-    }
+    let trail = audit_text(&s.ward.site);
     for event in ["sso-account-created", "sso-refused", "sso-login-ok"] {
         assert!(trail.contains(event), "no {event} in the audit trail");
     }

@@ -575,3 +575,17 @@ pub async fn sign_in_with(
         .status()
         .as_u16()
 }
+
+/// Every line of the audit trail in `site`'s `audit/` folder, as one text.
+pub fn audit_text(site: &Site) -> String {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(site.path("audit"))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
