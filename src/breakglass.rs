@@ -15,21 +15,10 @@ const MIN_REASON: usize = 10;
 
 /// `GET /.ward/break-glass`.
 pub fn form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
-    let Some((s, who)) = signed_in(gate, req) else {
-        return crate::login::login_redirect(&req.method, &req.headers, "/.ward/break-glass", None);
+    let (s, _who, bg) = match permitted(gate, req) {
+        Ok(p) => p,
+        Err(resp) => return *resp,
     };
-    let Some(bg) = &req.policy.break_glass else {
-        return refuse(
-            req,
-            "This practice has not set up emergency access in ward.",
-        );
-    };
-    if !who.roles.iter().any(|r| bg.allowed_roles.contains(r)) {
-        return refuse(
-            req,
-            "Your roles do not include emergency access. Call the practice's security officer.",
-        );
-    }
     let notice = error
         .map(|e| format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e)))
         .unwrap_or_default();
@@ -63,25 +52,14 @@ pub fn submit(
     form_fields: &std::collections::HashMap<String, String>,
     outcome: &mut PageOutcome,
 ) -> Response<Body> {
-    let Some((s, who)) = signed_in(gate, req) else {
-        return crate::login::login_redirect(&req.method, &req.headers, "/.ward/break-glass", None);
-    };
-    let Some(bg) = &req.policy.break_glass else {
-        return refuse(
-            req,
-            "This practice has not set up emergency access in ward.",
-        );
+    let (s, who, bg) = match permitted(gate, req) {
+        Ok(p) => p,
+        Err(resp) => return *resp,
     };
     outcome.user = Some(who.user.clone());
     let csrf = form_fields.get("csrf").map(String::as_str).unwrap_or("");
     if !crate::auth::codes::ct_eq(&s.csrf, csrf) {
         return form(gate, req, Some("This form has expired. Please try again."));
-    }
-    if !who.roles.iter().any(|r| bg.allowed_roles.contains(r)) {
-        return refuse(
-            req,
-            "Your roles do not include emergency access. Call the practice's security officer.",
-        );
     }
     let reason = form_fields
         .get("reason")
@@ -145,6 +123,39 @@ pub fn submit(
         "Emergency access on",
         &body,
     )
+}
+
+/// A person allowed to invoke emergency access: their session, who they are, the procedure.
+type Permit<'a> = (
+    std::sync::Arc<crate::session::Session>,
+    crate::policy::Identity,
+    &'a crate::policy::BreakGlass,
+);
+
+/// The session, the person and the practice's procedure when this person may
+/// invoke emergency access; otherwise the answer to give (sign in, or refusal).
+fn permitted<'a>(gate: &Gate, req: &PageRequest<'a>) -> Result<Permit<'a>, Box<Response<Body>>> {
+    let Some((s, who)) = signed_in(gate, req) else {
+        return Err(Box::new(crate::login::login_redirect(
+            &req.method,
+            &req.headers,
+            "/.ward/break-glass",
+            None,
+        )));
+    };
+    let Some(bg) = &req.policy.break_glass else {
+        return Err(Box::new(refuse(
+            req,
+            "This practice has not set up emergency access in ward.",
+        )));
+    };
+    if !who.roles.iter().any(|r| bg.allowed_roles.contains(r)) {
+        return Err(Box::new(refuse(
+            req,
+            "Your roles do not include emergency access. Call the practice's security officer.",
+        )));
+    }
+    Ok((s, who, bg))
 }
 
 fn signed_in(

@@ -170,15 +170,7 @@ async fn respond(
     let target = match target::read(req.method(), req.uri(), req.headers()) {
         Ok(t) => t,
         Err(e) => {
-            outcome.decision = "bad-request";
-            outcome.error = Some(e.to_string());
-            return pages::problem(
-                StatusCode::BAD_REQUEST,
-                practice,
-                "Request refused",
-                &format!("ward refused this request: {e}."),
-                id,
-            );
+            return bad_request(outcome, practice, id, e.to_string(), &format!("{e}"));
         }
     };
     outcome.host = target.host.clone();
@@ -188,14 +180,12 @@ async fn respond(
     if (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
         && export::has_body(req.headers())
     {
-        outcome.decision = "bad-request";
-        outcome.error = Some("a GET or HEAD request with a body".into());
-        return pages::problem(
-            StatusCode::BAD_REQUEST,
+        return bad_request(
+            outcome,
             practice,
-            "Request refused",
-            "ward refused this request: a page request must not carry a body.",
             id,
+            "a GET or HEAD request with a body".into(),
+            "a page request must not carry a body",
         );
     }
     let client_ip =
@@ -205,14 +195,12 @@ async fn respond(
                 ip
             }
             Err(e) => {
-                outcome.decision = "bad-request";
-                outcome.error = Some(e.to_string());
-                return pages::problem(
-                    StatusCode::BAD_REQUEST,
+                return bad_request(
+                    outcome,
                     practice,
-                    "Request refused",
-                    "ward refused this request: its forwarding header is malformed.",
                     id,
+                    e.to_string(),
+                    "its forwarding header is malformed",
                 );
             }
         };
@@ -527,6 +515,25 @@ async fn respond(
             }
         }
     }
+}
+
+/// The 400 page for a request too ambiguous to decide on, noted for the log and audit.
+fn bad_request(
+    outcome: &mut Outcome,
+    practice: &str,
+    id: &str,
+    error: String,
+    why: &str,
+) -> Response<Body> {
+    outcome.decision = "bad-request";
+    outcome.error = Some(error);
+    pages::problem(
+        StatusCode::BAD_REQUEST,
+        practice,
+        "Request refused",
+        &format!("ward refused this request: {why}."),
+        id,
+    )
 }
 
 fn unix_now() -> i64 {

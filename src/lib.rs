@@ -10,6 +10,7 @@ pub mod body;
 pub mod breakglass;
 pub mod config;
 pub mod console;
+pub mod csv;
 pub mod demo;
 pub mod explain;
 pub mod export;

@@ -8,6 +8,7 @@
 use crate::accounts::today;
 use crate::config::{self, Certs};
 use crate::console::OFFICER_ROLE;
+use crate::csv::cell as csv_cell;
 use crate::pages::escape;
 use crate::policy::{Export, Policy};
 use crate::users::{Directory, SecretStore, Secrets, Status, directory};
@@ -487,19 +488,6 @@ impl Review {
             out.push_str("\r\n");
         }
         out
-    }
-}
-
-/// One CSV cell: quoted when needed, and never read as a formula by a spreadsheet.
-pub fn csv_cell(value: &str) -> String {
-    let mut v = value.to_string();
-    if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        v.insert(0, '\'');
-    }
-    if v.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v
     }
 }
 

@@ -7,6 +7,7 @@
 
 use crate::config::{self, Certs, closest};
 use crate::policy::Policy;
+use crate::users::directory::parse_day as parse_date;
 use crate::users::{
     Account, Admin, AdminError, Directory, EnrollLink, NewAccount, Purpose, SecretStore, Status,
     UserSecrets, directory,
@@ -178,24 +179,6 @@ pub fn run(config: &Path, cmd: UserCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// A date on the command line: exactly YYYY-MM-DD, and a real calendar day.
-fn parse_date(s: &str) -> Result<Date, String> {
-    let b = s.as_bytes();
-    let shape = b.len() == 10
-        && b.iter().enumerate().all(|(i, ch)| match i {
-            4 | 7 => *ch == b'-',
-            _ => ch.is_ascii_digit(),
-        });
-    let bad = || format!("'{s}' is not a date; write it like 2027-03-31");
-    if !shape {
-        return Err(bad());
-    }
-    let num = |r: std::ops::Range<usize>| s[r].parse::<i16>().map_err(|_| bad());
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    // Month and day are two digits, so they fit in i8.
-    Date::new(y, m as i8, d as i8).map_err(|_| format!("'{s}' is not a real date"))
 }
 
 /// What one command needs.

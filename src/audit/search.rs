@@ -3,6 +3,7 @@
 
 use super::chain::{MAX_LINE, parse_file_name};
 use super::record::{Kind, Record};
+use crate::csv::cell as csv_cell;
 use crate::policy::routes::{Lookup, Matcher, Pattern, PatternError, RouteTable};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
@@ -408,19 +409,6 @@ fn write_csv(out: &mut dyn Write, r: &Record) -> std::io::Result<()> {
     ];
     let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
     writeln!(out, "{}", line.join(","))
-}
-
-/// One CSV cell: quoted when needed, and never read as a formula by a spreadsheet.
-fn csv_cell(value: &str) -> String {
-    let mut v = value.to_string();
-    if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        v.insert(0, '\'');
-    }
-    if v.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v
-    }
 }
 
 #[cfg(test)]

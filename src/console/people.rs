@@ -5,6 +5,7 @@ use super::{BASE, Ctx, Form, NONE, Notice, Section, blocking, head_row, or_none,
 use crate::body::Body;
 use crate::login::PageOutcome;
 use crate::pages::escape;
+use crate::users::directory::parse_day as parse_date;
 use crate::users::{
     Account, Admin, AdminError, EnrollLink, NewAccount, Purpose, Status, UserSecrets, directory,
 };
@@ -323,21 +324,6 @@ fn check_networks(ctx: &Ctx<'_>, text: &str) -> Result<Vec<String>, String> {
     ctx.policy()
         .known_networks(&nets)
         .map_err(|e| format!("Only from these networks: {e}"))
-}
-
-/// A date from the form: exactly YYYY-MM-DD, a real day.
-fn parse_date(text: &str) -> Result<Date, String> {
-    let b = text.as_bytes();
-    let shape = b.len() == 10
-        && b.iter().enumerate().all(|(i, ch)| match i {
-            4 | 7 => *ch == b'-',
-            _ => ch.is_ascii_digit(),
-        });
-    let bad = || format!("'{text}' is not a date; write it like 2027-03-31");
-    if !shape {
-        return Err(bad());
-    }
-    text.parse::<Date>().map_err(|_| bad())
 }
 
 fn admin(ctx: &Ctx<'_>) -> Admin {

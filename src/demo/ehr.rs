@@ -6,6 +6,7 @@
 //! (`/stream`, `/slow`, `/ws/notifications`) and that behave like a badly configured legacy app
 //! (`/legacy/login` leaks its internal address). All data is fictional.
 
+use crate::pages::escape as esc;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io;
@@ -1039,21 +1040,6 @@ fn query_param<'a, B>(req: &'a Request<B>, key: &str) -> Option<&'a str> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == key).then_some(v)
     })
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(ch),
-        }
-    }
-    out
 }
 
 fn csv_field(s: &str) -> String {

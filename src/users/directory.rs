@@ -498,6 +498,24 @@ fn toml_message(message: &str) -> String {
     }
 }
 
+/// A day as the officer types it (command line or console): exactly YYYY-MM-DD, a real calendar day.
+pub fn parse_day(s: &str) -> Result<Date, String> {
+    let b = s.as_bytes();
+    let shape = b.len() == 10
+        && b.iter().enumerate().all(|(i, ch)| match i {
+            4 | 7 => *ch == b'-',
+            _ => ch.is_ascii_digit(),
+        });
+    let bad = || format!("'{s}' is not a date; write it like 2027-03-31");
+    if !shape {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| s[r].parse::<i16>().map_err(|_| bad());
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    // Month and day are two digits, so they fit in i8.
+    Date::new(y, m as i8, d as i8).map_err(|_| format!("'{s}' is not a real date"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
