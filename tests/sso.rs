@@ -257,3 +257,37 @@ async fn without_provider_mfa_ward_asks_for_its_own_code() {
     assert_eq!(r.status(), 303);
     assert_eq!(b.get("/patients/1001/chart").await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_account_signs_in_only_the_ways_the_officer_allows() {
+    let s = setup("refuse").await;
+    let pw = "maple orbit candle harbor 42";
+    let alice = enrolled_user(&s.ward.site, "alice", &["clinician"], pw, None, None);
+    let frank = enrolled_user(&s.ward.site, "frank", &["clinician"], pw, None, None);
+    let users = s.ward.site.path("config/users.toml");
+    let text = std::fs::read_to_string(&users)
+        .unwrap()
+        .replacen(
+            "[users.alice]\n",
+            "[users.alice]\nsign_in = \"password\"\n",
+            1,
+        )
+        .replacen("[users.frank]\n", "[users.frank]\nsign_in = \"sso\"\n", 1);
+    std::fs::write(&users, text).unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    // alice: password only, so the provider's word is not enough...
+    let r = sso_as(&s, &Browser::new(&s.ward), "alice").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("ward password"));
+    // ...while her password and code still work.
+    assert_eq!(
+        sign_in_with(&Browser::new(&s.ward), "alice", pw, &alice, 0).await,
+        303
+    );
+    // frank: single sign-on only, so his ward password is refused.
+    assert_eq!(
+        sign_in_with(&Browser::new(&s.ward), "frank", pw, &frank, 0).await,
+        401
+    );
+}
