@@ -330,8 +330,9 @@ pub fn identity_of(
     })
 }
 
-/// Ends every stored session that no longer stands (account closed or changed,
-/// idle, too old); returns how many ended, with their people.
+/// Ends stored sessions that no longer stand: at once when the account was
+/// closed or changed, an hour after lapsing when idle or too old. Returns the
+/// people and reasons.
 pub fn sweep(
     store: &dyn SessionStore,
     snap: &Snapshot,
@@ -340,7 +341,17 @@ pub fn sweep(
 ) -> Vec<(String, Ended)> {
     let mut ended = Vec::new();
     for s in store.all() {
-        if let Err(why) = identity_of(&s, snap, policy, now)
+        let remove = match identity_of(&s, snap, policy, now) {
+            Ok(_) => None,
+            // Closed or changed accounts: at once.
+            Err(why @ (Ended::AccountClosed | Ended::CredentialsChanged)) => Some(why),
+            // Idle or too old: an hour after it lapsed, so that the next request
+            // can still tell the person why (the session is refused either way).
+            Err(why) => identity_of(&s, snap, policy, now - 3600)
+                .is_err()
+                .then_some(why),
+        };
+        if let Some(why) = remove
             && store.remove_public(&s.public_id)
         {
             ended.push((s.user.clone(), why));

@@ -577,10 +577,14 @@ pub(crate) fn admit(
     req: &PageRequest<'_>,
     name: &str,
 ) -> Result<(), Box<Response<Body>>> {
+    // Only sessions that still stand count: an idle one kept to explain the
+    // sign-out must not hold a place.
+    let snap = gate.accounts.snapshot();
     let existing = gate.sessions.of_user(name);
     let complete: Vec<_> = existing
         .into_iter()
         .filter(|s| s.stage == Stage::Complete)
+        .filter(|s| accounts::identity_of(s, &snap, req.policy, req.now).is_ok())
         .collect();
     let max = req.policy.sessions.max_per_user;
     if complete.len() < max {

@@ -455,3 +455,46 @@ async fn person_attributes_reach_the_app_and_forged_ones_never_do() {
         .collect();
     assert_eq!(npi, vec!["1234567890".to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_second_sign_ins_lifetimes_and_background_headers() {
+    // on_too_many = "refuse": the second sign-in is refused, the first goes on.
+    let (_ehr, ward) = start(
+        "[sessions]\non_too_many = \"refuse\"\nmax_lifetime = \"4s\"\nidle_timeout = \"3s\"\nbackground_headers = [\"X-Requested-With: XMLHttpRequest\"]",
+    );
+    let secret = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
+    settle().await;
+    let first = Browser::new(&ward);
+    sign_in(&first, "dr_lee", &secret, -30).await;
+    let second = Browser::new(&ward);
+    assert_eq!(sign_in_with(&second, "dr_lee", PW, &secret, 0).await, 429);
+    assert_eq!(status_of(&second, "/patients/1001/chart").await, 303);
+    assert_eq!(status_of(&first, "/patients/1001/chart").await, 200);
+
+    // An app's XHR polling, marked by its header, does not count as activity.
+    first.header("X-Requested-With", "XMLHttpRequest");
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let _ = first.get("/debug/headers").await;
+    }
+    let resp = first.get("/patients/1001/chart").await;
+    assert_eq!(resp.status(), 303, "polling kept the session alive");
+
+    // max_lifetime ends a session however busy it is.
+    let busy = Browser::new(&ward);
+    sign_in(&busy, "dr_lee", &secret, 30).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(status_of(&busy, "/patients/1001/chart").await, 200);
+    }
+    // Whole seconds: 4 s after the start is not yet "more than 4 s".
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let resp = busy.get("/patients/1001/chart").await;
+    assert_eq!(resp.status(), 303);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.contains("reason=lifetime"),
+        "{location}\n{}",
+        ward.logs().join("\n")
+    );
+}
