@@ -498,3 +498,35 @@ async fn refused_second_sign_ins_lifetimes_and_background_headers() {
         ward.logs().join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn named_people_and_a_routes_own_idle_limit() {
+    let ehr = Ehr::start();
+    let text = format!(
+        "{}[[routes]]\napp = \"ehr\"\npath = \"/echo/named/**\"\nallow_users = [\"dr_lee\"]\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/echo/short/**\"\nallow_roles = [\"clinician\"]\nidle_timeout = \"2s\"\n",
+        policy(&ehr.url(), "")
+    );
+    let ward = Ward::start(&text);
+    let lee = enrolled_user(&ward.site, "dr_lee", &["biller"], PW, None, None);
+    let kim = enrolled_user(&ward.site, "kim", &["clinician"], PW, None, None);
+    settle().await;
+    let l = Browser::new(&ward);
+    assert_eq!(sign_in_with(&l, "dr_lee", PW, &lee, 0).await, 303);
+    let k = Browser::new(&ward);
+    assert_eq!(sign_in_with(&k, "kim", PW, &kim, 0).await, 303);
+    // Named on the route: dr_lee gets in without the role; kim's role does not open it.
+    assert_eq!(status_of(&l, "/echo/named/x").await, 200);
+    assert_eq!(status_of(&k, "/echo/named/x").await, 403);
+    // The route's own idle limit is shorter than the person's: idle 3 s there means sign in again.
+    assert_eq!(status_of(&k, "/echo/short/x").await, 200);
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let resp = k.get("/echo/short/x").await;
+    assert_eq!(resp.status(), 303);
+    assert!(
+        resp.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("reason=idle")
+    );
+}
