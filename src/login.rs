@@ -2,6 +2,7 @@
 //! idle-warning script, and the brute-force limits around them.
 
 use crate::accounts::{self, Accounts};
+use crate::auth::lockout::{Strikes, address_key};
 use crate::auth::{codes, password, totp};
 use crate::body::{Body, full};
 use crate::pages::{self, escape};
@@ -31,9 +32,10 @@ pub struct Gate {
     pub sessions: Arc<dyn SessionStore>,
     /// Accounts in force.
     pub accounts: Arc<Accounts>,
+    /// Sign-in attempts per address (IPv4, or IPv6 /64: see `lockout::address_key`).
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    /// Failures for names that are not accounts, so that they lock like real ones.
-    unknown_failures: moka::sync::Cache<String, u32>,
+    /// Failures for names that are not accounts, counted by the same rule as real ones.
+    unknown_failures: moka::sync::Cache<String, UnknownName>,
     /// Single sign-on: sign-ins under way and discovered providers.
     pub sso: crate::sso::SsoState,
     /// Alerts for the officer.
@@ -58,9 +60,10 @@ impl Gate {
             sessions,
             accounts,
             per_ip: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            // Kept longer than any window or lock; `Strikes` decides what still counts.
             unknown_failures: moka::sync::Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(policy.login.lockout_time)
+                .time_to_idle(policy.login.lockout_time * 2 + std::time::Duration::from_secs(60))
                 .build(),
             sso: crate::sso::SsoState::default(),
             alerts: crate::alerts::Alerts::start(&policy.alerts, &policy.practice),
@@ -76,7 +79,40 @@ impl Gate {
     pub fn tidy(&self) {
         self.per_ip.retain_recent();
     }
+
+    /// Whether one more attempt from `ip` is within the per-address limit.
+    pub(crate) fn address_allows(&self, ip: IpAddr) -> bool {
+        self.per_ip.check_key(&address_key(ip)).is_ok()
+    }
+
+    /// Whether `name` (a real account or not) is locked at `now`.
+    pub(crate) fn is_locked(&self, name: &str, now: i64) -> bool {
+        if self.accounts.snapshot().directory.get(name).is_some() {
+            // Straight from the store: attempts come faster than the snapshot reloads.
+            return self
+                .accounts
+                .store()
+                .read()
+                .ok()
+                .and_then(|s| s.users.get(name).map(|u| u.is_locked(now)))
+                .unwrap_or(false);
+        }
+        self.unknown_failures
+            .get(name)
+            .and_then(|u| u.locked_until)
+            .is_some_and(|t| t > now)
+    }
 }
+
+/// Failed sign-ins under a name that is not an account.
+#[derive(Clone, Copy, Default)]
+struct UnknownName {
+    strikes: Strikes,
+    locked_until: Option<i64>,
+}
+
+/// Second-step sessions one account may have open at once; a new one ends the oldest.
+const MAX_PENDING: usize = 3;
 
 /// The request as the sign-in pages need it.
 pub struct PageRequest<'a> {
@@ -345,7 +381,7 @@ async fn login_submit(
     outcome.user = Some(name.clone()).filter(|n| !n.is_empty() && n.len() <= 64);
     let return_to = safe_return(field(&form, "return"));
 
-    if gate.per_ip.check_key(&req.client_ip).is_err() {
+    if !gate.address_allows(req.client_ip) {
         outcome.event = Some("login-throttled");
         return locked_page(
             req,
@@ -362,15 +398,8 @@ async fn login_submit(
         .read()
         .ok()
         .and_then(|s| s.users.get(&name).cloned());
-    // Locked (real accounts in the store, unknown names in memory, alike).
-    let locked = match account {
-        Some(_) => secrets
-            .as_ref()
-            .and_then(|s| s.locked_until)
-            .is_some_and(|t| t > req.now),
-        None => gate.unknown_failures.get(&name).unwrap_or(0) >= req.policy.login.lockout_after,
-    };
-    if locked {
+    // Locked (real accounts in the store, unknown names in memory, by one rule).
+    if gate.is_locked(&name, req.now) {
         outcome.event = Some("login-locked");
         return locked_page(
             req,
@@ -394,7 +423,7 @@ async fn login_submit(
     });
     if !verified || !usable {
         outcome.event = Some("login-failed");
-        record_failure(gate, req, &name, account.is_some());
+        record_failure(gate, req, &name, Step::Password);
         if verified && !usable {
             return login_form(
                 req,
@@ -403,7 +432,7 @@ async fn login_submit(
         }
         return login_form(req, Some(WRONG));
     }
-    clear_failures(gate, &name);
+    clear_failures(gate, &name, Step::Password);
 
     // Password accepted: a pending session that reaches nothing until the second factor.
     let has_totp = secrets.as_ref().is_some_and(|s| s.totp.is_some());
@@ -453,6 +482,7 @@ async fn login_submit(
         record_login(gate, req, &name);
     } else {
         outcome.event = Some("login-password-ok");
+        make_room_for_pending(gate, &name);
     }
     gate.sessions.insert(&cookie, Arc::new(session));
     let next = if stage == Stage::Complete {
@@ -472,48 +502,91 @@ fn locked_page(req: &PageRequest<'_>, message: &str) -> Response<Body> {
     page(req, StatusCode::TOO_MANY_REQUESTS, "Sign-in locked", &body)
 }
 
-fn record_failure(gate: &Gate, req: &PageRequest<'_>, name: &str, exists: bool) {
+/// Which sign-in step failed: each is counted on its own, so that a right
+/// password does not wipe out wrong codes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Password,
+    Code,
+}
+
+/// Counts a failed step for `name`; reaching `lockout_after` locks it.
+pub(crate) fn record_failure(gate: &Gate, req: &PageRequest<'_>, name: &str, step: Step) {
     let limit = req.policy.login.lockout_after;
-    if !exists {
+    let window = req.policy.login.lockout_time.as_secs() as i64;
+    let now = req.now;
+    if gate.accounts.snapshot().directory.get(name).is_none() {
+        // Unknown names lock by the same rule, so the answers do not tell them apart.
         if !name.is_empty() && name.len() <= 64 {
-            let n = gate.unknown_failures.get(name).unwrap_or(0) + 1;
-            gate.unknown_failures.insert(name.to_string(), n);
+            let mut u = gate.unknown_failures.get(name).unwrap_or_default();
+            if let Some(until) = u.strikes.fail(now, limit, window) {
+                u.locked_until = Some(until);
+            }
+            gate.unknown_failures.insert(name.to_string(), u);
         }
         return;
     }
-    let until = req.now + req.policy.login.lockout_time.as_secs() as i64;
     let result = gate.accounts.store().update(|s| {
         let entry = s.users.entry(name.to_string()).or_default();
-        entry.failed_logins = entry.failed_logins.saturating_add(1);
-        if entry.failed_logins >= limit {
-            entry.locked_until = Some(until);
-            entry.failed_logins = 0;
-            true
-        } else {
-            false
+        let mut strikes = match step {
+            Step::Password => entry.password_strikes(),
+            Step::Code => entry.code_strikes(),
+        };
+        let locked = strikes.fail(now, limit, window);
+        match step {
+            Step::Password => entry.set_password_strikes(strikes),
+            Step::Code => entry.set_code_strikes(strikes),
         }
+        if let Some(until) = locked {
+            entry.locked_until = Some(until);
+        }
+        locked.is_some()
     });
     if let Ok(true) = result {
+        let what = match step {
+            Step::Password => "failed sign-ins",
+            Step::Code => "wrong authenticator or recovery codes",
+        };
         gate.alerts.raise(
             "locked",
             name,
             format!(
-                "locked after {limit} failed sign-ins in a row (last from {})",
+                "locked after {limit} {what} in a row (last from {})",
                 req.client_ip
             ),
         );
     }
 }
 
-fn clear_failures(gate: &Gate, name: &str) {
+/// Forgets the failures of a step that has now succeeded (a right code also
+/// clears the password's, as the whole sign-in succeeded).
+fn clear_failures(gate: &Gate, name: &str, step: Step) {
     let _ = gate.accounts.store().update(|s| {
-        if let Some(entry) = s.users.get_mut(name)
-            && (entry.failed_logins != 0 || entry.locked_until.is_some())
-        {
-            entry.failed_logins = 0;
-            entry.locked_until = None;
+        if let Some(entry) = s.users.get_mut(name) {
+            if entry.failed_logins != 0 {
+                entry.set_password_strikes(Strikes::default());
+            }
+            if step == Step::Code && entry.failed_codes != 0 {
+                entry.set_code_strikes(Strikes::default());
+            }
         }
     });
+}
+
+/// Ends the oldest second-step sessions of `name` so that a new one stays within `MAX_PENDING`.
+pub(crate) fn make_room_for_pending(gate: &Gate, name: &str) {
+    let pending: Vec<_> = gate
+        .sessions
+        .of_user(name)
+        .into_iter()
+        .filter(|s| s.stage == Stage::NeedsMfa)
+        .collect();
+    for old in pending
+        .iter()
+        .take((pending.len() + 1).saturating_sub(MAX_PENDING))
+    {
+        gate.sessions.remove_public(&old.public_id);
+    }
 }
 
 pub(crate) fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
@@ -667,11 +740,20 @@ async fn mfa_submit(
     if !same_origin(req) || !codes::ct_eq(&s.csrf, field(&form, "csrf")) {
         return mfa_form(gate, req, Some("This form has expired. Please try again."));
     }
-    if gate.per_ip.check_key(&req.client_ip).is_err() {
+    if !gate.address_allows(req.client_ip) {
         outcome.event = Some("mfa-throttled");
         return locked_page(
             req,
             "Too many attempts from this address. Wait a minute and try again.",
+        );
+    }
+    // A lock covers second steps begun before it, too.
+    if gate.is_locked(&s.user, req.now) {
+        outcome.event = Some("mfa-locked");
+        gate.sessions.remove(&cookie);
+        return locked_page(
+            req,
+            "This account is locked after too many failed attempts. Try again later, or ask the practice's security officer to unlock it.",
         );
     }
     let code = field(&form, "code").to_string();
@@ -710,14 +792,8 @@ async fn mfa_submit(
     });
     if !matches!(checked, Ok(true)) {
         outcome.event = Some("mfa-failed");
-        record_failure(gate, req, &s.user, true);
-        let locked = gate
-            .accounts
-            .store()
-            .read()
-            .ok()
-            .and_then(|all| all.users.get(&s.user).and_then(|u| u.locked_until));
-        if locked.is_some_and(|t| t > req.now) {
+        record_failure(gate, req, &s.user, Step::Code);
+        if gate.is_locked(&s.user, req.now) {
             gate.sessions.remove(&cookie);
             return locked_page(
                 req,
@@ -732,7 +808,7 @@ async fn mfa_submit(
             ),
         );
     }
-    clear_failures(gate, &s.user);
+    clear_failures(gate, &s.user, Step::Code);
     if let Err(resp) = admit(gate, req, &s.user) {
         gate.sessions.remove(&cookie);
         return *resp;
@@ -1011,7 +1087,7 @@ async fn enroll_submit(
     if !same_origin(req) {
         return enroll_form(gate, req, Some("This form has expired. Please try again."));
     }
-    if gate.per_ip.check_key(&req.client_ip).is_err() {
+    if !gate.address_allows(req.client_ip) {
         return locked_page(
             req,
             "Too many attempts from this address. Wait a minute and try again.",
@@ -1086,8 +1162,7 @@ async fn enroll_submit(
             entry.password = Some(h.clone());
         }
         entry.enroll = None;
-        entry.failed_logins = 0;
-        entry.locked_until = None;
+        entry.clear_lockout();
         // Any session from before the change ends.
         entry.epoch = entry.epoch.saturating_add(1);
         Ok(())

@@ -290,6 +290,13 @@ fn admit_verified(
             "This account cannot sign in. Ask the practice's security officer.",
         );
     }
+    // A lock (wrong passwords or codes) holds whichever way the person signs in.
+    if gate.is_locked(&name, req.now) {
+        return refuse(
+            outcome,
+            "This account is locked after too many failed attempts. Try again later, or ask the practice's security officer to unlock it.",
+        );
+    }
     if account.sign_in == SignIn::Password {
         return refuse(
             outcome,
@@ -351,6 +358,8 @@ fn admit_verified(
         }
         login::record_login(gate, req, &name);
         outcome.event = Some(outcome.event.unwrap_or("sso-login-ok"));
+    } else {
+        login::make_room_for_pending(gate, &name);
     }
     gate.sessions.insert(&cookie, Arc::new(session));
     let next = if stage == Stage::Complete {

@@ -297,8 +297,7 @@ impl Admin {
             let (_, dir) = self.read_users()?;
             live(&dir, name, "unlocked")?;
             if let Some(u) = secrets.users.get_mut(name) {
-                u.failed_logins = 0;
-                u.locked_until = None;
+                u.clear_lockout();
             }
             Ok(())
         })
@@ -327,8 +326,7 @@ impl Admin {
             pending.purpose = void(u);
             bump_epoch(u);
             // The officer has vouched for the person; a lockout would only block the new link.
-            u.failed_logins = 0;
-            u.locked_until = None;
+            u.clear_lockout();
             let expires = pending.expires;
             u.enroll = Some(pending);
             Ok(EnrollLink { token, expires })

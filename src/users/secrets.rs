@@ -1,6 +1,7 @@
 //! The secrets ward owns (password hashes, TOTP, recovery codes, enrollment links, sign-in
 //! state), kept apart from the officer's users.toml in `state/secrets.json`, owner-only.
 
+use crate::auth::lockout::Strikes;
 use crate::fsutil;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -41,10 +42,56 @@ pub struct UserSecrets {
     pub last_login_ip: Option<String>,
     /// Last request seen, unix seconds.
     pub last_activity: Option<i64>,
-    /// Failed sign-ins since the last success.
+    /// Failed passwords in the current window (see `auth::lockout`).
     pub failed_logins: u32,
+    /// Unix seconds of the last failed password.
+    pub failed_login_at: Option<i64>,
+    /// Failed second-factor codes in the current window; a right password does not clear them.
+    pub failed_codes: u32,
+    /// Unix seconds of the last failed code.
+    pub failed_code_at: Option<i64>,
     /// Sign-in refused until this time, unix seconds.
     pub locked_until: Option<i64>,
+}
+
+impl UserSecrets {
+    /// Failed passwords, as a lockout counter.
+    pub fn password_strikes(&self) -> Strikes {
+        Strikes {
+            count: self.failed_logins,
+            last: self.failed_login_at,
+        }
+    }
+
+    /// Stores the failed-password counter.
+    pub fn set_password_strikes(&mut self, s: Strikes) {
+        (self.failed_logins, self.failed_login_at) = (s.count, s.last);
+    }
+
+    /// Failed second-factor codes, as a lockout counter.
+    pub fn code_strikes(&self) -> Strikes {
+        Strikes {
+            count: self.failed_codes,
+            last: self.failed_code_at,
+        }
+    }
+
+    /// Stores the failed-code counter.
+    pub fn set_code_strikes(&mut self, s: Strikes) {
+        (self.failed_codes, self.failed_code_at) = (s.count, s.last);
+    }
+
+    /// Whether sign-in is locked at `now`.
+    pub fn is_locked(&self, now: i64) -> bool {
+        self.locked_until.is_some_and(|t| t > now)
+    }
+
+    /// Forgets every failure and any lock (an officer's unlock or reset).
+    pub fn clear_lockout(&mut self) {
+        self.set_password_strikes(Strikes::default());
+        self.set_code_strikes(Strikes::default());
+        self.locked_until = None;
+    }
 }
 
 /// A one-time link: only the token's hash is kept.
@@ -257,6 +304,9 @@ mod tests {
             last_login_ip: Some("10.0.0.7".into()),
             last_activity: Some(1_700_000_100),
             failed_logins: 2,
+            failed_login_at: Some(1_700_000_150),
+            failed_codes: 1,
+            failed_code_at: Some(1_700_000_160),
             locked_until: Some(1_700_000_200),
         };
         store
