@@ -4,6 +4,7 @@
 use crate::accounts;
 use crate::body::Body;
 use crate::export;
+use crate::handoff;
 use crate::headers;
 use crate::login::{self, Gate};
 use crate::pages;
@@ -239,7 +240,10 @@ async fn respond(
         outcome.org = snap.directory.get(&who.user).and_then(|a| a.org.clone());
     }
 
-    if is_ward_path(&target.path) {
+    // ward's own host (if the policy has one) has no app behind it.
+    let ward_host = policy.server.ward_host.as_deref();
+    let on_ward_host = ward_host == Some(target.host.as_str());
+    if is_ward_path(&target.path) || on_ward_host {
         outcome.decision = "ward";
         if target.path == "/.ward/healthz" {
             return health(shared, rt, client_ip);
@@ -252,16 +256,55 @@ async fn respond(
             query: parts.uri.query().map(str::to_string),
             headers: parts.headers,
             client_ip,
+            host: &target.host,
+            authority: &target.authority,
             origin: format!("https://{}", target.authority),
             request_id: id,
             now,
         };
         let mut page_outcome = login::PageOutcome::default();
-        let resp = if target.path == "/.ward/officer" || target.path.starts_with("/.ward/officer/")
-        {
-            Some(crate::console::serve(shared, rt, page_req, body, &mut page_outcome).await)
-        } else {
-            login::serve(gate, page_req, body, &mut page_outcome).await
+        let path = target.path.as_str();
+        let get = page_req.method == http::Method::GET || page_req.method == http::Method::HEAD;
+        let console = path == "/.ward/officer" || path.starts_with("/.ward/officer/");
+        let resp = match ward_host {
+            // Pages that hold form tokens are never served in an app's origin.
+            None if handoff::needs_own_host(path) => Some(pages::problem(
+                StatusCode::NOT_FOUND,
+                practice,
+                "Not available here",
+                "This page is served only on ward's own host name, which this practice has not set up (the policy's [server] ward_host).",
+                id,
+            )),
+            Some(_) if on_ward_host && !is_ward_path(path) => Some(if path == "/" {
+                handoff::home(gate, &page_req)
+            } else {
+                pages::problem(
+                    StatusCode::NOT_FOUND,
+                    practice,
+                    "Not found",
+                    "This is ward's own address; the practice's systems have addresses of their own.",
+                    id,
+                )
+            }),
+            Some(wh) if !on_ward_host => match (handoff::place(path), path) {
+                (_, "/.ward/login") if get => Some(handoff::start(&page_req, wh)),
+                (_, "/.ward/handoff") if get => {
+                    Some(handoff::accept(gate, &page_req, &mut page_outcome))
+                }
+                (handoff::Place::WardHost, _) | (_, "/.ward/login") => {
+                    Some(handoff::elsewhere(&page_req, wh))
+                }
+                _ => login::serve(gate, page_req, body, &mut page_outcome).await,
+            },
+            Some(_) => match (handoff::place(path), path) {
+                (handoff::Place::AppHost, _) => None,
+                (_, "/.ward/go") if get => Some(handoff::go(gate, &page_req, &mut page_outcome)),
+                _ if console => {
+                    Some(crate::console::serve(shared, rt, page_req, body, &mut page_outcome).await)
+                }
+                _ => login::serve(gate, page_req, body, &mut page_outcome).await,
+            },
+            None => login::serve(gate, page_req, body, &mut page_outcome).await,
         };
         if let Some(event) = page_outcome.event {
             tracing::info!(request_id = %id, user = page_outcome.user.as_deref(), event, client = %client_ip, "sign-in");
@@ -289,6 +332,18 @@ async fn respond(
         });
     }
 
+    // A service worker installed by an app's script would sit in front of every
+    // page of this origin, ward's own included; ward lets no app install one.
+    if req.headers().contains_key("service-worker") {
+        outcome.decision = "service-worker";
+        return pages::problem(
+            StatusCode::FORBIDDEN,
+            practice,
+            "Not permitted",
+            "ward does not let the systems behind it install service workers.",
+            id,
+        );
+    }
     let facts = Facts {
         client_ip,
         method: req.method(),

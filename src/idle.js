@@ -4,7 +4,8 @@
   "use strict";
   if (window.__wardIdle) { return; }
   window.__wardIdle = true;
-  var csrf = "";
+  // A token that can only keep this session alive; it cannot post any form.
+  var keepalive = "";
   var deadline = null;
   var banner = null;
 
@@ -42,7 +43,7 @@
   }
 
   function stay() {
-    fetch("/.ward/keepalive", { method: "POST", credentials: "same-origin", headers: { "X-Ward-CSRF": csrf } })
+    fetch("/.ward/keepalive", { method: "POST", credentials: "same-origin", headers: { "X-Ward-Keepalive": keepalive } })
       .then(function (r) { if (r.status === 401) { signedOut("idle"); } else { hideBanner(); check(); } })
       .catch(function () {});
   }
@@ -52,7 +53,7 @@
       .then(function (r) { return r.json(); })
       .then(function (s) {
         if (!s.signed_in) { signedOut(s.reason); return; }
-        csrf = s.csrf;
+        keepalive = s.keepalive;
         deadline = Date.now() + s.remaining * 1000;
         if (s.remaining > 60) { hideBanner(); }
       })

@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod grantcmd;
 pub mod grants;
 pub mod handler;
+pub mod handoff;
 pub mod headers;
 pub mod logging;
 pub mod login;

@@ -44,6 +44,8 @@ pub struct Gate {
     pub audit: crate::audit::Audit,
     /// Refusals per person in the last ten minutes, for the repeated-refusals alert.
     pub refusals: moka::sync::Cache<String, u32>,
+    /// Sign-ins on their way from ward's own host to an app's host.
+    pub handoffs: crate::handoff::Handoffs,
 }
 
 impl Gate {
@@ -72,6 +74,7 @@ impl Gate {
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(600))
                 .build(),
+            handoffs: crate::handoff::Handoffs::default(),
         }
     }
 
@@ -128,6 +131,10 @@ pub struct PageRequest<'a> {
     pub headers: HeaderMap,
     /// Believed client address.
     pub client_ip: IpAddr,
+    /// The host the request is for (lower case, no port).
+    pub host: &'a str,
+    /// `host[:port]` as the client wrote it.
+    pub authority: &'a str,
     /// `https://host[:port]` the client used.
     pub origin: String,
     /// Request id for pages and logs.
@@ -218,7 +225,8 @@ pub(crate) fn with_cookie(mut resp: Response<Body>, cookie: String) -> Response<
     resp
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+/// The value of `name` in a query string.
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     let pairs: HashMap<String, String> = serde_urlencoded::from_str(query?).ok()?;
     pairs.get(name).cloned()
 }
@@ -273,7 +281,8 @@ pub fn safe_return(raw: &str) -> String {
         None => (raw, None),
     };
     match crate::path::canonicalize(path) {
-        Ok(p) if !crate::handler::is_ward_path(&p) => match query {
+        // ward's own pages are no place to return to, but for the hand-off to an app host.
+        Ok(p) if !crate::handler::is_ward_path(&p) || p == "/.ward/go" => match query {
             Some(q) if !q.contains('#') => format!("{p}?{q}"),
             Some(_) => "/".into(),
             None => p,
@@ -933,7 +942,7 @@ fn session_status(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
                 let idle_left = limit - (req.now - s.last_active());
                 let life_left =
                     req.policy.sessions.max_lifetime.as_secs() as i64 - (req.now - s.created);
-                serde_json::json!({ "signed_in": true, "remaining": idle_left.min(life_left).max(0), "csrf": s.csrf })
+                serde_json::json!({ "signed_in": true, "remaining": idle_left.min(life_left).max(0), "keepalive": s.keepalive })
             }
             Err(why) => serde_json::json!({ "signed_in": false, "reason": why.code() }),
         },
@@ -945,13 +954,13 @@ fn session_status(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
 fn keepalive(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
     let token = req
         .headers
-        .get("x-ward-csrf")
+        .get("x-ward-keepalive")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let snap = gate.accounts.snapshot();
     match current(gate, req) {
         Some((_, s))
-            if codes::ct_eq(&s.csrf, token)
+            if codes::ct_eq(&s.keepalive, token)
                 && same_origin(req)
                 && accounts::identity_of(&s, &snap, req.policy, req.now).is_ok() =>
         {

@@ -187,6 +187,8 @@ pub async fn forward(
     let h = resp.headers_mut();
     headers::remove_hop_by_hop(h, upgraded);
     h.remove(header::STRICT_TRANSPORT_SECURITY);
+    // An app may not widen a service worker's reach over ward's own pages.
+    h.remove("service-worker-allowed");
     if f.app.rewrite_redirects {
         rewriter.redirects(h);
     }

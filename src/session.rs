@@ -40,8 +40,11 @@ pub struct Session {
     pub mfa: bool,
     /// Where the sign-in came from.
     pub client_ip: IpAddr,
-    /// The per-session token forms must carry.
+    /// The per-session token ward's forms must carry. Never shown on an app's host.
     pub csrf: String,
+    /// A token that only keeps the session alive, for the idle script on app
+    /// pages (a script injected into an app can read it; it opens nothing).
+    pub keepalive: String,
     /// Where to go once signed in.
     pub return_to: String,
     /// Roles the identity provider's groups mapped to (single sign-on only).
@@ -71,6 +74,7 @@ impl Session {
             mfa,
             client_ip,
             csrf: random_token()?,
+            keepalive: random_token()?,
             return_to: return_to.to_string(),
             extra_roles: Vec::new(),
             idp: None,
@@ -100,11 +104,12 @@ impl Session {
 pub trait SessionStore: Send + Sync {
     /// The session for a cookie value.
     fn get(&self, cookie: &str) -> Option<Arc<Session>>;
-    /// Stores a session under a new cookie value.
+    /// Stores a session under a new cookie value. One session may be stored
+    /// under several cookies, one for each host it was handed to.
     fn insert(&self, cookie: &str, session: Arc<Session>);
-    /// Ends the session for a cookie value.
+    /// Ends the session behind a cookie value, on every host it reached.
     fn remove(&self, cookie: &str);
-    /// Ends one session by its public id; true if there was one.
+    /// Ends one session by its public id, on every host; true if there was one.
     fn remove_public(&self, public_id: &str) -> bool;
     /// Every live session of `user`, oldest first.
     fn of_user(&self, user: &str) -> Vec<Arc<Session>>;
@@ -143,6 +148,19 @@ impl MemoryStore {
         MemoryStore { sessions, by_user }
     }
 
+    /// Every cookie key of one session (it has one per host it was handed to) goes.
+    fn remove_keys_of(&self, session: &Arc<Session>) {
+        for k in self.keys_of(&session.user) {
+            if self
+                .sessions
+                .get(&k)
+                .is_some_and(|other| Arc::ptr_eq(&other, session))
+            {
+                self.sessions.invalidate(&k);
+            }
+        }
+    }
+
     fn keys_of(&self, user: &str) -> Vec<String> {
         self.by_user
             .lock()
@@ -171,7 +189,11 @@ impl SessionStore for MemoryStore {
     }
 
     fn remove(&self, cookie: &str) {
-        self.sessions.invalidate(&token_hash(cookie));
+        let key = token_hash(cookie);
+        match self.sessions.get(&key) {
+            Some(s) => self.remove_keys_of(&s),
+            None => self.sessions.invalidate(&key),
+        }
     }
 
     fn remove_public(&self, public_id: &str) -> bool {
@@ -179,10 +201,10 @@ impl SessionStore for MemoryStore {
             .sessions
             .iter()
             .find(|(_, s)| crate::auth::codes::ct_eq(&s.public_id, public_id))
-            .map(|(k, _)| k);
+            .map(|(_, s)| s);
         match found {
-            Some(key) => {
-                self.sessions.invalidate(key.as_str());
+            Some(s) => {
+                self.remove_keys_of(&s);
                 true
             }
             None => false,
@@ -190,28 +212,33 @@ impl SessionStore for MemoryStore {
     }
 
     fn of_user(&self, user: &str) -> Vec<Arc<Session>> {
-        let mut list: Vec<Arc<Session>> = self
+        let list = self
             .keys_of(user)
             .iter()
             .filter_map(|k| self.sessions.get(k))
             .collect();
-        list.sort_by_key(|s| s.created);
-        list
+        distinct(list)
     }
 
     fn all(&self) -> Vec<Arc<Session>> {
-        let mut list: Vec<Arc<Session>> = self.sessions.iter().map(|(_, s)| s).collect();
-        list.sort_by_key(|s| s.created);
-        list
+        distinct(self.sessions.iter().map(|(_, s)| s).collect())
     }
 
     fn remove_user(&self, user: &str) -> usize {
-        let keys = self.keys_of(user);
-        for k in &keys {
-            self.sessions.invalidate(k);
+        let sessions = self.of_user(user);
+        for k in self.keys_of(user) {
+            self.sessions.invalidate(&k);
         }
-        keys.len()
+        sessions.len()
     }
+}
+
+/// Each session once (a session handed to several hosts is stored under several
+/// keys), oldest first.
+fn distinct(mut list: Vec<Arc<Session>>) -> Vec<Arc<Session>> {
+    list.sort_by(|a, b| (a.created, &a.public_id).cmp(&(b.created, &b.public_id)));
+    list.dedup_by(|a, b| Arc::ptr_eq(a, b));
+    list
 }
 
 /// The value of the session cookie in a request's `Cookie` headers, if any.
@@ -270,6 +297,31 @@ mod tests {
         let public = store.get("cookie-c").unwrap().public_id.clone();
         assert!(store.remove_public(&public));
         assert!(store.get("cookie-c").is_none());
+    }
+
+    #[test]
+    fn a_session_on_several_hosts_is_one_session_and_ends_everywhere() {
+        let store = MemoryStore::new(Duration::from_secs(3600));
+        let s = session("lee", 1);
+        store.insert("on-ward-host", s.clone());
+        store.insert("on-ehr", s.clone());
+        store.insert("on-billing", s.clone());
+        store.insert("other", session("lee", 2));
+        assert_eq!(store.of_user("lee").len(), 2);
+        assert_eq!(store.all().len(), 2);
+        store.insert("kim", session("kim", 4));
+        store.insert("kim-ehr", store.get("kim").unwrap());
+        assert_eq!(store.remove_user("kim"), 1, "sessions, not cookies");
+        store.remove("on-ehr");
+        assert!(store.get("on-ward-host").is_none());
+        assert!(store.get("on-billing").is_none());
+        assert!(store.get("other").is_some());
+        let t = session("lee", 3);
+        store.insert("a", t.clone());
+        store.insert("b", t.clone());
+        assert!(store.remove_public(&t.public_id));
+        assert!(store.get("a").is_none() && store.get("b").is_none());
+        assert!(store.get("other").is_some());
     }
 
     #[test]

@@ -17,10 +17,10 @@ const USERS_HEADER: &str =
 
 fn policy(upstream: &str, extra: &str) -> String {
     format!(
-        "practice = \"Test Clinic\"\n{{server}}\n{extra}\n\
+        "practice = \"Test Clinic\"\n{{server}}\nward_host = \"{WARD_HOST}\"\n{extra}\n\
          [roles]\nofficer = {{ description = \"Security officer\" }}\nclinician = {{}}\nvendor_biller = {{}}\n\
          [storage]\nusers = \"config/users.toml\"\nstate = \"state\"\n\
-         [[apps]]\nname = \"ehr\"\nupstream = \"{upstream}\"\n\
+         [[apps]]\nname = \"ehr\"\nhost = \"localhost\"\nupstream = \"{upstream}\"\n\
          [[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow_roles = [\"clinician\", \"vendor_biller\", \"officer\"]\n"
     )
 }
@@ -132,7 +132,7 @@ async fn only_signed_in_officers_with_mfa_get_in() {
     settle().await;
 
     // Not signed in: page loads go to sign-in (and come back), forms get 401.
-    let nobody = Browser::new(&ward);
+    let nobody = Browser::new(&ward).pages_on(&ward, WARD_HOST);
     let resp = nobody.get("/.ward/officer/users").await;
     assert_eq!(resp.status(), 303);
     assert_eq!(
@@ -145,7 +145,7 @@ async fn only_signed_in_officers_with_mfa_get_in() {
     assert_eq!(resp.status(), 401);
 
     // A clinician is refused, pages and forms alike, with their own valid token.
-    let clinician = Browser::new(&ward);
+    let clinician = Browser::new(&ward).pages_on(&ward, WARD_HOST);
     sign_in(&clinician, "dr_lee", &lee).await;
     for path in [
         OFFICER,
@@ -157,11 +157,9 @@ async fn only_signed_in_officers_with_mfa_get_in() {
         assert_eq!(status, 403, "{path}");
         assert!(html.contains("officer role"), "{html}");
     }
-    let status = clinician.get("/.ward/session").await;
-    let csrf = status.json::<serde_json::Value>().await.unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // Their session's own form token, from the sign-out form.
+    let logout = clinician.get("/.ward/logout").await.text().await.unwrap();
+    let csrf = input_value(&logout, "csrf");
     let resp = clinician
         .post(
             "/.ward/officer/users",
@@ -177,7 +175,7 @@ async fn only_signed_in_officers_with_mfa_get_in() {
     assert!(!users_toml(&ward).contains("sneaky"));
 
     // The officer gets every page, each with the navigation.
-    let officer = Browser::new(&ward);
+    let officer = Browser::new(&ward).pages_on(&ward, WARD_HOST);
     sign_in(&officer, "boss", &boss).await;
     for path in [
         OFFICER,
@@ -240,7 +238,7 @@ async fn the_console_answers_only_on_the_officers_network() {
     let (_ehr, ward) = start("[networks]\nofficers = [\"10.99.0.0/16\"]\n");
     let boss = enrolled_user(&ward.site, "boss", &["officer"], PW, None, None);
     settle().await;
-    let officer = Browser::new(&ward);
+    let officer = Browser::new(&ward).pages_on(&ward, WARD_HOST);
     sign_in(&officer, "boss", &boss).await;
     let (status, html) = page(&officer, OFFICER).await;
     assert_eq!(status, 403);
@@ -266,13 +264,13 @@ async fn an_officer_manages_people_sessions_grants_and_a_lockdown() {
         Some(&vendor_end),
     );
     settle().await;
-    let officer = Browser::new(&ward);
+    let officer = Browser::new(&ward).pages_on(&ward, WARD_HOST);
     sign_in(&officer, "boss", &boss).await;
-    let clinician = Browser::new(&ward);
+    let clinician = Browser::new(&ward).pages_on(&ward, WARD_HOST);
     sign_in(&clinician, "dr_lee", &lee).await;
-    let aide = Browser::new(&ward);
+    let aide = Browser::new(&ward).pages_on(&ward, WARD_HOST);
     sign_in(&aide, "temp_aide", &temp).await;
-    let vendor = Browser::new(&ward);
+    let vendor = Browser::new(&ward).pages_on(&ward, WARD_HOST);
     sign_in(&vendor, "acme_jo", &jo).await;
     for b in [&clinician, &aide, &vendor] {
         assert_eq!(b.get("/patients/1001/chart").await.status(), 200);
@@ -307,7 +305,17 @@ async fn an_officer_manages_people_sessions_grants_and_a_lockdown() {
     )
     .await;
     assert_eq!(status, 403);
+    // An app's origin is another origin too: the console is on ward's own host.
     officer.header("origin", &ward.url(""));
+    let (status, _) = act(
+        &officer,
+        "/.ward/officer/users",
+        "/.ward/officer/users",
+        &add,
+    )
+    .await;
+    assert_eq!(status, 403);
+    officer.header("origin", &ward.url_for(WARD_HOST, ""));
     assert_eq!(users_toml(&ward), users_before);
 
     // ---- The same rules as `ward user add`: vendors need an end date, roles must exist.
@@ -366,7 +374,7 @@ async fn an_officer_manages_people_sessions_grants_and_a_lockdown() {
     assert!(text.contains(&format!("expires = {vendor_end}")), "{text}");
     assert!(text.contains("sponsor = \"boss\""), "{text}");
     // The link works for the new person (its address comes from the policy; ours has the port).
-    let newcomer = Browser::new(&ward);
+    let newcomer = Browser::new(&ward).pages_on(&ward, WARD_HOST);
     let (status, enroll) = page(&newcomer, &format!("/.ward/enroll?token={token}")).await;
     assert_eq!(status, 200, "{enroll}");
     assert!(enroll.contains("acme_pat"));
@@ -614,9 +622,9 @@ async fn reset_links_unlock_roles_and_end_dates() {
     let boss = enrolled_user(&ward.site, "boss", &["officer"], PW, None, None);
     let lee = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
     settle().await;
-    let officer = Browser::new(&ward);
+    let officer = Browser::new(&ward).pages_on(&ward, WARD_HOST);
     sign_in(&officer, "boss", &boss).await;
-    let clinician = Browser::new(&ward);
+    let clinician = Browser::new(&ward).pages_on(&ward, WARD_HOST);
     sign_in(&clinician, "dr_lee", &lee).await;
     let person = "/.ward/officer/users/dr_lee";
 

@@ -27,7 +27,7 @@ fn start() -> (Ehr, Ward) {
     .unwrap();
     let policy = format!(
         r#"practice = "Test Clinic"
-{server}
+{server}ward_host = "{ward_host}"
 [storage]
 users = "config/users.toml"
 state = "state"
@@ -44,6 +44,7 @@ emergency_roles = ["reports"]
 
 [[apps]]
 name = "ehr"
+host = "localhost"
 upstream = "{upstream}"
 
 [[routes]]
@@ -53,6 +54,7 @@ allow_roles = ["clinician", "vendor_biller", "officer"]
 "#,
         server = server_section(&site),
         upstream = ehr.url(),
+        ward_host = WARD_HOST,
     );
     let config = site.path("ward.toml");
     std::fs::write(&config, policy).unwrap();
@@ -78,7 +80,10 @@ async fn page_shot(client: &Client, name: &str) {
 }
 
 async fn sign_in(client: &Client, ward: &Ward, user: &str, secret: &[u8]) {
-    client.goto(&ward.url("/.ward/login")).await.unwrap();
+    client
+        .goto(&ward.url_for(WARD_HOST, "/.ward/login"))
+        .await
+        .unwrap();
     fill(client, "#username", user).await;
     fill(client, "#password", PW).await;
     submit(client).await;
@@ -99,7 +104,7 @@ async fn sign_in_http(b: &Browser, user: &str, secret: &[u8]) {
 }
 
 async fn open(client: &Client, ward: &Ward, path: &str, heading: &str) {
-    client.goto(&ward.url(path)).await.unwrap();
+    client.goto(&ward.url_for(WARD_HOST, path)).await.unwrap();
     let h1 = client
         .wait()
         .at_most(Duration::from_secs(10))
@@ -161,7 +166,10 @@ async fn an_officer_uses_the_console_in_a_real_browser() {
 
 async fn walk_through(client: &Client, ward: &Ward, boss: &[u8], kim: &[u8], clinician: &Browser) {
     // ---- Not signed in: the console sends the browser to sign in.
-    client.goto(&ward.url("/.ward/officer/")).await.unwrap();
+    client
+        .goto(&ward.url_for(WARD_HOST, "/.ward/officer/"))
+        .await
+        .unwrap();
     wait_for_path(client, "/.ward/login", Duration::from_secs(10)).await;
 
     // ---- The officer signs in with password and authenticator code.
@@ -300,7 +308,7 @@ async fn walk_through(client: &Client, ward: &Ward, boss: &[u8], kim: &[u8], cli
     assert!(text.contains("a role grants export (reports)"), "{text}");
     page_shot(client, "review").await;
     client
-        .goto(&ward.url("/.ward/officer/review.html"))
+        .goto(&ward.url_for(WARD_HOST, "/.ward/officer/review.html"))
         .await
         .unwrap();
     let title = client.title().await.unwrap();
@@ -314,11 +322,17 @@ async fn walk_through(client: &Client, ward: &Ward, boss: &[u8], kim: &[u8], cli
     page_shot(client, "lockdown").await;
 
     // ---- A clinician is refused the console.
-    client.goto(&ward.url("/.ward/logout")).await.unwrap();
+    client
+        .goto(&ward.url_for(WARD_HOST, "/.ward/logout"))
+        .await
+        .unwrap();
     submit(client).await;
     wait_for_path(client, "/.ward/logged-out", Duration::from_secs(10)).await;
     sign_in(client, ward, "nurse_kim", kim).await;
-    client.goto(&ward.url("/.ward/officer/")).await.unwrap();
+    client
+        .goto(&ward.url_for(WARD_HOST, "/.ward/officer/"))
+        .await
+        .unwrap();
     let text = body_text(client).await;
     assert!(
         text.contains("Your account does not have the officer role"),

@@ -12,12 +12,12 @@ const PW: &str = "maple orbit candle harbor 42";
 
 fn policy(upstream: &str) -> String {
     format!(
-        "practice = \"Test Clinic\"\nallow_from = [\"office\", \"vendor_vpn\"]\n{{server}}trusted_proxies = [\"127.0.0.1/32\"]\n\
+        "practice = \"Test Clinic\"\nallow_from = [\"office\", \"vendor_vpn\"]\n{{server}}trusted_proxies = [\"127.0.0.1/32\"]\nward_host = \"{WARD_HOST}\"\n\
          [networks]\noffice = [\"203.0.113.0/24\"]\nvendor_vpn = [\"198.51.100.7/32\"]\n\
          [roles]\nclinician = {{}}\nofficer = {{}}\nvendor_biller = {{}}\nemergency = {{}}\n\
          [break_glass]\nallowed_roles = [\"clinician\"]\nemergency_roles = [\"emergency\"]\nduration = \"1h\"\n\
          [storage]\nusers = \"config/users.toml\"\nstate = \"state\"\n\
-         [[apps]]\nname = \"ehr\"\nupstream = \"{upstream}\"\n\
+         [[apps]]\nname = \"ehr\"\nhost = \"ehr.localhost\"\nupstream = \"{upstream}\"\n\
          [[routes]]\napp = \"ehr\"\npath = \"/patients/**\"\nallow_roles = [\"clinician\"]\n\
          [[routes]]\napp = \"ehr\"\npath = \"/billing/**\"\nallow_roles = [\"vendor_biller\"]\n\
          [[routes]]\napp = \"ehr\"\npath = \"/admin/**\"\nmethods = [\"GET\"]\nallow_roles = [\"clinician\", \"officer\"]\n\
@@ -56,7 +56,7 @@ fn explain(ward: &Ward, user: Option<&str>, ip: &str, method: &str, path: &str) 
 }
 
 async fn sign_in(ward: &Ward, user: &str, secret: &[u8], offset: i64, ip: &str) -> Browser {
-    let b = Browser::new(ward);
+    let b = Browser::on(ward, "ehr.localhost");
     b.header("x-forwarded-for", ip);
     assert_eq!(
         sign_in_with(&b, user, PW, secret, offset).await,
@@ -93,7 +93,7 @@ async fn explain_agrees_with_the_proxy() {
     let vpn = "198.51.100.7";
     let lee_b = sign_in(&ward, "dr_lee", &lee, 0, office).await;
     let vic_b = sign_in(&ward, "vic", &vic, 0, vpn).await;
-    let nobody = Browser::new(&ward);
+    let nobody = Browser::on(&ward, "ehr.localhost");
 
     // (who, browser, client address, method, path, expected decision)
     type Case<'a> = (
@@ -261,18 +261,20 @@ async fn break_glass_from_the_page_is_recorded_and_limited_to_permitted_roles() 
     tokio::time::sleep(Duration::from_millis(700)).await;
     let b = sign_in(&ward, "dr_lee", &lee, 0, "203.0.113.5").await;
     assert_eq!(b.get("/echo/emergency/x").await.status(), 403);
-    let form = b.get("/.ward/break-glass").await.text().await.unwrap();
+    // The break-glass page is on ward's own host.
+    let page = ward.url_for(WARD_HOST, "/.ward/break-glass");
+    let form = b.get(&page).await.text().await.unwrap();
     let csrf = input_value(&form, "csrf");
     // A reason is required.
     assert_eq!(
-        b.post("/.ward/break-glass", &[("csrf", &csrf), ("reason", "now")])
+        b.post(&page, &[("csrf", &csrf), ("reason", "now")])
             .await
             .status(),
         400
     );
     let r = b
         .post(
-            "/.ward/break-glass",
+            &page,
             &[
                 ("csrf", &csrf),
                 ("reason", "unconscious patient, chart needed"),
@@ -288,5 +290,9 @@ async fn break_glass_from_the_page_is_recorded_and_limited_to_permitted_roles() 
     assert!(grants.contains("unconscious patient, chart needed"));
     // A vendor's role does not permit it.
     let v = sign_in(&ward, "vic", &vic, 0, "198.51.100.7").await;
-    assert_eq!(v.get("/.ward/break-glass").await.status(), 403);
+    assert_eq!(v.get(&page).await.status(), 403);
+    // On the app's host it is not served: page loads go to ward's own host.
+    let r = v.get("/.ward/break-glass").await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], page.as_str());
 }

@@ -228,6 +228,37 @@ pub fn compile(
         net_refs(list.get_ref(), &networks, c)
     });
     let apps = apps(&raw, certs, c);
+    // ward's own host must be no app's, or an app's pages would share its origin.
+    if let (Some(span), Some(h)) = (
+        raw.server.ward_host.as_ref().map(|h| h.span()),
+        server.as_ref().and_then(|s| s.ward_host.as_ref()),
+    ) && let Some(app) = apps.iter().find(|a| a.host.as_ref() == Some(h))
+    {
+        c.error(
+            span,
+            format!(
+                "ward_host '{h}' is also the host of app '{}'; ward's own host must be one that no app uses, like ward.riverside.example",
+                app.name
+            ),
+        );
+    }
+    if raw.server.ward_host.is_some() {
+        for entry in raw.apps.iter().filter(|a| a.get_ref().host.is_none()) {
+            let name = entry.get_ref().name.as_ref().map(|n| n.get_ref().as_str());
+            c.error(
+                entry.span(),
+                format!(
+                    "app '{}' needs a host (like host = \"ehr.riverside.example\"): with ward_host set, ward hands each sign-in to the apps' hosts by name",
+                    name.unwrap_or("?")
+                ),
+            );
+        }
+    } else if roles.contains_key("officer") {
+        c.warning(
+            0..0,
+            "the officer's console and the break-glass page are served only on ward's own host name, which this policy does not set; add ward_host = \"ward.riverside.example\" under [server] (a name no app uses, pointed at ward)",
+        );
+    }
     let routes = routes(text, &raw, &apps, &roles, &networks, c);
     let table = route_table(&raw.routes, &routes, &apps, c);
     let needs_devices = routes.iter().any(|r| r.device_required)
@@ -539,6 +570,7 @@ fn server(
             .flatten()
             .map(|o| o.get_ref().clone())
             .collect(),
+        ward_host: s.ward_host.as_ref().and_then(|h| public_host(h, c)),
     })
 }
 

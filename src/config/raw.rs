@@ -59,6 +59,7 @@ pub struct RawServer {
     pub hsts: Option<Spanned<bool>>,
     pub device_ca: Option<Text>,
     pub device_orgs: Option<Vec<Text>>,
+    pub ward_host: Option<Text>,
 }
 
 /// `[sessions]`: idle logoff and session lifetime.
@@ -242,6 +243,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "hsts",
             "device_ca",
             "device_orgs",
+            "ward_host",
         ],
         Section::Sessions => &[
             "idle_timeout",

@@ -229,6 +229,7 @@ handshake_timeout = "5s"
 keepalive_timeout = "5s"
 hsts = true
 device_orgs = ["Acme"]
+ward_host = "ward.example"
 device_ca = "ca.pem"
 [sessions]
 idle_timeout = "1m"

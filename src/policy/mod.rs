@@ -86,6 +86,9 @@ pub struct ServerSettings {
     pub hsts: bool,
     /// Organizations whose staff must connect from an enrolled device.
     pub device_orgs: Vec<String>,
+    /// ward's own host name (no app answers for it): sign-in, the officer's
+    /// console and break-glass are served there and nowhere else.
+    pub ward_host: Option<String>,
 }
 
 /// `[sessions]`.

@@ -14,12 +14,16 @@ use std::time::{Duration, Instant};
 pub const WARD: &str = env!("CARGO_BIN_EXE_ward");
 
 /// Host names the test certificate covers; all resolve to 127.0.0.1 in the clients.
-pub const NAMES: [&str; 4] = [
+pub const NAMES: [&str; 5] = [
     "localhost",
     "ehr.localhost",
     "billing.localhost",
+    "ward.localhost",
     "127.0.0.1",
 ];
+
+/// ward's own host name in tests that set `[server] ward_host`.
+pub const WARD_HOST: &str = "ward.localhost";
 
 /// Lines a child process printed, collected by a reader thread.
 #[derive(Clone, Default)]
@@ -349,7 +353,10 @@ pub fn path_exists(p: &Path) -> bool {
 pub struct Browser {
     client: reqwest::Client,
     base: String,
-    cookies: Mutex<std::collections::BTreeMap<String, String>>,
+    /// (host, name) -> value.
+    cookies: Mutex<std::collections::BTreeMap<(String, String), String>>,
+    /// With `[server] ward_host`: ward's own pages are asked for there.
+    ward_base: Option<String>,
     extra: Mutex<Vec<(String, String)>>,
 }
 
@@ -360,7 +367,26 @@ impl Browser {
             base: ward.url(""),
             cookies: Mutex::default(),
             extra: Mutex::default(),
+            ward_base: None,
         }
+    }
+
+    /// A browser that talks to `host` (one of `NAMES`).
+    pub fn on(ward: &Ward, host: &str) -> Browser {
+        Browser {
+            client: ward.client(false),
+            base: ward.url_for(host, ""),
+            cookies: Mutex::default(),
+            extra: Mutex::default(),
+            ward_base: None,
+        }
+    }
+
+    /// This browser, asking for ward's own pages (`/.ward/…`, but for those
+    /// that live on app hosts) at ward's own host, as the links there lead.
+    pub fn pages_on(mut self, ward: &Ward, host: &str) -> Browser {
+        self.ward_base = Some(ward.url_for(host, ""));
+        self
     }
 
     /// A browser on a client of your own (client certificates, say).
@@ -370,6 +396,7 @@ impl Browser {
             base,
             cookies: Mutex::default(),
             extra: Mutex::default(),
+            ward_base: None,
         }
     }
 
@@ -388,31 +415,87 @@ impl Browser {
             base: ward.url(""),
             cookies: Mutex::default(),
             extra: Mutex::default(),
+            ward_base: None,
         }
     }
 
-    fn cookie_header(&self) -> String {
+    /// The full URL for `path`: a path on this browser's base, or an absolute URL.
+    fn full(&self, path: &str) -> String {
+        const ON_APP_HOSTS: [&str; 5] = [
+            "/.ward/session",
+            "/.ward/keepalive",
+            "/.ward/idle.js",
+            "/.ward/handoff",
+            "/.ward/healthz",
+        ];
+        if path.starts_with("https://") {
+            return path.to_string();
+        }
+        match &self.ward_base {
+            Some(w)
+                if path.starts_with("/.ward/")
+                    && !ON_APP_HOSTS.iter().any(|p| path.starts_with(p)) =>
+            {
+                format!("{w}{path}")
+            }
+            _ => format!("{}{path}", self.base),
+        }
+    }
+
+    fn host_of(url: &str) -> String {
+        reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// The cookies this browser holds for `url`'s host (host-only, as `__Host-` cookies are).
+    fn cookie_header_for(&self, url: &str) -> String {
+        let host = Self::host_of(url);
         self.cookies
             .lock()
             .unwrap()
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .filter(|(k, _)| k.0 == host)
+            .map(|(k, v)| format!("{}={v}", k.1))
             .collect::<Vec<_>>()
             .join("; ")
     }
 
+    fn cookie_header(&self) -> String {
+        self.cookie_header_for(&self.base)
+    }
+
     fn keep(&self, resp: &reqwest::Response) {
+        let host = resp.url().host_str().unwrap_or_default().to_string();
         let mut jar = self.cookies.lock().unwrap();
         for v in resp.headers().get_all("set-cookie") {
             let text = v.to_str().unwrap();
             let pair = text.split(';').next().unwrap();
             let (k, val) = pair.split_once('=').unwrap();
+            let key = (host.clone(), k.to_string());
             if text.contains("Max-Age=0") {
-                jar.remove(k);
+                jar.remove(&key);
             } else {
-                jar.insert(k.to_string(), val.to_string());
+                jar.insert(key, val.to_string());
             }
         }
+    }
+
+    /// GETs `path` and follows redirects (across hosts, as a browser does) to the end.
+    pub async fn get_following(&self, path: &str) -> reqwest::Response {
+        let mut resp = self.get(path).await;
+        for _ in 0..10 {
+            if !resp.status().is_redirection() {
+                break;
+            }
+            let next = resp
+                .url()
+                .join(resp.headers()["location"].to_str().unwrap())
+                .unwrap();
+            resp = self.get(next.as_str()).await;
+        }
+        resp
     }
 
     /// Sends this header with every request from now on (replacing an earlier value).
@@ -429,23 +512,32 @@ impl Browser {
         req
     }
 
+    /// A cookie this browser holds for its base host.
     pub fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies.lock().unwrap().get(name).cloned()
-    }
-
-    pub fn set_cookie(&self, name: &str, value: &str) {
+        let host = Self::host_of(&self.base);
         self.cookies
             .lock()
             .unwrap()
-            .insert(name.into(), value.into());
+            .get(&(host, name.to_string()))
+            .cloned()
+    }
+
+    /// Plants a cookie for the base host.
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        let host = Self::host_of(&self.base);
+        self.cookies
+            .lock()
+            .unwrap()
+            .insert((host, name.into()), value.into());
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
+        let url = self.full(path);
         let req = self
             .client
-            .get(format!("{}{path}", self.base))
+            .get(&url)
             .header("accept", "text/html")
-            .header("cookie", self.cookie_header());
+            .header("cookie", self.cookie_header_for(&url));
         let resp = self.with_extra(req).send().await.unwrap();
         self.keep(&resp);
         resp
@@ -453,11 +545,12 @@ impl Browser {
 
     pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         let body = serde_urlencoded::to_string(fields).unwrap();
+        let url = self.full(path);
         let req = self
             .client
-            .post(format!("{}{path}", self.base))
+            .post(&url)
             .header("content-type", "application/x-www-form-urlencoded")
-            .header("cookie", self.cookie_header())
+            .header("cookie", self.cookie_header_for(&url))
             .body(body);
         let resp = self.with_extra(req).send().await.unwrap();
         self.keep(&resp);
@@ -472,7 +565,16 @@ pub fn input_value(html: &str, name: &str) -> String {
             let tag_start = html[..at].rfind('<').unwrap();
             let tag = &html[tag_start..tag_start + html[tag_start..].find('>').unwrap()];
             if let Some(v) = tag.split("value=\"").nth(1) {
-                return v.split('"').next().unwrap().to_string();
+                // Attribute text, unescaped as a browser would.
+                return v
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .replace("&quot;", "\"")
+                    .replace("&#39;", "'")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&amp;", "&");
             }
         }
     }
@@ -551,14 +653,19 @@ pub async fn sign_in_with(
     secret: &[u8],
     offset: i64,
 ) -> u16 {
-    let form = b.get("/.ward/login").await.text().await.unwrap();
+    // With a ward_host, the app host's sign-in page leads to ward's own host.
+    let form = b.get_following(&format!("{}/.ward/login", b.base)).await;
+    let origin = form.url().origin().ascii_serialization();
+    let on_app_host = !b.base.starts_with(&origin);
+    let form = form.text().await.unwrap();
     let csrf = input_value(&form, "csrf");
+    let ret = input_value(&form, "return");
     let r = b
         .post(
-            "/.ward/login",
+            &format!("{origin}/.ward/login"),
             &[
                 ("csrf", &csrf),
-                ("return", "/"),
+                ("return", if on_app_host { &ret } else { "/" }),
                 ("username", user),
                 ("password", password),
             ],
@@ -567,13 +674,37 @@ pub async fn sign_in_with(
     if r.status() != 303 {
         return r.status().as_u16();
     }
-    let form = b.get("/.ward/mfa").await.text().await.unwrap();
+    let form = b
+        .get(&format!("{origin}/.ward/mfa"))
+        .await
+        .text()
+        .await
+        .unwrap();
     let csrf = input_value(&form, "csrf");
     let code = ward::auth::totp::code_at(secret, (unix_now() as i64 + offset) as u64);
-    b.post("/.ward/mfa", &[("csrf", &csrf), ("code", &code)])
-        .await
-        .status()
-        .as_u16()
+    let r = b
+        .post(
+            &format!("{origin}/.ward/mfa"),
+            &[("csrf", &csrf), ("code", &code)],
+        )
+        .await;
+    if r.status() != 303 || !on_app_host {
+        return r.status().as_u16();
+    }
+    // Back to the app host through the hand-off.
+    let next = r
+        .url()
+        .join(r.headers()["location"].to_str().unwrap())
+        .unwrap();
+    let mut resp = b.get(next.as_str()).await;
+    while resp.status().is_redirection() && !resp.url().as_str().starts_with(&b.base) {
+        let next = resp
+            .url()
+            .join(resp.headers()["location"].to_str().unwrap())
+            .unwrap();
+        resp = b.get(next.as_str()).await;
+    }
+    303
 }
 
 /// Every line of the audit trail in `site`'s `audit/` folder, as one text.
