@@ -5,12 +5,15 @@ use crate::auth::codes::{RngError, random_token, token_hash};
 use moka::sync::Cache;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The session cookie's name (`__Host-`: Secure, no Domain, Path=/).
 pub const COOKIE: &str = "__Host-ward-session";
+
+/// Creation order of sessions in this process.
+static NEXT_ORDER: AtomicU64 = AtomicU64::new(0);
 
 /// How far a sign-in has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +35,8 @@ pub struct Session {
     pub epoch: u64,
     /// Unix seconds when the session began.
     pub created: i64,
+    /// Order of creation within this process (many sessions begin in one second).
+    order: u64,
     /// Unix seconds of the last request that counted as activity.
     pub last_active: AtomicI64,
     /// Sign-in stage.
@@ -69,6 +74,7 @@ impl Session {
             public_id: random_token()?.chars().take(22).collect(),
             epoch,
             created: now,
+            order: NEXT_ORDER.fetch_add(1, Ordering::Relaxed),
             last_active: AtomicI64::new(now),
             stage,
             mfa,
@@ -236,7 +242,7 @@ impl SessionStore for MemoryStore {
 /// Each session once (a session handed to several hosts is stored under several
 /// keys), oldest first.
 fn distinct(mut list: Vec<Arc<Session>>) -> Vec<Arc<Session>> {
-    list.sort_by(|a, b| (a.created, &a.public_id).cmp(&(b.created, &b.public_id)));
+    list.sort_by_key(|s| (s.created, s.order));
     list.dedup_by(|a, b| Arc::ptr_eq(a, b));
     list
 }
