@@ -101,6 +101,8 @@ pub fn submit(
     // Take effect on the very next request, not at the next reload tick.
     gate.accounts.reload(req.policy).ok();
     outcome.event = Some("break-glass");
+    // The reason may name a patient: it goes to the audit trail, never to the log.
+    outcome.grant = Some((grant.id.clone(), grant.reason.clone()));
     tracing::warn!(
         user = %who.user,
         client = %req.client_ip,

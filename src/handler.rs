@@ -75,7 +75,9 @@ impl RequestIds {
 #[derive(Default)]
 struct Outcome {
     device: Option<Arc<str>>,
-    grant: Option<String>,
+    /// The grant behind the request: (id, reason). The reason may name a
+    /// patient, so it goes to the audit trail only, never to the log.
+    grant: Option<(String, String)>,
     roles: Vec<String>,
     org: Option<String>,
     session: Option<String>,
@@ -150,7 +152,7 @@ pub async fn handle(
         route_line = outcome.route_line,
         app = outcome.app.as_deref(),
         error = outcome.error.as_deref(),
-        grant = outcome.grant.as_deref(),
+        grant = outcome.grant.as_ref().map(|(id, _)| id.as_str()),
         ms = started.elapsed().as_millis() as u64,
         "request"
     );
@@ -311,6 +313,7 @@ async fn respond(
             outcome.event = Some(event);
         }
         outcome.user = outcome.user.take().or(page_outcome.user);
+        outcome.grant = page_outcome.grant;
         // A sign-in event names the roles the person holds.
         if outcome.roles.is_empty()
             && let Some(account) = outcome
@@ -509,8 +512,8 @@ async fn respond(
                             return export::refusal(policy, why, id);
                         }
                         (export::Permission::Granted(g), Some(_)) => {
-                            outcome.grant = Some(format!("{} ({})", g.id, g.reason));
-                            tracing::info!(request_id = %id, grant = %g.id, reason = %g.reason, "export under a grant");
+                            outcome.grant = Some((g.id.clone(), g.reason.clone()));
+                            tracing::info!(request_id = %id, grant = %g.id, "export under a grant");
                         }
                         _ => {}
                     }
@@ -641,8 +644,8 @@ fn audit_record(
     if let Some(line) = o.route_line {
         r = r.route(format!("{}:{line}", policy.file.display()));
     }
-    if let Some(g) = &o.grant {
-        r = r.grant(g.clone());
+    if let Some((grant, reason)) = &o.grant {
+        r = r.grant(format!("{grant} ({reason})"));
     }
     if let Some(d) = &o.device {
         r = r.detail(format!("device: {d}"));

@@ -150,6 +150,8 @@ pub struct PageOutcome {
     pub user: Option<String>,
     /// A short event name (`login-ok`, `login-failed`, `mfa-ok`, …).
     pub event: Option<&'static str>,
+    /// A grant the event started, as (id, reason), for the audit trail only.
+    pub grant: Option<(String, String)>,
 }
 
 /// Serves a `/.ward/` sign-in page, or `None` if the path is not one.

@@ -118,13 +118,22 @@ async fn demo_runs_the_sample_ehr_behind_ward() {
         .wait_for("\"listening\"", Duration::from_secs(20));
     let addr: std::net::SocketAddr = json_field(&line, "addr").parse().unwrap();
     proc.stdout
-        .wait_for("ward demo is running", Duration::from_secs(5));
+        .wait_for("Stop with Ctrl-C", Duration::from_secs(5));
+    // Its commands use the release build just made, not a second (debug) build.
+    let printed = proc.stdout.all().join("\n");
+    assert!(
+        printed.contains("cargo run --release -- totp-code --key KEY"),
+        "{printed}"
+    );
+    assert!(!printed.contains("cargo run -- "), "{printed}");
+    assert!(printed.contains("https://ward.localhost:"), "{printed}");
     assert!(dir.path().join("certs/ward.crt").exists());
     assert!(dir.path().join("config/demo.toml").exists());
     let cert = std::fs::read(dir.path().join("certs/ward.crt")).unwrap();
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(tls_client(&cert, &[b"h2"]))
         .resolve("localhost", addr)
+        .resolve("ward.localhost", addr)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -144,8 +153,23 @@ async fn demo_runs_the_sample_ehr_behind_ward() {
         .await
         .unwrap();
     assert_eq!(home.status(), 303);
+    // Sign-in is on ward's own host.
     let login = client
         .get(format!("https://localhost:{}/.ward/login", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let go = login.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        go.starts_with(&format!("https://ward.localhost:{}/.ward/go?", addr.port())),
+        "{go}"
+    );
+    let login = client
+        .get(format!(
+            "https://ward.localhost:{}/.ward/login",
+            addr.port()
+        ))
         .send()
         .await
         .unwrap();
@@ -158,7 +182,8 @@ async fn demo_runs_the_sample_ehr_behind_ward() {
     );
 }
 
-/// Signs a demo account in with the demo password and its printed key; returns the session cookie pair.
+/// Signs a demo account in with the demo password and its printed key, on ward's own
+/// host and handed back to the app's; returns the app host's session cookie pair.
 async fn demo_sign_in(
     client: &reqwest::Client,
     base: &str,
@@ -166,69 +191,14 @@ async fn demo_sign_in(
     key: &str,
     offset: i64,
 ) -> String {
-    let session_of = |resp: &reqwest::Response| -> String {
-        resp.headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .find(|c| c.starts_with("__Host-ward-session="))
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    let form = client
-        .get(format!("{base}/.ward/login"))
-        .send()
-        .await
-        .unwrap();
-    let csrf_cookie = form.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let csrf = input_value(&form.text().await.unwrap(), "csrf");
-    let body = serde_urlencoded::to_string([
-        ("csrf", csrf.as_str()),
-        ("username", user),
-        ("password", ward::demo::DEMO_PASSWORD),
-        ("return", "/"),
-    ])
-    .unwrap();
-    let resp = client
-        .post(format!("{base}/.ward/login"))
-        .header("cookie", &csrf_cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303, "{user}");
-    let session = session_of(&resp);
-    let mfa = client
-        .get(format!("{base}/.ward/mfa"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    let csrf = input_value(&mfa.text().await.unwrap(), "csrf");
+    let b = Browser::with_client(client.clone(), base.to_string());
     let secret = ward::auth::totp::decode_secret(key).unwrap();
-    let code = ward::auth::totp::code_at(&secret, (unix_now() as i64 + offset) as u64);
-    let body =
-        serde_urlencoded::to_string([("csrf", csrf.as_str()), ("code", code.as_str())]).unwrap();
-    let resp = client
-        .post(format!("{base}/.ward/mfa"))
-        .header("cookie", &session)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303, "{user}");
-    session_of(&resp)
+    let status = sign_in_with(&b, user, ward::demo::DEMO_PASSWORD, &secret, offset).await;
+    assert_eq!(status, 303, "{user}");
+    format!(
+        "__Host-ward-session={}",
+        b.cookie("__Host-ward-session").unwrap()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -261,6 +231,7 @@ async fn demo_accounts_sign_in_and_the_demo_shows_a_blocked_and_a_granted_export
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(tls_client(&cert, &[b"h2"]))
         .resolve("localhost", addr)
+        .resolve("ward.localhost", addr)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

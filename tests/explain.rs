@@ -288,6 +288,31 @@ async fn break_glass_from_the_page_is_recorded_and_limited_to_permitted_roles() 
         .wait_for("BREAK-GLASS", Duration::from_secs(5));
     let grants = std::fs::read_to_string(ward.site.path("state/grants.json")).unwrap();
     assert!(grants.contains("unconscious patient, chart needed"));
+    // The audit trail (not only the editable grants.json) holds the grant and its reason.
+    let id = serde_json::from_str::<serde_json::Value>(&grants).unwrap()["grants"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let trail = audit_text(&ward.site);
+    let record = trail
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["event"] == "break-glass")
+        .unwrap_or_else(|| panic!("no break-glass record in:\n{trail}"));
+    assert_eq!(record["user"], "dr_lee");
+    let grant = record["grant"].as_str().unwrap();
+    assert!(grant.contains(&id), "{record}");
+    assert!(
+        grant.contains("unconscious patient, chart needed"),
+        "{record}"
+    );
+    // ...and ward's log does not.
+    let leaked: Vec<String> = ward
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("unconscious patient"))
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:#?}");
     // A vendor's role does not permit it.
     let v = sign_in(&ward, "vic", &vic, 0, "198.51.100.7").await;
     assert_eq!(v.get(&page).await.status(), 403);

@@ -102,9 +102,13 @@ pub fn prepare(
     let cert = Path::new("certs/ward.crt");
     let key = Path::new("certs/ward.key");
     if !cert.exists() || !key.exists() {
-        crate::tls::write_self_signed(cert, key, &["localhost", "127.0.0.1", "::1"])?;
+        crate::tls::write_self_signed(
+            cert,
+            key,
+            &["localhost", "ward.localhost", "127.0.0.1", "::1"],
+        )?;
         println!(
-            "Made a self-signed certificate for localhost in certs/ (your browser will warn about it)"
+            "Made a self-signed certificate for localhost and ward.localhost in certs/ (your browser will warn about it)"
         );
     }
     let loaded = config::load(file, Certs::Skip).map_err(|d| d.to_string())?;
@@ -145,9 +149,13 @@ impl Prepared {
             Err(e) => tracing::error!(error = %e, "the sample EHR could not start"),
         }
         let url = format!("https://localhost:{}/", ward_addr.port());
+        let own = format!("https://ward.localhost:{}/", ward_addr.port());
         println!();
         println!("ward demo is running.");
         println!("  Open {url} (the certificate is self-signed: accept the browser's warning).");
+        println!(
+            "  You sign in at ward's own address, {own}, once for every app; the officer's console is {own}.ward/officer/"
+        );
         println!(
             "  Sample EHR (reachable only through ward): http://{}",
             self.ehr_addr
@@ -156,7 +164,7 @@ impl Prepared {
             "  Sign in as any demo account; the password for all of them is \"{DEMO_PASSWORD}\"."
         );
         println!("  Each has an authenticator key: add it to an authenticator app, or print");
-        println!("  the current code with `cargo run -- totp-code --key KEY`.");
+        println!("  the current code with `cargo run --release -- totp-code --key KEY`.");
         for (name, role, key) in DEMO_ACCOUNTS {
             println!("    {name:<12} {role:<14} key {key}");
         }
@@ -166,7 +174,7 @@ impl Prepared {
         println!("       {url}notifications (WebSocket), {url}admin/ (officer only).");
         println!("  Export blocking: as billing_bea, {url}reports/patients.csv is refused;");
         println!(
-            "       grant it with `cargo run -- grant --config config/demo.toml export --user billing_bea \\"
+            "       grant it with `cargo run --release -- grant --config config/demo.toml export --user billing_bea \\"
         );
         println!(
             "       --route '/reports/**' --for 1h --reason \"quarterly audit\"` and it downloads."
