@@ -230,11 +230,28 @@ async fn respond(
                     gate.sessions.remove(c);
                 }
                 tracing::debug!(request_id = %id, user = %s.user, reason = why.code(), "session no longer stands");
+                // The first request after the end names the person and why, so
+                // that the trail shows each person's logoffs.
+                if !s
+                    .end_recorded
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    outcome.user = Some(s.user.clone());
+                    outcome.session = Some(s.public_id.clone());
+                    outcome.event = Some(match why {
+                        accounts::Ended::Idle => "idle-logoff",
+                        accounts::Ended::TooOld => "session-expired",
+                        accounts::Ended::AccountClosed => "session-ended-account-closed",
+                        accounts::Ended::CredentialsChanged => "session-ended-credentials-changed",
+                    });
+                }
                 ended = Some(why);
             }
         }
     }
-    outcome.user = identity.as_ref().map(|i| i.user.clone());
+    if identity.is_some() {
+        outcome.user = identity.as_ref().map(|i| i.user.clone());
+    }
     if let Some(who) = &identity {
         outcome.roles = who.roles.clone();
         outcome.emergency = who.emergency;
@@ -312,7 +329,15 @@ async fn respond(
             tracing::info!(request_id = %id, user = page_outcome.user.as_deref(), event, client = %client_ip, "sign-in");
             outcome.event = Some(event);
         }
-        outcome.user = outcome.user.take().or(page_outcome.user);
+        // A sign-in event is about the person it names (the name typed at a
+        // failed sign-in, say), not the owner of a cookie the browser still holds.
+        if page_outcome.event.is_some() && outcome.user != page_outcome.user {
+            outcome.user = page_outcome.user;
+            outcome.roles.clear();
+            outcome.org = None;
+            outcome.session = None;
+            outcome.emergency = false;
+        }
         outcome.grant = page_outcome.grant;
         // A sign-in event names the roles the person holds.
         if outcome.roles.is_empty()
@@ -619,7 +644,11 @@ fn audit_record(
     let mut r = if o.decision == "ward" {
         Record::signin(o.event?)
     } else {
-        Record::access(method.as_str(), o.host.clone(), &o.path, o.decision)
+        let r = Record::access(method.as_str(), o.host.clone(), &o.path, o.decision);
+        match o.event {
+            Some(e) => r.event(e),
+            None => r,
+        }
     };
     r = r
         .request_id(id)

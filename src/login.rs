@@ -389,7 +389,10 @@ async fn login_submit(
     }
     let name = field(&form, "username").trim().to_ascii_lowercase();
     let pw = field(&form, "password").to_string();
-    outcome.user = Some(name.clone()).filter(|n| !n.is_empty() && n.len() <= 64);
+    // The trail names the account the attempt was for. A name that is no
+    // account is left out: it may be a password typed into the wrong field.
+    outcome.user =
+        Some(name.clone()).filter(|n| gate.accounts.snapshot().directory.get(n).is_some());
     let return_to = safe_return(field(&form, "return"));
 
     if !gate.address_allows(req.client_ip) {

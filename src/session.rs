@@ -5,7 +5,7 @@ use crate::auth::codes::{RngError, random_token, token_hash};
 use moka::sync::Cache;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +56,8 @@ pub struct Session {
     pub extra_roles: Vec<String>,
     /// The provider this session came from, and its ID token (for its sign-out only).
     pub idp: Option<(String, String)>,
+    /// Its end (idle, too old) has been recorded in the audit trail.
+    pub end_recorded: AtomicBool,
 }
 
 impl Session {
@@ -84,6 +86,7 @@ impl Session {
             return_to: return_to.to_string(),
             extra_roles: Vec::new(),
             idp: None,
+            end_recorded: AtomicBool::new(false),
         })
     }
 

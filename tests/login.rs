@@ -664,3 +664,83 @@ async fn old_failures_decay_alike_for_real_and_unknown_names() {
     assert_eq!(tries(1).await, [("dr_lee", 401), ("nobody_here", 401)]);
     assert_eq!(tries(1).await, [("dr_lee", 429), ("nobody_here", 429)]);
 }
+
+/// The audit records of the trail so far.
+fn records(ward: &Ward) -> Vec<serde_json::Value> {
+    audit_text(&ward.site)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Issue #11.5: a record names the person the event is about, never the owner
+/// of a cookie the browser still holds; an idle logoff names its person.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_trail_names_the_person_each_event_is_about() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(
+        &policy(&ehr.url(), "")
+            .replace("[login]\n", "[sessions]\nidle_timeout = \"3s\"\n[login]\n"),
+    );
+    let lee = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
+    let _kim = enrolled_user(&ward.site, "kim", &["biller"], PW, None, None);
+    settle().await;
+    let b = Browser::new(&ward);
+    sign_in(&b, "dr_lee", &lee, 0).await;
+    // At the same browser, someone types kim's name and a wrong password...
+    assert_eq!(
+        password_step(&b, "kim", "wrong password entirely")
+            .await
+            .status(),
+        401
+    );
+    // ...and someone types a password into the name field.
+    assert_eq!(
+        password_step(&b, "secret words typed in the wrong box", "x")
+            .await
+            .status(),
+        401
+    );
+    let failed: Vec<_> = records(&ward)
+        .into_iter()
+        .filter(|r| r["event"] == "login-failed")
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert_eq!(failed[0]["user"], "kim");
+    assert_eq!(failed[0]["roles"], serde_json::json!(["biller"]));
+    assert!(failed[0].get("session").is_none(), "{}", failed[0]);
+    assert!(failed[1].get("user").is_none(), "{}", failed[1]);
+    assert!(!audit_text(&ward.site).contains("secret words"));
+    assert!(!ward.logs().join("\n").contains("secret words"));
+
+    // Idle logoff: the next request is recorded under the person, once.
+    let b = Browser::new(&ward);
+    sign_in(&b, "dr_lee", &lee, 30).await;
+    assert_eq!(status_of(&b, "/patients/1001/chart").await, 200);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(status_of(&b, "/patients/1001/chart").await, 303);
+    assert_eq!(status_of(&b, "/patients/1001/chart").await, 303);
+    let idle: Vec<_> = records(&ward)
+        .into_iter()
+        .filter(|r| r["event"] == "idle-logoff")
+        .collect();
+    assert_eq!(idle.len(), 1, "{idle:#?}");
+    assert_eq!(idle[0]["user"], "dr_lee");
+    let search = std::process::Command::new(WARD)
+        .current_dir(ward.site.dir.path())
+        .args([
+            "audit",
+            "search",
+            "--config",
+            "ward.toml",
+            "--user",
+            "dr_lee",
+            "--event",
+            "idle-logoff",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&search.stdout).contains("idle-logoff"));
+}
