@@ -128,6 +128,11 @@ pub async fn handle(
         }
     }
 
+    // A HEAD answer has the GET's status and headers and no body. HTTP/1.1
+    // drops a body by itself; over HTTP/2 a body would break the stream.
+    if method == http::Method::HEAD {
+        resp = resp.map(|_| crate::body::empty());
+    }
     let h = resp.headers_mut();
     if rt.policy.server.hsts {
         h.insert(
