@@ -168,7 +168,7 @@ async fn respond(
     shared: &Shared,
     rt: &Runtime,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     id: &str,
     outcome: &mut Outcome,
 ) -> Response<Body> {
@@ -365,6 +365,17 @@ async fn respond(
         });
     }
 
+    // `_method` in the query turns a POST into a DELETE in many frameworks
+    // (Rails, Laravel, Symfony): a method ward never saw. Refused everywhere.
+    if req.uri().query().is_some_and(has_method_override) {
+        return bad_request(
+            outcome,
+            practice,
+            id,
+            "a _method override in the query".into(),
+            "it asks the app to treat it as another method",
+        );
+    }
     // A service worker installed by an app's script would sit in front of every
     // page of this origin, ward's own included; ward lets no app install one.
     if req.headers().contains_key("service-worker") {
@@ -519,6 +530,11 @@ async fn respond(
                 }
                 inject = policy.sessions.idle_warning && wants_html(&req);
             }
+            // A size cap is on the whole answer: ranges would let it be fetched in slices.
+            if route.max_response.is_some() {
+                req.headers_mut().remove(header::RANGE);
+                req.headers_mut().remove(header::IF_RANGE);
+            }
             let fwd = Forward {
                 app,
                 upstream,
@@ -603,6 +619,18 @@ async fn respond(
             }
         }
     }
+}
+
+/// Whether a query string carries a `_method` override, in any spelling.
+fn has_method_override(query: &str) -> bool {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .map(|pairs| {
+            pairs
+                .iter()
+                .any(|(k, _)| k.trim().eq_ignore_ascii_case("_method"))
+        })
+        // A query a form decoder cannot read is no place to guess: refuse.
+        .unwrap_or(true)
 }
 
 /// The 400 page for a request too ambiguous to decide on, noted for the log and audit.

@@ -145,7 +145,18 @@ async fn exports_are_refused_without_a_grant_and_pass_with_one() {
         .proc
         .stderr
         .wait_for_all(&[&id, "\"message\":\"request\""], Duration::from_secs(5));
-    assert!(line.contains("lawyer"), "{line}");
+    // The log names the grant; its reason (which may name a patient) is in the audit trail only.
+    let grant = json_field(&line, "grant");
+    assert!(!grant.is_empty() && !line.contains("lawyer"), "{line}");
+    let record = audit_text(&ward.site)
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("no record for {id}"))
+        .to_string();
+    assert!(
+        record.contains("lawyer") && record.contains(&grant),
+        "{record}"
+    );
     // Only the granted routes.
     assert_eq!(fetch(&lee_b, "/patients/1001/summary.pdf").await.0, 403);
     // Until it expires.
