@@ -165,8 +165,7 @@ pub fn run(config: &Path, cmd: UserCommand) -> ExitCode {
     match ctx.exec(cmd) {
         Ok(()) => {
             if let Some((event, target)) = action {
-                let record =
-                    crate::audit::Record::officer(crate::grantcmd::cli_actor(), event).user(target);
+                let record = crate::audit::Record::officer(super::cli_actor(), event).user(target);
                 if let Err(e) = crate::audit::append_blocking(&audit_dir, record) {
                     eprintln!("ward user: done, but the audit trail could not record it: {e}");
                     return ExitCode::FAILURE;
