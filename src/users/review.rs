@@ -7,7 +7,7 @@
 
 use crate::accounts::today;
 use crate::console::OFFICER_ROLE;
-use crate::csv::cell as csv_cell;
+use crate::csv;
 use crate::pages::escape;
 use crate::policy::{Export, Policy};
 use crate::users::{Directory, Secrets, Status, directory};
@@ -481,8 +481,7 @@ impl Review {
                 r.expires.map(|d| d.to_string()).unwrap_or_default(),
                 flags.join("; "),
             ];
-            let cells: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-            out.push_str(&cells.join(","));
+            out.push_str(&csv::row(&cells));
             out.push_str("\r\n");
         }
         out
@@ -775,8 +774,6 @@ status = "terminated"
             *lee,
             "dr_lee,\"Dr. Lee, \"\"Al\"\"\",active,clinician;reports,,,yes,2026-07-24T12:00:00Z,2026-10-27T12:00:00Z,,a role grants export (reports); may invoke break-glass"
         );
-        assert_eq!(csv_cell("-1"), "'-1");
-        assert_eq!(csv_cell("a\nb"), "\"a\nb\"");
     }
 
     #[test]
