@@ -29,6 +29,7 @@ pub mod reload;
 pub mod server;
 pub mod session;
 pub mod sso;
+pub mod suggest;
 pub mod target;
 pub mod tls;
 pub mod users;

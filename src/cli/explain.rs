@@ -97,7 +97,7 @@ pub fn explain(q: &Question<'_>) -> Result<String, String> {
                 detail: format!("there is no account named '{name}'"),
             }),
             Some(a) => {
-                let usable = a.usable_on(accounts::today(now));
+                let usable = a.usable_on(crate::users::directory::today(now));
                 checks.push(Check {
                     name: "account",
                     passed: usable,

@@ -5,9 +5,10 @@
 //! what only the policy knows (roles, networks), turns results into plain words, and prints
 //! the one-time links. No secret other than such a link is ever printed.
 
-use crate::config::{self, Certs, closest};
+use crate::config::{self, Certs};
 use crate::csv;
 use crate::policy::Policy;
+use crate::suggest::closest;
 use crate::users::directory::parse_day as parse_date;
 use crate::users::{
     Account, Admin, AdminError, Directory, EnrollLink, NewAccount, Purpose, SecretStore, Status,
