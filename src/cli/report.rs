@@ -1,9 +1,10 @@
 //! `ward report …`: the officer's reports; today `access`, the access review printed or written
 //! as HTML or CSV (the model and its rendering are in `users::review`).
 
+use crate::config::diag::Diagnostics;
 use crate::config::{self, Certs};
 use crate::users::review::{DEFAULT_IDLE_DAYS, build};
-use crate::users::{SecretStore, directory};
+use crate::users::{SecretStore, StoreError, directory};
 use jiff::Timestamp;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,40 @@ pub enum ReportFormat {
     Csv,
 }
 
+/// Why `ward report access` made no report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The policy file does not load.
+    #[error(
+        "the policy {} has problems; fix them first (ward check --config {}):\n{diag}",
+        .file.display(),
+        .file.display()
+    )]
+    Policy {
+        /// The policy file as given.
+        file: PathBuf,
+        /// Its problems.
+        diag: Diagnostics,
+    },
+    /// The accounts file does not load.
+    #[error("the accounts file has problems; fix them first:\n{0}")]
+    Accounts(Diagnostics),
+    /// The secret store (sign-in times, MFA) cannot be read.
+    #[error(transparent)]
+    Secrets(#[from] StoreError),
+    /// The `--output` file cannot be written.
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Standard output cannot be written.
+    #[error("cannot print the report: {0}")]
+    Print(std::io::Error),
+}
+
 /// Runs `ward report …` against the policy at `config`.
 pub fn run(config: &Path, cmd: ReportCommand) -> ExitCode {
     match cmd {
@@ -58,21 +93,15 @@ fn access(
     format: ReportFormat,
     idle_days: u32,
     output: Option<&Path>,
-) -> Result<(), String> {
+) -> Result<(), ReportError> {
     let policy = config::load(config, Certs::Skip)
-        .map_err(|d| {
-            format!(
-                "the policy {} has problems; fix them first (ward check --config {}):\n{d}",
-                config.display(),
-                config.display()
-            )
+        .map_err(|diag| ReportError::Policy {
+            file: config.to_path_buf(),
+            diag,
         })?
         .policy;
-    let dir = directory::load(&policy.storage.users)
-        .map_err(|d| format!("the accounts file has problems; fix them first:\n{d}"))?;
-    let secrets = SecretStore::open(&policy.storage.state)
-        .and_then(|s| s.read())
-        .map_err(|e| e.to_string())?;
+    let dir = directory::load(&policy.storage.users).map_err(ReportError::Accounts)?;
+    let secrets = SecretStore::open(&policy.storage.state).and_then(|s| s.read())?;
     let now = Timestamp::now().as_second();
     let review = build(&policy, &dir, &secrets, &HashMap::new(), now, idle_days);
     let text = match format {
@@ -81,8 +110,12 @@ fn access(
     };
     match output {
         Some(path) => {
-            crate::fsutil::write_private(path, text.as_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            crate::fsutil::write_private(path, text.as_bytes()).map_err(|source| {
+                ReportError::Write {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
             eprintln!(
                 "Wrote the access review of {} accounts to {}.",
                 review.rows.len(),
@@ -94,7 +127,7 @@ fn access(
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())
                 .and_then(|()| out.flush())
-                .map_err(|e| format!("cannot print the report: {e}"))?;
+                .map_err(ReportError::Print)?;
         }
     }
     for w in &review.warnings {
