@@ -241,12 +241,8 @@ fn build(directory: Directory, secrets: &Secrets, grants: Grants, policy: &Polic
     }
 }
 
-/// Today's date in UTC, for account end dates.
-pub fn today(now: i64) -> jiff::civil::Date {
-    jiff::Timestamp::from_second(now)
-        .map(|t| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
-        .unwrap_or_default()
-}
+/// Today's date in UTC, for account end dates (defined with the accounts file, which grants use too).
+pub use crate::users::directory::today;
 
 /// The idle limit for this person: the shortest their roles set, else the global one.
 pub fn idle_limit(policy: &Policy, roles: &[String]) -> std::time::Duration {

@@ -4,7 +4,7 @@
 
 use crate::auth::codes;
 use crate::policy::routes::{Matcher, Pattern, RouteTable};
-use crate::users::{Directory, Store, StoreFile};
+use crate::users::{Directory, Store, StoreFile, directory};
 use serde::{Deserialize, Serialize};
 
 /// What a grant allows.
@@ -116,7 +116,7 @@ pub const MAX_SPAN_SECS: i64 = 30 * 24 * 3600;
 /// The person a grant is for must exist and be able to sign in at `now`.
 pub fn check_grantee(users: &Directory, name: &str, now: i64) -> Result<(), String> {
     match users.get(name) {
-        Some(a) if a.usable_on(crate::accounts::today(now)) => Ok(()),
+        Some(a) if a.usable_on(directory::today(now)) => Ok(()),
         Some(_) => Err(format!(
             "{name} cannot sign in (deactivated, terminated or past the end date)"
         )),

@@ -1,9 +1,10 @@
-//! The `ward` command: serve, demo, check, user.
+//! The `ward` command line: parses the arguments and hands each command to `ward::cli`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use ward::config::{self, Certs, Overrides};
+use ward::cli;
+use ward::config::Overrides;
 use ward::policy::LogFormat;
 
 #[derive(Parser)]
@@ -74,7 +75,7 @@ enum Command {
         #[arg(long, default_value = "config/ward.toml", global = true)]
         config: PathBuf,
         #[command(subcommand)]
-        action: ward::grantcmd::GrantCommand,
+        action: cli::grant::GrantCommand,
     },
     /// Print the current code for an authenticator key (for trying the demo without a phone).
     TotpCode {
@@ -94,7 +95,7 @@ enum Command {
         #[arg(long, default_value = "config/ward.toml", global = true)]
         config: PathBuf,
         #[command(subcommand)]
-        action: ward::usercmd::UserCommand,
+        action: cli::user::UserCommand,
     },
     /// Reports for the officer: `access` (the access review: every account, what it may do, what to look at).
     Report {
@@ -102,7 +103,7 @@ enum Command {
         #[arg(long, default_value = "config/ward.toml", global = true)]
         config: PathBuf,
         #[command(subcommand)]
-        action: ward::review::ReportCommand,
+        action: cli::report::ReportCommand,
     },
     /// Check the audit trail (verify) and look things up in it (search).
     Audit {
@@ -110,7 +111,7 @@ enum Command {
         #[arg(long, default_value = "config/ward.toml", global = true)]
         config: PathBuf,
         #[command(subcommand)]
-        action: ward::auditcmd::AuditCommand,
+        action: cli::audit::AuditCommand,
     },
 }
 
@@ -132,8 +133,8 @@ impl From<Format> for LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
-        Command::SampleEhr { listen } => sample_ehr(&listen),
+        Command::Check { config } => cli::check::run(&config),
+        Command::SampleEhr { listen } => cli::demo::sample_ehr(&listen),
         Command::Explain {
             config,
             user,
@@ -141,7 +142,7 @@ fn main() -> ExitCode {
             device,
             method,
             url,
-        } => ward::explain::run(&ward::explain::Question {
+        } => cli::explain::run(&cli::explain::Question {
             config: &config,
             user: user.as_deref(),
             ip,
@@ -149,151 +150,22 @@ fn main() -> ExitCode {
             url: &url,
             device,
         }),
-        Command::Grant { config, action } => ward::grantcmd::run(&config, action),
-        Command::TotpCode { key } => match ward::auth::totp::decode_secret(&key) {
-            Some(secret) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                println!("{}", ward::auth::totp::code_at(&secret, now));
-                ExitCode::SUCCESS
-            }
-            None => {
-                eprintln!("ward totp-code: that is not an authenticator key");
-                ExitCode::FAILURE
-            }
-        },
-        Command::User { config, action } => ward::usercmd::run(&config, action),
-        Command::Audit { config, action } => ward::auditcmd::run(&config, action),
-        Command::Report { config, action } => ward::review::run(&config, action),
-        Command::Serve { config, log_format } => {
-            serve(&config, Overrides::default(), log_format, None)
-        }
+        Command::Grant { config, action } => cli::grant::run(&config, action),
+        Command::TotpCode { key } => cli::totp::run(&key),
+        Command::User { config, action } => cli::user::run(&config, action),
+        Command::Audit { config, action } => cli::audit::run(&config, action),
+        Command::Report { config, action } => cli::report::run(&config, action),
+        Command::Serve { config, log_format } => cli::serve::run(
+            &config,
+            Overrides::default(),
+            log_format.map(Into::into),
+            None,
+        ),
         Command::Demo {
             config,
             listen,
             ehr_listen,
             log_format,
-        } => match ward::demo::prepare(&config, listen, ehr_listen) {
-            Ok(prepared) => {
-                let overrides = prepared.overrides.clone();
-                serve(&config, overrides, log_format, Some(prepared))
-            }
-            Err(e) => {
-                eprintln!("ward demo could not start: {e}");
-                ExitCode::FAILURE
-            }
-        },
-    }
-}
-
-fn sample_ehr(listen: &str) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("the sample EHR did not start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: Result<(), String> = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("sample EHR listening on http://{addr}");
-        ward::demo::ehr::serve(listener)
-            .await
-            .map_err(|e| e.to_string())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("the sample EHR stopped: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn check(file: &std::path::Path) -> ExitCode {
-    match config::load(file, Certs::Load) {
-        Ok(loaded) => {
-            if !loaded.warnings.items.is_empty() {
-                eprintln!("{}", loaded.warnings);
-            }
-            let p = &loaded.policy;
-            println!(
-                "{}: the policy is valid ({} apps, {} routes, {} roles, {} networks)",
-                file.display(),
-                p.apps.len(),
-                p.routes.len(),
-                p.roles.len(),
-                p.networks.len()
-            );
-            // Two officers (one a backup) is the normal case; say so, but the policy is valid.
-            let now = jiff::Timestamp::now().as_second();
-            for line in ward::review::check_officers(file, p, now) {
-                eprintln!("{line}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(d) => {
-            eprintln!("{d}");
-            let errors = d
-                .items
-                .iter()
-                .filter(|i| i.severity == config::diag::Severity::Error)
-                .count();
-            eprintln!(
-                "{}: {errors} problem{} to fix; ward will not load this policy until then",
-                file.display(),
-                if errors == 1 { "" } else { "s" }
-            );
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn serve(
-    file: &std::path::Path,
-    overrides: Overrides,
-    format: Option<Format>,
-    demo: Option<ward::demo::Prepared>,
-) -> ExitCode {
-    // Read the log settings first so that everything after is logged as the officer asked.
-    let settings = match config::load_with(file, Certs::Load, &overrides) {
-        Ok(loaded) => loaded.policy.log.clone(),
-        Err(d) => {
-            eprintln!("{d}");
-            eprintln!(
-                "ward did not start: fix the policy file above and try again (ward check --config {}).",
-                file.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    ward::logging::init(
-        format.map(Into::into).unwrap_or(settings.format),
-        settings.level,
-    );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ward did not start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(ward::run(file, overrides, demo)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ward stopped: {e}");
-            ExitCode::FAILURE
-        }
+        } => cli::demo::run(&config, listen, ehr_listen, log_format.map(Into::into)),
     }
 }

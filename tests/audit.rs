@@ -633,6 +633,48 @@ fn search_filters_combine() {
     );
 }
 
+/// A name typed at the sign-in page lands in the trail as it was typed; in the CSV no cell
+/// may start a spreadsheet formula.
+#[test]
+fn search_csv_defuses_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "=HYPERLINK(\"http://x.example\")",
+            "\"'=HYPERLINK(\"\"http://x.example\"\")\"",
+        ),
+        ("+1+1", "'+1+1"),
+        ("-1+1", "'-1+1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "\"'\rx\""),
+    ];
+    for (typed, _) in cases {
+        let r = Record::signin("login-failed")
+            .user(typed)
+            .client_ip("203.0.113.5".parse().unwrap());
+        audit::append_blocking(dir.path(), r).unwrap();
+    }
+    let out = ward_audit(&[
+        "search",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--event",
+        "login-failed",
+        "--format",
+        "csv",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    assert!(csv.starts_with("time,seq,kind,user,"), "{csv}");
+    for (typed, cell) in cases {
+        assert!(
+            csv.contains(&format!(",signin,{cell},")),
+            "{typed:?} should be {cell:?} in:\n{csv}"
+        );
+    }
+}
+
 #[test]
 fn search_prints_tables_and_csv() {
     let dir = investigation_trail();

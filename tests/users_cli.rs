@@ -1,4 +1,5 @@
-//! `ward user …` as the officer runs it: a real binary, a policy and users.toml in a folder.
+//! `ward user …` (and the access review of its accounts) as the officer runs it: a real
+//! binary, a policy and users.toml in a folder.
 
 mod common;
 
@@ -400,6 +401,62 @@ fn list_as_a_table_and_as_csv() {
          dr_lee,active,clinician,,,yes,2023-11-14T22:13:20+00:00\r\n\
          jsmith,active,vendor_biller,Acme Billing,2099-03-31,no,never\r\n"
     );
+}
+
+/// A value in users.toml that a spreadsheet would run as a formula is defused in every CSV
+/// made from the accounts: `ward user list --csv` and `ward report access --format csv`.
+#[test]
+fn csv_exports_defuse_formulas() {
+    let c = Clinic::new();
+    let cases = [
+        (
+            "f_eq",
+            "=HYPERLINK(\"http://x.example\")",
+            "\"'=HYPERLINK(\"\"http://x.example\"\")\"",
+        ),
+        ("f_plus", "+1+1", "'+1+1"),
+        ("f_minus", "-1+1", "'-1+1"),
+        ("f_at", "@SUM(A1)", "'@SUM(A1)"),
+        ("f_tab", "\tx", "'\tx"),
+        ("f_cr", "\rx", "\"'\rx\""),
+    ];
+    let mut users = USERS.to_string();
+    for (name, value, _) in cases {
+        // Rust's escapes for these values are TOML's too.
+        users.push_str(&format!(
+            "\n[users.{name}]\ndisplay_name = {value:?}\nroles = [\"biller\"]\norg = {value:?}\nexpires = 2099-01-02\n"
+        ));
+    }
+    std::fs::write(c.site.path("config/users.toml"), users).unwrap();
+
+    let out = c.ward(&["list", "--csv"]).ok();
+    for (name, value, cell) in cases {
+        let row = format!("\r\n{name},active,biller,{cell},2099-01-02,no,never\r\n");
+        assert!(out.stdout.contains(&row), "{value:?}:\n{}", out.stdout);
+    }
+
+    let out = Command::new(WARD)
+        .args([
+            "report",
+            "access",
+            "--config",
+            "ward.toml",
+            "--format",
+            "csv",
+        ])
+        .current_dir(c.site.dir.path())
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(out.status.success(), "{stderr}");
+    for (name, value, cell) in cases {
+        let row = format!("\r\n{name},{cell},active,biller,{cell},,no,,,2099-01-02,");
+        assert!(stdout.contains(&row), "{value:?}:\n{stdout}");
+    }
 }
 
 #[test]

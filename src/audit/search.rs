@@ -3,7 +3,7 @@
 
 use super::chain::{MAX_LINE, parse_file_name};
 use super::record::{Kind, Record};
-use crate::csv::cell as csv_cell;
+use crate::csv;
 use crate::policy::routes::{Lookup, Matcher, Pattern, PatternError, RouteTable};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
@@ -407,8 +407,7 @@ fn write_csv(out: &mut dyn Write, r: &Record) -> std::io::Result<()> {
         s(&r.detail),
         s(&r.request_id),
     ];
-    let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-    writeln!(out, "{}", line.join(","))
+    writeln!(out, "{}", csv::row(&cells))
 }
 
 #[cfg(test)]
@@ -506,12 +505,31 @@ mod tests {
     }
 
     #[test]
-    fn csv_cells_are_quoted_and_defused() {
-        assert_eq!(csv_cell("plain"), "plain");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(csv_cell("-1+2"), "'-1+2");
+    fn csv_records_are_quoted_and_defused() {
+        for (value, cell) in [
+            ("plain", "plain"),
+            ("a,b", "\"a,b\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            ("=HYPERLINK(1)", "'=HYPERLINK(1)"),
+            ("+1", "'+1"),
+            ("-1+2", "'-1+2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "\"'\rx\""),
+        ] {
+            let r = Record::officer("kim", "user-added")
+                .user(value)
+                .detail(value);
+            let mut out = Vec::new();
+            write_csv(&mut out, &r).unwrap();
+            let line = String::from_utf8(out).unwrap();
+            assert_eq!(
+                line.matches(&format!(",{cell},")).count(),
+                2,
+                "{value:?}: {line:?}"
+            );
+            assert!(line.ends_with('\n') && !line.ends_with("\r\n"), "{line:?}");
+        }
     }
 
     #[test]

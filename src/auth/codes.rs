@@ -29,7 +29,7 @@ pub fn token_hash(token: &str) -> String {
     HEXLOWER.encode(&Sha256::digest(token.as_bytes()))
 }
 
-/// Constant-time string equality.
+/// Constant-time string equality: the one compare for secrets (tokens, codes, OIDC state).
 pub fn ct_eq(a: &str, b: &str) -> bool {
     // subtle returns early only on a length mismatch, which reveals nothing secret here.
     a.as_bytes().ct_eq(b.as_bytes()).into()
@@ -124,6 +124,8 @@ mod tests {
         assert!(ct_eq("", ""));
         assert!(!ct_eq("same", "Same"));
         assert!(!ct_eq("same", "same "));
+        assert!(!ct_eq("abc", "abd"));
+        assert!(!ct_eq("", "a"));
     }
 
     #[test]

@@ -3,10 +3,9 @@
 use data_encoding::BASE32_NOPAD;
 use qrcode::QrCode;
 use qrcode::render::svg;
-use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Builder, Totp};
 
-use super::codes::{RngError, fill_random, group};
+use super::codes::{RngError, ct_eq, fill_random, group};
 
 /// Seconds per time step.
 pub const STEP: u64 = 30;
@@ -119,7 +118,7 @@ pub fn verify(secret: &[u8], code: &str, now: u64, last_step: Option<u64>) -> Op
             continue;
         };
         let expected = totp.generate(t).to_string();
-        let matches: bool = expected.as_bytes().ct_eq(code.as_bytes()).into();
+        let matches = ct_eq(&expected, &code);
         // A code is accepted once: its step must come after the last step accepted for this person.
         let fresh = last_step.is_none_or(|last| step > last);
         if matches && fresh && accepted.is_none() {

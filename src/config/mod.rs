@@ -214,23 +214,8 @@ fn report_unknown(table: &toml::Spanned<DeTable<'_>>, path: &[Step], c: &mut Col
     c.error(span, message);
 }
 
-/// The known name most like `name`, if any is close enough to be a typo.
-pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    let edits = |k: &str| strsim::damerau_levenshtein(name, k);
-    let near = known
-        .iter()
-        .copied()
-        .filter(|k| edits(k) <= 2 && edits(k) < name.len())
-        .min_by_key(|k| edits(k));
-    near.or_else(|| {
-        known
-            .iter()
-            .map(|k| (strsim::jaro_winkler(name, k), *k))
-            .filter(|(score, _)| *score >= 0.85)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, k)| k)
-    })
-}
+/// The known name most like `name`, if any is close enough to be a typo (see `suggest`).
+pub use crate::suggest::closest;
 
 /// The span of the key at `path` in the parsed document.
 fn key_span(table: &toml::Spanned<DeTable<'_>>, path: &[Step]) -> Option<std::ops::Range<usize>> {

@@ -629,9 +629,21 @@ fn pdf(lines: &[String]) -> Vec<u8> {
 }
 
 fn patients_csv() -> Resp {
+    let mut resp = Response::new(full(patients_csv_text(&PATIENTS)));
+    set(&mut resp, header::CONTENT_TYPE, "text/csv; charset=utf-8");
+    set(
+        &mut resp,
+        header::CONTENT_DISPOSITION,
+        "attachment; filename=\"patients.csv\"",
+    );
+    resp
+}
+
+/// The patient list as CSV, through ward's one CSV writer (no cell reads as a formula).
+fn patients_csv_text(patients: &[Patient]) -> String {
     let mut csv =
         String::from("id,mrn,name,dob,allergies,problems,medications,insurance,claims\r\n");
-    for p in &PATIENTS {
+    for p in patients {
         let claims: Vec<&str> = p.claims.iter().map(|c| c.number).collect();
         let fields = [
             p.id.to_owned(),
@@ -644,18 +656,10 @@ fn patients_csv() -> Resp {
             p.insurance.to_owned(),
             claims.join("; "),
         ];
-        let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        csv.push_str(&row.join(","));
+        csv.push_str(&crate::csv::row(&fields));
         csv.push_str("\r\n");
     }
-    let mut resp = Response::new(full(csv));
-    set(&mut resp, header::CONTENT_TYPE, "text/csv; charset=utf-8");
-    set(
-        &mut resp,
-        header::CONTENT_DISPOSITION,
-        "attachment; filename=\"patients.csv\"",
-    );
-    resp
+    csv
 }
 
 fn logo() -> Resp {
@@ -1042,14 +1046,6 @@ fn query_param<'a, B>(req: &'a Request<B>, key: &str) -> Option<&'a str> {
     })
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
 fn money(cents: u64) -> String {
     format!("${}.{:02}", cents / 100, cents % 100)
 }
@@ -1166,6 +1162,45 @@ mod tests {
         let csv = text(&body);
         assert!(csv.starts_with("id,mrn,name,"));
         assert_eq!(csv.lines().count(), PATIENTS.len() + 1);
+    }
+
+    #[test]
+    fn csv_export_defuses_formulas() {
+        let patient = |name: &'static str| Patient {
+            id: "9",
+            name,
+            dob: "2000-01-01",
+            mrn: "RFC-9",
+            allergies: &["-", "none"],
+            problems: &[],
+            medications: &[],
+            insurance: "@ins",
+            claims: &[],
+        };
+        let cases = [
+            (
+                "=HYPERLINK(\"http://x.example\")",
+                "\"'=HYPERLINK(\"\"http://x.example\"\")\"",
+            ),
+            ("+1+1", "'+1+1"),
+            ("-1+1", "'-1+1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "\"'\rx\""),
+        ];
+        let patients = cases.map(|(name, _)| patient(name));
+        let csv = patients_csv_text(&patients);
+        let rows: Vec<&str> = csv.split("\r\n").skip(1).collect();
+        for (i, (name, cell)) in cases.iter().enumerate() {
+            assert_eq!(
+                rows[i],
+                format!("9,RFC-9,{cell},2000-01-01,'-; none,,,'@ins,"),
+                "{name:?}"
+            );
+        }
+        // The sample data itself has nothing to defuse: the export is as it always was.
+        let real = patients_csv_text(&PATIENTS);
+        assert!(!real.contains(",'"), "{real}");
     }
 
     #[tokio::test]

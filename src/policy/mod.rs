@@ -464,7 +464,7 @@ impl Policy {
         for role in roles.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
             if !known.contains(&role) {
                 let role = role.chars().filter(|c| !c.is_control()).collect::<String>();
-                let hint = match crate::config::closest(&role, &known) {
+                let hint = match crate::suggest::closest(&role, &known) {
                     Some(best) => format!("; did you mean '{best}'?"),
                     None if known.is_empty() => format!(
                         "; {} defines no roles yet (add them under [roles])",
@@ -496,7 +496,7 @@ impl Policy {
                     net::parse_cidr(net)?;
                 } else {
                     let shown = net.chars().filter(|c| !c.is_control()).collect::<String>();
-                    let hint = match crate::config::closest(net, &known) {
+                    let hint = match crate::suggest::closest(net, &known) {
                         Some(best) => format!("; did you mean '{best}'?"),
                         None if known.is_empty() => {
                             "; give an address range like 203.0.113.0/24 instead".to_string()

@@ -2,8 +2,8 @@
 //!
 //! Only names, roles and account state live here; secrets never do (see `secrets`).
 
-use crate::config::closest;
 use crate::config::diag::{Collector, Diagnostics, line_col};
+use crate::suggest::closest;
 use jiff::civil::Date;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -496,6 +496,13 @@ fn toml_message(message: &str) -> String {
         Some(rest) => format!("this is not a real date ({rest})"),
         None => format!("this is not valid TOML: {first}"),
     }
+}
+
+/// Today's date in UTC at unix time `now`, the day account end dates are compared with.
+pub fn today(now: i64) -> Date {
+    jiff::Timestamp::from_second(now)
+        .map(|t| t.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
+        .unwrap_or_default()
 }
 
 /// A day as the officer types it (command line or console): exactly YYYY-MM-DD, a real calendar day.

@@ -1,8 +1,9 @@
 //! Accounts: the officer's `users.toml` (who may sign in, with what roles), the secrets ward
-//! keeps apart from it, and the changes `ward user …` makes to both.
+//! keeps apart from it, the changes `ward user …` makes to both, and the access review.
 
 pub mod admin;
 pub mod directory;
+pub mod review;
 pub mod secrets;
 
 pub use admin::{Admin, AdminError, EnrollLink, NewAccount};

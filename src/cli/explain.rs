@@ -37,13 +37,39 @@ pub fn run(q: &Question<'_>) -> ExitCode {
     }
 }
 
+/// Why a question could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The policy file does not load.
+    #[error("the policy has problems:\n{0}")]
+    Policy(crate::config::diag::Diagnostics),
+    /// The method is not an HTTP method.
+    #[error("'{0}' is not a method")]
+    Method(String),
+    /// The URL starts with `/` but is not a path.
+    #[error("'{0}' is not a path")]
+    Path(String),
+    /// The URL is not a URL.
+    #[error("'{0}' is not a URL")]
+    Url(String),
+    /// The URL names no host.
+    #[error("the URL has no host")]
+    NoHost,
+    /// The accounts could not be opened.
+    #[error("{0}")]
+    Accounts(String),
+    /// No session could be made to try the person's identity.
+    #[error(transparent)]
+    Random(#[from] crate::auth::codes::RngError),
+}
+
 /// The explanation as text.
-pub fn explain(q: &Question<'_>) -> Result<String, String> {
+pub fn explain(q: &Question<'_>) -> Result<String, ExplainError> {
     let policy = crate::config::load(q.config, crate::config::Certs::Skip)
-        .map_err(|d| format!("the policy has problems:\n{d}"))?
+        .map_err(ExplainError::Policy)?
         .policy;
     let method = http::Method::from_bytes(q.method.as_bytes())
-        .map_err(|_| format!("'{}' is not a method", q.method))?;
+        .map_err(|_| ExplainError::Method(q.method.to_string()))?;
     let (uri, host): (http::Uri, String) = if q.url.starts_with('/') {
         let host = policy
             .apps
@@ -53,18 +79,18 @@ pub fn explain(q: &Question<'_>) -> Result<String, String> {
         (
             q.url
                 .parse()
-                .map_err(|_| format!("'{}' is not a path", q.url))?,
+                .map_err(|_| ExplainError::Path(q.url.to_string()))?,
             host,
         )
     } else {
         let uri: http::Uri = q
             .url
             .parse()
-            .map_err(|_| format!("'{}' is not a URL", q.url))?;
+            .map_err(|_| ExplainError::Url(q.url.to_string()))?;
         let host = uri
             .authority()
             .map(|a| a.to_string())
-            .ok_or("the URL has no host")?;
+            .ok_or(ExplainError::NoHost)?;
         (uri, host)
     };
     let mut headers = http::HeaderMap::new();
@@ -88,7 +114,7 @@ pub fn explain(q: &Question<'_>) -> Result<String, String> {
     let now = jiff::Timestamp::now().as_second();
     let mut identity: Option<Identity> = None;
     if let Some(name) = q.user {
-        let accounts = Accounts::open(&policy)?;
+        let accounts = Accounts::open(&policy).map_err(ExplainError::Accounts)?;
         let snap = accounts.snapshot();
         match snap.directory.get(name) {
             None => checks.push(Check {
@@ -97,7 +123,7 @@ pub fn explain(q: &Question<'_>) -> Result<String, String> {
                 detail: format!("there is no account named '{name}'"),
             }),
             Some(a) => {
-                let usable = a.usable_on(accounts::today(now));
+                let usable = a.usable_on(crate::users::directory::today(now));
                 checks.push(Check {
                     name: "account",
                     passed: usable,
@@ -129,8 +155,7 @@ pub fn explain(q: &Question<'_>) -> Result<String, String> {
                         true,
                         q.ip,
                         "/",
-                    )
-                    .map_err(|e| e.to_string())?;
+                    )?;
                     match accounts::identity_of(&probe, &snap, &policy, now) {
                         Ok(who) => {
                             if who.emergency {

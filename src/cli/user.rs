@@ -5,8 +5,10 @@
 //! what only the policy knows (roles, networks), turns results into plain words, and prints
 //! the one-time links. No secret other than such a link is ever printed.
 
-use crate::config::{self, Certs, closest};
+use crate::config::{self, Certs};
+use crate::csv;
 use crate::policy::Policy;
+use crate::suggest::closest;
 use crate::users::directory::parse_day as parse_date;
 use crate::users::{
     Account, Admin, AdminError, Directory, EnrollLink, NewAccount, Purpose, SecretStore, Status,
@@ -165,8 +167,7 @@ pub fn run(config: &Path, cmd: UserCommand) -> ExitCode {
     match ctx.exec(cmd) {
         Ok(()) => {
             if let Some((event, target)) = action {
-                let record =
-                    crate::audit::Record::officer(crate::grantcmd::cli_actor(), event).user(target);
+                let record = crate::audit::Record::officer(super::cli_actor(), event).user(target);
                 if let Err(e) = crate::audit::append_blocking(&audit_dir, record) {
                     eprintln!("ward user: done, but the audit trail could not record it: {e}");
                     return ExitCode::FAILURE;
@@ -301,8 +302,7 @@ impl Ctx<'_> {
         if csv {
             let mut out = String::from("name,status,roles,org,expires,mfa,last_sign_in\r\n");
             for row in &rows {
-                let fields: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
-                out.push_str(&fields.join(","));
+                out.push_str(&csv::row(row));
                 out.push_str("\r\n");
             }
             print!("{out}");
@@ -759,15 +759,6 @@ fn plain_lines(s: &str) -> String {
     s.split('\n').map(plain).collect::<Vec<_>>().join("\n")
 }
 
-/// One RFC 4180 field: quoted when it holds a comma, quote or line break.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -793,15 +784,6 @@ mod tests {
         ] {
             assert!(parse_date(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_when_needed() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-        assert_eq!(csv_field(""), "");
     }
 
     #[test]

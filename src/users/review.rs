@@ -1,24 +1,22 @@
-//! The access review (`ward report access`, and the console's review page): every account
-//! with what it may do and how it has been used, and flags for what the officer should look
-//! at in the periodic risk assessment. Also the check that the practice has officers.
+//! The access review model: every account with what it may do and how it has been used, and
+//! flags for what the officer should look at in the periodic risk assessment; also the check
+//! that the practice has officers. Shared by `ward report access` and the console's review page.
 //!
 //! Building the review is a pure function of the policy, `users.toml`, the secret store's
 //! sign-in times and the time now; rendering gives a printable HTML page or CSV (RFC 4180).
 
-use crate::accounts::today;
-use crate::config::{self, Certs};
 use crate::console::OFFICER_ROLE;
-use crate::csv::cell as csv_cell;
+use crate::csv;
 use crate::pages::escape;
 use crate::policy::{Export, Policy};
-use crate::users::{Directory, SecretStore, Secrets, Status, directory};
+use crate::users::directory::{self, today};
+use crate::users::{Directory, Secrets, Status};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 /// Accounts unused for longer than this many days are flagged unless told otherwise.
 pub const DEFAULT_IDLE_DAYS: u32 = 90;
@@ -483,8 +481,7 @@ impl Review {
                 r.expires.map(|d| d.to_string()).unwrap_or_default(),
                 flags.join("; "),
             ];
-            let cells: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-            out.push_str(&cells.join(","));
+            out.push_str(&csv::row(&cells));
             out.push_str("\r\n");
         }
         out
@@ -505,105 +502,10 @@ code{background:#f3f3f3;padding:0 .25rem}\
 a{color:inherit;text-decoration:none}.warnings{background:none}tbody tr:nth-child(even){background:none}}\
 @page{size:landscape;margin:1.2cm}";
 
-// ---------- ward report access ----------
-
-/// `ward report …`.
-#[derive(clap::Subcommand)]
-pub enum ReportCommand {
-    /// Every account with status, roles, organization, sponsor, MFA, last sign-in and
-    /// activity, end date, and flags for what to look at (for the periodic risk assessment).
-    Access {
-        /// Printable HTML, or CSV for a spreadsheet.
-        #[arg(long, value_enum, default_value = "html")]
-        format: ReportFormat,
-        /// Flag accounts unused for more than this many days.
-        #[arg(long, default_value_t = DEFAULT_IDLE_DAYS, value_name = "N")]
-        idle_days: u32,
-        /// Write the report to this file (readable by you alone) instead of printing it.
-        #[arg(long, value_name = "FILE")]
-        output: Option<PathBuf>,
-    },
-}
-
-/// `--format`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ReportFormat {
-    /// A printable web page.
-    Html,
-    /// CSV with a header row.
-    Csv,
-}
-
-/// Runs `ward report …` against the policy at `config`.
-pub fn run(config: &Path, cmd: ReportCommand) -> ExitCode {
-    match cmd {
-        ReportCommand::Access {
-            format,
-            idle_days,
-            output,
-        } => match access(config, format, idle_days, output.as_deref()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("ward report access: {e}");
-                ExitCode::FAILURE
-            }
-        },
-    }
-}
-
-fn access(
-    config: &Path,
-    format: ReportFormat,
-    idle_days: u32,
-    output: Option<&Path>,
-) -> Result<(), String> {
-    let policy = config::load(config, Certs::Skip)
-        .map_err(|d| {
-            format!(
-                "the policy {} has problems; fix them first (ward check --config {}):\n{d}",
-                config.display(),
-                config.display()
-            )
-        })?
-        .policy;
-    let dir = directory::load(&policy.storage.users)
-        .map_err(|d| format!("the accounts file has problems; fix them first:\n{d}"))?;
-    let secrets = SecretStore::open(&policy.storage.state)
-        .and_then(|s| s.read())
-        .map_err(|e| e.to_string())?;
-    let now = Timestamp::now().as_second();
-    let review = build(&policy, &dir, &secrets, &HashMap::new(), now, idle_days);
-    let text = match format {
-        ReportFormat::Html => review.standalone_html(),
-        ReportFormat::Csv => review.csv(),
-    };
-    match output {
-        Some(path) => {
-            crate::fsutil::write_private(path, text.as_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            eprintln!(
-                "Wrote the access review of {} accounts to {}.",
-                review.rows.len(),
-                path.display()
-            );
-        }
-        None => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|e| format!("cannot print the report: {e}"))?;
-        }
-    }
-    for w in &review.warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{self, Certs};
     use crate::users::UserSecrets;
     use jiff::civil::date;
 
@@ -872,8 +774,6 @@ status = "terminated"
             *lee,
             "dr_lee,\"Dr. Lee, \"\"Al\"\"\",active,clinician;reports,,,yes,2026-07-24T12:00:00Z,2026-10-27T12:00:00Z,,a role grants export (reports); may invoke break-glass"
         );
-        assert_eq!(csv_cell("-1"), "'-1");
-        assert_eq!(csv_cell("a\nb"), "\"a\nb\"");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `ward grant …`: the officer's time-limited exceptions (exports, break-glass).
 
+use super::cli_actor;
 use crate::grants::{self, Grant, GrantKind, GrantStore};
 use crate::users::directory;
 use std::path::Path;
@@ -61,14 +62,6 @@ pub fn run(config: &Path, cmd: GrantCommand) -> ExitCode {
 
 fn now() -> i64 {
     jiff::Timestamp::now().as_second()
-}
-
-/// Who is granting, as the operating system knows them.
-pub fn cli_actor() -> String {
-    let who = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("officer (command line, {who})")
 }
 
 fn when(t: i64) -> String {

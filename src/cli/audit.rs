@@ -125,7 +125,7 @@ pub fn run(config: &Path, cmd: AuditCommand) -> ExitCode {
             let dir = if files.is_empty() {
                 match audit_dir(config, dir) {
                     Ok(d) => Some(d),
-                    Err(e) => return fail("verify", &e),
+                    Err(e) => return fail("verify", &e.to_string()),
                 }
             } else {
                 None
@@ -145,7 +145,7 @@ pub fn run(config: &Path, cmd: AuditCommand) -> ExitCode {
         } => {
             let dir = match audit_dir(config, dir) {
                 Ok(d) => d,
-                Err(e) => return fail("search", &e),
+                Err(e) => return fail("search", &e.to_string()),
             };
             let now = jiff::Timestamp::now();
             let mut query = Query {
@@ -189,8 +189,35 @@ fn fail(what: &str, message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Why the audit directory could not be read from the policy file.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditDirError {
+    /// The policy file exists but cannot be read.
+    #[error("cannot read {}: {source}", .file.display())]
+    Read {
+        /// The policy file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The policy file is not TOML.
+    #[error(
+        "cannot read [audit] dir from {} ({source}); give the directory with --dir",
+        .file.display()
+    )]
+    Parse {
+        /// The policy file.
+        file: PathBuf,
+        /// Why.
+        source: toml::de::Error,
+    },
+    /// `[audit] dir` is not a string.
+    #[error("{}: [audit] dir must be a folder name in quotes", .0.display())]
+    NotText(PathBuf),
+}
+
 /// `--dir`, else `[audit] dir` from the policy file, else `audit`.
-pub fn audit_dir(config: &Path, dir: Option<PathBuf>) -> Result<PathBuf, String> {
+pub fn audit_dir(config: &Path, dir: Option<PathBuf>) -> Result<PathBuf, AuditDirError> {
     if let Some(d) = dir {
         return Ok(d);
     }
@@ -199,21 +226,21 @@ pub fn audit_dir(config: &Path, dir: Option<PathBuf>) -> Result<PathBuf, String>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(AuditSettings::default().dir);
         }
-        Err(e) => return Err(format!("cannot read {}: {e}", config.display())),
+        Err(source) => {
+            return Err(AuditDirError::Read {
+                file: config.to_path_buf(),
+                source,
+            });
+        }
     };
-    let table: toml::Table = text.parse().map_err(|e| {
-        format!(
-            "cannot read [audit] dir from {} ({e}); give the directory with --dir",
-            config.display()
-        )
+    let table: toml::Table = text.parse().map_err(|source| AuditDirError::Parse {
+        file: config.to_path_buf(),
+        source,
     })?;
     match table.get("audit").and_then(|a| a.get("dir")) {
         None => Ok(AuditSettings::default().dir),
         Some(toml::Value::String(s)) => Ok(PathBuf::from(s)),
-        Some(_) => Err(format!(
-            "{}: [audit] dir must be a folder name in quotes",
-            config.display()
-        )),
+        Some(_) => Err(AuditDirError::NotText(config.to_path_buf())),
     }
 }
 

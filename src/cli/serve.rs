@@ -1,0 +1,46 @@
+//! `ward serve`: read the log settings, start logging and the runtime, and run the proxy.
+
+use crate::config::{self, Certs, Overrides};
+use crate::policy::LogFormat;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Runs ward with the policy at `file` until it is stopped; `format` overrides the policy's
+/// `[log] format`; `demo` is the sample EHR to start once ward listens (`ward demo`).
+pub fn run(
+    file: &Path,
+    overrides: Overrides,
+    format: Option<LogFormat>,
+    demo: Option<crate::demo::Prepared>,
+) -> ExitCode {
+    // Read the log settings first so that everything after is logged as the officer asked.
+    let settings = match config::load_with(file, Certs::Load, &overrides) {
+        Ok(loaded) => loaded.policy.log.clone(),
+        Err(d) => {
+            eprintln!("{d}");
+            eprintln!(
+                "ward did not start: fix the policy file above and try again (ward check --config {}).",
+                file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    crate::logging::init(format.unwrap_or(settings.format), settings.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ward did not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::run(file, overrides, demo)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ward stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
