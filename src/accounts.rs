@@ -4,7 +4,7 @@
 
 use crate::grants::{self, GrantKind, GrantStore, Grants};
 use crate::policy::net::{NetSet, parse_cidr};
-use crate::policy::{Identity, Mfa, Policy};
+use crate::policy::{ExportGrant, Identity, Policy};
 use crate::session::{Session, SessionStore, Stage};
 use crate::users::{Directory, SecretStore, Secrets, directory};
 use arc_swap::ArcSwap;
@@ -244,23 +244,6 @@ fn build(directory: Directory, secrets: &Secrets, grants: Grants, policy: &Polic
 /// Today's date in UTC, for account end dates (defined with the accounts file, which grants use too).
 pub use crate::users::directory::today;
 
-/// The idle limit for this person: the shortest their roles set, else the global one.
-pub fn idle_limit(policy: &Policy, roles: &[String]) -> std::time::Duration {
-    roles
-        .iter()
-        .filter_map(|r| policy.roles.get(r).and_then(|role| role.idle_timeout))
-        .min()
-        .unwrap_or(policy.sessions.idle_timeout)
-}
-
-/// Whether this person must show a second factor.
-pub fn mfa_required(policy: &Policy, roles: &[String]) -> bool {
-    policy.login.mfa == Mfa::Required
-        || roles
-            .iter()
-            .any(|r| policy.roles.get(r).and_then(|role| role.mfa) == Some(Mfa::Required))
-}
-
 /// Checks a complete session against the accounts and the policy at `now`;
 /// the identity it stands for, or why it has ended.
 pub fn identity_of(
@@ -294,18 +277,31 @@ pub fn identity_of(
         }
     }
     let mut emergency = false;
+    let mut export_grants = Vec::new();
     for grant in grants::active_for(&snap.grants, &account.name, now) {
-        if let GrantKind::BreakGlass { roles: extra } = &grant.kind {
-            emergency = true;
-            for r in extra {
-                if !roles.contains(r) {
-                    roles.push(r.clone());
+        match &grant.kind {
+            GrantKind::BreakGlass { roles: extra } => {
+                emergency = true;
+                for r in extra {
+                    if !roles.contains(r) {
+                        roles.push(r.clone());
+                    }
+                }
+            }
+            GrantKind::Export { route } => {
+                // A pattern that no longer parses covers nothing.
+                if let Ok(pattern) = crate::policy::routes::Pattern::parse(route, false) {
+                    export_grants.push(ExportGrant {
+                        id: grant.id.clone(),
+                        reason: grant.reason.clone(),
+                        pattern,
+                    });
                 }
             }
         }
     }
     // Idle limit from every role in force, the provider's and emergency ones included.
-    if now - session.last_active() > idle_limit(policy, &roles).as_secs() as i64 {
+    if now - session.last_active() > policy.idle_limit(&roles).as_secs() as i64 {
         return Err(Ended::Idle);
     }
     let device_required = roles
@@ -323,6 +319,7 @@ pub fn identity_of(
         emergency,
         vendor: account.is_vendor(&policy.practice),
         device_required,
+        export_grants,
     })
 }
 

@@ -3,61 +3,11 @@
 //! and refusing request bodies to sharing settings.
 
 use crate::body::{Body, full};
-use crate::grants::{self, Grant};
-use crate::policy::{Export, Identity, Policy, Route};
+use crate::policy::{Policy, Route};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
-
-/// Whether this person may take exports from this route, and under which grant.
-pub enum Permission<'a> {
-    /// Exports pass (no rule blocks them).
-    Allowed,
-    /// Exports pass because of this grant (recorded with each export).
-    Granted(&'a Grant),
-    /// Exports are refused.
-    Blocked,
-}
-
-/// Exports pass only when nothing blocks them: the route, any of the person's
-/// roles, or (for vendor staff) the vendor default — unless an officer's grant
-/// for this path is in force.
-pub fn permission<'a>(
-    policy: &Policy,
-    route: &Route,
-    who: Option<&Identity>,
-    grants: &'a grants::Grants,
-    path: &str,
-    now: i64,
-) -> Permission<'a> {
-    let role_blocks = who.is_some_and(|w| {
-        w.roles
-            .iter()
-            .any(|r| policy.roles.get(r).and_then(|role| role.export) == Some(Export::Block))
-    });
-    let role_allows = who.is_some_and(|w| {
-        w.roles
-            .iter()
-            .any(|r| policy.roles.get(r).and_then(|role| role.export) == Some(Export::Allow))
-    });
-    let vendor_blocks = who.is_some_and(|w| w.vendor)
-        && policy.export.vendors == Export::Block
-        && !(role_allows || route.export == Some(Export::Allow));
-    let blocked = route.export == Some(Export::Block) || role_blocks || vendor_blocks;
-    if !blocked {
-        return Permission::Allowed;
-    }
-    if let Some(w) = who
-        && let Some(g) = grants
-            .grants
-            .iter()
-            .find(|g| g.user == w.user && g.active(now) && g.covers(path))
-    {
-        return Permission::Granted(g);
-    }
-    Permission::Blocked
-}
 
 /// Why an answer counts as an export, if it does. Decided on headers alone.
 pub fn export_reason(headers: &HeaderMap, route: &Route, types: &[String]) -> Option<&'static str> {

@@ -388,9 +388,11 @@ async fn respond(
             id,
         );
     }
+    // A standard method is a plain value: cloning it lets the request be changed later.
+    let method = req.method().clone();
     let facts = Facts {
         client_ip,
-        method: req.method(),
+        method: &method,
         host: &target.host,
         path: &target.path,
         identity: identity.as_ref(),
@@ -477,10 +479,7 @@ async fn respond(
                 );
             }
             // Sharing settings (an e-mail auto-forward page, say) take no input from these roles.
-            if let Some(who) = &identity
-                && route.no_body_for.iter().any(|r| who.roles.contains(r))
-                && export::has_body(req.headers())
-            {
+            if decision.no_body && export::has_body(req.headers()) {
                 outcome.decision = "body-blocked";
                 return pages::problem(
                     StatusCode::FORBIDDEN,
@@ -490,23 +489,12 @@ async fn respond(
                     id,
                 );
             }
-            let permission = export::permission(
-                policy,
-                route,
-                identity.as_ref(),
-                &snap.grants,
-                &target.path,
-                now,
-            );
-            let redact = !route.redact_fields.is_empty()
-                && identity
-                    .as_ref()
-                    .is_some_and(|w| route.redact_for.iter().any(|r| w.roles.contains(r)));
+            let redact = decision.redact;
             let mut identity_headers = Vec::new();
             let mut inject = false;
             if let (Some(who), Some(s), Some(c)) = (&identity, &session, &cookie) {
                 // A route may ask for a shorter idle limit than the person's own.
-                if let Some(limit) = route.idle_timeout
+                if let Some(limit) = decision.idle_limit
                     && now - s.last_active() > limit.as_secs() as i64
                 {
                     gate.sessions.remove(c);
@@ -531,7 +519,7 @@ async fn respond(
                 inject = policy.sessions.idle_warning && wants_html(&req);
             }
             // A size cap is on the whole answer: ranges would let it be fetched in slices.
-            if route.max_response.is_some() {
+            if decision.max_response.is_some() {
                 req.headers_mut().remove(header::RANGE);
                 req.headers_mut().remove(header::IF_RANGE);
             }
@@ -552,12 +540,12 @@ async fn respond(
                     }
                     let export_why =
                         export::export_reason(resp.headers(), route, &policy.export.types);
-                    match (&permission, export_why) {
-                        (export::Permission::Blocked, Some(why)) => {
+                    match (decision.export, export_why) {
+                        (policy::ExportRule::Blocked(_), Some(why)) => {
                             outcome.decision = "export-blocked";
                             return export::refusal(policy, why, id);
                         }
-                        (export::Permission::Granted(g), Some(_)) => {
+                        (policy::ExportRule::Granted(g), Some(_)) => {
                             outcome.grant = Some((g.id.clone(), g.reason.clone()));
                             tracing::info!(request_id = %id, grant = %g.id, "export under a grant");
                         }
@@ -578,7 +566,7 @@ async fn respond(
                             }
                         };
                     }
-                    if let Some(cap) = route.max_response {
+                    if let Some(cap) = decision.max_response {
                         resp = match export::hold(resp, cap).await {
                             Ok((parts, bytes)) => export::release(parts, bytes),
                             Err(held) => {

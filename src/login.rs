@@ -452,10 +452,9 @@ async fn login_submit(
     let has_totp = secrets.as_ref().is_some_and(|s| s.totp.is_some());
     let epoch = secrets.as_ref().map(|s| s.epoch).unwrap_or(0);
     let needs_mfa = has_totp
-        || accounts::mfa_required(
-            req.policy,
-            &account.map(|a| a.roles.clone()).unwrap_or_default(),
-        );
+        || req
+            .policy
+            .mfa_required(account.map(|a| a.roles.as_slice()).unwrap_or(&[]));
     if needs_mfa && !has_totp {
         outcome.event = Some("login-no-mfa");
         return login_form(
@@ -943,7 +942,7 @@ fn session_status(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
     let body = match current(gate, req).filter(|(_, s)| s.stage == Stage::Complete) {
         Some((_, s)) => match accounts::identity_of(&s, &snap, req.policy, req.now) {
             Ok(who) => {
-                let limit = accounts::idle_limit(req.policy, &who.roles).as_secs() as i64;
+                let limit = req.policy.idle_limit(&who.roles).as_secs() as i64;
                 let idle_left = limit - (req.now - s.last_active());
                 let life_left =
                     req.policy.sessions.max_lifetime.as_secs() as i64 - (req.now - s.created);

@@ -313,7 +313,7 @@ fn admit_verified(
     }
     let shown_mfa = v.amr.iter().any(|a| cfg.mfa_amr.contains(a))
         || v.acr.as_ref().is_some_and(|a| cfg.mfa_acr.contains(a));
-    let needs_mfa = accounts::mfa_required(req.policy, &all_roles);
+    let needs_mfa = req.policy.mfa_required(&all_roles);
     let standing = snap.standing.get(&name).cloned().unwrap_or_default();
     let stage = if needs_mfa && !shown_mfa {
         match (cfg.without_mfa, standing.has_totp) {

@@ -321,3 +321,148 @@ async fn break_glass_from_the_page_is_recorded_and_limited_to_permitted_roles() 
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], page.as_str());
 }
+
+/// A policy whose routes carry what the proxy enforces after allowing: exports,
+/// caps, redaction, body rules and idle limits.
+fn enforcing_policy(upstream: &str) -> String {
+    format!(
+        "practice = \"Test Clinic\"\nallow_from = [\"office\", \"vendor_vpn\"]\n{{server}}trusted_proxies = [\"127.0.0.1/32\"]\nward_host = \"{WARD_HOST}\"\n\
+         [networks]\noffice = [\"203.0.113.0/24\"]\nvendor_vpn = [\"198.51.100.7/32\"]\n\
+         [export]\nvendors = \"block\"\n\
+         [roles]\nclinician = {{ idle_timeout = \"30m\" }}\nbiller = {{ export = \"block\" }}\nvendor_biller = {{}}\n\
+         [storage]\nusers = \"config/users.toml\"\nstate = \"state\"\n\
+         [[apps]]\nname = \"ehr\"\nhost = \"ehr.localhost\"\nupstream = \"{upstream}\"\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/patients/**\"\nallow_roles = [\"clinician\"]\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/patients/*/chart\"\nallow_roles = [\"clinician\"]\nidle_timeout = \"2s\"\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/reports/**\"\nallow_roles = [\"biller\", \"clinician\", \"vendor_biller\"]\nmax_response = \"1MB\"\nrate_limit = \"3/minute\"\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/echo/forwarding/**\"\nallow_roles = [\"clinician\", \"vendor_biller\"]\nno_body_for = [\"vendor_biller\"]\n"
+    )
+}
+
+/// The value `ward explain` gives for one enforced rule (`exports:`, `idle logoff:` …).
+fn enforced(text: &str, name: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix(name))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no '{name}' in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_states_exports_caps_bodies_and_idle_limits_as_the_proxy_enforces_them() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(&enforcing_policy(&ehr.url()));
+    let lee = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
+    let bea = enrolled_user(&ward.site, "bea", &["biller"], PW, None, None);
+    let vic = enrolled_user(
+        &ward.site,
+        "vic",
+        &["vendor_biller"],
+        PW,
+        Some("Acme Billing"),
+        Some("2099-12-31"),
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let office = "203.0.113.5";
+    let vpn = "198.51.100.7";
+
+    // Exports: blocked for the biller's role, then allowed under a grant.
+    let text = explain(&ward, Some("bea"), office, "GET", "/reports/patients.csv");
+    assert!(text.starts_with("Decision: ALLOW"), "{text}");
+    assert_eq!(
+        enforced(&text, "exports:"),
+        "blocked: a role of the person blocks exports"
+    );
+    assert_eq!(
+        enforced(&text, "size cap:"),
+        "answers over 1000000 bytes are refused"
+    );
+    assert_eq!(enforced(&text, "rate cap:"), "3 requests per 1m per person");
+    let b = sign_in(&ward, "bea", &bea, 0, office).await;
+    assert_eq!(b.get("/reports/patients.csv").await.status(), 403);
+    let out = Command::new(WARD)
+        .current_dir(ward.site.dir.path())
+        .args([
+            "grant",
+            "--config",
+            "ward.toml",
+            "export",
+            "--user",
+            "bea",
+            "--route",
+            "/reports/**",
+            "--for",
+            "1h",
+            "--reason",
+            "quarterly audit",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let text = explain(&ward, Some("bea"), office, "GET", "/reports/patients.csv");
+    let exports = enforced(&text, "exports:");
+    assert!(exports.starts_with("allowed under grant "), "{text}");
+    assert_eq!(b.get("/reports/patients.csv").await.status(), 200);
+    // The rate cap: three requests in the minute, then no more.
+    assert_eq!(b.get("/reports/patients.csv").await.status(), 200);
+    assert_eq!(b.get("/reports/patients.csv").await.status(), 429);
+
+    // Vendor staff: the vendor default blocks; the proxy agrees.
+    let text = explain(&ward, Some("vic"), vpn, "GET", "/reports/patients.csv");
+    assert_eq!(
+        enforced(&text, "exports:"),
+        "blocked: vendor staff may not export unless a role or the route allows it"
+    );
+    let v = sign_in(&ward, "vic", &vic, 0, vpn).await;
+    assert_eq!(v.get("/reports/patients.csv").await.status(), 403);
+
+    // Request bodies: refused to the vendor on the sharing settings, not to the clinician.
+    let text = explain(&ward, Some("vic"), vpn, "POST", "/echo/forwarding/rules");
+    assert!(
+        enforced(&text, "request bodies:").starts_with("refused"),
+        "{text}"
+    );
+    assert_eq!(
+        v.post("/echo/forwarding/rules", &[("to", "x@example.org")])
+            .await
+            .status(),
+        403
+    );
+    let text = explain(
+        &ward,
+        Some("dr_lee"),
+        office,
+        "POST",
+        "/echo/forwarding/rules",
+    );
+    assert_eq!(enforced(&text, "request bodies:"), "allowed");
+    let l = sign_in(&ward, "dr_lee", &lee, 0, office).await;
+    assert_eq!(
+        l.post("/echo/forwarding/rules", &[("to", "x@example.org")])
+            .await
+            .status(),
+        200
+    );
+
+    // Idle limits: the clinician's 30 minutes, the chart's own 2 seconds.
+    let text = explain(&ward, Some("dr_lee"), office, "GET", "/patients/1001");
+    assert_eq!(enforced(&text, "idle logoff:"), "after 30m without use");
+    let text = explain(&ward, Some("dr_lee"), office, "GET", "/patients/1001/chart");
+    assert_eq!(enforced(&text, "idle logoff:"), "after 2s without use");
+    assert_eq!(l.get("/patients/1001/chart").await.status(), 200);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let r = l.get("/patients/1001/chart").await;
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("reason=idle"),
+        "{:?}",
+        r.headers()
+    );
+}

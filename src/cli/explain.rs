@@ -233,5 +233,83 @@ pub fn explain(q: &Question<'_>) -> Result<String, ExplainError> {
             c.detail
         ));
     }
+    if decision.verdict == Verdict::Allow
+        && let Some(route) = decision.route.and_then(|id| policy.routes.get(id))
+    {
+        out.push_str("While allowed, ward also enforces:\n");
+        for (name, value) in enforced(&decision, route) {
+            out.push_str(&format!("  {name:<15} {value}\n"));
+        }
+    }
     Ok(out)
+}
+
+/// What the proxy carries out on an allowed request, from the same `Decision`.
+fn enforced(d: &policy::Decision<'_>, route: &policy::Route) -> Vec<(&'static str, String)> {
+    let plain = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    vec![
+        (
+            "second factor:",
+            if d.mfa_needed {
+                "required, and this sign-in had one".into()
+            } else {
+                "not required".into()
+            },
+        ),
+        (
+            "idle logoff:",
+            match d.idle_limit {
+                Some(limit) => format!("after {} without use", plain(limit)),
+                None => "none (nobody is signed in)".into(),
+            },
+        ),
+        (
+            "exports:",
+            match d.export {
+                policy::ExportRule::Allowed => "allowed".into(),
+                policy::ExportRule::Granted(g) => {
+                    format!("allowed under grant {} (\"{}\")", g.id, g.reason)
+                }
+                policy::ExportRule::Blocked(why) => format!(
+                    "blocked: {}{}",
+                    why.explain(),
+                    if d.export_endpoint {
+                        "; every answer of this route is an export"
+                    } else {
+                        ""
+                    }
+                ),
+            },
+        ),
+        (
+            "size cap:",
+            match d.max_response {
+                Some(n) => format!("answers over {n} bytes are refused"),
+                None => "none".into(),
+            },
+        ),
+        (
+            "rate cap:",
+            match d.rate_limit {
+                Some((n, per)) => format!("{n} requests per {} per person", plain(per)),
+                None => "none".into(),
+            },
+        ),
+        (
+            "redaction:",
+            if d.redact {
+                format!("JSON fields masked: {}", route.redact_fields.join(", "))
+            } else {
+                "none".into()
+            },
+        ),
+        (
+            "request bodies:",
+            if d.no_body {
+                "refused for this person (the page controls where data is sent)".into()
+            } else {
+                "allowed".into()
+            },
+        ),
+    ]
 }

@@ -3,6 +3,8 @@
 //! `decide` is pure: it reads only the request facts and the policy, so the
 //! proxy, `ward explain` and the tests all get the same answer.
 
+#[cfg(test)]
+mod decide_tests;
 pub mod net;
 pub mod routes;
 
@@ -371,21 +373,34 @@ pub struct Identity {
     pub vendor: bool,
     /// The person must connect from an enrolled device (role or organization says so).
     pub device_required: bool,
+    /// The officer's export grants for this person in force now.
+    pub export_grants: Vec<ExportGrant>,
+}
+
+/// An officer's time-limited permission to export from paths matching a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportGrant {
+    /// The grant's id.
+    pub id: String,
+    /// Why it was granted (may name a patient: audit trail only).
+    pub reason: String,
+    /// The paths it covers.
+    pub pattern: routes::Pattern,
 }
 
 /// What ward knows about a request when it decides.
 #[derive(Debug, Clone)]
-pub struct Facts<'a> {
+pub struct Facts<'r, 'i> {
     /// The client's address (after trusted-proxy handling).
     pub client_ip: IpAddr,
     /// Request method.
-    pub method: &'a Method,
+    pub method: &'r Method,
     /// Requested host, lower case, no port.
-    pub host: &'a str,
+    pub host: &'r str,
     /// Canonical path.
-    pub path: &'a str,
+    pub path: &'r str,
     /// Who is signed in, if anyone.
-    pub identity: Option<&'a Identity>,
+    pub identity: Option<&'i Identity>,
     /// The connection presented a client certificate from the device CA.
     pub device: bool,
 }
@@ -446,13 +461,149 @@ pub enum Verdict {
     Deny(Refusal),
 }
 
-/// A verdict and the route that made it.
+/// Whether an answer that is an export (a download of patient data) may pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
+pub enum ExportRule<'a> {
+    /// Exports pass: nothing blocks them.
+    Allowed,
+    /// Exports pass because of this officer's grant (recorded with each export).
+    Granted(&'a ExportGrant),
+    /// Exports are refused, for this reason.
+    Blocked(ExportBlock),
+}
+
+/// What blocks exports for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportBlock {
+    /// The route says `export = "block"`.
+    Route,
+    /// A role of the person says `export = "block"` (a blocking role outweighs an allowing one).
+    Role,
+    /// `[export] vendors = "block"` and nothing allows it for this vendor's staff.
+    Vendor,
+}
+
+impl ExportBlock {
+    /// The rule in words, for `ward explain` and the refusal page.
+    pub fn explain(self) -> &'static str {
+        match self {
+            ExportBlock::Route => "the route blocks exports",
+            ExportBlock::Role => "a role of the person blocks exports",
+            ExportBlock::Vendor => {
+                "vendor staff may not export unless a role or the route allows it"
+            }
+        }
+    }
+}
+
+/// Everything ward settles about a request before it is forwarded: whether it
+/// goes, by which route, and what the later stages must enforce on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<'a> {
     /// What to do.
     pub verdict: Verdict,
     /// The route that applied, by id, if any did.
     pub route: Option<usize>,
+    /// The sign-in must have included a second factor.
+    pub mfa_needed: bool,
+    /// The idle logoff in force: the person's (shortest of their roles, else
+    /// the policy's), shortened by the route's own. None when nobody is signed in.
+    pub idle_limit: Option<Duration>,
+    /// Whether exports pass.
+    pub export: ExportRule<'a>,
+    /// Every answer of the route counts as an export.
+    pub export_endpoint: bool,
+    /// Answers larger than this are refused.
+    pub max_response: Option<u64>,
+    /// Requests per person: (count, per period).
+    pub rate_limit: Option<(u32, Duration)>,
+    /// JSON fields are masked for this person.
+    pub redact: bool,
+    /// This person may not send a request body here.
+    pub no_body: bool,
+}
+
+impl Decision<'_> {
+    fn refused(verdict: Verdict, route: Option<usize>) -> Decision<'static> {
+        Decision {
+            verdict,
+            route,
+            mfa_needed: false,
+            idle_limit: None,
+            export: ExportRule::Blocked(ExportBlock::Route),
+            export_endpoint: false,
+            max_response: None,
+            rate_limit: None,
+            redact: false,
+            no_body: true,
+        }
+    }
+}
+
+/// The export rule for `who` on `route` at `path`: blocked when the route,
+/// any of the person's roles, or (for vendor staff, unless a role or the route
+/// allows it) the vendor default blocks, unless an officer's grant covers `path`.
+pub fn export_rule<'a>(
+    policy: &Policy,
+    route: &Route,
+    who: Option<&'a Identity>,
+    path: &str,
+) -> ExportRule<'a> {
+    let roles = who.map(|w| w.roles.as_slice()).unwrap_or(&[]);
+    let block = if route.export == Some(Export::Block) {
+        Some(ExportBlock::Route)
+    } else {
+        match role_export(policy, roles) {
+            Some(Export::Block) => Some(ExportBlock::Role),
+            role => {
+                let allowed = role == Some(Export::Allow) || route.export == Some(Export::Allow);
+                (who.is_some_and(|w| w.vendor)
+                    && policy.export.vendors == Export::Block
+                    && !allowed)
+                    .then_some(ExportBlock::Vendor)
+            }
+        }
+    };
+    let Some(block) = block else {
+        return ExportRule::Allowed;
+    };
+    match who.and_then(|w| w.export_grants.iter().find(|g| g.pattern.matches(path))) {
+        Some(g) => ExportRule::Granted(g),
+        None => ExportRule::Blocked(block),
+    }
+}
+
+/// What a person's roles say about exports together: `Block` if any role
+/// blocks (the stricter rule wins), else `Allow` if any allows, else nothing.
+pub fn role_export(policy: &Policy, roles: &[String]) -> Option<Export> {
+    let mut rule = None;
+    for r in roles {
+        match policy.roles.get(r).and_then(|role| role.export) {
+            Some(Export::Block) => return Some(Export::Block),
+            Some(Export::Allow) => rule = Some(Export::Allow),
+            None => {}
+        }
+    }
+    rule
+}
+
+impl Policy {
+    /// The idle logoff for a person with `roles`: the shortest their roles set, else the policy's.
+    pub fn idle_limit(&self, roles: &[String]) -> Duration {
+        roles
+            .iter()
+            .filter_map(|r| self.roles.get(r).and_then(|role| role.idle_timeout))
+            .min()
+            .unwrap_or(self.sessions.idle_timeout)
+    }
+
+    /// Whether a person with `roles` must show a second factor at sign-in.
+    pub fn mfa_required(&self, roles: &[String]) -> bool {
+        self.login.mfa == Mfa::Required
+            || roles
+                .iter()
+                .any(|r| self.roles.get(r).and_then(|role| role.mfa) == Some(Mfa::Required))
+    }
 }
 
 impl Policy {
@@ -521,7 +672,7 @@ impl Policy {
 }
 
 /// Decides what to do with a request. Pure: no I/O, no clock.
-pub fn decide(facts: &Facts<'_>, policy: &Policy) -> Decision {
+pub fn decide<'i>(facts: &Facts<'_, 'i>, policy: &Policy) -> Decision<'i> {
     decide_traced(facts, policy, &mut NoTrace)
 }
 
@@ -561,11 +712,12 @@ impl Trace for Vec<Check> {
 }
 
 /// `decide`, reporting every check to `trace` (the same code the proxy runs).
-pub fn decide_traced(facts: &Facts<'_>, policy: &Policy, trace: &mut impl Trace) -> Decision {
-    let deny = |refusal, route| Decision {
-        verdict: Verdict::Deny(refusal),
-        route,
-    };
+pub fn decide_traced<'i>(
+    facts: &Facts<'_, 'i>,
+    policy: &Policy,
+    trace: &mut impl Trace,
+) -> Decision<'i> {
+    let deny = |refusal, route| Decision::refused(Verdict::Deny(refusal), route);
     // Network first, so a stolen password is useless from elsewhere.
     if let Some(allowed) = &policy.allow_from {
         let ok = allowed.contains(facts.client_ip);
@@ -685,12 +837,7 @@ pub fn decide_traced(facts: &Facts<'_>, policy: &Policy, trace: &mut impl Trace)
                     )
                 });
             }
-            let mfa_needed = policy.login.mfa == Mfa::Required
-                || route.mfa == Some(Mfa::Required)
-                || who
-                    .roles
-                    .iter()
-                    .any(|r| policy.roles.get(r).and_then(|role| role.mfa) == Some(Mfa::Required));
+            let mfa_needed = route.mfa == Some(Mfa::Required) || policy.mfa_required(&who.roles);
             if !own_network {
                 Verdict::Deny(Refusal::Network)
             } else if !(by_role || by_name) {
@@ -711,8 +858,27 @@ pub fn decide_traced(facts: &Facts<'_>, policy: &Policy, trace: &mut impl Trace)
             }
         }
     };
+    if verdict != Verdict::Allow {
+        return Decision::refused(verdict, Some(id));
+    }
+    // Allowed: what the later stages enforce, settled here once.
+    let who = facts.identity;
+    let has_role = |list: &[String]| who.is_some_and(|w| w.roles.iter().any(|r| list.contains(r)));
+    let idle_limit = who.map(|w| {
+        let own = policy.idle_limit(&w.roles);
+        route.idle_timeout.map_or(own, |r| r.min(own))
+    });
     Decision {
         verdict,
         route: Some(id),
+        mfa_needed: who
+            .is_some_and(|w| route.mfa == Some(Mfa::Required) || policy.mfa_required(&w.roles)),
+        idle_limit,
+        export: export_rule(policy, route, who, facts.path),
+        export_endpoint: route.export_endpoint,
+        max_response: route.max_response,
+        rate_limit: route.rate_limit,
+        redact: !route.redact_fields.is_empty() && has_role(&route.redact_for),
+        no_body: has_role(&route.no_body_for),
     }
 }

@@ -47,6 +47,22 @@ pub enum PatternError {
 }
 
 impl Pattern {
+    /// Whether a canonical path matches this pattern on its own (for grants; routes use the table).
+    pub fn matches(&self, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix('/') else {
+            return false;
+        };
+        let mut parts = rest.split('/');
+        for seg in &self.segments {
+            match (seg, parts.next()) {
+                (Segment::Literal(l), Some(p)) if **l == *p => {}
+                (Segment::Star, Some(p)) if !p.is_empty() => {}
+                _ => return false,
+            }
+        }
+        self.globstar || parts.next().is_none()
+    }
+
     /// Parses a pattern; `fold` lower-cases literals for case-insensitive apps.
     pub fn parse(text: &str, fold: bool) -> Result<Pattern, PatternError> {
         let rest = text.strip_prefix('/').ok_or(PatternError::NoLeadingSlash)?;

@@ -205,7 +205,10 @@ pub fn build(
                     .filter(|r| export_roles.contains(&r.as_str()))
                     .cloned()
                     .collect();
-                if !exporting.is_empty() {
+                // The same rule as the proxy's: a blocking role outweighs an allowing one.
+                if !exporting.is_empty()
+                    && crate::policy::role_export(policy, &a.roles) == Some(Export::Allow)
+                {
                     flags.push(Flag::Export { roles: exporting });
                 }
                 if a.roles.iter().any(|r| bg_roles.contains(r)) {
