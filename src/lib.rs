@@ -1,43 +1,27 @@
 //! ward: a TLS-terminating, authenticating reverse proxy that enforces a medical
 //! practice's access policy in front of its legacy web apps.
 
-pub mod accounts;
-pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod body;
-pub mod breakglass;
 pub mod cli;
 pub mod config;
-pub mod console;
 pub mod csv;
 pub mod demo;
-pub mod export;
 pub mod fsutil;
-pub mod grants;
-pub mod handler;
-pub mod handoff;
-pub mod headers;
 pub mod logging;
-pub mod login;
-pub mod oidc;
-pub mod pages;
 pub mod path;
 pub mod policy;
 pub mod proxy;
-pub mod reload;
+pub mod request;
 pub mod server;
 pub mod session;
-pub mod sso;
 pub mod suggest;
-pub mod target;
 pub mod tls;
 pub mod users;
+pub mod web;
 
-/// The access review at its old path, for the console (it lives in `users::review`).
-pub use users::review;
-
-use reload::PolicyStore;
+use server::reload::PolicyStore;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -55,7 +39,7 @@ pub async fn run(
             audit_settings.dir.display()
         )
     })?;
-    let shared = Arc::new(handler::Shared::new(
+    let shared = Arc::new(request::Shared::new(
         store.clone(),
         open_gate(&store, audit.clone())?,
         audit.clone(),
@@ -72,7 +56,7 @@ pub async fn run(
     if let Some(demo) = demo {
         demo.start(addr);
     }
-    tokio::spawn(reload::watch(store.clone(), audit.clone()));
+    tokio::spawn(server::reload::watch(store.clone(), audit.clone()));
     tokio::spawn(watch_accounts(shared.clone()));
     server::serve(shared, listener, shutdown_signal())
         .await
@@ -100,10 +84,10 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<login::Gate, String> {
+fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<web::signin::Gate, String> {
     let rt = store.current();
     let policy = &rt.policy;
-    let accounts = accounts::Accounts::open(policy).map_err(|e| {
+    let accounts = users::accounts::Accounts::open(policy).map_err(|e| {
         format!(
             "cannot open the accounts ({}): {e}",
             policy.storage.users.display()
@@ -113,7 +97,7 @@ fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<login::Gate, St
     let sessions = Arc::new(session::MemoryStore::new(std::time::Duration::from_secs(
         24 * 3600,
     )));
-    Ok(login::Gate::new(
+    Ok(web::signin::Gate::new(
         policy,
         sessions,
         Arc::new(accounts),
@@ -123,7 +107,7 @@ fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<login::Gate, St
 
 /// Reloads the accounts when `users.toml` or the secret store change (checked
 /// four times a second) and ends the sessions that no longer stand.
-async fn watch_accounts(shared: Arc<handler::Shared>) {
+async fn watch_accounts(shared: Arc<request::Shared>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut last_policy = shared.store.current();
     // Break-glass grants already known at start; new ones (page or command line) raise an alert.
@@ -146,7 +130,7 @@ async fn watch_accounts(shared: Arc<handler::Shared>) {
             // Every tick: a grant made through the page reloads the accounts itself.
             let snap = shared.gate.accounts.snapshot();
             for g in &snap.grants.grants {
-                if matches!(g.kind, grants::GrantKind::BreakGlass { .. })
+                if matches!(g.kind, users::grants::GrantKind::BreakGlass { .. })
                     && seen_emergencies.insert(g.id.clone())
                 {
                     shared.gate.alerts.raise(
@@ -172,7 +156,9 @@ async fn watch_accounts(shared: Arc<handler::Shared>) {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
             let snap = gate.accounts.snapshot();
-            for (user, why) in accounts::sweep(gate.sessions.as_ref(), &snap, &rt.policy, now) {
+            for (user, why) in
+                users::accounts::sweep(gate.sessions.as_ref(), &snap, &rt.policy, now)
+            {
                 tracing::info!(user = %user, reason = why.code(), "session ended");
             }
             gate.tidy();
@@ -180,11 +166,11 @@ async fn watch_accounts(shared: Arc<handler::Shared>) {
     }
 }
 
-fn break_glass_ids(snap: &accounts::Snapshot) -> std::collections::HashSet<String> {
+fn break_glass_ids(snap: &users::accounts::Snapshot) -> std::collections::HashSet<String> {
     snap.grants
         .grants
         .iter()
-        .filter(|g| matches!(g.kind, grants::GrantKind::BreakGlass { .. }))
+        .filter(|g| matches!(g.kind, users::grants::GrantKind::BreakGlass { .. }))
         .map(|g| g.id.clone())
         .collect()
 }

@@ -1,4 +1,4 @@
-//! ward's OpenID Connect client (`ward::oidc`) against a real, certified
+//! ward's OpenID Connect client (`ward::auth::oidc`) against a real, certified
 //! OpenID provider (`oidc-provider` from npm, tests/oidc/provider.mjs) on
 //! loopback, over real HTTP: sign-in, claims, forged state, denied consent,
 //! replayed code, a token for another audience, key rotation, provider down.
@@ -10,7 +10,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
-use ward::oidc::{OidcError, Pending, PendingStore, Provider, Verified};
+use ward::auth::oidc::{OidcError, Pending, PendingStore, Provider, Verified};
 
 const REDIRECT: &str = "https://ehr.localhost:8443/.ward/callback";
 const AFTER_LOGOUT: &str = "https://ehr.localhost:8443/";

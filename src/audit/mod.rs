@@ -20,6 +20,8 @@
 //! (and at shutdown). A line cut short by a power cut or a full disk is removed, and noted
 //! in a `recovered` record, by the next writer.
 
+pub mod alerts;
+
 mod chain;
 pub mod key;
 pub mod record;

@@ -1,5 +1,7 @@
-//! Credential primitives: password rules and hashing, TOTP second factor, random tokens and recovery codes.
+//! Proving who someone is: password rules and hashing, TOTP second factor,
+//! random tokens and recovery codes, lockout counting, and OpenID Connect.
 pub mod codes;
 pub mod lockout;
+pub mod oidc;
 pub mod password;
 pub mod totp;

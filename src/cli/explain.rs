@@ -1,8 +1,8 @@
 //! `ward explain`: what ward would decide for a request, and every check
 //! behind it, without sending anything. Uses the proxy's own code.
 
-use crate::accounts::{self, Accounts};
 use crate::policy::{self, Check, Facts, Identity, Verdict};
+use crate::users::accounts::{self, Accounts};
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::ExitCode;
@@ -98,7 +98,7 @@ pub fn explain(q: &Question<'_>) -> Result<String, ExplainError> {
         headers.insert(http::header::HOST, v);
     }
     let mut checks: Vec<Check> = Vec::new();
-    let target = match crate::target::read(&method, &uri, &headers) {
+    let target = match crate::request::target::read(&method, &uri, &headers) {
         Ok(t) => t,
         Err(e) => {
             return Ok(format!(

@@ -1,8 +1,8 @@
 //! `ward grant …`: the officer's time-limited exceptions (exports, break-glass).
 
 use super::cli_actor;
-use crate::grants::{self, Grant, GrantKind, GrantStore};
 use crate::users::directory;
+use crate::users::grants::{self, Grant, GrantKind, GrantStore};
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -210,7 +210,7 @@ pub fn compile(
                 ),
             );
         }
-        crate::alerts::AlertSettings {
+        crate::audit::alerts::AlertSettings {
             webhook,
             denials: count(&a.denials, 1, 10_000, 20, "denials", c) as u32,
             vendor_hours,
@@ -773,10 +773,12 @@ fn identity_headers(a: &RawApp, c: &mut Collector<'_>) -> Vec<(String, http::Hea
             "connection",
         ];
         match http::HeaderName::from_bytes(name.as_bytes()) {
-            Ok(h) if !reserved.contains(&h.as_str()) && !crate::headers::is_controlled(&h) => {
+            Ok(h)
+                if !reserved.contains(&h.as_str()) && !crate::proxy::headers::is_controlled(&h) =>
+            {
                 out.push((attribute.clone(), h))
             }
-            Ok(h) if crate::headers::is_controlled(&h) => c.error(
+            Ok(h) if crate::proxy::headers::is_controlled(&h) => c.error(
                 header.span(),
                 format!(
                     "'{name}' is a header ward sets itself; pick another name, like X-Provider-Id"
@@ -1147,7 +1149,7 @@ fn oidc_providers(
             }
         };
         out.push(OidcProvider {
-            config: crate::oidc::ProviderConfig {
+            config: crate::auth::oidc::ProviderConfig {
                 name: name.clone(),
                 issuer,
                 client_id,

@@ -6,7 +6,7 @@
 //! (`/stream`, `/slow`, `/ws/notifications`) and that behave like a badly configured legacy app
 //! (`/legacy/login` leaks its internal address). All data is fictional.
 
-use crate::pages::escape as esc;
+use crate::web::page::escape as esc;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io;

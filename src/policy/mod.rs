@@ -42,7 +42,7 @@ pub struct Policy {
     /// The audit trail.
     pub audit: crate::audit::AuditSettings,
     /// Alerts for the officer.
-    pub alerts: crate::alerts::AlertSettings,
+    pub alerts: crate::audit::alerts::AlertSettings,
     /// Networks the whole proxy may be used from, if restricted.
     pub allow_from: Option<NetSet>,
     /// Named networks.
@@ -178,7 +178,7 @@ pub enum WithoutMfa {
 #[derive(Debug, Clone)]
 pub struct OidcProvider {
     /// Connection settings (the client secret already read).
-    pub config: crate::oidc::ProviderConfig,
+    pub config: crate::auth::oidc::ProviderConfig,
     /// The button's words, e.g. "Sign in with Microsoft".
     pub label: String,
     /// Provider group → ward roles.

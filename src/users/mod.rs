@@ -1,8 +1,11 @@
 //! Accounts: the officer's `users.toml` (who may sign in, with what roles), the secrets ward
-//! keeps apart from it, the changes `ward user …` makes to both, and the access review.
+//! keeps apart from it, the changes `ward user …` makes to both, the accounts in force,
+//! the officer's grants, and the access review.
 
+pub mod accounts;
 pub mod admin;
 pub mod directory;
+pub mod grants;
 pub mod review;
 pub mod secrets;
 

@@ -5,12 +5,12 @@
 //! Building the review is a pure function of the policy, `users.toml`, the secret store's
 //! sign-in times and the time now; rendering gives a printable HTML page or CSV (RFC 4180).
 
-use crate::console::OFFICER_ROLE;
 use crate::csv;
-use crate::pages::escape;
 use crate::policy::{Export, Policy};
 use crate::users::directory::{self, today};
 use crate::users::{Directory, Secrets, Status};
+use crate::web::console::OFFICER_ROLE;
+use crate::web::page::escape;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;

@@ -259,8 +259,8 @@ impl Idp {
         client_id: &str,
         client_secret: &str,
         redirect_url: &str,
-    ) -> ward::oidc::ProviderConfig {
-        ward::oidc::ProviderConfig {
+    ) -> ward::auth::oidc::ProviderConfig {
+        ward::auth::oidc::ProviderConfig {
             name: "test-idp".into(),
             issuer: self.issuer.clone(),
             client_id: client_id.into(),

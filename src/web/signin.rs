@@ -1,14 +1,14 @@
 //! Signing in and out: the login, MFA, enrollment and signed-out pages, the
 //! idle-warning script, and the brute-force limits around them.
 
-use crate::accounts::{self, Accounts};
 use crate::auth::lockout::{Strikes, address_key};
 use crate::auth::{codes, password, totp};
 use crate::body::{Body, full};
-use crate::pages::{self, escape};
 use crate::policy::Policy;
 use crate::session::{self, COOKIE, Session, SessionStore, Stage};
+use crate::users::accounts::{self, Accounts};
 use crate::users::{Purpose, UserSecrets};
+use crate::web::page::{self, escape};
 use bytes::Bytes;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::header::{self, HeaderValue};
@@ -37,15 +37,15 @@ pub struct Gate {
     /// Failures for names that are not accounts, counted by the same rule as real ones.
     unknown_failures: moka::sync::Cache<String, UnknownName>,
     /// Single sign-on: sign-ins under way and discovered providers.
-    pub sso: crate::sso::SsoState,
+    pub sso: crate::web::sso::SsoState,
     /// Alerts for the officer.
-    pub alerts: crate::alerts::Alerts,
+    pub alerts: crate::audit::alerts::Alerts,
     /// The audit trail, for sign-in events that are not a request's own outcome.
     pub audit: crate::audit::Audit,
     /// Refusals per person in the last ten minutes, for the repeated-refusals alert.
     pub refusals: moka::sync::Cache<String, u32>,
     /// Sign-ins on their way from ward's own host to an app's host.
-    pub handoffs: crate::handoff::Handoffs,
+    pub handoffs: crate::web::handoff::Handoffs,
 }
 
 impl Gate {
@@ -67,14 +67,14 @@ impl Gate {
                 .max_capacity(100_000)
                 .time_to_idle(policy.login.lockout_time * 2 + std::time::Duration::from_secs(60))
                 .build(),
-            sso: crate::sso::SsoState::default(),
-            alerts: crate::alerts::Alerts::start(&policy.alerts, &policy.practice),
+            sso: crate::web::sso::SsoState::default(),
+            alerts: crate::audit::alerts::Alerts::start(&policy.alerts, &policy.practice),
             audit,
             refusals: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(600))
                 .build(),
-            handoffs: crate::handoff::Handoffs::default(),
+            handoffs: crate::web::handoff::Handoffs::default(),
         }
     }
 
@@ -173,22 +173,22 @@ pub async fn serve(
         "/.ward/logged-out" if get => logged_out(&req),
         "/.ward/enroll" if get => enroll_form(gate, &req, None),
         "/.ward/enroll" if post => enroll_submit(gate, &req, body, outcome).await,
-        "/.ward/break-glass" if get => crate::breakglass::form(gate, &req, None),
+        "/.ward/break-glass" if get => crate::web::breakglass::form(gate, &req, None),
         "/.ward/break-glass" if post => {
             let form = read_form(body).await.unwrap_or_default();
             if !same_origin(&req) {
-                return Some(crate::breakglass::form(
+                return Some(crate::web::breakglass::form(
                     gate,
                     &req,
                     Some("This form has expired. Please try again."),
                 ));
             }
-            crate::breakglass::submit(gate, &req, &form, outcome)
+            crate::web::breakglass::submit(gate, &req, &form, outcome)
         }
-        "/.ward/callback" if get => crate::sso::callback(gate, &req, outcome).await,
+        "/.ward/callback" if get => crate::web::sso::callback(gate, &req, outcome).await,
         p if post && p.starts_with("/.ward/sso/") => {
             let form = read_form(body).await.unwrap_or_default();
-            crate::sso::begin(gate, &req, &form, outcome, &p["/.ward/sso/".len()..]).await
+            crate::web::sso::begin(gate, &req, &form, outcome, &p["/.ward/sso/".len()..]).await
         }
         "/.ward/idle.js" if get => idle_script(),
         "/.ward/session" if get => session_status(gate, &req),
@@ -206,7 +206,7 @@ pub(crate) fn page(
     title: &str,
     body: &str,
 ) -> Response<Body> {
-    pages::page(status, &req.policy.practice, title, body)
+    page::page(status, &req.policy.practice, title, body)
 }
 
 pub(crate) fn redirect(location: &str) -> Response<Body> {
@@ -284,7 +284,7 @@ pub fn safe_return(raw: &str) -> String {
     };
     match crate::path::canonicalize(path) {
         // ward's own pages are no place to return to, but for the hand-off to an app host.
-        Ok(p) if !crate::handler::is_ward_path(&p) || p == "/.ward/go" => match query {
+        Ok(p) if !crate::request::is_ward_path(&p) || p == "/.ward/go" => match query {
             Some(q) if !q.contains('#') => format!("{p}?{q}"),
             Some(_) => "/".into(),
             None => p,
@@ -342,7 +342,7 @@ pub fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> 
 <p><button type=\"submit\">Sign in</button></p></form>\
 {sso}<p class=\"who\">Use only your own account. Forgot your password or lost your authenticator? Ask the practice's security officer.</p>",
         ret = escape(&return_to),
-        sso = crate::sso::buttons(req.policy, &csrf, &return_to),
+        sso = crate::web::sso::buttons(req.policy, &csrf, &return_to),
     );
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
@@ -356,7 +356,7 @@ pub fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> 
 }
 
 pub(crate) fn unavailable(req: &PageRequest<'_>) -> Response<Body> {
-    pages::problem(
+    page::problem(
         StatusCode::SERVICE_UNAVAILABLE,
         &req.policy.practice,
         "Sign-in unavailable",
@@ -618,7 +618,7 @@ pub(crate) fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
         .flatten();
     let alerts = &gate.alerts;
     if let Some(prev) = previous.and_then(|p| p.parse::<IpAddr>().ok())
-        && crate::alerts::different_network(prev, ip)
+        && crate::audit::alerts::different_network(prev, ip)
     {
         alerts.raise(
             "new-network",
@@ -631,7 +631,7 @@ pub(crate) fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
         .of_user(name)
         .into_iter()
         .filter(|s| s.stage == Stage::Complete)
-        .find(|s| crate::alerts::different_network(s.client_ip, ip));
+        .find(|s| crate::audit::alerts::different_network(s.client_ip, ip));
     if let Some(other) = elsewhere {
         alerts.raise(
             "two-places",
@@ -648,7 +648,7 @@ pub(crate) fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
         .directory
         .get(name)
         .is_some_and(|a| a.is_vendor(&req.policy.practice));
-    if vendor && crate::alerts::after_hours(&req.policy.alerts, now) {
+    if vendor && crate::audit::alerts::after_hours(&req.policy.alerts, now) {
         alerts.raise(
             "after-hours",
             name,
@@ -886,7 +886,7 @@ async fn logout_submit(
         outcome.event = Some("logout");
         gate.sessions.remove(&cookie);
         // Signed in through a provider: sign out there too, where it offers it.
-        if let Some(url) = crate::sso::logout_target(gate, req.policy, &s) {
+        if let Some(url) = crate::web::sso::logout_target(gate, req.policy, &s) {
             return with_cookie(redirect(&url), session::set_cookie(COOKIE, "", Some(0)));
         }
     }
@@ -952,7 +952,7 @@ fn session_status(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
         },
         None => serde_json::json!({ "signed_in": false }),
     };
-    pages::text(StatusCode::OK, "application/json", format!("{body}\n"))
+    page::text(StatusCode::OK, "application/json", format!("{body}\n"))
 }
 
 fn keepalive(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
@@ -969,9 +969,9 @@ fn keepalive(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
                 && accounts::identity_of(&s, &snap, req.policy, req.now).is_ok() =>
         {
             s.touch(req.now);
-            pages::text(StatusCode::NO_CONTENT, "text/plain", String::new())
+            page::text(StatusCode::NO_CONTENT, "text/plain", String::new())
         }
-        _ => pages::text(
+        _ => page::text(
             StatusCode::UNAUTHORIZED,
             "text/plain",
             "signed out\n".into(),
@@ -1224,7 +1224,7 @@ pub fn login_redirect(
             .and_then(|v| v.to_str().ok())
             .is_none_or(|a| a.contains("text/html") || a.contains("*/*"));
     if !navigation {
-        let mut resp = pages::text(
+        let mut resp = page::text(
             StatusCode::UNAUTHORIZED,
             "text/plain; charset=utf-8",
             "sign-in required\n".into(),

@@ -1,9 +1,11 @@
 //! Listeners and connections: TCP accept with a connection cap, TLS handshake,
 //! HTTP/1.1 and HTTP/2 with limits, and the plain-HTTP redirect listener.
 
+pub mod reload;
+
 use crate::body::{Body, empty};
-use crate::handler::{self, Shared};
-use crate::reload::PolicyStore;
+use crate::request::{self, Shared};
+use crate::server::reload::PolicyStore;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -148,7 +150,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         let shared = shared.clone();
         let device = device.clone();
         async move {
-            let resp = handler::handle(shared, peer, device, req).await?;
+            let resp = request::handle(shared, peer, device, req).await?;
             Ok::<_, Infallible>(resp.map(|b| crate::body::guarded(b, in_flight)))
         }
     });
@@ -250,7 +252,7 @@ pub async fn serve_redirects(store: Arc<PolicyStore>, listener: TcpListener) {
 
 fn redirect(req: &Request<Incoming>, port: u16) -> Response<Body> {
     let mut resp = Response::new(empty());
-    let target = crate::target::read(req.method(), req.uri(), req.headers());
+    let target = crate::request::target::read(req.method(), req.uri(), req.headers());
     let Ok(target) = target else {
         *resp.status_mut() = StatusCode::BAD_REQUEST;
         return resp;

@@ -1,13 +1,13 @@
 //! The overview, the access review (HTML, printable, CSV), and the policy file with its state.
 
 use super::{BASE, Ctx, Form, Notice, Section, blocking, download};
-use crate::accounts;
 use crate::body::Body;
-use crate::grants::GrantKind;
-use crate::pages::escape;
-use crate::review::{self, DEFAULT_IDLE_DAYS, Review};
 use crate::session::Stage;
 use crate::users::Status;
+use crate::users::accounts;
+use crate::users::grants::GrantKind;
+use crate::users::review::{self, DEFAULT_IDLE_DAYS, Review};
+use crate::web::page::escape;
 use http::{Response, StatusCode};
 use std::collections::HashMap;
 use std::fmt::Write as _;

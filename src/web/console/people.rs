@@ -3,12 +3,12 @@
 
 use super::{BASE, Ctx, Form, NONE, Notice, Section, blocking, head_row, or_none, when};
 use crate::body::Body;
-use crate::login::PageOutcome;
-use crate::pages::escape;
 use crate::users::directory::parse_day as parse_date;
 use crate::users::{
     Account, Admin, AdminError, EnrollLink, NewAccount, Purpose, Status, UserSecrets, directory,
 };
+use crate::web::page::escape;
+use crate::web::signin::PageOutcome;
 use http::{Response, StatusCode};
 use jiff::civil::Date;
 use std::fmt::Write as _;
@@ -35,7 +35,7 @@ pub(super) async fn list(
     let store = ctx.shared.gate.accounts.store().clone();
     let secrets = blocking(move || store.read()).await.and_then(Result::ok);
     let none = UserSecrets::default();
-    let today = crate::accounts::today(ctx.now());
+    let today = crate::users::accounts::today(ctx.now());
     let mut h = String::new();
     let problems = ctx.shared.gate.accounts.problems();
     if !problems.is_empty() {
@@ -273,7 +273,7 @@ fn new_account(ctx: &Ctx<'_>, v: &AddValues) -> Result<NewAccount, String> {
         "" => None,
         text => {
             let d = parse_date(text)?;
-            if d < crate::accounts::today(ctx.now()) {
+            if d < crate::users::accounts::today(ctx.now()) {
                 return Err(format!(
                     "The end date {d} has already passed; give the last day the account should work, today or later."
                 ));
@@ -386,7 +386,7 @@ pub(super) async fn person(ctx: &Ctx<'_>, name: &str, notice: Notice) -> Respons
         .and_then(|all| all.users.get(&a.name).cloned())
         .unwrap_or_default();
     let now = ctx.now();
-    let today = crate::accounts::today(now);
+    let today = crate::users::accounts::today(now);
     let n = escape(&a.name);
     let sessions = ctx.shared.gate.sessions.of_user(&a.name);
     let pending = match &s.enroll {
@@ -591,7 +591,7 @@ pub(super) async fn action(
         "end-date" => match parse_date(form.get("expires").trim()) {
             Err(e) => Err(e),
             Ok(d) => run(move || admin.set_expiry(&owned, Some(d))).await.map(|()| {
-                let words = if d < crate::accounts::today(now) {
+                let words = if d < crate::users::accounts::today(now) {
                     format!("{name}'s last day is now {d}, which has passed, so the account can no longer sign in.")
                 } else {
                     format!("{name}'s account now works until the end of {d}.")

@@ -16,12 +16,12 @@
 //!    own session cookie for the same session. Ending the session ends it on
 //!    every host.
 
-use crate::accounts;
 use crate::auth::codes;
 use crate::body::Body;
-use crate::login::{self, Gate, PageOutcome, PageRequest, redirect, with_cookie};
-use crate::pages::escape;
 use crate::session::{self, COOKIE, Session, Stage};
+use crate::users::accounts;
+use crate::web::page::escape;
+use crate::web::signin::{self, Gate, PageOutcome, PageRequest, redirect, with_cookie};
 use http::{Method, Response, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,7 +117,7 @@ pub fn elsewhere(req: &PageRequest<'_>, ward_host: &str) -> Response<Body> {
             .unwrap_or_default();
         return redirect(&format!("{there}{}{query}", req.path));
     }
-    login::page(
+    signin::page(
         req,
         StatusCode::NOT_FOUND,
         "Not here",
@@ -132,17 +132,17 @@ pub fn elsewhere(req: &PageRequest<'_>, ward_host: &str) -> Response<Body> {
 pub fn start(req: &PageRequest<'_>, ward_host: &str) -> Response<Body> {
     let authority = req.authority;
     let Ok(state) = codes::random_token() else {
-        return login::unavailable(req);
+        return signin::unavailable(req);
     };
-    let return_to = login::safe_return(
-        &login::query_param(req.query.as_deref(), "return").unwrap_or_else(|| "/".into()),
+    let return_to = signin::safe_return(
+        &signin::query_param(req.query.as_deref(), "return").unwrap_or_else(|| "/".into()),
     );
     let mut query = vec![
         ("to", authority.to_string()),
         ("state", codes::token_hash(&state)),
         ("return", return_to),
     ];
-    if let Some(reason) = login::query_param(req.query.as_deref(), "reason") {
+    if let Some(reason) = signin::query_param(req.query.as_deref(), "reason") {
         query.push(("reason", reason));
     }
     let query = serde_urlencoded::to_string(&query).unwrap_or_default();
@@ -158,11 +158,11 @@ pub fn start(req: &PageRequest<'_>, ward_host: &str) -> Response<Body> {
 /// Ward's host `GET /.ward/go`: sign in if needed, then hand the session to the app host.
 pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Response<Body> {
     let authority = req.authority;
-    let q = |name| login::query_param(req.query.as_deref(), name);
+    let q = |name| signin::query_param(req.query.as_deref(), name);
     let (Some(to), Some(state_hash)) = (q("to"), q("state")) else {
         return bad(req);
     };
-    let return_to = login::safe_return(&q("return").unwrap_or_else(|| "/".into()));
+    let return_to = signin::safe_return(&q("return").unwrap_or_else(|| "/".into()));
     let to = to.to_ascii_lowercase();
     // Only to an app's host, on the port this request came in on: never an open redirect.
     let (to_host, to_port) = match to.rsplit_once(':') {
@@ -179,7 +179,7 @@ pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Resp
         return bad(req);
     }
     let snap = gate.accounts.snapshot();
-    let signed_in = login::current(gate, req).filter(|(_, s)| {
+    let signed_in = signin::current(gate, req).filter(|(_, s)| {
         s.stage == Stage::Complete && accounts::identity_of(s, &snap, req.policy, req.now).is_ok()
     });
     let Some((_, s)) = signed_in else {
@@ -197,7 +197,7 @@ pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Resp
         host: to_host.to_string(),
         state_hash,
     }) else {
-        return login::unavailable(req);
+        return signin::unavailable(req);
     };
     outcome.user = Some(s.user.clone());
     let query =
@@ -209,8 +209,8 @@ pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Resp
 /// App host `GET /.ward/handoff`: take the code once and set this host's session cookie.
 pub fn accept(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Response<Body> {
     let host = req.host;
-    let q = |name| login::query_param(req.query.as_deref(), name);
-    let return_to = login::safe_return(&q("return").unwrap_or_else(|| "/".into()));
+    let q = |name| signin::query_param(req.query.as_deref(), name);
+    let return_to = signin::safe_return(&q("return").unwrap_or_else(|| "/".into()));
     let restart = || {
         let query =
             serde_urlencoded::to_string([("return", return_to.as_str())]).unwrap_or_default();
@@ -241,10 +241,10 @@ pub fn accept(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> 
         return restart();
     }
     let Ok(cookie) = codes::random_token() else {
-        return login::unavailable(req);
+        return signin::unavailable(req);
     };
     // A cookie this browser held here before (another person's, say) ends with this one.
-    if let Some((old, other)) = login::current(gate, req)
+    if let Some((old, other)) = signin::current(gate, req)
         && !Arc::ptr_eq(&other, &s)
     {
         gate.sessions.remove(&old);
@@ -262,7 +262,7 @@ pub fn accept(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> 
 pub fn home(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
     let authority = req.authority;
     let snap = gate.accounts.snapshot();
-    let Some((_, s)) = login::current(gate, req).filter(|(_, s)| {
+    let Some((_, s)) = signin::current(gate, req).filter(|(_, s)| {
         s.stage == Stage::Complete && accounts::identity_of(s, &snap, req.policy, req.now).is_ok()
     }) else {
         return redirect("/.ward/login");
@@ -281,11 +281,11 @@ pub fn home(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
         }
     }
     body.push_str("<li><a href=\"/.ward/officer/\">Officer's console</a> (officers only)</li></ul><p><a href=\"/.ward/logout\">Sign out</a></p>");
-    login::page(req, StatusCode::OK, "Signed in", &body)
+    signin::page(req, StatusCode::OK, "Signed in", &body)
 }
 
 fn bad(req: &PageRequest<'_>) -> Response<Body> {
-    login::page(
+    signin::page(
         req,
         StatusCode::BAD_REQUEST,
         "Link not valid",

@@ -2,15 +2,15 @@
 //! the buttons on the sign-in page, sending people to the provider, and
 //! taking them back — with ward's own rules applied to what it says.
 
-use crate::accounts;
 use crate::auth::codes;
+use crate::auth::oidc::{OidcError, PendingStore, Provider, Verified};
 use crate::body::Body;
-use crate::login::{self, Gate, PageOutcome, PageRequest};
-use crate::oidc::{OidcError, PendingStore, Provider, Verified};
-use crate::pages::escape;
 use crate::policy::{OidcProvider, Policy, WithoutMfa};
 use crate::session::{self, COOKIE, Session, Stage};
+use crate::users::accounts;
 use crate::users::{Admin, NewAccount, SignIn};
+use crate::web::page::escape;
+use crate::web::signin::{self, Gate, PageOutcome, PageRequest};
 use http::{Response, StatusCode};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -74,7 +74,7 @@ fn failed(req: &PageRequest<'_>, status: StatusCode, message: &str) -> Response<
         escape(message),
         escape(req.request_id)
     );
-    login::page(req, status, "Single sign-on did not work", &body)
+    signin::page(req, status, "Single sign-on did not work", &body)
 }
 
 /// `POST /.ward/sso/NAME`: sends the person to the provider.
@@ -85,10 +85,11 @@ pub async fn begin(
     outcome: &mut PageOutcome,
     name: &str,
 ) -> Response<Body> {
-    let cookie_csrf = session::cookie_value(&req.headers, login::CSRF_COOKIE).unwrap_or("");
+    let cookie_csrf = session::cookie_value(&req.headers, signin::CSRF_COOKIE).unwrap_or("");
     let form_csrf = form.get("csrf").map(String::as_str).unwrap_or("");
-    if !login::same_origin(req) || cookie_csrf.is_empty() || !codes::ct_eq(cookie_csrf, form_csrf) {
-        return login::login_form(
+    if !signin::same_origin(req) || cookie_csrf.is_empty() || !codes::ct_eq(cookie_csrf, form_csrf)
+    {
+        return signin::login_form(
             req,
             Some("This sign-in form has expired. Please try again."),
         );
@@ -100,7 +101,7 @@ pub async fn begin(
             "There is no such sign-in provider.",
         );
     };
-    let return_to = login::safe_return(form.get("return").map(String::as_str).unwrap_or("/"));
+    let return_to = signin::safe_return(form.get("return").map(String::as_str).unwrap_or("/"));
     let p = match provider(gate, cfg).await {
         Ok(p) => p,
         Err(e) => {
@@ -120,8 +121,8 @@ pub async fn begin(
     let state = pending.state.clone();
     gate.sso.pending.put(pending);
     outcome.event = Some("sso-started");
-    login::with_cookie(
-        login::redirect(&url),
+    signin::with_cookie(
+        signin::redirect(&url),
         session::set_cookie(STATE_COOKIE, &state, Some(600)),
     )
 }
@@ -182,11 +183,11 @@ pub async fn callback(
                 OidcError::Unreachable(_) | OidcError::Discovery(_) => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::BAD_REQUEST,
             };
-            return login::with_cookie(failed(req, status, &e.to_string()), clear_state);
+            return signin::with_cookie(failed(req, status, &e.to_string()), clear_state);
         }
     };
     let resp = admit_verified(gate, req, cfg, verified, &pending.return_to, outcome);
-    login::with_cookie(resp, clear_state)
+    signin::with_cookie(resp, clear_state)
 }
 
 /// The account name a provider's claims stand for.
@@ -353,13 +354,13 @@ fn admit_verified(
         gate.sessions.remove(old);
     }
     if stage == Stage::Complete {
-        if let Err(resp) = login::admit(gate, req, &name) {
+        if let Err(resp) = signin::admit(gate, req, &name) {
             return *resp;
         }
-        login::record_login(gate, req, &name);
+        signin::record_login(gate, req, &name);
         outcome.event = Some(outcome.event.unwrap_or("sso-login-ok"));
     } else {
-        login::make_room_for_pending(gate, &name);
+        signin::make_room_for_pending(gate, &name);
     }
     gate.sessions.insert(&cookie, Arc::new(session));
     let next = if stage == Stage::Complete {
@@ -367,8 +368,8 @@ fn admit_verified(
     } else {
         "/.ward/mfa".to_string()
     };
-    login::with_cookie(
-        login::redirect(&next),
+    signin::with_cookie(
+        signin::redirect(&next),
         session::set_cookie(COOKIE, &cookie, None),
     )
 }

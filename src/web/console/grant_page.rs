@@ -3,9 +3,9 @@
 
 use super::{BASE, Ctx, Form, Notice, Section, blocking, head_row, when};
 use crate::body::Body;
-use crate::grants::{self, Grant, GrantKind};
-use crate::login::PageOutcome;
-use crate::pages::escape;
+use crate::users::grants::{self, Grant, GrantKind};
+use crate::web::page::escape;
+use crate::web::signin::PageOutcome;
 use http::{Response, StatusCode};
 use std::fmt::Write as _;
 
@@ -106,7 +106,7 @@ break-glass grants are the emergency access people start themselves. Every reque
 
 fn export_form(ctx: &Ctx<'_>, v: &ExportValues) -> String {
     let snap = ctx.shared.gate.accounts.snapshot();
-    let today = crate::accounts::today(ctx.now());
+    let today = crate::users::accounts::today(ctx.now());
     let mut people = String::from("<option value=\"\">Choose a person</option>");
     for a in snap
         .directory

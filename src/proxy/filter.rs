@@ -49,7 +49,7 @@ pub fn export_reason(headers: &HeaderMap, route: &Route, types: &[String]) -> Op
 
 /// The page shown instead of a refused export (the body is never sent).
 pub fn refusal(policy: &Policy, why: &str, request_id: &str) -> Response<Body> {
-    crate::pages::problem(
+    crate::web::page::problem(
         StatusCode::FORBIDDEN,
         &policy.practice,
         "Download not permitted",

@@ -3,11 +3,11 @@
 //! fixed time; every request meanwhile is marked as emergency and the officer
 //! is alerted.
 
-use crate::accounts;
 use crate::body::Body;
-use crate::grants::{self, Grant, GrantKind};
-use crate::login::{Gate, PageOutcome, PageRequest};
-use crate::pages::{self, escape};
+use crate::users::accounts;
+use crate::users::grants::{self, Grant, GrantKind};
+use crate::web::page::{self, escape};
+use crate::web::signin::{Gate, PageOutcome, PageRequest};
 use http::{Response, StatusCode};
 
 /// Shortest reason accepted: "emergency" alone tells the officer nothing.
@@ -33,7 +33,7 @@ Everything you open meanwhile is recorded as emergency access, and the security 
         mins = bg.duration.as_secs() / 60,
         csrf = escape(&s.csrf),
     );
-    pages::page(
+    page::page(
         if error.is_some() {
             StatusCode::BAD_REQUEST
         } else {
@@ -119,7 +119,7 @@ pub fn submit(
             .to_string()
         )
     );
-    pages::page(
+    page::page(
         StatusCode::OK,
         &req.policy.practice,
         "Emergency access on",
@@ -138,7 +138,7 @@ type Permit<'a> = (
 /// invoke emergency access; otherwise the answer to give (sign in, or refusal).
 fn permitted<'a>(gate: &Gate, req: &PageRequest<'a>) -> Result<Permit<'a>, Box<Response<Body>>> {
     let Some((s, who)) = signed_in(gate, req) else {
-        return Err(Box::new(crate::login::login_redirect(
+        return Err(Box::new(crate::web::signin::login_redirect(
             &req.method,
             &req.headers,
             "/.ward/break-glass",
@@ -177,7 +177,7 @@ fn signed_in(
 }
 
 fn refuse(req: &PageRequest<'_>, message: &str) -> Response<Body> {
-    pages::problem(
+    page::problem(
         StatusCode::FORBIDDEN,
         &req.policy.practice,
         "Emergency access",

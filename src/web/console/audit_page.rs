@@ -5,7 +5,7 @@ use super::{Ctx, Form, NONE, Notice, Section, blocking, head_row};
 use crate::audit::search::{self, Format, PathFilter, Query};
 use crate::audit::{Kind, Record};
 use crate::body::Body;
-use crate::pages::escape;
+use crate::web::page::escape;
 use http::{Response, StatusCode};
 use std::collections::VecDeque;
 use std::fmt::Write as _;

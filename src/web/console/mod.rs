@@ -16,15 +16,15 @@ mod overview;
 mod people;
 mod sessions;
 
-use crate::accounts;
 use crate::audit::Record;
 use crate::auth::codes;
 use crate::body::{Body, full};
-use crate::handler::Shared;
-use crate::login::{self, PageOutcome, PageRequest};
-use crate::pages::{self, escape};
-use crate::reload::Runtime;
+use crate::request::Shared;
+use crate::server::reload::Runtime;
 use crate::session::{self, Session, Stage};
+use crate::users::accounts;
+use crate::web::page::{self, escape};
+use crate::web::signin::{self, PageOutcome, PageRequest};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
@@ -141,7 +141,7 @@ fn authorize<'a>(
     let policy = &rt.policy;
     let practice = &policy.practice;
     let refuse = |msg: &str| {
-        Box::new(pages::problem(
+        Box::new(page::problem(
             StatusCode::FORBIDDEN,
             practice,
             "Officer's console",
@@ -161,7 +161,7 @@ fn authorize<'a>(
         None => req.path.to_string(),
     };
     let to_sign_in = |ended: Option<&'static str>| {
-        Box::new(login::login_redirect(
+        Box::new(signin::login_redirect(
             &req.method,
             &req.headers,
             &path_and_query,
@@ -189,13 +189,14 @@ fn authorize<'a>(
     }
     // Emergency (break-glass) roles never open the console: only the account's own roles,
     // or those the identity provider gave this sign-in.
-    let emergency: Vec<&String> = crate::grants::active_for(&snap.grants, &who.user, req.now)
-        .filter_map(|g| match &g.kind {
-            crate::grants::GrantKind::BreakGlass { roles } => Some(roles),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let emergency: Vec<&String> =
+        crate::users::grants::active_for(&snap.grants, &who.user, req.now)
+            .filter_map(|g| match &g.kind {
+                crate::users::grants::GrantKind::BreakGlass { roles } => Some(roles),
+                _ => None,
+            })
+            .flatten()
+            .collect();
     let own_roles = snap
         .directory
         .get(&who.user)

@@ -2,10 +2,10 @@
 //! reloaded when either file changes, and the check every request's session
 //! goes through (account usable, credentials not reset, networks).
 
-use crate::grants::{self, GrantKind, GrantStore, Grants};
 use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::{ExportGrant, Identity, Policy};
 use crate::session::{Session, SessionStore, Stage};
+use crate::users::grants::{self, GrantKind, GrantStore, Grants};
 use crate::users::{Directory, SecretStore, Secrets, directory};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;

@@ -1,8 +1,11 @@
 //! Forwarding an allowed request to its app and streaming the answer back.
 
+pub mod filter;
+pub mod headers;
+
 use crate::body::{self, Body};
-use crate::headers::{self, Rewriter};
 use crate::policy::App;
+use headers::Rewriter;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};

@@ -1,18 +1,19 @@
 //! One request, top to bottom: read the target, work out the client, serve
 //! ward's own pages, decide, forward, log.
 
-use crate::accounts;
+pub mod target;
+
 use crate::body::Body;
-use crate::export;
-use crate::handoff;
-use crate::headers;
-use crate::login::{self, Gate};
-use crate::pages;
 use crate::policy::{self, Facts, Refusal, Verdict};
+use crate::proxy::filter;
+use crate::proxy::headers;
 use crate::proxy::{self, Forward};
-use crate::reload::{PolicyStore, Runtime};
+use crate::server::reload::{PolicyStore, Runtime};
 use crate::session::{self, Stage};
-use crate::target;
+use crate::users::accounts;
+use crate::web::handoff;
+use crate::web::page;
+use crate::web::signin::{self, Gate};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -118,7 +119,7 @@ pub async fn handle(
         tracing::error!(request_id = %id, error = %e, "cannot write the audit trail");
         if shared.audit.on_failure() == crate::audit::OnFailure::Refuse {
             outcome.error = Some(format!("audit trail: {e}"));
-            resp = pages::problem(
+            resp = page::problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &rt.policy.practice,
                 "Temporarily unavailable",
@@ -186,7 +187,7 @@ async fn respond(
     // A GET or HEAD has no body; one that claims to could hide a second request
     // from an upstream that ignores the length ("CL.0" smuggling).
     if (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
-        && export::has_body(req.headers())
+        && filter::has_body(req.headers())
     {
         return bad_request(
             outcome,
@@ -273,7 +274,7 @@ async fn respond(
             return health(shared, rt, client_ip);
         }
         let (parts, body) = req.into_parts();
-        let page_req = login::PageRequest {
+        let page_req = signin::PageRequest {
             policy,
             path: &target.path,
             method: parts.method,
@@ -286,13 +287,13 @@ async fn respond(
             request_id: id,
             now,
         };
-        let mut page_outcome = login::PageOutcome::default();
+        let mut page_outcome = signin::PageOutcome::default();
         let path = target.path.as_str();
         let get = page_req.method == http::Method::GET || page_req.method == http::Method::HEAD;
         let console = path == "/.ward/officer" || path.starts_with("/.ward/officer/");
         let resp = match ward_host {
             // Pages that hold form tokens are never served in an app's origin.
-            None if handoff::needs_own_host(path) => Some(pages::problem(
+            None if handoff::needs_own_host(path) => Some(page::problem(
                 StatusCode::NOT_FOUND,
                 practice,
                 "Not available here",
@@ -302,7 +303,7 @@ async fn respond(
             Some(_) if on_ward_host && !is_ward_path(path) => Some(if path == "/" {
                 handoff::home(gate, &page_req)
             } else {
-                pages::problem(
+                page::problem(
                     StatusCode::NOT_FOUND,
                     practice,
                     "Not found",
@@ -318,17 +319,17 @@ async fn respond(
                 (handoff::Place::WardHost, _) | (_, "/.ward/login") => {
                     Some(handoff::elsewhere(&page_req, wh))
                 }
-                _ => login::serve(gate, page_req, body, &mut page_outcome).await,
+                _ => signin::serve(gate, page_req, body, &mut page_outcome).await,
             },
             Some(_) => match (handoff::place(path), path) {
                 (handoff::Place::AppHost, _) => None,
                 (_, "/.ward/go") if get => Some(handoff::go(gate, &page_req, &mut page_outcome)),
-                _ if console => {
-                    Some(crate::console::serve(shared, rt, page_req, body, &mut page_outcome).await)
-                }
-                _ => login::serve(gate, page_req, body, &mut page_outcome).await,
+                _ if console => Some(
+                    crate::web::console::serve(shared, rt, page_req, body, &mut page_outcome).await,
+                ),
+                _ => signin::serve(gate, page_req, body, &mut page_outcome).await,
             },
-            None => login::serve(gate, page_req, body, &mut page_outcome).await,
+            None => signin::serve(gate, page_req, body, &mut page_outcome).await,
         };
         if let Some(event) = page_outcome.event {
             tracing::info!(request_id = %id, user = page_outcome.user.as_deref(), event, client = %client_ip, "sign-in");
@@ -355,7 +356,7 @@ async fn respond(
             outcome.org = account.org.clone();
         }
         return resp.unwrap_or_else(|| {
-            pages::problem(
+            page::problem(
                 StatusCode::NOT_FOUND,
                 practice,
                 "Not found",
@@ -380,7 +381,7 @@ async fn respond(
     // page of this origin, ward's own included; ward lets no app install one.
     if req.headers().contains_key("service-worker") {
         outcome.decision = "service-worker";
-        return pages::problem(
+        return page::problem(
             StatusCode::FORBIDDEN,
             practice,
             "Not permitted",
@@ -429,7 +430,7 @@ async fn respond(
             // Signed in, but this page wants a second factor the sign-in did not
             // include: sending the person round the same sign-in again would loop.
             outcome.decision = "mfa-needed";
-            pages::problem(
+            page::problem(
                 StatusCode::FORBIDDEN,
                 practice,
                 "A second factor is needed",
@@ -439,7 +440,7 @@ async fn respond(
         }
         Verdict::Login => {
             outcome.decision = "login";
-            login::login_redirect(
+            signin::login_redirect(
                 req.method(),
                 req.headers(),
                 &path_and_query,
@@ -451,7 +452,7 @@ async fn respond(
             let Some((app, upstream)) =
                 route.and_then(|r| Some((policy.apps.get(r.app)?, rt.upstreams.get(r.app)?)))
             else {
-                return pages::problem(
+                return page::problem(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     practice,
                     "Configuration problem",
@@ -470,7 +471,7 @@ async fn respond(
             ) && limiter.check_key(&who.user).is_err()
             {
                 outcome.decision = "rate-limit";
-                return pages::problem(
+                return page::problem(
                     StatusCode::TOO_MANY_REQUESTS,
                     practice,
                     "Too many requests",
@@ -479,9 +480,9 @@ async fn respond(
                 );
             }
             // Sharing settings (an e-mail auto-forward page, say) take no input from these roles.
-            if decision.no_body && export::has_body(req.headers()) {
+            if decision.no_body && filter::has_body(req.headers()) {
                 outcome.decision = "body-blocked";
-                return pages::problem(
+                return page::problem(
                     StatusCode::FORBIDDEN,
                     practice,
                     "Change not permitted",
@@ -499,7 +500,7 @@ async fn respond(
                 {
                     gate.sessions.remove(c);
                     outcome.decision = "login";
-                    return login::login_redirect(
+                    return signin::login_redirect(
                         req.method(),
                         req.headers(),
                         &path_and_query,
@@ -536,14 +537,14 @@ async fn respond(
             match proxy::forward(req, fwd).await {
                 Ok(mut resp) => {
                     if route.access != policy::Access::Public {
-                        export::no_store(resp.headers_mut());
+                        filter::no_store(resp.headers_mut());
                     }
                     let export_why =
-                        export::export_reason(resp.headers(), route, &policy.export.types);
+                        filter::export_reason(resp.headers(), route, &policy.export.types);
                     match (decision.export, export_why) {
                         (policy::ExportRule::Blocked(_), Some(why)) => {
                             outcome.decision = "export-blocked";
-                            return export::refusal(policy, why, id);
+                            return filter::refusal(policy, why, id);
                         }
                         (policy::ExportRule::Granted(g), Some(_)) => {
                             outcome.grant = Some((g.id.clone(), g.reason.clone()));
@@ -556,7 +557,7 @@ async fn respond(
                             Ok(r) => r,
                             Err(held) => {
                                 outcome.decision = "redaction-refused";
-                                pages::problem(
+                                page::problem(
                                     StatusCode::FORBIDDEN,
                                     practice,
                                     "Page not available",
@@ -567,11 +568,11 @@ async fn respond(
                         };
                     }
                     if let Some(cap) = decision.max_response {
-                        resp = match export::hold(resp, cap).await {
-                            Ok((parts, bytes)) => export::release(parts, bytes),
+                        resp = match filter::hold(resp, cap).await {
+                            Ok((parts, bytes)) => filter::release(parts, bytes),
                             Err(held) => {
                                 outcome.decision = "too-large";
-                                return pages::problem(
+                                return page::problem(
                                     StatusCode::FORBIDDEN,
                                     practice,
                                     "Too much at once",
@@ -602,7 +603,7 @@ async fn respond(
                             "ward could not reach the system behind it. Please try again in a moment.",
                         ),
                     };
-                    pages::problem(e.status(), practice, title, message, id)
+                    page::problem(e.status(), practice, title, message, id)
                 }
             }
         }
@@ -631,7 +632,7 @@ fn bad_request(
 ) -> Response<Body> {
     outcome.decision = "bad-request";
     outcome.error = Some(error);
-    pages::problem(
+    page::problem(
         StatusCode::BAD_REQUEST,
         practice,
         "Request refused",
@@ -721,7 +722,7 @@ async fn redacted(
     resp: Response<Body>,
     route: &policy::Route,
     cap: u64,
-) -> Result<Response<Body>, export::Held> {
+) -> Result<Response<Body>, filter::Held> {
     let json = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -736,11 +737,11 @@ async fn redacted(
         .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
     let plain = !resp.headers().contains_key(header::CONTENT_ENCODING);
     if !(json && plain) {
-        return Err(export::Held::NotJson);
+        return Err(filter::Held::NotJson);
     }
-    let (parts, bytes) = export::hold(resp, cap).await?;
-    let masked = export::redact(&bytes, &route.redact_fields)?;
-    Ok(export::release(parts, masked.into()))
+    let (parts, bytes) = filter::hold(resp, cap).await?;
+    let masked = filter::redact(&bytes, &route.redact_fields)?;
+    Ok(filter::release(parts, masked.into()))
 }
 
 /// An app's own background polling does not keep a session alive.
@@ -829,7 +830,7 @@ pub fn is_ward_path(canonical: &str) -> bool {
 }
 
 fn deny_page(practice: &str, refusal: Refusal, id: &str) -> Response<Body> {
-    pages::problem(
+    page::problem(
         StatusCode::FORBIDDEN,
         practice,
         "Access refused",
@@ -859,5 +860,5 @@ fn health(shared: &Shared, rt: &Runtime, client: IpAddr) -> Response<Body> {
     } else {
         serde_json::json!({ "status": state })
     };
-    pages::text(StatusCode::OK, "application/json", format!("{body}\n"))
+    page::text(StatusCode::OK, "application/json", format!("{body}\n"))
 }

@@ -2,12 +2,12 @@
 //! lock-down (end every session of an organization, or of everyone but the officers).
 
 use super::{BASE, Ctx, Form, NONE, Notice, OFFICER_ROLE, Section, ago, blocking, head_row, when};
-use crate::accounts;
 use crate::body::Body;
-use crate::login::PageOutcome;
-use crate::pages::escape;
 use crate::session::Stage;
+use crate::users::accounts;
 use crate::users::{Admin, Directory, Status};
+use crate::web::page::escape;
+use crate::web::signin::PageOutcome;
 use http::{Response, StatusCode};
 use std::fmt::Write as _;
 
