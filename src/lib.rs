@@ -39,7 +39,7 @@ pub async fn run(
             audit_settings.dir.display()
         )
     })?;
-    let shared = Arc::new(request::Shared::new(
+    let shared = Arc::new(web::state::Shared::new(
         store.clone(),
         open_gate(&store, audit.clone())?,
         audit.clone(),
@@ -84,7 +84,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<web::signin::Gate, String> {
+fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<web::state::Gate, String> {
     let rt = store.current();
     let policy = &rt.policy;
     let accounts = users::accounts::Accounts::open(policy).map_err(|e| {
@@ -97,7 +97,7 @@ fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<web::signin::Ga
     let sessions = Arc::new(session::MemoryStore::new(std::time::Duration::from_secs(
         24 * 3600,
     )));
-    Ok(web::signin::Gate::new(
+    Ok(web::state::Gate::new(
         policy,
         sessions,
         Arc::new(accounts),
@@ -107,7 +107,7 @@ fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<web::signin::Ga
 
 /// Reloads the accounts when `users.toml` or the secret store change (checked
 /// four times a second) and ends the sessions that no longer stand.
-async fn watch_accounts(shared: Arc<request::Shared>) {
+async fn watch_accounts(shared: Arc<web::state::Shared>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut last_policy = shared.store.current();
     // Break-glass grants already known at start; new ones (page or command line) raise an alert.

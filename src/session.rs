@@ -250,6 +250,51 @@ fn distinct(mut list: Vec<Arc<Session>>) -> Vec<Arc<Session>> {
     list
 }
 
+/// How long a hand-off code is good for.
+const CODE_LIFETIME: Duration = Duration::from_secs(60);
+
+/// One hand-off under way: a session on its way to an app host.
+#[derive(Clone)]
+pub struct Handoff {
+    /// The session handed over.
+    pub session: Arc<Session>,
+    /// The app host it is for.
+    pub host: String,
+    /// SHA-256 of the state cookie the app host set when the hand-off began.
+    pub state_hash: String,
+}
+
+/// Hand-off codes issued and not yet used (kept by their hash, for a minute):
+/// see `web::handoff`.
+pub struct Handoffs {
+    codes: moka::sync::Cache<String, Handoff>,
+}
+
+impl Default for Handoffs {
+    fn default() -> Handoffs {
+        Handoffs {
+            codes: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(CODE_LIFETIME)
+                .build(),
+        }
+    }
+}
+
+impl Handoffs {
+    /// A new one-time code for `handoff`.
+    pub fn issue(&self, handoff: Handoff) -> Option<String> {
+        let code = random_token().ok()?;
+        self.codes.insert(token_hash(&code), handoff);
+        Some(code)
+    }
+
+    /// The hand-off for a code, once.
+    pub fn take(&self, code: &str) -> Option<Handoff> {
+        self.codes.remove(&token_hash(code))
+    }
+}
+
 /// The value of the session cookie in a request's `Cookie` headers, if any.
 pub fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     headers

@@ -1047,6 +1047,13 @@ fn strings(v: &Value) -> Vec<String> {
 // ---------------------------------------------------------------------------
 // Pending sign-ins
 
+/// Sign-ins under way, and providers already discovered.
+#[derive(Default)]
+pub struct SsoState {
+    pub(crate) pending: PendingStore,
+    pub(crate) providers: std::sync::Mutex<HashMap<(String, String, String), Provider>>,
+}
+
 /// Pending sign-ins, server side, forgotten after [`PENDING_TTL`]; `take`
 /// removes (a state works once). Bounded in size, so a flood of started
 /// sign-ins cannot exhaust memory.

@@ -1,6 +1,6 @@
-//! Keeping patient data inside the practice's systems: which answers are
-//! exports, who may take them, size caps on bulk pulls, JSON field redaction,
-//! and refusing request bodies to sharing settings.
+//! Filtering answers on their way out, as the decision says: which answers are
+//! exports (the rule for who may take them is `policy::export_rule`), size caps
+//! on bulk pulls, JSON field redaction, no-store, and spotting request bodies.
 
 use crate::body::{Body, full};
 use crate::policy::{Policy, Route};

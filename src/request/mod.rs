@@ -1,5 +1,5 @@
-//! One request, top to bottom: read the target, work out the client, serve
-//! ward's own pages, decide, forward, log.
+//! The request pipeline, top to bottom: read the target, work out the client
+//! and the session, serve ward's own pages, decide, forward, filter, record.
 
 pub mod target;
 
@@ -8,69 +8,22 @@ use crate::policy::{self, Facts, Refusal, Verdict};
 use crate::proxy::filter;
 use crate::proxy::headers;
 use crate::proxy::{self, Forward};
-use crate::server::reload::{PolicyStore, Runtime};
+use crate::server::reload::Runtime;
 use crate::session::{self, Stage};
 use crate::users::accounts;
+use crate::web;
 use crate::web::handoff;
+use crate::web::kit;
+use crate::web::kit::is_ward_path;
 use crate::web::page;
-use crate::web::signin::{self, Gate};
+use crate::web::state::Shared;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-
-/// ward's reserved path prefix; nothing under it reaches an upstream.
-pub const WARD_PREFIX: &str = "/.ward/";
-
-/// State shared by every connection.
-pub struct Shared {
-    /// The policy in force.
-    pub store: Arc<PolicyStore>,
-    /// Sessions, accounts and sign-in limits.
-    pub gate: Gate,
-    /// The audit trail.
-    pub audit: crate::audit::Audit,
-    ids: RequestIds,
-}
-
-impl Shared {
-    /// Shared state around a policy store, a sign-in gate and the audit trail.
-    pub fn new(store: Arc<PolicyStore>, gate: Gate, audit: crate::audit::Audit) -> Shared {
-        Shared {
-            store,
-            gate,
-            audit,
-            ids: RequestIds::new(),
-        }
-    }
-}
-
-/// Request ids: unique within a process, unlikely to repeat across restarts.
-struct RequestIds {
-    base: u64,
-    next: AtomicU64,
-}
-
-impl RequestIds {
-    fn new() -> RequestIds {
-        let mut seed = [0u8; 8];
-        // A fixed base only makes ids repeat across restarts; never fatal.
-        let _ = getrandom::fill(&mut seed);
-        RequestIds {
-            base: u64::from_le_bytes(seed),
-            next: AtomicU64::new(0),
-        }
-    }
-
-    fn next(&self) -> String {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}", self.base.wrapping_add(n))
-    }
-}
 
 /// What the log line for a request says.
 #[derive(Default)]
@@ -274,7 +227,7 @@ async fn respond(
             return health(shared, rt, client_ip);
         }
         let (parts, body) = req.into_parts();
-        let page_req = signin::PageRequest {
+        let page_req = kit::PageRequest {
             policy,
             path: &target.path,
             method: parts.method,
@@ -287,7 +240,7 @@ async fn respond(
             request_id: id,
             now,
         };
-        let mut page_outcome = signin::PageOutcome::default();
+        let mut page_outcome = kit::PageOutcome::default();
         let path = target.path.as_str();
         let get = page_req.method == http::Method::GET || page_req.method == http::Method::HEAD;
         let console = path == "/.ward/officer" || path.starts_with("/.ward/officer/");
@@ -319,7 +272,7 @@ async fn respond(
                 (handoff::Place::WardHost, _) | (_, "/.ward/login") => {
                     Some(handoff::elsewhere(&page_req, wh))
                 }
-                _ => signin::serve(gate, page_req, body, &mut page_outcome).await,
+                _ => web::serve(gate, page_req, body, &mut page_outcome).await,
             },
             Some(_) => match (handoff::place(path), path) {
                 (handoff::Place::AppHost, _) => None,
@@ -327,9 +280,9 @@ async fn respond(
                 _ if console => Some(
                     crate::web::console::serve(shared, rt, page_req, body, &mut page_outcome).await,
                 ),
-                _ => signin::serve(gate, page_req, body, &mut page_outcome).await,
+                _ => web::serve(gate, page_req, body, &mut page_outcome).await,
             },
-            None => signin::serve(gate, page_req, body, &mut page_outcome).await,
+            None => web::serve(gate, page_req, body, &mut page_outcome).await,
         };
         if let Some(event) = page_outcome.event {
             tracing::info!(request_id = %id, user = page_outcome.user.as_deref(), event, client = %client_ip, "sign-in");
@@ -440,7 +393,7 @@ async fn respond(
         }
         Verdict::Login => {
             outcome.decision = "login";
-            signin::login_redirect(
+            kit::login_redirect(
                 req.method(),
                 req.headers(),
                 &path_and_query,
@@ -500,7 +453,7 @@ async fn respond(
                 {
                     gate.sessions.remove(c);
                     outcome.decision = "login";
-                    return signin::login_redirect(
+                    return kit::login_redirect(
                         req.method(),
                         req.headers(),
                         &path_and_query,
@@ -819,14 +772,6 @@ fn add_idle_script(resp: Response<Body>) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, crate::body::append(body, IDLE_TAG))
-}
-
-/// True for `/.ward/…` in any letter case, so no spelling of it reaches an upstream.
-pub fn is_ward_path(canonical: &str) -> bool {
-    let lower = canonical
-        .get(..WARD_PREFIX.len())
-        .map(str::to_ascii_lowercase);
-    lower.as_deref() == Some(WARD_PREFIX) || canonical.eq_ignore_ascii_case("/.ward")
 }
 
 fn deny_page(practice: &str, refusal: Refusal, id: &str) -> Response<Body> {

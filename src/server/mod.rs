@@ -4,8 +4,9 @@
 pub mod reload;
 
 use crate::body::{Body, empty};
-use crate::request::{self, Shared};
+use crate::request;
 use crate::server::reload::PolicyStore;
+use crate::web::state::Shared;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;

@@ -6,8 +6,9 @@
 use crate::body::Body;
 use crate::users::accounts;
 use crate::users::grants::{self, Grant, GrantKind};
+use crate::web::kit::{self, PageOutcome, PageRequest};
 use crate::web::page::{self, escape};
-use crate::web::signin::{Gate, PageOutcome, PageRequest};
+use crate::web::state::Gate;
 use http::{Response, StatusCode};
 
 /// Shortest reason accepted: "emergency" alone tells the officer nothing.
@@ -49,7 +50,7 @@ Everything you open meanwhile is recorded as emergency access, and the security 
 pub fn submit(
     gate: &Gate,
     req: &PageRequest<'_>,
-    form_fields: &std::collections::HashMap<String, String>,
+    form_fields: &kit::Form,
     outcome: &mut PageOutcome,
 ) -> Response<Body> {
     let (s, who, bg) = match permitted(gate, req) {
@@ -57,14 +58,11 @@ pub fn submit(
         Err(resp) => return *resp,
     };
     outcome.user = Some(who.user.clone());
-    let csrf = form_fields.get("csrf").map(String::as_str).unwrap_or("");
+    let csrf = form_fields.get("csrf");
     if !crate::auth::codes::ct_eq(&s.csrf, csrf) {
         return form(gate, req, Some("This form has expired. Please try again."));
     }
-    let reason = form_fields
-        .get("reason")
-        .map(|r| r.trim().to_string())
-        .unwrap_or_default();
+    let reason = form_fields.get("reason").trim().to_string();
     if reason.chars().count() < MIN_REASON {
         return form(
             gate,
@@ -138,7 +136,7 @@ type Permit<'a> = (
 /// invoke emergency access; otherwise the answer to give (sign in, or refusal).
 fn permitted<'a>(gate: &Gate, req: &PageRequest<'a>) -> Result<Permit<'a>, Box<Response<Body>>> {
     let Some((s, who)) = signed_in(gate, req) else {
-        return Err(Box::new(crate::web::signin::login_redirect(
+        return Err(Box::new(crate::web::kit::login_redirect(
             &req.method,
             &req.headers,
             "/.ward/break-glass",

@@ -18,19 +18,16 @@
 
 use crate::auth::codes;
 use crate::body::Body;
-use crate::session::{self, COOKIE, Session, Stage};
+use crate::session::{self, COOKIE, Handoff, Stage};
 use crate::users::accounts;
+use crate::web::kit::{self, PageOutcome, PageRequest, redirect, with_cookie};
 use crate::web::page::escape;
-use crate::web::signin::{self, Gate, PageOutcome, PageRequest, redirect, with_cookie};
+use crate::web::state::Gate;
 use http::{Method, Response, StatusCode};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The state cookie an app host sets while a sign-in is handed to it.
 pub const STATE_COOKIE: &str = "__Host-ward-handoff";
-
-/// How long a hand-off code is good for.
-const CODE_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Where one of ward's pages is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,42 +57,6 @@ pub fn needs_own_host(path: &str) -> bool {
     path == "/.ward/break-glass" || path == "/.ward/officer" || path.starts_with("/.ward/officer/")
 }
 
-/// One pending hand-off: a session on its way to an app host.
-#[derive(Clone)]
-pub struct Pending {
-    session: Arc<Session>,
-    host: String,
-    state_hash: String,
-}
-
-/// Hand-off codes issued and not yet used (kept by their hash, for a minute).
-pub struct Handoffs {
-    codes: moka::sync::Cache<String, Pending>,
-}
-
-impl Default for Handoffs {
-    fn default() -> Handoffs {
-        Handoffs {
-            codes: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(CODE_LIFETIME)
-                .build(),
-        }
-    }
-}
-
-impl Handoffs {
-    fn issue(&self, pending: Pending) -> Option<String> {
-        let code = codes::random_token().ok()?;
-        self.codes.insert(codes::token_hash(&code), pending);
-        Some(code)
-    }
-
-    fn take(&self, code: &str) -> Option<Pending> {
-        self.codes.remove(&codes::token_hash(code))
-    }
-}
-
 /// `https://HOST[:PORT]`, with the port the request came in on.
 pub fn origin_of(host: &str, request_authority: &str) -> String {
     match request_authority.rsplit_once(':') {
@@ -117,7 +78,7 @@ pub fn elsewhere(req: &PageRequest<'_>, ward_host: &str) -> Response<Body> {
             .unwrap_or_default();
         return redirect(&format!("{there}{}{query}", req.path));
     }
-    signin::page(
+    kit::page(
         req,
         StatusCode::NOT_FOUND,
         "Not here",
@@ -132,17 +93,17 @@ pub fn elsewhere(req: &PageRequest<'_>, ward_host: &str) -> Response<Body> {
 pub fn start(req: &PageRequest<'_>, ward_host: &str) -> Response<Body> {
     let authority = req.authority;
     let Ok(state) = codes::random_token() else {
-        return signin::unavailable(req);
+        return kit::unavailable(req);
     };
-    let return_to = signin::safe_return(
-        &signin::query_param(req.query.as_deref(), "return").unwrap_or_else(|| "/".into()),
+    let return_to = kit::safe_return(
+        &kit::query_param(req.query.as_deref(), "return").unwrap_or_else(|| "/".into()),
     );
     let mut query = vec![
         ("to", authority.to_string()),
         ("state", codes::token_hash(&state)),
         ("return", return_to),
     ];
-    if let Some(reason) = signin::query_param(req.query.as_deref(), "reason") {
+    if let Some(reason) = kit::query_param(req.query.as_deref(), "reason") {
         query.push(("reason", reason));
     }
     let query = serde_urlencoded::to_string(&query).unwrap_or_default();
@@ -158,11 +119,11 @@ pub fn start(req: &PageRequest<'_>, ward_host: &str) -> Response<Body> {
 /// Ward's host `GET /.ward/go`: sign in if needed, then hand the session to the app host.
 pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Response<Body> {
     let authority = req.authority;
-    let q = |name| signin::query_param(req.query.as_deref(), name);
+    let q = |name| kit::query_param(req.query.as_deref(), name);
     let (Some(to), Some(state_hash)) = (q("to"), q("state")) else {
         return bad(req);
     };
-    let return_to = signin::safe_return(&q("return").unwrap_or_else(|| "/".into()));
+    let return_to = kit::safe_return(&q("return").unwrap_or_else(|| "/".into()));
     let to = to.to_ascii_lowercase();
     // Only to an app's host, on the port this request came in on: never an open redirect.
     let (to_host, to_port) = match to.rsplit_once(':') {
@@ -179,7 +140,7 @@ pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Resp
         return bad(req);
     }
     let snap = gate.accounts.snapshot();
-    let signed_in = signin::current(gate, req).filter(|(_, s)| {
+    let signed_in = kit::current(gate, req).filter(|(_, s)| {
         s.stage == Stage::Complete && accounts::identity_of(s, &snap, req.policy, req.now).is_ok()
     });
     let Some((_, s)) = signed_in else {
@@ -192,12 +153,12 @@ pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Resp
         let query = serde_urlencoded::to_string(&query).unwrap_or_default();
         return redirect(&format!("/.ward/login?{query}"));
     };
-    let Some(code) = gate.handoffs.issue(Pending {
+    let Some(code) = gate.handoffs.issue(Handoff {
         session: s.clone(),
         host: to_host.to_string(),
         state_hash,
     }) else {
-        return signin::unavailable(req);
+        return kit::unavailable(req);
     };
     outcome.user = Some(s.user.clone());
     let query =
@@ -209,8 +170,8 @@ pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Resp
 /// App host `GET /.ward/handoff`: take the code once and set this host's session cookie.
 pub fn accept(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Response<Body> {
     let host = req.host;
-    let q = |name| signin::query_param(req.query.as_deref(), name);
-    let return_to = signin::safe_return(&q("return").unwrap_or_else(|| "/".into()));
+    let q = |name| kit::query_param(req.query.as_deref(), name);
+    let return_to = kit::safe_return(&q("return").unwrap_or_else(|| "/".into()));
     let restart = || {
         let query =
             serde_urlencoded::to_string([("return", return_to.as_str())]).unwrap_or_default();
@@ -241,10 +202,10 @@ pub fn accept(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> 
         return restart();
     }
     let Ok(cookie) = codes::random_token() else {
-        return signin::unavailable(req);
+        return kit::unavailable(req);
     };
     // A cookie this browser held here before (another person's, say) ends with this one.
-    if let Some((old, other)) = signin::current(gate, req)
+    if let Some((old, other)) = kit::current(gate, req)
         && !Arc::ptr_eq(&other, &s)
     {
         gate.sessions.remove(&old);
@@ -262,7 +223,7 @@ pub fn accept(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> 
 pub fn home(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
     let authority = req.authority;
     let snap = gate.accounts.snapshot();
-    let Some((_, s)) = signin::current(gate, req).filter(|(_, s)| {
+    let Some((_, s)) = kit::current(gate, req).filter(|(_, s)| {
         s.stage == Stage::Complete && accounts::identity_of(s, &snap, req.policy, req.now).is_ok()
     }) else {
         return redirect("/.ward/login");
@@ -281,11 +242,11 @@ pub fn home(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
         }
     }
     body.push_str("<li><a href=\"/.ward/officer/\">Officer's console</a> (officers only)</li></ul><p><a href=\"/.ward/logout\">Sign out</a></p>");
-    signin::page(req, StatusCode::OK, "Signed in", &body)
+    kit::page(req, StatusCode::OK, "Signed in", &body)
 }
 
 fn bad(req: &PageRequest<'_>) -> Response<Body> {
-    signin::page(
+    kit::page(
         req,
         StatusCode::BAD_REQUEST,
         "Link not valid",

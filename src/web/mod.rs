@@ -1,9 +1,51 @@
 //! ward's own pages under `/.ward/`: the sign-in pages, single sign-on, the
-//! hand-off to app hosts, break-glass and the officer's console.
+//! hand-off to app hosts, break-glass and the officer's console, built with
+//! one kit (`kit`) on one shared state (`state`).
 
 pub mod breakglass;
 pub mod console;
 pub mod handoff;
+pub mod kit;
 pub mod page;
 pub mod signin;
 pub mod sso;
+pub mod state;
+
+use crate::body::Body;
+use http::{Method, Response};
+use hyper::body::Incoming;
+use kit::{PageOutcome, PageRequest, read_form, same_origin};
+use state::Gate;
+
+/// Serves one of ward's sign-in, single sign-on or break-glass pages, or
+/// `None` if the path is none of them.
+pub async fn serve(
+    gate: &Gate,
+    req: PageRequest<'_>,
+    body: Incoming,
+    outcome: &mut PageOutcome,
+) -> Option<Response<Body>> {
+    let get = req.method == Method::GET || req.method == Method::HEAD;
+    let post = req.method == Method::POST;
+    let resp = match req.path {
+        "/.ward/break-glass" if get => breakglass::form(gate, &req, None),
+        "/.ward/break-glass" if post => {
+            let form = read_form(body).await.unwrap_or_default();
+            if !same_origin(&req) {
+                return Some(breakglass::form(
+                    gate,
+                    &req,
+                    Some("This form has expired. Please try again."),
+                ));
+            }
+            breakglass::submit(gate, &req, &form, outcome)
+        }
+        "/.ward/callback" if get => sso::callback(gate, &req, outcome).await,
+        p if post && p.starts_with("/.ward/sso/") => {
+            let form = read_form(body).await.unwrap_or_default();
+            sso::begin(gate, &req, &form, outcome, &p["/.ward/sso/".len()..]).await
+        }
+        _ => return signin::serve(gate, req, body, outcome).await,
+    };
+    Some(resp)
+}

@@ -1,158 +1,27 @@
 //! Signing in and out: the login, MFA, enrollment and signed-out pages, the
 //! idle-warning script, and the brute-force limits around them.
 
-use crate::auth::lockout::{Strikes, address_key};
+use crate::auth::lockout::Strikes;
 use crate::auth::{codes, password, totp};
 use crate::body::{Body, full};
 use crate::policy::Policy;
-use crate::session::{self, COOKIE, Session, SessionStore, Stage};
-use crate::users::accounts::{self, Accounts};
+use crate::session::{self, COOKIE, Session, Stage};
+use crate::users::accounts::{self};
 use crate::users::{Purpose, UserSecrets};
-use crate::web::page::{self, escape};
-use bytes::Bytes;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use crate::web::kit::{
+    CSRF_COOKIE, PageOutcome, PageRequest, current, page, query_param, read_form, redirect,
+    safe_return, same_origin, unavailable, with_cookie,
+};
+use crate::web::page::{self as pages, escape};
+use crate::web::state::Gate;
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
-
-/// The pre-sign-in cookie that carries the login form's CSRF token.
-pub const CSRF_COOKIE: &str = "__Host-ward-csrf";
-
-/// Largest form ward reads.
-const MAX_FORM: usize = 16 * 1024;
-
-/// Sign-in state shared by all connections.
-pub struct Gate {
-    /// Live sessions.
-    pub sessions: Arc<dyn SessionStore>,
-    /// Accounts in force.
-    pub accounts: Arc<Accounts>,
-    /// Sign-in attempts per address (IPv4, or IPv6 /64: see `lockout::address_key`).
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    /// Failures for names that are not accounts, counted by the same rule as real ones.
-    unknown_failures: moka::sync::Cache<String, UnknownName>,
-    /// Single sign-on: sign-ins under way and discovered providers.
-    pub sso: crate::web::sso::SsoState,
-    /// Alerts for the officer.
-    pub alerts: crate::audit::alerts::Alerts,
-    /// The audit trail, for sign-in events that are not a request's own outcome.
-    pub audit: crate::audit::Audit,
-    /// Refusals per person in the last ten minutes, for the repeated-refusals alert.
-    pub refusals: moka::sync::Cache<String, u32>,
-    /// Sign-ins on their way from ward's own host to an app's host.
-    pub handoffs: crate::web::handoff::Handoffs,
-}
-
-impl Gate {
-    /// A gate with the policy's limits.
-    pub fn new(
-        policy: &Policy,
-        sessions: Arc<dyn SessionStore>,
-        accounts: Arc<Accounts>,
-        audit: crate::audit::Audit,
-    ) -> Gate {
-        let per_minute =
-            NonZeroU32::new(policy.login.attempts_per_minute).unwrap_or(NonZeroU32::MIN);
-        Gate {
-            sessions,
-            accounts,
-            per_ip: RateLimiter::keyed(Quota::per_minute(per_minute)),
-            // Kept longer than any window or lock; `Strikes` decides what still counts.
-            unknown_failures: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(policy.login.lockout_time * 2 + std::time::Duration::from_secs(60))
-                .build(),
-            sso: crate::web::sso::SsoState::default(),
-            alerts: crate::audit::alerts::Alerts::start(&policy.alerts, &policy.practice),
-            audit,
-            refusals: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(std::time::Duration::from_secs(600))
-                .build(),
-            handoffs: crate::web::handoff::Handoffs::default(),
-        }
-    }
-
-    /// Forgets rate-limit state that no longer matters (called periodically).
-    pub fn tidy(&self) {
-        self.per_ip.retain_recent();
-    }
-
-    /// Whether one more attempt from `ip` is within the per-address limit.
-    pub(crate) fn address_allows(&self, ip: IpAddr) -> bool {
-        self.per_ip.check_key(&address_key(ip)).is_ok()
-    }
-
-    /// Whether `name` (a real account or not) is locked at `now`.
-    pub(crate) fn is_locked(&self, name: &str, now: i64) -> bool {
-        if self.accounts.snapshot().directory.get(name).is_some() {
-            // Straight from the store: attempts come faster than the snapshot reloads.
-            return self
-                .accounts
-                .store()
-                .read()
-                .ok()
-                .and_then(|s| s.users.get(name).map(|u| u.is_locked(now)))
-                .unwrap_or(false);
-        }
-        self.unknown_failures
-            .get(name)
-            .and_then(|u| u.locked_until)
-            .is_some_and(|t| t > now)
-    }
-}
-
-/// Failed sign-ins under a name that is not an account.
-#[derive(Clone, Copy, Default)]
-struct UnknownName {
-    strikes: Strikes,
-    locked_until: Option<i64>,
-}
 
 /// Second-step sessions one account may have open at once; a new one ends the oldest.
 const MAX_PENDING: usize = 3;
-
-/// The request as the sign-in pages need it.
-pub struct PageRequest<'a> {
-    /// The policy in force.
-    pub policy: &'a Policy,
-    /// Canonical path under `/.ward/`.
-    pub path: &'a str,
-    /// Request method.
-    pub method: Method,
-    /// Query string, if any.
-    pub query: Option<String>,
-    /// Request headers.
-    pub headers: HeaderMap,
-    /// Believed client address.
-    pub client_ip: IpAddr,
-    /// The host the request is for (lower case, no port).
-    pub host: &'a str,
-    /// `host[:port]` as the client wrote it.
-    pub authority: &'a str,
-    /// `https://host[:port]` the client used.
-    pub origin: String,
-    /// Request id for pages and logs.
-    pub request_id: &'a str,
-    /// Unix seconds now.
-    pub now: i64,
-}
-
-/// What a sign-in page did, for the log and the audit trail.
-#[derive(Debug, Default, Clone)]
-pub struct PageOutcome {
-    /// The person concerned, if known.
-    pub user: Option<String>,
-    /// A short event name (`login-ok`, `login-failed`, `mfa-ok`, …).
-    pub event: Option<&'static str>,
-    /// A grant the event started, as (id, reason), for the audit trail only.
-    pub grant: Option<(String, String)>,
-}
 
 /// Serves a `/.ward/` sign-in page, or `None` if the path is not one.
 pub async fn serve(
@@ -173,149 +42,12 @@ pub async fn serve(
         "/.ward/logged-out" if get => logged_out(&req),
         "/.ward/enroll" if get => enroll_form(gate, &req, None),
         "/.ward/enroll" if post => enroll_submit(gate, &req, body, outcome).await,
-        "/.ward/break-glass" if get => crate::web::breakglass::form(gate, &req, None),
-        "/.ward/break-glass" if post => {
-            let form = read_form(body).await.unwrap_or_default();
-            if !same_origin(&req) {
-                return Some(crate::web::breakglass::form(
-                    gate,
-                    &req,
-                    Some("This form has expired. Please try again."),
-                ));
-            }
-            crate::web::breakglass::submit(gate, &req, &form, outcome)
-        }
-        "/.ward/callback" if get => crate::web::sso::callback(gate, &req, outcome).await,
-        p if post && p.starts_with("/.ward/sso/") => {
-            let form = read_form(body).await.unwrap_or_default();
-            crate::web::sso::begin(gate, &req, &form, outcome, &p["/.ward/sso/".len()..]).await
-        }
         "/.ward/idle.js" if get => idle_script(),
         "/.ward/session" if get => session_status(gate, &req),
         "/.ward/keepalive" if post => keepalive(gate, &req),
         _ => return None,
     };
     Some(resp)
-}
-
-// ---------- helpers ----------
-
-pub(crate) fn page(
-    req: &PageRequest<'_>,
-    status: StatusCode,
-    title: &str,
-    body: &str,
-) -> Response<Body> {
-    page::page(status, &req.policy.practice, title, body)
-}
-
-pub(crate) fn redirect(location: &str) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::new()));
-    *resp.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-pub(crate) fn with_cookie(mut resp: Response<Body>, cookie: String) -> Response<Body> {
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
-    resp
-}
-
-/// The value of `name` in a query string.
-pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    let pairs: HashMap<String, String> = serde_urlencoded::from_str(query?).ok()?;
-    pairs.get(name).cloned()
-}
-
-pub(crate) async fn read_form(body: Incoming) -> Option<HashMap<String, String>> {
-    let bytes = Limited::new(body, MAX_FORM)
-        .collect()
-        .await
-        .ok()?
-        .to_bytes();
-    serde_urlencoded::from_bytes(&bytes).ok()
-}
-
-fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
-    form.get(name).map(String::as_str).unwrap_or("")
-}
-
-/// A form post must come from ward's own pages: `Origin`, when sent, is this origin.
-pub(crate) fn same_origin(req: &PageRequest<'_>) -> bool {
-    match req
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    {
-        None => true,
-        Some(o) => o.eq_ignore_ascii_case(&req.origin),
-    }
-}
-
-/// The current session from the cookie, if any (any stage).
-pub(crate) fn current(gate: &Gate, req: &PageRequest<'_>) -> Option<(String, Arc<Session>)> {
-    let cookie = session::cookie_value(&req.headers, COOKIE)?;
-    gate.sessions.get(cookie).map(|s| (cookie.to_string(), s))
-}
-
-/// A safe place to return to after sign-in: a path on this host, or `/`.
-/// Refuses anything a browser could read as another host (`//evil`, `/\evil`,
-/// `/%09/evil`, `https:evil`, `javascript:` …), also after one decoding.
-pub fn safe_return(raw: &str) -> String {
-    let ok = |s: &str| {
-        s.starts_with('/')
-            && !s.starts_with("//")
-            && !s.contains('\\')
-            && !s.chars().any(|c| c.is_control() || c.is_whitespace())
-    };
-    let decoded: String = percent_decode(raw);
-    if !ok(raw) || !ok(&decoded) {
-        return "/".into();
-    }
-    let (path, query) = match raw.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (raw, None),
-    };
-    match crate::path::canonicalize(path) {
-        // ward's own pages are no place to return to, but for the hand-off to an app host.
-        Ok(p) if !crate::request::is_ward_path(&p) || p == "/.ward/go" => match query {
-            Some(q) if !q.contains('#') => format!("{p}?{q}"),
-            Some(_) => "/".into(),
-            None => p,
-        },
-        _ => "/".into(),
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes.get(i),
-            bytes.get(i + 1).and_then(|b| hex(*b)),
-            bytes.get(i + 2).and_then(|b| hex(*b)),
-        ) {
-            (Some(b'%'), Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (Some(b), _, _) => {
-                out.push(*b);
-                i += 1;
-            }
-            (None, _, _) => break,
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 // ---------- sign in ----------
@@ -342,7 +74,7 @@ pub fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> 
 <p><button type=\"submit\">Sign in</button></p></form>\
 {sso}<p class=\"who\">Use only your own account. Forgot your password or lost your authenticator? Ask the practice's security officer.</p>",
         ret = escape(&return_to),
-        sso = crate::web::sso::buttons(req.policy, &csrf, &return_to),
+        sso = sso_buttons(req.policy, &csrf, &return_to),
     );
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
@@ -352,16 +84,6 @@ pub fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> 
     with_cookie(
         page(req, status, "Sign in", &body),
         session::set_cookie(CSRF_COOKIE, &csrf, None),
-    )
-}
-
-pub(crate) fn unavailable(req: &PageRequest<'_>) -> Response<Body> {
-    page::problem(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &req.policy.practice,
-        "Sign-in unavailable",
-        "ward cannot sign anyone in right now. Please try again in a moment.",
-        req.request_id,
     )
 }
 
@@ -378,22 +100,19 @@ async fn login_submit(
         return login_form(req, Some("The form could not be read. Please try again."));
     };
     let cookie_csrf = session::cookie_value(&req.headers, CSRF_COOKIE).unwrap_or("");
-    if !same_origin(req)
-        || cookie_csrf.is_empty()
-        || !codes::ct_eq(cookie_csrf, field(&form, "csrf"))
-    {
+    if !same_origin(req) || cookie_csrf.is_empty() || !codes::ct_eq(cookie_csrf, form.get("csrf")) {
         return login_form(
             req,
             Some("This sign-in form has expired. Please try again."),
         );
     }
-    let name = field(&form, "username").trim().to_ascii_lowercase();
-    let pw = field(&form, "password").to_string();
+    let name = form.get("username").trim().to_ascii_lowercase();
+    let pw = form.get("password").to_string();
     // The trail names the account the attempt was for. A name that is no
     // account is left out: it may be a password typed into the wrong field.
     outcome.user =
         Some(name.clone()).filter(|n| gate.accounts.snapshot().directory.get(n).is_some());
-    let return_to = safe_return(field(&form, "return"));
+    let return_to = safe_return(form.get("return"));
 
     if !gate.address_allows(req.client_ip) {
         outcome.event = Some("login-throttled");
@@ -750,7 +469,7 @@ async fn mfa_submit(
             Some("The form could not be read. Please try again."),
         );
     };
-    if !same_origin(req) || !codes::ct_eq(&s.csrf, field(&form, "csrf")) {
+    if !same_origin(req) || !codes::ct_eq(&s.csrf, form.get("csrf")) {
         return mfa_form(gate, req, Some("This form has expired. Please try again."));
     }
     if !gate.address_allows(req.client_ip) {
@@ -769,8 +488,8 @@ async fn mfa_submit(
             "This account is locked after too many failed attempts. Try again later, or ask the practice's security officer to unlock it.",
         );
     }
-    let code = field(&form, "code").to_string();
-    let recovery = field(&form, "recovery").to_string();
+    let code = form.get("code").to_string();
+    let recovery = form.get("recovery").to_string();
     let now = req.now;
     // Check and consume the code under the store's lock, so a code works once.
     let checked = gate.accounts.store().update(|secrets| {
@@ -879,14 +598,14 @@ async fn logout_submit(
 ) -> Response<Body> {
     let form = read_form(body).await.unwrap_or_default();
     if let Some((cookie, s)) = current(gate, req) {
-        if !codes::ct_eq(&s.csrf, field(&form, "csrf")) {
+        if !codes::ct_eq(&s.csrf, form.get("csrf")) {
             return logout_form(gate, req);
         }
         outcome.user = Some(s.user.clone());
         outcome.event = Some("logout");
         gate.sessions.remove(&cookie);
         // Signed in through a provider: sign out there too, where it offers it.
-        if let Some(url) = crate::web::sso::logout_target(gate, req.policy, &s) {
+        if let Some(url) = sso_logout_target(gate, req.policy, &s) {
             return with_cookie(redirect(&url), session::set_cookie(COOKIE, "", Some(0)));
         }
     }
@@ -952,7 +671,7 @@ fn session_status(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
         },
         None => serde_json::json!({ "signed_in": false }),
     };
-    page::text(StatusCode::OK, "application/json", format!("{body}\n"))
+    pages::text(StatusCode::OK, "application/json", format!("{body}\n"))
 }
 
 fn keepalive(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
@@ -969,9 +688,9 @@ fn keepalive(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
                 && accounts::identity_of(&s, &snap, req.policy, req.now).is_ok() =>
         {
             s.touch(req.now);
-            page::text(StatusCode::NO_CONTENT, "text/plain", String::new())
+            pages::text(StatusCode::NO_CONTENT, "text/plain", String::new())
         }
-        _ => page::text(
+        _ => pages::text(
             StatusCode::UNAUTHORIZED,
             "text/plain",
             "signed out\n".into(),
@@ -1118,8 +837,8 @@ async fn enroll_submit(
 
     let mut new_hash = None;
     if wants_password {
-        let pw = field(&form, "password").to_string();
-        if pw != field(&form, "confirm") {
+        let pw = form.get("password").to_string();
+        if pw != form.get("confirm") {
             return enroll_form(gate, req, Some("The two passwords are not the same."));
         }
         let snap = gate.accounts.snapshot();
@@ -1148,7 +867,7 @@ async fn enroll_submit(
     } else {
         None
     };
-    let code = field(&form, "code").to_string();
+    let code = form.get("code").to_string();
     let hash = codes::token_hash(&token);
     let now = req.now;
     let recovery_hashes = recovery.as_ref().map(|(_, h)| h.clone());
@@ -1209,74 +928,43 @@ async fn enroll_submit(
         .insert("referrer-policy", HeaderValue::from_static("same-origin"));
     resp
 }
+// ---------- single sign-on on these pages ----------
 
-/// Where a request without a valid session goes: the sign-in page for page
-/// loads, 401 for anything else (an app's scripts cannot follow a redirect usefully).
-pub fn login_redirect(
-    method: &Method,
-    headers: &HeaderMap,
-    path_and_query: &str,
-    ended: Option<&'static str>,
-) -> Response<Body> {
-    let navigation = (method == Method::GET || method == Method::HEAD)
-        && headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|a| a.contains("text/html") || a.contains("*/*"));
-    if !navigation {
-        let mut resp = page::text(
-            StatusCode::UNAUTHORIZED,
-            "text/plain; charset=utf-8",
-            "sign-in required\n".into(),
-        );
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("ward"));
-        return resp;
+/// The sign-in page's single sign-on buttons, one form per provider.
+fn sso_buttons(policy: &Policy, csrf: &str, return_to: &str) -> String {
+    if policy.login.oidc.is_empty() {
+        return String::new();
     }
-    let ret: String = serde_urlencoded::to_string([("return", path_and_query)]).unwrap_or_default();
-    let reason = ended.map(|r| format!("&reason={r}")).unwrap_or_default();
-    redirect(&format!("/.ward/login?{ret}{reason}"))
+    let mut html = String::from("<p>Or:</p>");
+    for p in &policy.login.oidc {
+        html.push_str(&format!(
+            "<form method=\"post\" action=\"/.ward/sso/{name}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"return\" value=\"{ret}\"><p><button type=\"submit\">{label}</button></p></form>",
+            name = escape(&p.config.name),
+            csrf = escape(csrf),
+            ret = escape(return_to),
+            label = escape(&p.label),
+        ));
+    }
+    html
 }
 
-#[cfg(test)]
-mod tests {
-    use super::safe_return;
-
-    #[test]
-    fn return_urls_stay_on_this_host() {
-        for bad in [
-            "//evil.example",
-            "/\\evil.example",
-            "/ /evil.example",
-            " /evil",
-            "/%09/evil.example",
-            "/%2F/evil.example",
-            "/%2f%2fevil.example",
-            "/%5cevil.example",
-            "/%5Cevil.example",
-            "https:evil.example",
-            "https://evil.example/",
-            "javascript:alert(1)",
-            "JavaScript:alert(1)",
-            "data:text/html,hi",
-            "\t/evil",
-            "/\t/evil",
-            "%2F%2Fevil.example",
-            "/.ward/login",
-            "/..",
-            "",
-            "evil",
-            "/a\r\nSet-Cookie: x=1",
-            "/a#frag",
-            "/a?b#frag",
-        ] {
-            assert_eq!(safe_return(bad), "/", "{bad:?}");
-        }
-        assert_eq!(safe_return("/patients/1001/chart"), "/patients/1001/chart");
-        assert_eq!(safe_return("/a/../b?x=1"), "/b?x=1");
-        assert_eq!(
-            safe_return("/billing?from=%2F%2Fx"),
-            "/billing?from=%2F%2Fx"
-        );
-    }
+/// Where to send a person after ward's sign-out: their provider's sign-out, when it has one.
+fn sso_logout_target(gate: &Gate, policy: &Policy, s: &Session) -> Option<String> {
+    let (name, id_token) = s.idp.as_ref()?;
+    let cfg = policy
+        .login
+        .oidc
+        .iter()
+        .find(|p| &p.config.name == name && p.logout)?;
+    let key = (
+        cfg.config.name.clone(),
+        cfg.config.issuer.clone(),
+        cfg.config.client_id.clone(),
+    );
+    let provider = gate.sso.providers.lock().ok()?.get(&key).cloned()?;
+    provider.logout_url(
+        id_token,
+        &format!("{}/.ward/logged-out", policy.server.public_url),
+    )
 }

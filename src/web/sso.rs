@@ -3,46 +3,22 @@
 //! taking them back — with ward's own rules applied to what it says.
 
 use crate::auth::codes;
-use crate::auth::oidc::{OidcError, PendingStore, Provider, Verified};
+use crate::auth::oidc::{OidcError, Provider, Verified};
 use crate::body::Body;
-use crate::policy::{OidcProvider, Policy, WithoutMfa};
+use crate::policy::{OidcProvider, WithoutMfa};
 use crate::session::{self, COOKIE, Session, Stage};
 use crate::users::accounts;
 use crate::users::{Admin, NewAccount, SignIn};
+use crate::web::kit::{self, PageOutcome, PageRequest};
 use crate::web::page::escape;
-use crate::web::signin::{self, Gate, PageOutcome, PageRequest};
+use crate::web::signin::{self};
+use crate::web::state::Gate;
 use http::{Response, StatusCode};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The cookie that ties a sign-in at the provider to this browser.
 const STATE_COOKIE: &str = "__Host-ward-sso";
-
-/// Sign-ins under way, and providers already discovered.
-#[derive(Default)]
-pub struct SsoState {
-    pending: PendingStore,
-    providers: Mutex<HashMap<(String, String, String), Provider>>,
-}
-
-/// The sign-in page's buttons, one form per provider.
-pub fn buttons(policy: &Policy, csrf: &str, return_to: &str) -> String {
-    if policy.login.oidc.is_empty() {
-        return String::new();
-    }
-    let mut html = String::from("<p>Or:</p>");
-    for p in &policy.login.oidc {
-        html.push_str(&format!(
-            "<form method=\"post\" action=\"/.ward/sso/{name}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<input type=\"hidden\" name=\"return\" value=\"{ret}\"><p><button type=\"submit\">{label}</button></p></form>",
-            name = escape(&p.config.name),
-            csrf = escape(csrf),
-            ret = escape(return_to),
-            label = escape(&p.label),
-        ));
-    }
-    html
-}
 
 /// The provider, discovered on first use (an identity provider that is down
 /// when ward starts does not stop ward).
@@ -74,21 +50,20 @@ fn failed(req: &PageRequest<'_>, status: StatusCode, message: &str) -> Response<
         escape(message),
         escape(req.request_id)
     );
-    signin::page(req, status, "Single sign-on did not work", &body)
+    kit::page(req, status, "Single sign-on did not work", &body)
 }
 
 /// `POST /.ward/sso/NAME`: sends the person to the provider.
 pub async fn begin(
     gate: &Gate,
     req: &PageRequest<'_>,
-    form: &HashMap<String, String>,
+    form: &kit::Form,
     outcome: &mut PageOutcome,
     name: &str,
 ) -> Response<Body> {
-    let cookie_csrf = session::cookie_value(&req.headers, signin::CSRF_COOKIE).unwrap_or("");
-    let form_csrf = form.get("csrf").map(String::as_str).unwrap_or("");
-    if !signin::same_origin(req) || cookie_csrf.is_empty() || !codes::ct_eq(cookie_csrf, form_csrf)
-    {
+    let cookie_csrf = session::cookie_value(&req.headers, kit::CSRF_COOKIE).unwrap_or("");
+    let form_csrf = form.get("csrf");
+    if !kit::same_origin(req) || cookie_csrf.is_empty() || !codes::ct_eq(cookie_csrf, form_csrf) {
         return signin::login_form(
             req,
             Some("This sign-in form has expired. Please try again."),
@@ -101,7 +76,10 @@ pub async fn begin(
             "There is no such sign-in provider.",
         );
     };
-    let return_to = signin::safe_return(form.get("return").map(String::as_str).unwrap_or("/"));
+    let return_to = kit::safe_return(match form.get("return") {
+        "" => "/",
+        r => r,
+    });
     let p = match provider(gate, cfg).await {
         Ok(p) => p,
         Err(e) => {
@@ -121,8 +99,8 @@ pub async fn begin(
     let state = pending.state.clone();
     gate.sso.pending.put(pending);
     outcome.event = Some("sso-started");
-    signin::with_cookie(
-        signin::redirect(&url),
+    kit::with_cookie(
+        kit::redirect(&url),
         session::set_cookie(STATE_COOKIE, &state, Some(600)),
     )
 }
@@ -183,11 +161,11 @@ pub async fn callback(
                 OidcError::Unreachable(_) | OidcError::Discovery(_) => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::BAD_REQUEST,
             };
-            return signin::with_cookie(failed(req, status, &e.to_string()), clear_state);
+            return kit::with_cookie(failed(req, status, &e.to_string()), clear_state);
         }
     };
     let resp = admit_verified(gate, req, cfg, verified, &pending.return_to, outcome);
-    signin::with_cookie(resp, clear_state)
+    kit::with_cookie(resp, clear_state)
 }
 
 /// The account name a provider's claims stand for.
@@ -368,28 +346,8 @@ fn admit_verified(
     } else {
         "/.ward/mfa".to_string()
     };
-    signin::with_cookie(
-        signin::redirect(&next),
+    kit::with_cookie(
+        kit::redirect(&next),
         session::set_cookie(COOKIE, &cookie, None),
-    )
-}
-
-/// Where to send a person after ward's sign-out: their provider's sign-out, when it has one.
-pub fn logout_target(gate: &Gate, policy: &Policy, s: &Session) -> Option<String> {
-    let (name, id_token) = s.idp.as_ref()?;
-    let cfg = policy
-        .login
-        .oidc
-        .iter()
-        .find(|p| &p.config.name == name && p.logout)?;
-    let key = (
-        cfg.config.name.clone(),
-        cfg.config.issuer.clone(),
-        cfg.config.client_id.clone(),
-    );
-    let provider = gate.sso.providers.lock().ok()?.get(&key).cloned()?;
-    provider.logout_url(
-        id_token,
-        &format!("{}/.ward/logged-out", policy.server.public_url),
     )
 }

@@ -4,8 +4,8 @@
 use super::{BASE, Ctx, Form, Notice, Section, blocking, head_row, when};
 use crate::body::Body;
 use crate::users::grants::{self, Grant, GrantKind};
+use crate::web::kit::PageOutcome;
 use crate::web::page::escape;
-use crate::web::signin::PageOutcome;
 use http::{Response, StatusCode};
 use std::fmt::Write as _;
 

@@ -19,31 +19,26 @@ mod sessions;
 use crate::audit::Record;
 use crate::auth::codes;
 use crate::body::{Body, full};
-use crate::request::Shared;
 use crate::server::reload::Runtime;
 use crate::session::{self, Session, Stage};
 use crate::users::accounts;
+use crate::web::kit::{self, Form, PageOutcome, PageRequest, read_form};
 use crate::web::page::{self, escape};
-use crate::web::signin::{self, PageOutcome, PageRequest};
+use crate::web::state::Shared;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-/// The role that may use the console.
-pub const OFFICER_ROLE: &str = "officer";
+pub use crate::users::review::OFFICER_ROLE;
 
 /// The `[networks]` entry that, when the policy has it, is the only place the console answers.
 pub const OFFICERS_NETWORK: &str = "officers";
 
 /// Where the console lives.
 pub const BASE: &str = "/.ward/officer/";
-
-/// Largest form the console reads.
-const MAX_FORM: usize = 64 * 1024;
 
 /// Serves a console page: `req.path` is `/.ward/officer` or under `/.ward/officer/`.
 pub async fn serve(
@@ -161,7 +156,7 @@ fn authorize<'a>(
         None => req.path.to_string(),
     };
     let to_sign_in = |ended: Option<&'static str>| {
-        Box::new(signin::login_redirect(
+        Box::new(kit::login_redirect(
             &req.method,
             &req.headers,
             &path_and_query,
@@ -225,48 +220,6 @@ fn authorize<'a>(
         roles: who.roles,
         session: s,
     })
-}
-
-/// A form's fields, in order, repeats kept (checkboxes).
-#[derive(Debug, Default)]
-pub(crate) struct Form(Vec<(String, String)>);
-
-impl Form {
-    /// The first value of `name`, or "".
-    pub(crate) fn get(&self, name: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
-    }
-
-    /// Every value of `name`.
-    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// The fields of a query string.
-    pub(crate) fn from_query(query: Option<&str>) -> Form {
-        Form(
-            query
-                .and_then(|q| serde_urlencoded::from_str(q).ok())
-                .unwrap_or_default(),
-        )
-    }
-}
-
-async fn read_form(body: Incoming) -> Option<Form> {
-    let bytes = Limited::new(body, MAX_FORM)
-        .collect()
-        .await
-        .ok()?
-        .to_bytes();
-    serde_urlencoded::from_bytes(&bytes).ok().map(Form)
 }
 
 /// A message at the top of a page.

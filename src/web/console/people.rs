@@ -7,8 +7,8 @@ use crate::users::directory::parse_day as parse_date;
 use crate::users::{
     Account, Admin, AdminError, EnrollLink, NewAccount, Purpose, Status, UserSecrets, directory,
 };
+use crate::web::kit::PageOutcome;
 use crate::web::page::escape;
-use crate::web::signin::PageOutcome;
 use http::{Response, StatusCode};
 use jiff::civil::Date;
 use std::fmt::Write as _;

@@ -6,8 +6,8 @@ use crate::body::Body;
 use crate::session::Stage;
 use crate::users::accounts;
 use crate::users::{Admin, Directory, Status};
+use crate::web::kit::PageOutcome;
 use crate::web::page::escape;
-use crate::web::signin::PageOutcome;
 use http::{Response, StatusCode};
 use std::fmt::Write as _;
 

@@ -1,0 +1,147 @@
+//! What every connection shares: the policy in force, sign-in state (sessions,
+//! accounts, limits, single sign-on and hand-offs under way) and the audit trail.
+
+use crate::auth::lockout::{Strikes, address_key};
+use crate::policy::Policy;
+use crate::server::reload::PolicyStore;
+use crate::session::SessionStore;
+use crate::users::accounts::Accounts;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// State shared by every connection.
+pub struct Shared {
+    /// The policy in force.
+    pub store: Arc<PolicyStore>,
+    /// Sessions, accounts and sign-in limits.
+    pub gate: Gate,
+    /// The audit trail.
+    pub audit: crate::audit::Audit,
+    pub(crate) ids: RequestIds,
+}
+
+impl Shared {
+    /// Shared state around a policy store, a sign-in gate and the audit trail.
+    pub fn new(store: Arc<PolicyStore>, gate: Gate, audit: crate::audit::Audit) -> Shared {
+        Shared {
+            store,
+            gate,
+            audit,
+            ids: RequestIds::new(),
+        }
+    }
+}
+
+/// Request ids: unique within a process, unlikely to repeat across restarts.
+pub(crate) struct RequestIds {
+    base: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        let mut seed = [0u8; 8];
+        // A fixed base only makes ids repeat across restarts; never fatal.
+        let _ = getrandom::fill(&mut seed);
+        RequestIds {
+            base: u64::from_le_bytes(seed),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}", self.base.wrapping_add(n))
+    }
+}
+
+/// Sign-in state shared by all connections.
+pub struct Gate {
+    /// Live sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Accounts in force.
+    pub accounts: Arc<Accounts>,
+    /// Sign-in attempts per address (IPv4, or IPv6 /64: see `lockout::address_key`).
+    pub(crate) per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Failures for names that are not accounts, counted by the same rule as real ones.
+    pub(crate) unknown_failures: moka::sync::Cache<String, UnknownName>,
+    /// Single sign-on: sign-ins under way and discovered providers.
+    pub sso: crate::auth::oidc::SsoState,
+    /// Alerts for the officer.
+    pub alerts: crate::audit::alerts::Alerts,
+    /// The audit trail, for sign-in events that are not a request's own outcome.
+    pub audit: crate::audit::Audit,
+    /// Refusals per person in the last ten minutes, for the repeated-refusals alert.
+    pub refusals: moka::sync::Cache<String, u32>,
+    /// Sign-ins on their way from ward's own host to an app's host.
+    pub handoffs: crate::session::Handoffs,
+}
+
+impl Gate {
+    /// A gate with the policy's limits.
+    pub fn new(
+        policy: &Policy,
+        sessions: Arc<dyn SessionStore>,
+        accounts: Arc<Accounts>,
+        audit: crate::audit::Audit,
+    ) -> Gate {
+        let per_minute =
+            NonZeroU32::new(policy.login.attempts_per_minute).unwrap_or(NonZeroU32::MIN);
+        Gate {
+            sessions,
+            accounts,
+            per_ip: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            // Kept longer than any window or lock; `Strikes` decides what still counts.
+            unknown_failures: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(policy.login.lockout_time * 2 + std::time::Duration::from_secs(60))
+                .build(),
+            sso: crate::auth::oidc::SsoState::default(),
+            alerts: crate::audit::alerts::Alerts::start(&policy.alerts, &policy.practice),
+            audit,
+            refusals: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(600))
+                .build(),
+            handoffs: crate::session::Handoffs::default(),
+        }
+    }
+
+    /// Forgets rate-limit state that no longer matters (called periodically).
+    pub fn tidy(&self) {
+        self.per_ip.retain_recent();
+    }
+
+    /// Whether one more attempt from `ip` is within the per-address limit.
+    pub(crate) fn address_allows(&self, ip: IpAddr) -> bool {
+        self.per_ip.check_key(&address_key(ip)).is_ok()
+    }
+
+    /// Whether `name` (a real account or not) is locked at `now`.
+    pub(crate) fn is_locked(&self, name: &str, now: i64) -> bool {
+        if self.accounts.snapshot().directory.get(name).is_some() {
+            // Straight from the store: attempts come faster than the snapshot reloads.
+            return self
+                .accounts
+                .store()
+                .read()
+                .ok()
+                .and_then(|s| s.users.get(name).map(|u| u.is_locked(now)))
+                .unwrap_or(false);
+        }
+        self.unknown_failures
+            .get(name)
+            .and_then(|u| u.locked_until)
+            .is_some_and(|t| t > now)
+    }
+}
+
+/// Failed sign-ins under a name that is not an account.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct UnknownName {
+    pub(crate) strikes: Strikes,
+    pub(crate) locked_until: Option<i64>,
+}
