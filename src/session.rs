@@ -12,6 +12,81 @@ use std::time::Duration;
 /// The session cookie's name (`__Host-`: Secure, no Domain, Path=/).
 pub const COOKIE: &str = "__Host-ward-session";
 
+/// Cookies one app may keep in a session, and the longest name and value ward keeps.
+const MAX_APP_COOKIES: usize = 64;
+const MAX_APP_COOKIE_BYTES: usize = 4096;
+
+/// The apps' cookies of one ward session, per app. ward keeps them instead of
+/// the browser: when the ward session ends (sign-out, idle, a new sign-in, a
+/// closed account), the app sessions it opened are gone with it, and the next
+/// person at that browser cannot use them.
+#[derive(Default)]
+pub struct AppCookies {
+    jars: Mutex<HashMap<String, Vec<(String, String)>>>,
+}
+
+impl std::fmt::Debug for AppCookies {
+    // The values are the apps' session keys: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count: usize = self
+            .jars
+            .lock()
+            .map(|j| j.values().map(Vec::len).sum())
+            .unwrap_or(0);
+        write!(f, "AppCookies({count} kept)")
+    }
+}
+
+impl AppCookies {
+    /// The `Cookie` header for a request to `app`, if it has cookies here.
+    pub fn header(&self, app: &str) -> Option<http::HeaderValue> {
+        let jars = self.jars.lock().ok()?;
+        let jar = jars.get(app).filter(|j| !j.is_empty())?;
+        let text = jar
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        http::HeaderValue::from_str(&text).ok()
+    }
+
+    /// Takes every `Set-Cookie` out of an answer from `app` into this
+    /// session's jar (ward's own cookie names are never kept); returns how many.
+    pub fn take_from(&self, app: &str, headers: &mut http::HeaderMap, now: i64) -> usize {
+        let set: Vec<String> = headers
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        headers.remove(http::header::SET_COOKIE);
+        let Ok(mut jars) = self.jars.lock() else {
+            return 0;
+        };
+        let jar = jars.entry(app.to_string()).or_default();
+        for text in &set {
+            // A cookie that does not parse is dropped, never passed to the browser.
+            let Ok(c) = cookie::Cookie::parse(text.as_str()) else {
+                continue;
+            };
+            let (name, value) = (c.name(), c.value());
+            if name.is_empty()
+                || name.len() + value.len() > MAX_APP_COOKIE_BYTES
+                || name.to_ascii_lowercase().starts_with("__host-ward")
+            {
+                continue;
+            }
+            jar.retain(|(n, _)| n != name);
+            let gone = c.max_age().is_some_and(|a| a.whole_seconds() <= 0)
+                || c.expires_datetime()
+                    .is_some_and(|t| t.unix_timestamp() <= now);
+            if !gone && jar.len() < MAX_APP_COOKIES {
+                jar.push((name.to_string(), value.to_string()));
+            }
+        }
+        set.len()
+    }
+}
+
 /// Creation order of sessions in this process.
 static NEXT_ORDER: AtomicU64 = AtomicU64::new(0);
 
@@ -58,6 +133,8 @@ pub struct Session {
     pub idp: Option<(String, String)>,
     /// Its end (idle, too old) has been recorded in the audit trail.
     pub end_recorded: AtomicBool,
+    /// The apps' own cookies set during this session, kept here rather than in the browser.
+    pub app_cookies: AppCookies,
 }
 
 impl Session {
@@ -87,6 +164,7 @@ impl Session {
             extra_roles: Vec::new(),
             idp: None,
             end_recorded: AtomicBool::new(false),
+            app_cookies: AppCookies::default(),
         })
     }
 

@@ -754,6 +754,7 @@ fn app(
         preserve_host: flag(&a.preserve_host, false),
         rewrite_redirects: flag(&a.rewrite_redirects, true),
         rewrite_cookies: flag(&a.rewrite_cookies, true),
+        ward_keeps_cookies: flag(&a.ward_keeps_cookies, true),
         case_insensitive: flag(&a.case_insensitive, false),
         identity_headers: identity_headers(a, c),
     })

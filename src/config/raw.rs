@@ -151,6 +151,7 @@ pub struct RawApp {
     pub preserve_host: Option<Spanned<bool>>,
     pub rewrite_redirects: Option<Spanned<bool>>,
     pub rewrite_cookies: Option<Spanned<bool>>,
+    pub ward_keeps_cookies: Option<Spanned<bool>>,
     pub case_insensitive: Option<Spanned<bool>>,
     pub identity_headers: Option<BTreeMap<String, Text>>,
 }
@@ -295,6 +296,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "preserve_host",
             "rewrite_redirects",
             "rewrite_cookies",
+            "ward_keeps_cookies",
             "case_insensitive",
             "identity_headers",
         ],

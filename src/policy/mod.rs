@@ -265,6 +265,9 @@ pub struct App {
     /// Drop a `Set-Cookie` `Domain` that names the upstream, so the cookie belongs to the
     /// public host. (`Path` needs no rewrite: upstreams are always mounted at `/`.)
     pub rewrite_cookies: bool,
+    /// ward keeps the app's cookies in the person's ward session (the browser
+    /// never holds them), so an app session ends with the ward session.
+    pub ward_keeps_cookies: bool,
     /// Match paths ignoring ASCII case (legacy IIS).
     pub case_insensitive: bool,
     /// Account attributes sent to this app: (attribute name, header name).

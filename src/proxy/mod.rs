@@ -100,6 +100,11 @@ pub struct Forward<'a> {
     pub identity: Vec<(http::HeaderName, HeaderValue)>,
     /// Ask the upstream for an uncompressed answer (ward will add to the page).
     pub plain_encoding: bool,
+    /// The signed-in session's jar for the apps' cookies, when ward keeps them:
+    /// the browser's own cookies then never reach the app.
+    pub app_cookies: Option<&'a crate::session::AppCookies>,
+    /// Unix seconds now (cookie expiry).
+    pub now: i64,
 }
 
 /// Sends the request upstream and returns the upstream's answer, rewritten for the client.
@@ -129,6 +134,12 @@ pub async fn forward(
     headers::remove_hop_by_hop(h, websocket);
     headers::strip_controlled(h);
     headers::strip_ward_cookies(h);
+    if let Some(jar) = f.app_cookies {
+        h.remove(header::COOKIE);
+        if let Some(v) = jar.header(&f.app.name) {
+            h.insert(header::COOKIE, v);
+        }
+    }
     headers::set_forwarded(h, f.client_ip, f.public_authority);
     let host = if f.app.preserve_host {
         f.public_authority
@@ -195,7 +206,12 @@ pub async fn forward(
     if f.app.rewrite_redirects {
         rewriter.redirects(h);
     }
-    rewriter.cookies(h, f.app.rewrite_cookies);
+    match f.app_cookies {
+        Some(jar) => {
+            jar.take_from(&f.app.name, h, f.now);
+        }
+        None => rewriter.cookies(h, f.app.rewrite_cookies),
+    }
     Ok(resp.map(body::stream))
 }
 

@@ -486,6 +486,11 @@ async fn respond(
                 identity: identity_headers,
                 // ward reads these answers itself, so it asks for them uncompressed.
                 plain_encoding: inject || redact,
+                app_cookies: session
+                    .as_deref()
+                    .filter(|_| identity.is_some() && app.ward_keeps_cookies)
+                    .map(|s| &s.app_cookies),
+                now,
             };
             match proxy::forward(req, fwd).await {
                 Ok(mut resp) => {

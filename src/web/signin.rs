@@ -628,11 +628,18 @@ fn logged_out(req: &PageRequest<'_>) -> Response<Body> {
         "<p role=\"status\">{}</p><p><a href=\"/.ward/login\">Sign in again</a></p>",
         escape(text)
     );
-    // The cookie goes too, so a shared computer holds nothing of the person.
-    with_cookie(
+    // The cookie goes too, and the browser is told to drop everything this
+    // origin left (an app's cookies, stored data, cached pages), so a shared
+    // computer holds nothing of the person.
+    let mut resp = with_cookie(
         page(req, StatusCode::OK, "Signed out", &body),
         session::set_cookie(COOKIE, "", Some(0)),
-    )
+    );
+    resp.headers_mut().insert(
+        "clear-site-data",
+        HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""),
+    );
+    resp
 }
 
 // ---------- idle warning ----------

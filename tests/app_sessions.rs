@@ -1,0 +1,150 @@
+//! Issue #11.3: an app's own session must not outlive the ward session that
+//! opened it. ward keeps the apps' cookies in the ward session; the browser never
+//! holds them, so the next person at the same browser cannot use them.
+
+mod common;
+
+use common::*;
+use http_body_util::BodyExt;
+use std::time::Duration;
+
+const PW: &str = "maple orbit candle harbor 42";
+
+/// An app with a cookie login of its own: `/login?as=NAME` sets its session
+/// cookie, `/logout` deletes it, `/whoami` says whose app session the cookie is.
+async fn cookie_app() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                break;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let cookies = req
+                            .headers()
+                            .get_all("cookie")
+                            .iter()
+                            .map(|v| v.to_str().unwrap_or("").to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        let query = req.uri().query().unwrap_or("").to_string();
+                        let path = req.uri().path().to_string();
+                        let _ = req.into_body().collect().await;
+                        let mut resp = hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(format!("cookies: [{cookies}]\n")),
+                        ));
+                        let h = resp.headers_mut();
+                        h.insert("content-type", "text/plain".parse().unwrap());
+                        match path.as_str() {
+                            "/login" => {
+                                let who = query.strip_prefix("as=").unwrap_or("nobody");
+                                h.append(
+                                    "set-cookie",
+                                    format!("app_sid=session-of-{who}; Path=/; HttpOnly")
+                                        .parse()
+                                        .unwrap(),
+                                );
+                                h.append("set-cookie", "app_theme=dark; Path=/".parse().unwrap());
+                            }
+                            "/logout" => {
+                                h.append(
+                                    "set-cookie",
+                                    "app_sid=; Path=/; Max-Age=0".parse().unwrap(),
+                                );
+                            }
+                            _ => {}
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+fn policy(upstream: &str) -> String {
+    format!(
+        "practice = \"Test Clinic\"\n{{server}}ward_host = \"{WARD_HOST}\"\n\
+         [sessions]\nidle_timeout = \"3s\"\n\
+         [roles]\nclinician = {{}}\n\
+         [storage]\nusers = \"config/users.toml\"\nstate = \"state\"\n\
+         [[apps]]\nname = \"db\"\nhost = \"localhost\"\nupstream = \"{upstream}\"\n\
+         [[apps]]\nname = \"legacy\"\nhost = \"billing.localhost\"\nupstream = \"{upstream}\"\nward_keeps_cookies = false\n\
+         [[routes]]\napp = \"db\"\npath = \"/**\"\nallow_roles = [\"clinician\"]\n\
+         [[routes]]\napp = \"legacy\"\npath = \"/**\"\nallow_roles = [\"clinician\"]\n"
+    )
+}
+
+async fn text(b: &Browser, path: &str) -> String {
+    b.get(path).await.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_people_at_one_browser_never_share_an_app_session() {
+    let app = cookie_app().await;
+    let ward = Ward::start(&policy(&app));
+    let ann = enrolled_user(&ward.site, "ann", &["clinician"], PW, None, None);
+    let ben = enrolled_user(&ward.site, "ben", &["clinician"], PW, None, None);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let b = Browser::new(&ward);
+
+    // Ann signs in to ward, then to the app; the app's cookies stay with ward.
+    assert_eq!(sign_in_with(&b, "ann", PW, &ann, 0).await, 303);
+    let r = b.get("/login?as=ann").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("set-cookie").is_none(), "{:?}", r.headers());
+    assert!(b.cookie("app_sid").is_none());
+    let seen = text(&b, "/whoami").await;
+    assert!(seen.contains("app_sid=session-of-ann"), "{seen}");
+    assert!(seen.contains("app_theme=dark"), "{seen}");
+    assert!(!seen.contains("__Host-ward"), "{seen}");
+
+    // Ann walks away: the idle logoff ends her ward session.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(b.get("/whoami").await.status(), 303);
+
+    // Ben signs in at the same browser: the app never sees Ann's session.
+    assert_eq!(sign_in_with(&b, "ben", PW, &ben, 0).await, 303);
+    let seen = text(&b, "/whoami").await;
+    assert!(!seen.contains("session-of-ann"), "{seen}");
+    assert_eq!(seen.trim(), "cookies: []");
+    // Cookies the browser itself sends (planted, or left from elsewhere) never reach the app.
+    b.set_cookie("app_sid", "session-of-ann");
+    let seen = text(&b, "/whoami").await;
+    assert!(!seen.contains("session-of-ann"), "{seen}");
+    // Ben's own app session works, and the app can end it.
+    text(&b, "/login?as=ben").await;
+    assert!(text(&b, "/whoami").await.contains("app_sid=session-of-ben"));
+    text(&b, "/logout").await;
+    let seen = text(&b, "/whoami").await;
+    assert!(!seen.contains("app_sid"), "{seen}");
+    assert!(seen.contains("app_theme=dark"), "{seen}");
+
+    // An app the officer left to the browser (ward_keeps_cookies = false) gets its cookies there.
+    let legacy = ward.url_for("billing.localhost", "/login?as=ben");
+    let r = b.get_following(&legacy).await;
+    assert_eq!(r.url().host_str(), Some("billing.localhost"));
+    let r = b.get(&legacy).await;
+    assert!(
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().starts_with("app_sid=session-of-ben")),
+        "{:?}",
+        r.headers()
+    );
+
+    // The signed-out page tells the browser to drop what the origin left.
+    let r = b.get("/.ward/logged-out?reason=idle").await;
+    assert_eq!(
+        r.headers()["clear-site-data"],
+        "\"cache\", \"cookies\", \"storage\""
+    );
+}
