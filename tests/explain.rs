@@ -466,3 +466,31 @@ async fn explain_states_exports_caps_bodies_and_idle_limits_as_the_proxy_enforce
         r.headers()
     );
 }
+
+/// Issue #11.7: a person's own networks (`--allow-from`) hold at sign-in, as
+/// `ward user` says, not only for app use.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_limited_to_their_networks_cannot_sign_in_from_elsewhere() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(&policy(&ehr.url()));
+    let vic = enrolled_user_from(
+        &ward.site,
+        "vic",
+        &["vendor_biller"],
+        PW,
+        Some("Acme Billing"),
+        Some("2099-12-31"),
+        &["vendor_vpn"],
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // From the practice's office network, which is allowed for ward but not for vic.
+    let b = Browser::on(&ward, "ehr.localhost");
+    b.header("x-forwarded-for", "203.0.113.5");
+    assert_eq!(sign_in_with(&b, "vic", PW, &vic, 0).await, 401);
+    assert!(b.cookie("__Host-ward-session").is_none());
+    let trail = audit_text(&ward.site);
+    assert!(trail.contains("login-wrong-network"), "{trail}");
+    // From vic's own network: signed in.
+    let b = sign_in(&ward, "vic", &vic, 30, "198.51.100.7").await;
+    assert_eq!(b.get("/billing/x").await.status(), 404);
+}

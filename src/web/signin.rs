@@ -166,6 +166,16 @@ async fn login_submit(
         return login_form(req, Some(WRONG));
     }
     clear_failures(gate, &name, Step::Password);
+    // A person limited to their own networks signs in only from there.
+    if !signs_in_from_here(gate, &name, req.client_ip) {
+        outcome.event = Some("login-wrong-network");
+        return login_form(
+            req,
+            Some(
+                "This account cannot sign in from this network. Ask the practice's security officer.",
+            ),
+        );
+    }
 
     // Password accepted: a pending session that reaches nothing until the second factor.
     let has_totp = secrets.as_ref().is_some_and(|s| s.totp.is_some());
@@ -303,6 +313,16 @@ fn clear_failures(gate: &Gate, name: &str, step: Step) {
             }
         }
     });
+}
+
+/// Whether `name` may sign in from `ip`: anywhere, unless the account names
+/// its own networks (`allow_from` in users.toml).
+pub(crate) fn signs_in_from_here(gate: &Gate, name: &str, ip: IpAddr) -> bool {
+    gate.accounts
+        .snapshot()
+        .networks
+        .get(name)
+        .is_none_or(|nets| nets.contains(ip))
 }
 
 /// Ends the oldest second-step sessions of `name` so that a new one stays within `MAX_PENDING`.

@@ -269,6 +269,12 @@ fn admit_verified(
             "This account cannot sign in. Ask the practice's security officer.",
         );
     }
+    if !signin::signs_in_from_here(gate, &name, req.client_ip) {
+        return refuse(
+            outcome,
+            "This account cannot sign in from this network. Ask the practice's security officer.",
+        );
+    }
     // A lock (wrong passwords or codes) holds whichever way the person signs in.
     if gate.is_locked(&name, req.now) {
         return refuse(
