@@ -40,6 +40,10 @@ async fn setup(without_mfa: &str) -> Setup {
         "dave": { "email": "dave@riverside.example", "email_verified": true, "name": "Dave", "groups": ["clinicians"] },
         "erin": { "email": "erin@riverside.example", "email_verified": true, "name": "Erin New", "groups": ["billing-team"], "amr": ["mfa"] },
         "mallory": { "email": "mallory@evil.example", "email_verified": true, "groups": ["clinicians"], "amr": ["otp"] },
+        "lopez-riverside": { "email": "m.lopez@riverside.example", "email_verified": true, "name": "Maria Lopez", "groups": ["clinicians"], "amr": ["otp"] },
+        "lopez-acme": { "email": "m.lopez@acme.example", "email_verified": true, "name": "Mo Lopez (Acme)", "groups": ["clinicians"], "amr": ["otp"] },
+        "unverified": { "email": "frank@riverside.example", "name": "Frank", "groups": ["clinicians"], "amr": ["otp"] },
+        "boss-at-idp": { "email": "olive@riverside.example", "email_verified": true, "name": "Olive", "groups": ["clinicians"], "amr": ["otp"] },
     })
     .to_string();
     let idp = Idp::start(&clients, &accounts);
@@ -51,9 +55,9 @@ async fn setup(without_mfa: &str) -> Setup {
          [login]\nmfa = \"required\"\n\
          [[login.oidc]]\nname = \"riverside\"\nlabel = \"Sign in with Riverside ID\"\nissuer = \"{issuer}\"\nclient_id = \"ward\"\n\
          client_secret_file = \"{secret}\"\nscopes = [\"email\", \"profile\", \"groups\"]\ngroups_claim = \"groups\"\n\
-         role_map = {{ clinicians = [\"clinician\"], billing-team = [\"biller\"] }}\nallowed_domains = [\"riverside.example\"]\n\
+         role_map = {{ clinicians = [\"clinician\"], billing-team = [\"biller\"] }}\nallowed_domains = [\"riverside.example\", \"acme.example\"]\n\
          accounts = \"create\"\nwithout_mfa = \"{without_mfa}\"\n\
-         [roles]\nclinician = {{}}\nbiller = {{}}\n\
+         [roles]\nclinician = {{}}\nbiller = {{}}\nofficer = {{}}\n\
          [storage]\nusers = \"config/users.toml\"\nstate = \"state\"\n\
          [[apps]]\nname = \"ehr\"\nupstream = \"{upstream}\"\n\
          [[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow_roles = [\"clinician\"]\n\
@@ -290,4 +294,56 @@ async fn each_account_signs_in_only_the_ways_the_officer_allows() {
         sign_in_with(&Browser::new(&s.ward), "frank", pw, &frank, 0).await,
         401
     );
+}
+
+/// Security review #20, finding 3: accounts are linked to the provider's (iss,
+/// sub) at the first sign-in and held to it; claims a person may change (a
+/// reused e-mail name in another allowed domain) never take an account over; an
+/// unverified address is refused; officers are kept off single sign-on.
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_are_linked_to_one_identity_at_the_provider() {
+    let s = setup("refuse").await;
+    // An officer's account made by the officer, with the default sign-in.
+    enrolled_user(
+        &s.ward.site,
+        "olive",
+        &["officer", "clinician"],
+        "maple orbit candle harbor 42",
+        None,
+        None,
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    // m.lopez@riverside signs in first: the account m.lopez is made and linked to her.
+    let b = Browser::new(&s.ward);
+    let r = sso_as(&s, &b, "lopez-riverside").await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let secrets = std::fs::read_to_string(s.ward.site.path("state/secrets.json")).unwrap();
+    assert!(secrets.contains("lopez-riverside"), "{secrets}");
+    // m.lopez@acme.example (another allowed domain, same name before the @): refused.
+    let other = Browser::new(&s.ward);
+    let r = sso_as(&s, &other, "lopez-acme").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("linked to another person"));
+    assert_eq!(other.get("/patients/1001/chart").await.status(), 303);
+    // The linked person signs in again, as herself.
+    let again = Browser::new(&s.ward);
+    assert_eq!(sso_as(&s, &again, "lopez-riverside").await.status(), 303);
+    let j: serde_json::Value = again.get("/debug/headers").await.json().await.unwrap();
+    assert!(seen_headers(&j).contains(&("x-ward-user".into(), "m.lopez".into())));
+
+    // An address the provider has not verified: refused.
+    let b = Browser::new(&s.ward);
+    let r = sso_as(&s, &b, "unverified").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("not verified"));
+    let users = std::fs::read_to_string(s.ward.site.path("config/users.toml")).unwrap();
+    assert!(!users.contains("[users.frank]"), "{users}");
+
+    // The officer's e-mail at the provider does not open the officer's account.
+    let b = Browser::new(&s.ward);
+    let r = sso_as(&s, &b, "boss-at-idp").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("Officer accounts"));
+    assert_eq!(b.get("/patients/1001/chart").await.status(), 303);
 }

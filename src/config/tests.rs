@@ -302,6 +302,7 @@ response_timeout = "1s"
 preserve_host = false
 rewrite_redirects = true
 rewrite_cookies = true
+ward_keeps_cookies = true
 case_insensitive = false
 identity_headers = { npi = "X-Provider-Npi" }
 [[routes]]

@@ -12,5 +12,6 @@ pub mod secrets;
 pub use admin::{Admin, AdminError, EnrollLink, NewAccount};
 pub use directory::{Account, Directory, SignIn, Status};
 pub use secrets::{
-    PendingEnrollment, Purpose, SecretStore, Secrets, Store, StoreError, StoreFile, UserSecrets,
+    PendingEnrollment, Purpose, SecretStore, Secrets, SsoLink, Store, StoreError, StoreFile,
+    UserSecrets,
 };

@@ -52,6 +52,18 @@ pub struct UserSecrets {
     pub failed_code_at: Option<i64>,
     /// Sign-in refused until this time, unix seconds.
     pub locked_until: Option<i64>,
+    /// The identity at each single sign-on provider this account is linked to
+    /// (linked at its first sign-in there, and required from then on).
+    pub sso_links: Vec<SsoLink>,
+}
+
+/// One account's identity at a provider: its issuer and `sub`.
+#[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq, Eq)]
+pub struct SsoLink {
+    /// The provider's issuer URL.
+    pub issuer: String,
+    /// The provider's stable id for the person (`sub`).
+    pub subject: String,
 }
 
 impl UserSecrets {
@@ -308,6 +320,10 @@ mod tests {
             failed_codes: 1,
             failed_code_at: Some(1_700_000_160),
             locked_until: Some(1_700_000_200),
+            sso_links: vec![SsoLink {
+                issuer: "https://id.example".into(),
+                subject: "248289761001".into(),
+            }],
         };
         store
             .update(|s| s.users.insert("dr_lee".into(), user.clone()))

@@ -8,7 +8,7 @@ use crate::body::Body;
 use crate::policy::{OidcProvider, WithoutMfa};
 use crate::session::{self, COOKIE, Session, Stage};
 use crate::users::accounts;
-use crate::users::{Admin, NewAccount, SignIn};
+use crate::users::{Admin, NewAccount, SignIn, SsoLink};
 use crate::web::kit::{self, PageOutcome, PageRequest};
 use crate::web::page::escape;
 use crate::web::signin::{self};
@@ -176,8 +176,12 @@ fn account_name(cfg: &OidcProvider, v: &Verified) -> Result<String, &'static str
             return Err("The provider did not say which e-mail address you signed in with.");
         };
         let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        if !cfg.allowed_domains.iter().any(|d| d == domain) || v.email_verified == Some(false) {
+        if !cfg.allowed_domains.iter().any(|d| d == domain) {
             return Err("Accounts from that e-mail domain may not sign in here.");
+        }
+        // An address the provider has not verified may be anyone's.
+        if v.email_verified != Some(true) {
+            return Err("The provider has not verified your e-mail address.");
         }
     }
     let raw = match cfg.username_claim.as_str() {
@@ -203,11 +207,54 @@ fn admit_verified(
         tracing::warn!(provider = %cfg.config.name, user = outcome.user.as_deref(), reason = why, "single sign-on refused");
         failed(req, StatusCode::FORBIDDEN, why)
     };
-    let name = match account_name(cfg, &v) {
-        Ok(n) => n,
-        Err(why) => return refuse(outcome, why),
+    // The account linked to this identity at this provider decides; claims only
+    // find the account for a first sign-in, which then links it.
+    let issuer = cfg.config.issuer.as_str();
+    let links = gate
+        .accounts
+        .store()
+        .read()
+        .map(|s| s.users)
+        .unwrap_or_default();
+    let linked = links.iter().find_map(|(n, u)| {
+        u.sso_links
+            .iter()
+            .any(|l| l.issuer == issuer && codes::ct_eq(&l.subject, &v.subject))
+            .then(|| n.clone())
+    });
+    let name = match (&linked, account_name(cfg, &v)) {
+        (Some(n), _) => n.clone(),
+        (None, Ok(n)) => n,
+        (None, Err(why)) => return refuse(outcome, why),
     };
     outcome.user = Some(name.clone());
+    if linked.is_none() {
+        // Another identity at this provider holds the account: the claims that
+        // point here (a reused e-mail name, another domain) do not take it over.
+        if links
+            .get(&name)
+            .is_some_and(|u| u.sso_links.iter().any(|l| l.issuer == issuer))
+        {
+            return refuse(
+                outcome,
+                "This account is linked to another person at the sign-in provider. Ask the practice's security officer.",
+            );
+        }
+        // Officers sign in with ward's own password and code, unless their
+        // account was set to single sign-on on purpose.
+        let snap = gate.accounts.snapshot();
+        if snap.directory.get(&name).is_some_and(|a| {
+            a.roles
+                .iter()
+                .any(|r| r == crate::users::review::OFFICER_ROLE)
+                && a.sign_in != SignIn::Sso
+        }) {
+            return refuse(
+                outcome,
+                "Officer accounts sign in with their ward password and code. The officer's account can be set to single sign-on on purpose (sign_in = \"sso\" in users.toml).",
+            );
+        }
+    }
     // Roles come from the provider's groups through the officer's map; none by default.
     let mut roles: Vec<String> = Vec::new();
     for g in &v.groups {
@@ -287,6 +334,22 @@ fn admit_verified(
             outcome,
             "This account signs in with its ward password, not single sign-on.",
         );
+    }
+    if linked.is_none() {
+        let link = SsoLink {
+            issuer: issuer.to_string(),
+            subject: v.subject.clone(),
+        };
+        let saved = gate.accounts.store().update(|s| {
+            let u = s.users.entry(name.clone()).or_default();
+            if !u.sso_links.iter().any(|l| l.issuer == link.issuer) {
+                u.sso_links.push(link);
+            }
+        });
+        if saved.is_err() {
+            return refuse(outcome, "ward cannot sign anyone in right now.");
+        }
+        outcome.event = Some(outcome.event.unwrap_or("sso-linked"));
     }
     let mut all_roles = account.roles.clone();
     all_roles.extend(roles.iter().cloned());
