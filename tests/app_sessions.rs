@@ -148,3 +148,64 @@ async fn two_people_at_one_browser_never_share_an_app_session() {
         "\"cache\", \"cookies\", \"storage\""
     );
 }
+
+/// Security review #20, finding 7: a WebSocket does not outlive the session that
+/// opened it: signing out (or an idle logoff, a closed account) closes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_closes_when_its_session_ends() {
+    use futures_util::{SinkExt, StreamExt};
+    let ehr = Ehr::start();
+    let ward =
+        Ward::start(&policy(&ehr.url()).replace("idle_timeout = \"3s\"", "idle_timeout = \"15m\""));
+    let ann = enrolled_user(&ward.site, "ann", &["clinician"], PW, None, None);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let b = Browser::new(&ward);
+    assert_eq!(sign_in_with(&b, "ann", PW, &ann, 0).await, 303);
+    let cookie = format!(
+        "__Host-ward-session={}",
+        b.cookie("__Host-ward-session").unwrap()
+    );
+
+    let open = || async {
+        let tls = raw_tls(&ward, &[b"http/1.1"]).await;
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("wss://localhost:{}/ws/notifications", ward.port()),
+            )
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("cookie", cookie.parse().unwrap());
+        let (mut ws, resp) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+        assert_eq!(resp.status(), 101);
+        let first = ws.next().await.unwrap().unwrap();
+        assert_eq!(first.to_text().unwrap(), "notifications: connected");
+        ws
+    };
+    let mut ws = open().await;
+    ws.send(tokio_tungstenite::tungstenite::Message::text("hi"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap().to_text().unwrap(),
+        "echo: hi"
+    );
+
+    // Ann signs out on ward's own host.
+    let own = ward.url_for(WARD_HOST, "/.ward/logout");
+    let form = b.get(&own).await.text().await.unwrap();
+    let csrf = input_value(&form, "csrf");
+    assert_eq!(b.post(&own, &[("csrf", &csrf)]).await.status(), 303);
+    // The tunnel closes within a few seconds, whatever the app does.
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(m)) if m.is_close() => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the WebSocket stayed open after sign-out");
+}

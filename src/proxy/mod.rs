@@ -105,7 +105,16 @@ pub struct Forward<'a> {
     pub app_cookies: Option<&'a crate::session::AppCookies>,
     /// Unix seconds now (cookie expiry).
     pub now: i64,
+    /// For a signed-in WebSocket: whether its session still stands. The tunnel
+    /// is closed when it no longer does (sign-out, idle logoff, a closed account).
+    pub still_signed_in: Option<StillSignedIn>,
 }
+
+/// Asked every few seconds while a tunnel is open.
+pub type StillSignedIn = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// How often an open tunnel checks that its session still stands.
+const TUNNEL_CHECK: Duration = Duration::from_secs(2);
 
 /// Sends the request upstream and returns the upstream's answer, rewritten for the client.
 pub async fn forward(
@@ -182,7 +191,7 @@ pub async fn forward(
         match client_upgrade {
             Some(client_side) => {
                 let upstream_side = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client_side, upstream_side));
+                tokio::spawn(tunnel(client_side, upstream_side, f.still_signed_in));
             }
             // An upstream may not switch protocols the client did not ask for.
             None => {
@@ -247,7 +256,11 @@ impl http_body::Body for ClientBody {
 }
 
 /// Copies bytes both ways between an upgraded client and upstream connection.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    still_signed_in: Option<StillSignedIn>,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -257,8 +270,27 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     };
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "websocket tunnel closed");
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    let ended = async {
+        let Some(check) = still_signed_in else {
+            return std::future::pending::<()>().await;
+        };
+        let mut tick = tokio::time::interval(TUNNEL_CHECK);
+        loop {
+            tick.tick().await;
+            if !check() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        copied = copy => {
+            if let Err(e) = copied {
+                tracing::debug!(error = %e, "websocket tunnel closed");
+            }
+        }
+        // Dropping both ends closes the tunnel: the session behind it has ended.
+        () = ended => tracing::info!("websocket closed: its session ended"),
     }
 }
 

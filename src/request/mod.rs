@@ -119,7 +119,7 @@ pub async fn handle(
 }
 
 async fn respond(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     rt: &Runtime,
     peer: SocketAddr,
     mut req: Request<Incoming>,
@@ -491,6 +491,12 @@ async fn respond(
                     .filter(|_| identity.is_some() && app.ward_keeps_cookies)
                     .map(|s| &s.app_cookies),
                 now,
+                still_signed_in: match (&identity, &session) {
+                    (Some(_), Some(s)) if headers::wants_websocket(req.headers()) => {
+                        Some(still_signed_in(shared.clone(), s.clone()))
+                    }
+                    _ => None,
+                },
             };
             match proxy::forward(req, fwd).await {
                 Ok(mut resp) => {
@@ -578,6 +584,22 @@ fn has_method_override(query: &str) -> bool {
         })
         // A query a form decoder cannot read is no place to guess: refuse.
         .unwrap_or(true)
+}
+
+/// Whether `session` still stands now, for an open WebSocket: not ended, not
+/// idle, the account still usable under the policy in force.
+fn still_signed_in(shared: Arc<Shared>, session: Arc<session::Session>) -> proxy::StillSignedIn {
+    Box::new(move || {
+        let rt = shared.store.current();
+        let snap = shared.gate.accounts.snapshot();
+        let live = shared
+            .gate
+            .sessions
+            .of_user(&session.user)
+            .iter()
+            .any(|s| Arc::ptr_eq(s, &session));
+        live && accounts::identity_of(&session, &snap, &rt.policy, unix_now()).is_ok()
+    })
 }
 
 /// The 400 page for a request too ambiguous to decide on, noted for the log and audit.
