@@ -141,6 +141,9 @@ async fn login_submit(
     }
 
     let stored = secrets.as_ref().and_then(|s| s.password.clone());
+    let Ok(permit) = gate.hashing.acquire().await else {
+        return unavailable(req);
+    };
     let verified = tokio::task::spawn_blocking(move || match stored {
         Some(phc) => password::verify(&pw, &phc),
         None => {
@@ -150,6 +153,7 @@ async fn login_submit(
     })
     .await
     .unwrap_or(false);
+    drop(permit);
 
     let usable = account.is_some_and(|a| {
         a.usable_on(accounts::today(req.now)) && a.sign_in != crate::users::SignIn::Sso
@@ -875,6 +879,9 @@ async fn enroll_submit(
             .map(|a| a.display_name.clone())
             .unwrap_or_default();
         let (n, d) = (name.clone(), display);
+        let Ok(_permit) = gate.hashing.acquire().await else {
+            return unavailable(req);
+        };
         let checked = tokio::task::spawn_blocking(move || {
             password::check_new(&pw, &[&n, &d]).map_err(|p| p.to_string())?;
             password::hash(&pw).map_err(|e| e.to_string())

@@ -76,6 +76,9 @@ pub struct Gate {
     pub audit: crate::audit::Audit,
     /// Refusals per person in the last ten minutes, for the repeated-refusals alert.
     pub refusals: moka::sync::Cache<String, u32>,
+    /// Password hashing at once: each takes ~20 MiB and a core for a moment,
+    /// so a flood of sign-ins waits here instead of starving the proxy.
+    pub hashing: tokio::sync::Semaphore,
     /// Sign-ins on their way from ward's own host to an app's host.
     pub handoffs: crate::session::Handoffs,
 }
@@ -107,6 +110,9 @@ impl Gate {
                 .time_to_live(std::time::Duration::from_secs(600))
                 .build(),
             handoffs: crate::session::Handoffs::default(),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4)),
+            ),
         }
     }
 
