@@ -17,6 +17,15 @@
 //!   ASCII letter (`ı` → `I`, `ſ` → `S`, `İ` → `i`, Kelvin `K` → `k`): a
 //!   case-insensitive upstream (IIS/.NET, Java `equalsIgnoreCase`) would read
 //!   `/adm%C4%B1n/` as `/admin/`, while ward folds ASCII letters only.
+//! - A segment with encoded non-ASCII text is refused when NFKC normalization
+//!   would change it (full-width `ｂ`, mathematical `𝐛`, modifier `ᵇ`, ligatures,
+//!   a letter followed by a combining accent): an app that normalizes would read
+//!   `/%EF%BD%82illing` as `/billing`. So is a letter outside Latin-1 whose
+//!   compatibility decomposition starts with an ASCII letter or digit (`ā`, `ī`,
+//!   `ŝ`): Windows "best-fit" code-page conversion turns it into that letter.
+//!   So is a combining mark on an ASCII character (`b` + U+0332), which
+//!   accent-folding servers drop. And so are default-ignorable code points (soft hyphen, zero-width space,
+//!   bidi controls, variation selectors), which some servers drop.
 //! - A segment ending in `.` or `%20` is refused (other than `.` and `..`
 //!   themselves): Windows trims them, so `/admin./` is `/admin/` on IIS. This
 //!   also covers `...`.
@@ -69,6 +78,12 @@ pub enum PathError {
     /// An encoded character that some servers turn into `.`, `/`, `\`, `%` or an ASCII letter.
     #[error("encoded look-alike of '.', '/', '\\', '%' or a letter in path")]
     Lookalike,
+    /// Encoded text that Unicode NFKC normalization would change.
+    #[error("encoded text in path that Unicode normalization (NFKC) would change")]
+    NotNormalized,
+    /// An encoded invisible (default-ignorable) character, which some servers drop.
+    #[error("encoded invisible character in path")]
+    Invisible,
     /// A segment such as `;x`, `.;x` or `..;x`, which Tomcat reads as empty, `.` or `..`.
     #[error("';' in path (servers disagree about path parameters)")]
     SemicolonSegment,
@@ -246,6 +261,7 @@ fn decode_segment(segment: &[u8]) -> Result<String, PathError> {
     let mut out = String::with_capacity(segment.len());
     // Encoded bytes >= 0x80 waiting to be checked as one UTF-8 run.
     let mut pending: Vec<u8> = Vec::new();
+    let mut non_ascii = false;
     let mut i = 0;
     while let Some(&b) = segment.get(i) {
         if b != b'%' {
@@ -263,6 +279,7 @@ fn decode_segment(segment: &[u8]) -> Result<String, PathError> {
         let byte = escape_at(segment, i).ok_or(PathError::BadEscape)?;
         i += 3;
         if byte >= 0x80 {
+            non_ascii = true;
             pending.push(byte);
             continue;
         }
@@ -276,7 +293,92 @@ fn decode_segment(segment: &[u8]) -> Result<String, PathError> {
         }
     }
     flush_utf8(&mut pending, &mut out)?;
+    // ASCII text never changes under NFKC, so only segments with encoded
+    // non-ASCII bytes (rare) pay for the check.
+    if non_ascii {
+        check_unicode(&out)?;
+    }
     Ok(out)
+}
+
+/// Refuses a canonical segment whose decoded text another server could read as
+/// different text: NFKC would change it, best-fit would turn a letter into ASCII,
+/// or it holds an invisible character. Judged on the whole decoded segment, so
+/// an ASCII letter followed by an encoded combining accent counts too.
+fn check_unicode(canonical_segment: &str) -> Result<(), PathError> {
+    use unicode_normalization::UnicodeNormalization;
+    let bytes = canonical_segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match (b, escape_at(bytes, i)) {
+            (b'%', Some(v)) => {
+                decoded.push(v);
+                i += 3;
+            }
+            _ => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let text = std::str::from_utf8(&decoded).map_err(|_| PathError::InvalidUtf8)?;
+    if text.chars().any(is_default_ignorable) {
+        return Err(PathError::Invisible);
+    }
+    if unicode_normalization::is_nfkc_quick(text.chars())
+        != unicode_normalization::IsNormalized::Yes
+        && !text.nfkc().eq(text.chars())
+    {
+        return Err(PathError::NotNormalized);
+    }
+    // Latin-1 letters are in the Western code pages as they are; beyond them,
+    // best-fit conversion drops the accents (`ā` becomes `a`).
+    let best_fit_ascii = |c: char| {
+        c > '\u{FF}'
+            && std::iter::once(c)
+                .nfkd()
+                .next()
+                .is_some_and(|base| base.is_ascii_alphanumeric())
+    };
+    if text.chars().any(best_fit_ascii) {
+        return Err(PathError::Lookalike);
+    }
+    // A mark on an ASCII character (`b` + combining low line): a server that
+    // folds accents away reads the bare letter.
+    let mut previous_ascii = true;
+    for c in text.chars() {
+        if previous_ascii && unicode_normalization::char::is_combining_mark(c) {
+            return Err(PathError::Lookalike);
+        }
+        previous_ascii = c.is_ascii();
+    }
+    Ok(())
+}
+
+/// Unicode's Default_Ignorable_Code_Point property (DerivedCoreProperties.txt,
+/// Unicode 15.1): characters with no visible form that servers may drop.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 /// Checks a run of encoded high bytes as UTF-8 and writes it back encoded.
@@ -439,7 +541,27 @@ mod tests {
         ("/%c4%b0ndex", Err(Lookalike)),
         ("/admin%C5%BF", Err(Lookalike)),
         ("/%E2%84%AAey", Err(Lookalike)),
-        ("/%C4%B2", Ok("/%C4%B2")),
+        // NFKC would change them: full-width, mathematical and modifier letters,
+        // ligatures, a letter and a combining accent (NFKC composes them).
+        ("/%C4%B2", Err(NotNormalized)),
+        ("/%EF%BD%82illing", Err(NotNormalized)),
+        ("/%F0%9D%90%9Billing", Err(NotNormalized)),
+        ("/%E1%B5%87illing", Err(NotNormalized)),
+        ("/%EF%AC%81le", Err(NotNormalized)),
+        ("/e%CC%81", Err(NotNormalized)),
+        ("/a/%E2%85%A0/b", Err(NotNormalized)),
+        // Best-fit turns these into ASCII letters; Latin-1 letters stay.
+        ("/b%C4%ABlling", Err(Lookalike)),
+        ("/%C5%9Dcan", Err(Lookalike)),
+        ("/b%CC%B2illing", Err(Lookalike)),
+        ("/%CC%81", Err(Lookalike)),
+        ("/M%C3%BCller/caf%C3%A9", Ok("/M%C3%BCller/caf%C3%A9")),
+        ("/%E6%97%A5%E6%9C%AC", Ok("/%E6%97%A5%E6%9C%AC")),
+        // Invisible characters some servers drop.
+        ("/bil%C2%ADling", Err(Invisible)),
+        ("/bil%E2%80%8Bling", Err(Invisible)),
+        ("/%EF%BB%BFadmin", Err(Invisible)),
+        ("/a%E2%80%AEb", Err(Invisible)),
         // Bad escapes.
         ("/%", Err(BadEscape)),
         ("/%4", Err(BadEscape)),

@@ -120,6 +120,31 @@ fn pem_reason(e: &rustls_pki_types::pem::Error) -> String {
     }
 }
 
+/// The DNS names (lower case) in the subject alternative names of the first
+/// certificate in a PEM file: the host names browsers accept ward under.
+pub fn cert_names(cert: &Path) -> Vec<String> {
+    let Ok(chain) = read_certs(cert) else {
+        return Vec::new();
+    };
+    let Some(Ok((_, parsed))) = chain
+        .first()
+        .map(|c| x509_parser::parse_x509_certificate(c.as_ref()))
+    else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The subject of a client certificate (DER), as `CN=…, O=…`, for the audit trail.
 pub fn subject_of(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;

@@ -9,8 +9,8 @@ use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::routes::{Matcher, Pattern, RouteTable};
 use crate::policy::{
     Access, App, BreakGlass, DEFAULT_EXPORT_TYPES, Export, ExportSettings, LogFormat, LogSettings,
-    LoginSettings, Mfa, Policy, Role, Route, ServerSettings, SessionSettings, StorageSettings,
-    TooMany,
+    LoginSettings, Mfa, Policy, Role, Route, ServerSettings, SessionBinding, SessionSettings,
+    StorageSettings, TooMany,
 };
 use crate::policy::{OidcProvider, WithoutMfa};
 use http::Method;
@@ -276,6 +276,19 @@ pub fn compile(
     }
     if c.has_errors() {
         return None;
+    }
+    let mut server = server;
+    if let Some(s) = server.as_mut() {
+        let route_hosts = raw
+            .routes
+            .iter()
+            .filter_map(|r| r.get_ref().host.as_ref())
+            .map(|h| h.get_ref().trim().to_ascii_lowercase());
+        let app_hosts = apps.iter().filter_map(|a| a.host.clone());
+        s.public_hosts
+            .extend(app_hosts.chain(route_hosts).chain(s.ward_host.clone()));
+        s.public_hosts.sort();
+        s.public_hosts.dedup();
     }
     Some(Policy {
         file: file.to_path_buf(),
@@ -543,6 +556,18 @@ fn server(
         None if public_port == 443 => "https://localhost".to_string(),
         None => format!("https://localhost:{public_port}"),
     };
+    // Names ward may write into redirects: the certificate's and `public_url`'s
+    // (apps', routes' and `ward_host` are added once those are read).
+    let mut public_hosts = match certs {
+        Certs::Load => crate::tls::cert_names(&cert),
+        Certs::Skip => Vec::new(),
+    };
+    public_hosts.extend(
+        public_url
+            .parse::<Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_ascii_lowercase)),
+    );
     Some(ServerSettings {
         listen,
         redirect_http,
@@ -571,6 +596,7 @@ fn server(
             .map(|o| o.get_ref().clone())
             .collect(),
         ward_host: s.ward_host.as_ref().and_then(|h| public_host(h, c)),
+        public_hosts,
     })
 }
 
@@ -637,6 +663,23 @@ fn sessions(raw: &RawPolicy, c: &mut Collector<'_>) -> SessionSettings {
             .as_ref()
             .map(|b| *b.get_ref())
             .unwrap_or(true),
+        bind_to: match &s.bind_to {
+            None => SessionBinding::None,
+            Some(v) => match v.get_ref().as_str() {
+                "none" => SessionBinding::None,
+                "network" => SessionBinding::Network,
+                "address" => SessionBinding::Address,
+                other => {
+                    c.error(
+                        v.span(),
+                        format!(
+                            "bind_to must be \"none\", \"network\" (the sign-in's /24 or /64) or \"address\", not '{other}'"
+                        ),
+                    );
+                    SessionBinding::None
+                }
+            },
+        },
     }
 }
 

@@ -72,6 +72,7 @@ pub struct RawSessions {
     pub background_paths: Option<Vec<Text>>,
     pub background_headers: Option<Vec<Text>>,
     pub idle_warning: Option<Spanned<bool>>,
+    pub bind_to: Option<Text>,
 }
 
 /// `[login]`: how people prove who they are.
@@ -254,6 +255,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "background_paths",
             "background_headers",
             "idle_warning",
+            "bind_to",
         ],
         Section::Login => &[
             "mfa",

@@ -239,6 +239,7 @@ on_too_many = "refuse"
 background_paths = ["/poll/**"]
 background_headers = ["X-Requested-With: XMLHttpRequest"]
 idle_warning = true
+bind_to = "network"
 [login]
 mfa = "required"
 lockout_after = 5

@@ -91,6 +91,10 @@ pub struct ServerSettings {
     /// ward's own host name (no app answers for it): sign-in, the officer's
     /// console and break-glass are served there and nowhere else.
     pub ward_host: Option<String>,
+    /// Host names the practice configured (apps, routes, `ward_host`,
+    /// `public_url`, the certificate's names; `*.` for a wildcard): only these
+    /// are written into redirects and forwarded host headers.
+    pub public_hosts: Vec<String>,
 }
 
 /// `[sessions]`.
@@ -110,6 +114,35 @@ pub struct SessionSettings {
     pub background_headers: Vec<(http::HeaderName, Option<String>)>,
     /// Warn a minute before idle logoff and clear the screen after it (script added to HTML pages).
     pub idle_warning: bool,
+    /// Whether a session works only from where it was signed in.
+    pub bind_to: SessionBinding,
+}
+
+/// `[sessions] bind_to`: where a session cookie is honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SessionBinding {
+    /// From any address (the default: people's addresses change while they work).
+    #[default]
+    None,
+    /// From the sign-in's network: the same IPv4 /24 or IPv6 /64.
+    Network,
+    /// From the sign-in's address only.
+    Address,
+}
+
+impl SessionBinding {
+    /// True when a session signed in from `signed_in` may be used from `now_from`.
+    pub fn allows(self, signed_in: std::net::IpAddr, now_from: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let (a, b) = (net::normalize(signed_in), net::normalize(now_from));
+        match (self, a, b) {
+            (SessionBinding::None, _, _) => true,
+            (SessionBinding::Address, a, b) => a == b,
+            (SessionBinding::Network, V4(a), V4(b)) => a.octets()[..3] == b.octets()[..3],
+            (SessionBinding::Network, V6(a), V6(b)) => a.segments()[..4] == b.segments()[..4],
+            (SessionBinding::Network, _, _) => false,
+        }
+    }
 }
 
 /// What happens when someone signs in with all their sessions in use.

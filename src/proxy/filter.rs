@@ -154,15 +154,21 @@ fn mask_names(value: &mut serde_json::Value, names: &[&String]) {
     }
 }
 
-/// Whether a request carries a body (any method, any framing).
-pub fn has_body(headers: &HeaderMap) -> bool {
+/// Whether a request carries a body (any method, any framing). The headers
+/// alone do not tell over HTTP/2, where DATA frames need neither
+/// `Content-Length` nor `Transfer-Encoding`: there a stream that did not end
+/// with its headers counts as having a body, unless it declared a length of 0
+/// (which the HTTP/2 layer then holds it to).
+pub fn has_body(headers: &HeaderMap, body: &impl http_body::Body) -> bool {
     if headers.contains_key(header::TRANSFER_ENCODING) {
         return true;
     }
-    match headers.get(header::CONTENT_LENGTH) {
+    let declared_empty = match headers.get(header::CONTENT_LENGTH) {
         None => false,
-        Some(v) => v.to_str().map(|v| v.trim() != "0").unwrap_or(true),
-    }
+        Some(v) if v.to_str().map(|v| v.trim() != "0").unwrap_or(true) => return true,
+        Some(_) => true,
+    };
+    !declared_empty && !body.is_end_stream() && body.size_hint().exact() != Some(0)
 }
 
 #[cfg(test)]
@@ -271,9 +277,20 @@ mod tests {
 
     #[test]
     fn bodies_are_seen_in_any_framing() {
-        assert!(has_body(&headers(&[("content-length", "5")])));
-        assert!(has_body(&headers(&[("transfer-encoding", "chunked")])));
-        assert!(!has_body(&headers(&[("content-length", "0")])));
-        assert!(!has_body(&headers(&[])));
+        let none = http_body_util::Empty::<Bytes>::new();
+        assert!(has_body(&headers(&[("content-length", "5")]), &none));
+        assert!(has_body(
+            &headers(&[("transfer-encoding", "chunked")]),
+            &none
+        ));
+        assert!(!has_body(&headers(&[("content-length", "0")]), &none));
+        assert!(!has_body(&headers(&[]), &none));
+        // A stream with frames to come and no declared length (HTTP/2 DATA).
+        let frames: Vec<Result<http_body::Frame<Bytes>, std::convert::Infallible>> = Vec::new();
+        let streaming = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        assert!(has_body(&headers(&[]), &streaming));
+        assert!(!has_body(&headers(&[("content-length", "0")]), &streaming));
+        let full = http_body_util::Full::new(Bytes::from_static(b"x"));
+        assert!(has_body(&headers(&[]), &full));
     }
 }

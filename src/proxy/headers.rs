@@ -27,7 +27,11 @@ const HOP_BY_HOP: [&str; 9] = [
 /// `DELETE` in apps that honour them (Rails, Laravel, Symfony, Express
 /// middleware), past a route's `methods` list. `X-Script-Name` is the WSGI
 /// "reverse proxied" recipe's prefix, which it cuts off the path the app routes on.
-const CONTROLLED: [&str; 14] = [
+/// The rest are what frameworks and apps behind proxies are known to trust for
+/// the client's address, scheme, host or path (nginx, IIS ARR, Akamai,
+/// Cloudflare, Envoy), for a person's identity (auth-proxy conventions) and for
+/// a client certificate: only ward may say any of these.
+const CONTROLLED: [&str; 54] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -42,12 +46,67 @@ const CONTROLLED: [&str; 14] = [
     "x-http-method",
     "x-method-override",
     "x-script-name",
+    // Path and host.
+    "x-original-uri",
+    "x-original-host",
+    "x-original-method",
+    "x-envoy-original-path",
+    "x-forwarded-path",
+    "x-forwarded-server",
+    "x-host",
+    // Scheme.
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-protocol",
+    "x-url-scheme",
+    "front-end-https",
+    // Client address.
+    "x-client-ip",
+    "true-client-ip",
+    "client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-proxyuser-ip",
+    "x-forwarded",
+    "forwarded-for",
+    "x-envoy-external-address",
+    // Identity, as auth proxies hand it to apps.
+    "remote-user",
+    "x-remote-user",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-webauth-user",
+    // Client certificates.
+    "x-ssl-client-cert",
+    "x-client-cert",
+    "ssl-client-cert",
+    "x-arr-clientcert",
+    "x-forwarded-client-cert",
 ];
 
-/// True for a header name ward owns or that could smuggle a path or identity.
+/// `name` (lower case, as `HeaderName` keeps it) equals `want` with `_` read as `-`.
+fn folded_eq(name: &str, want: &str) -> bool {
+    name.len() == want.len()
+        && name
+            .bytes()
+            .zip(want.bytes())
+            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
+/// True for a header name ward owns or that could smuggle a path, address or identity.
 pub fn is_controlled(name: &HeaderName) -> bool {
-    let folded = name.as_str().replace('_', "-");
-    folded.starts_with("x-ward-") || CONTROLLED.contains(&folded.as_str())
+    let n = name.as_str();
+    n.get(..7).is_some_and(|p| folded_eq(p, "x-ward-"))
+        || CONTROLLED.iter().any(|c| folded_eq(n, c))
 }
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.
@@ -76,25 +135,37 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// True when the request asks to become a WebSocket (HTTP/1.1 upgrade).
+/// Sets `Upgrade: websocket` as the one protocol asked for (see [`wants_websocket`]).
+pub fn set_websocket_upgrade(headers: &mut HeaderMap) {
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+}
+
+/// True when the request asks to become a WebSocket (HTTP/1.1 upgrade) and
+/// nothing else: `Upgrade` must name `websocket` alone, so no other protocol
+/// (`h2c`, say) rides along to the app.
 pub fn wants_websocket(headers: &HeaderMap) -> bool {
-    let has_token = |name: header::HeaderName, token: &str| {
+    let tokens = |name: header::HeaderName| {
         headers
             .get_all(name)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+            .map(|v| v.to_str().ok())
+            .flat_map(|v| v.unwrap_or("\0").split(','))
+            .map(str::trim)
     };
-    has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket")
+    let mut upgrade = tokens(header::UPGRADE);
+    let websocket_only = matches!(
+        (upgrade.next(), upgrade.next()),
+        (Some(t), None) if t.eq_ignore_ascii_case("websocket")
+    );
+    websocket_only && tokens(header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
 /// Removes `name` in every spelling an upstream might fold together (`_` for `-`).
 pub fn strip_spellings(headers: &mut HeaderMap, name: &HeaderName) {
-    let want = name.as_str().replace('_', "-");
+    let want = name.as_str();
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| n.as_str().replace('_', "-") == want)
+        .filter(|n| folded_eq(n.as_str(), want) || folded_eq(want, n.as_str()))
         .cloned()
         .collect();
     for n in names {
@@ -102,11 +173,14 @@ pub fn strip_spellings(headers: &mut HeaderMap, name: &HeaderName) {
     }
 }
 
-/// Removes every client header ward controls (see `CONTROLLED`).
+/// Removes every client header ward controls (see `CONTROLLED`), and every
+/// header whose name has an `_`: PHP, WSGI and CGI servers read `_` as `-`, so
+/// `Content_Length` or `Transfer_Encoding` beside the real header would give
+/// the app a second framing (nginx drops such names by default for the same reason).
 pub fn strip_controlled(headers: &mut HeaderMap) {
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| is_controlled(n))
+        .filter(|n| n.as_str().contains('_') || is_controlled(n))
         .cloned()
         .collect();
     for name in names {
@@ -362,6 +436,52 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, vec!["accept", "x-wardrobe"]);
+    }
+
+    #[test]
+    fn underscore_names_and_trusted_address_headers_are_stripped() {
+        let mut h = map(&[
+            ("content_length", "5"),
+            ("Transfer_Encoding", "chunked"),
+            ("x_custom_thing", "1"),
+            ("x-original-uri", "/admin"),
+            ("x-client-ip", "10.0.0.1"),
+            ("true-client-ip", "10.0.0.1"),
+            ("true_client_ip", "10.0.0.1"),
+            ("x-arr-clientcert", "MII"),
+            ("remote-user", "officer"),
+            ("content-length", "0"),
+            ("x-requested-with", "XMLHttpRequest"),
+        ]);
+        strip_controlled(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["content-length", "x-requested-with"]);
+        assert!(is_controlled(&HeaderName::from_static("x_ward_anything")));
+        assert!(!is_controlled(&HeaderName::from_static("x-wardrobe")));
+        assert!(!is_controlled(&HeaderName::from_static("x-ward")));
+    }
+
+    #[test]
+    fn websocket_means_websocket_alone() {
+        for (upgrade, want) in [
+            ("websocket", true),
+            ("WebSocket", true),
+            ("websocket, h2c", false),
+            ("h2c, websocket", false),
+            ("websocket,", false),
+            ("h2c", false),
+        ] {
+            let h = map(&[("connection", "keep-alive, Upgrade"), ("upgrade", upgrade)]);
+            assert_eq!(wants_websocket(&h), want, "{upgrade}");
+        }
+        let two = map(&[
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("upgrade", "h2c"),
+        ]);
+        assert!(!wants_websocket(&two));
+        assert!(!wants_websocket(&map(&[("upgrade", "websocket")])));
     }
 
     #[test]

@@ -141,6 +141,9 @@ pub async fn forward(
 
     let h = &mut parts.headers;
     headers::remove_hop_by_hop(h, websocket);
+    if websocket {
+        headers::set_websocket_upgrade(h);
+    }
     headers::strip_controlled(h);
     headers::strip_ward_cookies(h);
     if let Some(jar) = f.app_cookies {
@@ -188,7 +191,18 @@ pub async fn forward(
 
     let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if upgraded {
+        // Only the protocol the client asked for (a WebSocket), nothing else.
+        let switched_to_websocket = resp
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
         match client_upgrade {
+            Some(_) if !switched_to_websocket => {
+                return Err(ProxyError::Unreachable(
+                    "the upstream switched to a protocol other than websocket".into(),
+                ));
+            }
             Some(client_side) => {
                 let upstream_side = hyper::upgrade::on(&mut resp);
                 tokio::spawn(tunnel(client_side, upstream_side, f.still_signed_in));

@@ -138,9 +138,10 @@ async fn respond(
     outcome.host = target.host.clone();
     outcome.path = target.path.clone();
     // A GET or HEAD has no body; one that claims to could hide a second request
-    // from an upstream that ignores the length ("CL.0" smuggling).
+    // from an upstream that ignores the length ("CL.0" smuggling). Over HTTP/2
+    // the stream itself says whether DATA may follow.
     if (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
-        && filter::has_body(req.headers())
+        && filter::has_body(req.headers(), req.body())
     {
         return bad_request(
             outcome,
@@ -178,6 +179,13 @@ async fn respond(
         && s.stage == Stage::Complete
     {
         match accounts::identity_of(s, &snap, policy, now) {
+            // `[sessions] bind_to`: a cookie carried to another network is not
+            // honoured there. The session stays: its owner may still be where
+            // they signed in, and a copied cookie should not sign them out.
+            Ok(_) if !policy.sessions.bind_to.allows(s.client_ip, client_ip) => {
+                tracing::info!(request_id = %id, user = %s.user, client = %client_ip, "session used away from where it was signed in; not honoured");
+                outcome.error = Some("the session was signed in from another address".into());
+            }
             Ok(who) => identity = Some(who),
             Err(why) => {
                 // An idle or too-old session stays (unusable) so that every later
@@ -433,7 +441,7 @@ async fn respond(
                 );
             }
             // Sharing settings (an e-mail auto-forward page, say) take no input from these roles.
-            if decision.no_body && filter::has_body(req.headers()) {
+            if decision.no_body && filter::has_body(req.headers(), req.body()) {
                 outcome.decision = "body-blocked";
                 return page::problem(
                     StatusCode::FORBIDDEN,
@@ -482,7 +490,8 @@ async fn respond(
                 upstream,
                 canonical_path: &target.path,
                 client_ip,
-                public_authority: &target.authority,
+                // A host the policy names, never whatever the client put in `Host`.
+                public_authority: target::public_authority(&policy.server, &target),
                 identity: identity_headers,
                 // ward reads these answers itself, so it asks for them uncompressed.
                 plain_encoding: inject || redact,

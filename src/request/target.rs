@@ -2,6 +2,7 @@
 //! request is too ambiguous to decide on (it is then refused with 400).
 
 use crate::path::{self, PathError};
+use crate::policy::ServerSettings;
 use http::{HeaderMap, Method, Uri, header};
 
 /// The parts of a request target that decisions are made on.
@@ -28,6 +29,8 @@ pub enum TargetError {
     BadMethod,
     #[error("this method is not allowed through ward")]
     ForbiddenMethod,
+    #[error("the request gives both Content-Length and Transfer-Encoding")]
+    AmbiguousLength,
     #[error("{0}")]
     Path(#[from] PathError),
 }
@@ -35,6 +38,13 @@ pub enum TargetError {
 /// Reads and checks a request's method, host and path.
 pub fn read(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Target, TargetError> {
     check_method(method)?;
+    // Two framings for one body: servers disagree on which wins (RFC 9112 6.3
+    // lets a server refuse it, and ward does, rather than pick one).
+    if headers.contains_key(header::CONTENT_LENGTH)
+        && headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        return Err(TargetError::AmbiguousLength);
+    }
     let authority = host_of(uri, headers)?;
     let host = host_without_port(&authority).ok_or(TargetError::BadHost)?;
     let path = path::canonicalize(uri.path())?;
@@ -86,6 +96,32 @@ fn host_of(uri: &Uri, headers: &HeaderMap) -> Result<String, TargetError> {
         return Err(TargetError::BadHost);
     }
     Ok(authority)
+}
+
+/// The `host[:port]` to write into URLs for this request (rewritten redirects,
+/// `X-Forwarded-Host`, a preserved `Host`, the plain-HTTP redirect): the
+/// request's own when its host is one the policy or certificate names, else
+/// the policy's `public_url`. A client's `Host: evil.example` never comes back
+/// to it, or to a cache, as a link.
+pub fn public_authority<'a>(server: &'a ServerSettings, target: &'a Target) -> &'a str {
+    if names_host(&server.public_hosts, &target.host) {
+        &target.authority
+    } else {
+        server
+            .public_url
+            .strip_prefix("https://")
+            .unwrap_or(&server.public_url)
+    }
+}
+
+/// True when `host` is one of `names`, or under a `*.` wildcard among them (one label).
+pub fn names_host(names: &[String], host: &str) -> bool {
+    names.iter().any(|n| match n.strip_prefix("*.") {
+        Some(parent) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+        None => n == host,
+    })
 }
 
 /// `host[:port]` → `host`, checking that it is a host name or IP literal.
@@ -178,5 +214,27 @@ mod tests {
             read_with("OPTIONS", "*", &["a.example"]),
             Err(Path(_))
         ));
+        let mut both = HeaderMap::new();
+        both.insert(header::HOST, HeaderValue::from_static("a.example"));
+        both.insert(header::CONTENT_LENGTH, HeaderValue::from_static("4"));
+        both.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert_eq!(
+            read(&Method::POST, &"/".parse().unwrap(), &both),
+            Err(AmbiguousLength)
+        );
+    }
+
+    #[test]
+    fn only_configured_hosts_are_written_back() {
+        let names = vec!["*.clinic.example".to_string(), "ehr.example".to_string()];
+        assert!(names_host(&names, "ehr.example"));
+        assert!(names_host(&names, "billing.clinic.example"));
+        assert!(!names_host(&names, "clinic.example"));
+        assert!(!names_host(&names, "a.b.clinic.example"));
+        assert!(!names_host(&names, "evil.example"));
+        assert!(!names_host(&names, "ehr.example.evil"));
     }
 }

@@ -145,11 +145,29 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 .unwrap_or_else(|| "unreadable subject".into())
                 .into()
         });
+    let http1 = stream.get_ref().1.alpn_protocol() != Some(b"h2");
+    let (stream, heads) = framing::Watched::new(stream, http1);
     let requests = activity.clone();
-    let service = service_fn(move |req: Request<Incoming>| {
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let in_flight = requests.begin();
         let shared = shared.clone();
         let device = device.clone();
+        if req.version() < http::Version::HTTP_2 {
+            let head = heads.next();
+            // Put back the Content-Length hyper dropped beside a Transfer-Encoding,
+            // so the request is refused as ambiguous; the same when the framing
+            // could not be followed.
+            if req.headers().contains_key(header::TRANSFER_ENCODING) {
+                let dropped = match head {
+                    Some(framing::Head::Plain) => None,
+                    Some(framing::Head::BothLengths(v)) => Some(v),
+                    None => Some(HeaderValue::from_static("0")),
+                };
+                if let Some(v) = dropped {
+                    req.headers_mut().insert(header::CONTENT_LENGTH, v);
+                }
+            }
+        }
         async move {
             let resp = request::handle(shared, peer, device, req).await?;
             Ok::<_, Infallible>(resp.map(|b| crate::body::guarded(b, in_flight)))
@@ -237,9 +255,9 @@ pub async fn serve_redirects(store: Arc<PolicyStore>, listener: TcpListener) {
         };
         let store = store.clone();
         tokio::spawn(async move {
-            let port = store.current().policy.server.public_port;
-            let service = service_fn(move |req: Request<Incoming>| async move {
-                Ok::<_, Infallible>(redirect(&req, port))
+            let service = service_fn(move |req: Request<Incoming>| {
+                let rt = store.current();
+                async move { Ok::<_, Infallible>(redirect(&req, &rt.policy.server)) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -251,14 +269,24 @@ pub async fn serve_redirects(store: Arc<PolicyStore>, listener: TcpListener) {
     }
 }
 
-fn redirect(req: &Request<Incoming>, port: u16) -> Response<Body> {
+/// The HTTPS address for a plain-HTTP request: its host when the policy or
+/// certificate names it (with the public port), else the policy's `public_url`,
+/// so a client's `Host` cannot make ward redirect anyone elsewhere.
+fn redirect(req: &Request<Incoming>, server: &crate::policy::ServerSettings) -> Response<Body> {
     let mut resp = Response::new(empty());
     let target = crate::request::target::read(req.method(), req.uri(), req.headers());
     let Ok(target) = target else {
         *resp.status_mut() = StatusCode::BAD_REQUEST;
         return resp;
     };
-    let authority = if port == 443 {
+    let port = server.public_port;
+    let authority = if !crate::request::target::names_host(&server.public_hosts, &target.host) {
+        server
+            .public_url
+            .strip_prefix("https://")
+            .unwrap_or(&server.public_url)
+            .to_string()
+    } else if port == 443 {
         target.host.clone()
     } else {
         format!("{}:{port}", target.host)
@@ -277,4 +305,363 @@ fn redirect(req: &Request<Incoming>, port: u16) -> Response<Body> {
         Err(_) => *resp.status_mut() = StatusCode::BAD_REQUEST,
     }
     resp
+}
+
+/// Following HTTP/1.1 framing on a client connection, to see what hyper hides.
+///
+/// hyper reads a request that gives both `Content-Length` and
+/// `Transfer-Encoding` by the latter (as RFC 9112 allows) and drops the
+/// `Content-Length` before ward sees the request, so ward could not refuse it.
+/// This reads the same bytes hyper reads, finds each request head with
+/// `httparse` (hyper's own parser) and follows each body's length to the next
+/// head. For every head it notes whether it gave both; the connection's
+/// service then puts the dropped `Content-Length` back on that request, which
+/// `target::read` refuses (400). Bytes it cannot follow (ones hyper refuses
+/// too, or an upgraded connection) stop it; a later chunked request on that
+/// connection is then refused as well.
+mod framing {
+    use http::HeaderValue;
+    use std::collections::VecDeque;
+    use std::io;
+    use std::mem::MaybeUninit;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    /// What one request head said about its length.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Head {
+        /// At most one of `Content-Length` and `Transfer-Encoding`.
+        Plain,
+        /// Both; the (first) `Content-Length` value hyper dropped.
+        BothLengths(HeaderValue),
+    }
+
+    /// Heads seen on a connection and not yet matched with their request.
+    #[derive(Default)]
+    pub struct Heads {
+        queue: Mutex<VecDeque<Head>>,
+    }
+
+    impl Heads {
+        /// The next head in the order hyper serves requests; `None` when the
+        /// follower lost track (treated as the worst case by the caller).
+        pub fn next(&self) -> Option<Head> {
+            self.queue.lock().ok()?.pop_front()
+        }
+
+        fn push(&self, head: Head) {
+            if let Ok(mut q) = self.queue.lock() {
+                q.push_back(head);
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum State {
+        /// Reading a request head.
+        Head,
+        /// Bytes left of a `Content-Length` body.
+        Body(u64),
+        /// Reading a chunk-size line.
+        ChunkSize,
+        /// Bytes left of one chunk's data.
+        ChunkData(u64),
+        /// The CRLF after a chunk's data.
+        ChunkEnd,
+        /// Trailer lines after the last chunk, up to an empty line.
+        Trailers,
+        /// Not following (HTTP/2, an upgrade, or bytes hyper will refuse).
+        Off,
+    }
+
+    /// Heads and chunk lines longer than this are refused by hyper anyway.
+    const MAX_PENDING: usize = (1 << 20) + 4096;
+
+    /// The follower's state: where it is in the byte stream.
+    struct Follower {
+        state: State,
+        /// A head, chunk-size line or trailer split across reads.
+        pending: Vec<u8>,
+        heads: Arc<Heads>,
+    }
+
+    impl Follower {
+        fn feed(&mut self, data: &[u8]) {
+            if self.state == State::Off || data.is_empty() {
+                return;
+            }
+            if self.pending.is_empty() {
+                self.run(data);
+            } else {
+                let mut joined = std::mem::take(&mut self.pending);
+                joined.extend_from_slice(data);
+                self.run(&joined);
+            }
+        }
+
+        /// Consumes `data`, keeping an unfinished head or line in `pending`.
+        fn run(&mut self, mut data: &[u8]) {
+            while !data.is_empty() && self.state != State::Off {
+                match self.step(data) {
+                    Some(used) => data = data.get(used..).unwrap_or_default(),
+                    None => {
+                        if self.pending.len() + data.len() > MAX_PENDING {
+                            self.state = State::Off;
+                        } else {
+                            self.pending.extend_from_slice(data);
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+
+        /// One step: how many bytes of `data` were used, or `None` for "need more".
+        fn step(&mut self, data: &[u8]) -> Option<usize> {
+            match self.state {
+                State::Head => self.head(data),
+                State::Body(left) | State::ChunkData(left) => {
+                    let n = left.min(data.len() as u64);
+                    let rest = left - n;
+                    self.state = match (self.state, rest) {
+                        (State::Body(_), 0) => State::Head,
+                        (State::Body(_), r) => State::Body(r),
+                        (_, 0) => State::ChunkEnd,
+                        (_, r) => State::ChunkData(r),
+                    };
+                    Some(n as usize)
+                }
+                State::ChunkSize => match httparse::parse_chunk_size(data) {
+                    Ok(httparse::Status::Complete((used, 0))) => {
+                        self.state = State::Trailers;
+                        Some(used)
+                    }
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        self.state = State::ChunkData(size);
+                        Some(used)
+                    }
+                    Ok(httparse::Status::Partial) => None,
+                    Err(_) => self.off(data),
+                },
+                State::ChunkEnd => match data {
+                    [b'\r', b'\n', ..] => {
+                        self.state = State::ChunkSize;
+                        Some(2)
+                    }
+                    [b'\r'] => None,
+                    _ => self.off(data),
+                },
+                State::Trailers => {
+                    if data.starts_with(b"\r\n") {
+                        self.state = State::Head;
+                        return Some(2);
+                    }
+                    if data == b"\r" {
+                        return None;
+                    }
+                    let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
+                    self.state = State::Head;
+                    Some(end + 4)
+                }
+                State::Off => Some(data.len()),
+            }
+        }
+
+        fn off(&mut self, data: &[u8]) -> Option<usize> {
+            self.state = State::Off;
+            Some(data.len())
+        }
+
+        /// A request head: note what it says about length, and what follows it.
+        fn head(&mut self, data: &[u8]) -> Option<usize> {
+            let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
+            let mut req = httparse::Request::new(&mut []);
+            let parsed = httparse::ParserConfig::default()
+                .parse_request_with_uninit_headers(&mut req, data, &mut slots);
+            match parsed {
+                Ok(httparse::Status::Complete(used)) => {
+                    self.framing(req.version, req.headers);
+                    Some(used)
+                }
+                Ok(httparse::Status::Partial) => None,
+                // More headers than fit here: ward's limit allows up to 1000.
+                Err(httparse::Error::TooManyHeaders) => {
+                    let mut slots = vec![httparse::EMPTY_HEADER; 1001];
+                    let mut req = httparse::Request::new(&mut slots);
+                    match req.parse(data) {
+                        Ok(httparse::Status::Complete(used)) => {
+                            self.framing(req.version, req.headers);
+                            Some(used)
+                        }
+                        Ok(httparse::Status::Partial) => None,
+                        Err(_) => self.off(data),
+                    }
+                }
+                Err(_) => self.off(data),
+            }
+        }
+
+        /// The body framing hyper gives a request with these headers.
+        fn framing(&mut self, version: Option<u8>, headers: &[httparse::Header<'_>]) {
+            let mut length: Option<u64> = None;
+            let mut first_length: Option<&[u8]> = None;
+            let mut te = false;
+            let mut chunked = false;
+            for h in headers {
+                if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                    te = true;
+                    chunked = std::str::from_utf8(h.value).is_ok_and(|v| {
+                        v.rsplit(',')
+                            .next()
+                            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+                    });
+                } else if h.name.eq_ignore_ascii_case("content-length") {
+                    first_length.get_or_insert(h.value);
+                    let n = std::str::from_utf8(h.value)
+                        .ok()
+                        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|v| v.parse::<u64>().ok());
+                    match (n, length) {
+                        (Some(n), None) => length = Some(n),
+                        (Some(n), Some(prev)) if n == prev => {}
+                        // hyper refuses what follows; only a TE would make it read on.
+                        _ if te => {}
+                        _ => {
+                            self.state = State::Off;
+                        }
+                    }
+                }
+            }
+            let head = match (te, first_length) {
+                (true, Some(v)) => HeaderValue::from_bytes(v)
+                    .map(Head::BothLengths)
+                    .unwrap_or(Head::BothLengths(HeaderValue::from_static("0"))),
+                _ => Head::Plain,
+            };
+            self.heads.push(head);
+            if self.state == State::Off {
+                return;
+            }
+            self.state = match (te, chunked, length) {
+                // hyper refuses Transfer-Encoding on HTTP/1.0 and one not ending in chunked.
+                (true, _, _) if version != Some(1) => State::Off,
+                (true, true, _) => State::ChunkSize,
+                (true, false, _) => State::Off,
+                (false, _, Some(n)) if n > 0 => State::Body(n),
+                _ => State::Head,
+            };
+        }
+    }
+
+    /// A client stream whose incoming bytes are followed as HTTP/1.1.
+    pub struct Watched<S> {
+        inner: S,
+        follower: Follower,
+    }
+
+    impl<S> Watched<S> {
+        /// Follows `inner` when `http1` (else passes it through untouched).
+        pub fn new(inner: S, http1: bool) -> (Watched<S>, Arc<Heads>) {
+            let heads = Arc::new(Heads::default());
+            let follower = Follower {
+                state: if http1 { State::Head } else { State::Off },
+                pending: Vec::new(),
+                heads: heads.clone(),
+            };
+            (Watched { inner, follower }, heads)
+        }
+    }
+
+    impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            let this = &mut *self;
+            let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+            if let Poll::Ready(Ok(())) = polled {
+                this.follower
+                    .feed(buf.filled().get(before..).unwrap_or_default());
+            }
+            polled
+        }
+    }
+
+    impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.inner.is_write_vectored()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn follow(chunks: &[&[u8]]) -> Vec<Head> {
+            let (mut w, heads) = Watched::new((), true);
+            for c in chunks {
+                w.follower.feed(c);
+            }
+            std::iter::from_fn(|| heads.next()).collect()
+        }
+
+        #[test]
+        fn heads_are_found_across_bodies_and_reads() {
+            let both = Head::BothLengths(HeaderValue::from_static("4"));
+            let stream: &[u8] = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+GET /b HTTP/1.1\r\nHost: x\r\n\r\n\
+POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nGET /\r\n0\r\nX-T: 1\r\n\r\n\
+POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+            let want = vec![Head::Plain, Head::Plain, Head::Plain, both.clone()];
+            assert_eq!(follow(&[stream]), want);
+            // Byte by byte: the same heads.
+            let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+            assert_eq!(follow(&bytes), want);
+            // Content-Length after Transfer-Encoding counts the same.
+            let te_first: &[u8] = b"POST /d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\ncontent-length: 4\r\n\r\n0\r\n\r\n";
+            assert_eq!(follow(&[te_first]), vec![both]);
+        }
+
+        #[test]
+        fn what_hyper_refuses_stops_the_follower() {
+            let (mut w, heads) = Watched::new((), true);
+            w.follower.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+            assert_eq!(w.follower.state, State::Off);
+            assert_eq!(heads.next(), None);
+            let (mut w, _) = Watched::new((), true);
+            w.follower
+                .feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+            assert_eq!(w.follower.state, State::Off);
+            let (w, _) = Watched::new((), false);
+            assert_eq!(w.follower.state, State::Off);
+        }
+    }
 }

@@ -720,3 +720,20 @@ pub fn audit_text(site: &Site) -> String {
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect()
 }
+
+/// An HTTP/1.1 client like `Ward::client` whose connections come from `local`
+/// (any 127.x.y.z address works on loopback), for address-bound checks.
+pub fn client_from(ward: &Ward, local: std::net::IpAddr) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_preconfigured_tls(tls_client(&ward.site.cert_pem(), &[b"http/1.1"]))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .local_address(local)
+        .http1_only();
+    for name in NAMES {
+        if name != "127.0.0.1" {
+            b = b.resolve(name, ward.addr);
+        }
+    }
+    b.build().unwrap()
+}
