@@ -244,10 +244,12 @@ fn apply(s: &str, step: Step, at: usize) -> String {
             }
         }
         Step::TrailingDotOrSpace(space) => {
-            // After a name, not after `.` (that would make `..`).
+            // After a literal letter or digit of a name, not after a `.` or an
+            // escape such as `%2e` (that would make `..`, another path).
+            let names = literal_positions(s, |b| b.is_ascii_alphanumeric());
             let mut ends = literal_positions(s, |b| b == b'/');
             ends.push(s.len());
-            ends.retain(|&i| i > 1 && s.as_bytes()[i - 1].is_ascii_alphanumeric());
+            ends.retain(|&i| i > 1 && names.contains(&(i - 1)));
             if let Some(i) = pick(ends) {
                 out.insert_str(i, if space { "%20" } else { "." });
             }
