@@ -52,6 +52,8 @@ fn bench(c: &mut Criterion) {
             path: &path,
             identity: Some(&who),
             device: false,
+            query: &[],
+            form: &[],
         };
         assert_eq!(
             decide(&facts, &policy).verdict,

@@ -82,6 +82,8 @@ fn verdict(policy: &Policy, who: &Identity, path: &str) -> String {
         path,
         identity: Some(who),
         device: false,
+        query: &[],
+        form: &[],
     };
     let d = decide(&facts, policy);
     let mut checks = Vec::new();

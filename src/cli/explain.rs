@@ -178,6 +178,12 @@ pub fn explain(q: &Question<'_>) -> Result<String, ExplainError> {
             }
         }
     }
+    // Query conditions are read from the URL; form conditions are not asked
+    // about here (no body is sent), so a route that needs a form field is not chosen.
+    let query: Vec<(String, String)> = uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default();
     let facts = Facts {
         client_ip: q.ip,
         method: &method,
@@ -185,6 +191,8 @@ pub fn explain(q: &Question<'_>) -> Result<String, ExplainError> {
         path: &target.path,
         identity: identity.as_ref(),
         device: q.device,
+        query: &query,
+        form: &[],
     };
     let decision = policy::decide_traced(&facts, &policy, &mut checks);
     let mut out = String::new();

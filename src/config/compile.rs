@@ -8,9 +8,9 @@ use super::raw::{RawApp, RawPolicy, RawRoute, Text};
 use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::routes::{Matcher, Pattern, RouteTable};
 use crate::policy::{
-    Access, App, BreakGlass, DEFAULT_EXPORT_TYPES, Export, ExportSettings, LogFormat, LogSettings,
-    LoginSettings, Mfa, Policy, Role, Route, ServerSettings, SessionBinding, SessionSettings,
-    StorageSettings, TooMany,
+    Access, App, BreakGlass, Conditions, DEFAULT_EXPORT_TYPES, Export, ExportSettings, LogFormat,
+    LogSettings, LoginSettings, Mfa, Policy, Role, Route, ServerSettings, SessionBinding,
+    SessionSettings, StorageSettings, TooMany,
 };
 use crate::policy::{OidcProvider, WithoutMfa};
 use http::Method;
@@ -260,7 +260,14 @@ pub fn compile(
         );
     }
     let routes = routes(text, &raw, &apps, &roles, &networks, c);
-    let table = route_table(&raw.routes, &routes, &apps, c);
+    let mut table = route_table(&raw.routes, &routes, &apps, c);
+    let conditional: Vec<usize> = routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.when.is_empty())
+        .map(|(id, _)| id)
+        .collect();
+    table.set_conditional(&conditional);
     let needs_devices = routes.iter().any(|r| r.device_required)
         || roles.values().any(|r| r.device_required)
         || raw
@@ -291,6 +298,7 @@ pub fn compile(
         s.public_hosts.dedup();
     }
     Some(Policy {
+        conditional,
         file: file.to_path_buf(),
         practice,
         server: server?,
@@ -598,6 +606,37 @@ fn server(
         ward_host: s.ward_host.as_ref().and_then(|h| public_host(h, c)),
         public_hosts,
     })
+}
+
+/// A route's `query` or `form` table: names and the exact values they must have.
+fn conditions(
+    table: &Option<Spanned<std::collections::BTreeMap<String, Text>>>,
+    what: &str,
+    c: &mut Collector<'_>,
+) -> Vec<(String, String)> {
+    let Some(table) = table else {
+        return Vec::new();
+    };
+    if table.get_ref().is_empty() {
+        c.error(
+            table.span(),
+            format!("an empty {what} list never narrows the route; remove it or name a {what}"),
+        );
+    }
+    let mut out = Vec::new();
+    for (name, value) in table.get_ref() {
+        if name.trim().is_empty() || value.get_ref().is_empty() {
+            c.error(
+                value.span(),
+                format!(
+                    "a {what} needs a name and the value it must have, like route = \"/export\""
+                ),
+            );
+            continue;
+        }
+        out.push((name.clone(), value.get_ref().clone()));
+    }
+    out
 }
 
 fn path_or(value: &Option<Text>, default: &str) -> PathBuf {
@@ -976,6 +1015,10 @@ fn routes(
             redact_for: role_list(&r.redact_for, &role_names, c),
             no_body_for: role_list(&r.no_body_for, &role_names, c),
             device_required: r.device.as_ref().is_some_and(|d| device(d, c)),
+            when: Conditions {
+                query: conditions(&r.query, "query parameter", c),
+                form: conditions(&r.form, "form field", c),
+            },
         };
         if !route.redact_fields.is_empty() && route.redact_for.is_empty() {
             c.error(entry.span(), "redact_fields needs redact_for = [\"role\", …]: the roles whose answers are masked");
@@ -1402,7 +1445,16 @@ fn route_table(
             methods,
             fold_case: fold,
         };
-        if let Some(earlier) = matchers.iter().position(|m| matcher.shadowed_by(m))
+        // A route with conditions narrows another on the same path; it shadows nothing.
+        let conditional = r.query.is_some() || r.form.is_some();
+        let plain = |id: usize| {
+            raw.get(id)
+                .is_some_and(|e| e.get_ref().query.is_none() && e.get_ref().form.is_none())
+        };
+        if let Some(earlier) = matchers
+            .iter()
+            .enumerate()
+            .position(|(id, m)| !conditional && plain(id) && matcher.shadowed_by(m))
             && let Some(path) = &r.path
         {
             c.error(

@@ -178,6 +178,8 @@ pub struct RawRoute {
     pub redact_for: Option<Vec<Text>>,
     pub no_body_for: Option<Vec<Text>>,
     pub device: Option<Text>,
+    pub query: Option<Spanned<std::collections::BTreeMap<String, Text>>>,
+    pub form: Option<Spanned<std::collections::BTreeMap<String, Text>>>,
 }
 
 /// `[alerts]`: events the officer must see.
@@ -315,6 +317,8 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "export",
             "mfa",
             "export_endpoint",
+            "query",
+            "form",
             "max_response",
             "rate_limit",
             "redact_fields",

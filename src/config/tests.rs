@@ -328,6 +328,12 @@ device = "required"
 app = "a"
 path = "/y"
 allow = "public"
+[[routes]]
+app = "a"
+path = "/y"
+query = { route = "/export" }
+form = { output_format = "astext" }
+allow = "public"
 "#;
     let text = &text.replace("SECRET", &secret.path().display().to_string());
     let errs = errors(text);

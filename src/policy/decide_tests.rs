@@ -933,6 +933,8 @@ fn run<'a>(p: &Policy, who: Option<&'a Identity>, row: &Row) -> Decision<'a> {
         path: row.4,
         identity: who,
         device: row.5,
+        query: &[],
+        form: &[],
     };
     decide(&facts, p)
 }

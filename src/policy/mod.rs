@@ -53,6 +53,8 @@ pub struct Policy {
     pub apps: Vec<App>,
     /// Routes, in file order; ids index this list.
     pub routes: Vec<Route>,
+    /// Ids of the routes with conditions, in file order.
+    pub conditional: Vec<usize>,
     /// The routes compiled for lookup.
     pub table: RouteTable,
 }
@@ -354,6 +356,34 @@ pub struct Route {
     pub no_body_for: Vec<String>,
     /// Only from an enrolled device (a client certificate from the device CA).
     pub device_required: bool,
+    /// Query parameters and form fields the request must carry for this route
+    /// to apply (an export an app selects by parameter); empty: always.
+    pub when: Conditions,
+}
+
+/// What a request must carry for a route with conditions to apply: each named
+/// query parameter or form field with exactly this value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conditions {
+    /// Query parameters (name, value).
+    pub query: Vec<(String, String)>,
+    /// Form fields of a url-encoded POST body (name, value).
+    pub form: Vec<(String, String)>,
+}
+
+impl Conditions {
+    /// No conditions: the route applies on its path alone.
+    pub fn is_empty(&self) -> bool {
+        self.query.is_empty() && self.form.is_empty()
+    }
+
+    /// Whether a request with these query pairs and form fields meets every condition.
+    pub fn hold(&self, query: &[(String, String)], form: &[(String, String)]) -> bool {
+        let has = |pairs: &[(String, String)], (k, v): &(String, String)| {
+            pairs.iter().any(|(pk, pv)| pk == k && pv == v)
+        };
+        self.query.iter().all(|c| has(query, c)) && self.form.iter().all(|c| has(form, c))
+    }
 }
 
 /// `[export]`: what counts as an export, and the defaults.
@@ -439,6 +469,10 @@ pub struct Facts<'r, 'i> {
     pub identity: Option<&'i Identity>,
     /// The connection presented a client certificate from the device CA.
     pub device: bool,
+    /// The query's parameters, decoded (for routes with query conditions).
+    pub query: &'r [(String, String)],
+    /// The fields of a url-encoded form body, when ward read it (routes with form conditions).
+    pub form: &'r [(String, String)],
 }
 
 /// Why a request was refused.
@@ -624,6 +658,15 @@ pub fn role_export(policy: &Policy, roles: &[String]) -> Option<Export> {
 }
 
 impl Policy {
+    /// Whether a route with form conditions may apply to this request, so that
+    /// its url-encoded body must be read before deciding.
+    pub fn wants_form(&self, host: &str, method: &Method, path: &str) -> bool {
+        self.conditional.iter().any(|&id| {
+            self.routes.get(id).is_some_and(|r| !r.when.form.is_empty())
+                && self.table.covers(id, host, method, path)
+        })
+    }
+
     /// The idle logoff for a person with `roles`: the shortest their roles set, else the policy's.
     pub fn idle_limit(&self, roles: &[String]) -> Duration {
         roles
@@ -768,7 +811,21 @@ pub fn decide_traced<'i>(
             return deny(Refusal::Network, None);
         }
     }
-    let id = match policy.table.lookup(facts.host, facts.method, facts.path) {
+    // A route with conditions that hold comes first; the first in the file wins.
+    let conditional = policy.conditional.iter().copied().find(|&id| {
+        policy
+            .table
+            .covers(id, facts.host, facts.method, facts.path)
+            && policy
+                .routes
+                .get(id)
+                .is_some_and(|r| r.when.hold(facts.query, facts.form))
+    });
+    let lookup = match conditional {
+        Some(id) => routes::Lookup::Route(id),
+        None => policy.table.lookup(facts.host, facts.method, facts.path),
+    };
+    let id = match lookup {
         routes::Lookup::Route(id) => id,
         routes::Lookup::MethodNotAllowed(id) => {
             trace.check("method", false, || {

@@ -197,6 +197,9 @@ struct Node {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     matchers: Vec<Matcher>,
+    /// Routes that apply only when their query or form conditions hold: the
+    /// trie passes over them; `Policy::conditional_route` looks at them first.
+    conditional: Vec<bool>,
     exact_case: Vec<Node>,
     folded: Vec<Node>,
 }
@@ -206,6 +209,7 @@ impl RouteTable {
     pub fn new(matchers: Vec<Matcher>) -> RouteTable {
         let mut table = RouteTable {
             matchers: Vec::new(),
+            conditional: Vec::new(),
             exact_case: vec![Node::default()],
             folded: vec![Node::default()],
         };
@@ -258,6 +262,27 @@ impl RouteTable {
         &self.matchers
     }
 
+    /// Marks routes the path lookup passes over (they have conditions).
+    pub fn set_conditional(&mut self, ids: &[usize]) {
+        self.conditional = (0..self.matchers.len()).map(|i| ids.contains(&i)).collect();
+    }
+
+    /// Whether route `id`'s pattern, host and methods cover this request (its
+    /// conditions aside).
+    pub fn covers(&self, id: usize, host: &str, method: &Method, path: &str) -> bool {
+        let Some(m) = self.matchers.get(id) else {
+            return false;
+        };
+        let path_ok = if m.fold_case {
+            m.pattern.matches(&path.to_ascii_lowercase())
+        } else {
+            m.pattern.matches(path)
+        };
+        path_ok
+            && m.host.as_deref().is_none_or(|h| h == host)
+            && m.methods.as_ref().is_none_or(|ms| ms.contains(method))
+    }
+
     fn walk(
         &self,
         nodes: &[Node],
@@ -290,6 +315,9 @@ impl RouteTable {
             let Some(m) = self.matchers.get(id) else {
                 continue;
             };
+            if self.conditional.get(id).copied().unwrap_or(false) {
+                continue;
+            }
             if m.host.as_deref().is_some_and(|h| h != host) {
                 continue;
             }

@@ -192,6 +192,7 @@ mod tests {
             redact_for: Vec::new(),
             no_body_for: Vec::new(),
             device_required: false,
+            when: Default::default(),
         }
     }
 

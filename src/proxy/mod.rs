@@ -118,7 +118,7 @@ const TUNNEL_CHECK: Duration = Duration::from_secs(2);
 
 /// Sends the request upstream and returns the upstream's answer, rewritten for the client.
 pub async fn forward(
-    mut req: Request<Incoming>,
+    mut req: Request<Inbound>,
     f: Forward<'_>,
 ) -> Result<Response<Body>, ProxyError> {
     let websocket = req.version() == Version::HTTP_11 && headers::wants_websocket(req.headers());
@@ -238,10 +238,51 @@ pub async fn forward(
     Ok(resp.map(body::stream))
 }
 
+/// A request body on its way upstream: streamed from the client, or already
+/// read by ward (a form it had to look into before deciding).
+#[derive(Debug)]
+pub enum Inbound {
+    /// Streamed as it arrives.
+    Stream(Incoming),
+    /// Read whole; sent as one piece.
+    Buffered(Option<bytes::Bytes>),
+}
+
+impl http_body::Body for Inbound {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match self.get_mut() {
+            Inbound::Stream(b) => Pin::new(b).poll_frame(cx),
+            Inbound::Buffered(b) => Poll::Ready(b.take().map(|d| Ok(http_body::Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inbound::Stream(b) => b.is_end_stream(),
+            Inbound::Buffered(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Inbound::Stream(b) => b.size_hint(),
+            Inbound::Buffered(b) => {
+                http_body::SizeHint::with_exact(b.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
 /// The client's request body on its way upstream, noting whether reading it
 /// failed, so a malformed upload is answered 400 rather than blamed on the upstream.
 struct ClientBody {
-    inner: Incoming,
+    inner: Inbound,
     failed: Arc<AtomicBool>,
 }
 
@@ -336,7 +377,7 @@ mod tests {
             async move {
                 let failed = Arc::new(AtomicBool::new(false));
                 let body = ClientBody {
-                    inner: req.into_body(),
+                    inner: Inbound::Stream(req.into_body()),
                     failed: failed.clone(),
                 };
                 let collected = body.collect().await;

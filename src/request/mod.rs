@@ -7,7 +7,7 @@ use crate::body::Body;
 use crate::policy::{self, Facts, Refusal, Verdict};
 use crate::proxy::filter;
 use crate::proxy::headers;
-use crate::proxy::{self, Forward};
+use crate::proxy::{self, Forward, Inbound};
 use crate::server::reload::Runtime;
 use crate::session::{self, Stage};
 use crate::users::accounts;
@@ -122,7 +122,7 @@ async fn respond(
     shared: &Arc<Shared>,
     rt: &Runtime,
     peer: SocketAddr,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     id: &str,
     outcome: &mut Outcome,
 ) -> Response<Body> {
@@ -352,6 +352,32 @@ async fn respond(
     }
     // A standard method is a plain value: cloning it lets the request be changed later.
     let method = req.method().clone();
+    // Routes with conditions look at the query's parameters, and at a
+    // url-encoded form, which is then read here (bounded) before deciding.
+    let query: Vec<(String, String)> = if policy.conditional.is_empty() {
+        Vec::new()
+    } else {
+        req.uri()
+            .query()
+            .and_then(|q| serde_urlencoded::from_str(q).ok())
+            .unwrap_or_default()
+    };
+    let mut req = req.map(Inbound::Stream);
+    let mut form = Vec::new();
+    if policy.wants_form(&target.host, &method, &target.path)
+        && filter::has_body(req.headers(), req.body())
+    {
+        match read_form_body(req).await {
+            Ok((fields, again)) => {
+                form = fields;
+                req = again;
+            }
+            Err((status, why)) => {
+                outcome.decision = "form-unreadable";
+                return page::problem(status, practice, "Request refused", why, id);
+            }
+        }
+    }
     let facts = Facts {
         client_ip,
         method: &method,
@@ -359,6 +385,8 @@ async fn respond(
         path: &target.path,
         identity: identity.as_ref(),
         device: outcome.device.is_some(),
+        query: &query,
+        form: &form,
     };
     let decision = policy::decide(&facts, policy);
     let route = decision.route.and_then(|r| policy.routes.get(r));
@@ -595,6 +623,60 @@ fn has_method_override(query: &str) -> bool {
         .unwrap_or(true)
 }
 
+/// Largest form ward reads to decide on a route with form conditions.
+pub const MAX_DECIDING_FORM: usize = 1 << 20;
+
+/// Reads a url-encoded form body (at most `MAX_DECIDING_FORM`, within ten
+/// seconds) and gives the request back with the body kept for the app. A body
+/// ward cannot read as a form is refused: the route could not be decided.
+async fn read_form_body(
+    req: Request<Inbound>,
+) -> Result<(Vec<(String, String)>, Request<Inbound>), (StatusCode, &'static str)> {
+    use http_body_util::{BodyExt, Limited};
+    let url_encoded = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !url_encoded {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "ward must read this page's form to decide, and accepts it here only as an ordinary (url-encoded) form.",
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        Limited::new(body, MAX_DECIDING_FORM).collect(),
+    )
+    .await;
+    let bytes = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form is too large for ward to read (1 MiB at most on this page).",
+            ));
+        }
+        Err(_) => {
+            return Err((
+                StatusCode::REQUEST_TIMEOUT,
+                "The form did not arrive in time.",
+            ));
+        }
+    };
+    let fields = serde_urlencoded::from_bytes(&bytes)
+        .map_err(|_| (StatusCode::BAD_REQUEST, "The form could not be read."))?;
+    Ok((
+        fields,
+        Request::from_parts(parts, Inbound::Buffered(Some(bytes))),
+    ))
+}
+
 /// Whether `session` still stands now, for an open WebSocket: not ended, not
 /// idle, the account still usable under the policy in force.
 fn still_signed_in(shared: Arc<Shared>, session: Arc<session::Session>) -> proxy::StillSignedIn {
@@ -783,7 +865,7 @@ fn identity_headers_for(
 }
 
 /// A page load that will show HTML (so the idle script can go in).
-fn wants_html(req: &Request<Incoming>) -> bool {
+fn wants_html<B>(req: &Request<B>) -> bool {
     req.method() == http::Method::GET
         && req
             .headers()
