@@ -85,3 +85,49 @@ async fn head_answers_like_get_without_a_body_over_both_protocols() {
         }
     }
 }
+
+/// Issue #11.8: over HTTP/2, an answer ward gives before reading a request's
+/// body (a refusal) reaches the client whole, not with a reset stream. curl
+/// (nghttp2) reports a reset stream as an error, as browsers do.
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_before_the_body_reach_http2_clients_whole() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(&policy(&ehr.url()));
+    let upload = ward.site.path("upload.bin");
+    std::fs::write(&upload, vec![b'x'; 512 * 1024]).unwrap();
+    let url = ward.url("/patients/1001/notes");
+    let resolve = format!("localhost:{}:127.0.0.1", ward.port());
+    let mut failures = Vec::new();
+    for i in 0..20 {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-k",
+                "--http2",
+                "--resolve",
+                &resolve,
+                "-o",
+                "/dev/null",
+            ])
+            .args([
+                "-w",
+                "%{http_code}",
+                "-H",
+                "content-type: application/octet-stream",
+            ])
+            .arg("--data-binary")
+            .arg(format!("@{}", upload.display()))
+            .arg(&url)
+            .output()
+            .expect("this test needs curl (apt-get install curl)");
+        let code = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() || code != "401" {
+            failures.push(format!(
+                "{i}: exit {:?}, status {code}, {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

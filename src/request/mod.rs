@@ -62,7 +62,13 @@ pub async fn handle(
         device: device.clone(),
         ..Outcome::default()
     };
-    let mut resp = respond(&shared, &rt, peer, req, &id, &mut outcome).await;
+    let mut unread = Unread(None);
+    let mut resp = respond(&shared, &rt, peer, req, &id, &mut outcome, &mut unread).await;
+    // A refusal sent while the client is still sending its body would end the
+    // HTTP/2 stream under it (clients report a stream error): read it off first.
+    if let Some(body) = unread.take() {
+        read_off(body).await;
+    }
 
     // The record is written before the answer leaves; if it cannot be, the
     // policy decides whether the answer goes anyway.
@@ -125,10 +131,15 @@ async fn respond(
     req: Request<Incoming>,
     id: &str,
     outcome: &mut Outcome,
+    body: &mut Unread,
 ) -> Response<Body> {
     let policy = &rt.policy;
     let practice = policy.practice.as_str();
     let now = unix_now();
+    // The body waits here until a stage takes it.
+    let (parts, incoming) = req.into_parts();
+    body.0 = Some(incoming);
+    let req = Request::from_parts(parts, ());
     let target = match target::read(req.method(), req.uri(), req.headers()) {
         Ok(t) => t,
         Err(e) => {
@@ -141,7 +152,7 @@ async fn respond(
     // from an upstream that ignores the length ("CL.0" smuggling). Over HTTP/2
     // the stream itself says whether DATA may follow.
     if (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
-        && filter::has_body(req.headers(), req.body())
+        && body.has_body(req.headers())
     {
         return bad_request(
             outcome,
@@ -234,7 +245,16 @@ async fn respond(
         if target.path == "/.ward/healthz" {
             return health(shared, rt, client_ip);
         }
-        let (parts, body) = req.into_parts();
+        let (parts, ()) = req.into_parts();
+        let Some(body) = body.take() else {
+            return bad_request(
+                outcome,
+                practice,
+                id,
+                "no body".into(),
+                "it could not be read",
+            );
+        };
         let page_req = kit::PageRequest {
             policy,
             path: &target.path,
@@ -362,15 +382,19 @@ async fn respond(
             .and_then(|q| serde_urlencoded::from_str(q).ok())
             .unwrap_or_default()
     };
-    let mut req = req.map(Inbound::Stream);
+    let has_body = body.has_body(req.headers());
+    let mut req = req;
+    // A form ward read to decide is kept here and sent on as read.
+    let mut read_body: Option<bytes::Bytes> = None;
     let mut form = Vec::new();
     if policy.wants_form(&target.host, &method, &target.path)
-        && filter::has_body(req.headers(), req.body())
+        && has_body
+        && let Some(taken) = body.take()
     {
-        match read_form_body(req).await {
-            Ok((fields, again)) => {
+        match read_form_body(req.headers(), taken).await {
+            Ok((fields, bytes)) => {
                 form = fields;
-                req = again;
+                read_body = Some(bytes);
             }
             Err((status, why)) => {
                 outcome.decision = "form-unreadable";
@@ -469,7 +493,7 @@ async fn respond(
                 );
             }
             // Sharing settings (an e-mail auto-forward page, say) take no input from these roles.
-            if decision.no_body && filter::has_body(req.headers(), req.body()) {
+            if decision.no_body && has_body {
                 outcome.decision = "body-blocked";
                 return page::problem(
                     StatusCode::FORBIDDEN,
@@ -535,7 +559,12 @@ async fn respond(
                     _ => None,
                 },
             };
-            match proxy::forward(req, fwd).await {
+            let inbound = match (read_body, body.take()) {
+                (Some(bytes), _) => Inbound::Buffered(Some(bytes)),
+                (None, Some(incoming)) => Inbound::Stream(incoming),
+                (None, None) => Inbound::Buffered(None),
+            };
+            match proxy::forward(req.map(|()| inbound), fwd).await {
                 Ok(mut resp) => {
                     if route.access != policy::Access::Public {
                         filter::no_store(resp.headers_mut());
@@ -623,6 +652,43 @@ fn has_method_override(query: &str) -> bool {
         .unwrap_or(true)
 }
 
+/// A request body no stage has taken yet (left by a refusal).
+#[derive(Default)]
+pub(crate) struct Unread(Option<Incoming>);
+
+impl Unread {
+    fn take(&mut self) -> Option<Incoming> {
+        self.0.take()
+    }
+
+    fn has_body(&self, headers: &http::HeaderMap) -> bool {
+        match &self.0 {
+            Some(b) => filter::has_body(headers, b),
+            None => false,
+        }
+    }
+}
+
+/// Reads and discards up to 1 MiB of a refused request's body, for at most
+/// five seconds (a larger or slower body is cut off).
+async fn read_off(mut body: Incoming) {
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+    if body.is_end_stream() {
+        return;
+    }
+    let mut left: usize = 1 << 20;
+    let reading = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            left = left.saturating_sub(frame.data_ref().map_or(0, |d| d.len()));
+            if left == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), reading).await;
+}
+
 /// Largest form ward reads to decide on a route with form conditions.
 pub const MAX_DECIDING_FORM: usize = 1 << 20;
 
@@ -630,11 +696,11 @@ pub const MAX_DECIDING_FORM: usize = 1 << 20;
 /// seconds) and gives the request back with the body kept for the app. A body
 /// ward cannot read as a form is refused: the route could not be decided.
 async fn read_form_body(
-    req: Request<Inbound>,
-) -> Result<(Vec<(String, String)>, Request<Inbound>), (StatusCode, &'static str)> {
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Result<(Vec<(String, String)>, bytes::Bytes), (StatusCode, &'static str)> {
     use http_body_util::{BodyExt, Limited};
-    let url_encoded = req
-        .headers()
+    let url_encoded = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|t| t.split(';').next())
@@ -648,7 +714,6 @@ async fn read_form_body(
             "ward must read this page's form to decide, and accepts it here only as an ordinary (url-encoded) form.",
         ));
     }
-    let (parts, body) = req.into_parts();
     let read = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         Limited::new(body, MAX_DECIDING_FORM).collect(),
@@ -671,10 +736,7 @@ async fn read_form_body(
     };
     let fields = serde_urlencoded::from_bytes(&bytes)
         .map_err(|_| (StatusCode::BAD_REQUEST, "The form could not be read."))?;
-    Ok((
-        fields,
-        Request::from_parts(parts, Inbound::Buffered(Some(bytes))),
-    ))
+    Ok((fields, bytes))
 }
 
 /// Whether `session` still stands now, for an open WebSocket: not ended, not
