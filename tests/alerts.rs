@@ -90,14 +90,15 @@ async fn officer_alerts_reach_the_webhook() {
     let ehr = Ehr::start();
     let policy = format!(
         "practice = \"Test Clinic\"\n{{server}}trusted_proxies = [\"127.0.0.1/32\"]\n\
-         [alerts]\nwebhook = \"{url}\"\n\
+         [alerts]\nwebhook = \"{url}\"\ndenials = 3\n\
          [login]\nlockout_after = 2\n\
          [sessions]\nmax_per_user = 3\n\
-         [roles]\nclinician = {{}}\nemergency = {{}}\n\
+         [roles]\nclinician = {{}}\nemergency = {{}}\nauditor = {{}}\n\
          [break_glass]\nallowed_roles = [\"clinician\"]\nemergency_roles = [\"emergency\"]\n\
          [storage]\nusers = \"config/users.toml\"\nstate = \"state\"\n\
          [[apps]]\nname = \"ehr\"\nupstream = \"{}\"\n\
-         [[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow_roles = [\"clinician\"]\n",
+         [[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow_roles = [\"clinician\"]\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/admin/**\"\nallow_roles = [\"auditor\"]\n",
         ehr.url()
     );
     let ward = Ward::start(&policy);
@@ -106,7 +107,7 @@ async fn officer_alerts_reach_the_webhook() {
     tokio::time::sleep(Duration::from_millis(700)).await;
 
     // Signed in at the office, then from somewhere else at the same time.
-    let (_office, s) = sign_in(&ward, "dr_lee", PW, &lee, -30, "203.0.113.5").await;
+    let (office, s) = sign_in(&ward, "dr_lee", PW, &lee, -30, "203.0.113.5").await;
     assert_eq!(s, 303);
     let (_home, s) = sign_in(&ward, "dr_lee", PW, &lee, 0, "198.51.100.20").await;
     assert_eq!(s, 303);
@@ -154,4 +155,16 @@ async fn officer_alerts_reach_the_webhook() {
     assert_eq!(a["user"], "dr_lee");
     // The reason may name a patient: it stays in the audit trail, out of the alert.
     assert!(!a["detail"].as_str().unwrap().contains("code blue"));
+
+    // Door after door: the alert names the route, not the path (which holds a patient's number).
+    for _ in 0..3 {
+        assert_eq!(
+            office.get("/admin/patients/4471-22/export").await.status(),
+            403
+        );
+    }
+    let a = wait_for(&got, "refusals").await;
+    let detail = a["detail"].as_str().unwrap();
+    assert!(detail.contains("/admin/**"), "{detail}");
+    assert!(!detail.contains("4471"), "{detail}");
 }

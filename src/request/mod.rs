@@ -430,9 +430,15 @@ async fn respond(
                     gate.alerts.raise(
                         "refusals",
                         &who.user,
+                        // The route, not the path: a path may hold a patient's number,
+                        // and alerts leave ward (the webhook). The trail has the path.
                         format!(
-                            "{n} refusals within ten minutes, the last for {}",
-                            target.path
+                            "{n} refusals within ten minutes, the last {} ({}); the paths are in the audit trail",
+                            match route {
+                                Some(r) => format!("on the route at line {} (\"{}\")", r.line, r.path),
+                                None => "where no route applies".to_string(),
+                            },
+                            refusal.code()
                         ),
                     );
                 }
