@@ -282,30 +282,15 @@ async fn demo_accounts_sign_in_and_the_demo_shows_a_blocked_and_a_granted_export
             .unwrap()
             .contains("Download not permitted")
     );
-    let out = Command::new(WARD)
-        .current_dir(dir.path())
-        .args([
-            "grant",
-            "--config",
-            "config/demo.toml",
-            "export",
-            "--user",
-            "billing_bea",
-            "--route",
-            "/reports/**",
-            "--for",
-            "1h",
-            "--reason",
-            "quarterly audit",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    grant_export(
+        dir.path(),
+        "config/demo.toml",
+        "billing_bea",
+        "/reports/**",
+        "1h",
+        "quarterly audit",
+    )
+    .await;
     let granted = get(bea, "/reports/patients.csv").await;
     assert_eq!(granted.status(), 200);
     assert!(granted.text().await.unwrap().contains("Ellison"));

@@ -379,30 +379,15 @@ async fn explain_states_exports_caps_bodies_and_idle_limits_as_the_proxy_enforce
     assert_eq!(enforced(&text, "rate cap:"), "3 requests per 1m per person");
     let b = sign_in(&ward, "bea", &bea, 0, office).await;
     assert_eq!(b.get("/reports/patients.csv").await.status(), 403);
-    let out = Command::new(WARD)
-        .current_dir(ward.site.dir.path())
-        .args([
-            "grant",
-            "--config",
-            "ward.toml",
-            "export",
-            "--user",
-            "bea",
-            "--route",
-            "/reports/**",
-            "--for",
-            "1h",
-            "--reason",
-            "quarterly audit",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    grant_export(
+        ward.site.dir.path(),
+        "ward.toml",
+        "bea",
+        "/reports/**",
+        "1h",
+        "quarterly audit",
+    )
+    .await;
     let text = explain(&ward, Some("bea"), office, "GET", "/reports/patients.csv");
     let exports = enforced(&text, "exports:");
     assert!(exports.starts_with("allowed under grant "), "{text}");

@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PW: &str = "maple orbit candle harbor 42";
@@ -112,30 +111,15 @@ async fn exports_are_refused_without_a_grant_and_pass_with_one() {
     assert!(body.contains("Ellison"));
 
     // A grant lets the clinician export from /reports/** for a while, and is logged with its reason.
-    let out = Command::new(WARD)
-        .current_dir(ward.site.dir.path())
-        .args([
-            "grant",
-            "--config",
-            "ward.toml",
-            "export",
-            "--user",
-            "dr_lee",
-            "--route",
-            "/reports/**",
-            "--for",
-            "3s",
-            "--reason",
-            "records request from the patient's lawyer",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    grant_export(
+        ward.site.dir.path(),
+        "ward.toml",
+        "dr_lee",
+        "/reports/**",
+        "3s",
+        "records request from the patient's lawyer",
+    )
+    .await;
     let lee_b = sign_in(&ward, "dr_lee", &lee, 30, false).await;
     let r = lee_b.get("/reports/patients.csv").await;
     assert_eq!(r.status(), 200);

@@ -123,30 +123,15 @@ async fn exports_chosen_by_a_parameter_or_a_form_field_are_blocked_and_can_be_gr
     assert_eq!(r.status(), 415);
 
     // The officer grants the export: it passes, and is recorded with the grant.
-    let out = std::process::Command::new(WARD)
-        .current_dir(ward.site.dir.path())
-        .args([
-            "grant",
-            "--config",
-            "ward.toml",
-            "export",
-            "--user",
-            "dan",
-            "--route",
-            "/index.php",
-            "--for",
-            "1h",
-            "--reason",
-            "records request 2026-114",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    grant_export(
+        ward.site.dir.path(),
+        "ward.toml",
+        "dan",
+        "/index.php",
+        "1h",
+        "records request 2026-114",
+    )
+    .await;
     let r = b.get("/index.php?route=/export").await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("Ellison"));

@@ -737,3 +737,27 @@ pub fn client_from(ward: &Ward, local: std::net::IpAddr) -> reqwest::Client {
     }
     b.build().unwrap()
 }
+
+/// Runs `ward grant --config CONFIG export …` in `dir` as the officer would and
+/// waits until ward has read the grant. Panics with ward's words if it fails.
+pub async fn grant_export(
+    dir: &Path,
+    config: &str,
+    user: &str,
+    route: &str,
+    period: &str,
+    reason: &str,
+) {
+    let out = Command::new(WARD)
+        .current_dir(dir)
+        .args(["grant", "--config", config, "export", "--user", user])
+        .args(["--route", route, "--for", period, "--reason", reason])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+}
