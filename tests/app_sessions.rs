@@ -13,60 +13,41 @@ const PW: &str = "maple orbit candle harbor 42";
 /// An app with a cookie login of its own: `/login?as=NAME` sets its session
 /// cookie, `/logout` deletes it, `/whoami` says whose app session the cookie is.
 async fn cookie_app() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                break;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let cookies = req
-                            .headers()
-                            .get_all("cookie")
-                            .iter()
-                            .map(|v| v.to_str().unwrap_or("").to_string())
-                            .collect::<Vec<_>>()
-                            .join("; ");
-                        let query = req.uri().query().unwrap_or("").to_string();
-                        let path = req.uri().path().to_string();
-                        let _ = req.into_body().collect().await;
-                        let mut resp = hyper::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from(format!("cookies: [{cookies}]\n")),
-                        ));
-                        let h = resp.headers_mut();
-                        h.insert("content-type", "text/plain".parse().unwrap());
-                        match path.as_str() {
-                            "/login" => {
-                                let who = query.strip_prefix("as=").unwrap_or("nobody");
-                                h.append(
-                                    "set-cookie",
-                                    format!("app_sid=session-of-{who}; Path=/; HttpOnly")
-                                        .parse()
-                                        .unwrap(),
-                                );
-                                h.append("set-cookie", "app_theme=dark; Path=/".parse().unwrap());
-                            }
-                            "/logout" => {
-                                h.append(
-                                    "set-cookie",
-                                    "app_sid=; Path=/; Max-Age=0".parse().unwrap(),
-                                );
-                            }
-                            _ => {}
-                        }
-                        Ok::<_, std::convert::Infallible>(resp)
-                    },
+    small_app(|req: hyper::Request<hyper::body::Incoming>| async move {
+        let cookies = req
+            .headers()
+            .get_all("cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let query = req.uri().query().unwrap_or("").to_string();
+        let path = req.uri().path().to_string();
+        let _ = req.into_body().collect().await;
+        let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+            format!("cookies: [{cookies}]\n"),
+        )));
+        let h = resp.headers_mut();
+        h.insert("content-type", "text/plain".parse().unwrap());
+        match path.as_str() {
+            "/login" => {
+                let who = query.strip_prefix("as=").unwrap_or("nobody");
+                h.append(
+                    "set-cookie",
+                    format!("app_sid=session-of-{who}; Path=/; HttpOnly")
+                        .parse()
+                        .unwrap(),
                 );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-            });
+                h.append("set-cookie", "app_theme=dark; Path=/".parse().unwrap());
+            }
+            "/logout" => {
+                h.append("set-cookie", "app_sid=; Path=/; Max-Age=0".parse().unwrap());
+            }
+            _ => {}
         }
-    });
-    url
+        resp
+    })
+    .await
 }
 
 fn policy(upstream: &str) -> String {

@@ -274,43 +274,27 @@ async fn the_hand_off_cannot_be_replayed_moved_or_planted() {
 /// A sample app page with a script that tries everything high 2 of the review did.
 async fn hostile_app() -> (String, Arc<Mutex<Vec<String>>>) {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let log = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                break;
+    let url = small_app(move |req: hyper::Request<hyper::body::Incoming>| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push(req.uri().path().to_string());
+            let (kind, text) = match req.uri().path() {
+                "/sw.js" => ("text/javascript", SERVICE_WORKER),
+                _ => ("text/html; charset=utf-8", HOSTILE_PAGE),
             };
-            let log = log.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let log = log.clone();
-                        async move {
-                            log.lock().unwrap().push(req.uri().path().to_string());
-                            let (kind, text) = match req.uri().path() {
-                                "/sw.js" => ("text/javascript", SERVICE_WORKER),
-                                _ => ("text/html; charset=utf-8", HOSTILE_PAGE),
-                            };
-                            let _ = req.into_body().collect().await;
-                            let mut resp = hyper::Response::new(http_body_util::Full::new(
-                                bytes::Bytes::from_static(text.as_bytes()),
-                            ));
-                            resp.headers_mut()
-                                .insert("content-type", kind.parse().unwrap());
-                            resp.headers_mut()
-                                .insert("service-worker-allowed", "/".parse().unwrap());
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-            });
+            let _ = req.into_body().collect().await;
+            let mut resp = hyper::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(text.as_bytes()),
+            ));
+            resp.headers_mut()
+                .insert("content-type", kind.parse().unwrap());
+            resp.headers_mut()
+                .insert("service-worker-allowed", "/".parse().unwrap());
+            resp
         }
-    });
+    })
+    .await;
     (url, seen)
 }
 

@@ -13,45 +13,27 @@ const PW: &str = "maple orbit candle harbor 42";
 /// A database admin tool: `/index.php` answers every request with a page that
 /// says what it was asked (query and body) and, for an export, the table dump.
 async fn db_tool() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                break;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let query = req.uri().query().unwrap_or("").to_string();
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let body = String::from_utf8_lossy(&body).to_string();
-                        let dump = query.contains("route=%2Fexport")
-                            || query.contains("route=/export")
-                            || body.contains("output_format=astext");
-                        let text = format!(
-                            "<html><body><p>query: {query}</p><p>body: {body}</p>{}</body></html>",
-                            if dump {
-                                "<pre>INSERT INTO patients VALUES (1001, 'Ellison');</pre>"
-                            } else {
-                                ""
-                            }
-                        );
-                        let mut resp = hyper::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from(text),
-                        ));
-                        resp.headers_mut()
-                            .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
-                        Ok::<_, std::convert::Infallible>(resp)
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    url
+    small_app(|req: hyper::Request<hyper::body::Incoming>| async move {
+        let query = req.uri().query().unwrap_or("").to_string();
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body).to_string();
+        let dump = query.contains("route=%2Fexport")
+            || query.contains("route=/export")
+            || body.contains("output_format=astext");
+        let text = format!(
+            "<html><body><p>query: {query}</p><p>body: {body}</p>{}</body></html>",
+            if dump {
+                "<pre>INSERT INTO patients VALUES (1001, 'Ellison');</pre>"
+            } else {
+                ""
+            }
+        );
+        let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
+        resp.headers_mut()
+            .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
+        resp
+    })
+    .await
 }
 
 fn policy(upstream: &str) -> String {
