@@ -114,6 +114,17 @@ async fn exports_chosen_by_a_parameter_or_a_form_field_are_blocked_and_can_be_gr
         "records request 2026-114",
     )
     .await;
+    // The grant itself is in the audit trail, with its reason and who gave it.
+    let trail = audit_text(&ward.site);
+    let issued = trail
+        .lines()
+        .find(|l| l.contains("\"grant-issued\""))
+        .unwrap_or_else(|| panic!("no grant-issued record in:\n{trail}"));
+    assert!(
+        issued.contains("\"user\":\"dan\"") && issued.contains("records request 2026-114"),
+        "{issued}"
+    );
+    assert!(issued.contains("command line"), "{issued}");
     let r = b.get("/index.php?route=/export").await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("Ellison"));

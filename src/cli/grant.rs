@@ -80,6 +80,16 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
     let add = |user: &str, kind: GrantKind, reason: String, secs: i64| -> Result<Grant, String> {
         grants::issue(&store, user, kind, reason, &cli_actor(), now(), secs)
     };
+    // Every grant and revocation goes in the audit trail, as the console's do.
+    let record = |event: &'static str, user: &str, grant: &str, detail: String| {
+        let r = crate::audit::Record::officer(cli_actor(), event)
+            .user(user.to_string())
+            .grant(grant.to_string())
+            .detail(detail);
+        if let Err(e) = crate::audit::append_blocking(&policy.audit.dir, r) {
+            eprintln!("ward grant: done, but the audit trail could not record it: {e}");
+        }
+    };
     match cmd {
         GrantCommand::Export {
             user,
@@ -103,6 +113,12 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                 Some(rest) => format!("--route: {rest}"),
                 None => e,
             })?;
+            record(
+                "grant-issued",
+                &user,
+                &format!("{} ({})", g.id, g.reason),
+                format!("export from {route} until {}", when(g.end)),
+            );
             println!(
                 "Granted {}: {user} may export from {route} until {} (grant {}).",
                 g.id,
@@ -131,6 +147,16 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                 grants::check_reason(&reason)?,
                 secs,
             )?;
+            record(
+                "break-glass",
+                &user,
+                &format!("{} ({})", g.id, g.reason),
+                format!(
+                    "emergency roles {} until {}",
+                    bg.emergency_roles.join(", "),
+                    when(g.end)
+                ),
+            );
             println!(
                 "Emergency access for {user}: roles {} until {} (grant {}).",
                 bg.emergency_roles.join(", "),
@@ -161,11 +187,17 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
             }
         }
         GrantCommand::Revoke { id } => {
-            if grants::revoke(&store, &id, now())?.is_none() {
+            let Some(g) = grants::revoke(&store, &id, now())? else {
                 return Err(format!(
                     "no grant '{id}' in force; see `ward grant list --all`"
                 ));
-            }
+            };
+            record(
+                "grant-revoked",
+                &g.user,
+                &g.id,
+                "revoked before its end".into(),
+            );
             println!("Revoked grant {id}.");
         }
     }
