@@ -820,6 +820,7 @@ fn custom_file(req: &Request<Incoming>) -> Resp {
             .replace("%2F", "/")
             .replace("%22", "\"")
             .replace("%27", "'")
+            .replace("%2B", "+")
             .replace("%25", "%")
     };
     for (key, name) in [
