@@ -1492,6 +1492,8 @@ fn upstream_saw_only_ward_identity(replies: &[Reply]) -> Result<(), String> {
         "x-ward-roles",
         "x-ward-session",
         "x-forwarded-for",
+        // ward's own (RFC 7239, #11.6); a client's never passes.
+        "forwarded",
     ] {
         if count(name) != 1 {
             return Err(format!(
@@ -1512,13 +1514,17 @@ fn upstream_saw_only_ward_identity(replies: &[Reply]) -> Result<(), String> {
     if value("x-forwarded-host").contains("billing") {
         return Err(format!("forged X-Forwarded-Host passed: {seen:?}"));
     }
+    if !value("forwarded").starts_with("for=127.0.0.1;proto=https;")
+        || value("forwarded").contains("billing")
+    {
+        return Err(format!("forged Forwarded passed: {seen:?}"));
+    }
     let forbidden = [
         "x-original-url",
         "x-rewrite-url",
         "x-forwarded-uri",
         "x-forwarded-prefix",
         "x-real-ip",
-        "forwarded",
         "x-http-method-override",
         "x-http-method",
         "x-method-override",

@@ -4,13 +4,14 @@
 use super::Certs;
 use super::closest;
 use super::diag::{Collector, line_col};
-use super::raw::{RawApp, RawPolicy, RawRoute, Text};
+use super::raw::{RawApp, RawPolicy, RawRoute, RawUpstreamAuth, Text};
+use crate::policy::media::TypePattern;
 use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::routes::{Matcher, Pattern, RouteTable};
 use crate::policy::{
     Access, App, BreakGlass, Conditions, DEFAULT_EXPORT_TYPES, Export, ExportSettings, LogFormat,
     LogSettings, LoginSettings, Mfa, Policy, Role, Route, ServerSettings, SessionBinding,
-    SessionSettings, StorageSettings, TooMany,
+    SessionSettings, StorageSettings, TooMany, UpstreamAuth,
 };
 use crate::policy::{OidcProvider, WithoutMfa};
 use http::Method;
@@ -45,7 +46,7 @@ pub fn compile(
         }
     };
     let networks = networks(&raw, c);
-    let roles = roles(&raw, c);
+    let roles = roles(&raw, &networks, c);
     let server = server(&raw, &networks, certs, c);
     let sessions = sessions(&raw, c);
     let login = LoginSettings {
@@ -99,13 +100,7 @@ pub fn compile(
         }
     });
     let export_settings = ExportSettings {
-        types: match &raw.export.types {
-            Some(list) => list
-                .iter()
-                .map(|t| t.get_ref().trim().to_ascii_lowercase())
-                .collect(),
-            None => DEFAULT_EXPORT_TYPES.iter().map(|t| t.to_string()).collect(),
-        },
+        types: export_types(&raw, c),
         vendors: raw
             .export
             .vendors
@@ -227,7 +222,7 @@ pub fn compile(
         }
         net_refs(list.get_ref(), &networks, c)
     });
-    let apps = apps(&raw, certs, c);
+    let (apps, broken_apps) = apps(&raw, certs, c);
     // ward's own host must be no app's, or an app's pages would share its origin.
     if let (Some(span), Some(h)) = (
         raw.server.ward_host.as_ref().map(|h| h.span()),
@@ -259,7 +254,7 @@ pub fn compile(
             "the officer's console and the break-glass page are served only on ward's own host name, which this policy does not set; add ward_host = \"ward.riverside.example\" under [server] (a name no app uses, pointed at ward)",
         );
     }
-    let routes = routes(text, &raw, &apps, &roles, &networks, c);
+    let routes = routes(text, &raw, &apps, &broken_apps, &roles, &networks, c);
     let mut table = route_table(&raw.routes, &routes, &apps, c);
     let conditional: Vec<usize> = routes
         .iter()
@@ -317,6 +312,36 @@ pub fn compile(
         routes,
         table,
     })
+}
+
+/// `[export] types` (or the default list) and `extra_types`, each a media type
+/// that can match an answer; one that never could is an error.
+fn export_types(raw: &RawPolicy, c: &mut Collector<'_>) -> Vec<TypePattern> {
+    let mut out: Vec<TypePattern> = match &raw.export.types {
+        Some(_) => Vec::new(),
+        // The built-in list always parses (a unit test holds it to that).
+        None => DEFAULT_EXPORT_TYPES
+            .iter()
+            .filter_map(|t| TypePattern::parse(t).ok())
+            .collect(),
+    };
+    for t in raw
+        .export
+        .types
+        .iter()
+        .flatten()
+        .chain(raw.export.extra_types.iter().flatten())
+    {
+        match TypePattern::parse(t.get_ref()) {
+            Ok(p) if out.contains(&p) => {}
+            Ok(p) => out.push(p),
+            Err(why) => c.error(
+                t.span(),
+                format!("export type '{}': {why}", t.get_ref().trim()),
+            ),
+        }
+    }
+    out
 }
 
 const EMPTY_NETWORKS: &str =
@@ -475,7 +500,11 @@ fn net_refs(list: &[Text], networks: &BTreeMap<String, NetSet>, c: &mut Collecto
     NetSet::new(nets)
 }
 
-fn roles(raw: &RawPolicy, c: &mut Collector<'_>) -> BTreeMap<String, Role> {
+fn roles(
+    raw: &RawPolicy,
+    networks: &BTreeMap<String, NetSet>,
+    c: &mut Collector<'_>,
+) -> BTreeMap<String, Role> {
     let mut out = BTreeMap::new();
     for (name, role) in &raw.roles {
         check_name(name, role.span(), "role", c);
@@ -490,6 +519,12 @@ fn roles(raw: &RawPolicy, c: &mut Collector<'_>) -> BTreeMap<String, Role> {
             export: role.export.as_ref().and_then(|e| export(e, c)),
             mfa: role.mfa.as_ref().and_then(|m| mfa(m, c)),
             device_required: role.device.as_ref().is_some_and(|d| device(d, c)),
+            allow_from: role.allow_from.as_ref().map(|list| {
+                if list.get_ref().is_empty() {
+                    c.warning(list.span(), EMPTY_NETWORKS);
+                }
+                net_refs(list.get_ref(), networks, c)
+            }),
         };
         out.insert(name.clone(), r);
     }
@@ -753,12 +788,16 @@ fn log(raw: &RawPolicy, c: &mut Collector<'_>) -> LogSettings {
     LogSettings { format, level }
 }
 
-fn apps(raw: &RawPolicy, certs: Certs, c: &mut Collector<'_>) -> Vec<App> {
+/// The apps that compiled, and the names of those that did not (their
+/// errors are reported already; routes naming them add none of their own).
+fn apps(raw: &RawPolicy, certs: Certs, c: &mut Collector<'_>) -> (Vec<App>, Vec<String>) {
     let mut out: Vec<App> = Vec::new();
+    let mut broken: Vec<String> = Vec::new();
     let mut hosts: BTreeMap<String, String> = BTreeMap::new();
     for entry in &raw.apps {
         let a = entry.get_ref();
         let Some(app) = app(a, entry.span(), certs, c) else {
+            broken.extend(a.name.as_ref().map(|n| n.get_ref().clone()));
             continue;
         };
         if out.iter().any(|o| o.name == app.name)
@@ -779,7 +818,7 @@ fn apps(raw: &RawPolicy, certs: Certs, c: &mut Collector<'_>) -> Vec<App> {
         }
         out.push(app);
     }
-    out
+    (out, broken)
 }
 
 fn app(
@@ -825,6 +864,10 @@ fn app(
     let flag = |v: &Option<Spanned<bool>>, default: bool| {
         v.as_ref().map(|b| *b.get_ref()).unwrap_or(default)
     };
+    let upstream_auth = a
+        .upstream_auth
+        .as_ref()
+        .and_then(|u| upstream_auth(u, &name, certs, c));
     Some(App {
         name,
         scheme,
@@ -839,7 +882,189 @@ fn app(
         ward_keeps_cookies: flag(&a.ward_keeps_cookies, true),
         case_insensitive: flag(&a.case_insensitive, false),
         identity_headers: identity_headers(a, c),
+        upstream_auth,
     })
+}
+
+/// `upstream_auth = { basic_user = "…", basic_password_env = "VAR" }` or
+/// `{ header = "X-Api-Key", value_env = "VAR" }` (`_file` instead of `_env`
+/// for a file): the credential ward sends to the app. The secret itself is
+/// never in the policy; with `Certs::Skip` it is not read at all.
+fn upstream_auth(
+    u: &Spanned<RawUpstreamAuth>,
+    app: &str,
+    certs: Certs,
+    c: &mut Collector<'_>,
+) -> Option<UpstreamAuth> {
+    let raw = u.get_ref();
+    let span = u.span();
+    let basic = raw.basic_user.is_some()
+        || raw.basic_password_env.is_some()
+        || raw.basic_password_file.is_some();
+    let named = raw.header.is_some() || raw.value_env.is_some() || raw.value_file.is_some();
+    let (header, secret_env, secret_file, what) = match (basic, named) {
+        (true, false) => (
+            http::header::AUTHORIZATION,
+            &raw.basic_password_env,
+            &raw.basic_password_file,
+            "basic_password",
+        ),
+        (false, true) => {
+            let Some(h) = &raw.header else {
+                c.error(span, format!("app '{app}': upstream_auth needs header = \"X-Api-Key\" (the header the app reads the credential from)"));
+                return None;
+            };
+            (
+                upstream_auth_header(h, c)?,
+                &raw.value_env,
+                &raw.value_file,
+                "value",
+            )
+        }
+        _ => {
+            c.error(
+                span,
+                format!("app '{app}': upstream_auth is either {{ basic_user = \"…\", basic_password_env = \"VARIABLE\" }} or {{ header = \"X-Api-Key\", value_env = \"VARIABLE\" }}, not both or neither"),
+            );
+            return None;
+        }
+    };
+    let user = if basic {
+        match &raw.basic_user {
+            Some(u)
+                if !u.get_ref().is_empty()
+                    && !u.get_ref().contains(':')
+                    && !u.get_ref().chars().any(char::is_control) =>
+            {
+                Some(u.get_ref().clone())
+            }
+            Some(u) => {
+                c.error(u.span(), "basic_user must be a user name without ':'");
+                return None;
+            }
+            None => {
+                c.error(span, format!("app '{app}': upstream_auth needs basic_user = \"…\" beside basic_password_env"));
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    let secret = match (secret_env, secret_file) {
+        (Some(_), Some(f)) => {
+            c.error(
+                f.span(),
+                format!("give {what}_env or {what}_file, not both"),
+            );
+            return None;
+        }
+        (None, None) => {
+            c.error(
+                span,
+                format!("app '{app}': upstream_auth needs {what}_env = \"VARIABLE\" (or {what}_file = \"/etc/ward/{app}.secret\"); the secret itself never goes in the policy"),
+            );
+            return None;
+        }
+        // Commands that never forward (explain, user, report) need not see it.
+        _ if certs == Certs::Skip => String::new(),
+        (Some(v), None) => match std::env::var(v.get_ref().trim()) {
+            Ok(s) if !s.is_empty() => s,
+            _ => {
+                c.error(
+                    v.span(),
+                    format!(
+                        "the environment variable {} holding app '{app}'s {what} is not set (or is empty)",
+                        v.get_ref().trim()
+                    ),
+                );
+                return None;
+            }
+        },
+        (None, Some(f)) => match std::fs::read_to_string(f.get_ref()) {
+            // A file ends with a newline more often than a secret does.
+            Ok(s) if !s.trim_end_matches(['\r', '\n']).is_empty() => {
+                s.trim_end_matches(['\r', '\n']).to_string()
+            }
+            Ok(_) => {
+                c.error(
+                    f.span(),
+                    format!(
+                        "the file {} holding app '{app}'s {what} is empty",
+                        f.get_ref()
+                    ),
+                );
+                return None;
+            }
+            Err(e) => {
+                c.error(
+                    f.span(),
+                    format!(
+                        "cannot read the file {} holding app '{app}'s {what}: {e}",
+                        f.get_ref()
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    let text = match user {
+        Some(user) => format!(
+            "Basic {}",
+            data_encoding::BASE64.encode(format!("{user}:{secret}").as_bytes())
+        ),
+        None => secret,
+    };
+    let mut value = match http::HeaderValue::from_str(&text) {
+        Ok(v) => v,
+        Err(_) => {
+            // Say where, never what: the value is a secret.
+            let at = secret_env
+                .as_ref()
+                .or(secret_file.as_ref())
+                .map(|t| t.span())
+                .unwrap_or(span);
+            c.error(
+                at,
+                format!(
+                    "app '{app}'s {what} has a line break or other character a header cannot carry"
+                ),
+            );
+            return None;
+        }
+    };
+    value.set_sensitive(true);
+    Some(UpstreamAuth { header, value })
+}
+
+/// The header an `upstream_auth` credential goes in: any but those that carry
+/// the request's framing, cookies or host, and those ward sets itself.
+fn upstream_auth_header(h: &Text, c: &mut Collector<'_>) -> Option<http::HeaderName> {
+    let name = h.get_ref().trim();
+    let reserved = [
+        "host",
+        "cookie",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+    ];
+    match http::HeaderName::from_bytes(name.as_bytes()) {
+        Ok(n) if !reserved.contains(&n.as_str()) && !crate::proxy::headers::is_controlled(&n) => {
+            Some(n)
+        }
+        _ => {
+            c.error(
+                h.span(),
+                format!("'{name}' cannot carry an app's credential; name the header the app reads it from, like X-Api-Key or Authorization"),
+            );
+            None
+        }
+    }
 }
 
 /// `identity_headers = { provider_id = "X-Provider-Id" }`: attribute → header.
@@ -931,6 +1156,7 @@ fn routes(
     text: &str,
     raw: &RawPolicy,
     apps: &[App],
+    broken_apps: &[String],
     roles: &BTreeMap<String, Role>,
     networks: &BTreeMap<String, NetSet>,
     c: &mut Collector<'_>,
@@ -951,7 +1177,8 @@ fn routes(
             }
             Some(name) => {
                 let found = apps.iter().position(|a| a.name == *name.get_ref());
-                if found.is_none() {
+                // An app with its own error is not unknown: one mistake, one error.
+                if found.is_none() && !broken_apps.contains(name.get_ref()) {
                     let hint = match closest(name.get_ref(), &app_names) {
                         Some(best) => format!("; did you mean '{best}'?"),
                         None if app_names.is_empty() => {
@@ -1381,7 +1608,25 @@ fn methods(
         c.error(span, "methods = [] allows no method; list the methods (like [\"GET\"]) or remove the line to allow all");
         return None;
     }
-    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    // WebDAV's methods (RFC 4918, and REPORT from RFC 3253) too, so that a
+    // file-sharing or calendar app can be allowed one without allowing DELETE.
+    const KNOWN: [&str; 15] = [
+        "GET",
+        "HEAD",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+        "OPTIONS",
+        "PROPFIND",
+        "PROPPATCH",
+        "MKCOL",
+        "COPY",
+        "MOVE",
+        "LOCK",
+        "UNLOCK",
+        "REPORT",
+    ];
     let mut out = Vec::new();
     for m in list {
         let upper = m.get_ref().trim().to_ascii_uppercase();
@@ -1414,8 +1659,15 @@ fn route_table(
     c: &mut Collector<'_>,
 ) -> RouteTable {
     let mut matchers: Vec<Matcher> = Vec::new();
+    let mut resolved_apps: Vec<bool> = Vec::new();
     for (entry, route) in raw.iter().zip(routes) {
         let r = entry.get_ref();
+        // A route whose app did not compile has its error already; it must
+        // not borrow another app's host and then clash with that app's routes.
+        let resolved = r
+            .app
+            .as_ref()
+            .is_some_and(|n| apps.get(route.app).is_some_and(|a| a.name == *n.get_ref()));
         let fold = apps.get(route.app).is_some_and(|a| a.case_insensitive);
         let pattern = match &r.path {
             Some(p) => match Pattern::parse(p.get_ref(), fold) {
@@ -1451,10 +1703,15 @@ fn route_table(
             raw.get(id)
                 .is_some_and(|e| e.get_ref().query.is_none() && e.get_ref().form.is_none())
         };
-        if let Some(earlier) = matchers
-            .iter()
-            .enumerate()
-            .position(|(id, m)| !conditional && plain(id) && matcher.shadowed_by(m))
+        if resolved
+            && let Some(earlier) =
+                matchers
+                    .iter()
+                    .zip(&resolved_apps)
+                    .enumerate()
+                    .position(|(id, (m, ok))| {
+                        *ok && !conditional && plain(id) && matcher.shadowed_by(m)
+                    })
             && let Some(path) = &r.path
         {
             c.error(
@@ -1466,6 +1723,7 @@ fn route_table(
             );
         }
         matchers.push(matcher);
+        resolved_apps.push(resolved);
     }
     RouteTable::new(matchers)
 }

@@ -18,7 +18,8 @@ use toml::de::{DeTable, DeValue};
 pub enum Certs {
     /// Read and check them (serving, `ward check`).
     Load,
-    /// Leave them alone (`ward explain`, unit tests).
+    /// Leave them alone (`ward explain`, unit tests), and the apps' shared
+    /// credentials (`upstream_auth`) unread: such a policy never forwards.
     Skip,
 }
 
@@ -191,6 +192,9 @@ fn section_of(parent: &[Step]) -> (Section, String) {
         [k] if *k == key("alerts") => (Section::Alerts, "[alerts]".into()),
         [k, Step::Key(name)] if *k == key("roles") => (Section::Role, format!("role '{name}'")),
         [k, Step::Index(_)] if *k == key("apps") => (Section::App, "[[apps]]".into()),
+        [k, Step::Index(_), u] if *k == key("apps") && *u == key("upstream_auth") => {
+            (Section::UpstreamAuth, "an app's upstream_auth".into())
+        }
         [k, Step::Index(_)] if *k == key("routes") => (Section::Route, "[[routes]]".into()),
         _ => (Section::Other, "this table".into()),
     }

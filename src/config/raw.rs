@@ -138,6 +138,7 @@ pub struct RawRole {
     pub export: Option<Text>,
     pub mfa: Option<Text>,
     pub device: Option<Text>,
+    pub allow_from: Option<Spanned<Vec<Text>>>,
 }
 
 /// One `[[apps]]` entry: an upstream web system.
@@ -155,6 +156,19 @@ pub struct RawApp {
     pub ward_keeps_cookies: Option<Spanned<bool>>,
     pub case_insensitive: Option<Spanned<bool>>,
     pub identity_headers: Option<BTreeMap<String, Text>>,
+    pub upstream_auth: Option<Spanned<RawUpstreamAuth>>,
+}
+
+/// An app's `upstream_auth`: a shared credential ward sends, named here and
+/// read from the environment or a file.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawUpstreamAuth {
+    pub basic_user: Option<Text>,
+    pub basic_password_env: Option<Text>,
+    pub basic_password_file: Option<Text>,
+    pub header: Option<Text>,
+    pub value_env: Option<Text>,
+    pub value_file: Option<Text>,
 }
 
 /// One `[[routes]]` entry: who may use which paths of an app, from where.
@@ -205,6 +219,7 @@ pub struct RawAudit {
 #[derive(Debug, Deserialize, Default)]
 pub struct RawExport {
     pub types: Option<Vec<Text>>,
+    pub extra_types: Option<Vec<Text>>,
     pub vendors: Option<Text>,
     pub redact_max: Option<Text>,
     pub contact: Option<Text>,
@@ -289,7 +304,14 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
         Section::Storage => &["users", "state"],
         Section::BreakGlass => &["allowed_roles", "emergency_roles", "duration"],
         Section::Log => &["format", "level"],
-        Section::Role => &["description", "idle_timeout", "export", "mfa", "device"],
+        Section::Role => &[
+            "description",
+            "idle_timeout",
+            "export",
+            "mfa",
+            "device",
+            "allow_from",
+        ],
         Section::App => &[
             "name",
             "upstream",
@@ -303,6 +325,15 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "ward_keeps_cookies",
             "case_insensitive",
             "identity_headers",
+            "upstream_auth",
+        ],
+        Section::UpstreamAuth => &[
+            "basic_user",
+            "basic_password_env",
+            "basic_password_file",
+            "header",
+            "value_env",
+            "value_file",
         ],
         Section::Route => &[
             "app",
@@ -326,7 +357,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "no_body_for",
             "device",
         ],
-        Section::Export => &["types", "vendors", "redact_max", "contact"],
+        Section::Export => &["types", "extra_types", "vendors", "redact_max", "contact"],
         Section::Alerts => &["webhook", "denials", "vendor_hours", "timezone"],
         Section::Audit => &[
             "dir",
@@ -355,6 +386,7 @@ pub enum Section {
     Log,
     Role,
     App,
+    UpstreamAuth,
     Route,
     Other,
 }

@@ -279,6 +279,7 @@ fsync_every = "200ms"
 checkpoint_every = 1000
 [export]
 types = ["text/csv"]
+extra_types = ["application/dicom"]
 vendors = "block"
 redact_max = "1MB"
 contact = "Olive"
@@ -292,7 +293,7 @@ level = "debug"
 [networks]
 n = ["10.0.0.0/8"]
 [roles]
-r = { description = "d", idle_timeout = "1m", export = "allow", mfa = "optional", device = "optional" }
+r = { description = "d", idle_timeout = "1m", export = "allow", mfa = "optional", device = "optional", allow_from = ["n"] }
 [[apps]]
 name = "a"
 upstream = "https://x"
@@ -306,6 +307,7 @@ rewrite_cookies = true
 ward_keeps_cookies = true
 case_insensitive = false
 identity_headers = { npi = "X-Provider-Npi" }
+upstream_auth = { basic_user = "ward", basic_password_file = "SECRET" }
 [[routes]]
 app = "a"
 host = "h.example"
@@ -347,6 +349,7 @@ allow = "public"
         raw::Section::Role,
         raw::Section::App,
         raw::Section::Route,
+        raw::Section::Export,
     ] {
         for key in known_keys(section) {
             assert!(
@@ -392,6 +395,288 @@ fn risky_but_valid_settings_are_warned_about() {
     let errs = errors(&text.replace("path = \"/a\"", "path = \"/caf\u{e9}\""));
     assert!(
         errs.iter().any(|e| e.contains("must not contain 'é'")),
+        "{errs:#?}"
+    );
+}
+
+/// A policy with one `[[apps]]` entry whose extra lines are `app`, and `tail` after it.
+fn with_app(app: &str, tail: &str) -> String {
+    format!(
+        "practice = \"P\"\n[roles]\nr = {{}}\n[[apps]]\nname = \"pacs\"\nhost = \"pacs.example\"\nupstream = \"http://127.0.0.1:9\"\n{app}\n{tail}"
+    )
+}
+
+#[test]
+fn export_types_add_to_the_defaults_and_must_be_able_to_match() {
+    use crate::policy::media::{MediaType, TypePattern};
+    let types = |export: &str| -> Vec<String> {
+        let text = with_app("", &format!("[export]\n{export}\n"));
+        load(&text)
+            .unwrap_or_else(|d| panic!("{d}"))
+            .policy
+            .export
+            .types
+            .iter()
+            .map(TypePattern::to_string)
+            .collect()
+    };
+    let defaults = types("");
+    assert_eq!(defaults.len(), crate::policy::DEFAULT_EXPORT_TYPES.len());
+    assert!(defaults.contains(&"application/dicom".to_string()));
+    // extra_types adds, without copying the list; a repeat is kept once.
+    let more = types("extra_types = [\"application/x-custom-chart\", \"text/csv\"]");
+    assert_eq!(more.len(), defaults.len() + 1);
+    assert_eq!(more[..defaults.len()], defaults[..]);
+    // types replaces; extra_types still adds to it.
+    assert_eq!(
+        types("types = [\"text/csv\"]\nextra_types = [\"application/pdf\"]"),
+        ["text/csv", "application/pdf"]
+    );
+    // A parameter as the officer writes it, quoted or not, matches as meant.
+    let text = with_app(
+        "",
+        "[export]\ntypes = [\"multipart/related; type=application/dicom\"]\n",
+    );
+    let policy = load(&text).unwrap_or_else(|d| panic!("{d}")).policy;
+    let answer =
+        MediaType::parse("multipart/related; type=\"application/dicom\"; boundary=x").unwrap();
+    assert!(policy.export.types[0].matches(&answer));
+    // Patterns that could never match are errors, at their place.
+    for (bad, why) in [
+        ("dicom", "not written as type/subtype"),
+        ("text/*", "a '*' matches no answer"),
+        ("multipart/related; type", "has no value"),
+        ("", "empty"),
+    ] {
+        let text = with_app("", &format!("[export]\nextra_types = [\"{bad}\"]\n"));
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{bad}: {errs:#?}");
+        assert!(
+            errs[0].starts_with("ward.toml:10:16: export type") && errs[0].contains(why),
+            "{bad}: {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn one_mistake_in_an_app_gives_one_error() {
+    let routes = "[[routes]]\napp = \"pacs\"\npath = \"/a/**\"\nallow_roles = [\"r\"]\n\
+        [[routes]]\napp = \"pacs\"\npath = \"/b/**\"\nallow_roles = [\"r\"]\n\
+        [[routes]]\napp = \"pacs\"\npath = \"/**\"\nallow_roles = [\"r\"]\n\
+        [[apps]]\nname = \"ehr\"\nhost = \"ehr.example\"\nupstream = \"http://127.0.0.1:8\"\n\
+        [[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow_roles = [\"r\"]\n";
+    let good = with_app("", routes);
+    assert!(errors(&good).is_empty(), "{:#?}", errors(&good));
+    for bad in [
+        good.replace("http://127.0.0.1:9", "http://admin@127.0.0.1:9"),
+        good.replace("http://127.0.0.1:9", "127.0.0.1:9"),
+        good.replace("upstream = \"http://127.0.0.1:9\"\n", ""),
+    ] {
+        let errs = errors(&bad);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].contains("upstream"), "{errs:#?}");
+    }
+    // A route naming an app that does not exist at all is still an error.
+    let errs = errors(&good.replacen("app = \"pacs\"", "app = \"pac\"", 1));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].contains("unknown app 'pac'; did you mean 'pacs'?"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn webdav_methods_are_known() {
+    let text = with_app(
+        "",
+        "[[routes]]\napp = \"pacs\"\npath = \"/dav/**\"\nallow_roles = [\"r\"]\n\
+         methods = [\"GET\", \"propfind\", \"PROPPATCH\", \"MKCOL\", \"COPY\", \"MOVE\", \"LOCK\", \"UNLOCK\", \"REPORT\"]\n",
+    );
+    let policy = load(&text).unwrap_or_else(|d| panic!("{d}")).policy;
+    let dav = |m: &str| http::Method::from_bytes(m.as_bytes()).unwrap();
+    for m in ["PROPFIND", "MKCOL", "UNLOCK", "HEAD"] {
+        assert_eq!(
+            policy
+                .table
+                .lookup("pacs.example", &dav(m), "/dav/x")
+                .route(),
+            Some(0),
+            "{m}"
+        );
+    }
+    assert_eq!(
+        policy
+            .table
+            .lookup("pacs.example", &dav("DELETE"), "/dav/x")
+            .route(),
+        None
+    );
+    let errs = errors(&text.replace("\"REPORT\"", "\"SEARCH\""));
+    assert!(
+        errs.len() == 1
+            && errs[0].contains("'SEARCH' is not a method ward knows")
+            && errs[0].contains("PROPFIND"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn roles_may_name_their_networks() {
+    let text = "practice = \"P\"\n[networks]\nacme_vpn = [\"198.51.100.7/32\"]\n\
+        [roles]\nvendor_biller = { allow_from = [\"acme_vpn\", \"192.0.2.0/24\"] }\nclinician = {}\n";
+    let policy = load(text).unwrap_or_else(|d| panic!("{d}")).policy;
+    let nets = policy.roles["vendor_biller"].allow_from.as_ref().unwrap();
+    assert!(nets.contains("198.51.100.7".parse().unwrap()));
+    assert!(nets.contains("192.0.2.9".parse().unwrap()));
+    assert!(!nets.contains("203.0.113.1".parse().unwrap()));
+    assert!(policy.roles["clinician"].allow_from.is_none());
+    let errs = errors(&text.replace("\"acme_vpn\", ", "\"acme_vnp\", "));
+    assert!(
+        errs.len() == 1 && errs[0].contains("unknown network 'acme_vnp'; did you mean 'acme_vpn'?"),
+        "{errs:#?}"
+    );
+    let loaded = load(&text.replace("[\"acme_vpn\", \"192.0.2.0/24\"]", "[]")).unwrap();
+    assert!(
+        loaded.warnings.items[0]
+            .message
+            .contains("an empty list of networks")
+    );
+}
+
+#[test]
+fn upstream_credentials_come_from_a_file_or_the_environment() {
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "s3cret pass\n").unwrap();
+    let file = secret.path().display().to_string();
+    // Serving and `ward check` read the certificate too: give them one.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("ward.crt"), dir.path().join("ward.key"));
+    crate::tls::write_self_signed(&cert, &key, &["localhost"]).unwrap();
+    let server = format!(
+        "[server]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let load_as = |auth: &str, certs: Certs| {
+        load_str(
+            &PathBuf::from("ward.toml"),
+            &with_app(&format!("upstream_auth = {auth}"), &server),
+            certs,
+        )
+    };
+    let auth_of = |auth: &str| {
+        load_as(auth, Certs::Load)
+            .unwrap_or_else(|d| panic!("{d}"))
+            .policy
+            .apps[0]
+            .upstream_auth
+            .clone()
+            .unwrap()
+    };
+    let basic = auth_of(&format!(
+        "{{ basic_user = \"ward\", basic_password_file = \"{file}\" }}"
+    ));
+    assert_eq!(basic.header, http::header::AUTHORIZATION);
+    // "ward:s3cret pass", the file's final newline dropped.
+    assert_eq!(basic.value, "Basic d2FyZDpzM2NyZXQgcGFzcw==");
+    assert!(basic.value.is_sensitive());
+    assert!(!format!("{basic:?}").contains("d2Fy"));
+    let key = auth_of(&format!(
+        "{{ header = \"X-Api-Key\", value_file = \"{file}\" }}"
+    ));
+    assert_eq!(
+        (key.header.as_str(), key.value.to_str().unwrap()),
+        ("x-api-key", "s3cret pass")
+    );
+
+    // The secret stays out of the policy: a missing variable is named, never guessed.
+    let missing = "WARD_TEST_SURELY_UNSET_VARIABLE";
+    let errs: Vec<String> = match load_as(
+        &format!("{{ basic_user = \"ward\", basic_password_env = \"{missing}\" }}"),
+        Certs::Load,
+    ) {
+        Ok(_) => Vec::new(),
+        Err(d) => d.items.iter().map(|i| d.format(i)).collect(),
+    };
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].contains(&format!(
+            "the environment variable {missing} holding app 'pacs's basic_password is not set"
+        )),
+        "{errs:#?}"
+    );
+    // Commands that never forward load the policy without the secret.
+    assert!(
+        load_as(
+            &format!("{{ header = \"X-Api-Key\", value_env = \"{missing}\" }}"),
+            Certs::Skip
+        )
+        .is_ok()
+    );
+    for (bad, why) in [
+        (
+            "{ basic_user = \"ward\" }".to_string(),
+            "needs basic_password_env",
+        ),
+        (
+            format!("{{ basic_password_file = \"{file}\" }}"),
+            "needs basic_user",
+        ),
+        (
+            format!("{{ basic_user = \"a:b\", basic_password_file = \"{file}\" }}"),
+            "without ':'",
+        ),
+        (
+            format!("{{ basic_user = \"w\", header = \"X-Api-Key\", value_file = \"{file}\" }}"),
+            "not both or neither",
+        ),
+        ("{}".to_string(), "not both or neither"),
+        (format!("{{ value_file = \"{file}\" }}"), "needs header"),
+        (
+            format!("{{ header = \"Cookie\", value_file = \"{file}\" }}"),
+            "cannot carry",
+        ),
+        (
+            format!("{{ header = \"X-Ward-User\", value_file = \"{file}\" }}"),
+            "cannot carry",
+        ),
+        (
+            format!("{{ header = \"X-Api-Key\", value_file = \"{file}\", value_env = \"V\" }}"),
+            "not both",
+        ),
+        (
+            "{ header = \"X-Api-Key\", value_file = \"/nonexistent/ward-secret\" }".to_string(),
+            "cannot read the file",
+        ),
+        (
+            format!("{{ header = \"X-Api-Key\", value = \"{file}\" }}"),
+            "unknown setting 'value'",
+        ),
+        (
+            format!("{{ header = \"X-Api-Key\", password = \"x\", value_file = \"{file}\" }}"),
+            "unknown setting 'password'",
+        ),
+    ] {
+        let errs: Vec<String> = match load_as(&bad, Certs::Load) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.items.iter().map(|i| d.format(i)).collect(),
+        };
+        assert!(
+            !errs.is_empty() && errs.iter().any(|e| e.contains(why)),
+            "{bad}: {errs:#?}"
+        );
+    }
+    // A line break inside the secret cannot become a header: said without the secret.
+    std::fs::write(secret.path(), "line one\nline two").unwrap();
+    let errs: Vec<String> = match load_as(
+        &format!("{{ header = \"X-Api-Key\", value_file = \"{file}\" }}"),
+        Certs::Load,
+    ) {
+        Ok(_) => Vec::new(),
+        Err(d) => d.items.iter().map(|i| d.format(i)).collect(),
+    };
+    assert!(
+        errs.len() == 1 && errs[0].contains("line break") && !errs[0].contains("line one"),
         "{errs:#?}"
     );
 }

@@ -3,8 +3,10 @@
 //! `ward demo` runs it on loopback behind ward, and the end-to-end tests use it as the real
 //! upstream. Besides the pages a person clicks through, it has endpoints that let tests see
 //! exactly what reached the upstream (`/debug/headers`, `/echo/…`), that stress the proxy
-//! (`/stream`, `/slow`, `/ws/notifications`) and that behave like a badly configured legacy app
-//! (`/legacy/login` leaks its internal address). All data is fictional.
+//! (`/stream`, `/slow`, `/ws/notifications`), that behave like a badly configured legacy app
+//! (`/legacy/login` leaks its internal address), and that stand in for an imaging archive
+//! (`/wado`, `/dicomweb/…`: DICOM files and DICOMweb answers) and for an app that asks for
+//! its own HTTP Basic login (`/challenge`). All data is fictional.
 
 use crate::web::page::escape as esc;
 use std::convert::Infallible;
@@ -302,6 +304,25 @@ async fn route(req: Request<Incoming>) -> Resp {
         (true, ["files", _]) => custom_file(&req),
         (true, ["api", "patients", id]) => patient_json(id),
         (true, ["settings", "forwarding"]) => forwarding_page(&req),
+        (true, ["wado"]) => wado_uri(&req),
+        (true, ["dicomweb", "studies"]) => qido_studies(&req),
+        (true, ["dicomweb", "studies", study]) => wado_rs_study(study),
+        (true, ["dicomweb", "studies", _, "rendered"]) => rendered_jpeg(),
+        (
+            true,
+            [
+                "dicomweb",
+                "studies",
+                _,
+                "series",
+                _,
+                "instances",
+                _,
+                "frames",
+                _,
+            ],
+        ) => wado_rs_frames(),
+        (true, ["challenge"]) => challenge(),
         (false, ["settings", "forwarding"]) if req.method() == Method::POST => {
             json(StatusCode::OK, &serde_json::json!({"saved": true}))
         }
@@ -799,6 +820,7 @@ fn custom_file(req: &Request<Incoming>) -> Resp {
             .replace("%2F", "/")
             .replace("%22", "\"")
             .replace("%27", "'")
+            .replace("%2B", "+")
             .replace("%25", "%")
     };
     for (key, name) in [
@@ -816,6 +838,120 @@ fn custom_file(req: &Request<Incoming>) -> Resp {
         resp.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
+    resp
+}
+
+// ---------------------------------------------------------------------------------------------
+// A small imaging archive stand-in (DICOM and DICOMweb), for export tests.
+
+/// The study the stand-in archive holds.
+const STUDY_UID: &str = "1.2.826.0.1.3680043.8.498.1";
+/// Boundary of the stand-in's multipart answers.
+const DICOM_BOUNDARY: &str = "dicom-part-boundary";
+
+/// A tiny DICOM Part 10 file: the 128-byte preamble, `DICM`, and the patient's name
+/// (as a real instance carries it), which a test looks for to see whether it leaked.
+fn dicom_instance() -> Vec<u8> {
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    out.extend_from_slice(b"\x10\x00\x10\x00PN\x10\x00ELLISON^MARGARET");
+    out
+}
+
+/// Wraps `part` as a one-part `multipart/related` body with `part_type`.
+fn multipart(part_type: &str, part: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(
+        format!("--{DICOM_BOUNDARY}\r\nContent-Type: {part_type}\r\n\r\n").as_bytes(),
+    );
+    out.extend_from_slice(part);
+    out.extend_from_slice(format!("\r\n--{DICOM_BOUNDARY}--\r\n").as_bytes());
+    out
+}
+
+fn bytes_as(content_type: &str, body: Vec<u8>) -> Resp {
+    let mut resp = Response::new(full(body));
+    set(&mut resp, header::CONTENT_TYPE, content_type);
+    resp
+}
+
+/// WADO-URI (`/wado?requestType=WADO&…&contentType=application/dicom`): the
+/// instance itself when asked for DICOM, otherwise a rendered JPEG, as archives do.
+fn wado_uri(req: &Request<Incoming>) -> Resp {
+    if query_param(req, "requestType") != Some("WADO") {
+        return plain(StatusCode::BAD_REQUEST, "requestType=WADO is required\n");
+    }
+    let wanted = query_param(req, "contentType")
+        .unwrap_or("image/jpeg")
+        .replace("%2F", "/")
+        .replace("%2f", "/");
+    if wanted == "application/dicom" {
+        bytes_as("application/dicom", dicom_instance())
+    } else {
+        rendered_jpeg()
+    }
+}
+
+/// QIDO-RS study search: DICOM JSON, with each study's retrieve URL built the
+/// way DICOMweb servers build it, from `Forwarded` (else `Host` and plain http).
+fn qido_studies(req: &Request<Incoming>) -> Resp {
+    let forwarded = header_text(req, "forwarded").unwrap_or_default();
+    let part = |key: &str| {
+        forwarded.split(';').find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            k.eq_ignore_ascii_case(key)
+                .then(|| v.trim_matches('"').to_string())
+        })
+    };
+    let proto = part("proto").unwrap_or_else(|| "http".into());
+    let host = part("host")
+        .or_else(|| header_text(req, "host"))
+        .unwrap_or_default();
+    let body = serde_json::json!([{
+        "0020000D": {"vr": "UI", "Value": [STUDY_UID]},
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "ELLISON^MARGARET"}]},
+        "00081190": {"vr": "UR", "Value": [format!("{proto}://{host}/dicomweb/studies/{STUDY_UID}")]},
+    }]);
+    let mut resp = Response::new(full(body.to_string()));
+    set(&mut resp, header::CONTENT_TYPE, "application/dicom+json");
+    resp
+}
+
+/// WADO-RS study retrieval: the instances as `multipart/related; type="application/dicom"`.
+fn wado_rs_study(study: &str) -> Resp {
+    if study != STUDY_UID {
+        return plain(StatusCode::NOT_FOUND, "no such study\n");
+    }
+    bytes_as(
+        &format!("multipart/related; type=\"application/dicom\"; boundary={DICOM_BOUNDARY}"),
+        multipart("application/dicom", &dicom_instance()),
+    )
+}
+
+/// WADO-RS frames (bulk pixel data), with the `/` of the type unquoted, as
+/// several archives send it.
+fn wado_rs_frames() -> Resp {
+    bytes_as(
+        &format!(
+            "multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1; boundary={DICOM_BOUNDARY}"
+        ),
+        multipart("application/octet-stream", b"ELLISON^MARGARET pixel data"),
+    )
+}
+
+/// A rendered image (a picture on screen, not the study): the smallest JPEG markers.
+fn rendered_jpeg() -> Resp {
+    bytes_as("image/jpeg", vec![0xff, 0xd8, 0xff, 0xd9])
+}
+
+/// An app page behind HTTP Basic that always asks for credentials.
+fn challenge() -> Resp {
+    let mut resp = plain(StatusCode::UNAUTHORIZED, "sign in to the app\n");
+    set(
+        &mut resp,
+        header::WWW_AUTHENTICATE,
+        "Basic realm=\"Imaging archive\"",
+    );
     resp
 }
 
@@ -1339,6 +1475,58 @@ mod tests {
             get(addr, "/ws/notifications", &[]).await.0,
             StatusCode::BAD_REQUEST
         );
+    }
+
+    #[tokio::test]
+    async fn imaging_stand_in_answers_like_an_archive() {
+        let addr = start().await;
+        let (status, h, body) = get(
+            addr,
+            "/wado?requestType=WADO&studyUID=1&seriesUID=2&objectUID=3&contentType=application%2Fdicom",
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h[header::CONTENT_TYPE], "application/dicom");
+        assert_eq!(&body[128..132], b"DICM");
+        let (_, h, _) = get(addr, "/wado?requestType=WADO&objectUID=3", &[]).await;
+        assert_eq!(h[header::CONTENT_TYPE], "image/jpeg");
+        let (_, h, body) = get(addr, &format!("/dicomweb/studies/{STUDY_UID}"), &[]).await;
+        assert_eq!(
+            h[header::CONTENT_TYPE],
+            "multipart/related; type=\"application/dicom\"; boundary=dicom-part-boundary"
+        );
+        assert!(body.starts_with(b"--dicom-part-boundary\r\n"));
+        let (_, h, _) = get(
+            addr,
+            "/dicomweb/studies/1/series/2/instances/3/frames/1",
+            &[],
+        )
+        .await;
+        assert!(
+            h[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("multipart/related; type=application/octet-stream;")
+        );
+        // Links from Forwarded when there is one, else from Host over http.
+        let (_, h, body) = get(addr, "/dicomweb/studies", &[]).await;
+        assert_eq!(h[header::CONTENT_TYPE], "application/dicom+json");
+        let port = addr.port();
+        assert!(text(&body).contains(&format!("http://ehr.test:{port}/dicomweb/studies/")));
+        let (_, _, body) = get(
+            addr,
+            "/dicomweb/studies",
+            &[(
+                "forwarded",
+                "for=192.0.2.1;proto=https;host=\"pacs.example:8443\"",
+            )],
+        )
+        .await;
+        assert!(text(&body).contains("https://pacs.example:8443/dicomweb/studies/"));
+        let (status, h, _) = get(addr, "/challenge", &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(h.contains_key(header::WWW_AUTHENTICATE));
     }
 
     #[tokio::test]

@@ -30,6 +30,8 @@ frontdesk = { idle_timeout = "5m" }
 admin = { mfa = "required" }
 kiosk = { device = "required" }
 emergency = {}
+acme_biller = { allow_from = ["vpn"] }
+night_shift = { allow_from = ["home", "10.9.0.0/16"] }
 [[apps]]
 name = "ehr"
 host = "ehr.example"
@@ -93,6 +95,15 @@ app = "ehr"
 path = "/office-only/**"
 allow_roles = ["clinician"]
 from = ["office"]
+[[routes]]
+app = "ehr"
+path = "/acme/**"
+allow_roles = ["acme_biller", "night_shift"]
+[[routes]]
+app = "ehr"
+path = "/dav/**"
+allow_roles = ["clinician"]
+methods = ["GET", "PROPFIND", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "PROPPATCH", "REPORT"]
 [[routes]]
 app = "ehr"
 path = "/named/**"
@@ -166,6 +177,21 @@ const VIC_GRANTED: Who = Who {
     ..VIC
 };
 const KIOSK: Who = who("terminal", &["kiosk"]);
+/// Vendor staff whose role names the company's network, not the person.
+const ANN: Who = Who {
+    vendor: true,
+    ..who("ann", &["acme_biller"])
+};
+/// A role without networks does not lift another role's.
+const ANN_CLIN: Who = who("ann2", &["acme_biller", "clinician"]);
+/// Two roles with networks: both must allow the address.
+const NED: Who = who("ned", &["night_shift"]);
+const NED_ACME: Who = who("ned2", &["night_shift", "acme_biller"]);
+/// A role's networks and the person's own: both must allow the address.
+const ANN_OWN: Who = Who {
+    own: Some("10.0.0.0/8"),
+    ..ANN
+};
 const ER: Who = who("er", &["emergency"]);
 const NOBODY: Who = who("none", &[]);
 
@@ -876,6 +902,195 @@ const ROWS: &[Row] = &[
         false,
         Deny(Refusal::Network),
     ),
+    // Networks on roles: every role in force that names networks must allow the address.
+    (Some(&ANN), VPN, "GET", E, "/acme/claims", false, Allow),
+    (
+        Some(&ANN),
+        OFFICE,
+        "GET",
+        E,
+        "/acme/claims",
+        false,
+        Deny(Refusal::Network),
+    ),
+    (
+        Some(&ANN),
+        HOME,
+        "GET",
+        E,
+        "/acme/claims",
+        false,
+        Deny(Refusal::Network),
+    ),
+    (
+        Some(&ANN),
+        "::ffff:198.51.100.7",
+        "GET",
+        E,
+        "/acme/claims",
+        false,
+        Allow,
+    ),
+    (
+        Some(&ANN),
+        VPN,
+        "GET",
+        B,
+        "/invoices",
+        false,
+        Deny(Refusal::Role),
+    ),
+    (Some(&ANN), OFFICE, "GET", E, "/logo.png", false, Allow),
+    (
+        Some(&ANN_CLIN),
+        OFFICE,
+        "GET",
+        E,
+        "/patients/1",
+        false,
+        Deny(Refusal::Network),
+    ),
+    (Some(&ANN_CLIN), VPN, "GET", E, "/patients/1", false, Allow),
+    (Some(&ANN_CLIN), VPN, "GET", E, "/acme/claims", false, Allow),
+    (Some(&NED), HOME, "GET", E, "/acme/claims", false, Allow),
+    (
+        Some(&NED),
+        "10.9.1.1",
+        "GET",
+        E,
+        "/acme/claims",
+        false,
+        Allow,
+    ),
+    (
+        Some(&NED),
+        "10.8.1.1",
+        "GET",
+        E,
+        "/acme/claims",
+        false,
+        Deny(Refusal::Network),
+    ),
+    (
+        Some(&NED),
+        VPN,
+        "GET",
+        E,
+        "/acme/claims",
+        false,
+        Deny(Refusal::Network),
+    ),
+    (
+        Some(&NED_ACME),
+        VPN,
+        "GET",
+        E,
+        "/acme/claims",
+        false,
+        Deny(Refusal::Network),
+    ),
+    (
+        Some(&NED_ACME),
+        HOME,
+        "GET",
+        E,
+        "/acme/claims",
+        false,
+        Deny(Refusal::Network),
+    ),
+    (
+        Some(&ANN_OWN),
+        VPN,
+        "GET",
+        E,
+        "/acme/claims",
+        false,
+        Deny(Refusal::Network),
+    ),
+    (
+        Some(&ANN_OWN),
+        OFFICE,
+        "GET",
+        E,
+        "/acme/claims",
+        false,
+        Deny(Refusal::Network),
+    ),
+    (
+        Some(&ANN),
+        ELSEWHERE,
+        "GET",
+        E,
+        "/acme/claims",
+        false,
+        Deny(Refusal::Network),
+    ),
+    // WebDAV methods are listed like any other; unlisted ones (DELETE) stay refused.
+    (
+        Some(&LEE),
+        OFFICE,
+        "PROPFIND",
+        E,
+        "/dav/notes/",
+        false,
+        Allow,
+    ),
+    (
+        Some(&LEE),
+        OFFICE,
+        "MKCOL",
+        E,
+        "/dav/notes/new",
+        false,
+        Allow,
+    ),
+    (Some(&LEE), OFFICE, "MOVE", E, "/dav/notes/a", false, Allow),
+    (
+        Some(&LEE),
+        OFFICE,
+        "UNLOCK",
+        E,
+        "/dav/notes/a",
+        false,
+        Allow,
+    ),
+    (Some(&LEE), OFFICE, "HEAD", E, "/dav/notes/a", false, Allow),
+    (
+        Some(&LEE),
+        OFFICE,
+        "DELETE",
+        E,
+        "/dav/notes/a",
+        false,
+        Deny(Refusal::Method),
+    ),
+    (
+        Some(&LEE),
+        OFFICE,
+        "PUT",
+        E,
+        "/dav/notes/a",
+        false,
+        Deny(Refusal::Method),
+    ),
+    (
+        Some(&LEE),
+        OFFICE,
+        "propfind",
+        E,
+        "/dav/notes/",
+        false,
+        Deny(Refusal::Method),
+    ),
+    (
+        Some(&BEA),
+        OFFICE,
+        "PROPFIND",
+        E,
+        "/dav/notes/",
+        false,
+        Deny(Refusal::Role),
+    ),
     // Break-glass roles open what the emergency role opens, nothing more.
     (
         Some(&ER),
@@ -1066,4 +1281,41 @@ fn caps_redaction_and_body_rules_follow_the_route_and_roles() {
     assert!(allowed(&p, &identity(&LEE), "GET", E, "/prescribe/1").mfa_needed);
     assert!(!allowed(&p, &identity(&LEE), "GET", E, "/patients/1").mfa_needed);
     assert!(allowed(&p, &identity(&ADA), "GET", E, "/admin").mfa_needed);
+}
+
+#[test]
+fn the_trace_names_the_role_whose_networks_refused() {
+    let p = policy();
+    let ned = identity(&NED_ACME);
+    let method = Method::GET;
+    let facts = Facts {
+        client_ip: VPN.parse().unwrap(),
+        method: &method,
+        host: E,
+        path: "/acme/claims",
+        identity: Some(&ned),
+        device: false,
+        query: &[],
+        form: &[],
+    };
+    let mut checks: Vec<Check> = Vec::new();
+    let d = decide_traced(&facts, &p, &mut checks);
+    assert_eq!(d.verdict, Verdict::Deny(Refusal::Network));
+    let roles: Vec<(bool, &str)> = checks
+        .iter()
+        .filter(|c| c.name == "network (role's allow_from)")
+        .map(|c| (c.passed, c.detail.as_str()))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            (
+                false,
+                "198.51.100.7 is not in the networks of role night_shift"
+            ),
+            (true, "198.51.100.7 is in the networks of role acme_biller"),
+        ]
+    );
+    // Refused for networks, so the roles are not weighed.
+    assert!(!checks.iter().any(|c| c.name == "role"), "{checks:#?}");
 }

@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod decide_tests;
+pub mod media;
 pub mod net;
 pub mod routes;
 
@@ -274,6 +275,8 @@ pub struct Role {
     pub mfa: Option<Mfa>,
     /// People with this role must connect from an enrolled device.
     pub device_required: bool,
+    /// People with this role may use the apps only from these networks.
+    pub allow_from: Option<NetSet>,
 }
 
 /// One upstream web system.
@@ -307,6 +310,28 @@ pub struct App {
     pub case_insensitive: bool,
     /// Account attributes sent to this app: (attribute name, header name).
     pub identity_headers: Vec<(String, http::HeaderName)>,
+    /// The app's shared credential, sent by ward on every request, if set.
+    pub upstream_auth: Option<UpstreamAuth>,
+}
+
+/// A shared credential ward sends to an app (`upstream_auth`): the header and
+/// its value, read from the environment or a file, never from the policy.
+#[derive(Clone)]
+pub struct UpstreamAuth {
+    /// `Authorization` for HTTP Basic, or the header the officer named.
+    pub header: http::HeaderName,
+    /// The secret value (marked sensitive; never printed).
+    pub value: http::HeaderValue,
+}
+
+impl std::fmt::Debug for UpstreamAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The value is a password: debug output (and so any log) shows only the header.
+        f.debug_struct("UpstreamAuth")
+            .field("header", &self.header)
+            .field("value", &"[hidden]")
+            .finish()
+    }
 }
 
 /// Who may use a route.
@@ -389,8 +414,8 @@ impl Conditions {
 /// `[export]`: what counts as an export, and the defaults.
 #[derive(Debug, Clone)]
 pub struct ExportSettings {
-    /// Content types (lower case, no parameters) that are exports.
-    pub types: Vec<String>,
+    /// Media types (with any parameters they require) whose answers are exports.
+    pub types: Vec<media::TypePattern>,
     /// Whether vendor accounts may export where nothing else says.
     pub vendors: Export,
     /// Largest JSON answer ward redacts; larger ones are refused for redacted roles.
@@ -399,8 +424,10 @@ pub struct ExportSettings {
     pub contact: String,
 }
 
-/// Content types that are exports unless the officer lists others.
-pub const DEFAULT_EXPORT_TYPES: [&str; 19] = [
+/// Media types that are exports unless the officer lists others (`types`);
+/// `extra_types` adds to them. Imaging (DICOM files, DICOMweb answers and their
+/// bulk data) is patient data like any spreadsheet.
+pub const DEFAULT_EXPORT_TYPES: [&str; 25] = [
     "text/csv",
     "text/tab-separated-values",
     "application/csv",
@@ -420,6 +447,12 @@ pub const DEFAULT_EXPORT_TYPES: [&str; 19] = [
     "application/fhir+json",
     "application/fhir+xml",
     "application/xml",
+    "application/dicom",
+    "application/dicom+json",
+    "application/dicom+xml",
+    "multipart/related; type=\"application/dicom\"",
+    "multipart/related; type=\"application/dicom+xml\"",
+    "multipart/related; type=\"application/octet-stream\"",
 ];
 
 /// The signed-in person a request comes from.
@@ -913,6 +946,24 @@ pub fn decide_traced<'i>(
                     )
                 });
             }
+            // Every role in force that names networks must allow this address
+            // (vendor staff of one company share that company's networks).
+            let mut role_networks = true;
+            for name in &who.roles {
+                let Some(nets) = policy.roles.get(name).and_then(|r| r.allow_from.as_ref()) else {
+                    continue;
+                };
+                let ok = nets.contains(facts.client_ip);
+                trace.check("network (role's allow_from)", ok, || {
+                    format!(
+                        "{} {} the networks of role {name}",
+                        facts.client_ip,
+                        if ok { "is in" } else { "is not in" },
+                    )
+                });
+                role_networks &= ok;
+            }
+            let own_network = own_network && role_networks;
             let by_role = who.roles.iter().any(|r| roles.contains(r));
             let by_name = users.contains(&who.user);
             if own_network {

@@ -492,6 +492,27 @@ mod tests {
     }
 
     #[test]
+    fn webdav_methods_are_matched_exactly() {
+        let dav = |name: &str| Method::from_bytes(name.as_bytes()).unwrap();
+        let mut files = m("/dav/**");
+        files.methods = Some(vec![Method::GET, dav("PROPFIND"), dav("MKCOL")]);
+        let t = RouteTable::new(vec![files]);
+        for ok in ["PROPFIND", "MKCOL", "GET"] {
+            assert_eq!(t.lookup("h", &dav(ok), "/dav/a").route(), Some(0), "{ok}");
+        }
+        // Not listed, or not the method's spelling (methods are case-sensitive).
+        for no in ["DELETE", "MOVE", "propfind", "PROPFINDX"] {
+            assert!(
+                matches!(
+                    t.lookup("h", &dav(no), "/dav/a"),
+                    Lookup::MethodNotAllowed(0)
+                ),
+                "{no}"
+            );
+        }
+    }
+
+    #[test]
     fn a_method_restricted_route_never_falls_through_to_a_broader_one() {
         let mut admin_get = m("/admin/**");
         admin_get.methods = Some(vec![Method::GET, Method::HEAD]);

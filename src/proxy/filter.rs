@@ -3,14 +3,21 @@
 //! on bulk pulls, JSON field redaction, no-store, and spotting request bodies.
 
 use crate::body::{Body, full};
+use crate::policy::media::{MediaError, MediaType, TypePattern};
 use crate::policy::{Policy, Route};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
-/// Why an answer counts as an export, if it does. Decided on headers alone.
-pub fn export_reason(headers: &HeaderMap, route: &Route, types: &[String]) -> Option<&'static str> {
+/// Why an answer counts as an export, if it does. Decided on headers alone:
+/// the route, `Content-Disposition`, and every `Content-Type` the answer has
+/// (type and parameters, against the policy's export types).
+pub fn export_reason(
+    headers: &HeaderMap,
+    route: &Route,
+    types: &[TypePattern],
+) -> Option<&'static str> {
     if route.export_endpoint {
         return Some("the page is an export");
     }
@@ -25,24 +32,25 @@ pub fn export_reason(headers: &HeaderMap, route: &Route, types: &[String]) -> Op
     if disposition {
         return Some("the answer is a download");
     }
-    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter().peekable();
+    if values.peek().is_none() {
         // Without a type a browser guesses; a file is the likely guess.
         return Some("the answer has no content type");
-    };
-    let Ok(ct) = ct.to_str() else {
-        return Some("the answer's content type is unreadable");
-    };
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence.is_empty() {
-        return Some("the answer has no content type");
     }
-    if types.contains(&essence) {
-        return Some("the answer is a file type the practice treats as an export");
+    // Several types (one header each) leave the client to choose: any export one counts.
+    for value in values {
+        let Ok(text) = value.to_str() else {
+            return Some("the answer's content type is unreadable");
+        };
+        let media = match MediaType::parse(text) {
+            Ok(m) => m,
+            Err(MediaError::Empty) => return Some("the answer has no content type"),
+            // What ward cannot read, a browser may still save as a file.
+            Err(_) => return Some("the answer's content type is unreadable"),
+        };
+        if types.iter().any(|t| t.matches(&media)) {
+            return Some("the answer is a file type the practice treats as an export");
+        }
     }
     None
 }
@@ -207,12 +215,24 @@ mod tests {
         h
     }
 
+    fn default_types() -> Vec<TypePattern> {
+        crate::policy::DEFAULT_EXPORT_TYPES
+            .iter()
+            .map(|t| TypePattern::parse(t).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_default_types_all_parse() {
+        assert_eq!(
+            default_types().len(),
+            crate::policy::DEFAULT_EXPORT_TYPES.len()
+        );
+    }
+
     #[test]
     fn exports_are_recognised_by_headers_whatever_their_spelling() {
-        let types: Vec<String> = crate::policy::DEFAULT_EXPORT_TYPES
-            .iter()
-            .map(|t| t.to_string())
-            .collect();
+        let types = default_types();
         let r = route();
         for h in [
             vec![("content-type", "text/csv")],
@@ -237,6 +257,42 @@ mod tests {
                 ("content-type", "application/zip"),
                 ("content-encoding", "gzip"),
             ],
+            // Imaging: DICOM files, DICOMweb metadata and multipart answers.
+            vec![("content-type", "application/dicom")],
+            vec![(
+                "content-type",
+                "Application/DICOM; transfer-syntax=1.2.840.10008.1.2.1",
+            )],
+            vec![("content-type", "application/dicom+json")],
+            vec![("content-type", "application/dicom+xml")],
+            vec![(
+                "content-type",
+                "multipart/related; type=\"application/dicom\"; boundary=b1",
+            )],
+            vec![(
+                "content-type",
+                "multipart/related; boundary=b1; type=application/dicom",
+            )],
+            vec![(
+                "content-type",
+                "multipart/related;type=application/octet-stream;transfer-syntax=*",
+            )],
+            vec![(
+                "content-type",
+                "MULTIPART/RELATED; TYPE=\"APPLICATION/OCTET-STREAM\"",
+            )],
+            vec![(
+                "content-type",
+                "multipart/related; type=\"application/dicom+xml\"",
+            )],
+            // A second type is the browser's to pick: an export one counts.
+            vec![
+                ("content-type", "text/html"),
+                ("content-type", "application/dicom"),
+            ],
+            // Types ward cannot read are exports (a browser may save them).
+            vec![("content-type", "dicom")],
+            vec![("content-type", "text/html, application/dicom")],
         ] {
             assert!(export_reason(&headers(&h), &r, &types).is_some(), "{h:?}");
         }
@@ -248,6 +304,9 @@ mod tests {
                 ("content-disposition", "inline"),
             ],
             vec![("content-type", "image/png")],
+            vec![("content-type", "image/jpeg")],
+            vec![("content-type", "multipart/related; type=\"image/jpeg\"")],
+            vec![("content-type", "text/html;")],
         ] {
             assert!(export_reason(&headers(&h), &r, &types).is_none(), "{h:?}");
         }

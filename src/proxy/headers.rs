@@ -247,7 +247,8 @@ pub fn client_ip(
     Ok(client)
 }
 
-/// Sets `X-Forwarded-For`, `-Proto` and `-Host` for the upstream.
+/// Sets `Forwarded` (RFC 7239) and `X-Forwarded-For`, `-Proto` and `-Host`
+/// for the upstream, all built by ward (the client's were removed before).
 pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, public_host: &str) {
     if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
         headers.insert("x-forwarded-for", v);
@@ -256,6 +257,42 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, public_host: &str)
     if let Ok(v) = HeaderValue::from_str(public_host) {
         headers.insert("x-forwarded-host", v);
     }
+    if let Ok(v) = HeaderValue::from_str(&forwarded_value(client, public_host)) {
+        headers.insert(header::FORWARDED, v);
+    }
+}
+
+/// `for=…;proto=https;host=…` as RFC 7239 writes it: an IPv6 address in
+/// brackets and quotes, a host with a port (or anything not a token) quoted.
+/// A host that cannot be written is left out rather than sent half-made.
+fn forwarded_value(client: IpAddr, public_host: &str) -> String {
+    let client = match normalize(client) {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    };
+    let mut out = format!("for={client};proto=https");
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !public_host.is_empty()
+        && !public_host
+            .chars()
+            .any(|c| c.is_ascii_control() || !c.is_ascii())
+    {
+        if public_host.chars().all(token) {
+            out.push_str(&format!(";host={public_host}"));
+        } else {
+            let quoted = public_host.replace('\\', "\\\\").replace('"', "\\\"");
+            out.push_str(&format!(";host=\"{quoted}\""));
+        }
+    }
+    out
+}
+
+/// Puts an app's shared credential (`upstream_auth`) on a request: whatever
+/// the browser sent under that header, in any spelling, is removed first, so
+/// no one can pass their own credential to the app past ward's.
+pub fn set_upstream_auth(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
+    strip_spellings(headers, name);
+    headers.insert(name.clone(), value.clone());
 }
 
 /// The upstream's own address as a legacy app writes it into absolute URLs.
@@ -547,6 +584,67 @@ mod tests {
             ),
             Ok("203.0.113.9".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn forwarded_is_built_by_ward_alone() {
+        let mut h = map(&[
+            ("forwarded", "for=6.6.6.6;proto=http;host=evil.example"),
+            ("Forwarded", "for=unknown"),
+        ]);
+        strip_controlled(&mut h);
+        set_forwarded(&mut h, "203.0.113.9".parse().unwrap(), "ehr.example");
+        assert_eq!(h.get_all("forwarded").iter().count(), 1);
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.9;proto=https;host=ehr.example"
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "ehr.example");
+        set_forwarded(&mut h, "2001:db8::7".parse().unwrap(), "ehr.example:8443");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[2001:db8::7]\";proto=https;host=\"ehr.example:8443\""
+        );
+        // IPv4 over IPv6 is written as IPv4, as it is matched.
+        set_forwarded(&mut h, "::ffff:192.0.2.1".parse().unwrap(), "[::1]:8443");
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.1;proto=https;host=\"[::1]:8443\""
+        );
+        assert_eq!(
+            forwarded_value("192.0.2.1".parse().unwrap(), "a\"b"),
+            "for=192.0.2.1;proto=https;host=\"a\\\"b\""
+        );
+        assert_eq!(
+            forwarded_value("192.0.2.1".parse().unwrap(), ""),
+            "for=192.0.2.1;proto=https"
+        );
+    }
+
+    #[test]
+    fn an_apps_shared_credential_replaces_the_browsers() {
+        let mut h = map(&[
+            ("authorization", "Basic bWU6bWluZQ=="),
+            ("Authorization", "Bearer mine"),
+            ("x-api-key", "mine"),
+            ("X_Api_Key", "mine"),
+            ("accept", "*/*"),
+        ]);
+        let secret = HeaderValue::from_static("Basic d2FyZDpzaGFyZWQ=");
+        set_upstream_auth(&mut h, &header::AUTHORIZATION, &secret);
+        assert_eq!(
+            h.get_all("authorization").iter().collect::<Vec<_>>(),
+            [&secret]
+        );
+        // The app's other header is left to its own setting.
+        assert_eq!(h.get_all("x-api-key").iter().count(), 1);
+        let key = HeaderName::from_static("x-api-key");
+        set_upstream_auth(&mut h, &key, &HeaderValue::from_static("k-1"));
+        assert_eq!(h.get_all("x-api-key").iter().collect::<Vec<_>>(), ["k-1"]);
+        assert!(!h.keys().any(|k| k.as_str() == "x_api_key"));
+        assert_eq!(h["accept"], "*/*");
     }
 
     #[test]

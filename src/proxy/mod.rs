@@ -168,6 +168,10 @@ pub async fn forward(
     for (name, value) in f.identity {
         h.insert(name, value);
     }
+    // The app's shared login: ward's credential, never the browser's.
+    if let Some(auth) = &f.app.upstream_auth {
+        headers::set_upstream_auth(h, &auth.header, &auth.value);
+    }
     if f.plain_encoding {
         h.remove(header::ACCEPT_ENCODING);
     }
@@ -221,6 +225,7 @@ pub async fn forward(
         authority: f.app.authority.as_str(),
         public: f.public_authority,
     };
+    let status = resp.status();
     let h = resp.headers_mut();
     headers::remove_hop_by_hop(h, upgraded);
     h.remove(header::STRICT_TRANSPORT_SECURITY);
@@ -228,6 +233,19 @@ pub async fn forward(
     h.remove("service-worker-allowed");
     if f.app.rewrite_redirects {
         rewriter.redirects(h);
+    }
+    // ward signs in to this app itself: a challenge would only make the browser
+    // ask the person for the app's shared password.
+    if f.app
+        .upstream_auth
+        .as_ref()
+        .is_some_and(|a| a.header == header::AUTHORIZATION)
+    {
+        h.remove(header::WWW_AUTHENTICATE);
+    }
+    if f.app.upstream_auth.is_some() && status == StatusCode::UNAUTHORIZED {
+        // Names the app, never the credential.
+        tracing::warn!(app = %f.app.name, "the app refused ward's shared credential (upstream_auth): check the secret ward was given");
     }
     match f.app_cookies {
         Some(jar) => {

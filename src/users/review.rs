@@ -245,8 +245,13 @@ pub fn build(
 }
 
 /// What is wrong with the practice's officers: none, or only one (a backup is the normal
-/// case). Empty when two or more active accounts have the officer role.
+/// case). Empty when two or more active accounts have the officer role, and when the
+/// console is off (no `[server] ward_host`): a practice that runs ward from the command
+/// line only needs no officer accounts.
 pub fn officer_warnings(policy: &Policy, dir: &Directory, now: i64) -> Vec<String> {
+    if policy.server.ward_host.is_none() {
+        return Vec::new();
+    }
     if !policy.roles.contains_key(OFFICER_ROLE) {
         return vec![format!(
             "the policy has no role '{OFFICER_ROLE}', so nobody can use the officer's console; \
@@ -518,6 +523,7 @@ mod tests {
 practice = "Test Clinic"
 [server]
 listen = "127.0.0.1:8443"
+ward_host = "ward.test.example"
 [roles]
 officer = {}
 clinician = {}
@@ -530,6 +536,7 @@ allowed_roles = ["clinician"]
 emergency_roles = ["emergency"]
 [[apps]]
 name = "ehr"
+host = "ehr.test.example"
 upstream = "http://127.0.0.1:8081"
 [[routes]]
 app = "ehr"
@@ -754,6 +761,15 @@ status = "terminated"
             .unwrap()
             .policy;
         assert!(officer_warnings(&p, &none, NOW)[0].contains("the policy has no role 'officer'"));
+        // Without ward's own host there is no console, so nothing to warn about.
+        for text in [POLICY, no_role.as_str()] {
+            let cli_only = text.replace("ward_host = \"ward.test.example\"\n", "");
+            assert_ne!(cli_only, text);
+            let p = config::load_str(Path::new("w.toml"), &cli_only, Certs::Skip)
+                .unwrap()
+                .policy;
+            assert!(officer_warnings(&p, &none, NOW).is_empty());
+        }
     }
 
     #[test]
