@@ -171,7 +171,7 @@ async fn login_submit(
     }
     clear_failures(gate, &name, Step::Password);
     // A person limited to their own networks signs in only from there.
-    if !signs_in_from_here(gate, &name, req.client_ip) {
+    if !signs_in_from_here(gate, req.policy, &name, req.client_ip) {
         outcome.event = Some("login-wrong-network");
         return login_form(
             req,
@@ -320,13 +320,21 @@ fn clear_failures(gate: &Gate, name: &str, step: Step) {
 }
 
 /// Whether `name` may sign in from `ip`: anywhere, unless the account names
-/// its own networks (`allow_from` in users.toml).
-pub(crate) fn signs_in_from_here(gate: &Gate, name: &str, ip: IpAddr) -> bool {
-    gate.accounts
-        .snapshot()
-        .networks
-        .get(name)
-        .is_none_or(|nets| nets.contains(ip))
+/// its own networks (`allow_from` in users.toml) or one of its roles does
+/// (`allow_from` in `[roles]`); then only from there.
+pub(crate) fn signs_in_from_here(gate: &Gate, policy: &Policy, name: &str, ip: IpAddr) -> bool {
+    let snap = gate.accounts.snapshot();
+    let own = snap.networks.get(name).is_none_or(|nets| nets.contains(ip));
+    let roles = snap.directory.get(name).is_none_or(|a| {
+        a.roles.iter().all(|r| {
+            policy
+                .roles
+                .get(r)
+                .and_then(|role| role.allow_from.as_ref())
+                .is_none_or(|nets| nets.contains(ip))
+        })
+    });
+    own && roles
 }
 
 /// Ends the oldest second-step sessions of `name` so that a new one stays within `MAX_PENDING`.

@@ -316,7 +316,7 @@ fn admit_verified(
             "This account cannot sign in. Ask the practice's security officer.",
         );
     }
-    if !signin::signs_in_from_here(gate, &name, req.client_ip) {
+    if !signin::signs_in_from_here(gate, req.policy, &name, req.client_ip) {
         return refuse(
             outcome,
             "This account cannot sign in from this network. Ask the practice's security officer.",
