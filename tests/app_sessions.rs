@@ -190,3 +190,67 @@ async fn a_websocket_closes_when_its_session_ends() {
     .await;
     assert!(closed.is_ok(), "the WebSocket stayed open after sign-out");
 }
+
+/// Signs `user` in from the app page the browser is on (it is sent to ward's own
+/// host, then back), in real Chromium.
+async fn sign_in_in_chromium(
+    client: &fantoccini::Client,
+    user: &str,
+    secret: &[u8],
+    offset: i64,
+    back_to: &str,
+) {
+    use common::browser::*;
+    wait_for_path(client, "/.ward/login", Duration::from_secs(20)).await;
+    fill(client, "#username", user).await;
+    fill(client, "#password", PW).await;
+    submit(client).await;
+    wait_for_path(client, "/.ward/mfa", Duration::from_secs(20)).await;
+    let code = ward::auth::totp::code_at(secret, (unix_now() as i64 + offset) as u64);
+    fill(client, "#code", &code).await;
+    submit(client).await;
+    wait_for_path(client, back_to, Duration::from_secs(20)).await;
+}
+
+/// Issue #11.3 in a real browser: Ann uses the app, walks away; Ben signs in at
+/// the same Chromium and never lands in Ann's app session.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_people_at_one_chromium_never_share_an_app_session() {
+    use common::browser::*;
+    let app = cookie_app().await;
+    let ward = Ward::start(&policy(&app));
+    let ann = enrolled_user(&ward.site, "ann", &["clinician"], PW, None, None);
+    let ben = enrolled_user(&ward.site, "ben", &["clinician"], PW, None, None);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let client = open_browser(&driver, profile.path()).await;
+
+    // Ann opens the app and logs in to it.
+    client.goto(&ward.url("/login?as=ann")).await.unwrap();
+    sign_in_in_chromium(&client, "ann", &ann, 0, "/login").await;
+    client.goto(&ward.url("/whoami")).await.unwrap();
+    let seen = body_text(&client).await;
+    assert!(seen.contains("app_sid=session-of-ann"), "{seen}");
+    // The browser itself holds no cookie of the app's.
+    let cookies = client.get_all_cookies().await.unwrap();
+    assert!(
+        cookies.iter().all(|c| !c.name().starts_with("app_")),
+        "{:?}",
+        cookies
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect::<Vec<_>>()
+    );
+
+    // Ann walks away: idle logoff (3 s here; the idle script clears the screen).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // Ben sits down at the same browser and signs in.
+    client.goto(&ward.url("/whoami")).await.unwrap();
+    sign_in_in_chromium(&client, "ben", &ben, 30, "/whoami").await;
+    let seen = body_text(&client).await;
+    assert!(!seen.contains("session-of-ann"), "{seen}");
+    assert!(seen.contains("cookies: []"), "{seen}");
+    let _ = client.close().await;
+}
