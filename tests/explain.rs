@@ -479,3 +479,64 @@ async fn a_person_limited_to_their_networks_cannot_sign_in_from_elsewhere() {
     let b = sign_in(&ward, "vic", &vic, 30, "198.51.100.7").await;
     assert_eq!(b.get("/billing/x").await.status(), 404);
 }
+
+/// Issue #11.7: a person with one role that allows exports and one that blocks
+/// them is blocked, and the proxy, `ward explain` and the access review say so alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn mixed_export_roles_are_stated_alike_by_the_proxy_explain_and_the_review() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(
+        &enforcing_policy(&ehr.url())
+            .replace(
+                "vendor_biller = {}\n",
+                "vendor_biller = {}\nreports = { export = \"allow\" }\n",
+            )
+            .replace(
+                "allow_roles = [\"biller\", \"clinician\", \"vendor_biller\"]",
+                "allow_roles = [\"biller\", \"clinician\", \"vendor_biller\", \"reports\"]",
+            ),
+    );
+    let mixed = enrolled_user(&ward.site, "mo", &["biller", "reports"], PW, None, None);
+    let rita = enrolled_user(&ward.site, "rita", &["reports"], PW, None, None);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let office = "203.0.113.5";
+
+    let text = explain(&ward, Some("mo"), office, "GET", "/reports/patients.csv");
+    assert_eq!(
+        enforced(&text, "exports:"),
+        "blocked: a role of the person blocks exports"
+    );
+    let text = explain(&ward, Some("rita"), office, "GET", "/reports/patients.csv");
+    assert_eq!(enforced(&text, "exports:"), "allowed");
+    let b = sign_in(&ward, "mo", &mixed, 0, office).await;
+    assert_eq!(b.get("/reports/patients.csv").await.status(), 403);
+    let b = sign_in(&ward, "rita", &rita, 0, office).await;
+    assert_eq!(b.get("/reports/patients.csv").await.status(), 200);
+
+    let out = Command::new(WARD)
+        .current_dir(ward.site.dir.path())
+        .args([
+            "report",
+            "access",
+            "--config",
+            "ward.toml",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let line = |name: &str| {
+        csv.lines()
+            .find(|l| l.starts_with(&format!("{name},")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{csv}"))
+            .to_string()
+    };
+    assert!(!line("mo").contains("grants export"), "{csv}");
+    assert!(line("rita").contains("a role grants export"), "{csv}");
+}
