@@ -648,14 +648,9 @@ async fn respond(
 
 /// Whether a query string carries a `_method` override, in any spelling.
 fn has_method_override(query: &str) -> bool {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .map(|pairs| {
-            pairs
-                .iter()
-                .any(|(k, _)| k.trim().eq_ignore_ascii_case("_method"))
-        })
-        // A query a form decoder cannot read is no place to guess: refuse.
-        .unwrap_or(true)
+    // Every request with a query passes here: decode names without collecting
+    // (they are borrowed unless they hold escapes), as a form decoder reads them.
+    form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k.trim().eq_ignore_ascii_case("_method"))
 }
 
 /// A request body no stage has taken yet (left by a refusal).
