@@ -131,8 +131,13 @@ async fn login_submit(
         .read()
         .ok()
         .and_then(|s| s.users.get(&name).cloned());
-    // Locked (real accounts in the store, unknown names in memory, by one rule).
-    if gate.is_locked(&name, req.now) {
+    // Locked (real accounts in the store, read just above; unknown names in
+    // memory; one rule for both).
+    let locked = match account {
+        Some(_) => secrets.as_ref().is_some_and(|s| s.is_locked(req.now)),
+        None => gate.unknown_is_locked(&name, req.now),
+    };
+    if locked {
         outcome.event = Some("login-locked");
         return locked_page(
             req,

@@ -138,6 +138,11 @@ impl Gate {
                 .and_then(|s| s.users.get(name).map(|u| u.is_locked(now)))
                 .unwrap_or(false);
         }
+        self.unknown_is_locked(name, now)
+    }
+
+    /// Whether `name`, which is no account, is locked at `now` (by the same rule as accounts).
+    pub(crate) fn unknown_is_locked(&self, name: &str, now: i64) -> bool {
         self.unknown_failures
             .get(name)
             .and_then(|u| u.locked_until)
