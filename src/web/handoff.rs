@@ -18,7 +18,7 @@
 
 use crate::auth::codes;
 use crate::body::Body;
-use crate::session::{self, COOKIE, Handoff, Stage};
+use crate::session::{self, COOKIE, Handoff, Session, Stage};
 use crate::users::accounts;
 use crate::web::kit::{self, PageOutcome, PageRequest, redirect, with_cookie};
 use crate::web::page::escape;
@@ -139,11 +139,7 @@ pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Resp
     if !is_app || to_port != own_port || state_hash.len() != 64 {
         return bad(req);
     }
-    let snap = gate.accounts.snapshot();
-    let signed_in = kit::current(gate, req).filter(|(_, s)| {
-        s.stage == Stage::Complete && accounts::identity_of(s, &snap, req.policy, req.now).is_ok()
-    });
-    let Some((_, s)) = signed_in else {
+    let Some(s) = signed_in(gate, req) else {
         // Sign in here first; the sign-in returns to this very page.
         let here = format!("/.ward/go?{}", req.query.as_deref().unwrap_or(""));
         let mut query = vec![("return", here)];
@@ -222,10 +218,7 @@ pub fn accept(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> 
 /// Ward's host `/`: who is signed in, and where to go.
 pub fn home(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
     let authority = req.authority;
-    let snap = gate.accounts.snapshot();
-    let Some((_, s)) = kit::current(gate, req).filter(|(_, s)| {
-        s.stage == Stage::Complete && accounts::identity_of(s, &snap, req.policy, req.now).is_ok()
-    }) else {
+    let Some(s) = signed_in(gate, req) else {
         return redirect("/.ward/login");
     };
     let mut body = format!(
@@ -243,6 +236,14 @@ pub fn home(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
     }
     body.push_str("<li><a href=\"/.ward/officer/\">Officer's console</a> (officers only)</li></ul><p><a href=\"/.ward/logout\">Sign out</a></p>");
     kit::page(req, StatusCode::OK, "Signed in", &body)
+}
+
+/// The session behind this browser's cookie on ward's host, if it is complete and still stands.
+fn signed_in(gate: &Gate, req: &PageRequest<'_>) -> Option<Arc<Session>> {
+    let snap = gate.accounts.snapshot();
+    kit::current(gate, req).map(|(_, s)| s).filter(|s| {
+        s.stage == Stage::Complete && accounts::identity_of(s, &snap, req.policy, req.now).is_ok()
+    })
 }
 
 fn bad(req: &PageRequest<'_>) -> Response<Body> {
