@@ -3,11 +3,11 @@
 //! on bulk pulls, JSON field redaction, no-store, and spotting request bodies.
 
 use crate::body::{Body, full};
+use crate::policy::Route;
 use crate::policy::media::{MediaError, MediaType, TypePattern};
-use crate::policy::{Policy, Route};
 use bytes::Bytes;
+use http::Response;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
 /// Why an answer counts as an export, if it does. Decided on headers alone:
@@ -53,20 +53,6 @@ pub fn export_reason(
         }
     }
     None
-}
-
-/// The page shown instead of a refused export (the body is never sent).
-pub fn refusal(policy: &Policy, why: &str, request_id: &str) -> Response<Body> {
-    crate::web::page::problem(
-        StatusCode::FORBIDDEN,
-        &policy.practice,
-        "Download not permitted",
-        &format!(
-            "ward stopped this download because {why}. Downloading or exporting patient data from here is not permitted for your account. If your work needs it, ask {} for an export grant.",
-            policy.export.contact
-        ),
-        request_id,
-    )
 }
 
 /// Marks an answer as not to be stored by the browser (PHI on a shared laptop).

@@ -1,6 +1,8 @@
 //! The request pipeline, top to bottom: read the target, work out the client
 //! and the session, serve ward's own pages, decide, forward, filter, record.
+//! Every stage that refuses returns a [`Stop`]; `handle` turns it into a page.
 
+pub mod stop;
 pub mod target;
 
 use crate::body::Body;
@@ -24,6 +26,8 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
+pub use stop::Stop;
+use target::Target;
 
 /// What the log line for a request says.
 #[derive(Default)]
@@ -47,6 +51,16 @@ struct Outcome {
     error: Option<String>,
 }
 
+impl Outcome {
+    /// Notes a stop for the log line and the trail.
+    fn stopped(&mut self, stop: &Stop) {
+        self.decision = stop.code;
+        if let Some(detail) = &stop.detail {
+            self.error = Some(detail.clone());
+        }
+    }
+}
+
 /// Serves one request. Never fails: every problem becomes a response.
 pub async fn handle(
     shared: Arc<Shared>,
@@ -57,13 +71,20 @@ pub async fn handle(
     let started = Instant::now();
     let id = shared.ids.next();
     let rt = shared.store.current();
+    let practice = rt.policy.practice.as_str();
     let method = req.method().clone();
     let mut outcome = Outcome {
         device: device.clone(),
         ..Outcome::default()
     };
     let mut unread = Unread(None);
-    let mut resp = respond(&shared, &rt, peer, req, &id, &mut outcome, &mut unread).await;
+    let mut resp = match respond(&shared, &rt, peer, req, &id, &mut outcome, &mut unread).await {
+        Ok(resp) => resp,
+        Err(stop) => {
+            outcome.stopped(&stop);
+            stop.page(practice, &id)
+        }
+    };
     // A refusal sent while the client is still sending its body would end the
     // HTTP/2 stream under it (clients report a stream error): read it off first.
     if let Some(body) = unread.take() {
@@ -77,14 +98,9 @@ pub async fn handle(
     {
         tracing::error!(request_id = %id, error = %e, "cannot write the audit trail");
         if shared.audit.on_failure() == crate::audit::OnFailure::Refuse {
-            outcome.error = Some(format!("audit trail: {e}"));
-            resp = page::problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &rt.policy.practice,
-                "Temporarily unavailable",
-                "ward cannot record access right now, and the practice's policy is to refuse access that cannot be recorded. Please tell the practice's IT contact.",
-                &id,
-            );
+            let stop = Stop::unrecorded(e);
+            outcome.error = stop.detail.clone();
+            resp = stop.page(practice, &id);
         }
     }
 
@@ -124,6 +140,8 @@ pub async fn handle(
     Ok(resp)
 }
 
+/// The stages in order: target, client, session; then ward's own pages, or
+/// the app's route decided, forwarded and filtered.
 async fn respond(
     shared: &Arc<Shared>,
     rt: &Runtime,
@@ -132,20 +150,15 @@ async fn respond(
     id: &str,
     outcome: &mut Outcome,
     body: &mut Unread,
-) -> Response<Body> {
+) -> Result<Response<Body>, Stop> {
     let policy = &rt.policy;
-    let practice = policy.practice.as_str();
     let now = unix_now();
     // The body waits here until a stage takes it.
     let (parts, incoming) = req.into_parts();
     body.0 = Some(incoming);
     let req = Request::from_parts(parts, ());
-    let target = match target::read(req.method(), req.uri(), req.headers()) {
-        Ok(t) => t,
-        Err(e) => {
-            return bad_request(outcome, practice, id, e.to_string(), &format!("{e}"));
-        }
-    };
+    let target = target::read(req.method(), req.uri(), req.headers())
+        .map_err(|e| Stop::bad_request(&e, &e.to_string()))?;
     outcome.host = target.host.clone();
     outcome.path = target.path.clone();
     // A GET or HEAD has no body; one that claims to could hide a second request
@@ -154,34 +167,64 @@ async fn respond(
     if (req.method() == http::Method::GET || req.method() == http::Method::HEAD)
         && body.has_body(req.headers())
     {
-        return bad_request(
-            outcome,
-            practice,
-            id,
-            "a GET or HEAD request with a body".into(),
+        return Err(Stop::bad_request(
+            "a GET or HEAD request with a body",
             "a page request must not carry a body",
-        );
+        ));
     }
-    let client_ip =
-        match headers::client_ip(peer.ip(), req.headers(), &policy.server.trusted_proxies) {
-            Ok(ip) => {
-                outcome.client = Some(ip);
-                ip
-            }
-            Err(e) => {
-                return bad_request(
-                    outcome,
-                    practice,
-                    id,
-                    e.to_string(),
-                    "its forwarding header is malformed",
-                );
-            }
-        };
+    let client_ip = headers::client_ip(peer.ip(), req.headers(), &policy.server.trusted_proxies)
+        .map_err(|e| Stop::bad_request(&e, "its forwarding header is malformed"))?;
+    outcome.client = Some(client_ip);
+    let asker = who_is_asking(shared, policy, req.headers(), client_ip, now, id, outcome);
 
-    // Who is asking: the session behind the cookie, checked against the accounts now.
+    // ward's own host (if the policy has one) has no app behind it.
+    let on_ward_host = policy.server.ward_host.as_deref() == Some(target.host.as_str());
+    if is_ward_path(&target.path) || on_ward_host {
+        outcome.decision = "ward";
+        if target.path == "/.ward/healthz" {
+            return Ok(health(shared, rt, client_ip));
+        }
+        let page = WardPage {
+            target: &target,
+            client_ip,
+            now,
+            id,
+        };
+        return ward_page(shared, rt, req, body, page, outcome).await;
+    }
+    let ask = Ask {
+        target: &target,
+        client_ip,
+        asker,
+        now,
+        id,
+    };
+    app_request(shared, rt, req, body, ask, outcome).await
+}
+
+/// Who is asking: the session behind the cookie and, if it still stands, the person.
+struct Asker {
+    cookie: Option<String>,
+    session: Option<Arc<session::Session>>,
+    identity: Option<policy::Identity>,
+    /// Why the session no longer stands, when it has ended.
+    ended: Option<accounts::Ended>,
+    /// The accounts as they were when the request came.
+    snap: Arc<accounts::Snapshot>,
+}
+
+/// The session stage: the cookie's session, checked against the accounts now.
+fn who_is_asking(
+    shared: &Shared,
+    policy: &policy::Policy,
+    headers: &http::HeaderMap,
+    client_ip: IpAddr,
+    now: i64,
+    id: &str,
+    outcome: &mut Outcome,
+) -> Asker {
     let gate = &shared.gate;
-    let cookie = session::cookie_value(req.headers(), session::COOKIE).map(str::to_string);
+    let cookie = session::cookie_value(headers, session::COOKIE).map(str::to_string);
     let session = cookie.as_deref().and_then(|c| gate.sessions.get(c));
     let snap = gate.accounts.snapshot();
     let mut ended = None;
@@ -227,148 +270,162 @@ async fn respond(
             }
         }
     }
-    if identity.is_some() {
-        outcome.user = identity.as_ref().map(|i| i.user.clone());
-    }
     if let Some(who) = &identity {
+        outcome.user = Some(who.user.clone());
         outcome.roles = who.roles.clone();
         outcome.emergency = who.emergency;
         outcome.session = session.as_ref().map(|s| s.public_id.clone());
         outcome.org = snap.directory.get(&who.user).and_then(|a| a.org.clone());
     }
-
-    // ward's own host (if the policy has one) has no app behind it.
-    let ward_host = policy.server.ward_host.as_deref();
-    let on_ward_host = ward_host == Some(target.host.as_str());
-    if is_ward_path(&target.path) || on_ward_host {
-        outcome.decision = "ward";
-        if target.path == "/.ward/healthz" {
-            return health(shared, rt, client_ip);
-        }
-        let (parts, ()) = req.into_parts();
-        let Some(body) = body.take() else {
-            return bad_request(
-                outcome,
-                practice,
-                id,
-                "no body".into(),
-                "it could not be read",
-            );
-        };
-        let page_req = kit::PageRequest {
-            policy,
-            path: &target.path,
-            method: parts.method,
-            query: parts.uri.query().map(str::to_string),
-            headers: parts.headers,
-            client_ip,
-            host: &target.host,
-            authority: &target.authority,
-            origin: format!("https://{}", target.authority),
-            request_id: id,
-            now,
-        };
-        let mut page_outcome = kit::PageOutcome::default();
-        let path = target.path.as_str();
-        let get = page_req.method == http::Method::GET || page_req.method == http::Method::HEAD;
-        let console = path == "/.ward/officer" || path.starts_with("/.ward/officer/");
-        let resp = match ward_host {
-            // Pages that hold form tokens are never served in an app's origin.
-            None if handoff::needs_own_host(path) => Some(page::problem(
-                StatusCode::NOT_FOUND,
-                practice,
-                "Not available here",
-                "This page is served only on ward's own host name, which this practice has not set up (the policy's [server] ward_host).",
-                id,
-            )),
-            Some(_) if on_ward_host && !is_ward_path(path) => Some(if path == "/" {
-                handoff::home(gate, &page_req)
-            } else {
-                page::problem(
-                    StatusCode::NOT_FOUND,
-                    practice,
-                    "Not found",
-                    "This is ward's own address; the practice's systems have addresses of their own.",
-                    id,
-                )
-            }),
-            Some(wh) if !on_ward_host => match (handoff::place(path), path) {
-                (_, "/.ward/login") if get => Some(handoff::start(&page_req, wh)),
-                (_, "/.ward/handoff") if get => {
-                    Some(handoff::accept(gate, &page_req, &mut page_outcome))
-                }
-                (handoff::Place::WardHost, _) | (_, "/.ward/login") => {
-                    Some(handoff::elsewhere(&page_req, wh))
-                }
-                _ => web::serve(gate, page_req, body, &mut page_outcome).await,
-            },
-            Some(_) => match (handoff::place(path), path) {
-                (handoff::Place::AppHost, _) => None,
-                (_, "/.ward/go") if get => Some(handoff::go(gate, &page_req, &mut page_outcome)),
-                _ if console => Some(
-                    crate::web::console::serve(shared, rt, page_req, body, &mut page_outcome).await,
-                ),
-                _ => web::serve(gate, page_req, body, &mut page_outcome).await,
-            },
-            None => web::serve(gate, page_req, body, &mut page_outcome).await,
-        };
-        if let Some(event) = page_outcome.event {
-            tracing::info!(request_id = %id, user = page_outcome.user.as_deref(), event, client = %client_ip, "sign-in");
-            outcome.event = Some(event);
-        }
-        // A sign-in event is about the person it names (the name typed at a
-        // failed sign-in, say), not the owner of a cookie the browser still holds.
-        if page_outcome.event.is_some() && outcome.user != page_outcome.user {
-            outcome.user = page_outcome.user;
-            outcome.roles.clear();
-            outcome.org = None;
-            outcome.session = None;
-            outcome.emergency = false;
-        }
-        outcome.grant = page_outcome.grant;
-        // A sign-in event names the roles the person holds.
-        if outcome.roles.is_empty()
-            && let Some(account) = outcome
-                .user
-                .as_ref()
-                .and_then(|u| gate.accounts.snapshot().directory.get(u).cloned())
-        {
-            outcome.roles = account.roles.clone();
-            outcome.org = account.org.clone();
-        }
-        return resp.unwrap_or_else(|| {
-            page::problem(
-                StatusCode::NOT_FOUND,
-                practice,
-                "Not found",
-                "There is no ward page here.",
-                id,
-            )
-        });
+    Asker {
+        cookie,
+        session,
+        identity,
+        ended,
+        snap,
     }
+}
 
+/// What a request for one of ward's own pages carries from the first stages.
+struct WardPage<'a> {
+    target: &'a Target,
+    client_ip: IpAddr,
+    now: i64,
+    id: &'a str,
+}
+
+/// ward's own pages: sign-in, hand-off, the console and the rest.
+async fn ward_page(
+    shared: &Arc<Shared>,
+    rt: &Runtime,
+    req: Request<()>,
+    body: &mut Unread,
+    at: WardPage<'_>,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, Stop> {
+    let policy = &rt.policy;
+    let gate = &shared.gate;
+    let ward_host = policy.server.ward_host.as_deref();
+    let on_ward_host = ward_host == Some(at.target.host.as_str());
+    let (parts, ()) = req.into_parts();
+    let body = body
+        .take()
+        .ok_or_else(|| Stop::bad_request("no body", "it could not be read"))?;
+    let page_req = kit::PageRequest {
+        policy,
+        path: &at.target.path,
+        method: parts.method,
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers,
+        client_ip: at.client_ip,
+        host: &at.target.host,
+        authority: &at.target.authority,
+        origin: format!("https://{}", at.target.authority),
+        request_id: at.id,
+        now: at.now,
+    };
+    let mut page_outcome = kit::PageOutcome::default();
+    let path = at.target.path.as_str();
+    let get = page_req.method == http::Method::GET || page_req.method == http::Method::HEAD;
+    let console = path == "/.ward/officer" || path.starts_with("/.ward/officer/");
+    let resp = match ward_host {
+        // Pages that hold form tokens are never served in an app's origin.
+        None if handoff::needs_own_host(path) => Err(Stop::needs_own_host()),
+        Some(_) if on_ward_host && !is_ward_path(path) => {
+            if path == "/" {
+                Ok(Some(handoff::home(gate, &page_req)))
+            } else {
+                Err(Stop::not_here(
+                    "This is ward's own address; the practice's systems have addresses of their own.",
+                ))
+            }
+        }
+        Some(wh) if !on_ward_host => Ok(match (handoff::place(path), path) {
+            (_, "/.ward/login") if get => Some(handoff::start(&page_req, wh)),
+            (_, "/.ward/handoff") if get => {
+                Some(handoff::accept(gate, &page_req, &mut page_outcome))
+            }
+            (handoff::Place::WardHost, _) | (_, "/.ward/login") => {
+                Some(handoff::elsewhere(&page_req, wh))
+            }
+            _ => web::serve(gate, page_req, body, &mut page_outcome).await,
+        }),
+        Some(_) => Ok(match (handoff::place(path), path) {
+            (handoff::Place::AppHost, _) => None,
+            (_, "/.ward/go") if get => Some(handoff::go(gate, &page_req, &mut page_outcome)),
+            _ if console => Some(
+                crate::web::console::serve(shared, rt, page_req, body, &mut page_outcome).await,
+            ),
+            _ => web::serve(gate, page_req, body, &mut page_outcome).await,
+        }),
+        None => Ok(web::serve(gate, page_req, body, &mut page_outcome).await),
+    };
+    if let Some(event) = page_outcome.event {
+        tracing::info!(request_id = %at.id, user = page_outcome.user.as_deref(), event, client = %at.client_ip, "sign-in");
+        outcome.event = Some(event);
+    }
+    // A sign-in event is about the person it names (the name typed at a
+    // failed sign-in, say), not the owner of a cookie the browser still holds.
+    if page_outcome.event.is_some() && outcome.user != page_outcome.user {
+        outcome.user = page_outcome.user;
+        outcome.roles.clear();
+        outcome.org = None;
+        outcome.session = None;
+        outcome.emergency = false;
+    }
+    outcome.grant = page_outcome.grant;
+    // A sign-in event names the roles the person holds.
+    if outcome.roles.is_empty()
+        && let Some(account) = outcome
+            .user
+            .as_ref()
+            .and_then(|u| gate.accounts.snapshot().directory.get(u).cloned())
+    {
+        outcome.roles = account.roles.clone();
+        outcome.org = account.org.clone();
+    }
+    resp?.ok_or_else(|| Stop::not_here("There is no ward page here."))
+}
+
+/// What a request for an app carries from the first stages.
+struct Ask<'a> {
+    target: &'a Target,
+    client_ip: IpAddr,
+    asker: Asker,
+    now: i64,
+    id: &'a str,
+}
+
+/// A request for an app: refused outright, decided, then forwarded and filtered.
+async fn app_request(
+    shared: &Arc<Shared>,
+    rt: &Runtime,
+    mut req: Request<()>,
+    body: &mut Unread,
+    ask: Ask<'_>,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, Stop> {
+    let policy = &rt.policy;
+    let gate = &shared.gate;
+    let Ask {
+        target,
+        client_ip,
+        asker,
+        now,
+        id,
+    } = ask;
     // `_method` in the query turns a POST into a DELETE in many frameworks
     // (Rails, Laravel, Symfony): a method ward never saw. Refused everywhere.
     if req.uri().query().is_some_and(has_method_override) {
-        return bad_request(
-            outcome,
-            practice,
-            id,
-            "a _method override in the query".into(),
+        return Err(Stop::bad_request(
+            "a _method override in the query",
             "it asks the app to treat it as another method",
-        );
+        ));
     }
     // A service worker installed by an app's script would sit in front of every
     // page of this origin, ward's own included; ward lets no app install one.
     if req.headers().contains_key("service-worker") {
-        outcome.decision = "service-worker";
-        return page::problem(
-            StatusCode::FORBIDDEN,
-            practice,
-            "Not permitted",
-            "ward does not let the systems behind it install service workers.",
-            id,
-        );
+        return Err(Stop::service_worker());
     }
     // A standard method is a plain value: cloning it lets the request be changed later.
     let method = req.method().clone();
@@ -383,7 +440,6 @@ async fn respond(
             .unwrap_or_default()
     };
     let has_body = body.has_body(req.headers());
-    let mut req = req;
     // A form ward read to decide is kept here and sent on as read.
     let mut read_body: Option<bytes::Bytes> = None;
     let mut form = Vec::new();
@@ -391,23 +447,19 @@ async fn respond(
         && has_body
         && let Some(taken) = body.take()
     {
-        match read_form_body(req.headers(), taken).await {
-            Ok((fields, bytes)) => {
-                form = fields;
-                read_body = Some(bytes);
-            }
-            Err((status, why)) => {
-                outcome.decision = "form-unreadable";
-                return page::problem(status, practice, "Request refused", why, id);
-            }
-        }
+        let (fields, bytes) = read_form_body(req.headers(), taken)
+            .await
+            .map_err(|(status, why)| Stop::form_unreadable(status, why))?;
+        form = fields;
+        read_body = Some(bytes);
     }
+    let identity = asker.identity.as_ref();
     let facts = Facts {
         client_ip,
         method: &method,
         host: &target.host,
         path: &target.path,
-        identity: identity.as_ref(),
+        identity,
         device: outcome.device.is_some(),
         query: &query,
         form: &form,
@@ -421,228 +473,180 @@ async fn respond(
     };
     match decision.verdict {
         Verdict::Deny(refusal) => {
-            outcome.decision = refusal.code();
-            if let Some(who) = &identity {
-                // Someone trying door after door is worth the officer's attention.
-                let n = gate.refusals.get(&who.user).unwrap_or(0) + 1;
-                gate.refusals.insert(who.user.clone(), n);
-                if n == policy.alerts.denials {
-                    gate.alerts.raise(
-                        "refusals",
-                        &who.user,
-                        // The route, not the path: a path may hold a patient's number,
-                        // and alerts leave ward (the webhook). The trail has the path.
-                        format!(
-                            "{n} refusals within ten minutes, the last {} ({}); the paths are in the audit trail",
-                            match route {
-                                Some(r) => format!("on the route at line {} (\"{}\")", r.line, r.path),
-                                None => "where no route applies".to_string(),
-                            },
-                            refusal.code()
-                        ),
-                    );
-                }
+            if let Some(who) = identity {
+                count_refusal(shared, policy, &who.user, route, refusal);
             }
-            deny_page(practice, refusal, id)
+            return Err(Stop::denied(refusal));
         }
-        Verdict::Login if identity.is_some() => {
-            // Signed in, but this page wants a second factor the sign-in did not
-            // include: sending the person round the same sign-in again would loop.
-            outcome.decision = "mfa-needed";
-            page::problem(
-                StatusCode::FORBIDDEN,
-                practice,
-                "A second factor is needed",
-                "This page needs a sign-in that includes your authenticator code. Sign out (/.ward/logout) and sign in again with your ward password and code.",
-                id,
-            )
-        }
+        // Signed in, but this page wants a second factor the sign-in did not
+        // include: sending the person round the same sign-in again would loop.
+        Verdict::Login if identity.is_some() => return Err(Stop::mfa_needed()),
         Verdict::Login => {
             outcome.decision = "login";
-            kit::login_redirect(
+            return Ok(kit::login_redirect(
                 req.method(),
                 req.headers(),
                 &path_and_query,
-                ended.map(|e| e.code()),
-            )
+                asker.ended.map(|e| e.code()),
+            ));
         }
-        Verdict::Allow => {
-            outcome.decision = "allow";
-            let Some((app, upstream)) =
-                route.and_then(|r| Some((policy.apps.get(r.app)?, rt.upstreams.get(r.app)?)))
-            else {
-                return page::problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    practice,
-                    "Configuration problem",
-                    "The route names an app ward does not have.",
-                    id,
-                );
-            };
-            outcome.app = Some(app.name.clone());
-            let Some(route) = route else {
-                return deny_page(practice, Refusal::NoRoute, id);
-            };
-            // A cap on requests per person to this route (scraping a chart at a time).
-            if let (Some(who), Some(Some(limiter))) = (
-                &identity,
-                decision.route.and_then(|r| rt.rate_limits.get(r)),
-            ) && limiter.check_key(&who.user).is_err()
-            {
-                outcome.decision = "rate-limit";
-                return page::problem(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    practice,
-                    "Too many requests",
-                    "You have opened this page more often than the practice allows in a short time. Wait a little and try again.",
-                    id,
-                );
+        Verdict::Allow => outcome.decision = "allow",
+    }
+    let (Some(route), Some((app, upstream))) = (
+        route,
+        route.and_then(|r| Some((policy.apps.get(r.app)?, rt.upstreams.get(r.app)?))),
+    ) else {
+        return Err(Stop::no_app());
+    };
+    outcome.app = Some(app.name.clone());
+    // A cap on requests per person to this route (scraping a chart at a time).
+    if let (Some(who), Some(Some(limiter))) =
+        (identity, decision.route.and_then(|r| rt.rate_limits.get(r)))
+        && limiter.check_key(&who.user).is_err()
+    {
+        return Err(Stop::rate_limited());
+    }
+    // Sharing settings (an e-mail auto-forward page, say) take no input from these roles.
+    if decision.no_body && has_body {
+        return Err(Stop::body_blocked());
+    }
+    let redact = decision.redact;
+    let mut identity_headers = Vec::new();
+    let mut inject = false;
+    if let (Some(who), Some(s), Some(c)) = (identity, &asker.session, &asker.cookie) {
+        // A route may ask for a shorter idle limit than the person's own.
+        if let Some(limit) = decision.idle_limit
+            && now - s.last_active() > limit.as_secs() as i64
+        {
+            gate.sessions.remove(c);
+            outcome.decision = "login";
+            return Ok(kit::login_redirect(
+                req.method(),
+                req.headers(),
+                &path_and_query,
+                Some("idle"),
+            ));
+        }
+        if counts_as_activity(policy, req.headers(), &target.path) {
+            s.touch(now);
+        }
+        identity_headers =
+            identity_headers_for(who, &s.public_id, app, asker.snap.directory.get(&who.user));
+        if let Some(subject) = outcome.device.as_deref()
+            && let Ok(v) = HeaderValue::from_str(subject)
+        {
+            identity_headers.push((http::HeaderName::from_static("x-ward-device"), v));
+        }
+        inject = policy.sessions.idle_warning && wants_html(&req);
+    }
+    // A size cap is on the whole answer: ranges would let it be fetched in slices.
+    if decision.max_response.is_some() {
+        req.headers_mut().remove(header::RANGE);
+        req.headers_mut().remove(header::IF_RANGE);
+    }
+    let fwd = Forward {
+        app,
+        upstream,
+        canonical_path: &target.path,
+        client_ip,
+        // A host the policy names, never whatever the client put in `Host`.
+        public_authority: target::public_authority(&policy.server, target),
+        identity: identity_headers,
+        // ward reads these answers itself, so it asks for them uncompressed.
+        plain_encoding: inject || redact,
+        app_cookies: asker
+            .session
+            .as_deref()
+            .filter(|_| identity.is_some() && app.ward_keeps_cookies)
+            .map(|s| &s.app_cookies),
+        now,
+        still_signed_in: match (identity, &asker.session) {
+            (Some(_), Some(s)) if headers::wants_websocket(req.headers()) => {
+                Some(still_signed_in(shared.clone(), s.clone()))
             }
-            // Sharing settings (an e-mail auto-forward page, say) take no input from these roles.
-            if decision.no_body && has_body {
-                outcome.decision = "body-blocked";
-                return page::problem(
-                    StatusCode::FORBIDDEN,
-                    practice,
-                    "Change not permitted",
-                    "Your account may look at this page but not change it: it controls where patient data is sent.",
-                    id,
-                );
-            }
-            let redact = decision.redact;
-            let mut identity_headers = Vec::new();
-            let mut inject = false;
-            if let (Some(who), Some(s), Some(c)) = (&identity, &session, &cookie) {
-                // A route may ask for a shorter idle limit than the person's own.
-                if let Some(limit) = decision.idle_limit
-                    && now - s.last_active() > limit.as_secs() as i64
-                {
-                    gate.sessions.remove(c);
-                    outcome.decision = "login";
-                    return kit::login_redirect(
-                        req.method(),
-                        req.headers(),
-                        &path_and_query,
-                        Some("idle"),
-                    );
-                }
-                if counts_as_activity(policy, req.headers(), &target.path) {
-                    s.touch(now);
-                }
-                identity_headers =
-                    identity_headers_for(who, &s.public_id, app, snap.directory.get(&who.user));
-                if let Some(subject) = outcome.device.as_deref()
-                    && let Ok(v) = HeaderValue::from_str(subject)
-                {
-                    identity_headers.push((http::HeaderName::from_static("x-ward-device"), v));
-                }
-                inject = policy.sessions.idle_warning && wants_html(&req);
-            }
-            // A size cap is on the whole answer: ranges would let it be fetched in slices.
-            if decision.max_response.is_some() {
-                req.headers_mut().remove(header::RANGE);
-                req.headers_mut().remove(header::IF_RANGE);
-            }
-            let fwd = Forward {
-                app,
-                upstream,
-                canonical_path: &target.path,
-                client_ip,
-                // A host the policy names, never whatever the client put in `Host`.
-                public_authority: target::public_authority(&policy.server, &target),
-                identity: identity_headers,
-                // ward reads these answers itself, so it asks for them uncompressed.
-                plain_encoding: inject || redact,
-                app_cookies: session
-                    .as_deref()
-                    .filter(|_| identity.is_some() && app.ward_keeps_cookies)
-                    .map(|s| &s.app_cookies),
-                now,
-                still_signed_in: match (&identity, &session) {
-                    (Some(_), Some(s)) if headers::wants_websocket(req.headers()) => {
-                        Some(still_signed_in(shared.clone(), s.clone()))
-                    }
-                    _ => None,
+            _ => None,
+        },
+    };
+    let inbound = match (read_body, body.take()) {
+        (Some(bytes), _) => Inbound::Buffered(Some(bytes)),
+        (None, Some(incoming)) => Inbound::Stream(incoming),
+        (None, None) => Inbound::Buffered(None),
+    };
+    let resp = proxy::forward(req.map(|()| inbound), fwd)
+        .await
+        .map_err(|e| {
+            tracing::warn!(request_id = %id, app = %app.name, error = %e, "upstream failed");
+            Stop::upstream(&e)
+        })?;
+    let mut resp = filter_answer(resp, route, &decision, policy, id, outcome).await?;
+    if inject {
+        resp = add_idle_script(resp);
+    }
+    Ok(resp)
+}
+
+/// The answer's stage: caching, export rules, redaction and the size cap.
+async fn filter_answer(
+    mut resp: Response<Body>,
+    route: &policy::Route,
+    decision: &policy::Decision<'_>,
+    policy: &policy::Policy,
+    id: &str,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, Stop> {
+    if route.access != policy::Access::Public {
+        filter::no_store(resp.headers_mut());
+    }
+    let export_why = filter::export_reason(resp.headers(), route, &policy.export.types);
+    match (decision.export, export_why) {
+        (policy::ExportRule::Blocked(_), Some(why)) => {
+            return Err(Stop::export_blocked(policy, why));
+        }
+        (policy::ExportRule::Granted(g), Some(_)) => {
+            outcome.grant = Some((g.id.clone(), g.reason.clone()));
+            tracing::info!(request_id = %id, grant = %g.id, "export under a grant");
+        }
+        _ => {}
+    }
+    if decision.redact {
+        return redacted(resp, route, policy.export.redact_max)
+            .await
+            .map_err(Stop::redaction_refused);
+    }
+    if let Some(cap) = decision.max_response {
+        let (parts, bytes) = filter::hold(resp, cap).await.map_err(Stop::too_large)?;
+        resp = filter::release(parts, bytes);
+    }
+    Ok(resp)
+}
+
+/// Counts a refusal of a signed-in person; someone trying door after door is
+/// worth the officer's attention.
+fn count_refusal(
+    shared: &Shared,
+    policy: &policy::Policy,
+    user: &str,
+    route: Option<&policy::Route>,
+    refusal: Refusal,
+) {
+    let gate = &shared.gate;
+    let n = gate.refusals.get(user).unwrap_or(0) + 1;
+    gate.refusals.insert(user.to_string(), n);
+    if n == policy.alerts.denials {
+        gate.alerts.raise(
+            "refusals",
+            user,
+            // The route, not the path: a path may hold a patient's number,
+            // and alerts leave ward (the webhook). The trail has the path.
+            format!(
+                "{n} refusals within ten minutes, the last {} ({}); the paths are in the audit trail",
+                match route {
+                    Some(r) => format!("on the route at line {} (\"{}\")", r.line, r.path),
+                    None => "where no route applies".to_string(),
                 },
-            };
-            let inbound = match (read_body, body.take()) {
-                (Some(bytes), _) => Inbound::Buffered(Some(bytes)),
-                (None, Some(incoming)) => Inbound::Stream(incoming),
-                (None, None) => Inbound::Buffered(None),
-            };
-            match proxy::forward(req.map(|()| inbound), fwd).await {
-                Ok(mut resp) => {
-                    if route.access != policy::Access::Public {
-                        filter::no_store(resp.headers_mut());
-                    }
-                    let export_why =
-                        filter::export_reason(resp.headers(), route, &policy.export.types);
-                    match (decision.export, export_why) {
-                        (policy::ExportRule::Blocked(_), Some(why)) => {
-                            outcome.decision = "export-blocked";
-                            return filter::refusal(policy, why, id);
-                        }
-                        (policy::ExportRule::Granted(g), Some(_)) => {
-                            outcome.grant = Some((g.id.clone(), g.reason.clone()));
-                            tracing::info!(request_id = %id, grant = %g.id, "export under a grant");
-                        }
-                        _ => {}
-                    }
-                    if redact {
-                        return match redacted(resp, route, policy.export.redact_max).await {
-                            Ok(r) => r,
-                            Err(held) => {
-                                outcome.decision = "redaction-refused";
-                                page::problem(
-                                    StatusCode::FORBIDDEN,
-                                    practice,
-                                    "Page not available",
-                                    &format!("ward could not show this page to you: {held}."),
-                                    id,
-                                )
-                            }
-                        };
-                    }
-                    if let Some(cap) = decision.max_response {
-                        resp = match filter::hold(resp, cap).await {
-                            Ok((parts, bytes)) => filter::release(parts, bytes),
-                            Err(held) => {
-                                outcome.decision = "too-large";
-                                return page::problem(
-                                    StatusCode::FORBIDDEN,
-                                    practice,
-                                    "Too much at once",
-                                    &format!(
-                                        "ward stopped this answer because {held}: large pulls of patient data need the security officer's permission."
-                                    ),
-                                    id,
-                                );
-                            }
-                        };
-                    }
-                    if inject { add_idle_script(resp) } else { resp }
-                }
-                Err(e) => {
-                    outcome.error = Some(e.to_string());
-                    tracing::warn!(request_id = %id, app = %app.name, error = %e, "upstream failed");
-                    let (title, message) = match e.status() {
-                        StatusCode::BAD_REQUEST => (
-                            "Request incomplete",
-                            "The request did not arrive whole, so ward did not pass it on. Please try again.",
-                        ),
-                        StatusCode::GATEWAY_TIMEOUT => (
-                            "The system is not answering",
-                            "The system behind ward took too long to answer. Please try again in a moment.",
-                        ),
-                        _ => (
-                            "The system is unavailable",
-                            "ward could not reach the system behind it. Please try again in a moment.",
-                        ),
-                    };
-                    page::problem(e.status(), practice, title, message, id)
-                }
-            }
-        }
+                refusal.code()
+            ),
+        );
     }
 }
 
@@ -756,31 +760,7 @@ fn still_signed_in(shared: Arc<Shared>, session: Arc<session::Session>) -> proxy
     })
 }
 
-/// The 400 page for a request too ambiguous to decide on, noted for the log and audit.
-fn bad_request(
-    outcome: &mut Outcome,
-    practice: &str,
-    id: &str,
-    error: String,
-    why: &str,
-) -> Response<Body> {
-    outcome.decision = "bad-request";
-    outcome.error = Some(error);
-    page::problem(
-        StatusCode::BAD_REQUEST,
-        practice,
-        "Request refused",
-        &format!("ward refused this request: {why}."),
-        id,
-    )
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use crate::clock::unix_now;
 
 /// The audit record for a request: every decision on an app's path, and
 /// every sign-in event on ward's own pages (not its health or script polls).
@@ -953,16 +933,6 @@ fn add_idle_script(resp: Response<Body>) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, crate::body::append(body, IDLE_TAG))
-}
-
-fn deny_page(practice: &str, refusal: Refusal, id: &str) -> Response<Body> {
-    page::problem(
-        StatusCode::FORBIDDEN,
-        practice,
-        "Access refused",
-        refusal.explain(),
-        id,
-    )
 }
 
 fn health(shared: &Shared, rt: &Runtime, client: IpAddr) -> Response<Body> {
