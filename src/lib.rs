@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod csv;
 pub mod demo;
@@ -25,27 +26,55 @@ use server::reload::PolicyStore;
 use std::path::Path;
 use std::sync::Arc;
 
+/// Why ward could not start, or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The policy file has mistakes (each as FILE:LINE:COL).
+    #[error("{0}")]
+    Policy(#[from] config::diag::Diagnostics),
+    /// The audit trail cannot be opened; ward does not serve unrecorded.
+    #[error("cannot open the audit trail in {}: {source}", dir.display())]
+    Audit {
+        /// The trail's folder.
+        dir: std::path::PathBuf,
+        /// Why.
+        source: audit::AuditError,
+    },
+    /// users.toml or the secret store cannot be read.
+    #[error("cannot open the accounts ({}): {why}", file.display())]
+    Accounts {
+        /// users.toml.
+        file: std::path::PathBuf,
+        /// Why, in words.
+        why: String,
+    },
+    /// The listeners.
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+    /// The listener's own address could not be read.
+    #[error("cannot read the listening address: {0}")]
+    Address(std::io::Error),
+}
+
 /// Runs ward with the policy at `file` until SIGTERM or Ctrl-C.
 pub async fn run(
     file: &Path,
     overrides: config::Overrides,
     demo: Option<demo::Prepared>,
-) -> Result<(), String> {
-    let store = Arc::new(PolicyStore::open(file, overrides).map_err(|d| d.to_string())?);
+) -> Result<(), StartError> {
+    let store = Arc::new(PolicyStore::open(file, overrides)?);
     let audit_settings = store.current().policy.audit.clone();
-    let audit = audit::Audit::open(&audit_settings).map_err(|e| {
-        format!(
-            "cannot open the audit trail in {}: {e}",
-            audit_settings.dir.display()
-        )
+    let audit = audit::Audit::open(&audit_settings).map_err(|source| StartError::Audit {
+        dir: audit_settings.dir.clone(),
+        source,
     })?;
     let shared = Arc::new(web::state::Shared::new(
         store.clone(),
         open_gate(&store, audit.clone())?,
         audit.clone(),
     ));
-    let (listener, redirect) = server::bind(&store).await.map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (listener, redirect) = server::bind(&store).await?;
+    let addr = listener.local_addr().map_err(StartError::Address)?;
     tracing::info!(addr = %addr, policy = %file.display(), "listening");
     if let Some(redirect) = redirect {
         if let Ok(a) = redirect.local_addr() {
@@ -58,9 +87,7 @@ pub async fn run(
     }
     tokio::spawn(server::reload::watch(store.clone(), audit.clone()));
     tokio::spawn(watch_accounts(shared.clone()));
-    server::serve(shared, listener, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())?;
+    server::serve(shared, listener, shutdown_signal()).await?;
     // The last records reach the disk, with a signed checkpoint.
     audit.shutdown().await;
     tracing::info!("stopped");
@@ -84,14 +111,12 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<web::state::Gate, String> {
+fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<web::state::Gate, StartError> {
     let rt = store.current();
     let policy = &rt.policy;
-    let accounts = users::accounts::Accounts::open(policy).map_err(|e| {
-        format!(
-            "cannot open the accounts ({}): {e}",
-            policy.storage.users.display()
-        )
+    let accounts = users::accounts::Accounts::open(policy).map_err(|why| StartError::Accounts {
+        file: policy.storage.users.clone(),
+        why,
     })?;
     // Sessions unused for a day are forgotten even if the policy allows longer idle.
     let sessions = Arc::new(session::MemoryStore::new(std::time::Duration::from_secs(
@@ -151,10 +176,7 @@ async fn watch_accounts(shared: Arc<web::state::Shared>) {
         }
         // Every change, and every few seconds for idle sessions.
         if changed || rounds.is_multiple_of(20) {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = clock::unix_now();
             let snap = gate.accounts.snapshot();
             for (user, why) in
                 users::accounts::sweep(gate.sessions.as_ref(), &snap, &rt.policy, now)

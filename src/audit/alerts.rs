@@ -105,7 +105,7 @@ impl Alerts {
             event,
             user: user.to_string(),
             detail,
-            time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            time: humantime::format_rfc3339_seconds(crate::clock::system_now()).to_string(),
             practice: self.practice.clone(),
         };
         if self.tx.try_send(alert).is_err() {

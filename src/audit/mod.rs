@@ -32,7 +32,6 @@ pub use chain::{ZERO_HASH, line_hash, sort_trail_files, trail_files};
 pub use record::{Kind, Record, Text};
 
 use chain::{Chain, Limits};
-use jiff::Timestamp;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,7 +160,7 @@ impl Audit {
     pub fn open(settings: &AuditSettings) -> Result<Audit, AuditError> {
         let mut chain = Chain::open(&settings.dir, settings.limits())?;
         // Resume now, so a broken trail is reported at start-up, not on the first request.
-        chain.append(Vec::new(), false, Timestamp::now())?;
+        chain.append(Vec::new(), false, crate::clock::now())?;
         chain.sync()?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let fsync_every = settings.fsync_every;
@@ -219,7 +218,7 @@ pub fn append_blocking(dir: &Path, r: Record) -> Result<(), AuditError> {
 /// `append_blocking` with the policy's rotation settings.
 pub fn append_blocking_with(settings: &AuditSettings, r: Record) -> Result<(), AuditError> {
     let mut chain = Chain::open(&settings.dir, settings.limits())?;
-    chain.append(vec![r], false, Timestamp::now())?;
+    chain.append(vec![r], false, crate::clock::now())?;
     chain.sync()
 }
 
@@ -281,7 +280,7 @@ async fn writer_loop(mut chain: Chain, mut rx: mpsc::Receiver<Msg>, fsync_every:
         }
         let stopping = !stops.is_empty();
         if !records.is_empty() || stopping {
-            match chain.append(records, stopping, Timestamp::now()) {
+            match chain.append(records, stopping, crate::clock::now()) {
                 Ok(seqs) => {
                     for (ack, seq) in acks.into_iter().zip(seqs) {
                         let _ = ack.send(Ok(seq));
@@ -329,7 +328,7 @@ fn sync(chain: &mut Chain) {
 }
 
 fn finish(chain: &mut Chain) {
-    if let Err(e) = chain.append(Vec::new(), true, Timestamp::now()) {
+    if let Err(e) = chain.append(Vec::new(), true, crate::clock::now()) {
         tracing::error!(error = %e, "the closing audit checkpoint could not be written");
     }
     sync(chain);

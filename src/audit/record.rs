@@ -130,7 +130,7 @@ fn is_false(b: &bool) -> bool {
 
 /// The time now, as records write it.
 pub fn now_text() -> String {
-    time_text(Timestamp::now())
+    time_text(crate::clock::now())
 }
 
 /// `ts` as records write it: RFC 3339, UTC, milliseconds.

@@ -124,33 +124,45 @@ impl Query {
     }
 }
 
+/// Why a `--since` / `--until` value could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WhenError {
+    /// Not a duration, a day or a time.
+    #[error(
+        "'{0}' is not a time: write how long ago (7d, 12h, 30m), a day (2026-11-01) or a time (2026-11-01T14:00:00Z)"
+    )]
+    NotATime(String),
+    /// A time outside what ward can count with.
+    #[error("'{0}' is too far from now")]
+    OutOfRange(String),
+}
+
 /// Parses `--since` / `--until`: a duration back from `now` (`7d`, `12h`, `30m`), a day
 /// (`2026-11-01`, UTC; with `end_of_day` its last moment) or an RFC 3339 time.
-pub fn parse_when(text: &str, now: Timestamp, end_of_day: bool) -> Result<Timestamp, String> {
+pub fn parse_when(text: &str, now: Timestamp, end_of_day: bool) -> Result<Timestamp, WhenError> {
     let text = text.trim();
+    let out_of_range = |_| WhenError::OutOfRange(text.to_string());
     if let Ok(t) = text.parse::<Timestamp>() {
         return Ok(t);
     }
     if let Ok(d) = text.parse::<jiff::civil::Date>() {
         let start = d
             .to_zoned_datetime(TimeZone::UTC)
-            .map_err(|e| e.to_string())?
+            .map_err(out_of_range)?
             .timestamp();
         if !end_of_day {
             return Ok(start);
         }
         return start
             .checked_add(SignedDuration::from_hours(24) - SignedDuration::from_nanos(1))
-            .map_err(|e| e.to_string());
+            .map_err(out_of_range);
     }
     if let Ok(d) = humantime::parse_duration(text) {
-        let back = SignedDuration::try_from(d).map_err(|e| e.to_string())?;
-        return now.checked_sub(back).map_err(|e| e.to_string());
+        let back =
+            SignedDuration::try_from(d).map_err(|_| WhenError::OutOfRange(text.to_string()))?;
+        return now.checked_sub(back).map_err(out_of_range);
     }
-    Err(format!(
-        "'{text}' is not a time: write how long ago (7d, 12h, 30m), a day (2026-11-01) or a \
-         time (2026-11-01T14:00:00Z)"
-    ))
+    Err(WhenError::NotATime(text.to_string()))
 }
 
 /// How to print.

@@ -935,7 +935,7 @@ impl Provider {
                 .set_allowed_algs(i.algs.iter().cloned())
                 // `exp` may be up to `skew` in the past.
                 .set_time_fn(move || {
-                    SystemTime::now()
+                    crate::clock::system_now()
                         .checked_sub(skew)
                         .unwrap_or(SystemTime::UNIX_EPOCH)
                         .into()
@@ -943,7 +943,7 @@ impl Provider {
                 // `iat` may be up to `skew` in the future, not more.
                 .set_issue_time_verifier_fn(move |iat| {
                     let iat: SystemTime = iat.into();
-                    if iat > SystemTime::now() + skew {
+                    if iat > crate::clock::system_now() + skew {
                         Err("the ID token was issued in the future (check the clocks)".into())
                     } else {
                         Ok(())

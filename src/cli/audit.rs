@@ -147,7 +147,7 @@ pub fn run(config: &Path, cmd: AuditCommand) -> ExitCode {
                 Ok(d) => d,
                 Err(e) => return fail("search", &e.to_string()),
             };
-            let now = jiff::Timestamp::now();
+            let now = crate::clock::now();
             let mut query = Query {
                 user,
                 decision,

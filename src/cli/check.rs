@@ -21,7 +21,7 @@ pub fn run(file: &Path) -> ExitCode {
                 p.networks.len()
             );
             // Two officers (one a backup) is the normal case; say so, but the policy is valid.
-            let now = jiff::Timestamp::now().as_second();
+            let now = crate::clock::unix_now();
             for line in crate::users::review::check_officers(file, p, now) {
                 eprintln!("{line}");
             }

@@ -111,7 +111,7 @@ pub fn explain(q: &Question<'_>) -> Result<String, ExplainError> {
         passed: true,
         detail: format!("well-formed; canonical path {}", target.path),
     });
-    let now = jiff::Timestamp::now().as_second();
+    let now = crate::clock::unix_now();
     let mut identity: Option<Identity> = None;
     if let Some(name) = q.user {
         let accounts = Accounts::open(&policy).map_err(ExplainError::Accounts)?;

@@ -61,7 +61,7 @@ pub fn run(config: &Path, cmd: GrantCommand) -> ExitCode {
 }
 
 fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
+    crate::clock::unix_now()
 }
 
 fn when(t: i64) -> String {

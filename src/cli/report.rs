@@ -5,7 +5,6 @@ use crate::config::diag::Diagnostics;
 use crate::config::{self, Certs};
 use crate::users::review::{DEFAULT_IDLE_DAYS, build};
 use crate::users::{SecretStore, StoreError, directory};
-use jiff::Timestamp;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -102,7 +101,7 @@ fn access(
         .policy;
     let dir = directory::load(&policy.storage.users).map_err(ReportError::Accounts)?;
     let secrets = SecretStore::open(&policy.storage.state).and_then(|s| s.read())?;
-    let now = Timestamp::now().as_second();
+    let now = crate::clock::unix_now();
     let review = build(&policy, &dir, &secrets, &HashMap::new(), now, idle_days);
     let text = match format {
         ReportFormat::Html => review.standalone_html(),

@@ -7,10 +7,7 @@ use std::process::ExitCode;
 pub fn run(key: &str) -> ExitCode {
     match totp::decode_secret(key) {
         Some(secret) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = u64::try_from(crate::clock::unix_now()).unwrap_or(0);
             println!("{}", totp::code_at(&secret, now));
             ExitCode::SUCCESS
         }

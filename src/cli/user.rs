@@ -137,7 +137,7 @@ pub fn run(config: &Path, cmd: UserCommand) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let now = Timestamp::now();
+    let now = crate::clock::now();
     let tz = TimeZone::system();
     // End dates are days in UTC, as the proxy reads them; times are shown in local time.
     let today = now.to_zoned_datetime(TimeZone::UTC).date();
@@ -634,7 +634,7 @@ impl Ctx<'_> {
     fn check_networks(&self, nets: &[String]) -> Result<Vec<String>, String> {
         self.policy
             .known_networks(nets)
-            .map_err(|e| format!("--allow-from: {}", plain(&e)))
+            .map_err(|e| format!("--allow-from: {}", plain(&e.to_string())))
     }
 
     // --- helpers ------------------------------------------------------------------------
@@ -772,6 +772,7 @@ mod tests {
         assert!(
             parse_date("2027-02-30")
                 .unwrap_err()
+                .to_string()
                 .contains("not a real date")
         );
         for bad in [

@@ -33,7 +33,7 @@ fn make_accounts(policy: &crate::policy::Policy) -> Result<(), String> {
     }
     let store = SecretStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
     let admin = Admin::new(&policy.storage.users, store.clone(), &policy.practice);
-    let now = jiff::Timestamp::now();
+    let now = crate::clock::now();
     let next_year = now
         .to_zoned_datetime(jiff::tz::TimeZone::UTC)
         .date()
@@ -106,7 +106,8 @@ pub fn prepare(
             cert,
             key,
             &["localhost", "ward.localhost", "127.0.0.1", "::1"],
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         println!(
             "Made a self-signed certificate for localhost and ward.localhost in certs/ (your browser will warn about it)"
         );

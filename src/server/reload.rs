@@ -25,13 +25,12 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    fn build(policy: Policy) -> Result<Runtime, String> {
+    fn build(policy: Policy) -> Result<Runtime, crate::tls::TlsError> {
         let upstreams = policy
             .apps
             .iter()
             .map(Upstream::new)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
+            .collect::<Result<Vec<_>, _>>()?;
         let rate_limits = policy
             .routes
             .iter()
@@ -45,7 +44,7 @@ impl Runtime {
         Ok(Runtime {
             policy,
             upstreams,
-            loaded_at: SystemTime::now(),
+            loaded_at: crate::clock::system_now(),
             rate_limits,
         })
     }
@@ -159,7 +158,7 @@ fn load_runtime(file: &Path, overrides: &Overrides) -> Result<Runtime, Diagnosti
     }
     Runtime::build(loaded.policy).map_err(|e| {
         let mut c = config::diag::Collector::new(file, "");
-        c.error(0..0, e);
+        c.error(0..0, e.to_string());
         c.finish()
     })
 }

@@ -99,7 +99,7 @@ pub(super) async fn search(ctx: &Ctx<'_>) -> Response<Body> {
     let path = q.get("path").trim().to_string();
     let decision = q.get("decision").trim().to_string();
     let kind = q.get("kind").trim().to_string();
-    let now = jiff::Timestamp::now();
+    let now = crate::clock::now();
 
     let mut query = Query::default();
     let mut problem = None;
