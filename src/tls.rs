@@ -151,19 +151,38 @@ pub fn subject_of(der: &[u8]) -> Option<String> {
     Some(cert.subject().to_string())
 }
 
+/// Why a self-signed certificate could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SelfSignedError {
+    /// The certificate itself.
+    #[error("cannot make a certificate: {0}")]
+    Make(#[from] rcgen::Error),
+    /// Writing it (or its key, or their folder).
+    #[error("{}: {source}", path.display())]
+    Write {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// Makes a self-signed certificate and key for `names`, written as PEM
 /// (the key readable by its owner only). Used by `ward demo` and tests.
-pub fn write_self_signed(cert: &Path, key: &Path, names: &[&str]) -> Result<(), String> {
+pub fn write_self_signed(cert: &Path, key: &Path, names: &[&str]) -> Result<(), SelfSignedError> {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let made = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
-    if let Some(dir) = cert.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let made = rcgen::generate_simple_self_signed(names)?;
+    fn written(path: &Path) -> impl FnOnce(std::io::Error) -> SelfSignedError + '_ {
+        move |source| SelfSignedError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
     }
-    if let Some(dir) = key.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    for dir in [cert.parent(), key.parent()].into_iter().flatten() {
+        std::fs::create_dir_all(dir).map_err(written(dir))?;
     }
     crate::fsutil::write_private(key, made.signing_key.serialize_pem().as_bytes())
-        .map_err(|e| format!("{}: {e}", key.display()))?;
-    std::fs::write(cert, made.cert.pem()).map_err(|e| format!("{}: {e}", cert.display()))?;
+        .map_err(written(key))?;
+    std::fs::write(cert, made.cert.pem()).map_err(written(cert))?;
     Ok(())
 }

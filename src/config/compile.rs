@@ -463,7 +463,7 @@ fn networks(raw: &RawPolicy, c: &mut Collector<'_>) -> BTreeMap<String, NetSet> 
         for item in list.get_ref() {
             match parse_cidr(item.get_ref()) {
                 Ok(n) => nets.push(n),
-                Err(msg) => c.error(item.span(), msg),
+                Err(e) => c.error(item.span(), e.to_string()),
             }
         }
         if nets.is_empty() && list.get_ref().is_empty() {
@@ -484,7 +484,7 @@ fn net_refs(list: &[Text], networks: &BTreeMap<String, NetSet>, c: &mut Collecto
         } else if text.contains('.') || text.contains(':') {
             match parse_cidr(text) {
                 Ok(n) => nets.push(n),
-                Err(msg) => c.error(item.span(), msg),
+                Err(e) => c.error(item.span(), e.to_string()),
             }
         } else {
             let names: Vec<&str> = networks.keys().map(String::as_str).collect();

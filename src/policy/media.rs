@@ -30,6 +30,28 @@ pub enum MediaError {
     BadName(String),
 }
 
+/// Why a type pattern in the policy could never match an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// Nothing but spaces.
+    #[error("an empty type matches no answer")]
+    Empty,
+    /// Not a media type at all.
+    #[error("{0}, so it matches no answer; write it like text/csv")]
+    NotAType(MediaError),
+    /// A `*`, which ward does not expand.
+    #[error("ward compares types exactly, so a '*' matches no answer; list each type instead")]
+    Wildcard,
+    /// A parameter whose name is not a token.
+    #[error("the parameter '{0}' is not a parameter name, so the type matches no answer")]
+    BadParameter(String),
+    /// A parameter without a value.
+    #[error(
+        "the parameter '{0}' has no value, so the type matches no answer; write it like {0}=application/dicom"
+    )]
+    NoValue(String),
+}
+
 /// One parameter as written, before the lenient parser decides what to keep.
 struct RawParam {
     name: String,
@@ -141,17 +163,14 @@ pub struct TypePattern {
 impl TypePattern {
     /// Parses a pattern from the policy; a pattern that could never match an
     /// answer is refused, with why in the officer's words.
-    pub fn parse(text: &str) -> Result<TypePattern, String> {
+    pub fn parse(text: &str) -> Result<TypePattern, PatternError> {
         let (head, rest) = text.split_once(';').unwrap_or((text, ""));
         let essence = essence(head).map_err(|e| match e {
-            MediaError::Empty => "an empty type matches no answer".to_string(),
-            e => format!("{e}, so it matches no answer; write it like text/csv"),
+            MediaError::Empty => PatternError::Empty,
+            e => PatternError::NotAType(e),
         })?;
         if essence.contains('*') {
-            return Err(
-                "ward compares types exactly, so a '*' matches no answer; list each type instead"
-                    .into(),
-            );
+            return Err(PatternError::Wildcard);
         }
         let mut params = Vec::new();
         for p in raw_params(rest) {
@@ -161,16 +180,12 @@ impl TypePattern {
                 .filter(|c| !c.is_control())
                 .collect::<String>();
             if !is_token(&p.name) {
-                return Err(format!(
-                    "the parameter '{shown}' is not a parameter name, so the type matches no answer"
-                ));
+                return Err(PatternError::BadParameter(shown));
             }
             match p.value {
                 Some(v) if !v.is_empty() => params.push((p.name, v)),
                 _ => {
-                    return Err(format!(
-                        "the parameter '{shown}' has no value, so the type matches no answer; write it like {shown}=application/dicom"
-                    ));
+                    return Err(PatternError::NoValue(shown));
                 }
             }
         }

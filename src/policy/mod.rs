@@ -749,8 +749,8 @@ impl Policy {
     }
 
     /// Network names of this policy or address ranges, trimmed and without
-    /// repeats; otherwise what is wrong, in words.
-    pub fn known_networks(&self, nets: &[String]) -> Result<Vec<String>, String> {
+    /// repeats; otherwise what is wrong.
+    pub fn known_networks(&self, nets: &[String]) -> Result<Vec<String>, NetworkRefError> {
         let known: Vec<&str> = self.networks.keys().map(String::as_str).collect();
         let mut out: Vec<String> = Vec::new();
         for net in nets.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
@@ -769,10 +769,11 @@ impl Policy {
                             known.join(", ")
                         ),
                     };
-                    return Err(format!(
-                        "'{shown}' is not a network in {}{hint}",
-                        self.file.display()
-                    ));
+                    return Err(NetworkRefError::Unknown {
+                        name: shown,
+                        file: self.file.display().to_string(),
+                        hint,
+                    });
                 }
             }
             if !out.iter().any(|n| n == net) {
@@ -781,6 +782,24 @@ impl Policy {
         }
         Ok(out)
     }
+}
+
+/// A network named for a person that the policy does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkRefError {
+    /// An address range that does not read.
+    #[error(transparent)]
+    Cidr(#[from] net::CidrError),
+    /// A name that is not in the policy's `[networks]`.
+    #[error("'{name}' is not a network in {file}{hint}")]
+    Unknown {
+        /// The name as given (control characters removed).
+        name: String,
+        /// The policy file.
+        file: String,
+        /// A suggestion, starting with "; ".
+        hint: String,
+    },
 }
 
 /// Decides what to do with a request. Pure: no I/O, no clock.

@@ -43,19 +43,37 @@ pub fn normalize(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Why a network in the policy could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    /// Not an address or a CIDR at all.
+    #[error("'{0}' is not a network address; write it like 203.0.113.0/24 or 2001:db8::/32")]
+    NotANetwork(String),
+    /// Host bits set: almost always a typo for a narrower range.
+    #[error("'{text}' has host bits set; did you mean {network}/{prefix}?")]
+    HostBits {
+        /// As written.
+        text: String,
+        /// The network the prefix gives.
+        network: IpAddr,
+        /// The prefix length.
+        prefix: u8,
+    },
+}
+
 /// Parses one CIDR (or a bare address, read as a single host).
-pub fn parse_cidr(text: &str) -> Result<IpNetwork, String> {
+pub fn parse_cidr(text: &str) -> Result<IpNetwork, CidrError> {
     let text = text.trim();
-    let net: IpNetwork = text.parse().map_err(|_| {
-        format!("'{text}' is not a network address; write it like 203.0.113.0/24 or 2001:db8::/32")
-    })?;
+    let net: IpNetwork = text
+        .parse()
+        .map_err(|_| CidrError::NotANetwork(text.to_string()))?;
     // A CIDR with host bits set (10.0.0.5/8) is almost always a typo for a narrower range.
     if net.network() != net.ip() {
-        return Err(format!(
-            "'{text}' has host bits set; did you mean {}/{}?",
-            net.network(),
-            net.prefix()
-        ));
+        return Err(CidrError::HostBits {
+            text: text.to_string(),
+            network: net.network(),
+            prefix: net.prefix(),
+        });
     }
     Ok(match net {
         IpNetwork::V6(v6) => match v6.ip().to_ipv4_mapped() {
@@ -87,7 +105,12 @@ mod tests {
     fn bad_cidrs_are_explained() {
         assert!(parse_cidr("203.0.113.0/33").is_err());
         assert!(parse_cidr("office").is_err());
-        assert!(parse_cidr("10.0.0.5/8").unwrap_err().contains("10.0.0.0/8"));
+        assert!(
+            parse_cidr("10.0.0.5/8")
+                .unwrap_err()
+                .to_string()
+                .contains("10.0.0.0/8")
+        );
         assert_eq!(
             parse_cidr("198.51.100.7").unwrap(),
             parse_cidr("198.51.100.7/32").unwrap()

@@ -63,8 +63,8 @@ pub enum AdminError {
     )]
     NameRetired(String),
     /// The name is not allowed.
-    #[error("{0}")]
-    BadName(String),
+    #[error(transparent)]
+    BadName(#[from] super::directory::BadName),
     /// A value is not allowed.
     #[error("{0}")]
     BadValue(String),
@@ -125,7 +125,7 @@ impl Admin {
 
     /// Adds an account and returns its first enrollment link.
     pub fn add(&self, new: NewAccount, now: i64) -> Result<EnrollLink, AdminError> {
-        directory::check_name(&new.name).map_err(AdminError::BadName)?;
+        directory::check_name(&new.name)?;
         if directory::is_vendor_org(new.org.as_deref(), &self.practice) && new.expires.is_none() {
             return Err(AdminError::VendorNeedsExpiry(new.name));
         }

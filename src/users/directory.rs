@@ -181,8 +181,31 @@ impl Directory {
     }
 }
 
+/// A name that cannot be an account name, with a spelling that could.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "'{name}' cannot be an account name: use 1 to 64 lower-case letters, digits, '.', '_' or '-' (for example '{example}')"
+)]
+pub struct BadName {
+    /// As given.
+    pub name: String,
+    /// A name built from it that would do.
+    pub example: String,
+}
+
+/// A day that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DayError {
+    /// Not written YYYY-MM-DD.
+    #[error("'{0}' is not a date; write it like 2027-03-31")]
+    Shape(String),
+    /// Written right, but no such day (2027-02-30).
+    #[error("'{0}' is not a real date")]
+    NoSuchDay(String),
+}
+
 /// Checks an account name: 1-64 characters of `a-z 0-9 . _ -`.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), BadName> {
     let ok = (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -201,9 +224,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if example.is_empty() {
         example = "dr_lee".into();
     }
-    Err(format!(
-        "'{name}' cannot be an account name: use 1 to 64 lower-case letters, digits, '.', '_' or '-' (for example '{example}')"
-    ))
+    Err(BadName {
+        name: name.to_string(),
+        example,
+    })
 }
 
 /// Reads users.toml; every problem as FILE:LINE:COL, all at once. A missing file is an empty directory.
@@ -267,8 +291,8 @@ fn parse_account(
     line: usize,
 ) -> Option<Account> {
     let n = name.get_ref().as_ref();
-    if let Err(msg) = check_name(n) {
-        c.error(name.span(), msg);
+    if let Err(e) = check_name(n) {
+        c.error(name.span(), e.to_string());
     }
     let Some(table) = value.get_ref().as_table() else {
         c.error(
@@ -426,10 +450,14 @@ fn date(c: &mut Collector<'_>, v: &Spanned<DeValue<'_>>) -> Option<Date> {
                 None
             }
         },
-        DeValue::String(s) => match parse_date(s) {
+        DeValue::String(s) => match parse_day(s) {
             Ok(d) => Some(d),
-            Err(msg) => {
-                c.error(v.span(), msg);
+            Err(DayError::Shape(_)) => {
+                c.error(v.span(), format!("{DATE_HELP}; '{s}' is not one"));
+                None
+            }
+            Err(DayError::NoSuchDay(_)) => {
+                c.error(v.span(), format!("{DATE_HELP}; '{s}' is not a real date"));
                 None
             }
         },
@@ -441,26 +469,6 @@ fn date(c: &mut Collector<'_>, v: &Spanned<DeValue<'_>>) -> Option<Date> {
             None
         }
     }
-}
-
-/// A date written as text: exactly `YYYY-MM-DD`, and a real calendar day.
-fn parse_date(s: &str) -> Result<Date, String> {
-    let b = s.as_bytes();
-    let shape_ok = b.len() == 10
-        && b.iter().enumerate().all(|(i, ch)| {
-            if i == 4 || i == 7 {
-                *ch == b'-'
-            } else {
-                ch.is_ascii_digit()
-            }
-        });
-    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|p| p.parse::<i16>().ok());
-    let parts = (num(0..4), num(5..7), num(8..10));
-    let (true, (Some(y), Some(m), Some(d))) = (shape_ok, parts) else {
-        return Err(format!("{DATE_HELP}; '{s}' is not one"));
-    };
-    // Month and day fit in i8 because they are two digits.
-    Date::new(y, m as i8, d as i8).map_err(|_| format!("{DATE_HELP}; '{s}' is not a real date"))
 }
 
 fn attributes(c: &mut Collector<'_>, v: &Spanned<DeValue<'_>>) -> BTreeMap<String, String> {
@@ -505,22 +513,21 @@ pub fn today(now: i64) -> Date {
         .unwrap_or_default()
 }
 
-/// A day as the officer types it (command line or console): exactly YYYY-MM-DD, a real calendar day.
-pub fn parse_day(s: &str) -> Result<Date, String> {
+/// A day as the officer types it (command line, console, users.toml): exactly
+/// YYYY-MM-DD, a real calendar day.
+pub fn parse_day(s: &str) -> Result<Date, DayError> {
     let b = s.as_bytes();
     let shape = b.len() == 10
         && b.iter().enumerate().all(|(i, ch)| match i {
             4 | 7 => *ch == b'-',
             _ => ch.is_ascii_digit(),
         });
-    let bad = || format!("'{s}' is not a date; write it like 2027-03-31");
-    if !shape {
-        return Err(bad());
-    }
-    let num = |r: std::ops::Range<usize>| s[r].parse::<i16>().map_err(|_| bad());
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|p| p.parse::<i16>().ok());
+    let (true, Some(y), Some(m), Some(d)) = (shape, num(0..4), num(5..7), num(8..10)) else {
+        return Err(DayError::Shape(s.to_string()));
+    };
     // Month and day are two digits, so they fit in i8.
-    Date::new(y, m as i8, d as i8).map_err(|_| format!("'{s}' is not a real date"))
+    Date::new(y, m as i8, d as i8).map_err(|_| DayError::NoSuchDay(s.to_string()))
 }
 
 #[cfg(test)]

@@ -263,7 +263,7 @@ pub(super) async fn add(ctx: &Ctx<'_>, form: &Form, outcome: &mut PageOutcome) -
 
 /// Checks the add form against the policy (the same rules as `ward user add`).
 fn new_account(ctx: &Ctx<'_>, v: &AddValues) -> Result<NewAccount, String> {
-    directory::check_name(&v.name)?;
+    directory::check_name(&v.name).map_err(|e| e.to_string())?;
     if v.display_name.is_empty() {
         return Err("Full name is empty; give the person's name.".into());
     }
@@ -272,7 +272,7 @@ fn new_account(ctx: &Ctx<'_>, v: &AddValues) -> Result<NewAccount, String> {
     let expires = match v.expires.as_str() {
         "" => None,
         text => {
-            let d = parse_date(text)?;
+            let d = parse_date(text).map_err(|e| e.to_string())?;
             if d < crate::users::accounts::today(ctx.now()) {
                 return Err(format!(
                     "The end date {d} has already passed; give the last day the account should work, today or later."
@@ -589,7 +589,7 @@ pub(super) async fn action(
             }
         }
         "end-date" => match parse_date(form.get("expires").trim()) {
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
             Ok(d) => run(move || admin.set_expiry(&owned, Some(d))).await.map(|()| {
                 let words = if d < crate::users::accounts::today(now) {
                     format!("{name}'s last day is now {d}, which has passed, so the account can no longer sign in.")
