@@ -549,6 +549,51 @@ async fn connections_over_the_cap_wait_for_a_free_slot() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn open_websocket_tunnels_count_against_max_connections() {
+    let ehr = Ehr::start();
+    let policy = open_policy(&ehr.url()).replace("{server}", "{server}max_connections = 2\n");
+    let ward = Ward::start(&policy);
+    let url = format!("wss://localhost:{}/ws/notifications", ward.port());
+    let mut tunnels = Vec::new();
+    for _ in 0..2 {
+        let tls = raw_tls(&ward, &[b"http/1.1"]).await;
+        let (mut ws, resp) = tokio_tungstenite::client_async(url.clone(), tls)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 101);
+        assert_eq!(
+            ws.next().await.unwrap().unwrap().to_text().unwrap(),
+            "notifications: connected"
+        );
+        tunnels.push(ws);
+    }
+    // Two tunnels are open: the upgraded connections are gone, the tunnels are not.
+    let third = tokio::time::timeout(
+        Duration::from_millis(1500),
+        ward.client(false).get(ward.url("/")).send(),
+    )
+    .await;
+    assert!(
+        third.is_err(),
+        "a request was served while two tunnels held both of max_connections = 2"
+    );
+    let mut first = tunnels.remove(0);
+    first.close(None).await.unwrap();
+    drop(first);
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        ward.client(false).get(ward.url("/")).send(),
+    )
+    .await;
+    assert_eq!(
+        resp.expect("served after a tunnel closed")
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn idle_keepalive_connections_are_closed() {
     let ehr = Ehr::start();
     let policy =

@@ -108,6 +108,24 @@ pub struct Forward<'a> {
     /// For a signed-in WebSocket: whether its session still stands. The tunnel
     /// is closed when it no longer does (sign-out, idle logoff, a closed account).
     pub still_signed_in: Option<StillSignedIn>,
+    /// For a WebSocket: the connection's `max_connections` slot, which the
+    /// tunnel takes over, since it outlives the connection it came on.
+    pub tunnel_slot: Option<ConnectionSlot>,
+}
+
+/// The `max_connections` slot of one client connection.
+#[derive(Clone)]
+pub struct ConnectionSlot(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl ConnectionSlot {
+    /// A slot holding `permit` until it is dropped or taken over.
+    pub fn new(permit: tokio::sync::OwnedSemaphorePermit) -> ConnectionSlot {
+        ConnectionSlot(Arc::new(std::sync::Mutex::new(Some(permit))))
+    }
+
+    fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.lock().ok()?.take()
+    }
 }
 
 /// Asked every few seconds while a tunnel is open.
@@ -209,7 +227,12 @@ pub async fn forward(
             }
             Some(client_side) => {
                 let upstream_side = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client_side, upstream_side, f.still_signed_in));
+                let slot = f.tunnel_slot.and_then(|s| s.take());
+                let check = f.still_signed_in;
+                tokio::spawn(async move {
+                    tunnel(client_side, upstream_side, check).await;
+                    drop(slot);
+                });
             }
             // An upstream may not switch protocols the client did not ask for.
             None => {

@@ -544,7 +544,12 @@ async fn app_request(
         req.headers_mut().remove(header::RANGE);
         req.headers_mut().remove(header::IF_RANGE);
     }
+    // An open tunnel counts against `max_connections`: it keeps its connection's slot.
+    let tunnel_slot = headers::wants_websocket(req.headers())
+        .then(|| req.extensions().get::<proxy::ConnectionSlot>().cloned())
+        .flatten();
     let fwd = Forward {
+        tunnel_slot,
         app,
         upstream,
         canonical_path: &target.path,

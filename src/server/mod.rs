@@ -87,8 +87,9 @@ pub async fn serve(
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            connection(shared, tcp, peer).await;
-            drop(permit);
+            // The slot is freed when the connection ends, unless a WebSocket
+            // tunnel took it over (then when the tunnel closes).
+            connection(shared, tcp, peer, crate::proxy::ConnectionSlot::new(permit)).await;
         });
     }
     // Let requests in flight finish, but not forever.
@@ -96,7 +97,12 @@ pub async fn serve(
     Ok(())
 }
 
-async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+async fn connection(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    slot: crate::proxy::ConnectionSlot,
+) {
     let rt = shared.store.current();
     let server = &rt.policy.server;
     let Some(tls) = server.tls.clone() else {
@@ -168,6 +174,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 }
             }
         }
+        req.extensions_mut().insert(slot.clone());
         async move {
             let resp = request::handle(shared, peer, device, req).await?;
             Ok::<_, Infallible>(resp.map(|b| crate::body::guarded(b, in_flight)))
