@@ -440,10 +440,13 @@ async fn app_request(
             .unwrap_or_default()
     };
     let has_body = body.has_body(req.headers());
-    // A form ward read to decide is kept here and sent on as read.
+    // A form ward read to decide is kept here and sent on as read. Every
+    // url-encoded POST is read too: its `_method` field asks the app to treat
+    // it as another method (Rails, Laravel, Symfony), which must be allowed as well.
     let mut read_body: Option<bytes::Bytes> = None;
     let mut form = Vec::new();
-    if policy.wants_form(&target.host, &method, &target.path)
+    let posted_form = method == http::Method::POST && is_url_encoded(req.headers());
+    if (posted_form || policy.wants_form(&target.host, &method, &target.path))
         && has_body
         && let Some(taken) = body.take()
     {
@@ -465,6 +468,29 @@ async fn app_request(
         form: &form,
     };
     let decision = policy::decide(&facts, policy);
+    if let (Verdict::Allow, Some(other)) = (decision.verdict, form_method_override(&form)) {
+        // The app will act as if the method were `other`: ward must allow that
+        // too, on the same route, or the override is a way around `methods`.
+        let other =
+            other.map_err(|why| Stop::bad_request(why, "its _method field is not a method"))?;
+        let overridden = policy::decide(
+            &Facts {
+                method: &other,
+                ..facts.clone()
+            },
+            policy,
+        );
+        match overridden.verdict {
+            Verdict::Allow if overridden.route == decision.route => {}
+            Verdict::Deny(refusal) => return Err(Stop::denied(refusal)),
+            _ => {
+                return Err(Stop::bad_request(
+                    format!("a _method override to {other} decided otherwise"),
+                    "it asks the app to treat it as a method this page does not allow you",
+                ));
+            }
+        }
+    }
     let route = decision.route.and_then(|r| policy.routes.get(r));
     outcome.route_line = route.map(|r| r.line);
     let path_and_query = match req.uri().query() {
@@ -662,6 +688,30 @@ fn has_method_override(query: &str) -> bool {
     form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k.trim().eq_ignore_ascii_case("_method"))
 }
 
+/// The method a form's `_method` field asks for, if it has one (the last
+/// one counts, as in Rack); `Err` when it is not a method at all.
+fn form_method_override(form: &[(String, String)]) -> Option<Result<http::Method, String>> {
+    let (_, value) = form
+        .iter()
+        .rev()
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("_method"))?;
+    // Frameworks upper-case the value before using it.
+    let upper = value.trim().to_ascii_uppercase();
+    Some(http::Method::from_bytes(upper.as_bytes()).map_err(|_| format!("_method = {upper:?}")))
+}
+
+/// Whether a request's body is an ordinary (url-encoded) form.
+fn is_url_encoded(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
 /// A request body no stage has taken yet (left by a refusal).
 #[derive(Default)]
 pub(crate) struct Unread(Option<Incoming>);
@@ -710,15 +760,7 @@ async fn read_form_body(
     body: Incoming,
 ) -> Result<(Vec<(String, String)>, bytes::Bytes), (StatusCode, &'static str)> {
     use http_body_util::{BodyExt, Limited};
-    let url_encoded = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.split(';').next())
-        .is_some_and(|t| {
-            t.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !url_encoded {
+    if !is_url_encoded(headers) {
         return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "ward must read this page's form to decide, and accepts it here only as an ordinary (url-encoded) form.",
