@@ -33,15 +33,21 @@ pub async fn run(
 ) -> Result<(), String> {
     let store = Arc::new(PolicyStore::open(file, overrides).map_err(|d| d.to_string())?);
     let audit_settings = store.current().policy.audit.clone();
-    let audit = audit::Audit::open(&audit_settings).map_err(|e| {
-        format!(
-            "cannot open the audit trail in {}: {e}",
-            audit_settings.dir.display()
-        )
-    })?;
+    let alerts = {
+        let p = &store.current().policy;
+        audit::alerts::Alerts::start(&p.alerts, &p.practice)
+    };
+    let to_alerts = alerts.clone();
+    let audit = audit::Audit::open_reporting(&audit_settings, move |c| to_alerts.checkpoint(c))
+        .map_err(|e| {
+            format!(
+                "cannot open the audit trail in {}: {e}",
+                audit_settings.dir.display()
+            )
+        })?;
     let shared = Arc::new(web::state::Shared::new(
         store.clone(),
-        open_gate(&store, audit.clone())?,
+        open_gate(&store, audit.clone(), alerts)?,
         audit.clone(),
     ));
     let (listener, redirect) = server::bind(&store).await.map_err(|e| e.to_string())?;
@@ -84,7 +90,11 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<web::state::Gate, String> {
+fn open_gate(
+    store: &PolicyStore,
+    audit: audit::Audit,
+    alerts: audit::alerts::Alerts,
+) -> Result<web::state::Gate, String> {
     let rt = store.current();
     let policy = &rt.policy;
     let accounts = users::accounts::Accounts::open(policy).map_err(|e| {
@@ -102,6 +112,7 @@ fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<web::state::Gat
         sessions,
         Arc::new(accounts),
         audit,
+        alerts,
     ))
 }
 
