@@ -147,9 +147,26 @@ async fn no_officer_change_is_made_that_the_trail_cannot_record() {
     let ward = Ward::start(&console_policy(&ehr.url(), ""));
     let boss = enrolled_user(&ward.site, "boss", &["officer"], PW, None, None);
     enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
+    let end = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
+        .checked_add(jiff::Span::new().days(60))
+        .unwrap()
+        .to_string();
+    let jo = enrolled_user(
+        &ward.site,
+        "acme_jo",
+        &["clinician"],
+        PW,
+        Some("Acme Billing"),
+        Some(&end),
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
     let officer = Browser::new(&ward).pages_on(&ward, WARD_HOST);
     sign_in(&officer, "boss", &boss).await;
+    let vendor = Browser::new(&ward).pages_on(&ward, WARD_HOST);
+    sign_in(&vendor, "acme_jo", &jo).await;
+    assert_eq!(vendor.get("/patients/1001/chart").await.status(), 200);
     let person = "/.ward/officer/users/dr_lee";
     let audit = ward.site.path("audit");
     let users_before = users_toml(&ward);
@@ -215,12 +232,29 @@ async fn no_officer_change_is_made_that_the_trail_cannot_record() {
         "{}",
         text(&out.stderr)
     );
+    // A lock-down still ends the sessions (it only takes access away), but deactivates no one.
+    let (status, html) = act(
+        &officer,
+        "/.ward/officer/lockdown",
+        "/.ward/officer/lockdown",
+        &[
+            ("scope", "org:Acme Billing"),
+            ("deactivate", "yes"),
+            ("confirm", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("no account was deactivated"), "{html}");
+    // (Nothing is served unrecorded meanwhile.)
+    assert_eq!(vendor.get("/patients/1001/chart").await.status(), 503);
     assert_eq!(users_toml(&ward), users_before);
     assert_eq!(grants_json(&ward), grants_before);
     assert_eq!(trail_lines(&audit).len(), lines_before);
 
     // Once the trail can be written again, the same change goes through, its record first.
     std::fs::remove_dir(&blocker).unwrap();
+    assert_eq!(vendor.get("/patients/1001/chart").await.status(), 303);
     let (status, html) = act(
         &officer,
         person,
