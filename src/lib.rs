@@ -131,12 +131,20 @@ async fn watch_accounts(shared: Arc<web::state::Shared>) {
         let rt = shared.store.current();
         let policy_changed = !Arc::ptr_eq(&rt, &last_policy);
         let gate = &shared.gate;
-        let changed = if policy_changed {
+        if policy_changed {
             last_policy = rt.clone();
-            gate.accounts.reload(&rt.policy).is_ok()
-        } else {
-            gate.accounts.refresh(&rt.policy)
-        };
+        }
+        // Reading the files is blocking work: off the async workers.
+        let (accounts, policy) = (gate.accounts.clone(), rt.clone());
+        let changed = tokio::task::spawn_blocking(move || {
+            if policy_changed {
+                accounts.reload(&policy.policy).is_ok()
+            } else {
+                accounts.refresh(&policy.policy)
+            }
+        })
+        .await
+        .unwrap_or(false);
         {
             // Every tick: a grant made through the page reloads the accounts itself.
             let snap = shared.gate.accounts.snapshot();
