@@ -172,6 +172,8 @@ async fn no_officer_change_is_made_that_the_trail_cannot_record() {
     let users_before = users_toml(&ward);
     let grants_before = grants_json(&ward);
 
+    // Records of the sign-ins land first, so copying the file loses none.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let blocker = break_trail(&audit);
     let lines_before = trail_lines(&audit).len();
 
