@@ -64,13 +64,19 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let store = Arc::new(PolicyStore::open(file, overrides)?);
     let audit_settings = store.current().policy.audit.clone();
-    let audit = audit::Audit::open(&audit_settings).map_err(|source| StartError::Audit {
-        dir: audit_settings.dir.clone(),
-        source,
-    })?;
+    let alerts = {
+        let p = &store.current().policy;
+        audit::alerts::Alerts::start(&p.alerts, &p.practice)
+    };
+    let to_alerts = alerts.clone();
+    let audit = audit::Audit::open_reporting(&audit_settings, move |c| to_alerts.checkpoint(c))
+        .map_err(|source| StartError::Audit {
+            dir: audit_settings.dir.clone(),
+            source,
+        })?;
     let shared = Arc::new(web::state::Shared::new(
         store.clone(),
-        open_gate(&store, audit.clone())?,
+        open_gate(&store, audit.clone(), alerts)?,
         audit.clone(),
     ));
     let (listener, redirect) = server::bind(&store).await?;
@@ -111,7 +117,11 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<web::state::Gate, StartError> {
+fn open_gate(
+    store: &PolicyStore,
+    audit: audit::Audit,
+    alerts: audit::alerts::Alerts,
+) -> Result<web::state::Gate, StartError> {
     let rt = store.current();
     let policy = &rt.policy;
     let accounts = users::accounts::Accounts::open(policy).map_err(|why| StartError::Accounts {
@@ -127,6 +137,7 @@ fn open_gate(store: &PolicyStore, audit: audit::Audit) -> Result<web::state::Gat
         sessions,
         Arc::new(accounts),
         audit,
+        alerts,
     ))
 }
 
@@ -145,12 +156,20 @@ async fn watch_accounts(shared: Arc<web::state::Shared>) {
         let rt = shared.store.current();
         let policy_changed = !Arc::ptr_eq(&rt, &last_policy);
         let gate = &shared.gate;
-        let changed = if policy_changed {
+        if policy_changed {
             last_policy = rt.clone();
-            gate.accounts.reload(&rt.policy).is_ok()
-        } else {
-            gate.accounts.refresh(&rt.policy)
-        };
+        }
+        // Reading the files is blocking work: off the async workers.
+        let (accounts, policy) = (gate.accounts.clone(), rt.clone());
+        let changed = tokio::task::spawn_blocking(move || {
+            if policy_changed {
+                accounts.reload(&policy.policy).is_ok()
+            } else {
+                accounts.refresh(&policy.policy)
+            }
+        })
+        .await
+        .unwrap_or(false);
         {
             // Every tick: a grant made through the page reloads the accounts itself.
             let snap = shared.gate.accounts.snapshot();

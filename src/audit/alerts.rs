@@ -1,7 +1,7 @@
 //! Alerts the officer must see: break-glass, a person signed in from two
 //! places, lockouts and repeated refusals, a sign-in from a new network, a
-//! vendor account used after hours. Always to the log; to a webhook when the
-//! policy names one.
+//! vendor account used after hours; and each audit checkpoint's hash, to be
+//! kept off the machine. Always to the log; to a webhook when the policy names one.
 
 use bytes::Bytes;
 use http::{Request, header};
@@ -29,7 +29,8 @@ pub struct AlertSettings {
 /// One alert.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Alert {
-    /// Short name: `break-glass`, `two-places`, `locked`, `refusals`, `new-network`, `after-hours`.
+    /// Short name: `break-glass`, `two-places`, `locked`, `refusals`, `new-network`, `after-hours`,
+    /// `checkpoint`.
     pub event: &'static str,
     /// The person concerned.
     pub user: String,
@@ -39,6 +40,12 @@ pub struct Alert {
     pub time: String,
     /// The practice.
     pub practice: String,
+    /// For `checkpoint`: the checkpoint record's seq.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// For `checkpoint`: the hex SHA-256 of its line, for `ward audit verify --expect-checkpoint`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 /// Sends alerts without slowing the request that raised them.
@@ -101,13 +108,37 @@ impl Alerts {
     /// Raises an alert: logged at once, delivered to the webhook in the background.
     pub fn raise(&self, event: &'static str, user: &str, detail: String) {
         tracing::warn!(alert = event, user = %user, detail = %detail, "ALERT");
-        let alert = Alert {
+        self.send(self.alert(event, user, detail));
+    }
+
+    /// Sends a checkpoint's hash off the machine (the log, the webhook): a copy kept
+    /// elsewhere shows later whether the trail was cut back to before it. Not an alarm, so
+    /// logged at info. Callable from any thread.
+    pub fn checkpoint(&self, c: crate::audit::Checkpoint) {
+        tracing::info!(seq = c.seq, hash = %c.hash, "audit checkpoint");
+        let mut alert = self.alert(
+            "checkpoint",
+            "",
+            format!("audit checkpoint at record {}: {}", c.seq, c.hash),
+        );
+        alert.seq = Some(c.seq);
+        alert.hash = Some(c.hash);
+        self.send(alert);
+    }
+
+    fn alert(&self, event: &'static str, user: &str, detail: String) -> Alert {
+        Alert {
             event,
             user: user.to_string(),
             detail,
             time: humantime::format_rfc3339_seconds(crate::clock::system_now()).to_string(),
             practice: self.practice.clone(),
-        };
+            seq: None,
+            hash: None,
+        }
+    }
+
+    fn send(&self, alert: Alert) {
         if self.tx.try_send(alert).is_err() {
             tracing::error!("alert queue full; the alert above went to the log only");
         }

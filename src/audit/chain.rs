@@ -126,8 +126,22 @@ pub(crate) struct Chain {
     /// Records the writer owes the trail (crash recovered, key made), written first.
     pending: Vec<Record>,
     key: Option<SigningKey>,
+    /// Whether a missing key may be made although the trail has records (`ward audit new-key`).
+    replace_lost_key: bool,
+    /// Checkpoints written since `take_checkpoints` was last called.
+    written: Vec<Checkpoint>,
     /// Written but not yet fsynced.
     dirty: bool,
+}
+
+/// A checkpoint as written: its seq and the hash of its line, which the next record's `prev`
+/// repeats. Kept off the machine, it shows later whether the trail was cut back before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The checkpoint record's seq.
+    pub seq: u64,
+    /// Hex SHA-256 of its line.
+    pub hash: String,
 }
 
 /// The last line of a record file, parsed as far as resuming needs.
@@ -165,8 +179,21 @@ impl Chain {
             head: Head::start(),
             pending: Vec::new(),
             key: None,
+            replace_lost_key: false,
+            written: Vec::new(),
             dirty: false,
         })
+    }
+
+    /// Lets this writer make a new signing key although the trail has records: only for
+    /// the officer's explicit `ward audit new-key`.
+    pub fn allow_replacing_a_lost_key(&mut self) {
+        self.replace_lost_key = true;
+    }
+
+    /// The checkpoints written since the last call.
+    pub fn take_checkpoints(&mut self) -> Vec<Checkpoint> {
+        std::mem::take(&mut self.written)
     }
 
     /// Whether something was written and not yet fsynced.
@@ -230,22 +257,24 @@ impl Chain {
             encode(&mut head, &mut r, &mut buf)?;
         }
         let mut seqs = Vec::with_capacity(records.len());
+        let mut checkpoints = Vec::new();
         let every = self.limits.checkpoint_every;
         for mut r in records {
             r.clamp();
             encode(&mut head, &mut r, &mut buf)?;
             seqs.push(r.seq);
             if every > 0 && head.since_checkpoint >= every {
-                self.encode_checkpoint(&mut head, &mut buf, now)?;
+                checkpoints.push(self.encode_checkpoint(&mut head, &mut buf, now)?);
             }
         }
         if end_with_checkpoint && !head.last_is_checkpoint {
-            self.encode_checkpoint(&mut head, &mut buf, now)?;
+            checkpoints.push(self.encode_checkpoint(&mut head, &mut buf, now)?);
         }
         if buf.is_empty() {
             return Ok(seqs);
         }
         self.write(&buf)?;
+        self.written.extend(checkpoints);
         self.pending.clear();
         self.head = head;
         Ok(seqs)
@@ -272,21 +301,33 @@ impl Chain {
         head: &mut Head,
         buf: &mut Vec<u8>,
         now: Timestamp,
-    ) -> Result<(), AuditError> {
+    ) -> Result<Checkpoint, AuditError> {
         let Some(key) = &self.key else {
             return Err(AuditError::Corrupt("the signing key is not loaded".into()));
         };
         let signature = key.sign(&key::checkpoint_message(head.next_seq, &head.prev));
         let mut r = Record::system("checkpoint", signature);
         r.time = time_text(now);
-        encode(head, &mut r, buf)
+        encode(head, &mut r, buf)?;
+        Ok(Checkpoint {
+            seq: r.seq,
+            hash: head.prev.clone(),
+        })
     }
 
     fn ensure_key(&mut self) -> Result<(), AuditError> {
         if self.key.is_some() {
             return Ok(());
         }
-        let k = key::load_or_create(&self.dir)?;
+        let has_records = !trail_files(&self.dir)
+            .map_err(|e| io_err(&self.dir, e))?
+            .is_empty();
+        let if_missing = if has_records && !self.replace_lost_key {
+            key::IfMissing::Refuse
+        } else {
+            key::IfMissing::Create
+        };
+        let k = key::load_or_create(&self.dir, if_missing)?;
         if k.created {
             self.pending.push(Record::system(
                 "audit-key-created",
@@ -400,8 +441,9 @@ impl Chain {
                 let mut r = r.clone();
                 encode(&mut head, &mut r, &mut buf)?;
             }
-            self.encode_checkpoint(&mut head, &mut buf, now)?;
+            let checkpoint = self.encode_checkpoint(&mut head, &mut buf, now)?;
             self.write(&buf)?;
+            self.written.push(checkpoint);
             self.pending.clear();
             self.head = head;
         }
@@ -671,9 +713,43 @@ mod tests {
             .collect();
         // seq 0 is the key record, so ten records end at seq 10.
         assert_eq!(checkpoints, [10, 21, 28]);
+        // Each one is reported with the hash of its line, for keeping off the machine.
+        let reported = c.take_checkpoints();
+        let expected: Vec<Checkpoint> = all
+            .iter()
+            .filter(|(_, r, _)| r.is_checkpoint())
+            .map(|(_, r, l)| Checkpoint {
+                seq: r.seq,
+                hash: line_hash(l.as_bytes()),
+            })
+            .collect();
+        assert_eq!(reported, expected);
+        assert!(c.take_checkpoints().is_empty());
         // A second shutdown checkpoint is not written when nothing happened since.
         c.append(vec![], true, now).unwrap();
         assert_eq!(lines(dir.path()).len(), all.len());
+        assert_chain(dir.path());
+    }
+
+    #[test]
+    fn a_lost_key_is_not_made_anew_under_a_trail_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        Chain::open(dir.path(), limits(u64::MAX, 0))
+            .unwrap()
+            .append(vec![Record::signin("a")], true, now)
+            .unwrap();
+        std::fs::remove_file(dir.path().join(key::PRIVATE_KEY_FILE)).unwrap();
+        let before = lines(dir.path()).len();
+        let mut c = Chain::open(dir.path(), limits(u64::MAX, 0)).unwrap();
+        let err = c.append(vec![Record::signin("b")], false, now).unwrap_err();
+        assert!(matches!(err, AuditError::Key(_)), "{err}");
+        assert!(!dir.path().join(key::PRIVATE_KEY_FILE).exists());
+        assert_eq!(lines(dir.path()).len(), before);
+        c.allow_replacing_a_lost_key();
+        c.append(vec![Record::signin("b")], true, now).unwrap();
+        let all = lines(dir.path());
+        assert_eq!(all[before].1.event.as_deref(), Some("audit-key-created"));
         assert_chain(dir.path());
     }
 

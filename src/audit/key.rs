@@ -1,6 +1,6 @@
 //! The checkpoint signing key: Ed25519, owned by ward.
 //!
-//! The private key is `DIR/.audit-key` (PKCS#8 PEM, mode 0600), made on first use. The public
+//! The private key is `DIR/.audit-key` (PKCS#8 PEM, mode 0600), made with a new trail. The public
 //! key goes to `DIR/audit-key.pub` (PEM `PUBLIC KEY` blocks, newest last) so an auditor can
 //! check checkpoints without the private key. A copy of that file kept away from the server
 //! is what makes checkpoints worth having: whoever can write the directory can also replace it.
@@ -60,9 +60,19 @@ pub fn checkpoint_message(seq: u64, prev: &str) -> Vec<u8> {
     format!("{seq}|{prev}").into_bytes()
 }
 
-/// Loads `DIR/.audit-key`, making it (and `audit-key.pub`) when absent. Call with the
-/// directory lock held so two processes do not both make one.
-pub fn load_or_create(dir: &Path) -> Result<SigningKey, KeyError> {
+/// Whether `load_or_create` may make a key when there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Make one (a trail with no records yet, or the officer asked for a new key).
+    Create,
+    /// Refuse: a key that vanished from under a trail is a sign of tampering or a bad restore,
+    /// and a silent new one would let whoever removed it sign a rewritten trail.
+    Refuse,
+}
+
+/// Loads `DIR/.audit-key`, making it (and `audit-key.pub`) when absent and `if_missing`
+/// allows. Call with the directory lock held so two processes do not both make one.
+pub fn load_or_create(dir: &Path, if_missing: IfMissing) -> Result<SigningKey, KeyError> {
     let path = dir.join(PRIVATE_KEY_FILE);
     let (pair, created) = match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -73,6 +83,19 @@ pub fn load_or_create(dir: &Path) -> Result<SigningKey, KeyError> {
             let pair = Ed25519KeyPair::from_pkcs8(&der)
                 .map_err(|e| key_error(&path, format!("this is not an Ed25519 key ({e})")))?;
             (pair, false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && if_missing == IfMissing::Refuse => {
+            return Err(key_error(
+                &path,
+                format!(
+                    "the checkpoint signing key is missing, but the audit trail already has \
+                     records. ward does not make a new key on its own: whoever removed the key \
+                     could then sign a rewritten trail. Restore {PRIVATE_KEY_FILE} from the \
+                     backup; if it is lost for good, run `ward audit new-key --dir {}` to make a \
+                     new one (the change is recorded in the trail), then start ward again",
+                    dir.display()
+                ),
+            ));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // PKCS#8 v1: the form `openssl pkey` and other tools read.
@@ -200,9 +223,9 @@ mod tests {
     fn key_is_made_once_private_and_published() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let k1 = load_or_create(dir.path()).unwrap();
+        let k1 = load_or_create(dir.path(), IfMissing::Create).unwrap();
         assert!(k1.created);
-        let k2 = load_or_create(dir.path()).unwrap();
+        let k2 = load_or_create(dir.path(), IfMissing::Create).unwrap();
         assert!(!k2.created);
         assert_eq!(k1.public_base64(), k2.public_base64());
         let mode = std::fs::metadata(dir.path().join(PRIVATE_KEY_FILE))
@@ -222,12 +245,16 @@ mod tests {
     #[test]
     fn a_new_key_is_added_after_the_old_one() {
         let dir = tempfile::tempdir().unwrap();
-        let old = load_or_create(dir.path()).unwrap();
+        let old = load_or_create(dir.path(), IfMissing::Create).unwrap();
         std::fs::remove_file(dir.path().join(PRIVATE_KEY_FILE)).unwrap();
-        let new = load_or_create(dir.path()).unwrap();
+        let new = load_or_create(dir.path(), IfMissing::Create).unwrap();
         assert!(new.created);
         let keys = read_public_keys(&dir.path().join(PUBLIC_KEY_FILE)).unwrap();
         assert_eq!(keys.len(), 2);
+        std::fs::remove_file(dir.path().join(PRIVATE_KEY_FILE)).unwrap();
+        let refused = load_or_create(dir.path(), IfMissing::Refuse).err().unwrap();
+        assert!(refused.why.contains("ward audit new-key"), "{refused}");
+        assert!(!dir.path().join(PRIVATE_KEY_FILE).exists());
         let msg = b"1|x";
         assert!(verify(&keys, msg, &old.sign(msg)));
         assert!(verify(&keys, msg, &new.sign(msg)));
@@ -236,7 +263,7 @@ mod tests {
     #[test]
     fn raw_base64_public_keys_are_accepted() {
         let dir = tempfile::tempdir().unwrap();
-        let k = load_or_create(dir.path()).unwrap();
+        let k = load_or_create(dir.path(), IfMissing::Create).unwrap();
         let keys = parse_public_keys(&format!("{}\n", k.public_base64()));
         assert_eq!(keys.len(), 1);
     }

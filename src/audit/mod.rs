@@ -6,7 +6,8 @@
 //! - `DIR/audit-YYYYMMDD-NNNN.jsonl`: the records, oldest file first by name. A new file is
 //!   started when the current one passes `max_file_bytes` or the UTC day changes. `seq` runs
 //!   on across files and the first record of a file chains to the last line of the one before.
-//! - `DIR/.audit-key`: the Ed25519 key that signs checkpoints (PKCS#8, 0600, made on first use).
+//! - `DIR/.audit-key`: the Ed25519 key that signs checkpoints (PKCS#8, 0600, made with a new
+//!   trail; never made anew on its own once the trail has records).
 //! - `DIR/audit-key.pub`: its public key, for auditors (keep a copy elsewhere).
 //! - `DIR/.lock`: locked by whoever is appending.
 //!
@@ -28,7 +29,7 @@ pub mod record;
 pub mod search;
 pub mod verify;
 
-pub use chain::{ZERO_HASH, line_hash, sort_trail_files, trail_files};
+pub use chain::{Checkpoint, ZERO_HASH, line_hash, sort_trail_files, trail_files};
 pub use record::{Kind, Record, Text};
 
 use chain::{Chain, Limits};
@@ -158,15 +159,26 @@ impl Audit {
     /// on first use, and starts the writer thread. Blocking; call once at start-up. Works
     /// with or without a tokio runtime.
     pub fn open(settings: &AuditSettings) -> Result<Audit, AuditError> {
+        Audit::open_reporting(settings, |_| {})
+    }
+
+    /// `open`, calling `report` (on the writer thread) for every checkpoint written, so its
+    /// hash can be sent off the machine.
+    pub fn open_reporting(
+        settings: &AuditSettings,
+        report: impl Fn(Checkpoint) + Send + 'static,
+    ) -> Result<Audit, AuditError> {
         let mut chain = Chain::open(&settings.dir, settings.limits())?;
         // Resume now, so a broken trail is reported at start-up, not on the first request.
         chain.append(Vec::new(), false, crate::clock::now())?;
         chain.sync()?;
+        chain.take_checkpoints().into_iter().for_each(&report);
         let (tx, rx) = mpsc::channel(QUEUE);
         let fsync_every = settings.fsync_every;
+        let report: Report = Box::new(report);
         std::thread::Builder::new()
             .name("ward-audit".into())
-            .spawn(move || writer_thread(chain, rx, fsync_every))
+            .spawn(move || writer_thread(chain, rx, fsync_every, report))
             .map_err(|e| AuditError::io(&settings.dir, e))?;
         Ok(Audit {
             tx,
@@ -222,7 +234,26 @@ pub fn append_blocking_with(settings: &AuditSettings, r: Record) -> Result<(), A
     chain.sync()
 }
 
-fn writer_thread(chain: Chain, rx: mpsc::Receiver<Msg>, fsync_every: Duration) {
+/// For `ward audit new-key`: makes a new signing key if the old one is missing (even under
+/// a trail with records), writes `r` and a checkpoint signed with the key, and returns
+/// whether a key was made. Blocking.
+pub fn replace_lost_key(dir: &Path, r: Record) -> Result<bool, AuditError> {
+    let made = !dir.join(key::PRIVATE_KEY_FILE).exists();
+    let mut chain = Chain::open(dir, AuditSettings::in_dir(dir).limits())?;
+    chain.allow_replacing_a_lost_key();
+    chain.append(
+        if made { vec![r] } else { Vec::new() },
+        made,
+        crate::clock::now(),
+    )?;
+    chain.sync()?;
+    Ok(made)
+}
+
+/// What the writer calls for each checkpoint it wrote.
+type Report = Box<dyn Fn(Checkpoint) + Send>;
+
+fn writer_thread(chain: Chain, rx: mpsc::Receiver<Msg>, fsync_every: Duration, report: Report) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -233,10 +264,15 @@ fn writer_thread(chain: Chain, rx: mpsc::Receiver<Msg>, fsync_every: Duration) {
             return;
         }
     };
-    rt.block_on(writer_loop(chain, rx, fsync_every));
+    rt.block_on(writer_loop(chain, rx, fsync_every, report));
 }
 
-async fn writer_loop(mut chain: Chain, mut rx: mpsc::Receiver<Msg>, fsync_every: Duration) {
+async fn writer_loop(
+    mut chain: Chain,
+    mut rx: mpsc::Receiver<Msg>,
+    fsync_every: Duration,
+    report: Report,
+) {
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut batch = Vec::with_capacity(64);
     loop {
@@ -254,6 +290,7 @@ async fn writer_loop(mut chain: Chain, mut rx: mpsc::Receiver<Msg>, fsync_every:
         let Some(first) = first else {
             // Every `Audit` was dropped without `shutdown`: close the trail properly anyway.
             finish(&mut chain);
+            chain.take_checkpoints().into_iter().for_each(&report);
             return;
         };
         batch.push(first);
@@ -293,6 +330,7 @@ async fn writer_loop(mut chain: Chain, mut rx: mpsc::Receiver<Msg>, fsync_every:
                     }
                 }
             }
+            chain.take_checkpoints().into_iter().for_each(&report);
         }
         if stopping {
             sync(&mut chain);

@@ -24,6 +24,19 @@ pub struct Verified {
     pub checkpoints: u64,
     /// The seq of the last checkpoint.
     pub last_checkpoint: Option<u64>,
+    /// Every checkpoint checked: the hash of its line and its seq, oldest first.
+    pub checkpoint_hashes: Vec<(String, u64)>,
+}
+
+impl Verified {
+    /// The seq of the checkpoint whose line has `hash`, if the files hold it.
+    pub fn checkpoint_with_hash(&self, hash: &str) -> Option<u64> {
+        let hash = hash.trim().to_ascii_lowercase();
+        self.checkpoint_hashes
+            .iter()
+            .find(|(h, _)| *h == hash)
+            .map(|(_, seq)| *seq)
+    }
 }
 
 /// The first thing wrong, with where it is.
@@ -307,10 +320,14 @@ pub fn verify_files(files: &[PathBuf], keys: &Keys, start: Start) -> Result<Veri
             done.checkpoints += 1;
             done.last_checkpoint = Some(seq);
         }
+        let hash = line_hash(&line.bytes);
+        if r.is_checkpoint() {
+            done.checkpoint_hashes.push((hash.clone(), seq));
+        }
         done.records += 1;
         done.first_seq.get_or_insert(seq);
         done.last_seq = Some(seq);
-        prev = Some((seq, line_hash(&line.bytes), line.file, line.number));
+        prev = Some((seq, hash, line.file, line.number));
     }
     Ok(done)
 }

@@ -20,6 +20,10 @@ pub enum AuditCommand {
         /// Best: a copy kept away from the server.
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
+        /// A checkpoint hash kept off the machine (from the alert webhook, the log, or an
+        /// earlier verify): fail unless the trail still holds that checkpoint. Repeatable.
+        #[arg(long, value_name = "HASH")]
+        expect_checkpoint: Vec<String>,
         /// Check only these files (in the order of their names); the first need not be the
         /// start of the trail.
         #[arg(value_name = "FILE")]
@@ -54,6 +58,14 @@ pub enum AuditCommand {
         /// Output: an aligned table, JSON lines, or CSV for a spreadsheet.
         #[arg(long, value_enum, default_value = "table")]
         format: FormatArg,
+    },
+    /// Make a new checkpoint signing key when the old one (.audit-key) is lost for good.
+    /// ward refuses to start without it; the new key is recorded in the trail, and the old
+    /// public key stays in audit-key.pub for the checkpoints it signed.
+    NewKey {
+        /// The audit directory (default: [audit] dir in the policy file, else "audit").
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Test aid: write records as fast as possible, printing each seq once it is written.
     #[command(hide = true)]
@@ -121,7 +133,12 @@ impl From<FormatArg> for Format {
 /// Runs `ward audit …`; `config` is the policy file (for `[audit] dir`).
 pub fn run(config: &Path, cmd: AuditCommand) -> ExitCode {
     match cmd {
-        AuditCommand::Verify { dir, key, files } => {
+        AuditCommand::Verify {
+            dir,
+            key,
+            expect_checkpoint,
+            files,
+        } => {
             let dir = if files.is_empty() {
                 match audit_dir(config, dir) {
                     Ok(d) => Some(d),
@@ -130,8 +147,12 @@ pub fn run(config: &Path, cmd: AuditCommand) -> ExitCode {
             } else {
                 None
             };
-            run_verify(dir, key, files)
+            run_verify(dir, key, &expect_checkpoint, files)
         }
+        AuditCommand::NewKey { dir } => match audit_dir(config, dir) {
+            Ok(d) => new_key(&d),
+            Err(e) => fail("new-key", &e.to_string()),
+        },
         AuditCommand::Search {
             dir,
             user,
@@ -244,9 +265,34 @@ pub fn audit_dir(config: &Path, dir: Option<PathBuf>) -> Result<PathBuf, AuditDi
     }
 }
 
+fn new_key(dir: &Path) -> ExitCode {
+    let r = Record::officer(super::cli_actor(), "audit-key-replaced")
+        .detail("the checkpoint signing key was missing; a new one was made".to_string());
+    match audit::replace_lost_key(dir, r) {
+        Ok(true) => {
+            println!(
+                "Made a new checkpoint signing key in {}. Its public key is added to {}: \
+                 give a copy to whoever keeps the old one.",
+                dir.display(),
+                key::PUBLIC_KEY_FILE
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!(
+                "The signing key {} is there; nothing was changed.",
+                dir.join(key::PRIVATE_KEY_FILE).display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("new-key", &e.to_string()),
+    }
+}
+
 fn run_verify(
     dir: Option<PathBuf>,
     key_file: Option<PathBuf>,
+    expected: &[String],
     mut files: Vec<PathBuf>,
 ) -> ExitCode {
     let start = match &dir {
@@ -273,6 +319,7 @@ fn run_verify(
             Start::Anywhere
         }
     };
+    let beside_the_trail = key_file.is_none();
     let key_file = key_file.unwrap_or_else(|| {
         let base = match &dir {
             Some(d) => d.clone(),
@@ -305,6 +352,22 @@ fn run_verify(
                 ),
                 None => "; no signed checkpoint yet".into(),
             };
+            let missing: Vec<&String> = expected
+                .iter()
+                .filter(|h| v.checkpoint_with_hash(h).is_none())
+                .collect();
+            if !missing.is_empty() {
+                for h in &missing {
+                    eprintln!(
+                        "checkpoint {h} is not in the trail: records were removed or rewritten \
+                         after it was made (the trail was cut back, or replaced)"
+                    );
+                }
+                eprintln!(
+                    "ward audit verify: the audit trail is NOT the one whose checkpoints you kept"
+                );
+                return ExitCode::FAILURE;
+            }
             println!(
                 "verified {} record{} in {} file{}{range}{signed}",
                 v.records,
@@ -312,6 +375,29 @@ fn run_verify(
                 v.files,
                 if v.files == 1 { "" } else { "s" },
             );
+            for h in expected {
+                if let Some(seq) = v.checkpoint_with_hash(h) {
+                    println!("found the kept checkpoint {} (record {seq})", h.trim());
+                }
+            }
+            if let Some((hash, seq)) = v.checkpoint_hashes.last() {
+                println!(
+                    "the last checkpoint (record {seq}) has the hash {hash}; keep it off this \
+                     machine to check later with --expect-checkpoint"
+                );
+            }
+            if v.checkpoints > 0 {
+                if beside_the_trail {
+                    println!(
+                        "checkpoints checked with {}, the key beside the trail: this proves \
+                         the trail intact only against someone who could not also replace that \
+                         file; give --key a copy kept elsewhere",
+                        key_file.display()
+                    );
+                } else {
+                    println!("checkpoints checked with the key in {}", key_file.display());
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(p) => {

@@ -77,18 +77,38 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
     let store = GrantStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
     let users = directory::load(&policy.storage.users).map_err(|d| d.to_string())?;
     let check_user = |name: &str| grants::check_grantee(&users, name, now());
-    let add = |user: &str, kind: GrantKind, reason: String, secs: i64| -> Result<Grant, String> {
-        grants::issue(&store, user, kind, reason, &cli_actor(), now(), secs)
-    };
-    // Every grant and revocation goes in the audit trail, as the console's do.
-    let record = |event: &'static str, user: &str, grant: &str, detail: String| {
+    // Every grant and revocation goes in the audit trail, as the console's do, and first:
+    // when the record cannot be written and the policy says refuse, nothing is changed.
+    let record_first = |event: &'static str, user: &str, grant: &str, detail: String| {
         let r = crate::audit::Record::officer(cli_actor(), event)
             .user(user.to_string())
             .grant(grant.to_string())
             .detail(detail);
-        if let Err(e) = crate::audit::append_blocking(&policy.audit.dir, r) {
-            eprintln!("ward grant: done, but the audit trail could not record it: {e}");
+        match crate::audit::append_blocking_with(&policy.audit, r) {
+            Ok(()) => Ok(()),
+            Err(e) if policy.audit.on_failure == crate::audit::OnFailure::Continue => {
+                eprintln!(
+                    "ward grant: the audit trail cannot record this change ({e}); making it anyway, as the policy's [audit] on_failure = \"continue\" allows"
+                );
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "nothing was changed, because the audit trail cannot record the change: {e}"
+            )),
         }
+    };
+    // A change that failed after its record: the trail says so.
+    let not_made = |event: &'static str, user: &str, why: String| {
+        let r = crate::audit::Record::officer(cli_actor(), "change-failed")
+            .user(user.to_string())
+            .detail(format!("{event} was not made: {why}"));
+        if let Err(e) = crate::audit::append_blocking_with(&policy.audit, r) {
+            eprintln!("ward grant: the audit trail cannot record that the change failed: {e}");
+        }
+        why
+    };
+    let save = |event: &'static str, g: &Grant| {
+        grants::save(&store, g).map_err(|why| not_made(event, &g.user, why))
     };
     match cmd {
         GrantCommand::Export {
@@ -97,8 +117,7 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
             duration,
             reason,
         } => {
-            let g = grants::grant_export(
-                &store,
+            let g = grants::check_export(
                 &users,
                 grants::ExportRequest {
                     user: &user,
@@ -113,12 +132,13 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                 Some(rest) => format!("--route: {rest}"),
                 None => e,
             })?;
-            record(
+            record_first(
                 "grant-issued",
                 &user,
                 &format!("{} ({})", g.id, g.reason),
                 format!("export from {route} until {}", when(g.end)),
-            );
+            )?;
+            save("grant-issued", &g)?;
             println!(
                 "Granted {}: {user} may export from {route} until {} (grant {}).",
                 g.id,
@@ -139,15 +159,17 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                 Some(d) => grants::parse_span(&d)?,
                 None => bg.duration.as_secs() as i64,
             };
-            let g = add(
+            let g = grants::new_grant(
                 &user,
                 GrantKind::BreakGlass {
                     roles: bg.emergency_roles.clone(),
                 },
                 grants::check_reason(&reason)?,
+                &cli_actor(),
+                now(),
                 secs,
             )?;
-            record(
+            record_first(
                 "break-glass",
                 &user,
                 &format!("{} ({})", g.id, g.reason),
@@ -156,7 +178,8 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                     bg.emergency_roles.join(", "),
                     when(g.end)
                 ),
-            );
+            )?;
+            save("break-glass", &g)?;
             println!(
                 "Emergency access for {user}: roles {} until {} (grant {}).",
                 bg.emergency_roles.join(", "),
@@ -187,18 +210,28 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
             }
         }
         GrantCommand::Revoke { id } => {
-            let Some(g) = grants::revoke(&store, &id, now())? else {
+            let Some(g) = grants::unrevoked(&store, &id)? else {
                 return Err(format!(
                     "no grant '{id}' in force; see `ward grant list --all`"
                 ));
             };
-            record(
+            record_first(
                 "grant-revoked",
                 &g.user,
                 &g.id,
                 "revoked before its end".into(),
-            );
-            println!("Revoked grant {id}.");
+            )?;
+            match grants::revoke(&store, &id, now()) {
+                Ok(Some(_)) => println!("Revoked grant {id}."),
+                Ok(None) => {
+                    return Err(not_made(
+                        "grant-revoked",
+                        &g.user,
+                        format!("grant '{id}' was revoked meanwhile"),
+                    ));
+                }
+                Err(why) => return Err(not_made("grant-revoked", &g.user, why)),
+            }
         }
     }
     Ok(())

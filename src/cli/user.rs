@@ -141,16 +141,7 @@ pub fn run(config: &Path, cmd: UserCommand) -> ExitCode {
     let tz = TimeZone::system();
     // End dates are days in UTC, as the proxy reads them; times are shown in local time.
     let today = now.to_zoned_datetime(TimeZone::UTC).date();
-    let ctx = Ctx {
-        config,
-        policy,
-        admin: Admin::new(&policy.storage.users, store.clone(), &policy.practice),
-        store,
-        now,
-        today,
-        tz,
-    };
-    // What goes in the audit trail if the command changes something.
+    // What goes in the audit trail, before the change, if the command changes something.
     let action = match &cmd {
         UserCommand::Add { name, .. } => Some(("user-added", name.clone())),
         UserCommand::SetRoles { name, .. } => Some(("roles-changed", name.clone())),
@@ -163,18 +154,18 @@ pub fn run(config: &Path, cmd: UserCommand) -> ExitCode {
         UserCommand::Unlock { name } => Some(("user-unlocked", name.clone())),
         _ => None,
     };
-    let audit_dir = policy.audit.dir.clone();
+    let ctx = Ctx {
+        config,
+        policy,
+        admin: Admin::new(&policy.storage.users, store.clone(), &policy.practice),
+        store,
+        now,
+        today,
+        tz,
+        action,
+    };
     match ctx.exec(cmd) {
-        Ok(()) => {
-            if let Some((event, target)) = action {
-                let record = crate::audit::Record::officer(super::cli_actor(), event).user(target);
-                if let Err(e) = crate::audit::append_blocking(&audit_dir, record) {
-                    eprintln!("ward user: done, but the audit trail could not record it: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-            ExitCode::SUCCESS
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("ward user: {msg}");
             ExitCode::FAILURE
@@ -191,11 +182,50 @@ struct Ctx<'a> {
     now: Timestamp,
     today: Date,
     tz: TimeZone,
+    /// The audit event and account of this command, if it changes something.
+    action: Option<(&'static str, String)>,
 }
 
 type Outcome = Result<(), String>;
 
 impl Ctx<'_> {
+    /// Makes an account change with `f`, its audit record written first: when the record
+    /// cannot be written and `[audit] on_failure` is "refuse", nothing is changed. A change
+    /// that fails after its record is recorded as not made. `explain` words `f`'s error.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&Admin) -> Result<T, AdminError>,
+        explain: impl FnOnce(AdminError) -> String,
+    ) -> Result<T, String> {
+        let Some((event, target)) = &self.action else {
+            return f(&self.admin).map_err(explain);
+        };
+        let event: &'static str = event;
+        let record = crate::audit::Record::officer(super::cli_actor(), event).user(target.clone());
+        if let Err(e) = crate::audit::append_blocking_with(&self.policy.audit, record) {
+            match self.policy.audit.on_failure {
+                crate::audit::OnFailure::Refuse => {
+                    return Err(format!(
+                        "nothing was changed, because the audit trail cannot record the change: {e}"
+                    ));
+                }
+                crate::audit::OnFailure::Continue => eprintln!(
+                    "ward user: the audit trail cannot record this change ({e}); making it anyway, as the policy's [audit] on_failure = \"continue\" allows"
+                ),
+            }
+        }
+        f(&self.admin).map_err(|e| {
+            let why = explain(e);
+            let record = crate::audit::Record::officer(super::cli_actor(), "change-failed")
+                .user(target.clone())
+                .detail(format!("{event} was not made: {why}"));
+            if let Err(e) = crate::audit::append_blocking_with(&self.policy.audit, record) {
+                eprintln!("ward user: the audit trail cannot record that the change failed: {e}");
+            }
+            why
+        })
+    }
+
     fn exec(&self, cmd: UserCommand) -> Outcome {
         match cmd {
             UserCommand::Add {
@@ -252,10 +282,8 @@ impl Ctx<'_> {
                 "the end date {last} has already passed; give the last day the account should work, today or later"
             ));
         }
-        let link = self
-            .admin
-            .add(new.clone(), self.now.as_second())
-            .map_err(|e| self.explain(e))?;
+        let to_add = new.clone();
+        let link = self.change(|a| a.add(to_add, self.now.as_second()), |e| self.explain(e))?;
         println!(
             "Added {} ({}) with roles {}.",
             new.name,
@@ -455,9 +483,7 @@ impl Ctx<'_> {
     fn set_roles(&self, name: &str, roles: Vec<String>) -> Outcome {
         let roles = self.check_roles(&roles)?;
         let before = self.directory()?.get(name).map(|a| a.roles.join(", "));
-        self.admin
-            .set_roles(name, &roles)
-            .map_err(|e| self.explain(e))?;
+        self.change(|a| a.set_roles(name, &roles), |e| self.explain(e))?;
         let now = roles.join(", ");
         match before {
             Some(b) if b == now => println!("{name} already has roles {now}; nothing changed."),
@@ -468,7 +494,7 @@ impl Ctx<'_> {
     }
 
     fn deactivate(&self, name: &str) -> Outcome {
-        self.admin.deactivate(name).map_err(|e| self.explain(e))?;
+        self.change(|a| a.deactivate(name), |e| self.explain(e))?;
         println!("{name} is deactivated: they cannot sign in, and their sessions have ended.");
         println!(
             "To let them back in: {}",
@@ -479,7 +505,7 @@ impl Ctx<'_> {
 
     fn reactivate(&self, name: &str) -> Outcome {
         let before = self.directory()?.get(name).map(|a| a.status);
-        self.admin.reactivate(name).map_err(|e| self.explain(e))?;
+        self.change(|a| a.reactivate(name), |e| self.explain(e))?;
         if before == Some(Status::Active) {
             println!("{name} is already active; nothing changed.");
         } else {
@@ -517,7 +543,7 @@ impl Ctx<'_> {
                 self.command(&format!("terminate {name} --yes"))
             ));
         }
-        self.admin.terminate(name).map_err(|e| self.explain(e))?;
+        self.change(|a| a.terminate(name), |e| self.explain(e))?;
         println!(
             "{name} is terminated: their sessions have ended and their password and MFA are deleted. \
              This cannot be undone; the record stays for the audit trail."
@@ -526,10 +552,10 @@ impl Ctx<'_> {
     }
 
     fn reset_password(&self, name: &str) -> Outcome {
-        let link = self
-            .admin
-            .reset_password(name, self.now.as_second())
-            .map_err(|e| self.explain(e))?;
+        let link = self.change(
+            |a| a.reset_password(name, self.now.as_second()),
+            |e| self.explain(e),
+        )?;
         println!("{name}'s password no longer works, and their sessions have ended.");
         let intro = match self.pending_purpose(name) {
             Some(Purpose::Enroll) => {
@@ -544,10 +570,10 @@ impl Ctx<'_> {
     }
 
     fn reset_mfa(&self, name: &str) -> Outcome {
-        let link = self
-            .admin
-            .reset_mfa(name, self.now.as_second())
-            .map_err(|e| self.explain(e))?;
+        let link = self.change(
+            |a| a.reset_mfa(name, self.now.as_second()),
+            |e| self.explain(e),
+        )?;
         println!(
             "{name}'s authenticator app and recovery codes no longer work, and their sessions have ended."
         );
@@ -573,14 +599,17 @@ impl Ctx<'_> {
                     .map_err(|_| "cannot work out yesterday's date".to_string())?,
             ),
         };
-        self.admin.set_expiry(name, date).map_err(|e| match e {
-            AdminError::VendorNeedsExpiry(_) => format!(
-                "{name} works for another organisation, so the account must keep an end date; \
+        self.change(
+            |a| a.set_expiry(name, date),
+            |e| match e {
+                AdminError::VendorNeedsExpiry(_) => format!(
+                    "{name} works for another organisation, so the account must keep an end date; \
                  change it with --on YYYY-MM-DD, or end the account now with: {}",
-                self.command(&format!("expire {name}"))
-            ),
-            e => self.explain(e),
-        })?;
+                    self.command(&format!("expire {name}"))
+                ),
+                e => self.explain(e),
+            },
+        )?;
         match (on, date) {
             (_, None) => println!("{name} no longer has an end date."),
             (None, Some(d)) => {
@@ -602,7 +631,7 @@ impl Ctx<'_> {
 
     fn unlock(&self, name: &str) -> Outcome {
         let before = self.store.read().map_err(|e| e.to_string())?;
-        self.admin.unlock(name).map_err(|e| self.explain(e))?;
+        self.change(|a| a.unlock(name), |e| self.explain(e))?;
         let now = self.now.as_second();
         match before.users.get(name) {
             Some(s) if s.locked_until.is_some_and(|t| t > now) => {

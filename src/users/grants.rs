@@ -143,7 +143,36 @@ pub fn parse_span(text: &str) -> Result<i64, String> {
     Ok(d.as_secs() as i64)
 }
 
-/// Records a new grant for `user` from `now` for `secs` seconds.
+/// A new grant for `user` from `now` for `secs` seconds, with a fresh id; not saved yet, so
+/// its audit record can be written first.
+pub fn new_grant(
+    user: &str,
+    kind: GrantKind,
+    reason: String,
+    granted_by: &str,
+    now: i64,
+    secs: i64,
+) -> Result<Grant, String> {
+    Ok(Grant {
+        id: new_id().map_err(|e| e.to_string())?,
+        user: user.to_string(),
+        kind,
+        reason,
+        granted_by: granted_by.to_string(),
+        start: now,
+        end: now + secs,
+        revoked: None,
+    })
+}
+
+/// Saves a grant made by `new_grant`.
+pub fn save(store: &GrantStore, grant: &Grant) -> Result<(), String> {
+    store
+        .update(|g| g.grants.push(grant.clone()))
+        .map_err(|e| e.to_string())
+}
+
+/// Makes and saves a new grant for `user` from `now` for `secs` seconds.
 pub fn issue(
     store: &GrantStore,
     user: &str,
@@ -153,19 +182,8 @@ pub fn issue(
     now: i64,
     secs: i64,
 ) -> Result<Grant, String> {
-    let grant = Grant {
-        id: new_id().map_err(|e| e.to_string())?,
-        user: user.to_string(),
-        kind,
-        reason,
-        granted_by: granted_by.to_string(),
-        start: now,
-        end: now + secs,
-        revoked: None,
-    };
-    store
-        .update(|g| g.grants.push(grant.clone()))
-        .map_err(|e| e.to_string())?;
+    let grant = new_grant(user, kind, reason, granted_by, now, secs)?;
+    save(store, &grant)?;
     Ok(grant)
 }
 
@@ -184,21 +202,15 @@ pub struct ExportRequest<'a> {
     pub granted_by: &'a str,
 }
 
-/// Checks an export grant by the same rules everywhere and records it. Errors name the
-/// field at fault in words (`route: …`).
-pub fn grant_export(
-    store: &GrantStore,
-    users: &Directory,
-    req: ExportRequest<'_>,
-    now: i64,
-) -> Result<Grant, String> {
+/// Checks an export grant by the same rules everywhere and makes it (not saved yet: see
+/// `save`). Errors name the field at fault in words (`route: …`).
+pub fn check_export(users: &Directory, req: ExportRequest<'_>, now: i64) -> Result<Grant, String> {
     check_grantee(users, req.user, now)?;
     let route = req.route.trim();
     Pattern::parse(route, false).map_err(|e| format!("route: {e}"))?;
     let reason = check_reason(req.reason)?;
     let secs = parse_span(req.duration)?;
-    issue(
-        store,
+    new_grant(
         req.user,
         GrantKind::Export {
             route: route.to_string(),
@@ -208,6 +220,16 @@ pub fn grant_export(
         now,
         secs,
     )
+}
+
+/// The unrevoked grant `id`, if there is one (read before revoking, for its audit record).
+pub fn unrevoked(store: &GrantStore, id: &str) -> Result<Option<Grant>, String> {
+    Ok(store
+        .read()
+        .map_err(|e| e.to_string())?
+        .grants
+        .into_iter()
+        .find(|g| g.id == id && g.revoked.is_none()))
 }
 
 /// Ends the grant `id` at `now`; the grant as it now stands, or `None` if there is no

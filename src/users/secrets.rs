@@ -165,6 +165,9 @@ pub enum StoreError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The blocking task that used the store did not finish (ward is stopping).
+    #[error("the store of {0} could not be used: ward is stopping")]
+    Stopped(&'static str),
     /// The file is not what ward wrote.
     #[error("{} is damaged and was left as it is ({detail}); restore it from a backup", path.display())]
     Corrupt {
@@ -260,6 +263,32 @@ impl<T: StoreFile> Store<T> {
             fsutil::write_private(&path, &bytes).map_err(io)?;
         }
         Ok(out)
+    }
+
+    /// `read` on tokio's blocking threads: file locks and disk waits must not hold up the
+    /// async workers that serve every other request.
+    pub async fn read_async(&self) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read())
+            .await
+            .map_err(|_| StoreError::Stopped(T::FILE))?
+    }
+
+    /// `update` on tokio's blocking threads (see `read_async`).
+    pub async fn update_async<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut T) -> R + Send + 'static,
+    ) -> Result<R, StoreError>
+    where
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.update(f))
+            .await
+            .map_err(|_| StoreError::Stopped(T::FILE))?
     }
 
     /// When the file last changed, if it exists.

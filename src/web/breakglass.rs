@@ -47,7 +47,7 @@ Everything you open meanwhile is recorded as emergency access, and the security 
 }
 
 /// `POST /.ward/break-glass`.
-pub fn submit(
+pub async fn submit(
     gate: &Gate,
     req: &PageRequest<'_>,
     form_fields: &kit::Form,
@@ -85,10 +85,12 @@ pub fn submit(
         end: req.now + bg.duration.as_secs() as i64,
         revoked: None,
     };
+    let saving = grant.clone();
     if gate
         .accounts
         .grant_store()
-        .update(|g| g.grants.push(grant.clone()))
+        .update_async(move |g| g.grants.push(saving))
+        .await
         .is_err()
     {
         return refuse(

@@ -38,7 +38,7 @@ pub async fn serve(
                     Some("This form has expired. Please try again."),
                 ));
             }
-            breakglass::submit(gate, &req, &form, outcome)
+            breakglass::submit(gate, &req, &form, outcome).await
         }
         "/.ward/callback" if get => sso::callback(gate, &req, outcome).await,
         p if post && p.starts_with("/.ward/sso/") => {

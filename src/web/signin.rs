@@ -40,7 +40,7 @@ pub async fn serve(
         "/.ward/logout" if get => logout_form(gate, &req),
         "/.ward/logout" if post => logout_submit(gate, &req, body, outcome).await,
         "/.ward/logged-out" if get => logged_out(&req),
-        "/.ward/enroll" if get => enroll_form(gate, &req, None),
+        "/.ward/enroll" if get => enroll_form(gate, &req, None).await,
         "/.ward/enroll" if post => enroll_submit(gate, &req, body, outcome).await,
         "/.ward/idle.js" if get => idle_script(),
         "/.ward/session" if get => session_status(gate, &req),
@@ -128,7 +128,8 @@ async fn login_submit(
     let secrets = gate
         .accounts
         .store()
-        .read()
+        .read_async()
+        .await
         .ok()
         .and_then(|s| s.users.get(&name).cloned());
     // Locked (real accounts in the store, read just above; unknown names in
@@ -165,7 +166,7 @@ async fn login_submit(
     });
     if !verified || !usable {
         outcome.event = Some("login-failed");
-        record_failure(gate, req, &name, Step::Password);
+        record_failure(gate, req, &name, Step::Password).await;
         if verified && !usable {
             return login_form(
                 req,
@@ -174,7 +175,7 @@ async fn login_submit(
         }
         return login_form(req, Some(WRONG));
     }
-    clear_failures(gate, &name, Step::Password);
+    clear_failures(gate, &name, Step::Password).await;
     // A person limited to their own networks signs in only from there.
     if !signs_in_from_here(gate, req.policy, &name, req.client_ip) {
         outcome.event = Some("login-wrong-network");
@@ -230,7 +231,7 @@ async fn login_submit(
             return *resp;
         }
         outcome.event = Some("login-ok");
-        record_login(gate, req, &name);
+        record_login(gate, req, &name).await;
     } else {
         outcome.event = Some("login-password-ok");
         make_room_for_pending(gate, &name);
@@ -262,7 +263,7 @@ pub(crate) enum Step {
 }
 
 /// Counts a failed step for `name`; reaching `lockout_after` locks it.
-pub(crate) fn record_failure(gate: &Gate, req: &PageRequest<'_>, name: &str, step: Step) {
+pub(crate) async fn record_failure(gate: &Gate, req: &PageRequest<'_>, name: &str, step: Step) {
     let limit = req.policy.login.lockout_after;
     let window = req.policy.login.lockout_time.as_secs() as i64;
     let now = req.now;
@@ -277,8 +278,9 @@ pub(crate) fn record_failure(gate: &Gate, req: &PageRequest<'_>, name: &str, ste
         }
         return;
     }
-    let result = gate.accounts.store().update(|s| {
-        let entry = s.users.entry(name.to_string()).or_default();
+    let owned = name.to_string();
+    let result = gate.accounts.store().update_async(move |s| {
+        let entry = s.users.entry(owned).or_default();
         let mut strikes = match step {
             Step::Password => entry.password_strikes(),
             Step::Code => entry.code_strikes(),
@@ -293,7 +295,7 @@ pub(crate) fn record_failure(gate: &Gate, req: &PageRequest<'_>, name: &str, ste
         }
         locked.is_some()
     });
-    if let Ok(true) = result {
+    if let Ok(true) = result.await {
         let what = match step {
             Step::Password => "failed sign-ins",
             Step::Code => "wrong authenticator or recovery codes",
@@ -311,9 +313,10 @@ pub(crate) fn record_failure(gate: &Gate, req: &PageRequest<'_>, name: &str, ste
 
 /// Forgets the failures of a step that has now succeeded (a right code also
 /// clears the password's, as the whole sign-in succeeded).
-fn clear_failures(gate: &Gate, name: &str, step: Step) {
-    let _ = gate.accounts.store().update(|s| {
-        if let Some(entry) = s.users.get_mut(name) {
+async fn clear_failures(gate: &Gate, name: &str, step: Step) {
+    let name = name.to_string();
+    let cleared = gate.accounts.store().update_async(move |s| {
+        if let Some(entry) = s.users.get_mut(&name) {
             if entry.failed_logins != 0 {
                 entry.set_password_strikes(Strikes::default());
             }
@@ -322,6 +325,9 @@ fn clear_failures(gate: &Gate, name: &str, step: Step) {
             }
         }
     });
+    if let Err(e) = cleared.await {
+        tracing::error!(error = %e, "cannot clear failed sign-ins");
+    }
 }
 
 /// Whether `name` may sign in from `ip`: anywhere, unless the account names
@@ -358,18 +364,20 @@ pub(crate) fn make_room_for_pending(gate: &Gate, name: &str) {
     }
 }
 
-pub(crate) fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
+pub(crate) async fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
     let (now, ip) = (req.now, req.client_ip);
+    let owned = name.to_string();
     let previous = gate
         .accounts
         .store()
-        .update(|s| {
-            let entry = s.users.entry(name.to_string()).or_default();
+        .update_async(move |s| {
+            let entry = s.users.entry(owned).or_default();
             let before = entry.last_login_ip.clone();
             entry.last_login = Some(now);
             entry.last_login_ip = Some(ip.to_string());
             before
         })
+        .await
         .ok()
         .flatten();
     let alerts = &gate.alerts;
@@ -517,7 +525,7 @@ async fn mfa_submit(
         );
     }
     // A lock covers second steps begun before it, too.
-    if gate.is_locked(&s.user, req.now) {
+    if gate.is_locked(&s.user, req.now).await {
         outcome.event = Some("mfa-locked");
         gate.sessions.remove(&cookie);
         return locked_page(
@@ -529,11 +537,13 @@ async fn mfa_submit(
     let recovery = form.get("recovery").to_string();
     let now = req.now;
     // Check and consume the code under the store's lock, so a code works once.
-    let checked = gate.accounts.store().update(|secrets| {
-        let Some(entry) = secrets.users.get_mut(&s.user) else {
+    let (user, epoch) = (s.user.clone(), s.epoch);
+    let recovery_typed = recovery.clone();
+    let checked = gate.accounts.store().update_async(move |secrets| {
+        let Some(entry) = secrets.users.get_mut(&user) else {
             return false;
         };
-        if entry.epoch != s.epoch {
+        if entry.epoch != epoch {
             return false;
         }
         if !code.trim().is_empty() {
@@ -547,8 +557,8 @@ async fn mfa_submit(
                 }
                 None => false,
             }
-        } else if !recovery.trim().is_empty() {
-            match codes::match_recovery(&recovery, &entry.recovery) {
+        } else if !recovery_typed.trim().is_empty() {
+            match codes::match_recovery(&recovery_typed, &entry.recovery) {
                 Some(i) => {
                     entry.recovery.remove(i);
                     true
@@ -559,10 +569,10 @@ async fn mfa_submit(
             false
         }
     });
-    if !matches!(checked, Ok(true)) {
+    if !matches!(checked.await, Ok(true)) {
         outcome.event = Some("mfa-failed");
-        record_failure(gate, req, &s.user, Step::Code);
-        if gate.is_locked(&s.user, req.now) {
+        record_failure(gate, req, &s.user, Step::Code).await;
+        if gate.is_locked(&s.user, req.now).await {
             gate.sessions.remove(&cookie);
             return locked_page(
                 req,
@@ -577,7 +587,7 @@ async fn mfa_submit(
             ),
         );
     }
-    clear_failures(gate, &s.user, Step::Code);
+    clear_failures(gate, &s.user, Step::Code).await;
     if let Err(resp) = admit(gate, req, &s.user) {
         gate.sessions.remove(&cookie);
         return *resp;
@@ -601,7 +611,7 @@ async fn mfa_submit(
     };
     gate.sessions.remove(&cookie);
     gate.sessions.insert(&new_cookie, Arc::new(full_session));
-    record_login(gate, req, &s.user);
+    record_login(gate, req, &s.user).await;
     outcome.event = Some(if recovery.trim().is_empty() {
         "login-ok"
     } else {
@@ -745,12 +755,12 @@ fn keepalive(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
 // ---------- enrollment ----------
 
 /// The account and its pending enrollment for a link's token, if the link is valid now.
-fn enrollment_for(gate: &Gate, token: &str, now: i64) -> Option<(String, UserSecrets)> {
+async fn enrollment_for(gate: &Gate, token: &str, now: i64) -> Option<(String, UserSecrets)> {
     if token.is_empty() {
         return None;
     }
     let hash = codes::token_hash(token);
-    let secrets = gate.accounts.store().read().ok()?;
+    let secrets = gate.accounts.store().read_async().await.ok()?;
     secrets.users.into_iter().find(|(_, s)| {
         s.enroll
             .as_ref()
@@ -758,9 +768,9 @@ fn enrollment_for(gate: &Gate, token: &str, now: i64) -> Option<(String, UserSec
     })
 }
 
-fn enroll_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
+async fn enroll_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
     let token = query_param(req.query.as_deref(), "token").unwrap_or_default();
-    let Some((name, secrets)) = enrollment_for(gate, &token, req.now) else {
+    let Some((name, secrets)) = enrollment_for(gate, &token, req.now).await else {
         return page(
             req,
             StatusCode::NOT_FOUND,
@@ -775,7 +785,7 @@ fn enroll_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Respo
     let wants_totp = pending.purpose != Purpose::ResetPassword;
     // The authenticator key is made once per link, so reloading the page shows the same one.
     let key = if wants_totp {
-        match pending_totp_key(gate, &name, &token) {
+        match pending_totp_key(gate, &name, &token).await {
             Some(k) => Some(k),
             None => return unavailable(req),
         }
@@ -829,19 +839,21 @@ fn enroll_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Respo
 }
 
 /// The authenticator key for a pending enrollment, made and stored on first view.
-fn pending_totp_key(gate: &Gate, name: &str, token: &str) -> Option<String> {
+async fn pending_totp_key(gate: &Gate, name: &str, token: &str) -> Option<String> {
     let hash = codes::token_hash(token);
     let fresh = totp::new_secret().ok()?;
     let fresh = data_encoding::BASE32_NOPAD.encode(&fresh);
+    let name = name.to_string();
     gate.accounts
         .store()
-        .update(|s| {
-            let pending = s.users.get_mut(name)?.enroll.as_mut()?;
+        .update_async(move |s| {
+            let pending = s.users.get_mut(&name)?.enroll.as_mut()?;
             if !codes::ct_eq(&pending.token_hash, &hash) {
                 return None;
             }
             Some(pending.pending_totp.get_or_insert(fresh).clone())
         })
+        .await
         .ok()
         .flatten()
 }
@@ -858,10 +870,11 @@ async fn enroll_submit(
             gate,
             req,
             Some("The form could not be read. Please try again."),
-        );
+        )
+        .await;
     };
     if !same_origin(req) {
-        return enroll_form(gate, req, Some("This form has expired. Please try again."));
+        return enroll_form(gate, req, Some("This form has expired. Please try again.")).await;
     }
     if !gate.address_allows(req.client_ip) {
         return locked_page(
@@ -869,8 +882,8 @@ async fn enroll_submit(
             "Too many attempts from this address. Wait a minute and try again.",
         );
     }
-    let Some((name, secrets)) = enrollment_for(gate, &token, req.now) else {
-        return enroll_form(gate, req, None);
+    let Some((name, secrets)) = enrollment_for(gate, &token, req.now).await else {
+        return enroll_form(gate, req, None).await;
     };
     outcome.user = Some(name.clone());
     let Some(pending) = secrets.enroll.clone() else {
@@ -883,7 +896,7 @@ async fn enroll_submit(
     if wants_password {
         let pw = form.get("password").to_string();
         if pw != form.get("confirm") {
-            return enroll_form(gate, req, Some("The two passwords are not the same."));
+            return enroll_form(gate, req, Some("The two passwords are not the same.")).await;
         }
         let snap = gate.accounts.snapshot();
         let display = snap
@@ -902,7 +915,7 @@ async fn enroll_submit(
         .await;
         match checked {
             Ok(Ok(h)) => new_hash = Some(h),
-            Ok(Err(problem)) => return enroll_form(gate, req, Some(&problem)),
+            Ok(Err(problem)) => return enroll_form(gate, req, Some(&problem)).await,
             Err(_) => return unavailable(req),
         }
     }
@@ -918,8 +931,9 @@ async fn enroll_submit(
     let hash = codes::token_hash(&token);
     let now = req.now;
     let recovery_hashes = recovery.as_ref().map(|(_, h)| h.clone());
-    let saved = gate.accounts.store().update(|s| {
-        let Some(entry) = s.users.get_mut(&name) else {
+    let enrolling = name.clone();
+    let saved = gate.accounts.store().update_async(move |s| {
+        let Some(entry) = s.users.get_mut(&enrolling) else {
             return Err("gone");
         };
         let Some(p) = entry
@@ -946,7 +960,7 @@ async fn enroll_submit(
         entry.epoch = entry.epoch.saturating_add(1);
         Ok(())
     });
-    match saved {
+    match saved.await {
         Ok(Ok(())) => {}
         Ok(Err("code")) => {
             return enroll_form(
@@ -955,9 +969,9 @@ async fn enroll_submit(
                 Some(
                     "That code is not right. Check the time on your phone, wait for the next code and try again.",
                 ),
-            );
+            ).await;
         }
-        _ => return enroll_form(gate, req, None),
+        _ => return enroll_form(gate, req, None).await,
     }
     outcome.event = Some("enrolled");
     gate.sessions.remove_user(&name);

@@ -164,7 +164,7 @@ pub async fn callback(
             return kit::with_cookie(failed(req, status, &e.to_string()), clear_state);
         }
     };
-    let resp = admit_verified(gate, req, cfg, verified, &pending.return_to, outcome);
+    let resp = admit_verified(gate, req, cfg, verified, &pending.return_to, outcome).await;
     kit::with_cookie(resp, clear_state)
 }
 
@@ -194,7 +194,7 @@ fn account_name(cfg: &OidcProvider, v: &Verified) -> Result<String, &'static str
     Ok(name)
 }
 
-fn admit_verified(
+async fn admit_verified(
     gate: &Gate,
     req: &PageRequest<'_>,
     cfg: &OidcProvider,
@@ -213,7 +213,8 @@ fn admit_verified(
     let links = gate
         .accounts
         .store()
-        .read()
+        .read_async()
+        .await
         .map(|s| s.users)
         .unwrap_or_default();
     let linked = links.iter().find_map(|(n, u)| {
@@ -289,7 +290,12 @@ fn admit_verified(
             sponsor: None,
             allow_from: Vec::new(),
         };
-        if let Err(e) = admin.add(new, req.now) {
+        let now = req.now;
+        let added =
+            tokio::task::spawn_blocking(move || admin.add(new, now).map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|_| Err("ward is stopping".to_string()));
+        if let Err(e) = added {
             tracing::warn!(user = %name, error = %e, "single sign-on: could not create the account");
             return refuse(
                 outcome,
@@ -297,11 +303,15 @@ fn admit_verified(
             );
         }
         // No enrollment link for a person who signs in through the provider.
-        let _ = gate.accounts.store().update(|s| {
-            if let Some(u) = s.users.get_mut(&name) {
+        let created = name.clone();
+        let no_link = gate.accounts.store().update_async(move |s| {
+            if let Some(u) = s.users.get_mut(&created) {
                 u.enroll = None;
             }
         });
+        if let Err(e) = no_link.await {
+            tracing::warn!(user = %name, error = %e, "single sign-on: could not void the new account's enrollment link");
+        }
         let _ = gate.accounts.reload(req.policy);
         snap = gate.accounts.snapshot();
         outcome.event = Some("sso-account-created");
@@ -323,7 +333,7 @@ fn admit_verified(
         );
     }
     // A lock (wrong passwords or codes) holds whichever way the person signs in.
-    if gate.is_locked(&name, req.now) {
+    if gate.is_locked(&name, req.now).await {
         return refuse(
             outcome,
             "This account is locked after too many failed attempts. Try again later, or ask the practice's security officer to unlock it.",
@@ -340,13 +350,14 @@ fn admit_verified(
             issuer: issuer.to_string(),
             subject: v.subject.clone(),
         };
-        let saved = gate.accounts.store().update(|s| {
-            let u = s.users.entry(name.clone()).or_default();
+        let linking = name.clone();
+        let saved = gate.accounts.store().update_async(move |s| {
+            let u = s.users.entry(linking).or_default();
             if !u.sso_links.iter().any(|l| l.issuer == link.issuer) {
                 u.sso_links.push(link);
             }
         });
-        if saved.is_err() {
+        if saved.await.is_err() {
             return refuse(outcome, "ward cannot sign anyone in right now.");
         }
         outcome.event = Some(outcome.event.unwrap_or("sso-linked"));
@@ -404,7 +415,7 @@ fn admit_verified(
         if let Err(resp) = signin::admit(gate, req, &name) {
             return *resp;
         }
-        signin::record_login(gate, req, &name);
+        signin::record_login(gate, req, &name).await;
         outcome.event = Some(outcome.event.unwrap_or("sso-login-ok"));
     } else {
         signin::make_room_for_pending(gate, &name);

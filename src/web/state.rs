@@ -90,6 +90,7 @@ impl Gate {
         sessions: Arc<dyn SessionStore>,
         accounts: Arc<Accounts>,
         audit: crate::audit::Audit,
+        alerts: crate::audit::alerts::Alerts,
     ) -> Gate {
         let per_minute =
             NonZeroU32::new(policy.login.attempts_per_minute).unwrap_or(NonZeroU32::MIN);
@@ -103,7 +104,7 @@ impl Gate {
                 .time_to_idle(policy.login.lockout_time * 2 + std::time::Duration::from_secs(60))
                 .build(),
             sso: crate::auth::oidc::SsoState::default(),
-            alerts: crate::audit::alerts::Alerts::start(&policy.alerts, &policy.practice),
+            alerts,
             audit,
             refusals: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -127,13 +128,14 @@ impl Gate {
     }
 
     /// Whether `name` (a real account or not) is locked at `now`.
-    pub(crate) fn is_locked(&self, name: &str, now: i64) -> bool {
+    pub(crate) async fn is_locked(&self, name: &str, now: i64) -> bool {
         if self.accounts.snapshot().directory.get(name).is_some() {
             // Straight from the store: attempts come faster than the snapshot reloads.
             return self
                 .accounts
                 .store()
-                .read()
+                .read_async()
+                .await
                 .ok()
                 .and_then(|s| s.users.get(name).map(|u| u.is_locked(now)))
                 .unwrap_or(false);

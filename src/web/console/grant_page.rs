@@ -166,42 +166,21 @@ pub(super) async fn export(
         reason: form.get("reason").to_string(),
     };
     let snap = ctx.shared.gate.accounts.snapshot();
-    let store = ctx.shared.gate.accounts.grant_store().clone();
-    let officer = ctx.officer.clone();
-    let now = ctx.now();
-    let (user, route, duration, reason) = (
-        v.user.clone(),
-        v.route.clone(),
-        v.duration.clone(),
-        v.reason.clone(),
+    let checked = grants::check_export(
+        &snap.directory,
+        grants::ExportRequest {
+            user: &v.user,
+            route: &v.route,
+            duration: &v.duration,
+            reason: &v.reason,
+            granted_by: &ctx.officer,
+        },
+        ctx.now(),
     );
-    let result = blocking(move || {
-        grants::grant_export(
-            &store,
-            &snap.directory,
-            grants::ExportRequest {
-                user: &user,
-                route: &route,
-                duration: &duration,
-                reason: &reason,
-                granted_by: &officer,
-            },
-            now,
-        )
-    })
-    .await;
-    let g = match result {
-        Some(Ok(g)) => g,
-        Some(Err(e)) => return list(ctx, Notice::Problem(capital(&e)), Some(v)),
-        None => {
-            return list(
-                ctx,
-                Notice::Problem("The grant could not be saved; try again.".into()),
-                Some(v),
-            );
-        }
+    let g = match checked {
+        Ok(g) => g,
+        Err(e) => return list(ctx, Notice::Problem(capital(&e)), Some(v)),
     };
-    ctx.reload_accounts();
     let detail = format!(
         "export grant {} for {} until {}",
         g.id,
@@ -211,11 +190,28 @@ pub(super) async fn export(
         )
     );
     let grant_text = format!("{} ({})", g.id, g.reason);
-    let warn = ctx
-        .audit(outcome, "grant-issued", Some(&g.user), detail, move |r| {
+    let warn = match ctx
+        .record_first(outcome, "grant-issued", Some(&g.user), detail, move |r| {
             r.grant(grant_text)
         })
-        .await;
+        .await
+    {
+        Ok(warn) => warn,
+        Err(refused) => return refused,
+    };
+    let store = ctx.shared.gate.accounts.grant_store().clone();
+    let to_save = g.clone();
+    let saved = match blocking(move || grants::save(&store, &to_save)).await {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(capital(&e)),
+        None => Err("The grant could not be saved; try again.".to_string()),
+    };
+    if let Err(why) = saved {
+        ctx.record_not_made("grant-issued", Some(&g.user), &why)
+            .await;
+        return list(ctx, Notice::Problem(why), Some(v));
+    }
+    ctx.reload_accounts();
     let mut words = format!(
         "Granted {}: {} may export from {} until {}.",
         g.id,
@@ -239,8 +235,8 @@ pub(super) async fn revoke(
     let id = form.get("id").trim().to_string();
     let store = ctx.shared.gate.accounts.grant_store().clone();
     let now = ctx.now();
-    let wanted = id.clone();
-    let g = match blocking(move || grants::revoke(&store, &wanted, now)).await {
+    let (read_from, wanted) = (store.clone(), id.clone());
+    let g = match blocking(move || grants::unrevoked(&read_from, &wanted)).await {
         Some(Ok(Some(g))) => g,
         Some(Ok(None)) => {
             return list(
@@ -258,21 +254,37 @@ pub(super) async fn revoke(
             );
         }
     };
-    ctx.reload_accounts();
     let what = match &g.kind {
         GrantKind::Export { route } => format!("export from {route}"),
         GrantKind::BreakGlass { roles } => format!("break-glass roles {}", roles.join(", ")),
     };
     let grant_text = format!("{} ({})", g.id, g.reason);
-    let warn = ctx
-        .audit(
+    let warn = match ctx
+        .record_first(
             outcome,
             "grant-revoked",
             Some(&g.user),
             format!("revoked grant {} ({what})", g.id),
             move |r| r.grant(grant_text),
         )
-        .await;
+        .await
+    {
+        Ok(warn) => warn,
+        Err(refused) => return refused,
+    };
+    let wanted = id.clone();
+    let revoked = match blocking(move || grants::revoke(&store, &wanted, now)).await {
+        Some(Ok(Some(_))) => Ok(()),
+        Some(Ok(None)) => Err(format!("There is no grant '{id}' in force.")),
+        Some(Err(e)) => Err(capital(&e)),
+        None => Err("The grant could not be revoked; try again.".to_string()),
+    };
+    if let Err(why) = revoked {
+        ctx.record_not_made("grant-revoked", Some(&g.user), &why)
+            .await;
+        return list(ctx, Notice::Problem(why), None);
+    }
+    ctx.reload_accounts();
     let mut words = format!("Revoked grant {} of {} ({what}).", g.id, g.user);
     if let Some(w) = warn {
         words.push('\n');

@@ -399,7 +399,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// Writes the audit record of an officer action (and reports it for the request log).
-    /// On failure, the words to show the officer.
+    /// On failure, the words to show the officer. For actions that only take access away
+    /// (ending sessions, lock-down): they go ahead even when the trail cannot record them.
     async fn audit(
         &self,
         outcome: &mut PageOutcome,
@@ -408,6 +409,70 @@ impl<'a> Ctx<'a> {
         detail: String,
         extra: impl FnOnce(Record) -> Record,
     ) -> Option<String> {
+        match self
+            .write_record(outcome, event, target, detail, extra)
+            .await
+        {
+            Ok(()) => None,
+            Err(e) => Some(format!(
+                "The change was made, but the audit trail could not record it ({e}). Tell the practice's IT contact."
+            )),
+        }
+    }
+
+    /// Writes the record of a change to accounts, grants or secrets BEFORE it is made.
+    /// `Ok(None)`: go ahead. `Ok(Some(words))`: the record failed but the policy says
+    /// `on_failure = "continue"`; go ahead and show the words. `Err(page)`: the record failed
+    /// and the policy says refuse, so the change must not be made.
+    async fn record_first(
+        &self,
+        outcome: &mut PageOutcome,
+        event: &'static str,
+        target: Option<&str>,
+        detail: String,
+        extra: impl FnOnce(Record) -> Record,
+    ) -> Result<Option<String>, Response<Body>> {
+        let Err(e) = self
+            .write_record(outcome, event, target, detail, extra)
+            .await
+        else {
+            return Ok(None);
+        };
+        match self.shared.audit.on_failure() {
+            crate::audit::OnFailure::Refuse => Err(self.refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Nothing was changed",
+                &format!(
+                    "Nothing was changed, because the audit trail cannot record the change ({e}). \
+                     Tell the practice's IT contact, and try again when it is fixed."
+                ),
+            )),
+            crate::audit::OnFailure::Continue => Ok(Some(format!(
+                "The audit trail could not record this change ({e}); it was made anyway, as the policy allows. Tell the practice's IT contact."
+            ))),
+        }
+    }
+
+    /// After `record_first`: the change failed, so the trail says it was not made.
+    async fn record_not_made(&self, event: &'static str, target: Option<&str>, why: &str) {
+        let mut outcome = PageOutcome::default();
+        let detail = format!("{event} was not made: {why}");
+        if let Err(e) = self
+            .write_record(&mut outcome, "change-failed", target, detail, |r| r)
+            .await
+        {
+            tracing::error!(request_id = %self.req.request_id, error = %e, "cannot write the audit record of a failed officer action");
+        }
+    }
+
+    async fn write_record(
+        &self,
+        outcome: &mut PageOutcome,
+        event: &'static str,
+        target: Option<&str>,
+        detail: String,
+        extra: impl FnOnce(Record) -> Record,
+    ) -> Result<(), crate::audit::AuditError> {
         outcome.event = Some(event);
         if let Some(t) = target {
             outcome.user = Some(t.to_string());
@@ -421,15 +486,11 @@ impl<'a> Ctx<'a> {
         if let Some(t) = target {
             r = r.user(t);
         }
-        match self.shared.audit.record(extra(r)).await {
-            Ok(()) => None,
-            Err(e) => {
-                tracing::error!(request_id = %self.req.request_id, error = %e, event, "cannot write the audit record of an officer action");
-                Some(format!(
-                    "The change was made, but the audit trail could not record it ({e}). Tell the practice's IT contact."
-                ))
-            }
+        let result = self.shared.audit.record(extra(r)).await;
+        if let Err(e) = &result {
+            tracing::error!(request_id = %self.req.request_id, error = %e, event, "cannot write the audit record of an officer action");
         }
+        result
     }
 
     /// Makes the accounts in force again from the files, so the next request sees a change.

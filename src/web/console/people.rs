@@ -210,23 +210,6 @@ pub(super) async fn add(ctx: &Ctx<'_>, form: &Form, outcome: &mut PageOutcome) -
         Ok(n) => n,
         Err(msg) => return list(ctx, Notice::Problem(msg), Some(v)).await,
     };
-    let admin = admin(ctx);
-    let now = ctx.now();
-    let to_add = new.clone();
-    let result = blocking(move || admin.add(to_add, now)).await;
-    let link = match result {
-        Some(Ok(link)) => link,
-        Some(Err(e)) => return list(ctx, Notice::Problem(explain(e)), Some(v)).await,
-        None => {
-            return list(
-                ctx,
-                Notice::Problem("ward could not add the person; try again.".into()),
-                Some(v),
-            )
-            .await;
-        }
-    };
-    ctx.reload_accounts();
     let detail = format!(
         "added with roles {}{}{}",
         new.roles.join(", "),
@@ -238,9 +221,30 @@ pub(super) async fn add(ctx: &Ctx<'_>, form: &Form, outcome: &mut PageOutcome) -
             .map(|d| format!("; end date {d}"))
             .unwrap_or_default()
     );
-    let warn = ctx
-        .audit(outcome, "user-added", Some(&new.name), detail, |r| r)
-        .await;
+    let warn = match ctx
+        .record_first(outcome, "user-added", Some(&new.name), detail, |r| r)
+        .await
+    {
+        Ok(warn) => warn,
+        Err(refused) => return refused,
+    };
+    let admin = admin(ctx);
+    let now = ctx.now();
+    let to_add = new.clone();
+    let problem = match blocking(move || admin.add(to_add, now)).await {
+        Some(Ok(link)) => Ok(link),
+        Some(Err(e)) => Err(explain(e)),
+        None => Err("ward could not add the person; try again.".to_string()),
+    };
+    let link = match problem {
+        Ok(link) => link,
+        Err(why) => {
+            ctx.record_not_made("user-added", Some(&new.name), &why)
+                .await;
+            return list(ctx, Notice::Problem(why), Some(v)).await;
+        }
+    };
+    ctx.reload_accounts();
     let mut html = format!(
         "<p>Added <strong>{}</strong> ({}) with roles {}.</p>",
         escape(&new.name),
@@ -565,111 +569,121 @@ pub(super) async fn action(
     if directory::check_name(name).is_err() {
         return ctx.not_found();
     }
-    let admin = admin(ctx);
-    let owned = name.to_string();
     let now = ctx.now();
-    // (event, words for the audit trail, words for the officer, a new link)
-    type Done = (&'static str, String, String, Option<EnrollLink>);
-    let result: Result<Done, String> = match what {
+    // The change, made only once its record is in the trail; it returns a new link or none.
+    type Change = Box<dyn FnOnce(&Admin) -> Result<Option<EnrollLink>, AdminError> + Send>;
+    // (event, words for the audit trail, words for the officer, the change)
+    let planned: Result<(&'static str, String, String, Change), String> = match what {
         "roles" => {
             let wanted: Vec<String> = form.all("roles").into_iter().map(str::to_string).collect();
-            match check_roles(ctx, &wanted) {
-                Err(e) => Err(e),
-                Ok(roles) => {
-                    let r = roles.clone();
-                    run(move || admin.set_roles(&owned, &r)).await.map(|()| {
-                        (
-                            "roles-changed",
-                            format!("roles set to {}", roles.join(", ")),
-                            format!("{name}'s roles are now {}.", roles.join(", ")),
-                            None,
-                        )
-                    })
-                }
-            }
+            check_roles(ctx, &wanted).map(|roles| {
+                let r = roles.clone();
+                let n = name.to_string();
+                let change: Change = Box::new(move |a| a.set_roles(&n, &r).map(|()| None));
+                (
+                    "roles-changed",
+                    format!("roles set to {}", roles.join(", ")),
+                    format!("{name}'s roles are now {}.", roles.join(", ")),
+                    change,
+                )
+            })
         }
-        "end-date" => match parse_date(form.get("expires").trim()) {
-            Err(e) => Err(e.to_string()),
-            Ok(d) => run(move || admin.set_expiry(&owned, Some(d))).await.map(|()| {
-                let words = if d < crate::users::accounts::today(now) {
-                    format!("{name}'s last day is now {d}, which has passed, so the account can no longer sign in.")
-                } else {
-                    format!("{name}'s account now works until the end of {d}.")
-                };
-                ("end-date-set", format!("end date set to {d}"), words, None)
-            }),
-        },
-        "no-end-date" => run(move || admin.set_expiry(&owned, None)).await.map(|()| {
-            (
+        "end-date" => parse_date(form.get("expires").trim()).map_err(|e| e.to_string()).map(|d| {
+            let words = if d < crate::users::accounts::today(now) {
+                format!("{name}'s last day is now {d}, which has passed, so the account can no longer sign in.")
+            } else {
+                format!("{name}'s account now works until the end of {d}.")
+            };
+            let n = name.to_string();
+            let change: Change = Box::new(move |a| a.set_expiry(&n, Some(d)).map(|()| None));
+            ("end-date-set", format!("end date set to {d}"), words, change)
+        }),
+        "no-end-date" => {
+            let n = name.to_string();
+            Ok((
                 "end-date-removed",
                 "end date removed".to_string(),
                 format!("{name} no longer has an end date."),
-                None,
-            )
-        }),
-        "deactivate" => run(move || admin.deactivate(&owned)).await.map(|()| {
-            (
+                Box::new(move |a: &Admin| a.set_expiry(&n, None).map(|()| None)) as Change,
+            ))
+        }
+        "deactivate" => {
+            let n = name.to_string();
+            Ok((
                 "user-deactivated",
                 "deactivated".to_string(),
                 format!("{name} is deactivated: their sessions have ended and they cannot sign in until you reactivate the account."),
-                None,
-            )
-        }),
-        "reactivate" => run(move || admin.reactivate(&owned)).await.map(|()| {
-            (
+                Box::new(move |a: &Admin| a.deactivate(&n).map(|()| None)) as Change,
+            ))
+        }
+        "reactivate" => {
+            let n = name.to_string();
+            Ok((
                 "user-reactivated",
                 "reactivated".to_string(),
                 format!("{name} is active and can sign in."),
-                None,
-            )
-        }),
-        "terminate" => {
-            if form.get("confirm") != "yes" {
-                Err(format!(
-                    "Terminating {name} is permanent, so tick the box to confirm it. To stop {name} signing in for now instead, deactivate the account."
-                ))
-            } else {
-                run(move || admin.terminate(&owned)).await.map(|()| {
-                    (
-                        "user-terminated",
-                        "terminated".to_string(),
-                        format!("{name} is terminated: their sessions have ended and their password and MFA are deleted. This cannot be undone."),
-                        None,
-                    )
-                })
-            }
+                Box::new(move |a: &Admin| a.reactivate(&n).map(|()| None)) as Change,
+            ))
         }
-        "reset-password" => run(move || admin.reset_password(&owned, now))
-            .await
-            .map(|link| {
-                (
-                    "password-reset",
-                    "password reset; new link issued".to_string(),
-                    format!("{name}'s password no longer works, and their sessions have ended."),
-                    Some(link),
-                )
-            }),
-        "reset-mfa" => run(move || admin.reset_mfa(&owned, now)).await.map(|link| {
-            (
+        "terminate" if form.get("confirm") != "yes" => Err(format!(
+            "Terminating {name} is permanent, so tick the box to confirm it. To stop {name} signing in for now instead, deactivate the account."
+        )),
+        "terminate" => {
+            let n = name.to_string();
+            Ok((
+                "user-terminated",
+                "terminated".to_string(),
+                format!("{name} is terminated: their sessions have ended and their password and MFA are deleted. This cannot be undone."),
+                Box::new(move |a: &Admin| a.terminate(&n).map(|()| None)) as Change,
+            ))
+        }
+        "reset-password" => {
+            let n = name.to_string();
+            Ok((
+                "password-reset",
+                "password reset; new link issued".to_string(),
+                format!("{name}'s password no longer works, and their sessions have ended."),
+                Box::new(move |a: &Admin| a.reset_password(&n, now).map(Some)) as Change,
+            ))
+        }
+        "reset-mfa" => {
+            let n = name.to_string();
+            Ok((
                 "mfa-reset",
                 "MFA reset; new link issued".to_string(),
                 format!("{name}'s authenticator app and recovery codes no longer work, and their sessions have ended."),
-                Some(link),
-            )
-        }),
-        "unlock" => run(move || admin.unlock(&owned)).await.map(|()| {
-            (
+                Box::new(move |a: &Admin| a.reset_mfa(&n, now).map(Some)) as Change,
+            ))
+        }
+        "unlock" => {
+            let n = name.to_string();
+            Ok((
                 "user-unlocked",
                 "failed sign-ins cleared".to_string(),
                 format!("{name} is unlocked."),
-                None,
-            )
-        }),
+                Box::new(move |a: &Admin| a.unlock(&n).map(|()| None)) as Change,
+            ))
+        }
         _ => return ctx.not_found(),
     };
-    let (event, detail, words, link) = match result {
-        Ok(done) => done,
+    let (event, detail, words, change) = match planned {
+        Ok(p) => p,
         Err(msg) => return person(ctx, name, Notice::Problem(msg)).await,
+    };
+    let warn = match ctx
+        .record_first(outcome, event, Some(name), detail, |r| r)
+        .await
+    {
+        Ok(warn) => warn,
+        Err(refused) => return refused,
+    };
+    let admin = admin(ctx);
+    let link = match run(move || change(&admin)).await {
+        Ok(link) => link,
+        Err(msg) => {
+            ctx.record_not_made(event, Some(name), &msg).await;
+            return person(ctx, name, Notice::Problem(msg)).await;
+        }
     };
     ctx.reload_accounts();
     // The credential epoch already voids these sessions; ending them now frees them at once.
@@ -679,7 +693,6 @@ pub(super) async fn action(
     ) {
         ctx.shared.gate.sessions.remove_user(name);
     }
-    let warn = ctx.audit(outcome, event, Some(name), detail, |r| r).await;
     let mut html = format!("<p>{}</p>", escape(&words));
     if let Some(link) = &link {
         html.push_str(&link_box(

@@ -299,16 +299,14 @@ pub(super) async fn lockdown(
             )),
         );
     };
+    // Ending sessions only takes access away, and an incident cannot wait for a broken
+    // trail: it happens first. Deactivating changes accounts, so it waits for its record.
     let mut ended = 0;
     for p in &people {
         ended += gate.sessions.remove_user(p);
     }
-    let mut deactivated = Vec::new();
-    let mut failed = Vec::new();
-    if form.get("deactivate") == "yes" {
-        let p = ctx.policy();
-        let admin = Admin::new(&p.storage.users, gate.accounts.store().clone(), &p.practice);
-        let active: Vec<String> = people
+    let to_deactivate: Vec<String> = if form.get("deactivate") == "yes" {
+        people
             .iter()
             .filter(|n| {
                 snap.directory
@@ -316,9 +314,44 @@ pub(super) async fn lockdown(
                     .is_some_and(|a| a.status == Status::Active)
             })
             .cloned()
-            .collect();
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut detail = format!(
+        "ended {ended} sessions of the {} people of organization {org}",
+        people.len()
+    );
+    if !to_deactivate.is_empty() {
+        let _ = write!(detail, "; deactivating {}", to_deactivate.join(", "));
+    }
+    let org_for_record = org.clone();
+    let recorded = ctx
+        .record_first(outcome, "lock-down", None, detail, move |r| {
+            r.org(org_for_record)
+        })
+        .await;
+    let (warn, may_deactivate) = match recorded {
+        Ok(warn) => (warn, true),
+        Err(_) if to_deactivate.is_empty() => (
+            Some("The sessions ended, but the audit trail could not record it. Tell the practice's IT contact.".to_string()),
+            false,
+        ),
+        Err(_) => (
+            Some(
+                "The audit trail cannot record changes, so no account was deactivated. Tell the practice's IT contact, and deactivate them when it is fixed."
+                    .to_string(),
+            ),
+            false,
+        ),
+    };
+    let mut deactivated = Vec::new();
+    let mut failed = Vec::new();
+    if may_deactivate && !to_deactivate.is_empty() {
+        let p = ctx.policy();
+        let admin = Admin::new(&p.storage.users, gate.accounts.store().clone(), &p.practice);
         let results = blocking(move || {
-            active
+            to_deactivate
                 .into_iter()
                 .map(|n| {
                     let r = admin.deactivate(&n).map_err(|e| e.to_string());
@@ -331,7 +364,10 @@ pub(super) async fn lockdown(
         for (n, r) in results {
             match r {
                 Ok(()) => deactivated.push(n),
-                Err(e) => failed.push(format!("{n}: {e}")),
+                Err(e) => {
+                    ctx.record_not_made("user-deactivated", Some(&n), &e).await;
+                    failed.push(format!("{n}: {e}"));
+                }
             }
         }
         ctx.reload_accounts();
@@ -340,19 +376,6 @@ pub(super) async fn lockdown(
             gate.sessions.remove_user(n);
         }
     }
-    let mut detail = format!(
-        "ended {ended} sessions of the {} people of organization {org}",
-        people.len()
-    );
-    if !deactivated.is_empty() {
-        let _ = write!(detail, "; deactivated {}", deactivated.join(", "));
-    }
-    let org_for_record = org.clone();
-    let warn = ctx
-        .audit(outcome, "lock-down", None, detail, move |r| {
-            r.org(org_for_record)
-        })
-        .await;
     let mut words = format!(
         "Lock-down of {org}: {ended} {} ended.",
         if ended == 1 { "session" } else { "sessions" }
@@ -364,7 +387,7 @@ pub(super) async fn lockdown(
             deactivated.join(", ")
         );
     }
-    let mut notice_problem = false;
+    let mut notice_problem = !may_deactivate && form.get("deactivate") == "yes";
     if !failed.is_empty() {
         notice_problem = true;
         let _ = write!(words, "\nNot deactivated: {}", failed.join("; "));
