@@ -133,8 +133,10 @@ impl Scenario {
         for p in &self.people {
             let roles: Vec<&str> = p.roles.iter().map(String::as_str).collect();
             let from: Vec<&str> = p.allow_from.iter().map(String::as_str).collect();
+            // Vendor staff must have an end date.
+            let expires = p.org.as_ref().map(|_| "2099-12-31");
             let secret =
-                enrolled_user_from(&site, &p.name, &roles, PW, p.org.as_deref(), None, &from);
+                enrolled_user_from(&site, &p.name, &roles, PW, p.org.as_deref(), expires, &from);
             secrets.insert(p.name.clone(), secret);
         }
         let config = site.path("ward.toml");
