@@ -255,10 +255,15 @@ async fn idle_sessions_go_back_to_sign_in_and_polling_does_not_keep_them_alive()
         assert_eq!(status_of(&b, "/patients/1001/chart").await, 200);
     }
     // ...an app's background polling does not.
+    // The polls reach the app while the session stands (the first comes 1 s after the last
+    // activity, well inside the 3 s), so they were served, only not counted.
+    let mut polls = Vec::new();
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        let _ = b.get("/debug/headers").await;
+        polls.push(b.get("/debug/headers").await.status().as_u16());
     }
+    assert_eq!(polls[0], 200, "{polls:?}");
+    assert!(polls.iter().all(|s| [200, 303].contains(s)), "{polls:?}");
     let resp = b.get("/patients/1001/chart").await;
     assert_eq!(resp.status(), 303);
     let location = resp.headers()["location"].to_str().unwrap().to_string();
@@ -473,10 +478,13 @@ async fn refused_second_sign_ins_lifetimes_and_background_headers() {
 
     // An app's XHR polling, marked by its header, does not count as activity.
     first.header("X-Requested-With", "XMLHttpRequest");
+    let mut polls = Vec::new();
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        let _ = first.get("/debug/headers").await;
+        polls.push(first.get("/debug/headers").await.status().as_u16());
     }
+    assert_eq!(polls[0], 200, "polling was not served: {polls:?}");
+    assert!(polls.iter().all(|s| [200, 303].contains(s)), "{polls:?}");
     let resp = first.get("/patients/1001/chart").await;
     assert_eq!(resp.status(), 303, "polling kept the session alive");
 
