@@ -57,12 +57,23 @@ async fn code_step(b: &Browser, csrf: &str, field: &str, value: &str) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_codes_lock_every_way_in_until_the_lock_ends() {
     let s = scenario().start().await;
+    // A second step begun before the lock...
+    let (early, status, early_csrf) = password_step(&s, "dr_lee").await;
+    assert_eq!(status, 303);
     let (b, status, csrf) = password_step(&s, "dr_lee").await;
     assert_eq!(status, 303);
     for wrong in ["000000", "111111", "222222"] {
         assert!(!code_step(&b, &csrf, "code", wrong).await);
     }
     assert_eq!(s.audit_where(&[("event", "mfa-failed")]).await.len(), 3);
+    // ...is covered by it: the right code there does not open it.
+    let code = s.code("dr_lee").await;
+    assert!(
+        !code_step(&early, &early_csrf, "code", &code).await,
+        "a second step begun before the lock got through"
+    );
+    s.assert_audit(&[("user", "dr_lee"), ("event", "mfa-locked")])
+        .await;
 
     // Locked: a fresh sign-in with the right password and the right code gets nowhere.
     let (b, _, csrf) = password_step(&s, "dr_lee").await;
