@@ -54,7 +54,7 @@ async fn setup(without_mfa: &str) -> Setup {
         "practice = \"Test Clinic\"\n{server}listen = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n\
          [login]\nmfa = \"required\"\n\
          [[login.oidc]]\nname = \"riverside\"\nlabel = \"Sign in with Riverside ID\"\nissuer = \"{issuer}\"\nclient_id = \"ward\"\n\
-         client_secret_file = \"{secret}\"\nscopes = [\"email\", \"profile\", \"groups\"]\ngroups_claim = \"groups\"\n\
+         client_secret_file = \"{secret}\"\nca = \"{ca}\"\nscopes = [\"email\", \"profile\", \"groups\"]\ngroups_claim = \"groups\"\n\
          role_map = {{ clinicians = [\"clinician\"], billing-team = [\"biller\"] }}\nallowed_domains = [\"riverside.example\", \"acme.example\"]\n\
          accounts = \"create\"\nwithout_mfa = \"{without_mfa}\"\n\
          [roles]\nclinician = {{}}\nbiller = {{}}\nofficer = {{}}\n\
@@ -65,6 +65,7 @@ async fn setup(without_mfa: &str) -> Setup {
         server = server_section(&site).replace("listen = \"127.0.0.1:0\"\n", ""),
         issuer = idp.issuer,
         secret = site.path("ward-secret").display(),
+        ca = idp.ca.display(),
         upstream = ehr.url(),
     );
     std::fs::write(site.path("ward.toml"), policy).unwrap();
