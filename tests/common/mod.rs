@@ -498,7 +498,7 @@ impl Browser {
             return secure && c.domain().is_none() && c.path() == Some("/");
         }
         // SameSite=None without Secure is refused by today's browsers.
-        !(c.same_site() == Some(cookie::SameSite::None) && !secure)
+        c.same_site() != Some(cookie::SameSite::None) || secure
     }
 
     fn keep(&self, resp: &reqwest::Response) {

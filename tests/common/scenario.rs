@@ -187,16 +187,20 @@ impl Running {
         let secret = &self.secrets[user];
         loop {
             let now = super::unix_now() / 30;
-            let mut last = self.last_step.lock().unwrap();
-            let next = last.get(user).map_or(now.saturating_sub(1), |l| {
-                (l + 1).max(now.saturating_sub(1))
-            });
-            if next <= now + 1 {
-                last.insert(user.to_string(), next);
-                return ward::auth::totp::code_at(secret, next * 30);
+            let taken = {
+                let mut last = self.last_step.lock().unwrap();
+                let next = last.get(user).map_or(now.saturating_sub(1), |l| {
+                    (l + 1).max(now.saturating_sub(1))
+                });
+                (next <= now + 1).then(|| {
+                    last.insert(user.to_string(), next);
+                    next
+                })
+            };
+            match taken {
+                Some(step) => return ward::auth::totp::code_at(secret, step * 30),
+                None => tokio::time::sleep(Duration::from_secs(1)).await,
             }
-            drop(last);
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
@@ -224,7 +228,10 @@ impl Running {
                     fields.iter().all(|(k, v)| match &r[*k] {
                         serde_json::Value::String(s) => s == v,
                         serde_json::Value::Null => false,
-                        other => other.to_string() == *v,
+                        other => {
+                            serde_json::from_str::<serde_json::Value>(v).ok().as_ref()
+                                == Some(other)
+                        }
                     })
                 })
                 .collect()
