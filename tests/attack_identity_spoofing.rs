@@ -107,6 +107,83 @@ async fn forged_forwarding_and_identity_headers_never_reach_the_app() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn client_identity_and_forwarding_headers_never_reach_the_upstream() {
+    for tls in [false, true] {
+        let s = Scenario::new()
+            .https(tls)
+            .route("/**", "allow = \"public\"")
+            .start()
+            .await;
+        let (ward, up) = (&s.ward, &s.up);
+        for h2 in [false, true] {
+            up.clear();
+            let resp = ward
+                .client(h2)
+                .get(ward.url("/debug/headers?a=1"))
+                .header("X-Ward-User", "officer")
+                .header("x_ward_user", "officer")
+                .header("X_Ward_Roles", "officer")
+                .header("X-Ward-Session", "forged")
+                .header("X-Original-URL", "/admin")
+                .header("X-Rewrite-URL", "/admin")
+                .header("X-Forwarded-Uri", "/admin")
+                .header("X-Forwarded-For", "10.9.9.9")
+                .header("X-Forwarded-Host", "evil.example")
+                .header("X-Forwarded-Port", "1")
+                .header("X-Forwarded-Proto", "http")
+                .header("Forwarded", "for=10.9.9.9")
+                .header("Cookie", "theme=dark; __Host-ward-session=secret")
+                .header("X-Custom", "kept")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let seen = up.wait_for(1).await;
+            assert_eq!(seen.len(), 1, "one request, one arrival: {seen:?}");
+            let seen = &seen[0];
+            assert_eq!(seen.tls, tls, "scheme to the upstream");
+            assert_eq!(
+                (seen.method.as_str(), seen.path.as_str()),
+                ("GET", "/debug/headers")
+            );
+            assert_eq!(seen.query.as_deref(), Some("a=1"));
+            for forbidden in [
+                "x-ward-",
+                "x-original-url",
+                "x-rewrite-url",
+                "x-forwarded-uri",
+                "x-forwarded-port",
+            ] {
+                assert!(
+                    !seen.has_header_starting(forbidden),
+                    "{forbidden} reached the upstream: {:?}",
+                    seen.headers
+                );
+            }
+            assert_eq!(seen.all("x-forwarded-for"), vec!["127.0.0.1"]);
+            assert_eq!(seen.all("x-forwarded-proto"), vec!["https"]);
+            // ward's own Forwarded (RFC 7239), never the client's.
+            assert_eq!(
+                seen.all("forwarded"),
+                vec![format!(
+                    "for=127.0.0.1;proto=https;host=\"localhost:{}\"",
+                    ward.port()
+                )]
+            );
+            assert_eq!(
+                seen.all("x-forwarded-host"),
+                vec![format!("localhost:{}", ward.port())]
+            );
+            assert_eq!(seen.all("cookie"), vec!["theme=dark"]);
+            assert_eq!(seen.all("x-custom"), vec!["kept"]);
+            assert_eq!(seen.all("host"), vec![up.url.split("://").nth(1).unwrap()]);
+            assert_eq!(seen.version, "HTTP/1.1");
+            assert_eq!(seen.body_len, 0);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_forged_address_does_not_satisfy_a_network_rule() {
     let s = scenario(false).start().await;
     let b = s.browser();
