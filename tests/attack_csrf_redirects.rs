@@ -147,6 +147,10 @@ async fn break_glass_takes_no_forged_or_cross_site_post() {
         rec["grant"].as_str().is_some_and(|g| g.contains(reason)),
         "{rec}"
     );
+    // The emergency roles are dr_lee's alone: another clinician gets nothing from them.
+    let other = s.browser();
+    assert_eq!(s.sign_in(&other, "nurse0").await, 303);
+    assert!(!reaches(&s, &other, "/emergency/chart").await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
