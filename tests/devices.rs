@@ -82,7 +82,7 @@ async fn sign_in(b: &Browser, user: &str, secret: &[u8], offset: i64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn enrolled_devices_are_required_where_the_policy_says() {
-    let ehr = Ehr::start();
+    let up = Upstream::http().await;
     let site = Site::new();
     let (cert, key) = device_ca(site.dir.path());
     let policy = format!(
@@ -94,7 +94,7 @@ async fn enrolled_devices_are_required_where_the_policy_says() {
          [[routes]]\napp = \"ehr\"\npath = \"/admin/**\"\nallow_roles = [\"clinician\"]\ndevice = \"required\"\n",
         server = server_section(&site),
         ca = site.path("device-ca.pem").display(),
-        up = ehr.url(),
+        up = up.url,
     );
     std::fs::write(site.path("ward.toml"), policy).unwrap();
     let config = site.path("ward.toml");
@@ -116,33 +116,56 @@ async fn enrolled_devices_are_required_where_the_policy_says() {
     assert_eq!(plain.get("/patients/1001/chart").await.status(), 200);
     let r = plain.get("/admin/x").await;
     assert_eq!(r.status(), 403);
+    assert_eq!(audit_of(&ward.site, &request_id(&r))["reason"], "device");
     assert!(r.text().await.unwrap().contains("enrolled"));
+    assert!(up.saw("/admin/x").is_empty());
 
     // The same person from an enrolled device reaches it, and the app learns the device.
     let device = client(&ward, Some((cert.clone(), key.clone_key())));
     sign_in(&device, "dr_lee", &lee, 30).await;
-    let r = device.get("/echo/admin-check").await;
-    assert_eq!(r.status(), 200);
-    let j: serde_json::Value = r.json().await.unwrap();
-    let seen = seen_headers(&j);
+    assert_eq!(device.get("/admin/x").await.status(), 200);
+    let seen = up.saw("/admin/x");
+    assert_eq!(seen.len(), 1, "{seen:?}");
     assert!(
-        seen.iter()
-            .any(|(k, v)| k == "x-ward-device" && v.contains("acme-laptop-17")),
+        seen[0]
+            .header("x-ward-device")
+            .is_some_and(|d| d.contains("acme-laptop-17")),
         "{seen:?}"
     );
-    assert_eq!(
-        device.get("/admin/x").await.status(),
-        404,
-        "the upstream answered (it has no /admin page)"
+
+    // The device session's cookie, copied to a connection without the certificate, does
+    // not carry the device with it.
+    let copy = client(&ward, None);
+    copy.set_cookie(
+        "__Host-ward-session",
+        &device.cookie("__Host-ward-session").unwrap(),
     );
+    let r = copy.get("/admin/x").await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(audit_of(&ward.site, &request_id(&r))["reason"], "device");
+    assert_eq!(up.saw("/admin/x").len(), 1, "the copy reached the app");
+    // ...though it is a live session (the control): ordinary pages work with it.
+    assert_eq!(copy.get("/patients/1001/chart").await.status(), 200);
 
     // A vendor's staff (their organization requires devices) cannot work without one.
     let v_plain = client(&ward, None);
     sign_in(&v_plain, "vic", &vic, 0).await;
-    assert_eq!(v_plain.get("/patients/1001/chart").await.status(), 403);
+    let r = v_plain.get("/patients/1001/chart").await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(audit_of(&ward.site, &request_id(&r))["reason"], "device");
     let v_dev = client(&ward, Some((cert, key)));
     sign_in(&v_dev, "vic", &vic, 30).await;
     assert_eq!(v_dev.get("/patients/1001/chart").await.status(), 200);
+    // vic's device session, copied to a connection without the certificate: refused.
+    let copy = client(&ward, None);
+    copy.set_cookie(
+        "__Host-ward-session",
+        &v_dev.cookie("__Host-ward-session").unwrap(),
+    );
+    let r = copy.get("/patients/2/chart").await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(audit_of(&ward.site, &request_id(&r))["reason"], "device");
+    assert!(up.saw("/patients/2/chart").is_empty());
 
     // A certificate from another CA ends the handshake.
     let other = device_ca(tempfile::tempdir().unwrap().path());

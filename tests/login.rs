@@ -255,49 +255,21 @@ async fn idle_sessions_go_back_to_sign_in_and_polling_does_not_keep_them_alive()
         assert_eq!(status_of(&b, "/patients/1001/chart").await, 200);
     }
     // ...an app's background polling does not.
+    // The polls reach the app while the session stands (the first comes 1 s after the last
+    // activity, well inside the 3 s), so they were served, only not counted.
+    let mut polls = Vec::new();
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        let _ = b.get("/debug/headers").await;
+        polls.push(b.get("/debug/headers").await.status().as_u16());
     }
+    assert_eq!(polls[0], 200, "{polls:?}");
+    assert!(polls.iter().all(|s| [200, 303].contains(s)), "{polls:?}");
     let resp = b.get("/patients/1001/chart").await;
     assert_eq!(resp.status(), 303);
     let location = resp.headers()["location"].to_str().unwrap().to_string();
     assert!(location.contains("reason=idle"), "{location}");
     let page = b.get(&location).await.text().await.unwrap();
     assert!(page.contains("not used for a while"));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn repeated_failures_lock_real_and_unknown_names_alike_and_the_officer_unlocks() {
-    let (_ehr, ward) = start("");
-    let secret = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
-    settle().await;
-    let b = Browser::new(&ward);
-    let mut real = Vec::new();
-    let mut unknown = Vec::new();
-    for _ in 0..4 {
-        let r = password_step(&b, "dr_lee", "wrong password entirely").await;
-        real.push((
-            r.status().as_u16(),
-            r.text().await.unwrap().contains("locked"),
-        ));
-        let r = password_step(&b, "nobody_here", "wrong password entirely").await;
-        unknown.push((
-            r.status().as_u16(),
-            r.text().await.unwrap().contains("locked"),
-        ));
-    }
-    // The same answers whether or not the account exists.
-    assert_eq!(real, unknown);
-    assert_eq!(real.last(), Some(&(429, true)));
-    // Locked: even the right password is refused.
-    assert_eq!(password_step(&b, "dr_lee", PW).await.status(), 429);
-    let store = ward::users::SecretStore::open(&ward.site.path("state")).unwrap();
-    ward::users::Admin::new(&ward.site.path("config/users.toml"), store, "Test Clinic")
-        .unlock("dr_lee")
-        .unwrap();
-    settle().await;
-    sign_in(&b, "dr_lee", &secret, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -473,10 +445,13 @@ async fn refused_second_sign_ins_lifetimes_and_background_headers() {
 
     // An app's XHR polling, marked by its header, does not count as activity.
     first.header("X-Requested-With", "XMLHttpRequest");
+    let mut polls = Vec::new();
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        let _ = first.get("/debug/headers").await;
+        polls.push(first.get("/debug/headers").await.status().as_u16());
     }
+    assert_eq!(polls[0], 200, "polling was not served: {polls:?}");
+    assert!(polls.iter().all(|s| [200, 303].contains(s)), "{polls:?}");
     let resp = first.get("/patients/1001/chart").await;
     assert_eq!(resp.status(), 303, "polling kept the session alive");
 
@@ -529,140 +504,6 @@ async fn named_people_and_a_routes_own_idle_limit() {
             .unwrap()
             .contains("reason=idle")
     );
-}
-
-/// A code other than `good`.
-fn wrong_code(good: &str) -> String {
-    if good == "000000" { "111111" } else { "000000" }.to_string()
-}
-
-/// Security review #20, high 1: wrong codes count on their own (a right
-/// password does not clear them), a lock stops codes too, even in a second step
-/// begun before it, and one account cannot hold many second steps open.
-#[tokio::test(flavor = "multi_thread")]
-async fn authenticator_codes_cannot_be_guessed_around_the_lockout() {
-    let (_ehr, ward) = start("");
-    let secret = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
-    settle().await;
-    // A second step opened before the lock.
-    let early = Browser::new(&ward);
-    assert_eq!(password_step(&early, "dr_lee", PW).await.status(), 303);
-
-    // The attacker knows the password and guesses codes, signing in again
-    // with the password between guesses (lockout_after = 3).
-    let attacker = Browser::new(&ward);
-    let wrong = wrong_code(&code_at(&secret, unix_now()));
-    assert_eq!(password_step(&attacker, "dr_lee", PW).await.status(), 303);
-    assert_eq!(code_step(&attacker, &wrong).await.status(), 401);
-    assert_eq!(code_step(&attacker, &wrong).await.status(), 401);
-    assert_eq!(password_step(&attacker, "dr_lee", PW).await.status(), 303);
-    let third = code_step(&attacker, &wrong).await;
-    assert_eq!(third.status(), 429);
-    assert!(third.text().await.unwrap().contains("locked"));
-
-    // Locked: the right code is refused in the early second step, and the
-    // password step too.
-    let good = code_at(&secret, unix_now());
-    let resp = code_step(&early, &good).await;
-    assert_eq!(resp.status(), 429, "a second step begun before the lock");
-    assert_eq!(status_of(&early, "/patients/1001/chart").await, 303);
-    assert_eq!(password_step(&attacker, "dr_lee", PW).await.status(), 429);
-
-    // The officer unlocks; the person signs in.
-    let store = ward::users::SecretStore::open(&ward.site.path("state")).unwrap();
-    ward::users::Admin::new(&ward.site.path("config/users.toml"), store, "Test Clinic")
-        .unlock("dr_lee")
-        .unwrap();
-    settle().await;
-    sign_in(&Browser::new(&ward), "dr_lee", &secret, 30).await;
-
-    // Second steps held open at once: only the newest three stand.
-    let _kim = enrolled_user(&ward.site, "kim", &["clinician"], PW, None, None);
-    settle().await;
-    let mut browsers = Vec::new();
-    for _ in 0..5 {
-        let b = Browser::new(&ward);
-        assert_eq!(password_step(&b, "kim", PW).await.status(), 303);
-        browsers.push(b);
-    }
-    let mut open = Vec::new();
-    for b in &browsers {
-        open.push(b.get("/.ward/mfa").await.status().as_u16());
-    }
-    assert_eq!(open, [303, 303, 200, 200, 200]);
-}
-
-/// Security review #20, high 1: the per-address limit counts an IPv6 /64 as
-/// one address, so rotating addresses inside it does not reset it.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_address_limit_counts_an_ipv6_64_as_one() {
-    let ehr = Ehr::start();
-    // The test client is the trusted proxy; the address it forwards is the client's.
-    let text = policy(&ehr.url(), "trusted_proxies = [\"127.0.0.1/32\"]")
-        .replace("[login]\n", "[login]\nattempts_per_minute = 4\n");
-    let ward = Ward::start(&text);
-    let mut statuses = Vec::new();
-    for i in 1..=6 {
-        let b = Browser::new(&ward);
-        b.header("x-forwarded-for", &format!("2001:db8:7:7:{i:x}::{i:x}"));
-        let r = password_step(&b, &format!("nobody{i}"), "wrong password entirely").await;
-        statuses.push(r.status().as_u16());
-    }
-    assert_eq!(statuses, [401, 401, 401, 401, 429, 429]);
-    // Another /64 is another address.
-    let b = Browser::new(&ward);
-    b.header("x-forwarded-for", "2001:db8:7:8::1");
-    let r = password_step(&b, "nobody9", "wrong password entirely").await;
-    assert_eq!(r.status(), 401);
-}
-
-/// Security review #20, finding 5: failures of real and unknown names decay
-/// after the same window, so that a few late tries cannot tell them apart.
-#[tokio::test(flavor = "multi_thread")]
-async fn old_failures_decay_alike_for_real_and_unknown_names() {
-    let ehr = Ehr::start();
-    let ward = Ward::start(
-        &policy(&ehr.url(), "").replace("lockout_time = \"10m\"", "lockout_time = \"2s\""),
-    );
-    let _ = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
-    settle().await;
-    let b = Browser::new(&ward);
-    let tries = |rounds: usize| {
-        let b = &b;
-        async move {
-            let mut seen = Vec::new();
-            for _ in 0..rounds {
-                for name in ["dr_lee", "nobody_here"] {
-                    let r = password_step(b, name, "wrong password entirely").await;
-                    seen.push((name, r.status().as_u16()));
-                }
-            }
-            seen
-        }
-    };
-    assert_eq!(
-        tries(2).await,
-        [
-            ("dr_lee", 401),
-            ("nobody_here", 401),
-            ("dr_lee", 401),
-            ("nobody_here", 401)
-        ]
-    );
-    // The window passes: both start afresh (the real one used to lock here).
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        tries(2).await,
-        [
-            ("dr_lee", 401),
-            ("nobody_here", 401),
-            ("dr_lee", 401),
-            ("nobody_here", 401)
-        ]
-    );
-    // The third in the window locks both; the next try is refused as locked.
-    assert_eq!(tries(1).await, [("dr_lee", 401), ("nobody_here", 401)]);
-    assert_eq!(tries(1).await, [("dr_lee", 429), ("nobody_here", 429)]);
 }
 
 /// The audit records of the trail so far.

@@ -444,11 +444,17 @@ async fn discovery_insists_on_the_exact_issuer_and_https() {
     bounded(async {
         let idp = Idp::start(&clients(), &accounts());
         // The same server under another name: its discovery document names
-        // http://127.0.0.1:PORT, not this, so it is not trusted.
+        // https://127.0.0.1:PORT, not this, so it is not trusted.
         let mut cfg = idp.provider_config("ward", "ward-secret", REDIRECT);
         cfg.issuer = idp.issuer.replace("127.0.0.1", "localhost");
         let err = Provider::discover(cfg).await.unwrap_err();
         assert!(matches!(err, OidcError::Discovery(_)), "{err:?}");
+
+        // The provider's certificate is trusted only through `ca`: without it, no discovery.
+        let mut cfg = idp.provider_config("ward", "ward-secret", REDIRECT);
+        cfg.ca = None;
+        let err = Provider::discover(cfg).await.unwrap_err();
+        assert!(!matches!(err, OidcError::Config(_)), "{err:?}");
 
         let mut cfg = idp.provider_config("ward", "ward-secret", REDIRECT);
         cfg.issuer = "http://login.example.com".into();

@@ -54,7 +54,7 @@ async fn setup(without_mfa: &str) -> Setup {
         "practice = \"Test Clinic\"\n{server}listen = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n\
          [login]\nmfa = \"required\"\n\
          [[login.oidc]]\nname = \"riverside\"\nlabel = \"Sign in with Riverside ID\"\nissuer = \"{issuer}\"\nclient_id = \"ward\"\n\
-         client_secret_file = \"{secret}\"\nscopes = [\"email\", \"profile\", \"groups\"]\ngroups_claim = \"groups\"\n\
+         client_secret_file = \"{secret}\"\nca = \"{ca}\"\nscopes = [\"email\", \"profile\", \"groups\"]\ngroups_claim = \"groups\"\n\
          role_map = {{ clinicians = [\"clinician\"], billing-team = [\"biller\"] }}\nallowed_domains = [\"riverside.example\", \"acme.example\"]\n\
          accounts = \"create\"\nwithout_mfa = \"{without_mfa}\"\n\
          [roles]\nclinician = {{}}\nbiller = {{}}\nofficer = {{}}\n\
@@ -65,6 +65,7 @@ async fn setup(without_mfa: &str) -> Setup {
         server = server_section(&site).replace("listen = \"127.0.0.1:0\"\n", ""),
         issuer = idp.issuer,
         secret = site.path("ward-secret").display(),
+        ca = idp.ca.display(),
         upstream = ehr.url(),
     );
     std::fs::write(site.path("ward.toml"), policy).unwrap();
@@ -223,14 +224,83 @@ async fn forged_replayed_and_failed_sign_ins_get_a_clear_page() {
             .contains("Single sign-on did not work")
     );
 
-    // The provider down: a clear page, not a 500 (a new ward has not discovered it yet).
-    s.idp.stop();
+    // The provider goes down between the person's sign-in there and ward's code exchange:
+    // a clear 502, no session, and the failure in the audit trail.
     let down = Browser::new(&s.ward);
     let authorize = start(&down).await;
-    // Discovery happened while it was up; the code exchange now fails.
-    let _ = authorize;
-    let r = down.get("/.ward/callback?code=x&state=y").await;
-    assert!(r.status() == 400 || r.status() == 502, "{}", r.status());
+    let back = back_path(&s, &s.idp.login(&Idp::client(), &authorize, "alice").await);
+    s.idp.stop();
+    let failed_before = audit_text(&s.ward.site).matches("\"sso-failed\"").count();
+    let r = down.get(&back).await;
+    assert_eq!(r.status(), 502);
+    assert!(down.cookie("__Host-ward-session").is_none());
+    assert_eq!(down.get("/patients/1001/chart").await.status(), 303);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        audit_text(&s.ward.site).matches("\"sso-failed\"").count(),
+        failed_before + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sso_form_takes_no_forged_or_cross_site_post() {
+    let s = setup("refuse").await;
+    let b = Browser::new(&s.ward);
+    // A refused post hands out a new form token, so each try starts from a fresh page.
+    let fresh = || async {
+        let form = b
+            .get("/.ward/login?return=/patients/1001/chart")
+            .await
+            .text()
+            .await
+            .unwrap();
+        input_value(&form, "csrf")
+    };
+    let to_provider = |r: &reqwest::Response| {
+        r.status() == 303
+            && r.headers()["location"]
+                .to_str()
+                .is_ok_and(|l| l.starts_with(&s.idp.issuer))
+    };
+    // Another site's form: the Lax token cookie stays home.
+    let csrf = fresh().await;
+    let r = b
+        .post_from(
+            "https://evil.example",
+            "/.ward/sso/riverside",
+            &[("csrf", &csrf), ("return", "/")],
+        )
+        .await;
+    assert!(!to_provider(&r), "a cross-site post started single sign-on");
+    // Another origin of the same site, with the right token and cookie.
+    let csrf = fresh().await;
+    let r = b
+        .post_with_origin(
+            &s.ward.url_for("billing.localhost", ""),
+            "/.ward/sso/riverside",
+            &[("csrf", &csrf), ("return", "/")],
+        )
+        .await;
+    assert!(!to_provider(&r), "a post from another origin started it");
+    // A token that is not the cookie's.
+    fresh().await;
+    let r = b
+        .post(
+            "/.ward/sso/riverside",
+            &[("csrf", "0123456789abcdef"), ("return", "/")],
+        )
+        .await;
+    assert!(!to_provider(&r), "a forged token started it");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!audit_text(&s.ward.site).contains("sso-started"));
+    // The control: the page's own token from ward's origin starts it, and it is recorded.
+    let csrf = fresh().await;
+    let r = b
+        .post("/.ward/sso/riverside", &[("csrf", &csrf), ("return", "/")])
+        .await;
+    assert!(to_provider(&r), "{}", r.status());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(audit_text(&s.ward.site).contains("sso-started"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

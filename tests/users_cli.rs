@@ -606,8 +606,11 @@ fn terminate_needs_yes_and_is_permanent() {
     assert!(err.contains("no account named 'nobody'"), "{err}");
 }
 
+/// No ward runs here: this proves the store's side (new links, a new epoch, credentials
+/// voided). That a running ward ends the live sessions and refuses the old link is proved end
+/// to end by `attack_sessions.rs`: `resets_end_live_sessions_and_void_old_links`.
 #[test]
-fn resets_print_new_links_and_end_sessions() {
+fn resets_print_new_links_and_bump_the_epoch() {
     let c = Clinic::new();
     c.seed();
     let out = c.ward(&["reset-password", "dr_lee"]).ok();

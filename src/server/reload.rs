@@ -163,8 +163,12 @@ fn load_runtime(file: &Path, overrides: &Overrides) -> Result<Runtime, Diagnosti
     })
 }
 
+/// How long a changed policy file must stay the same before it is read as the new policy.
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// Reloads on SIGHUP and whenever the file's contents change (checked every
-/// second); each reload, taken or refused, goes in the audit trail.
+/// second, taken once they have stayed the same for `SETTLE`); each reload,
+/// taken or refused, goes in the audit trail.
 pub async fn watch(store: Arc<PolicyStore>, audit: crate::audit::Audit) {
     let mut last = std::fs::read(store.file()).ok();
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -186,6 +190,15 @@ pub async fn watch(store: Arc<PolicyStore>, audit: crate::audit::Audit) {
             } => true,
         };
         let now = std::fs::read(store.file()).ok();
+        if !by_signal && now.is_some() && now != last {
+            // An editor that writes in place can be caught mid-write, and the first part of a
+            // policy can be a valid, looser one (a route without its `from`). Take the file
+            // only once it has stopped changing; `last` stays, so the next tick looks again.
+            tokio::time::sleep(SETTLE).await;
+            if std::fs::read(store.file()).ok() != now {
+                continue;
+            }
+        }
         if by_signal || (now.is_some() && now != last) {
             if by_signal {
                 tracing::info!("SIGHUP: reloading the policy");

@@ -3,6 +3,13 @@
 
 pub mod browser;
 pub mod oidc;
+pub mod scenario;
+pub mod upstream;
+
+#[allow(unused_imports)]
+pub use scenario::{Running, Scenario};
+#[allow(unused_imports)]
+pub use upstream::{Seen, Upstream};
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -21,6 +28,9 @@ pub const NAMES: [&str; 5] = [
     "ward.localhost",
     "127.0.0.1",
 ];
+
+/// The password of the scenario builder's accounts.
+pub const PW: &str = "maple orbit candle harbor 42";
 
 /// ward's own host name in tests that set `[server] ward_host`.
 pub const WARD_HOST: &str = "ward.localhost";
@@ -349,37 +359,49 @@ pub fn path_exists(p: &Path) -> bool {
     p.exists()
 }
 
-/// A browser stand-in: keeps cookies, never follows redirects, sends `Accept: text/html`.
+/// A browser stand-in: never follows redirects, sends `Accept: text/html`, sends `Origin` on
+/// a POST (as browsers do), and keeps cookies as a browser does: host-only and `Domain`
+/// matching, `Path`, `Secure` (https only), expiry and `Max-Age` (the `cookie_store` crate),
+/// plus what that crate leaves out: the `__Host-` and `__Secure-` prefixes and `SameSite`
+/// (checked by the `*_from` methods, which send a request from another site's page).
 pub struct Browser {
     client: reqwest::Client,
     base: String,
-    /// (host, name) -> value.
-    cookies: Mutex<std::collections::BTreeMap<(String, String), String>>,
+    jar: Mutex<cookie_store::CookieStore>,
     /// With `[server] ward_host`: ward's own pages are asked for there.
     ward_base: Option<String>,
     extra: Mutex<Vec<(String, String)>>,
 }
 
+/// Where a request comes from, for `SameSite`.
+#[derive(Clone, Copy, PartialEq)]
+enum Context {
+    /// Typed in, or from a page of the same site: every cookie goes.
+    SameSite,
+    /// A top-level GET from another site's page: `Lax` and `None` cookies go, `Strict` do not.
+    CrossSiteNavigation,
+    /// Any other request from another site's page (a form POST): only `SameSite=None`.
+    CrossSite,
+}
+
 impl Browser {
-    pub fn new(ward: &Ward) -> Browser {
+    fn make(client: reqwest::Client, base: String) -> Browser {
         Browser {
-            client: ward.client(false),
-            base: ward.url(""),
-            cookies: Mutex::default(),
+            client,
+            base,
+            jar: Mutex::default(),
             extra: Mutex::default(),
             ward_base: None,
         }
     }
 
+    pub fn new(ward: &Ward) -> Browser {
+        Browser::make(ward.client(false), ward.url(""))
+    }
+
     /// A browser that talks to `host` (one of `NAMES`).
     pub fn on(ward: &Ward, host: &str) -> Browser {
-        Browser {
-            client: ward.client(false),
-            base: ward.url_for(host, ""),
-            cookies: Mutex::default(),
-            extra: Mutex::default(),
-            ward_base: None,
-        }
+        Browser::make(ward.client(false), ward.url_for(host, ""))
     }
 
     /// This browser, asking for ward's own pages (`/.ward/…`, but for those
@@ -391,32 +413,21 @@ impl Browser {
 
     /// A browser on a client of your own (client certificates, say).
     pub fn with_client(client: reqwest::Client, base: String) -> Browser {
-        Browser {
-            client,
-            base,
-            cookies: Mutex::default(),
-            extra: Mutex::default(),
-            ward_base: None,
-        }
+        Browser::make(client, base)
+    }
+
+    pub fn h2(ward: &Ward) -> Browser {
+        Browser::make(ward.client(true), ward.url(""))
     }
 
     /// A GET that reports connection failures instead of panicking.
     pub async fn try_get(&self, path: &str) -> Result<reqwest::Response, reqwest::Error> {
+        let url = self.full(path);
         self.client
-            .get(format!("{}{path}", self.base))
-            .header("cookie", self.cookie_header())
+            .get(&url)
+            .header("cookie", self.cookie_header_for(&url, Context::SameSite))
             .send()
             .await
-    }
-
-    pub fn h2(ward: &Ward) -> Browser {
-        Browser {
-            client: ward.client(true),
-            base: ward.url(""),
-            cookies: Mutex::default(),
-            extra: Mutex::default(),
-            ward_base: None,
-        }
     }
 
     /// The full URL for `path`: a path on this browser's base, or an absolute URL.
@@ -428,7 +439,7 @@ impl Browser {
             "/.ward/handoff",
             "/.ward/healthz",
         ];
-        if path.starts_with("https://") {
+        if path.starts_with("https://") || path.starts_with("http://") {
             return path.to_string();
         }
         match &self.ward_base {
@@ -442,42 +453,65 @@ impl Browser {
         }
     }
 
-    fn host_of(url: &str) -> String {
-        reqwest::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .unwrap_or_default()
+    fn url(url: &str) -> reqwest::Url {
+        reqwest::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"))
     }
 
-    /// The cookies this browser holds for `url`'s host (host-only, as `__Host-` cookies are).
-    fn cookie_header_for(&self, url: &str) -> String {
-        let host = Self::host_of(url);
-        self.cookies
-            .lock()
-            .unwrap()
+    /// The `Cookie` header a browser sends to `url` in `context`.
+    fn cookie_header_for(&self, url: &str, context: Context) -> String {
+        use cookie::SameSite;
+        let url = Self::url(url);
+        let jar = self.jar.lock().unwrap();
+        let mut found: Vec<_> = jar
+            .matches(&url)
+            .into_iter()
+            .filter(|c| match (context, c.same_site()) {
+                (Context::SameSite, _) => true,
+                (_, Some(SameSite::None)) => c.secure() == Some(true),
+                // No SameSite attribute is Lax, as browsers now treat it.
+                (Context::CrossSiteNavigation, Some(SameSite::Lax) | None) => true,
+                _ => false,
+            })
+            .collect();
+        // Longer paths first, as browsers order them.
+        found.sort_by_key(|c| std::cmp::Reverse(c.path().map(str::len).unwrap_or(0)));
+        found
             .iter()
-            .filter(|(k, _)| k.0 == host)
-            .map(|(k, v)| format!("{}={v}", k.1))
+            .map(|c| format!("{}={}", c.name(), c.value()))
             .collect::<Vec<_>>()
             .join("; ")
     }
 
-    fn cookie_header(&self) -> String {
-        self.cookie_header_for(&self.base)
+    /// Whether a browser accepts `c` from `url`: the cookie-prefix rules (RFC 6265bis 4.1.3)
+    /// and no `Secure` cookie from a plain-HTTP page.
+    fn admissible(c: &cookie::Cookie<'_>, url: &reqwest::Url) -> bool {
+        let secure_page = url.scheme() == "https";
+        let secure = c.secure() == Some(true);
+        if secure && !secure_page {
+            return false;
+        }
+        let name = c.name().to_ascii_lowercase();
+        if name.starts_with("__secure-") && !secure {
+            return false;
+        }
+        if name.starts_with("__host-") {
+            return secure && c.domain().is_none() && c.path() == Some("/");
+        }
+        // SameSite=None without Secure is refused by today's browsers.
+        c.same_site() != Some(cookie::SameSite::None) || secure
     }
 
     fn keep(&self, resp: &reqwest::Response) {
-        let host = resp.url().host_str().unwrap_or_default().to_string();
-        let mut jar = self.cookies.lock().unwrap();
+        let url = resp.url().clone();
+        let mut jar = self.jar.lock().unwrap();
         for v in resp.headers().get_all("set-cookie") {
-            let text = v.to_str().unwrap();
-            let pair = text.split(';').next().unwrap();
-            let (k, val) = pair.split_once('=').unwrap();
-            let key = (host.clone(), k.to_string());
-            if text.contains("Max-Age=0") {
-                jar.remove(&key);
-            } else {
-                jar.insert(key, val.to_string());
+            let Ok(text) = v.to_str() else { continue };
+            let Ok(c) = cookie::Cookie::parse(text.to_string()) else {
+                continue;
+            };
+            if Self::admissible(&c, &url) {
+                // The jar itself ignores what a browser ignores (a foreign Domain, say).
+                let _ignored = jar.insert_raw(&c, &url);
             }
         }
     }
@@ -512,49 +546,130 @@ impl Browser {
         req
     }
 
-    /// A cookie this browser holds for its base host.
+    /// A cookie this browser would send to its base host's `/`.
     pub fn cookie(&self, name: &str) -> Option<String> {
-        let host = Self::host_of(&self.base);
-        self.cookies
-            .lock()
-            .unwrap()
-            .get(&(host, name.to_string()))
-            .cloned()
+        self.cookie_at(&self.base, name)
     }
 
-    /// Plants a cookie for the base host.
+    /// A cookie this browser would send to `url` (a path on the base, or absolute).
+    pub fn cookie_at(&self, url: &str, name: &str) -> Option<String> {
+        let url = Self::url(&self.full(url));
+        let jar = self.jar.lock().unwrap();
+        jar.matches(&url)
+            .into_iter()
+            .find(|c| c.name() == name)
+            .map(|c| c.value().to_string())
+    }
+
+    /// Plants a cookie for the base host (`Secure`, `Path=/`), as an attacker with the
+    /// value would.
     pub fn set_cookie(&self, name: &str, value: &str) {
-        let host = Self::host_of(&self.base);
-        self.cookies
-            .lock()
-            .unwrap()
-            .insert((host, name.into()), value.into());
+        let url = Self::url(&self.base);
+        let c = cookie::Cookie::build((name.to_string(), value.to_string()))
+            .path("/")
+            .secure(true)
+            .build();
+        let _ignored = self.jar.lock().unwrap().insert_raw(&c, &url);
+    }
+
+    /// Plants a cookie for `url`'s host (`Secure`, `Path=/`).
+    pub fn set_cookie_at(&self, url: &str, name: &str, value: &str) {
+        let url = Self::url(&self.full(url));
+        let c = cookie::Cookie::build((name.to_string(), value.to_string()))
+            .path("/")
+            .secure(true)
+            .build();
+        let _ignored = self.jar.lock().unwrap().insert_raw(&c, &url);
+    }
+
+    /// Forgets every cookie, as closing the browser does.
+    pub fn clear_cookies(&self) {
+        self.jar.lock().unwrap().clear();
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.get_in(path, Context::SameSite, None).await
+    }
+
+    async fn get_in(&self, path: &str, context: Context, from: Option<&str>) -> reqwest::Response {
         let url = self.full(path);
-        let req = self
+        let mut req = self
             .client
             .get(&url)
             .header("accept", "text/html")
-            .header("cookie", self.cookie_header_for(&url));
+            .header("cookie", self.cookie_header_for(&url, context));
+        if let Some(page) = from {
+            req = req.header("referer", page);
+        }
         let resp = self.with_extra(req).send().await.unwrap();
         self.keep(&resp);
         resp
     }
 
     pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
-        let body = serde_urlencoded::to_string(fields).unwrap();
         let url = self.full(path);
-        let req = self
+        let origin = Self::url(&url).origin().ascii_serialization();
+        self.post_in(&url, fields, Context::SameSite, &origin).await
+    }
+
+    async fn post_in(
+        &self,
+        url: &str,
+        fields: &[(&str, &str)],
+        context: Context,
+        origin: &str,
+    ) -> reqwest::Response {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        let mut req = self
             .client
-            .post(&url)
+            .post(url)
             .header("content-type", "application/x-www-form-urlencoded")
-            .header("cookie", self.cookie_header_for(&url))
+            .header("cookie", self.cookie_header_for(url, context))
             .body(body);
+        // An Origin set with `header` (a test playing a script) stands instead.
+        if !self
+            .extra
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("origin"))
+        {
+            req = req.header("origin", origin);
+        }
         let resp = self.with_extra(req).send().await.unwrap();
         self.keep(&resp);
         resp
+    }
+
+    /// A form on a page of `site` (say `https://evil.example`) posting to `path`: the request
+    /// carries that `Origin`, and only the cookies a browser sends cross-site.
+    pub async fn post_from(
+        &self,
+        site: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let url = self.full(path);
+        self.post_in(&url, fields, Context::CrossSite, site).await
+    }
+
+    /// A form on a page of a sibling host of the same site (another app's host, say) posting
+    /// to `path`: same-site cookies go, with that `Origin`.
+    pub async fn post_with_origin(
+        &self,
+        origin: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let url = self.full(path);
+        self.post_in(&url, fields, Context::SameSite, origin).await
+    }
+
+    /// A link on a page of `site` followed to `path` (a top-level GET): `Strict` cookies
+    /// stay home.
+    pub async fn get_from(&self, site: &str, path: &str) -> reqwest::Response {
+        self.get_in(path, Context::CrossSiteNavigation, Some(site))
+            .await
     }
 }
 
@@ -653,6 +768,12 @@ pub async fn sign_in_with(
     secret: &[u8],
     offset: i64,
 ) -> u16 {
+    let code = ward::auth::totp::code_at(secret, (unix_now() as i64 + offset) as u64);
+    sign_in_with_code(b, user, password, &code).await
+}
+
+/// As [`sign_in_with`], with the authenticator code given.
+pub async fn sign_in_with_code(b: &Browser, user: &str, password: &str, code: &str) -> u16 {
     // With a ward_host, the app host's sign-in page leads to ward's own host.
     let form = b.get_following(&format!("{}/.ward/login", b.base)).await;
     let origin = form.url().origin().ascii_serialization();
@@ -681,11 +802,10 @@ pub async fn sign_in_with(
         .await
         .unwrap();
     let csrf = input_value(&form, "csrf");
-    let code = ward::auth::totp::code_at(secret, (unix_now() as i64 + offset) as u64);
     let r = b
         .post(
             &format!("{origin}/.ward/mfa"),
-            &[("csrf", &csrf), ("code", &code)],
+            &[("csrf", &csrf), ("code", code)],
         )
         .await;
     if r.status() != 303 || !on_app_host {
@@ -789,4 +909,33 @@ where
         }
     });
     url
+}
+
+/// The audit record of the request whose `x-request-id` was `id` (waits up to 5 s for it).
+pub fn audit_of(site: &Site, id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = audit_text(site)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["request_id"] == id);
+        if let Some(r) = found {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit record for request {id} in:\n{}",
+            audit_text(site)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `x-request-id` of a response.
+pub fn request_id(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no x-request-id on {}", resp.url()))
+        .to_string()
 }

@@ -56,10 +56,24 @@ pub fn ensure_installed() {
     *done = true;
 }
 
-/// A running identity provider, stopped when dropped.
+/// The test provider's certificate and key (for 127.0.0.1 and localhost), made once per
+/// test process; the certificate is also the CA ward and [`Idp::client`] trust for it.
+pub fn provider_cert() -> &'static (PathBuf, PathBuf) {
+    static MADE: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let (cert, key) = (dir.join("idp.crt"), dir.join("idp.key"));
+        ward::tls::write_self_signed(&cert, &key, &["127.0.0.1", "localhost"]).unwrap();
+        (cert, key)
+    })
+}
+
+/// A running identity provider over HTTPS, stopped when dropped.
 pub struct Idp {
-    /// `http://127.0.0.1:PORT`, also its issuer.
+    /// `https://127.0.0.1:PORT`, also its issuer.
     pub issuer: String,
+    /// The PEM file to trust for it (`ca` in `[[login.oidc]]`).
+    pub ca: PathBuf,
     pub child: Proc,
 }
 
@@ -80,7 +94,9 @@ impl Idp {
             .env("PORT", "0")
             .env_remove("ISSUER")
             .env("CLIENTS", clients_json)
-            .env("ACCOUNTS", accounts_json);
+            .env("ACCOUNTS", accounts_json)
+            .env("TLS_CERT", &provider_cert().0)
+            .env("TLS_KEY", &provider_cert().1);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -91,7 +107,7 @@ impl Idp {
                 .stdout
                 .all()
                 .into_iter()
-                .find(|l| l.starts_with("listening on http://"))
+                .find(|l| l.starts_with("listening on https://"))
             {
                 break l;
             }
@@ -109,7 +125,11 @@ impl Idp {
             std::thread::sleep(Duration::from_millis(20));
         };
         let issuer = line.trim_start_matches("listening on ").trim().to_string();
-        Idp { issuer, child }
+        Idp {
+            issuer,
+            ca: provider_cert().0.clone(),
+            child,
+        }
     }
 
     /// `issuer` + `path`.
@@ -117,10 +137,13 @@ impl Idp {
         format!("{}{path}", self.issuer)
     }
 
-    /// A plain HTTP client for the provider: never follows redirects, 30 s timeout.
+    /// A client for the provider (trusting its certificate): never follows redirects, 30 s
+    /// timeout.
     pub fn client() -> reqwest::Client {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ca = std::fs::read(&provider_cert().0).unwrap();
         reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
@@ -269,7 +292,7 @@ impl Idp {
             redirect_url: redirect_url.into(),
             clock_skew: Duration::from_secs(30),
             groups_claim: "groups".into(),
-            ca: None,
+            ca: Some(self.ca.clone()),
         }
     }
 

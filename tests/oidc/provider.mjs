@@ -1,13 +1,15 @@
 // A real OpenID provider for ward's SSO tests: the certified `oidc-provider`
-// package (pinned in package.json), on loopback, plain HTTP, configured from
+// package (pinned in package.json), on loopback, HTTPS (or plain HTTP), configured from
 // the environment. Test use only: it accepts any password.
 //
 // Start:  node tests/oidc/provider.mjs   (after `npm ci --prefix tests/oidc`)
 //
 // Environment:
 //   PORT      port on 127.0.0.1; 0 (the default) picks a free one. Once ready it
-//             prints `listening on http://127.0.0.1:PORT` on stdout.
-//   ISSUER    the issuer URL; default http://127.0.0.1:PORT (no trailing slash).
+//             prints `listening on SCHEME://127.0.0.1:PORT` on stdout.
+//   TLS_CERT, TLS_KEY  PEM files: serve HTTPS with them (the tests always do, as
+//             providers are HTTPS in production); without them, plain HTTP.
+//   ISSUER    the issuer URL; default SCHEME://127.0.0.1:PORT (no trailing slash).
 //   CLIENTS   JSON array of oidc-provider client metadata, e.g.
 //             [{"client_id":"ward","client_secret":"s3cret",
 //               "redirect_uris":["https://ehr.localhost:8443/.ward/callback"],
@@ -31,7 +33,7 @@
 //             treated as client-b (its Authorization header is replaced by
 //             client-b's credentials). See "A token for another audience" below.
 //
-// Signing in over plain HTTP, step by step (what tests/common/oidc.rs does),
+// Signing in, step by step (what tests/common/oidc.rs does),
 // keeping every Set-Cookie of this server and sending all of them back:
 //   1. GET the authorization URL (/auth?client_id=…&redirect_uri=…&response_type=code
 //      &scope=openid …&state=…&nonce=…&code_challenge=…&code_challenge_method=S256)
@@ -64,7 +66,9 @@
 // aud is "other". ward must refuse it for the audience alone.
 
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 
 import Provider from 'oidc-provider';
 
@@ -273,7 +277,13 @@ let current; // the Provider in use; replaced on key rotation
 let handle; // its request handler
 let issuer;
 
-const server = http.createServer(async (req, res) => {
+// With TLS_CERT and TLS_KEY (PEM files) it serves HTTPS, as a provider does in production.
+const tls = process.env.TLS_CERT && process.env.TLS_KEY
+  ? { cert: fs.readFileSync(process.env.TLS_CERT), key: fs.readFileSync(process.env.TLS_KEY) }
+  : null;
+const scheme = tls ? 'https' : 'http';
+
+const serve = async (req, res) => {
   try {
     if (!isLoopback(req)) {
       send(res, 403, 'text/plain', 'loopback only\n');
@@ -303,14 +313,16 @@ const server = http.createServer(async (req, res) => {
     if (!res.headersSent) send(res, 500, 'text/plain', `${err.name}: ${err.message}\n`);
     else res.end();
   }
-});
+};
+
+const server = tls ? https.createServer(tls, serve) : http.createServer(serve);
 
 server.listen(PORT, '127.0.0.1', () => {
   const { port } = server.address();
-  issuer = process.env.ISSUER || `http://127.0.0.1:${port}`;
+  issuer = process.env.ISSUER || `${scheme}://127.0.0.1:${port}`;
   current = makeProvider(issuer);
   handle = current.callback();
-  console.log(`listening on http://127.0.0.1:${port}`);
+  console.log(`listening on ${scheme}://127.0.0.1:${port}`);
 });
 
 for (const sig of ['SIGTERM', 'SIGINT']) {

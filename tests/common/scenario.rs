@@ -1,0 +1,259 @@
+//! One scenario builder for the attack tests: a policy, enrolled accounts, a ward and a
+//! recording upstream, set up in a few lines.
+//!
+//! ```ignore
+//! let s = Scenario::new()
+//!     .toml("[roles]\nclinician = {}\n")
+//!     .route("/patients/**", "allow_roles = [\"clinician\"]")
+//!     .user("dr_lee", &["clinician"])
+//!     .start()
+//!     .await;
+//! let b = s.browser();
+//! assert_eq!(s.sign_in(&b, "dr_lee").await, 303);
+//! ```
+
+use super::{Browser, PW, Site, Upstream, WARD_HOST, Ward, audit_text, enrolled_user_from};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// One account to enroll before ward starts.
+struct Person {
+    name: String,
+    roles: Vec<String>,
+    org: Option<String>,
+    allow_from: Vec<String>,
+}
+
+/// The parts of a policy and its accounts, put together by [`Scenario::start`].
+#[derive(Default)]
+pub struct Scenario {
+    top: String,
+    server: String,
+    toml: String,
+    app: String,
+    routes: String,
+    people: Vec<Person>,
+    https: bool,
+}
+
+impl Scenario {
+    pub fn new() -> Scenario {
+        Scenario::default()
+    }
+
+    /// Top-level keys (`allow_from = …`), written before any table.
+    pub fn top(mut self, lines: &str) -> Scenario {
+        self.top.push_str(lines);
+        self.top.push('\n');
+        self
+    }
+
+    /// More `[server]` keys.
+    pub fn server(mut self, lines: &str) -> Scenario {
+        self.server.push_str(lines);
+        self.server.push('\n');
+        self
+    }
+
+    /// ward's own host `ward.localhost`, with the app on `localhost`.
+    pub fn own_host(self) -> Scenario {
+        self.server(&format!("ward_host = \"{WARD_HOST}\""))
+            .app("host = \"localhost\"")
+    }
+
+    /// Whole tables (`[sessions]`, `[roles]`, `[networks]`, `[break_glass]` …).
+    pub fn toml(mut self, text: &str) -> Scenario {
+        self.toml.push_str(text);
+        self.toml.push('\n');
+        self
+    }
+
+    /// More keys of the one app, `ehr`.
+    pub fn app(mut self, lines: &str) -> Scenario {
+        self.app.push_str(lines);
+        self.app.push('\n');
+        self
+    }
+
+    /// A route of `ehr` for `path` with `keys` (`allow_roles = […]`, `from = […]` …).
+    pub fn route(mut self, path: &str, keys: &str) -> Scenario {
+        self.routes.push_str(&format!(
+            "\n[[routes]]\napp = \"ehr\"\npath = \"{path}\"\n{keys}\n"
+        ));
+        self
+    }
+
+    /// The upstream over HTTPS (trusted through the app's `ca`).
+    pub fn https(mut self, on: bool) -> Scenario {
+        self.https = on;
+        self
+    }
+
+    /// An enrolled staff account (password [`PW`] and an authenticator).
+    pub fn user(self, name: &str, roles: &[&str]) -> Scenario {
+        self.person(name, roles, None, &[])
+    }
+
+    /// An enrolled account with an `org` (vendor staff when not the practice) and networks.
+    pub fn person(
+        mut self,
+        name: &str,
+        roles: &[&str],
+        org: Option<&str>,
+        allow_from: &[&str],
+    ) -> Scenario {
+        self.people.push(Person {
+            name: name.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            org: org.map(str::to_string),
+            allow_from: allow_from.iter().map(|a| a.to_string()).collect(),
+        });
+        self
+    }
+
+    /// The policy text (with `{server}` standing for the `[server]` header) for `up`.
+    fn policy(&self, up: &Upstream) -> String {
+        format!(
+            "practice = \"Test Clinic\"\n{}{{server}}{}\n{}\n[[apps]]\nname = \"ehr\"\n{}{}\n{}",
+            self.top,
+            self.server,
+            self.toml,
+            up.app_keys(),
+            self.app,
+            self.routes
+        )
+    }
+
+    /// Starts the upstream, enrolls the accounts, writes the policy and starts ward.
+    pub async fn start(self) -> Running {
+        let up = Upstream::start(self.https).await;
+        let site = Site::new();
+        let mut secrets = BTreeMap::new();
+        for p in &self.people {
+            let roles: Vec<&str> = p.roles.iter().map(String::as_str).collect();
+            let from: Vec<&str> = p.allow_from.iter().map(String::as_str).collect();
+            // Vendor staff must have an end date.
+            let expires = p.org.as_ref().map(|_| "2099-12-31");
+            let secret =
+                enrolled_user_from(&site, &p.name, &roles, PW, p.org.as_deref(), expires, &from);
+            secrets.insert(p.name.clone(), secret);
+        }
+        let config = site.path("ward.toml");
+        let policy = self.policy(&up);
+        std::fs::write(
+            &config,
+            policy.replace("{server}", &super::server_section(&site)),
+        )
+        .unwrap();
+        let ward = Ward::start_in(site, config);
+        Running {
+            ward,
+            up,
+            secrets,
+            policy,
+            last_step: Mutex::default(),
+        }
+    }
+}
+
+/// A started scenario.
+pub struct Running {
+    pub ward: Ward,
+    pub up: Upstream,
+    /// Each account's authenticator secret.
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// The policy as written (with `{server}` in place of the `[server]` header).
+    pub policy: String,
+    /// The last authenticator step used per account (ward takes each code once).
+    last_step: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Running {
+    /// A browser on the app host (`localhost`), asking for ward's pages on ward's own host
+    /// when the policy has one.
+    pub fn browser(&self) -> Browser {
+        let b = Browser::on(&self.ward, "localhost");
+        if self.policy.contains("ward_host") {
+            b.pages_on(&self.ward, WARD_HOST)
+        } else {
+            b
+        }
+    }
+
+    /// A fresh authenticator code for `user`, never one used before in this scenario
+    /// (waits for the next 30 s step when the window is used up).
+    pub async fn code(&self, user: &str) -> String {
+        let secret = &self.secrets[user];
+        loop {
+            let now = super::unix_now() / 30;
+            let taken = {
+                let mut last = self.last_step.lock().unwrap();
+                let next = last.get(user).map_or(now.saturating_sub(1), |l| {
+                    (l + 1).max(now.saturating_sub(1))
+                });
+                (next <= now + 1).then(|| {
+                    last.insert(user.to_string(), next);
+                    next
+                })
+            };
+            match taken {
+                Some(step) => return ward::auth::totp::code_at(secret, step * 30),
+                None => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    }
+
+    /// Signs `user` in through ward's pages in `b` (password [`PW`], a fresh code);
+    /// returns the last step's status, 303 when signed in.
+    pub async fn sign_in(&self, b: &Browser, user: &str) -> u16 {
+        let code = self.code(user).await;
+        super::sign_in_with_code(b, user, PW, &code).await
+    }
+
+    /// Every audit record so far, parsed.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        audit_text(&self.ward.site)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The audit records whose fields equal every `(field, value)` pair given (waits up to
+    /// 5 s for at least one).
+    pub async fn audit_where(&self, fields: &[(&str, &str)]) -> Vec<serde_json::Value> {
+        let matching = |all: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+            all.into_iter()
+                .filter(|r| {
+                    fields.iter().all(|(k, v)| match &r[*k] {
+                        serde_json::Value::String(s) => s == v,
+                        serde_json::Value::Null => false,
+                        other => {
+                            serde_json::from_str::<serde_json::Value>(v).ok().as_ref()
+                                == Some(other)
+                        }
+                    })
+                })
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = matching(self.audit());
+            if !found.is_empty() || std::time::Instant::now() > deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Panics unless some audit record has every `(field, value)` given; returns the first.
+    pub async fn assert_audit(&self, fields: &[(&str, &str)]) -> serde_json::Value {
+        let found = self.audit_where(fields).await;
+        assert!(
+            !found.is_empty(),
+            "no audit record with {fields:?} in:\n{}",
+            audit_text(&self.ward.site)
+        );
+        found[0].clone()
+    }
+}
