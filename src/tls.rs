@@ -1,6 +1,7 @@
 //! TLS settings: the server side clients see, and the client side ward uses
 //! towards `https` upstreams. One crypto provider (aws-lc-rs) throughout.
 
+use crate::certs::{CertError, CertFile, CertReader};
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
@@ -19,6 +20,48 @@ pub enum TlsError {
     Ca { path: String, reason: String },
     #[error("the certificate and key do not belong together, or the key is not supported: {0}")]
     Mismatch(String),
+}
+
+impl TlsError {
+    /// Which of the policy's files the problem is in.
+    fn file(&self) -> CertFile {
+        match self {
+            TlsError::Key { .. } => CertFile::Key,
+            TlsError::Ca { .. } => CertFile::Ca,
+            TlsError::Cert { .. } | TlsError::Mismatch(_) => CertFile::Cert,
+        }
+    }
+}
+
+impl From<TlsError> for CertError {
+    fn from(e: TlsError) -> CertError {
+        CertError {
+            file: e.file(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Reads the policy's certificate files from disk, for `config::load`.
+pub struct Files;
+
+impl CertReader for Files {
+    fn server(
+        &self,
+        cert: &Path,
+        key: &Path,
+        device_ca: Option<&Path>,
+    ) -> Result<ServerConfig, CertError> {
+        Ok(server_config(cert, key, device_ca)?)
+    }
+
+    fn client(&self, ca: Option<&Path>) -> Result<ClientConfig, CertError> {
+        Ok(client_config(ca)?)
+    }
+
+    fn names(&self, cert: &Path) -> Vec<String> {
+        cert_names(cert)
+    }
 }
 
 /// The one crypto provider ward uses.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 /// Checks the policy at `file`; exit 0 when it is valid (warnings allowed), 1 when not.
 pub fn run(file: &Path) -> ExitCode {
-    match config::load(file, Certs::Load) {
+    match config::load(file, Certs::Load(&crate::tls::Files)) {
         Ok(loaded) => {
             if !loaded.warnings.items.is_empty() {
                 eprintln!("{}", loaded.warnings);

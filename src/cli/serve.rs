@@ -14,7 +14,7 @@ pub fn run(
     demo: Option<crate::demo::Prepared>,
 ) -> ExitCode {
     // Read the log settings first so that everything after is logged as the officer asked.
-    let settings = match config::load_with(file, Certs::Load, &overrides) {
+    let settings = match config::load_with(file, Certs::Load(&crate::tls::Files), &overrides) {
         Ok(loaded) => loaded.policy.log.clone(),
         Err(d) => {
             eprintln!("{d}");

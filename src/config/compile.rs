@@ -1,10 +1,10 @@
 //! Turns the raw policy into a `Policy`, checking every value and collecting
 //! every problem (not only the first).
 
-use super::Certs;
 use super::closest;
 use super::diag::{Collector, line_col};
 use super::raw::{RawApp, RawPolicy, RawRoute, RawUpstreamAuth, Text};
+use super::{CertFile, Certs};
 use crate::policy::media::TypePattern;
 use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::routes::{Matcher, Pattern, RouteTable};
@@ -28,7 +28,7 @@ pub fn compile(
     file: &Path,
     text: &str,
     raw: RawPolicy,
-    certs: Certs,
+    certs: Certs<'_>,
     c: &mut Collector<'_>,
 ) -> Option<Policy> {
     let practice = match &raw.practice {
@@ -534,7 +534,7 @@ fn roles(
 fn server(
     raw: &RawPolicy,
     networks: &BTreeMap<String, NetSet>,
-    certs: Certs,
+    certs: Certs<'_>,
     c: &mut Collector<'_>,
 ) -> Option<ServerSettings> {
     let s = &raw.server;
@@ -547,7 +547,7 @@ fn server(
     let key = path_or(&s.key, "certs/ward.key");
     let tls = match certs {
         Certs::Skip => None,
-        Certs::Load => match crate::tls::server_config(
+        Certs::Load(files) => match files.server(
             &cert,
             &key,
             s.device_ca
@@ -556,10 +556,10 @@ fn server(
         ) {
             Ok(cfg) => Some(Arc::new(cfg)),
             Err(e) => {
-                let span = match &e {
-                    crate::tls::TlsError::Key { .. } => s.key.as_ref().map(|k| k.span()),
-                    crate::tls::TlsError::Ca { .. } => s.device_ca.as_ref().map(|k| k.span()),
-                    _ => s.cert.as_ref().map(|k| k.span()),
+                let span = match e.file {
+                    CertFile::Key => s.key.as_ref().map(|k| k.span()),
+                    CertFile::Ca => s.device_ca.as_ref().map(|k| k.span()),
+                    CertFile::Cert => s.cert.as_ref().map(|k| k.span()),
                 };
                 c.error(span.unwrap_or(0..0), e.to_string());
                 None
@@ -602,7 +602,7 @@ fn server(
     // Names ward may write into redirects: the certificate's and `public_url`'s
     // (apps', routes' and `ward_host` are added once those are read).
     let mut public_hosts = match certs {
-        Certs::Load => crate::tls::cert_names(&cert),
+        Certs::Load(files) => files.names(&cert),
         Certs::Skip => Vec::new(),
     };
     public_hosts.extend(
@@ -790,7 +790,7 @@ fn log(raw: &RawPolicy, c: &mut Collector<'_>) -> LogSettings {
 
 /// The apps that compiled, and the names of those that did not (their
 /// errors are reported already; routes naming them add none of their own).
-fn apps(raw: &RawPolicy, certs: Certs, c: &mut Collector<'_>) -> (Vec<App>, Vec<String>) {
+fn apps(raw: &RawPolicy, certs: Certs<'_>, c: &mut Collector<'_>) -> (Vec<App>, Vec<String>) {
     let mut out: Vec<App> = Vec::new();
     let mut broken: Vec<String> = Vec::new();
     let mut hosts: BTreeMap<String, String> = BTreeMap::new();
@@ -824,7 +824,7 @@ fn apps(raw: &RawPolicy, certs: Certs, c: &mut Collector<'_>) -> (Vec<App>, Vec<
 fn app(
     a: &RawApp,
     span: std::ops::Range<usize>,
-    certs: Certs,
+    certs: Certs<'_>,
     c: &mut Collector<'_>,
 ) -> Option<App> {
     let name = match &a.name {
@@ -843,23 +843,25 @@ fn app(
     };
     let (scheme, authority) = upstream_parts(upstream, c)?;
     let host = a.host.as_ref().and_then(|h| public_host(h, c));
-    let client_tls = if scheme == Scheme::HTTPS && certs == Certs::Skip {
-        None
-    } else if scheme == Scheme::HTTPS {
-        let ca = a.ca.as_ref().map(|p| PathBuf::from(p.get_ref()));
-        match crate::tls::client_config(ca.as_deref()) {
-            Ok(cfg) => Some(Arc::new(cfg)),
-            Err(e) => {
-                let at = a.ca.as_ref().map(|p| p.span()).unwrap_or(upstream.span());
-                c.error(at, e.to_string());
-                None
+    let client_tls = match certs {
+        _ if scheme != Scheme::HTTPS => {
+            if let Some(ca) = &a.ca {
+                c.error(ca.span(), "ca is only used with an https:// upstream");
+            }
+            None
+        }
+        Certs::Skip => None,
+        Certs::Load(files) => {
+            let ca = a.ca.as_ref().map(|p| PathBuf::from(p.get_ref()));
+            match files.client(ca.as_deref()) {
+                Ok(cfg) => Some(Arc::new(cfg)),
+                Err(e) => {
+                    let at = a.ca.as_ref().map(|p| p.span()).unwrap_or(upstream.span());
+                    c.error(at, e.to_string());
+                    None
+                }
             }
         }
-    } else {
-        if let Some(ca) = &a.ca {
-            c.error(ca.span(), "ca is only used with an https:// upstream");
-        }
-        None
     };
     let flag = |v: &Option<Spanned<bool>>, default: bool| {
         v.as_ref().map(|b| *b.get_ref()).unwrap_or(default)
@@ -893,7 +895,7 @@ fn app(
 fn upstream_auth(
     u: &Spanned<RawUpstreamAuth>,
     app: &str,
-    certs: Certs,
+    certs: Certs<'_>,
     c: &mut Collector<'_>,
 ) -> Option<UpstreamAuth> {
     let raw = u.get_ref();
@@ -966,7 +968,7 @@ fn upstream_auth(
             return None;
         }
         // Commands that never forward (explain, user, report) need not see it.
-        _ if certs == Certs::Skip => String::new(),
+        _ if certs.skipped() => String::new(),
         (Some(v), None) => match std::env::var(v.get_ref().trim()) {
             Ok(s) if !s.is_empty() => s,
             _ => {
@@ -1054,7 +1056,7 @@ fn upstream_auth_header(h: &Text, c: &mut Collector<'_>) -> Option<http::HeaderN
         "proxy-authorization",
     ];
     match http::HeaderName::from_bytes(name.as_bytes()) {
-        Ok(n) if !reserved.contains(&n.as_str()) && !crate::proxy::headers::is_controlled(&n) => {
+        Ok(n) if !reserved.contains(&n.as_str()) && !crate::policy::headers::is_controlled(&n) => {
             Some(n)
         }
         _ => {
@@ -1082,11 +1084,12 @@ fn identity_headers(a: &RawApp, c: &mut Collector<'_>) -> Vec<(String, http::Hea
         ];
         match http::HeaderName::from_bytes(name.as_bytes()) {
             Ok(h)
-                if !reserved.contains(&h.as_str()) && !crate::proxy::headers::is_controlled(&h) =>
+                if !reserved.contains(&h.as_str())
+                    && !crate::policy::headers::is_controlled(&h) =>
             {
                 out.push((attribute.clone(), h))
             }
-            Ok(h) if crate::proxy::headers::is_controlled(&h) => c.error(
+            Ok(h) if crate::policy::headers::is_controlled(&h) => c.error(
                 header.span(),
                 format!(
                     "'{name}' is a header ward sets itself; pick another name, like X-Provider-Id"

@@ -7,6 +7,7 @@ mod compile;
 pub mod diag;
 pub mod raw;
 
+pub use crate::certs::{CertError, CertFile, CertReader};
 use crate::policy::Policy;
 use diag::{Collector, Diagnostics};
 use raw::{RawPolicy, Section, known_keys};
@@ -14,13 +15,20 @@ use std::path::Path;
 use toml::de::{DeTable, DeValue};
 
 /// Whether to read the certificate files while loading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Certs {
-    /// Read and check them (serving, `ward check`).
-    Load,
+#[derive(Clone, Copy)]
+pub enum Certs<'a> {
+    /// Read and check them with this reader (serving, `ward check`).
+    Load(&'a dyn CertReader),
     /// Leave them alone (`ward explain`, unit tests), and the apps' shared
     /// credentials (`upstream_auth`) unread: such a policy never forwards.
     Skip,
+}
+
+impl Certs<'_> {
+    /// Whether the files are left alone.
+    pub fn skipped(&self) -> bool {
+        matches!(self, Certs::Skip)
+    }
 }
 
 /// A policy that loaded, with any warnings about it.

@@ -565,7 +565,7 @@ fn upstream_credentials_come_from_a_file_or_the_environment() {
         )
     };
     let auth_of = |auth: &str| {
-        load_as(auth, Certs::Load)
+        load_as(auth, Certs::Load(&crate::tls::Files))
             .unwrap_or_else(|d| panic!("{d}"))
             .policy
             .apps[0]
@@ -593,7 +593,7 @@ fn upstream_credentials_come_from_a_file_or_the_environment() {
     let missing = "WARD_TEST_SURELY_UNSET_VARIABLE";
     let errs: Vec<String> = match load_as(
         &format!("{{ basic_user = \"ward\", basic_password_env = \"{missing}\" }}"),
-        Certs::Load,
+        Certs::Load(&crate::tls::Files),
     ) {
         Ok(_) => Vec::new(),
         Err(d) => d.items.iter().map(|i| d.format(i)).collect(),
@@ -657,7 +657,7 @@ fn upstream_credentials_come_from_a_file_or_the_environment() {
             "unknown setting 'password'",
         ),
     ] {
-        let errs: Vec<String> = match load_as(&bad, Certs::Load) {
+        let errs: Vec<String> = match load_as(&bad, Certs::Load(&crate::tls::Files)) {
             Ok(_) => Vec::new(),
             Err(d) => d.items.iter().map(|i| d.format(i)).collect(),
         };
@@ -670,7 +670,7 @@ fn upstream_credentials_come_from_a_file_or_the_environment() {
     std::fs::write(secret.path(), "line one\nline two").unwrap();
     let errs: Vec<String> = match load_as(
         &format!("{{ header = \"X-Api-Key\", value_file = \"{file}\" }}"),
-        Certs::Load,
+        Certs::Load(&crate::tls::Files),
     ) {
         Ok(_) => Vec::new(),
         Err(d) => d.items.iter().map(|i| d.format(i)).collect(),

@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod decide_tests;
+pub mod headers;
 pub mod media;
 pub mod net;
 pub mod routes;

@@ -152,7 +152,7 @@ impl PolicyStore {
 }
 
 fn load_runtime(file: &Path, overrides: &Overrides) -> Result<Runtime, Diagnostics> {
-    let loaded = config::load_with(file, Certs::Load, overrides)?;
+    let loaded = config::load_with(file, Certs::Load(&crate::tls::Files), overrides)?;
     for item in loaded.warnings.items.iter() {
         tracing::warn!("{}", loaded.warnings.format(item));
     }
