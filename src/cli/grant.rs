@@ -76,7 +76,8 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
         .policy;
     let store = GrantStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
     let users = directory::load(&policy.storage.users).map_err(|d| d.to_string())?;
-    let check_user = |name: &str| grants::check_grantee(&users, name, now());
+    let check_user =
+        |name: &str| grants::check_grantee(&users, name, now()).map_err(|e| e.to_string());
     // Every grant and revocation goes in the audit trail, as the console's do, and first:
     // when the record cannot be written and the policy says refuse, nothing is changed.
     let record_first = |event: &'static str, user: &str, grant: &str, detail: String| {
@@ -108,7 +109,7 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
         why
     };
     let save = |event: &'static str, g: &Grant| {
-        grants::save(&store, g).map_err(|why| not_made(event, &g.user, why))
+        grants::save(&store, g).map_err(|why| not_made(event, &g.user, why.to_string()))
     };
     match cmd {
         GrantCommand::Export {
@@ -128,9 +129,9 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                 },
                 now(),
             )
-            .map_err(|e| match e.strip_prefix("route: ") {
-                Some(rest) => format!("--route: {rest}"),
-                None => e,
+            .map_err(|e| match e {
+                grants::GrantError::Route(why) => format!("--route: {why}"),
+                e => e.to_string(),
             })?;
             record_first(
                 "grant-issued",
@@ -156,7 +157,7 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                 "the policy has no [break_glass] section, so there are no emergency roles to give",
             )?;
             let secs = match duration {
-                Some(d) => grants::parse_span(&d)?,
+                Some(d) => grants::parse_span(&d).map_err(|e| e.to_string())?,
                 None => bg.duration.as_secs() as i64,
             };
             let g = grants::new_grant(
@@ -164,11 +165,12 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                 GrantKind::BreakGlass {
                     roles: bg.emergency_roles.clone(),
                 },
-                grants::check_reason(&reason)?,
+                grants::check_reason(&reason).map_err(|e| e.to_string())?,
                 &cli_actor(),
                 now(),
                 secs,
-            )?;
+            )
+            .map_err(|e| e.to_string())?;
             record_first(
                 "break-glass",
                 &user,
@@ -210,7 +212,7 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
             }
         }
         GrantCommand::Revoke { id } => {
-            let Some(g) = grants::unrevoked(&store, &id)? else {
+            let Some(g) = grants::unrevoked(&store, &id).map_err(|e| e.to_string())? else {
                 return Err(format!(
                     "no grant '{id}' in force; see `ward grant list --all`"
                 ));
@@ -230,7 +232,7 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                         format!("grant '{id}' was revoked meanwhile"),
                     ));
                 }
-                Err(why) => return Err(not_made("grant-revoked", &g.user, why)),
+                Err(why) => return Err(not_made("grant-revoked", &g.user, why.to_string())),
             }
         }
     }

@@ -113,32 +113,59 @@ pub const MIN_REASON: usize = 10;
 /// Longest a grant may last.
 pub const MAX_SPAN_SECS: i64 = 30 * 24 * 3600;
 
+/// Why a grant could not be made, read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// The person cannot sign in now.
+    #[error("{0} cannot sign in (deactivated, terminated or past the end date)")]
+    CannotSignIn(String),
+    /// No such account.
+    #[error("there is no account named '{0}'")]
+    NoAccount(String),
+    /// A reason that says too little for an auditor.
+    #[error("give a reason of a few words (it goes in the audit trail)")]
+    ShortReason,
+    /// Not a duration.
+    #[error("'{0}' is not a length of time; write it like 30m or 2h")]
+    NotASpan(String),
+    /// Zero, or longer than 30 days.
+    #[error("a grant lasts more than zero and at most 30 days")]
+    SpanOutOfRange,
+    /// The route pattern does not read.
+    #[error("route: {0}")]
+    Route(crate::policy::routes::PatternError),
+    /// No randomness for the grant's id.
+    #[error(transparent)]
+    Random(#[from] codes::RngError),
+    /// The grants file.
+    #[error(transparent)]
+    Store(#[from] crate::users::secrets::StoreError),
+}
+
 /// The person a grant is for must exist and be able to sign in at `now`.
-pub fn check_grantee(users: &Directory, name: &str, now: i64) -> Result<(), String> {
+pub fn check_grantee(users: &Directory, name: &str, now: i64) -> Result<(), GrantError> {
     match users.get(name) {
         Some(a) if a.usable_on(directory::today(now)) => Ok(()),
-        Some(_) => Err(format!(
-            "{name} cannot sign in (deactivated, terminated or past the end date)"
-        )),
-        None => Err(format!("there is no account named '{name}'")),
+        Some(_) => Err(GrantError::CannotSignIn(name.to_string())),
+        None => Err(GrantError::NoAccount(name.to_string())),
     }
 }
 
 /// A grant's reason, trimmed and cut to 500 characters; refused when it says too little.
-pub fn check_reason(reason: &str) -> Result<String, String> {
+pub fn check_reason(reason: &str) -> Result<String, GrantError> {
     let r = reason.trim();
     if r.chars().count() < MIN_REASON {
-        return Err("give a reason of a few words (it goes in the audit trail)".into());
+        return Err(GrantError::ShortReason);
     }
     Ok(r.chars().take(500).collect())
 }
 
 /// How long a grant lasts, written like `30m` or `2h`: more than zero, at most 30 days.
-pub fn parse_span(text: &str) -> Result<i64, String> {
+pub fn parse_span(text: &str) -> Result<i64, GrantError> {
     let d = humantime::parse_duration(text.trim())
-        .map_err(|_| format!("'{text}' is not a length of time; write it like 30m or 2h"))?;
+        .map_err(|_| GrantError::NotASpan(text.to_string()))?;
     if d.is_zero() || d.as_secs() as i64 > MAX_SPAN_SECS {
-        return Err("a grant lasts more than zero and at most 30 days".into());
+        return Err(GrantError::SpanOutOfRange);
     }
     Ok(d.as_secs() as i64)
 }
@@ -152,9 +179,9 @@ pub fn new_grant(
     granted_by: &str,
     now: i64,
     secs: i64,
-) -> Result<Grant, String> {
+) -> Result<Grant, GrantError> {
     Ok(Grant {
-        id: new_id().map_err(|e| e.to_string())?,
+        id: new_id()?,
         user: user.to_string(),
         kind,
         reason,
@@ -166,10 +193,8 @@ pub fn new_grant(
 }
 
 /// Saves a grant made by `new_grant`.
-pub fn save(store: &GrantStore, grant: &Grant) -> Result<(), String> {
-    store
-        .update(|g| g.grants.push(grant.clone()))
-        .map_err(|e| e.to_string())
+pub fn save(store: &GrantStore, grant: &Grant) -> Result<(), GrantError> {
+    Ok(store.update(|g| g.grants.push(grant.clone()))?)
 }
 
 /// Makes and saves a new grant for `user` from `now` for `secs` seconds.
@@ -181,7 +206,7 @@ pub fn issue(
     granted_by: &str,
     now: i64,
     secs: i64,
-) -> Result<Grant, String> {
+) -> Result<Grant, GrantError> {
     let grant = new_grant(user, kind, reason, granted_by, now, secs)?;
     save(store, &grant)?;
     Ok(grant)
@@ -204,10 +229,14 @@ pub struct ExportRequest<'a> {
 
 /// Checks an export grant by the same rules everywhere and makes it (not saved yet: see
 /// `save`). Errors name the field at fault in words (`route: …`).
-pub fn check_export(users: &Directory, req: ExportRequest<'_>, now: i64) -> Result<Grant, String> {
+pub fn check_export(
+    users: &Directory,
+    req: ExportRequest<'_>,
+    now: i64,
+) -> Result<Grant, GrantError> {
     check_grantee(users, req.user, now)?;
     let route = req.route.trim();
-    Pattern::parse(route, false).map_err(|e| format!("route: {e}"))?;
+    Pattern::parse(route, false).map_err(GrantError::Route)?;
     let reason = check_reason(req.reason)?;
     let secs = parse_span(req.duration)?;
     new_grant(
@@ -223,10 +252,9 @@ pub fn check_export(users: &Directory, req: ExportRequest<'_>, now: i64) -> Resu
 }
 
 /// The unrevoked grant `id`, if there is one (read before revoking, for its audit record).
-pub fn unrevoked(store: &GrantStore, id: &str) -> Result<Option<Grant>, String> {
+pub fn unrevoked(store: &GrantStore, id: &str) -> Result<Option<Grant>, GrantError> {
     Ok(store
-        .read()
-        .map_err(|e| e.to_string())?
+        .read()?
         .grants
         .into_iter()
         .find(|g| g.id == id && g.revoked.is_none()))
@@ -234,18 +262,16 @@ pub fn unrevoked(store: &GrantStore, id: &str) -> Result<Option<Grant>, String> 
 
 /// Ends the grant `id` at `now`; the grant as it now stands, or `None` if there is no
 /// unrevoked grant with that id.
-pub fn revoke(store: &GrantStore, id: &str, now: i64) -> Result<Option<Grant>, String> {
-    store
-        .update(|g| {
-            g.grants
-                .iter_mut()
-                .find(|x| x.id == id && x.revoked.is_none())
-                .map(|x| {
-                    x.revoked = Some(now);
-                    x.clone()
-                })
-        })
-        .map_err(|e| e.to_string())
+pub fn revoke(store: &GrantStore, id: &str, now: i64) -> Result<Option<Grant>, GrantError> {
+    Ok(store.update(|g| {
+        g.grants
+            .iter_mut()
+            .find(|x| x.id == id && x.revoked.is_none())
+            .map(|x| {
+                x.revoked = Some(now);
+                x.clone()
+            })
+    })?)
 }
 
 #[cfg(test)]

@@ -179,7 +179,7 @@ pub(super) async fn export(
     );
     let g = match checked {
         Ok(g) => g,
-        Err(e) => return list(ctx, Notice::Problem(capital(&e)), Some(v)),
+        Err(e) => return list(ctx, Notice::Problem(capital(&e.to_string())), Some(v)),
     };
     let detail = format!(
         "export grant {} for {} until {}",
@@ -203,7 +203,7 @@ pub(super) async fn export(
     let to_save = g.clone();
     let saved = match blocking(move || grants::save(&store, &to_save)).await {
         Some(Ok(())) => Ok(()),
-        Some(Err(e)) => Err(capital(&e)),
+        Some(Err(e)) => Err(capital(&e.to_string())),
         None => Err("The grant could not be saved; try again.".to_string()),
     };
     if let Err(why) = saved {
@@ -245,7 +245,7 @@ pub(super) async fn revoke(
                 None,
             );
         }
-        Some(Err(e)) => return list(ctx, Notice::Problem(capital(&e)), None),
+        Some(Err(e)) => return list(ctx, Notice::Problem(capital(&e.to_string())), None),
         None => {
             return list(
                 ctx,
@@ -276,7 +276,7 @@ pub(super) async fn revoke(
     let revoked = match blocking(move || grants::revoke(&store, &wanted, now)).await {
         Some(Ok(Some(_))) => Ok(()),
         Some(Ok(None)) => Err(format!("There is no grant '{id}' in force.")),
-        Some(Err(e)) => Err(capital(&e)),
+        Some(Err(e)) => Err(capital(&e.to_string())),
         None => Err("The grant could not be revoked; try again.".to_string()),
     };
     if let Err(why) = revoked {
