@@ -1923,19 +1923,20 @@ fn judge(ward: &Ward, case: &Case, outcome: &Outcome, fold: bool) -> Result<&'st
     Ok("")
 }
 
-/// The path ward logged for this request (by `x-request-id`) is the path the upstream received.
+/// The path ward recorded for this request (by `x-request-id`, in the audit
+/// trail) is the path the upstream received.
 fn same_as_ward_decided(ward: &Ward, r: &Reply, target: &str) -> Result<(), String> {
     let id = r.header("x-request-id").ok_or("no x-request-id")?;
     let path = target.split('?').next().unwrap_or(target);
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let line = ward
-            .logs()
-            .into_iter()
-            .find(|l| l.contains(&format!("\"request_id\":\"{id}\"")) && l.contains("\"status\""));
+        let trail = audit_text(&ward.site);
+        let line = trail
+            .lines()
+            .find(|l| l.contains(&format!("\"request_id\":\"{id}\"")));
         if let Some(line) = line {
-            let decided = json_field(&line, "path");
-            let decision = json_field(&line, "decision");
+            let decided = json_field(line, "path");
+            let decision = json_field(line, "decision");
             if decided != path || decision != "allow" {
                 return Err(format!(
                     "ward decided {decision} on {decided:?} but the upstream received {target:?}"
@@ -1944,7 +1945,7 @@ fn same_as_ward_decided(ward: &Ward, r: &Reply, target: &str) -> Result<(), Stri
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!("no ward log line for request {id}"));
+            return Err(format!("no audit record for request {id}"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

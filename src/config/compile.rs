@@ -785,7 +785,11 @@ fn log(raw: &RawPolicy, c: &mut Collector<'_>) -> LogSettings {
             }
         },
     };
-    LogSettings { format, level }
+    LogSettings {
+        format,
+        level,
+        paths: raw.log.paths.as_ref().is_some_and(|p| *p.get_ref()),
+    }
 }
 
 /// The apps that compiled, and the names of those that did not (their

@@ -128,6 +128,7 @@ pub struct RawStorage {
 pub struct RawLog {
     pub format: Option<Text>,
     pub level: Option<Text>,
+    pub paths: Option<Spanned<bool>>,
 }
 
 /// One entry of `[roles]`.
@@ -303,7 +304,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
         ],
         Section::Storage => &["users", "state"],
         Section::BreakGlass => &["allowed_roles", "emergency_roles", "duration"],
-        Section::Log => &["format", "level"],
+        Section::Log => &["format", "level", "paths"],
         Section::Role => &[
             "description",
             "idle_timeout",

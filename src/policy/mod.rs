@@ -252,6 +252,9 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// Least severe level written.
     pub level: tracing::Level,
+    /// Whether request lines carry an app's path (which may hold a patient's
+    /// number); the audit trail always does.
+    pub paths: bool,
 }
 
 /// Whether downloads and exports pass.

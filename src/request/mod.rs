@@ -127,7 +127,9 @@ pub async fn handle(
         user = outcome.user.as_deref(),
         method = %method,
         host = %outcome.host,
-        path = %outcome.path,
+        // An app's path may name a patient: the journal gets the route line
+        // unless `[log] paths` says otherwise; the audit trail has the path.
+        path = (rt.policy.log.paths || is_ward_path(&outcome.path)).then_some(outcome.path.as_str()),
         status = resp.status().as_u16(),
         decision = outcome.decision,
         route_line = outcome.route_line,
