@@ -792,6 +792,24 @@ fn log(raw: &RawPolicy, c: &mut Collector<'_>) -> LogSettings {
     }
 }
 
+/// A route's `hide` list: CSS selectors, each checked by the HTML rewriter that
+/// will use it, so a selector it cannot match is refused here, not at a request.
+fn selectors(list: &Option<Vec<Text>>, c: &mut Collector<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in list.iter().flatten() {
+        let text = item.get_ref().trim();
+        match text.parse::<lol_html::Selector>() {
+            Ok(_) if !text.is_empty() => out.push(text.to_string()),
+            Ok(_) => c.error(item.span(), "an empty selector hides nothing; write it like \"#ssn\" or \"td.diagnosis\""),
+            Err(e) => c.error(
+                item.span(),
+                format!("'{text}' is not a selector ward can use ({e}); write it like \"#ssn\", \"td.diagnosis\" or \"input[name=dob]\""),
+            ),
+        }
+    }
+    out
+}
+
 /// The apps that compiled, and the names of those that did not (their
 /// errors are reported already; routes naming them add none of their own).
 fn apps(raw: &RawPolicy, certs: Certs<'_>, c: &mut Collector<'_>) -> (Vec<App>, Vec<String>) {
@@ -1247,6 +1265,8 @@ fn routes(
                 .map(|f| f.get_ref().clone())
                 .collect(),
             redact_for: role_list(&r.redact_for, &role_names, c),
+            hide: selectors(&r.hide, c),
+            hide_for: role_list(&r.hide_for, &role_names, c),
             no_body_for: role_list(&r.no_body_for, &role_names, c),
             device_required: r.device.as_ref().is_some_and(|d| device(d, c)),
             when: Conditions {
@@ -1256,6 +1276,12 @@ fn routes(
         };
         if !route.redact_fields.is_empty() && route.redact_for.is_empty() {
             c.error(entry.span(), "redact_fields needs redact_for = [\"role\", …]: the roles whose answers are masked");
+        }
+        if route.hide.is_empty() != route.hide_for.is_empty() {
+            c.error(
+                entry.span(),
+                "hide and hide_for go together: hide = [\"#ssn\", \"td.diagnosis\"] lists what is hidden, hide_for = [\"role\", …] from whom",
+            );
         }
         out.push(route);
     }

@@ -381,6 +381,10 @@ pub struct Route {
     pub redact_fields: Vec<String>,
     /// Roles whose answers are redacted.
     pub redact_for: Vec<String>,
+    /// CSS selectors of HTML elements whose content `hide_for` roles never receive.
+    pub hide: Vec<String>,
+    /// Roles from whom `hide` elements are hidden.
+    pub hide_for: Vec<String>,
     /// Roles that may not send request bodies here (forwarding/sharing settings).
     pub no_body_for: Vec<String>,
     /// Only from an enrolled device (a client certificate from the device CA).
@@ -626,6 +630,8 @@ pub struct Decision<'a> {
     pub rate_limit: Option<(u32, Duration)>,
     /// JSON fields are masked for this person.
     pub redact: bool,
+    /// HTML elements (the route's `hide` selectors) are emptied for this person.
+    pub hide: bool,
     /// This person may not send a request body here.
     pub no_body: bool,
 }
@@ -642,6 +648,7 @@ impl Decision<'_> {
             max_response: None,
             rate_limit: None,
             redact: false,
+            hide: false,
             no_body: true,
         }
     }
@@ -1046,6 +1053,7 @@ pub fn decide_traced<'i>(
         max_response: route.max_response,
         rate_limit: route.rate_limit,
         redact: !route.redact_fields.is_empty() && has_role(&route.redact_for),
+        hide: !route.hide.is_empty() && has_role(&route.hide_for),
         no_body: has_role(&route.no_body_for),
     }
 }

@@ -184,6 +184,8 @@ mod tests {
             rate_limit: None,
             redact_fields: Vec::new(),
             redact_for: Vec::new(),
+            hide: Vec::new(),
+            hide_for: Vec::new(),
             no_body_for: Vec::new(),
             device_required: false,
             when: Default::default(),

@@ -2,6 +2,7 @@
 
 pub mod filter;
 pub mod headers;
+pub mod html;
 
 use crate::body::{self, Body};
 use crate::policy::App;
