@@ -441,8 +441,8 @@ impl Review {
         h
     }
 
-    /// A standalone, printable HTML page.
-    pub fn standalone_html(&self) -> String {
+    /// A standalone, printable HTML page, with its styles as `styles` says.
+    pub fn standalone_html(&self, styles: Styles) -> String {
         let practice = if self.practice.is_empty() {
             "ward"
         } else {
@@ -452,7 +452,7 @@ impl Review {
         format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>Access review — {practice} — {date}</title><style>{css}</style></head><body>\
+<title>Access review — {practice} — {date}</title>{css}</head><body>\
 <header><p class=\"who\">{practice} · made by ward</p><h1>Access review</h1>\
 <p>Made {when} from the policy <code>{file}</code>. Accounts are flagged when unused for more than {idle} days.</p></header>\
 <main>{summary}<h2>Accounts</h2>{table}</main>\
@@ -460,7 +460,10 @@ impl Review {
 </body></html>\n",
             practice = escape(practice),
             date = escape(when.get(..10).unwrap_or(&when)),
-            css = REVIEW_CSS,
+            css = match styles {
+                Styles::Inline => format!("<style>{REVIEW_CSS}</style>"),
+                Styles::Served => "<link rel=\"stylesheet\" href=\"/.ward/review.css\">".into(),
+            },
             when = escape(&when),
             file = escape(&self.policy_file.display().to_string()),
             idle = self.idle_days,
@@ -498,19 +501,17 @@ impl Review {
     }
 }
 
+/// Where the printable review's styles come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Styles {
+    /// Inside the page: a file opened from disk has nowhere to fetch them from.
+    Inline,
+    /// From `/.ward/review.css`: ward's pages allow no inline styles.
+    Served,
+}
+
 /// The review's styles: readable on screen, landscape and without colour on paper.
-pub const REVIEW_CSS: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#1a1a1a;line-height:1.4}\
-h1{font-size:1.6rem;margin:.2rem 0}h2{font-size:1.2rem;margin-top:1.5rem}.who{color:#555;margin:0}\
-table{border-collapse:collapse;width:100%;font-size:.9rem}caption{text-align:left;font-weight:600;padding:.4rem 0}\
-th,td{border:1px solid #bbb;padding:.3rem .45rem;text-align:left;vertical-align:top}thead th{background:#eef1f5}\
-tbody tr:nth-child(even){background:#f8f9fb}ul.flags{margin:0;padding-left:1.1rem}\
-.flag-idle,.flag-past-end-date,.flag-never-signed-in{color:#8a1c1c}.status-terminated,.status-deactivated{color:#666}\
-.warnings{border:2px solid #b45309;background:#fff7ed;padding:.2rem 1rem;margin:1rem 0}.none{color:#999}\
-footer{margin-top:2rem}.line{display:inline-block;border-bottom:1px solid #000;width:14rem;margin-right:1rem}.line.short{width:8rem}\
-code{background:#f3f3f3;padding:0 .25rem}\
-@media print{body{margin:0;font-size:10pt}table{font-size:8.5pt}thead{display:table-header-group}tr{break-inside:avoid}\
-a{color:inherit;text-decoration:none}.warnings{background:none}tbody tr:nth-child(even){background:none}}\
-@page{size:landscape;margin:1.2cm}";
+pub const REVIEW_CSS: &str = include_str!("review.css");
 
 #[cfg(test)]
 mod tests {
@@ -802,7 +803,7 @@ status = "terminated"
         let mut r = review(&HashMap::new());
         r.rows[0].display_name = "<script>alert(1)</script>".into();
         r.practice = "A & B <Clinic>".into();
-        let page = r.standalone_html();
+        let page = r.standalone_html(Styles::Inline);
         assert!(!page.contains("<script>"));
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(

@@ -44,6 +44,8 @@ pub enum Place {
 pub fn place(path: &str) -> Place {
     match path {
         "/.ward/healthz" | "/.ward/logged-out" | "/.ward/login" => Place::Anywhere,
+        // Refusal pages on app hosts use these too.
+        "/.ward/ward.css" | "/.ward/console.css" | "/.ward/review.css" => Place::Anywhere,
         "/.ward/handoff" | "/.ward/idle.js" | "/.ward/session" | "/.ward/keepalive" => {
             Place::AppHost
         }

@@ -31,8 +31,7 @@ pub fn page(status: StatusCode, practice: &str, title: &str, body_html: &str) ->
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{title} — {practice}</title>\
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#1a1a1a;line-height:1.5}}\
-h1{{font-size:1.5rem}}.who{{color:#555}}code{{background:#f3f3f3;padding:0 .25rem}}</style></head>\
+<link rel=\"stylesheet\" href=\"/.ward/ward.css\"></head>\
 <body><main><p class=\"who\">{practice} · protected by ward</p><h1>{title}</h1>{body_html}</main></body></html>\n",
         title = escape(title),
         practice = escape(practice),
@@ -53,7 +52,7 @@ h1{{font-size:1.5rem}}.who{{color:#555}}code{{background:#f3f3f3;padding:0 .25re
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     resp

@@ -816,7 +816,7 @@ async fn enroll_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) ->
         match totp::decode_secret(key).map(|k| totp::enrollment(&k, &issuer, &name)) {
             Some(Ok(e)) => body.push_str(&format!(
                 "<h2>{}. Set up your authenticator app</h2><p>Scan this code with an authenticator app (such as Microsoft Authenticator, Google Authenticator or 1Password), or type the key below into it.</p>\
-<div class=\"qr\" aria-hidden=\"true\" style=\"max-width:14rem\">{}</div>\
+<div class=\"qr\" aria-hidden=\"true\">{}</div>\
 <p><label for=\"key\">Key (type it if you cannot scan)</label><br><input id=\"key\" value=\"{}\" readonly size=\"40\"></p>\
 <p><label for=\"code\">The 6-digit code the app shows now</label><br><input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"8\" required></p>",
                 if wants_password { 2 } else { 1 },

@@ -278,31 +278,6 @@ const NAV: [(Section, &str, &str); 8] = [
     (Section::Lockdown, "lockdown", "Lock down"),
 ];
 
-const CSS: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1a1a1a;line-height:1.45;background:#fff}\
-header.bar{background:#1f3a5f;color:#fff;padding:.6rem 1.5rem;display:flex;flex-wrap:wrap;gap:.5rem 1.5rem;align-items:baseline}\
-header.bar .practice{font-weight:600}header.bar .me{margin-left:auto}header.bar a{color:#fff}\
-nav{background:#eef1f5;border-bottom:1px solid #ccd3dc;padding:0 1.5rem}nav ul{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap}\
-nav a{display:block;padding:.55rem .8rem;color:#1f3a5f;text-decoration:none}nav a:hover,nav a:focus{background:#dde3ea;text-decoration:underline}\
-nav a[aria-current=page]{background:#fff;font-weight:600;border:1px solid #ccd3dc;border-bottom-color:#fff;margin-bottom:-1px}\
-main{max-width:78rem;margin:0 auto;padding:1rem 1.5rem 3rem}h1{font-size:1.5rem;margin:.6rem 0 1rem}h2{font-size:1.15rem;margin:1.6rem 0 .5rem}\
-table{border-collapse:collapse;width:100%;font-size:.92rem;margin:.3rem 0 1rem}caption{text-align:left;font-weight:600;padding:.3rem 0}\
-th,td{border:1px solid #ccd3dc;padding:.3rem .5rem;text-align:left;vertical-align:top}thead th{background:#eef1f5}\
-tbody tr:nth-child(even){background:#f8f9fb}td form{display:inline;margin:0}ul.flags{margin:0;padding-left:1.1rem}\
-.notice{border-left:5px solid;padding:.4rem 1rem;margin:.5rem 0 1rem;white-space:pre-line}.notice p{margin:.3rem 0}\
-.ok{border-color:#15803d;background:#f0fdf4}.problem{border-color:#b91c1c;background:#fef2f2}\
-.warnings{border:2px solid #b45309;background:#fff7ed;padding:.2rem 1rem;margin:1rem 0}\
-form.stack p{margin:.5rem 0}label{font-weight:500}fieldset{border:1px solid #ccd3dc;margin:.5rem 0;padding:.4rem .8rem}\
-input[type=text],input[type=date],input:not([type]),select,textarea{font:inherit;padding:.25rem .4rem;border:1px solid #8a96a3;border-radius:3px}\
-button{font:inherit;padding:.3rem .8rem;border:1px solid #1f3a5f;background:#1f3a5f;color:#fff;border-radius:3px;cursor:pointer}\
-button.quiet{background:#fff;color:#1f3a5f}button.danger{background:#b91c1c;border-color:#b91c1c}\
-button:focus,a:focus,input:focus,select:focus,textarea:focus{outline:3px solid #f59e0b;outline-offset:1px}\
-.hint{color:#555;font-size:.9rem;margin:.1rem 0}.none{color:#999}.cols{display:flex;flex-wrap:wrap;gap:0 2.5rem}.cols>section{flex:1 1 22rem}\
-dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dl.facts dt{font-weight:600}dl.facts dd{margin:0}\
-.link input{width:100%;max-width:60rem;font-family:monospace}.danger-zone{border:2px solid #b91c1c;padding:.2rem 1rem;margin-top:1.5rem}\
-.counts{display:flex;flex-wrap:wrap;gap:1rem}.counts div{border:1px solid #ccd3dc;padding:.5rem 1rem;min-width:9rem}.counts strong{display:block;font-size:1.6rem}\
-pre.file{background:#f6f8fa;border:1px solid #ccd3dc;padding:.5rem;overflow:auto;font-size:.85rem;line-height:1.35}pre.file .ln{color:#888;user-select:none}\
-.status-terminated,.status-deactivated{color:#666}";
-
 impl<'a> Ctx<'a> {
     fn policy(&self) -> &'a crate::policy::Policy {
         &self.rt.policy
@@ -368,7 +343,7 @@ impl<'a> Ctx<'a> {
         let html = format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{title} — Officer's console — {practice}</title><style>{CSS}</style></head>\
+<title>{title} — Officer's console — {practice}</title><link rel=\"stylesheet\" href=\"/.ward/console.css\"></head>\
 <body><header class=\"bar\"><span class=\"practice\">{practice}</span><span>Officer's console · ward</span>\
 <span class=\"me\">Signed in as <strong>{me}</strong> · <a href=\"/.ward/logout\">Sign out</a></span></header>\
 {nav}<main><h1>{title}</h1>{notice}{body_html}</main></body></html>\n",
@@ -531,7 +506,7 @@ fn html_response(status: StatusCode, html: String) -> Response<Body> {
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     resp

@@ -243,7 +243,7 @@ pub(super) async fn review_csv(ctx: &Ctx<'_>) -> Response<Body> {
 /// `GET /.ward/officer/review.html`: the standalone, printable review.
 pub(super) async fn review_printable(ctx: &Ctx<'_>) -> Response<Body> {
     match current_review(ctx, idle_days(ctx)).await {
-        Ok(r) => super::html_response(StatusCode::OK, r.standalone_html()),
+        Ok(r) => super::html_response(StatusCode::OK, r.standalone_html(review::Styles::Served)),
         Err(e) => ctx.refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "Access review",
