@@ -29,6 +29,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -234,18 +235,15 @@ pub(crate) enum Notice {
 }
 
 impl Notice {
-    fn html(&self) -> String {
-        match self {
-            Notice::None => String::new(),
-            Notice::Done(t) => format!(
-                "<div class=\"notice ok\" role=\"status\"><p>{}</p></div>",
-                escape(t)
-            ),
-            Notice::Problem(t) => format!(
-                "<div class=\"notice problem\" role=\"alert\"><p>{}</p></div>",
-                escape(t)
-            ),
-            Notice::DoneHtml(h) => format!("<div class=\"notice ok\" role=\"status\">{h}</div>"),
+    fn html(&self) -> Markup {
+        html! {
+            @match self {
+                Notice::None => {},
+                Notice::Done(t) => div.notice.ok role="status" { p { (t) } },
+                Notice::Problem(t) => div.notice.problem role="alert" { p { (t) } },
+                // Raw: built by the console with every value escaped (see `DoneHtml`).
+                Notice::DoneHtml(h) => div.notice.ok role="status" { (PreEscaped(h)) },
+            }
         }
     }
 
@@ -321,48 +319,55 @@ impl<'a> Ctx<'a> {
         notice: &Notice,
         body_html: &str,
     ) -> Response<Body> {
-        let practice = &self.policy().practice;
-        let practice = if practice.is_empty() {
-            "ward"
-        } else {
-            practice
+        let practice = page::practice_name(&self.policy().practice);
+        let html = html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " — Officer's console — " (practice) }
+                    link rel="stylesheet" href="/.ward/console.css";
+                }
+                body {
+                    header.bar {
+                        span.practice { (practice) }
+                        span { "Officer's console · ward" }
+                        span.me { "Signed in as " strong { (self.officer) } " · " a href="/.ward/logout" { "Sign out" } }
+                    }
+                    nav aria-label="Officer's console" {
+                        ul {
+                            @for (s, path, label) in NAV {
+                                li { a href={ (BASE) (path) } aria-current=[(s == section).then_some("page")] { (label) } }
+                            }
+                        }
+                    }
+                    main {
+                        h1 { (title) }
+                        (notice.html())
+                        // Raw: the console's page bodies are not templates yet; each escapes
+                        // every value it writes with `page::escape`.
+                        (PreEscaped(body_html))
+                    }
+                }
+            }
         };
-        let mut nav = String::from("<nav aria-label=\"Officer's console\"><ul>");
-        for (s, path, label) in NAV {
-            let current = if s == section {
-                " aria-current=\"page\""
-            } else {
-                ""
-            };
-            let _ = write!(
-                nav,
-                "<li><a href=\"{BASE}{path}\"{current}>{label}</a></li>"
-            );
-        }
-        nav.push_str("</ul></nav>");
-        let html = format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{title} — Officer's console — {practice}</title><link rel=\"stylesheet\" href=\"/.ward/console.css\"></head>\
-<body><header class=\"bar\"><span class=\"practice\">{practice}</span><span>Officer's console · ward</span>\
-<span class=\"me\">Signed in as <strong>{me}</strong> · <a href=\"/.ward/logout\">Sign out</a></span></header>\
-{nav}<main><h1>{title}</h1>{notice}{body_html}</main></body></html>\n",
-            title = escape(title),
-            practice = escape(practice),
-            me = escape(&self.officer),
-            notice = notice.html(),
-        );
-        html_response(status, html)
+        html_response(status, html.into_string())
     }
 
     /// A refusal inside the console's frame.
     fn refuse(&self, status: StatusCode, title: &str, message: &str) -> Response<Body> {
-        let body = format!(
-            "<p>{}</p><p class=\"hint\">Reference: <code>{}</code></p>",
-            escape(message),
-            escape(self.req.request_id)
-        );
-        self.page(status, Section::Overview, title, &Notice::None, &body)
+        let body = html! {
+            p { (message) }
+            p.hint { "Reference: " code { (self.req.request_id) } }
+        };
+        self.page(
+            status,
+            Section::Overview,
+            title,
+            &Notice::None,
+            &body.into_string(),
+        )
     }
 
     fn not_found(&self) -> Response<Body> {
@@ -494,21 +499,12 @@ impl<'a> Ctx<'a> {
 
 /// An HTML answer with the headers all of ward's pages carry, and a stricter policy.
 fn html_response(status: StatusCode, html: String) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from(html)));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
+    let mut resp = page::html_response(
+        status,
+        html,
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
-    no_store_headers(h);
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    no_store_headers(resp.headers_mut());
     resp
 }
 
