@@ -9,12 +9,11 @@ use crate::csv;
 use crate::policy::{Export, Policy};
 use crate::users::directory::{self, today};
 use crate::users::{Directory, Secrets, Status};
-use crate::web::page::escape;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The role that opens the officer's console (never granted by break-glass).
@@ -343,102 +342,92 @@ impl Review {
     }
 
     /// The review's table; with `link`, account names link to `link` + name.
-    pub fn table_html(&self, link: Option<&str>) -> String {
+    pub fn table_html(&self, link: Option<&str>) -> Markup {
         let flagged = self.rows.iter().filter(|r| !r.flags.is_empty()).count();
-        let mut h = String::with_capacity(256 + self.rows.len() * 512);
-        let _ = write!(
-            h,
-            "<table class=\"review\"><caption>Every account ({} in all, {flagged} with something to look at)</caption>\
-<thead><tr><th scope=\"col\">Account</th><th scope=\"col\">Name</th><th scope=\"col\">Status</th>\
-<th scope=\"col\">Roles</th><th scope=\"col\">Organization</th><th scope=\"col\">Sponsor</th>\
-<th scope=\"col\">MFA</th><th scope=\"col\">Last sign-in</th><th scope=\"col\">Last activity</th>\
-<th scope=\"col\">End date</th><th scope=\"col\">Look at</th></tr></thead><tbody>",
-            self.rows.len()
-        );
-        let dash = "<span class=\"none\">—</span>";
-        for r in &self.rows {
-            let name = match link {
-                Some(base) => format!(
-                    "<a href=\"{}{}\">{}</a>",
-                    escape(base),
-                    escape(&r.name),
-                    escape(&r.name)
-                ),
-                None => escape(&r.name),
-            };
-            let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or(dash.into());
-            let time = |t: Option<i64>| match t {
-                Some(t) => escape(&local_time(t, &self.tz)),
-                None => "never".into(),
-            };
-            let flags = if r.flags.is_empty() {
-                dash.to_string()
-            } else {
-                let items: Vec<String> = r
-                    .flags
-                    .iter()
-                    .map(|f| {
-                        format!(
-                            "<li class=\"flag-{}\">{}</li>",
-                            f.code(),
-                            escape(&f.describe(self.idle_days))
-                        )
-                    })
-                    .collect();
-                format!("<ul class=\"flags\">{}</ul>", items.concat())
-            };
-            let _ = write!(
-                h,
-                "<tr class=\"status-{status}\"><th scope=\"row\">{name}</th><td>{display}</td><td>{status}</td>\
-<td>{roles}</td><td>{org}</td><td>{sponsor}</td><td>{mfa}</td><td>{signin}</td><td>{activity}</td>\
-<td>{end}</td><td>{flags}</td></tr>",
-                status = r.status,
-                display = escape(&r.display_name),
-                roles = if r.roles.is_empty() {
-                    dash.to_string()
-                } else {
-                    escape(&r.roles.join(", "))
-                },
-                org = opt(&r.org),
-                sponsor = opt(&r.sponsor),
-                mfa = if r.mfa { "yes" } else { "<strong>no</strong>" },
-                signin = time(r.last_sign_in),
-                activity = time(r.last_activity),
-                end = r
-                    .expires
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| dash.to_string()),
-            );
+        let dash = html! { span.none { "—" } };
+        let opt = |v: &Option<String>| match v {
+            Some(v) => html! { (v) },
+            None => dash.clone(),
+        };
+        let time = |t: Option<i64>| match t {
+            Some(t) => local_time(t, &self.tz),
+            None => "never".into(),
+        };
+        html! {
+            table.review {
+                caption { "Every account (" (self.rows.len()) " in all, " (flagged) " with something to look at)" }
+                thead {
+                    tr {
+                        @for c in ["Account", "Name", "Status", "Roles", "Organization", "Sponsor", "MFA", "Last sign-in", "Last activity", "End date", "Look at"] {
+                            th scope="col" { (c) }
+                        }
+                    }
+                }
+                tbody {
+                    @for r in &self.rows {
+                        tr class={ "status-" (r.status) } {
+                            th scope="row" {
+                                @match link {
+                                    Some(base) => a href={ (base) (r.name) } { (r.name) },
+                                    None => (r.name),
+                                }
+                            }
+                            td { (r.display_name) }
+                            td { (r.status) }
+                            td { @if r.roles.is_empty() { (dash) } @else { (r.roles.join(", ")) } }
+                            td { (opt(&r.org)) }
+                            td { (opt(&r.sponsor)) }
+                            td { @if r.mfa { "yes" } @else { strong { "no" } } }
+                            td { (time(r.last_sign_in)) }
+                            td { (time(r.last_activity)) }
+                            td {
+                                @match r.expires {
+                                    Some(d) => (d),
+                                    None => (dash),
+                                }
+                            }
+                            td {
+                                @if r.flags.is_empty() {
+                                    (dash)
+                                } @else {
+                                    ul.flags {
+                                        @for f in &r.flags {
+                                            li class={ "flag-" (f.code()) } { (f.describe(self.idle_days)) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if self.rows.is_empty() {
+                        tr { td colspan="11" { "There are no accounts." } }
+                    }
+                }
+            }
         }
-        if self.rows.is_empty() {
-            h.push_str("<tr><td colspan=\"11\">There are no accounts.</td></tr>");
-        }
-        h.push_str("</tbody></table>");
-        h
     }
 
     /// The warnings and the flag counts, as HTML.
-    pub fn summary_html(&self) -> String {
-        let mut h = String::new();
-        if !self.warnings.is_empty() {
-            h.push_str("<div class=\"warnings\" role=\"alert\"><h2>Warnings</h2><ul>");
-            for w in &self.warnings {
-                let _ = write!(h, "<li>{}</li>", escape(w));
-            }
-            h.push_str("</ul></div>");
-        }
+    pub fn summary_html(&self) -> Markup {
         let summary = self.summary();
-        h.push_str("<h2>To look at</h2>");
-        if summary.is_empty() {
-            h.push_str("<p>Nothing is flagged.</p>");
-        } else {
-            h.push_str("<ul class=\"summary\">");
-            for (code, _, words) in summary {
-                let _ = write!(h, "<li class=\"flag-{code}\">{}</li>", escape(&words));
+        html! {
+            @if !self.warnings.is_empty() {
+                div.warnings role="alert" {
+                    h2 { "Warnings" }
+                    ul { @for w in &self.warnings { li { (w) } } }
+                }
             }
-            h.push_str("</ul>");
+            h2 { "To look at" }
+            @if summary.is_empty() {
+                p { "Nothing is flagged." }
+            } @else {
+                ul.summary {
+                    @for (code, _, words) in &summary {
+                        li class={ "flag-" (code) } { (words) }
+                    }
+                }
+            }
         }
-        h
     }
 
     /// A standalone, printable HTML page, with its styles as `styles` says.
@@ -449,27 +438,42 @@ impl Review {
             &self.practice
         };
         let when = local_time(self.generated, &self.tz);
-        format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>Access review — {practice} — {date}</title>{css}</head><body>\
-<header><p class=\"who\">{practice} · made by ward</p><h1>Access review</h1>\
-<p>Made {when} from the policy <code>{file}</code>. Accounts are flagged when unused for more than {idle} days.</p></header>\
-<main>{summary}<h2>Accounts</h2>{table}</main>\
-<footer><p>Reviewed by: <span class=\"line\"></span> Date: <span class=\"line short\"></span> Signature: <span class=\"line\"></span></p></footer>\
-</body></html>\n",
-            practice = escape(practice),
-            date = escape(when.get(..10).unwrap_or(&when)),
-            css = match styles {
-                Styles::Inline => format!("<style>{REVIEW_CSS}</style>"),
-                Styles::Served => "<link rel=\"stylesheet\" href=\"/.ward/review.css\">".into(),
-            },
-            when = escape(&when),
-            file = escape(&self.policy_file.display().to_string()),
-            idle = self.idle_days,
-            summary = self.summary_html(),
-            table = self.table_html(None),
-        )
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { "Access review — " (practice) " — " (when.get(..10).unwrap_or(&when)) }
+                    @match styles {
+                        // Raw: ward's own stylesheet, compiled in.
+                        Styles::Inline => style { (PreEscaped(REVIEW_CSS)) },
+                        Styles::Served => link rel="stylesheet" href="/.ward/review.css";,
+                    }
+                }
+                body {
+                    header {
+                        p.who { (practice) " · made by ward" }
+                        h1 { "Access review" }
+                        p {
+                            "Made " (when) " from the policy " code { (self.policy_file.display()) }
+                            ". Accounts are flagged when unused for more than " (self.idle_days) " days."
+                        }
+                    }
+                    main {
+                        (self.summary_html())
+                        h2 { "Accounts" }
+                        (self.table_html(None))
+                    }
+                    footer {
+                        p {
+                            "Reviewed by: " span.line {} " Date: " span.line.short {} " Signature: " span.line {}
+                        }
+                    }
+                }
+            }
+        }
+        .into_string()
     }
 
     /// CSV (RFC 4180: CRLF line ends, quoted fields where needed), with a header row.
@@ -813,7 +817,7 @@ status = "terminated"
         assert!(page.contains("<th scope=\"col\">Last activity</th>"));
         assert!(page.contains("only one active account (boss)"));
         assert!(page.contains("1 account idle more than 90 days"));
-        let linked = r.table_html(Some("/.ward/officer/users/"));
+        let linked = r.table_html(Some("/.ward/officer/users/")).into_string();
         assert!(linked.contains("<a href=\"/.ward/officer/users/dr_lee\">dr_lee</a>"));
     }
 }

@@ -23,14 +23,13 @@ use crate::server::reload::Runtime;
 use crate::session::{self, Session, Stage};
 use crate::users::accounts;
 use crate::web::kit::{self, Form, PageOutcome, PageRequest, read_form};
-use crate::web::page::{self, escape};
+use crate::web::page;
 use crate::web::state::Shared;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
-use std::fmt::Write as _;
+use maud::{DOCTYPE, Markup, html};
 use std::sync::Arc;
 
 pub use crate::users::review::OFFICER_ROLE;
@@ -230,8 +229,8 @@ pub(crate) enum Notice {
     Done(String),
     /// Something was refused or failed.
     Problem(String),
-    /// Already-escaped HTML announcing something that was done (with a link to hand over).
-    DoneHtml(String),
+    /// Markup announcing something that was done (with a link to hand over).
+    DoneHtml(Markup),
 }
 
 impl Notice {
@@ -241,8 +240,7 @@ impl Notice {
                 Notice::None => {},
                 Notice::Done(t) => div.notice.ok role="status" { p { (t) } },
                 Notice::Problem(t) => div.notice.problem role="alert" { p { (t) } },
-                // Raw: built by the console with every value escaped (see `DoneHtml`).
-                Notice::DoneHtml(h) => div.notice.ok role="status" { (PreEscaped(h)) },
+                Notice::DoneHtml(h) => div.notice.ok role="status" { (h) },
             }
         }
     }
@@ -286,11 +284,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// The hidden CSRF field every form carries.
-    fn csrf_field(&self) -> String {
-        format!(
-            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-            escape(&self.session.csrf)
-        )
+    fn csrf_field(&self) -> Markup {
+        html! { input type="hidden" name="csrf" value=(self.session.csrf); }
     }
 
     /// A POST from this session's own page: the token matches and `Origin`, when sent, is ours.
@@ -317,7 +312,7 @@ impl<'a> Ctx<'a> {
         section: Section,
         title: &str,
         notice: &Notice,
-        body_html: &str,
+        body: Markup,
     ) -> Response<Body> {
         let practice = page::practice_name(&self.policy().practice);
         let html = html! {
@@ -345,9 +340,7 @@ impl<'a> Ctx<'a> {
                     main {
                         h1 { (title) }
                         (notice.html())
-                        // Raw: the console's page bodies are not templates yet; each escapes
-                        // every value it writes with `page::escape`.
-                        (PreEscaped(body_html))
+                        (body)
                     }
                 }
             }
@@ -361,13 +354,7 @@ impl<'a> Ctx<'a> {
             p { (message) }
             p.hint { "Reference: " code { (self.req.request_id) } }
         };
-        self.page(
-            status,
-            Section::Overview,
-            title,
-            &Notice::None,
-            &body.into_string(),
-        )
+        self.page(status, Section::Overview, title, &Notice::None, body)
     }
 
     fn not_found(&self) -> Response<Body> {
@@ -559,24 +546,21 @@ fn ago(now: i64, then: i64) -> String {
 }
 
 /// A `<th>` row of column headers.
-fn head_row(columns: &[&str]) -> String {
-    let mut h = String::from("<thead><tr>");
-    for c in columns {
-        let _ = write!(h, "<th scope=\"col\">{c}</th>");
-    }
-    h.push_str("</tr></thead>");
-    h
+fn head_row(columns: &[&str]) -> Markup {
+    html! { thead { tr { @for c in columns { th scope="col" { (c) } } } } }
 }
 
 /// The dash shown for "nothing".
-const NONE: &str = "<span class=\"none\">—</span>";
+fn none() -> Markup {
+    html! { span.none { "—" } }
+}
 
-/// Escaped text, or the dash when empty.
-fn or_none(text: &str) -> String {
+/// The text, or the dash when empty.
+fn or_none(text: &str) -> Markup {
     if text.trim().is_empty() {
-        NONE.to_string()
+        none()
     } else {
-        escape(text)
+        html! { (text) }
     }
 }
 
@@ -609,7 +593,7 @@ mod tests {
 
     #[test]
     fn empty_values_show_a_dash() {
-        assert_eq!(or_none(" "), NONE);
-        assert_eq!(or_none("<x>"), "&lt;x&gt;");
+        assert_eq!(or_none(" ").into_string(), none().into_string());
+        assert_eq!(or_none("<x>").into_string(), "&lt;x&gt;");
     }
 }
