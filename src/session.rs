@@ -379,19 +379,25 @@ pub fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a 
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .and_then(|c| c.value_raw())
 }
 
 /// A `Set-Cookie` value for a `__Host-` cookie (`max_age` 0 deletes it).
 pub fn set_cookie(name: &str, value: &str, max_age: Option<u64>) -> String {
-    let mut c = format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax");
+    let mut c = cookie::Cookie::build((name, value))
+        .path("/")
+        .secure(true)
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax);
     if let Some(age) = max_age {
-        c.push_str(&format!("; Max-Age={age}"));
+        c = c.max_age(cookie::time::Duration::seconds(
+            i64::try_from(age).unwrap_or(i64::MAX),
+        ));
     }
-    c
+    c.build().to_string()
 }
 
 #[cfg(test)]
@@ -476,8 +482,9 @@ mod tests {
         let set = set_cookie(COOKIE, "v", None);
         assert_eq!(
             set,
-            "__Host-ward-session=v; Path=/; Secure; HttpOnly; SameSite=Lax"
+            "__Host-ward-session=v; HttpOnly; SameSite=Lax; Secure; Path=/"
         );
         assert!(!set.contains("Domain"));
+        assert!(set_cookie(COOKIE, "", Some(0)).ends_with("; Max-Age=0"));
     }
 }

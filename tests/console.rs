@@ -230,7 +230,10 @@ async fn only_signed_in_officers_with_mfa_get_in() {
     );
     let (status, html) = page(&officer, "/.ward/officer/review.html").await;
     assert_eq!(status, 200);
-    assert!(html.contains("@media print"));
+    // Printable: its styles (from ward's own file, as the CSP allows no inline style) have print rules.
+    assert!(html.contains("href=\"/.ward/review.css\""), "{html}");
+    let css = officer.get("/.ward/review.css").await.text().await.unwrap();
+    assert!(css.contains("@media print"), "{css}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -242,7 +245,7 @@ async fn the_console_answers_only_on_the_officers_network() {
     sign_in(&officer, "boss", &boss).await;
     let (status, html) = page(&officer, OFFICER).await;
     assert_eq!(status, 403);
-    assert!(html.contains("officers&#39; network"), "{html}");
+    assert!(html.contains("officers' network"), "{html}");
     // The rest of ward still works for the officer from here.
     assert_eq!(officer.get("/patients/1001/chart").await.status(), 200);
 }
@@ -345,10 +348,7 @@ async fn an_officer_manages_people_sessions_grants_and_a_lockdown() {
     )
     .await;
     assert_eq!(status, 400);
-    assert!(
-        html.contains("did you mean &#39;vendor_biller&#39;"),
-        "{html}"
-    );
+    assert!(html.contains("did you mean 'vendor_biller'"), "{html}");
     assert_eq!(users_toml(&ward), users_before);
 
     // ---- Add a vendor: the one-time link is shown, users.toml keeps the officer's comments.

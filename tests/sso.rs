@@ -44,6 +44,7 @@ async fn setup(without_mfa: &str) -> Setup {
         "lopez-acme": { "email": "m.lopez@acme.example", "email_verified": true, "name": "Mo Lopez (Acme)", "groups": ["clinicians"], "amr": ["otp"] },
         "unverified": { "email": "frank@riverside.example", "name": "Frank", "groups": ["clinicians"], "amr": ["otp"] },
         "boss-at-idp": { "email": "olive@riverside.example", "email_verified": true, "name": "Olive", "groups": ["clinicians"], "amr": ["otp"] },
+        "xss": { "email": "xss@riverside.example", "email_verified": true, "name": HOSTILE_NAME, "groups": ["clinicians"], "amr": ["otp"] },
     })
     .to_string();
     let idp = Idp::start(&clients, &accounts);
@@ -189,6 +190,37 @@ async fn single_sign_on_applies_wards_rules() {
     for event in ["sso-account-created", "sso-refused", "sso-login-ok"] {
         assert!(trail.contains(event), "no {event} in the audit trail");
     }
+}
+
+/// A provider's `name` claim with markup and script in it.
+const HOSTILE_NAME: &str = "Xi <script>window.__xss=1</script><img src=x onerror=window.__xss=2>";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_providers_claims_are_kept_as_text_and_never_become_markup() {
+    let s = setup("refuse").await;
+    let b = Browser::new(&s.ward);
+    let r = sso_as(&s, &b, "xss").await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    // The claim is the new account's display name, as written: the console shows it as text
+    // (tests/page_safety.rs puts the same kind of name in users.toml and checks in Chromium).
+    let users = std::fs::read_to_string(s.ward.site.path("config/users.toml")).unwrap();
+    let parsed: toml::Table = toml::from_str(&users).unwrap();
+    assert_eq!(
+        parsed["users"]["xss"]["display_name"].as_str(),
+        Some(HOSTILE_NAME),
+        "{users}"
+    );
+    // A provider's error text in the callback is shown as text, if at all.
+    let page = Browser::new(&s.ward)
+        .get(&format!(
+            "/.ward/callback?error=access_denied&state=x&error_description={}",
+            "%3Cscript%3Ewindow.__xss%3D1%3C%2Fscript%3E"
+        ))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("<script>"), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -104,7 +104,7 @@ fn access(
     let now = crate::clock::unix_now();
     let review = build(&policy, &dir, &secrets, &HashMap::new(), now, idle_days);
     let text = match format {
-        ReportFormat::Html => review.standalone_html(),
+        ReportFormat::Html => review.standalone_html(crate::users::review::Styles::Inline),
         ReportFormat::Csv => review.csv(),
     };
     match output {

@@ -8,7 +8,6 @@
 //! (`/wado`, `/dicomweb/…`: DICOM files and DICOMweb answers) and for an app that asks for
 //! its own HTTP Basic login (`/challenge`). All data is fictional.
 
-use crate::web::page::escape as esc;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io;
@@ -1196,9 +1195,34 @@ fn list_or_none(items: &[&str]) -> String {
 
 // ---------------------------------------------------------------------------------------------
 
+/// Escapes text for HTML element content and quoted attributes (the sample EHR stands for
+/// an app of the practice's, so it is not built with ward's templates).
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            esc("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
+    }
     use http::HeaderMap;
     use http_body_util::Empty;
     use std::net::SocketAddr;

@@ -103,6 +103,8 @@ pub fn strip_controlled(headers: &mut HeaderMap) {
 
 /// Joins all `Cookie` headers into one (HTTP/2 clients send several) without ward's own cookies.
 pub fn strip_ward_cookies(headers: &mut HeaderMap) {
+    // Split as the `cookie` crate's `split_parse` does, but keeping the pairs it cannot read
+    // (`flag`, without `=`): those are the app's, unless they could be ward's.
     let kept: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()
@@ -120,8 +122,16 @@ pub fn strip_ward_cookies(headers: &mut HeaderMap) {
     }
 }
 
-fn is_ward_cookie(pair: &str) -> bool {
-    let name = pair.split('=').next().unwrap_or(pair).trim();
+/// Whether a `Cookie` pair or a `Set-Cookie` value names one of ward's cookies.
+fn is_ward_cookie(text: &str) -> bool {
+    match cookie::Cookie::parse(text) {
+        Ok(c) => is_ward_name(c.name()),
+        // No `=` (or no name): an app may read the whole text as a name, so judge it as one.
+        Err(_) => is_ward_name(text.trim()),
+    }
+}
+
+fn is_ward_name(name: &str) -> bool {
     name.len() >= WARD_COOKIE_PREFIX.len()
         && name
             .get(..WARD_COOKIE_PREFIX.len())
@@ -288,15 +298,14 @@ impl Rewriter<'_> {
             if is_ward_cookie(text.trim()) {
                 continue;
             }
+            let secure = cookie::Cookie::parse(text).is_ok_and(|c| c.secure() == Some(true));
+            // The attributes are edited as written, not re-serialised by the crate, which
+            // would drop those it does not know (`Priority`, say) and respell the rest.
             let mut parts: Vec<String> = Vec::new();
-            let mut secure = false;
             for (i, part) in text.split(';').enumerate() {
                 let p = part.trim();
                 if i > 0 {
                     let name = p.split('=').next().unwrap_or("").trim();
-                    if name.eq_ignore_ascii_case("secure") {
-                        secure = true;
-                    }
                     if rewrite_domain && name.eq_ignore_ascii_case("domain") {
                         let domain = p.split_once('=').map(|(_, d)| d.trim()).unwrap_or("");
                         let domain = domain.trim_start_matches('.');
@@ -468,6 +477,13 @@ mod tests {
         let mut only = map(&[("cookie", "__Host-ward-session=secret")]);
         strip_ward_cookies(&mut only);
         assert!(only.get("cookie").is_none());
+        // Pairs the cookie crate cannot read: the app's go on, anything like ward's does not.
+        let mut odd = map(&[(
+            "cookie",
+            "flag; __Host-ward-session; =x; \t__HOST-ward-sso = y ;c=\"q;r\"",
+        )]);
+        strip_ward_cookies(&mut odd);
+        assert_eq!(odd.get("cookie").unwrap(), "flag; =x; c=\"q; r\"");
     }
 
     #[test]

@@ -702,16 +702,15 @@ fn form_method_override(form: &[(String, String)]) -> Option<Result<http::Method
     Some(http::Method::from_bytes(upper.as_bytes()).map_err(|_| format!("_method = {upper:?}")))
 }
 
+/// The `Content-Type` of a request or answer, read by ward's one media type parser.
+fn media_type(headers: &http::HeaderMap) -> Option<crate::policy::media::MediaType> {
+    let text = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    crate::policy::media::MediaType::parse(text).ok()
+}
+
 /// Whether a request's body is an ordinary (url-encoded) form.
 fn is_url_encoded(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.split(';').next())
-        .is_some_and(|t| {
-            t.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+    media_type(headers).is_some_and(|m| m.essence == "application/x-www-form-urlencoded")
 }
 
 /// A request body no stage has taken yet (left by a refusal).
@@ -886,18 +885,8 @@ async fn redacted(
     route: &policy::Route,
     cap: u64,
 ) -> Result<Response<Body>, filter::Held> {
-    let json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|t| {
-            t.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
+    let json = media_type(resp.headers())
+        .is_some_and(|m| m.essence == "application/json" || m.essence.ends_with("+json"));
     let plain = !resp.headers().contains_key(header::CONTENT_ENCODING);
     if !(json && plain) {
         return Err(filter::Held::NotJson);
@@ -970,11 +959,7 @@ fn wants_html<B>(req: &Request<B>) -> bool {
 const IDLE_TAG: &str = "\n<script src=\"/.ward/idle.js\" defer></script>\n";
 
 fn add_idle_script(resp: Response<Body>) -> Response<Body> {
-    let html = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"));
+    let html = media_type(resp.headers()).is_some_and(|m| m.essence == "text/html");
     let encoded = resp.headers().contains_key(header::CONTENT_ENCODING);
     if !html || encoded || resp.status() != StatusCode::OK {
         return resp;

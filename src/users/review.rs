@@ -9,12 +9,11 @@ use crate::csv;
 use crate::policy::{Export, Policy};
 use crate::users::directory::{self, today};
 use crate::users::{Directory, Secrets, Status};
-use crate::web::page::escape;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The role that opens the officer's console (never granted by break-glass).
@@ -343,130 +342,138 @@ impl Review {
     }
 
     /// The review's table; with `link`, account names link to `link` + name.
-    pub fn table_html(&self, link: Option<&str>) -> String {
+    pub fn table_html(&self, link: Option<&str>) -> Markup {
         let flagged = self.rows.iter().filter(|r| !r.flags.is_empty()).count();
-        let mut h = String::with_capacity(256 + self.rows.len() * 512);
-        let _ = write!(
-            h,
-            "<table class=\"review\"><caption>Every account ({} in all, {flagged} with something to look at)</caption>\
-<thead><tr><th scope=\"col\">Account</th><th scope=\"col\">Name</th><th scope=\"col\">Status</th>\
-<th scope=\"col\">Roles</th><th scope=\"col\">Organization</th><th scope=\"col\">Sponsor</th>\
-<th scope=\"col\">MFA</th><th scope=\"col\">Last sign-in</th><th scope=\"col\">Last activity</th>\
-<th scope=\"col\">End date</th><th scope=\"col\">Look at</th></tr></thead><tbody>",
-            self.rows.len()
-        );
-        let dash = "<span class=\"none\">—</span>";
-        for r in &self.rows {
-            let name = match link {
-                Some(base) => format!(
-                    "<a href=\"{}{}\">{}</a>",
-                    escape(base),
-                    escape(&r.name),
-                    escape(&r.name)
-                ),
-                None => escape(&r.name),
-            };
-            let opt = |v: &Option<String>| v.as_deref().map(escape).unwrap_or(dash.into());
-            let time = |t: Option<i64>| match t {
-                Some(t) => escape(&local_time(t, &self.tz)),
-                None => "never".into(),
-            };
-            let flags = if r.flags.is_empty() {
-                dash.to_string()
-            } else {
-                let items: Vec<String> = r
-                    .flags
-                    .iter()
-                    .map(|f| {
-                        format!(
-                            "<li class=\"flag-{}\">{}</li>",
-                            f.code(),
-                            escape(&f.describe(self.idle_days))
-                        )
-                    })
-                    .collect();
-                format!("<ul class=\"flags\">{}</ul>", items.concat())
-            };
-            let _ = write!(
-                h,
-                "<tr class=\"status-{status}\"><th scope=\"row\">{name}</th><td>{display}</td><td>{status}</td>\
-<td>{roles}</td><td>{org}</td><td>{sponsor}</td><td>{mfa}</td><td>{signin}</td><td>{activity}</td>\
-<td>{end}</td><td>{flags}</td></tr>",
-                status = r.status,
-                display = escape(&r.display_name),
-                roles = if r.roles.is_empty() {
-                    dash.to_string()
-                } else {
-                    escape(&r.roles.join(", "))
-                },
-                org = opt(&r.org),
-                sponsor = opt(&r.sponsor),
-                mfa = if r.mfa { "yes" } else { "<strong>no</strong>" },
-                signin = time(r.last_sign_in),
-                activity = time(r.last_activity),
-                end = r
-                    .expires
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| dash.to_string()),
-            );
+        let dash = html! { span.none { "—" } };
+        let opt = |v: &Option<String>| match v {
+            Some(v) => html! { (v) },
+            None => dash.clone(),
+        };
+        let time = |t: Option<i64>| match t {
+            Some(t) => local_time(t, &self.tz),
+            None => "never".into(),
+        };
+        html! {
+            table.review {
+                caption { "Every account (" (self.rows.len()) " in all, " (flagged) " with something to look at)" }
+                thead {
+                    tr {
+                        @for c in ["Account", "Name", "Status", "Roles", "Organization", "Sponsor", "MFA", "Last sign-in", "Last activity", "End date", "Look at"] {
+                            th scope="col" { (c) }
+                        }
+                    }
+                }
+                tbody {
+                    @for r in &self.rows {
+                        tr class={ "status-" (r.status) } {
+                            th scope="row" {
+                                @match link {
+                                    Some(base) => a href={ (base) (r.name) } { (r.name) },
+                                    None => (r.name),
+                                }
+                            }
+                            td { (r.display_name) }
+                            td { (r.status) }
+                            td { @if r.roles.is_empty() { (dash) } @else { (r.roles.join(", ")) } }
+                            td { (opt(&r.org)) }
+                            td { (opt(&r.sponsor)) }
+                            td { @if r.mfa { "yes" } @else { strong { "no" } } }
+                            td { (time(r.last_sign_in)) }
+                            td { (time(r.last_activity)) }
+                            td {
+                                @match r.expires {
+                                    Some(d) => (d),
+                                    None => (dash),
+                                }
+                            }
+                            td {
+                                @if r.flags.is_empty() {
+                                    (dash)
+                                } @else {
+                                    ul.flags {
+                                        @for f in &r.flags {
+                                            li class={ "flag-" (f.code()) } { (f.describe(self.idle_days)) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if self.rows.is_empty() {
+                        tr { td colspan="11" { "There are no accounts." } }
+                    }
+                }
+            }
         }
-        if self.rows.is_empty() {
-            h.push_str("<tr><td colspan=\"11\">There are no accounts.</td></tr>");
-        }
-        h.push_str("</tbody></table>");
-        h
     }
 
     /// The warnings and the flag counts, as HTML.
-    pub fn summary_html(&self) -> String {
-        let mut h = String::new();
-        if !self.warnings.is_empty() {
-            h.push_str("<div class=\"warnings\" role=\"alert\"><h2>Warnings</h2><ul>");
-            for w in &self.warnings {
-                let _ = write!(h, "<li>{}</li>", escape(w));
-            }
-            h.push_str("</ul></div>");
-        }
+    pub fn summary_html(&self) -> Markup {
         let summary = self.summary();
-        h.push_str("<h2>To look at</h2>");
-        if summary.is_empty() {
-            h.push_str("<p>Nothing is flagged.</p>");
-        } else {
-            h.push_str("<ul class=\"summary\">");
-            for (code, _, words) in summary {
-                let _ = write!(h, "<li class=\"flag-{code}\">{}</li>", escape(&words));
+        html! {
+            @if !self.warnings.is_empty() {
+                div.warnings role="alert" {
+                    h2 { "Warnings" }
+                    ul { @for w in &self.warnings { li { (w) } } }
+                }
             }
-            h.push_str("</ul>");
+            h2 { "To look at" }
+            @if summary.is_empty() {
+                p { "Nothing is flagged." }
+            } @else {
+                ul.summary {
+                    @for (code, _, words) in &summary {
+                        li class={ "flag-" (code) } { (words) }
+                    }
+                }
+            }
         }
-        h
     }
 
-    /// A standalone, printable HTML page.
-    pub fn standalone_html(&self) -> String {
+    /// A standalone, printable HTML page, with its styles as `styles` says.
+    pub fn standalone_html(&self, styles: Styles) -> String {
         let practice = if self.practice.is_empty() {
             "ward"
         } else {
             &self.practice
         };
         let when = local_time(self.generated, &self.tz);
-        format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>Access review — {practice} — {date}</title><style>{css}</style></head><body>\
-<header><p class=\"who\">{practice} · made by ward</p><h1>Access review</h1>\
-<p>Made {when} from the policy <code>{file}</code>. Accounts are flagged when unused for more than {idle} days.</p></header>\
-<main>{summary}<h2>Accounts</h2>{table}</main>\
-<footer><p>Reviewed by: <span class=\"line\"></span> Date: <span class=\"line short\"></span> Signature: <span class=\"line\"></span></p></footer>\
-</body></html>\n",
-            practice = escape(practice),
-            date = escape(when.get(..10).unwrap_or(&when)),
-            css = REVIEW_CSS,
-            when = escape(&when),
-            file = escape(&self.policy_file.display().to_string()),
-            idle = self.idle_days,
-            summary = self.summary_html(),
-            table = self.table_html(None),
-        )
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { "Access review — " (practice) " — " (when.get(..10).unwrap_or(&when)) }
+                    @match styles {
+                        // Raw: ward's own stylesheet, compiled in.
+                        Styles::Inline => style { (PreEscaped(REVIEW_CSS)) },
+                        Styles::Served => link rel="stylesheet" href="/.ward/review.css";,
+                    }
+                }
+                body {
+                    header {
+                        p.who { (practice) " · made by ward" }
+                        h1 { "Access review" }
+                        p {
+                            "Made " (when) " from the policy " code { (self.policy_file.display()) }
+                            ". Accounts are flagged when unused for more than " (self.idle_days) " days."
+                        }
+                    }
+                    main {
+                        (self.summary_html())
+                        h2 { "Accounts" }
+                        (self.table_html(None))
+                    }
+                    footer {
+                        p {
+                            "Reviewed by: " span.line {} " Date: " span.line.short {} " Signature: " span.line {}
+                        }
+                    }
+                }
+            }
+        }
+        .into_string()
     }
 
     /// CSV (RFC 4180: CRLF line ends, quoted fields where needed), with a header row.
@@ -498,19 +505,17 @@ impl Review {
     }
 }
 
+/// Where the printable review's styles come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Styles {
+    /// Inside the page: a file opened from disk has nowhere to fetch them from.
+    Inline,
+    /// From `/.ward/review.css`: ward's pages allow no inline styles.
+    Served,
+}
+
 /// The review's styles: readable on screen, landscape and without colour on paper.
-pub const REVIEW_CSS: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#1a1a1a;line-height:1.4}\
-h1{font-size:1.6rem;margin:.2rem 0}h2{font-size:1.2rem;margin-top:1.5rem}.who{color:#555;margin:0}\
-table{border-collapse:collapse;width:100%;font-size:.9rem}caption{text-align:left;font-weight:600;padding:.4rem 0}\
-th,td{border:1px solid #bbb;padding:.3rem .45rem;text-align:left;vertical-align:top}thead th{background:#eef1f5}\
-tbody tr:nth-child(even){background:#f8f9fb}ul.flags{margin:0;padding-left:1.1rem}\
-.flag-idle,.flag-past-end-date,.flag-never-signed-in{color:#8a1c1c}.status-terminated,.status-deactivated{color:#666}\
-.warnings{border:2px solid #b45309;background:#fff7ed;padding:.2rem 1rem;margin:1rem 0}.none{color:#999}\
-footer{margin-top:2rem}.line{display:inline-block;border-bottom:1px solid #000;width:14rem;margin-right:1rem}.line.short{width:8rem}\
-code{background:#f3f3f3;padding:0 .25rem}\
-@media print{body{margin:0;font-size:10pt}table{font-size:8.5pt}thead{display:table-header-group}tr{break-inside:avoid}\
-a{color:inherit;text-decoration:none}.warnings{background:none}tbody tr:nth-child(even){background:none}}\
-@page{size:landscape;margin:1.2cm}";
+pub const REVIEW_CSS: &str = include_str!("review.css");
 
 #[cfg(test)]
 mod tests {
@@ -802,7 +807,7 @@ status = "terminated"
         let mut r = review(&HashMap::new());
         r.rows[0].display_name = "<script>alert(1)</script>".into();
         r.practice = "A & B <Clinic>".into();
-        let page = r.standalone_html();
+        let page = r.standalone_html(Styles::Inline);
         assert!(!page.contains("<script>"));
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(
@@ -812,7 +817,7 @@ status = "terminated"
         assert!(page.contains("<th scope=\"col\">Last activity</th>"));
         assert!(page.contains("only one active account (boss)"));
         assert!(page.contains("1 account idle more than 90 days"));
-        let linked = r.table_html(Some("/.ward/officer/users/"));
+        let linked = r.table_html(Some("/.ward/officer/users/")).into_string();
         assert!(linked.contains("<a href=\"/.ward/officer/users/dr_lee\">dr_lee</a>"));
     }
 }

@@ -7,9 +7,10 @@ use crate::body::Body;
 use crate::users::accounts;
 use crate::users::grants::{self, Grant, GrantKind};
 use crate::web::kit::{self, PageOutcome, PageRequest};
-use crate::web::page::{self, escape};
+use crate::web::page;
 use crate::web::state::Gate;
 use http::{Response, StatusCode};
+use maud::html;
 
 /// Shortest reason accepted: "emergency" alone tells the officer nothing.
 const MIN_REASON: usize = 10;
@@ -20,20 +21,21 @@ pub fn form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Response
         Ok(p) => p,
         Err(resp) => return *resp,
     };
-    let notice = error
-        .map(|e| format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    let body = format!(
-        "{notice}<p>Emergency access gives you the roles <strong>{roles}</strong> for {mins} minutes. \
-Everything you open meanwhile is recorded as emergency access, and the security officer is told at once.</p>\
-<form method=\"post\" action=\"/.ward/break-glass\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<p><label for=\"reason\">Why you need emergency access (the patient, the situation)</label><br>\
-<textarea id=\"reason\" name=\"reason\" rows=\"4\" cols=\"50\" required minlength=\"{MIN_REASON}\" autofocus></textarea></p>\
-<p><button type=\"submit\">Start emergency access</button></p></form>",
-        roles = escape(&bg.emergency_roles.join(", ")),
-        mins = bg.duration.as_secs() / 60,
-        csrf = escape(&s.csrf),
-    );
+    let body = html! {
+        @if let Some(e) = error { p.error role="alert" { (e) } }
+        p {
+            "Emergency access gives you the roles " strong { (bg.emergency_roles.join(", ")) }
+            " for " (bg.duration.as_secs() / 60) " minutes. Everything you open meanwhile is recorded as emergency access, and the security officer is told at once."
+        }
+        form method="post" action="/.ward/break-glass" {
+            input type="hidden" name="csrf" value=(s.csrf);
+            p {
+                label for="reason" { "Why you need emergency access (the patient, the situation)" } br;
+                textarea #reason name="reason" rows="4" cols="50" required minlength=(MIN_REASON) autofocus {}
+            }
+            p { button type="submit" { "Start emergency access" } }
+        }
+    };
     page::page(
         if error.is_some() {
             StatusCode::BAD_REQUEST
@@ -42,7 +44,7 @@ Everything you open meanwhile is recorded as emergency access, and the security 
         },
         &req.policy.practice,
         "Emergency access",
-        &body,
+        body,
     )
 }
 
@@ -110,20 +112,18 @@ pub async fn submit(
         until = grant.end,
         "BREAK-GLASS: emergency access started (the reason is in the audit trail)"
     );
-    let body = format!(
-        "<p role=\"status\">Emergency access is on until {}. The security officer has been told.</p><p><a href=\"/\">Continue</a></p>",
-        escape(
-            &humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(grant.end.max(0) as u64)
-            )
-            .to_string()
-        )
+    let until = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(grant.end.max(0) as u64),
     );
+    let body = html! {
+        p role="status" { "Emergency access is on until " (until) ". The security officer has been told." }
+        p { a href="/" { "Continue" } }
+    };
     page::page(
         StatusCode::OK,
         &req.policy.practice,
         "Emergency access on",
-        &body,
+        body,
     )
 }
 

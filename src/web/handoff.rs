@@ -21,9 +21,9 @@ use crate::body::Body;
 use crate::session::{self, COOKIE, Handoff, Session, Stage};
 use crate::users::accounts;
 use crate::web::kit::{self, PageOutcome, PageRequest, redirect, with_cookie};
-use crate::web::page::escape;
 use crate::web::state::Gate;
 use http::{Method, Response, StatusCode};
+use maud::html;
 use std::sync::Arc;
 
 /// The state cookie an app host sets while a sign-in is handed to it.
@@ -44,6 +44,8 @@ pub enum Place {
 pub fn place(path: &str) -> Place {
     match path {
         "/.ward/healthz" | "/.ward/logged-out" | "/.ward/login" => Place::Anywhere,
+        // Refusal pages on app hosts use these too.
+        "/.ward/ward.css" | "/.ward/console.css" | "/.ward/review.css" => Place::Anywhere,
         "/.ward/handoff" | "/.ward/idle.js" | "/.ward/session" | "/.ward/keepalive" => {
             Place::AppHost
         }
@@ -82,10 +84,7 @@ pub fn elsewhere(req: &PageRequest<'_>, ward_host: &str) -> Response<Body> {
         req,
         StatusCode::NOT_FOUND,
         "Not here",
-        &format!(
-            "<p>This page of ward's is at <a href=\"{0}/.ward/login\">{0}</a>.</p>",
-            escape(&there)
-        ),
+        html! { p { "This page of ward's is at " a href={ (there) "/.ward/login" } { (there) } "." } },
     )
 }
 
@@ -221,21 +220,19 @@ pub fn home(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
     let Some(s) = signed_in(gate, req) else {
         return redirect("/.ward/login");
     };
-    let mut body = format!(
-        "<p>You are signed in as <strong>{}</strong>.</p><ul>",
-        escape(&s.user)
-    );
-    for app in &req.policy.apps {
-        if let Some(h) = &app.host {
-            body.push_str(&format!(
-                "<li><a href=\"{0}/\">{1}</a></li>",
-                escape(&origin_of(h, authority)),
-                escape(&app.name)
-            ));
+    let body = html! {
+        p { "You are signed in as " strong { (s.user) } "." }
+        ul {
+            @for app in &req.policy.apps {
+                @if let Some(h) = &app.host {
+                    li { a href={ (origin_of(h, authority)) "/" } { (app.name) } }
+                }
+            }
+            li { a href="/.ward/officer/" { "Officer's console" } " (officers only)" }
         }
-    }
-    body.push_str("<li><a href=\"/.ward/officer/\">Officer's console</a> (officers only)</li></ul><p><a href=\"/.ward/logout\">Sign out</a></p>");
-    kit::page(req, StatusCode::OK, "Signed in", &body)
+        p { a href="/.ward/logout" { "Sign out" } }
+    };
+    kit::page(req, StatusCode::OK, "Signed in", body)
 }
 
 /// The session behind this browser's cookie on ward's host, if it is complete and still stands.
@@ -251,7 +248,7 @@ fn bad(req: &PageRequest<'_>) -> Response<Body> {
         req,
         StatusCode::BAD_REQUEST,
         "Link not valid",
-        "<p>This sign-in link is not valid. Open the system you want to use again.</p>",
+        html! { p { "This sign-in link is not valid. Open the system you want to use again." } },
     )
 }
 

@@ -112,7 +112,7 @@ pub(crate) fn page(
     req: &PageRequest<'_>,
     status: StatusCode,
     title: &str,
-    body: &str,
+    body: maud::Markup,
 ) -> Response<Body> {
     page::page(status, &req.policy.practice, title, body)
 }

@@ -2,6 +2,7 @@
 //! hand-off to app hosts, break-glass and the officer's console, built with
 //! one kit (`kit`) on one shared state (`state`).
 
+pub mod assets;
 pub mod breakglass;
 pub mod console;
 pub mod handoff;
@@ -27,6 +28,9 @@ pub async fn serve(
 ) -> Option<Response<Body>> {
     let get = req.method == Method::GET || req.method == Method::HEAD;
     let post = req.method == Method::POST;
+    if get && let Some(css) = assets::stylesheet(req.path) {
+        return Some(css);
+    }
     let resp = match req.path {
         "/.ward/break-glass" if get => breakglass::form(gate, &req, None),
         "/.ward/break-glass" if post => {

@@ -12,11 +12,12 @@ use crate::web::kit::{
     CSRF_COOKIE, PageOutcome, PageRequest, current, page, query_param, read_form, redirect,
     safe_return, same_origin, unavailable, with_cookie,
 };
-use crate::web::page::{self as pages, escape};
+use crate::web::page as pages;
 use crate::web::state::Gate;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
+use maud::{Markup, PreEscaped, html};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -60,29 +61,37 @@ pub fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> 
         Ok(t) => t,
         Err(_) => return unavailable(req),
     };
-    let notice = match (error, query_param(req.query.as_deref(), "reason").as_deref()) {
-        (Some(e), _) => format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e)),
-        (None, Some("idle")) => "<p role=\"status\">You were signed out because the page was not used for a while. Please sign in again.</p>".into(),
-        (None, Some(_)) => "<p role=\"status\">Please sign in again.</p>".into(),
-        (None, None) => String::new(),
+    let reason = query_param(req.query.as_deref(), "reason");
+    let body = html! {
+        @match (error, reason.as_deref()) {
+            (Some(e), _) => p.error role="alert" { (e) },
+            (None, Some("idle")) => p role="status" { "You were signed out because the page was not used for a while. Please sign in again." },
+            (None, Some(_)) => p role="status" { "Please sign in again." },
+            (None, None) => {},
+        }
+        form method="post" action="/.ward/login" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="return" value=(return_to);
+            p {
+                label for="username" { "User name" } br;
+                input #username name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus;
+            }
+            p {
+                label for="password" { "Password" } br;
+                input #password name="password" type="password" autocomplete="current-password" required;
+            }
+            p { button type="submit" { "Sign in" } }
+        }
+        (sso_buttons(req.policy, &csrf, &return_to))
+        p.who { "Use only your own account. Forgot your password or lost your authenticator? Ask the practice's security officer." }
     };
-    let body = format!(
-        "{notice}<form method=\"post\" action=\"/.ward/login\">\
-<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"return\" value=\"{ret}\">\
-<p><label for=\"username\">User name</label><br><input id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus></p>\
-<p><label for=\"password\">Password</label><br><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></p>\
-<p><button type=\"submit\">Sign in</button></p></form>\
-{sso}<p class=\"who\">Use only your own account. Forgot your password or lost your authenticator? Ask the practice's security officer.</p>",
-        ret = escape(&return_to),
-        sso = sso_buttons(req.policy, &csrf, &return_to),
-    );
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
         StatusCode::OK
     };
     with_cookie(
-        page(req, status, "Sign in", &body),
+        page(req, status, "Sign in", body),
         session::set_cookie(CSRF_COOKIE, &csrf, None),
     )
 }
@@ -247,11 +256,11 @@ async fn login_submit(
 }
 
 fn locked_page(req: &PageRequest<'_>, message: &str) -> Response<Body> {
-    let body = format!(
-        "<p role=\"alert\">{}</p><p><a href=\"/.ward/login\">Back to sign in</a></p>",
-        escape(message)
-    );
-    page(req, StatusCode::TOO_MANY_REQUESTS, "Sign-in locked", &body)
+    let body = html! {
+        p role="alert" { (message) }
+        p { a href="/.ward/login" { "Back to sign in" } }
+    };
+    page(req, StatusCode::TOO_MANY_REQUESTS, "Sign-in locked", body)
 }
 
 /// Which sign-in step failed: each is counted on its own, so that a right
@@ -476,25 +485,35 @@ fn mfa_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Response
     let Some((_, s)) = current(gate, req).filter(|(_, s)| s.stage == Stage::NeedsMfa) else {
         return redirect("/.ward/login");
     };
-    let notice = error
-        .map(|e| format!("<p role=\"alert\" class=\"error\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    let body = format!(
-        "{notice}<form method=\"post\" action=\"/.ward/mfa\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<p><label for=\"code\">Code from your authenticator app</label><br>\
-<input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9 ]*\" maxlength=\"8\" required autofocus></p>\
-<p><button type=\"submit\">Continue</button></p></form>\
-<details><summary>Lost your phone?</summary><form method=\"post\" action=\"/.ward/mfa\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<p><label for=\"recovery\">One of your recovery codes</label><br><input id=\"recovery\" name=\"recovery\" autocomplete=\"off\" spellcheck=\"false\"></p>\
-<p><button type=\"submit\">Use recovery code</button></p></form></details>",
-        csrf = escape(&s.csrf)
-    );
+    let csrf = &s.csrf;
+    let body = html! {
+        @if let Some(e) = error { p.error role="alert" { (e) } }
+        form method="post" action="/.ward/mfa" {
+            input type="hidden" name="csrf" value=(csrf);
+            p {
+                label for="code" { "Code from your authenticator app" } br;
+                input #code name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]*" maxlength="8" required autofocus;
+            }
+            p { button type="submit" { "Continue" } }
+        }
+        details {
+            summary { "Lost your phone?" }
+            form method="post" action="/.ward/mfa" {
+                input type="hidden" name="csrf" value=(csrf);
+                p {
+                    label for="recovery" { "One of your recovery codes" } br;
+                    input #recovery name="recovery" autocomplete="off" spellcheck="false";
+                }
+                p { button type="submit" { "Use recovery code" } }
+            }
+        }
+    };
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
         StatusCode::OK
     };
-    page(req, status, "Second step", &body)
+    page(req, status, "Second step", body)
 }
 
 async fn mfa_submit(
@@ -629,12 +648,13 @@ fn logout_form(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
     let Some((_, s)) = current(gate, req) else {
         return redirect("/.ward/logged-out");
     };
-    let body = format!(
-        "<form method=\"post\" action=\"/.ward/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-<p><button type=\"submit\" autofocus>Sign out</button></p></form>",
-        escape(&s.csrf)
-    );
-    page(req, StatusCode::OK, "Sign out", &body)
+    let body = html! {
+        form method="post" action="/.ward/logout" {
+            input type="hidden" name="csrf" value=(s.csrf);
+            p { button type="submit" autofocus { "Sign out" } }
+        }
+    };
+    page(req, StatusCode::OK, "Sign out", body)
 }
 
 async fn logout_submit(
@@ -671,15 +691,15 @@ fn logged_out(req: &PageRequest<'_>) -> Response<Body> {
         Some("account") => accounts::Ended::AccountClosed.explain(),
         _ => "You are signed out.",
     };
-    let body = format!(
-        "<p role=\"status\">{}</p><p><a href=\"/.ward/login\">Sign in again</a></p>",
-        escape(text)
-    );
+    let body = html! {
+        p role="status" { (text) }
+        p { a href="/.ward/login" { "Sign in again" } }
+    };
     // The cookie goes too, and the browser is told to drop everything this
     // origin left (an app's cookies, stored data, cached pages), so a shared
     // computer holds nothing of the person.
     let mut resp = with_cookie(
-        page(req, StatusCode::OK, "Signed out", &body),
+        page(req, StatusCode::OK, "Signed out", body),
         session::set_cookie(COOKIE, "", Some(0)),
     );
     resp.headers_mut().insert(
@@ -775,7 +795,7 @@ async fn enroll_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) ->
             req,
             StatusCode::NOT_FOUND,
             "Link not valid",
-            "<p>This enrollment link is not valid: it may have been used already or be older than 24 hours. Ask the practice's security officer for a new one.</p>",
+            html! { p { "This enrollment link is not valid: it may have been used already or be older than 24 hours. Ask the practice's security officer for a new one." } },
         );
     };
     let Some(pending) = secrets.enroll.as_ref() else {
@@ -792,47 +812,55 @@ async fn enroll_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) ->
     } else {
         None
     };
-    let mut body = String::new();
-    if let Some(e) = error {
-        body.push_str(&format!(
-            "<p role=\"alert\" class=\"error\">{}</p>",
-            escape(e)
-        ));
-    }
-    body.push_str(&format!(
-        "<p>Setting up the account <strong>{}</strong>.</p><form method=\"post\" action=\"/.ward/enroll?token={}\">",
-        escape(&name),
-        escape(&token)
-    ));
-    if wants_password {
-        body.push_str(
-            "<h2>1. Choose a password</h2><p>At least 12 characters. A few unrelated words make a strong, memorable password. Don't reuse a password from another site.</p>\
-<p><label for=\"password\">New password</label><br><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" minlength=\"12\" required autofocus></p>\
-<p><label for=\"confirm\">The same password again</label><br><input id=\"confirm\" name=\"confirm\" type=\"password\" autocomplete=\"new-password\" minlength=\"12\" required></p>",
-        );
-    }
-    if let Some(key) = &key {
-        let issuer = req.policy.practice.replace(':', " ");
-        match totp::decode_secret(key).map(|k| totp::enrollment(&k, &issuer, &name)) {
-            Some(Ok(e)) => body.push_str(&format!(
-                "<h2>{}. Set up your authenticator app</h2><p>Scan this code with an authenticator app (such as Microsoft Authenticator, Google Authenticator or 1Password), or type the key below into it.</p>\
-<div class=\"qr\" aria-hidden=\"true\" style=\"max-width:14rem\">{}</div>\
-<p><label for=\"key\">Key (type it if you cannot scan)</label><br><input id=\"key\" value=\"{}\" readonly size=\"40\"></p>\
-<p><label for=\"code\">The 6-digit code the app shows now</label><br><input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"8\" required></p>",
-                if wants_password { 2 } else { 1 },
-                e.qr_svg,
-                escape(&e.secret_base32),
-            )),
-            _ => return unavailable(req),
+    let authenticator = match &key {
+        None => None,
+        Some(key) => {
+            let issuer = req.policy.practice.replace(':', " ");
+            match totp::decode_secret(key).map(|k| totp::enrollment(&k, &issuer, &name)) {
+                Some(Ok(e)) => Some(e),
+                _ => return unavailable(req),
+            }
         }
-    }
-    body.push_str("<p><button type=\"submit\">Finish setting up</button></p></form>");
+    };
+    let body = html! {
+        @if let Some(e) = error { p.error role="alert" { (e) } }
+        p { "Setting up the account " strong { (name) } "." }
+        form method="post" action={ "/.ward/enroll?token=" (token) } {
+            @if wants_password {
+                h2 { "1. Choose a password" }
+                p { "At least 12 characters. A few unrelated words make a strong, memorable password. Don't reuse a password from another site." }
+                p {
+                    label for="password" { "New password" } br;
+                    input #password name="password" type="password" autocomplete="new-password" minlength="12" required autofocus;
+                }
+                p {
+                    label for="confirm" { "The same password again" } br;
+                    input #confirm name="confirm" type="password" autocomplete="new-password" minlength="12" required;
+                }
+            }
+            @if let Some(e) = &authenticator {
+                h2 { (if wants_password { 2 } else { 1 }) ". Set up your authenticator app" }
+                p { "Scan this code with an authenticator app (such as Microsoft Authenticator, Google Authenticator or 1Password), or type the key below into it." }
+                // Raw: the qrcode crate's SVG of the key, made here; it holds no text anyone typed.
+                div.qr aria-hidden="true" { (PreEscaped(&e.qr_svg)) }
+                p {
+                    label for="key" { "Key (type it if you cannot scan)" } br;
+                    input #key value=(e.secret_base32) readonly size="40";
+                }
+                p {
+                    label for="code" { "The 6-digit code the app shows now" } br;
+                    input #code name="code" inputmode="numeric" autocomplete="one-time-code" maxlength="8" required;
+                }
+            }
+            p { button type="submit" { "Finish setting up" } }
+        }
+    };
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let mut resp = page(req, status, "Set up your account", &body);
+    let mut resp = page(req, status, "Set up your account", body);
     resp.headers_mut()
         .insert("referrer-policy", HeaderValue::from_static("same-origin"));
     resp
@@ -975,16 +1003,18 @@ async fn enroll_submit(
     }
     outcome.event = Some("enrolled");
     gate.sessions.remove_user(&name);
-    let mut body = String::from("<p role=\"status\">Your account is ready.</p>");
-    if let Some((codes_plain, _)) = recovery {
-        body.push_str("<h2>Your recovery codes</h2><p>Each code works once, if you lose your phone. Print them or write them down and keep them somewhere safe; they will not be shown again.</p><ul class=\"codes\">");
-        for c in codes_plain {
-            body.push_str(&format!("<li><code>{}</code></li>", escape(&c)));
+    let body = html! {
+        p role="status" { "Your account is ready." }
+        @if let Some((codes_plain, _)) = &recovery {
+            h2 { "Your recovery codes" }
+            p { "Each code works once, if you lose your phone. Print them or write them down and keep them somewhere safe; they will not be shown again." }
+            ul.codes {
+                @for c in codes_plain { li { code { (c) } } }
+            }
         }
-        body.push_str("</ul>");
-    }
-    body.push_str("<p><a href=\"/.ward/login\">Sign in now</a></p>");
-    let mut resp = page(req, StatusCode::OK, "Account ready", &body);
+        p { a href="/.ward/login" { "Sign in now" } }
+    };
+    let mut resp = page(req, StatusCode::OK, "Account ready", body);
     resp.headers_mut()
         .insert("referrer-policy", HeaderValue::from_static("same-origin"));
     resp
@@ -992,22 +1022,19 @@ async fn enroll_submit(
 // ---------- single sign-on on these pages ----------
 
 /// The sign-in page's single sign-on buttons, one form per provider.
-fn sso_buttons(policy: &Policy, csrf: &str, return_to: &str) -> String {
-    if policy.login.oidc.is_empty() {
-        return String::new();
+fn sso_buttons(policy: &Policy, csrf: &str, return_to: &str) -> Markup {
+    html! {
+        @if !policy.login.oidc.is_empty() {
+            p { "Or:" }
+            @for p in &policy.login.oidc {
+                form method="post" action={ "/.ward/sso/" (p.config.name) } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="return" value=(return_to);
+                    p { button type="submit" { (p.label) } }
+                }
+            }
+        }
     }
-    let mut html = String::from("<p>Or:</p>");
-    for p in &policy.login.oidc {
-        html.push_str(&format!(
-            "<form method=\"post\" action=\"/.ward/sso/{name}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<input type=\"hidden\" name=\"return\" value=\"{ret}\"><p><button type=\"submit\">{label}</button></p></form>",
-            name = escape(&p.config.name),
-            csrf = escape(csrf),
-            ret = escape(return_to),
-            label = escape(&p.label),
-        ));
-    }
-    html
 }
 
 /// Where to send a person after ward's sign-out: their provider's sign-out, when it has one.

@@ -10,10 +10,10 @@ use crate::session::{self, COOKIE, Session, Stage};
 use crate::users::accounts;
 use crate::users::{Admin, NewAccount, SignIn, SsoLink};
 use crate::web::kit::{self, PageOutcome, PageRequest};
-use crate::web::page::escape;
 use crate::web::signin::{self};
 use crate::web::state::Gate;
 use http::{Response, StatusCode};
+use maud::html;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -45,12 +45,12 @@ async fn provider(gate: &Gate, cfg: &OidcProvider) -> Result<Provider, OidcError
 }
 
 fn failed(req: &PageRequest<'_>, status: StatusCode, message: &str) -> Response<Body> {
-    let body = format!(
-        "<p role=\"alert\">{}</p><p>If this keeps happening, tell the practice's IT contact this reference: <code>{}</code></p><p><a href=\"/.ward/login\">Back to sign in</a></p>",
-        escape(message),
-        escape(req.request_id)
-    );
-    kit::page(req, status, "Single sign-on did not work", &body)
+    let body = html! {
+        p role="alert" { (message) }
+        p { "If this keeps happening, tell the practice's IT contact this reference: " code { (req.request_id) } }
+        p { a href="/.ward/login" { "Back to sign in" } }
+    };
+    kit::page(req, status, "Single sign-on did not work", body)
 }
 
 /// `POST /.ward/sso/NAME`: sends the person to the provider.

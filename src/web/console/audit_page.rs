@@ -1,14 +1,13 @@
 //! The audit trail: a search form (person, since, path pattern, decision, kind) over the same
 //! search code as `ward audit search`, showing the newest matches.
 
-use super::{Ctx, Form, NONE, Notice, Section, blocking, head_row};
+use super::{Ctx, Form, Notice, Section, blocking, head_row, none};
 use crate::audit::search::{self, Format, PathFilter, Query};
 use crate::audit::{Kind, Record};
 use crate::body::Body;
-use crate::web::page::escape;
 use http::{Response, StatusCode};
+use maud::{Markup, html};
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 
 /// The most matches a page shows (the newest).
 pub const MAX_SHOWN: usize = 500;
@@ -133,7 +132,8 @@ pub(super) async fn search(ctx: &Ctx<'_>) -> Response<Body> {
         query.kind = Some(Kind::Access);
     }
 
-    let mut h = form_html(ctx, &user, &since, &path, &decision, &kind);
+    let form = form_html(ctx, &user, &since, &path, &decision, &kind);
+    let mut results = None;
     let notice = match problem {
         Some(p) => Notice::Problem(p),
         None => {
@@ -152,7 +152,7 @@ pub(super) async fn search(ctx: &Ctx<'_>) -> Response<Body> {
             .await;
             match found {
                 Some(Ok((sink, stats))) => {
-                    h.push_str(&results_html(&sink, stats.unreadable));
+                    results = Some(results_html(&sink, stats.unreadable));
                     Notice::None
                 }
                 Some(Err(e)) => Notice::Problem(format!("The audit trail could not be read: {e}")),
@@ -165,7 +165,8 @@ pub(super) async fn search(ctx: &Ctx<'_>) -> Response<Body> {
     } else {
         StatusCode::OK
     };
-    ctx.page(status, Section::Audit, "Audit trail", &notice, &h)
+    let h = html! { (form) @if let Some(r) = results { (r) } };
+    ctx.page(status, Section::Audit, "Audit trail", &notice, h)
 }
 
 fn form_html(
@@ -175,123 +176,123 @@ fn form_html(
     path: &str,
     decision: &str,
     kind: &str,
-) -> String {
+) -> Markup {
     let options = |list: &[(&str, &str)], chosen: &str| {
-        let mut o = String::new();
-        for (v, words) in list {
-            let sel = if *v == chosen { " selected" } else { "" };
-            let _ = write!(o, "<option value=\"{v}\"{sel}>{words}</option>");
-        }
-        o
-    };
-    let mut people = String::from("<datalist id=\"people\">");
-    for n in ctx.account_names() {
-        let _ = write!(people, "<option value=\"{}\">", escape(&n));
-    }
-    people.push_str("</datalist>");
-    format!(
-        "<form method=\"get\" action=\"{base}audit\" class=\"stack\"><div class=\"cols\">\
-<p><label for=\"user\">Person (what they did, or what was done to them)</label><br><input id=\"user\" name=\"user\" value=\"{user}\" list=\"people\" autocapitalize=\"none\">{people}</p>\
-<p><label for=\"since\">Since</label><br><input id=\"since\" name=\"since\" value=\"{since}\" size=\"14\" aria-describedby=\"since-hint\"><br>\
-<span class=\"hint\" id=\"since-hint\">How long ago (7d, 12h), or a day (2026-11-01).</span></p>\
-<p><label for=\"path\">Pages (a route pattern)</label><br><input id=\"path\" name=\"path\" value=\"{path}\" placeholder=\"/patients/**\"></p>\
-<p><label for=\"decision\">Decision</label><br><select id=\"decision\" name=\"decision\">{decisions}</select></p>\
-<p><label for=\"kind\">Records</label><br><select id=\"kind\" name=\"kind\">{kinds}</select></p></div>\
-<p><button type=\"submit\">Search</button></p></form>",
-        base = super::BASE,
-        user = escape(user),
-        since = escape(since),
-        path = escape(path),
-        decisions = options(&DECISIONS, decision),
-        kinds = options(&KINDS, kind),
-    )
-}
-
-fn results_html(found: &Newest, unreadable: u64) -> String {
-    let shown = found.kept.len();
-    let mut h = format!(
-        "<table><caption>{}</caption>{}<tbody>",
-        if found.matched as usize > shown {
-            format!(
-                "The newest {shown} of {} matching records, newest first",
-                found.matched
-            )
-        } else {
-            format!(
-                "{} matching record{}, newest first",
-                found.matched,
-                if found.matched == 1 { "" } else { "s" }
-            )
-        },
-        head_row(&[
-            "Time (UTC)",
-            "Who",
-            "From",
-            "What",
-            "Method",
-            "Path",
-            "Status",
-            "Details",
-        ])
-    );
-    let cell = |v: Option<&str>| match v {
-        Some(s) if !s.is_empty() => escape(s),
-        _ => NONE.to_string(),
-    };
-    for r in found.kept.iter().rev() {
-        let who = match (&r.user, &r.actor) {
-            (Some(u), Some(a)) if u != a => format!("{} (by {})", escape(u), escape(a)),
-            (Some(u), _) => escape(u),
-            (None, Some(a)) => escape(a),
-            (None, None) => NONE.to_string(),
-        };
-        let mut what = r
-            .decision
-            .as_deref()
-            .or(r.event.as_deref())
-            .map(escape)
-            .unwrap_or_else(|| r.kind.as_str().to_string());
-        if r.emergency {
-            what.push_str(" <strong>(emergency)</strong>");
-        }
-        let mut details: Vec<String> = Vec::new();
-        for part in [
-            r.reason.as_deref(),
-            r.detail.as_deref(),
-            r.grant.as_deref().map(|g| g.trim()),
-            r.org.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if !part.is_empty() && !details.iter().any(|d| d == part) {
-                details.push(part.to_string());
+        html! {
+            @for (v, words) in list {
+                option value=(v) selected[*v == chosen] { (words) }
             }
         }
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{who}</td><td>{}</td><td>{what}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(r.time.get(..19).unwrap_or(&r.time)).replace('T', " "),
-            cell(r.client_ip.map(|ip| ip.to_string()).as_deref()),
-            cell(r.method.as_deref()),
-            cell(r.path.as_deref()),
-            cell(r.status.map(|s| s.to_string()).as_deref()),
-            cell(Some(&details.join(" · "))),
-        );
+    };
+    html! {
+        form.stack method="get" action={ (super::BASE) "audit" } {
+            div.cols {
+                p {
+                    label for="user" { "Person (what they did, or what was done to them)" } br;
+                    input #user name="user" value=(user) list="people" autocapitalize="none";
+                    datalist #people { @for n in ctx.account_names() { option value=(n); } }
+                }
+                p {
+                    label for="since" { "Since" } br;
+                    input #since name="since" value=(since) size="14" aria-describedby="since-hint";
+                    br;
+                    span.hint #since-hint { "How long ago (7d, 12h), or a day (2026-11-01)." }
+                }
+                p {
+                    label for="path" { "Pages (a route pattern)" } br;
+                    input #path name="path" value=(path) placeholder="/patients/**";
+                }
+                p {
+                    label for="decision" { "Decision" } br;
+                    select #decision name="decision" { (options(&DECISIONS, decision)) }
+                }
+                p {
+                    label for="kind" { "Records" } br;
+                    select #kind name="kind" { (options(&KINDS, kind)) }
+                }
+            }
+            p { button type="submit" { "Search" } }
+        }
     }
-    if shown == 0 {
-        h.push_str("<tr><td colspan=\"8\">No records match.</td></tr>");
+}
+
+fn results_html(found: &Newest, unreadable: u64) -> Markup {
+    let shown = found.kept.len();
+    let caption = if found.matched as usize > shown {
+        format!(
+            "The newest {shown} of {} matching records, newest first",
+            found.matched
+        )
+    } else {
+        format!(
+            "{} matching record{}, newest first",
+            found.matched,
+            if found.matched == 1 { "" } else { "s" }
+        )
+    };
+    let cell = |v: Option<&str>| match v {
+        Some(s) if !s.is_empty() => html! { (s) },
+        _ => none(),
+    };
+    html! {
+        table {
+            caption { (caption) }
+            (head_row(&["Time (UTC)", "Who", "From", "What", "Method", "Path", "Status", "Details"]))
+            tbody {
+                @for r in found.kept.iter().rev() {
+                    tr {
+                        td { (r.time.get(..19).unwrap_or(&r.time).replace('T', " ")) }
+                        td {
+                            @match (&r.user, &r.actor) {
+                                (Some(u), Some(a)) if u != a => { (u) " (by " (a) ")" },
+                                (Some(u), _) => (u),
+                                (None, Some(a)) => (a),
+                                (None, None) => (none()),
+                            }
+                        }
+                        td { (cell(r.client_ip.map(|ip| ip.to_string()).as_deref())) }
+                        td {
+                            (r.decision.as_deref().or(r.event.as_deref()).unwrap_or(r.kind.as_str()))
+                            @if r.emergency { " " strong { "(emergency)" } }
+                        }
+                        td { (cell(r.method.as_deref())) }
+                        td { (cell(r.path.as_deref())) }
+                        td { (cell(r.status.map(|s| s.to_string()).as_deref())) }
+                        td { (cell(Some(&details(r).join(" · ")))) }
+                    }
+                }
+                @if shown == 0 {
+                    tr { td colspan="8" { "No records match." } }
+                }
+            }
+        }
+        @if unreadable > 0 {
+            p.hint {
+                (unreadable) " line" (if unreadable == 1 { "" } else { "s" })
+                " of the trail could not be read and " (if unreadable == 1 { "was" } else { "were" })
+                " skipped; run " code { "ward audit verify" } "."
+            }
+        }
     }
-    h.push_str("</tbody></table>");
-    if unreadable > 0 {
-        let _ = write!(
-            h,
-            "<p class=\"hint\">{unreadable} line{} of the trail could not be read and {} skipped; run <code>ward audit verify</code>.</p>",
-            if unreadable == 1 { "" } else { "s" },
-            if unreadable == 1 { "was" } else { "were" }
-        );
+}
+
+/// A record's reason, detail, grant and organization, each once.
+fn details(r: &Record) -> Vec<String> {
+    let mut details: Vec<String> = Vec::new();
+    for part in [
+        r.reason.as_deref(),
+        r.detail.as_deref(),
+        r.grant.as_deref().map(|g| g.trim()),
+        r.org.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !part.is_empty() && !details.iter().any(|d| d == part) {
+            details.push(part.to_string());
+        }
     }
-    h
+    details
 }
 
 #[cfg(test)]

@@ -5,9 +5,8 @@ use super::{BASE, Ctx, Form, Notice, Section, blocking, head_row, when};
 use crate::body::Body;
 use crate::users::grants::{self, Grant, GrantKind};
 use crate::web::kit::PageOutcome;
-use crate::web::page::escape;
 use http::{Response, StatusCode};
-use std::fmt::Write as _;
+use maud::{Markup, html};
 
 /// Values of the export form, to show again after a refusal.
 #[derive(Default)]
@@ -31,126 +30,116 @@ pub(super) fn list(ctx: &Ctx<'_>, notice: Notice, refill: Option<ExportValues>) 
         .filter(|g| show_all || g.active(now))
         .collect();
     let csrf = ctx.csrf_field();
-    let mut h = String::from(
-        "<p>Grants are time-limited exceptions: an export grant lets one person download from the pages a route pattern names; \
-break-glass grants are the emergency access people start themselves. Every request under a grant is marked in the audit trail.</p>",
-    );
-    let _ = write!(
-        h,
-        "<p>{}</p><table><caption>{} ({})</caption>{}<tbody>",
-        if show_all {
-            format!("<a href=\"{BASE}grants\">Show only the grants in force</a>")
-        } else {
-            format!("<a href=\"{BASE}grants?all=1\">Show all grants, also ended ones</a>")
-        },
-        if show_all {
-            "Every grant, newest first"
-        } else {
-            "Grants in force"
-        },
-        shown.len(),
-        head_row(&[
-            "Grant",
-            "Person",
-            "Kind",
-            "What",
-            "From",
-            "Until",
-            "Granted by",
-            "Reason",
-            "State",
-        ])
-    );
-    for g in &shown {
-        let (kind, what) = match &g.kind {
-            GrantKind::Export { route } => ("export", route.clone()),
-            GrantKind::BreakGlass { roles } => {
-                ("break-glass", format!("roles {}", roles.join(", ")))
+    let h = html! {
+        p {
+            "Grants are time-limited exceptions: an export grant lets one person download from the pages a route pattern names; break-glass grants are the emergency access people start themselves. Every request under a grant is marked in the audit trail."
+        }
+        p {
+            @if show_all {
+                a href={ (BASE) "grants" } { "Show only the grants in force" }
+            } @else {
+                a href={ (BASE) "grants?all=1" } { "Show all grants, also ended ones" }
             }
-        };
-        let state = match g.revoked {
-            Some(t) => format!("revoked {}", escape(&when(t))),
-            None if g.end <= now => "ended".to_string(),
-            None if g.start > now => "not started".to_string(),
-            None => format!(
-                "<form method=\"post\" action=\"{BASE}grants/revoke\">{csrf}<input type=\"hidden\" name=\"id\" value=\"{id}\">\
-<button type=\"submit\" class=\"quiet\" aria-label=\"Revoke grant {id}\">Revoke now</button></form>",
-                id = escape(&g.id)
-            ),
-        };
-        let _ = write!(
-            h,
-            "<tr><th scope=\"row\"><code>{}</code></th><td><a href=\"{BASE}users/{u}\">{u}</a></td><td>{kind}</td><td>{}</td>\
-<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{state}</td></tr>",
-            escape(&g.id),
-            escape(&what),
-            escape(&when(g.start)),
-            escape(&when(g.end)),
-            escape(&g.granted_by),
-            escape(&g.reason),
-            u = escape(&g.user),
-        );
-    }
-    if shown.is_empty() {
-        h.push_str("<tr><td colspan=\"9\">No grants.</td></tr>");
-    }
-    h.push_str("</tbody></table>");
-    h.push_str(&export_form(ctx, &refill.unwrap_or_default()));
+        }
+        table {
+            caption {
+                (if show_all { "Every grant, newest first" } else { "Grants in force" })
+                " (" (shown.len()) ")"
+            }
+            (head_row(&["Grant", "Person", "Kind", "What", "From", "Until", "Granted by", "Reason", "State"]))
+            tbody {
+                @for g in &shown {
+                    @let (kind, what) = match &g.kind {
+                        GrantKind::Export { route } => ("export", route.clone()),
+                        GrantKind::BreakGlass { roles } => ("break-glass", format!("roles {}", roles.join(", "))),
+                    };
+                    tr {
+                        th scope="row" { code { (g.id) } }
+                        td { a href={ (BASE) "users/" (g.user) } { (g.user) } }
+                        td { (kind) }
+                        td { (what) }
+                        td { (when(g.start)) }
+                        td { (when(g.end)) }
+                        td { (g.granted_by) }
+                        td { (g.reason) }
+                        td {
+                            @match g.revoked {
+                                Some(t) => { "revoked " (when(t)) },
+                                None if g.end <= now => "ended",
+                                None if g.start > now => "not started",
+                                None => form method="post" action={ (BASE) "grants/revoke" } {
+                                    (csrf)
+                                    input type="hidden" name="id" value=(g.id);
+                                    button.quiet type="submit" aria-label={ "Revoke grant " (g.id) } { "Revoke now" }
+                                },
+                            }
+                        }
+                    }
+                }
+                @if shown.is_empty() {
+                    tr { td colspan="9" { "No grants." } }
+                }
+            }
+        }
+        (export_form(ctx, &refill.unwrap_or_default()))
+    };
     let status = if notice.is_problem() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    ctx.page(status, Section::Grants, "Grants", &notice, &h)
+    ctx.page(status, Section::Grants, "Grants", &notice, h)
 }
 
-fn export_form(ctx: &Ctx<'_>, v: &ExportValues) -> String {
+fn export_form(ctx: &Ctx<'_>, v: &ExportValues) -> Markup {
     let snap = ctx.shared.gate.accounts.snapshot();
     let today = crate::users::accounts::today(ctx.now());
-    let mut people = String::from("<option value=\"\">Choose a person</option>");
-    for a in snap
-        .directory
-        .accounts
-        .values()
-        .filter(|a| a.usable_on(today))
-    {
-        let sel = if a.name == v.user { " selected" } else { "" };
-        let _ = write!(
-            people,
-            "<option value=\"{n}\"{sel}>{n} — {d}</option>",
-            n = escape(&a.name),
-            d = escape(&a.display_name)
-        );
-    }
-    let mut routes = String::from("<datalist id=\"routes\">");
-    let mut seen = Vec::new();
+    let mut routes: Vec<&String> = Vec::new();
     for r in &ctx.policy().routes {
-        if !seen.contains(&&r.path) {
-            seen.push(&r.path);
-            let _ = write!(routes, "<option value=\"{}\">", escape(&r.path));
+        if !routes.contains(&&r.path) {
+            routes.push(&r.path);
         }
     }
-    routes.push_str("</datalist>");
-    format!(
-        "<section aria-labelledby=\"export-h\"><h2 id=\"export-h\">Let a person export</h2>\
-<form method=\"post\" action=\"{BASE}grants/export\" class=\"stack\">{csrf}\
-<p><label for=\"user\">Person</label><br><select id=\"user\" name=\"user\" required>{people}</select></p>\
-<p><label for=\"route\">Pages (a route pattern)</label><br><input id=\"route\" name=\"route\" value=\"{route}\" list=\"routes\" required size=\"40\" placeholder=\"/reports/**\" aria-describedby=\"route-hint\">{routes}\
-<br><span class=\"hint\" id=\"route-hint\">As in the policy: /reports/** is everything under /reports, * is one part of the address.</span></p>\
-<p><label for=\"duration\">For how long</label><br><input id=\"duration\" name=\"duration\" value=\"{duration}\" required size=\"10\" aria-describedby=\"duration-hint\">\
-<br><span class=\"hint\" id=\"duration-hint\">Like 30m, 2h or 3d; at most 30 days.</span></p>\
-<p><label for=\"reason\">Why (kept in the audit trail with every export)</label><br><textarea id=\"reason\" name=\"reason\" rows=\"3\" cols=\"50\" required minlength=\"{min}\">{reason}</textarea></p>\
-<p><button type=\"submit\">Grant export</button></p></form></section>",
-        csrf = ctx.csrf_field(),
-        route = escape(&v.route),
-        duration = escape(if v.duration.is_empty() {
-            "2h"
-        } else {
-            &v.duration
-        }),
-        reason = escape(&v.reason),
-        min = grants::MIN_REASON,
-    )
+    let duration = if v.duration.is_empty() {
+        "2h"
+    } else {
+        &v.duration
+    };
+    html! {
+        section aria-labelledby="export-h" {
+            h2 #export-h { "Let a person export" }
+            form.stack method="post" action={ (BASE) "grants/export" } {
+                (ctx.csrf_field())
+                p {
+                    label for="user" { "Person" } br;
+                    select #user name="user" required {
+                        option value="" { "Choose a person" }
+                        @for a in snap.directory.accounts.values().filter(|a| a.usable_on(today)) {
+                            option value=(a.name) selected[a.name == v.user] { (a.name) " — " (a.display_name) }
+                        }
+                    }
+                }
+                p {
+                    label for="route" { "Pages (a route pattern)" } br;
+                    input #route name="route" value=(v.route) list="routes" required size="40" placeholder="/reports/**" aria-describedby="route-hint";
+                    datalist #routes { @for r in &routes { option value=(r); } }
+                    br;
+                    span.hint #route-hint { "As in the policy: /reports/** is everything under /reports, * is one part of the address." }
+                }
+                p {
+                    label for="duration" { "For how long" } br;
+                    input #duration name="duration" value=(duration) required size="10" aria-describedby="duration-hint";
+                    br;
+                    span.hint #duration-hint { "Like 30m, 2h or 3d; at most 30 days." }
+                }
+                p {
+                    label for="reason" { "Why (kept in the audit trail with every export)" } br;
+                    textarea #reason name="reason" rows="3" cols="50" required minlength=(grants::MIN_REASON) { (v.reason) }
+                }
+                p { button type="submit" { "Grant export" } }
+            }
+        }
+    }
 }
 
 /// `POST /.ward/officer/grants/export`.

@@ -23,13 +23,13 @@ use crate::server::reload::Runtime;
 use crate::session::{self, Session, Stage};
 use crate::users::accounts;
 use crate::web::kit::{self, Form, PageOutcome, PageRequest, read_form};
-use crate::web::page::{self, escape};
+use crate::web::page;
 use crate::web::state::Shared;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
-use std::fmt::Write as _;
+use maud::{DOCTYPE, Markup, html};
 use std::sync::Arc;
 
 pub use crate::users::review::OFFICER_ROLE;
@@ -229,23 +229,19 @@ pub(crate) enum Notice {
     Done(String),
     /// Something was refused or failed.
     Problem(String),
-    /// Already-escaped HTML announcing something that was done (with a link to hand over).
-    DoneHtml(String),
+    /// Markup announcing something that was done (with a link to hand over).
+    DoneHtml(Markup),
 }
 
 impl Notice {
-    fn html(&self) -> String {
-        match self {
-            Notice::None => String::new(),
-            Notice::Done(t) => format!(
-                "<div class=\"notice ok\" role=\"status\"><p>{}</p></div>",
-                escape(t)
-            ),
-            Notice::Problem(t) => format!(
-                "<div class=\"notice problem\" role=\"alert\"><p>{}</p></div>",
-                escape(t)
-            ),
-            Notice::DoneHtml(h) => format!("<div class=\"notice ok\" role=\"status\">{h}</div>"),
+    fn html(&self) -> Markup {
+        html! {
+            @match self {
+                Notice::None => {},
+                Notice::Done(t) => div.notice.ok role="status" { p { (t) } },
+                Notice::Problem(t) => div.notice.problem role="alert" { p { (t) } },
+                Notice::DoneHtml(h) => div.notice.ok role="status" { (h) },
+            }
         }
     }
 
@@ -278,31 +274,6 @@ const NAV: [(Section, &str, &str); 8] = [
     (Section::Lockdown, "lockdown", "Lock down"),
 ];
 
-const CSS: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1a1a1a;line-height:1.45;background:#fff}\
-header.bar{background:#1f3a5f;color:#fff;padding:.6rem 1.5rem;display:flex;flex-wrap:wrap;gap:.5rem 1.5rem;align-items:baseline}\
-header.bar .practice{font-weight:600}header.bar .me{margin-left:auto}header.bar a{color:#fff}\
-nav{background:#eef1f5;border-bottom:1px solid #ccd3dc;padding:0 1.5rem}nav ul{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap}\
-nav a{display:block;padding:.55rem .8rem;color:#1f3a5f;text-decoration:none}nav a:hover,nav a:focus{background:#dde3ea;text-decoration:underline}\
-nav a[aria-current=page]{background:#fff;font-weight:600;border:1px solid #ccd3dc;border-bottom-color:#fff;margin-bottom:-1px}\
-main{max-width:78rem;margin:0 auto;padding:1rem 1.5rem 3rem}h1{font-size:1.5rem;margin:.6rem 0 1rem}h2{font-size:1.15rem;margin:1.6rem 0 .5rem}\
-table{border-collapse:collapse;width:100%;font-size:.92rem;margin:.3rem 0 1rem}caption{text-align:left;font-weight:600;padding:.3rem 0}\
-th,td{border:1px solid #ccd3dc;padding:.3rem .5rem;text-align:left;vertical-align:top}thead th{background:#eef1f5}\
-tbody tr:nth-child(even){background:#f8f9fb}td form{display:inline;margin:0}ul.flags{margin:0;padding-left:1.1rem}\
-.notice{border-left:5px solid;padding:.4rem 1rem;margin:.5rem 0 1rem;white-space:pre-line}.notice p{margin:.3rem 0}\
-.ok{border-color:#15803d;background:#f0fdf4}.problem{border-color:#b91c1c;background:#fef2f2}\
-.warnings{border:2px solid #b45309;background:#fff7ed;padding:.2rem 1rem;margin:1rem 0}\
-form.stack p{margin:.5rem 0}label{font-weight:500}fieldset{border:1px solid #ccd3dc;margin:.5rem 0;padding:.4rem .8rem}\
-input[type=text],input[type=date],input:not([type]),select,textarea{font:inherit;padding:.25rem .4rem;border:1px solid #8a96a3;border-radius:3px}\
-button{font:inherit;padding:.3rem .8rem;border:1px solid #1f3a5f;background:#1f3a5f;color:#fff;border-radius:3px;cursor:pointer}\
-button.quiet{background:#fff;color:#1f3a5f}button.danger{background:#b91c1c;border-color:#b91c1c}\
-button:focus,a:focus,input:focus,select:focus,textarea:focus{outline:3px solid #f59e0b;outline-offset:1px}\
-.hint{color:#555;font-size:.9rem;margin:.1rem 0}.none{color:#999}.cols{display:flex;flex-wrap:wrap;gap:0 2.5rem}.cols>section{flex:1 1 22rem}\
-dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dl.facts dt{font-weight:600}dl.facts dd{margin:0}\
-.link input{width:100%;max-width:60rem;font-family:monospace}.danger-zone{border:2px solid #b91c1c;padding:.2rem 1rem;margin-top:1.5rem}\
-.counts{display:flex;flex-wrap:wrap;gap:1rem}.counts div{border:1px solid #ccd3dc;padding:.5rem 1rem;min-width:9rem}.counts strong{display:block;font-size:1.6rem}\
-pre.file{background:#f6f8fa;border:1px solid #ccd3dc;padding:.5rem;overflow:auto;font-size:.85rem;line-height:1.35}pre.file .ln{color:#888;user-select:none}\
-.status-terminated,.status-deactivated{color:#666}";
-
 impl<'a> Ctx<'a> {
     fn policy(&self) -> &'a crate::policy::Policy {
         &self.rt.policy
@@ -313,11 +284,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// The hidden CSRF field every form carries.
-    fn csrf_field(&self) -> String {
-        format!(
-            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-            escape(&self.session.csrf)
-        )
+    fn csrf_field(&self) -> Markup {
+        html! { input type="hidden" name="csrf" value=(self.session.csrf); }
     }
 
     /// A POST from this session's own page: the token matches and `Origin`, when sent, is ours.
@@ -344,50 +312,49 @@ impl<'a> Ctx<'a> {
         section: Section,
         title: &str,
         notice: &Notice,
-        body_html: &str,
+        body: Markup,
     ) -> Response<Body> {
-        let practice = &self.policy().practice;
-        let practice = if practice.is_empty() {
-            "ward"
-        } else {
-            practice
+        let practice = page::practice_name(&self.policy().practice);
+        let html = html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " — Officer's console — " (practice) }
+                    link rel="stylesheet" href="/.ward/console.css";
+                }
+                body {
+                    header.bar {
+                        span.practice { (practice) }
+                        span { "Officer's console · ward" }
+                        span.me { "Signed in as " strong { (self.officer) } " · " a href="/.ward/logout" { "Sign out" } }
+                    }
+                    nav aria-label="Officer's console" {
+                        ul {
+                            @for (s, path, label) in NAV {
+                                li { a href={ (BASE) (path) } aria-current=[(s == section).then_some("page")] { (label) } }
+                            }
+                        }
+                    }
+                    main {
+                        h1 { (title) }
+                        (notice.html())
+                        (body)
+                    }
+                }
+            }
         };
-        let mut nav = String::from("<nav aria-label=\"Officer's console\"><ul>");
-        for (s, path, label) in NAV {
-            let current = if s == section {
-                " aria-current=\"page\""
-            } else {
-                ""
-            };
-            let _ = write!(
-                nav,
-                "<li><a href=\"{BASE}{path}\"{current}>{label}</a></li>"
-            );
-        }
-        nav.push_str("</ul></nav>");
-        let html = format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{title} — Officer's console — {practice}</title><style>{CSS}</style></head>\
-<body><header class=\"bar\"><span class=\"practice\">{practice}</span><span>Officer's console · ward</span>\
-<span class=\"me\">Signed in as <strong>{me}</strong> · <a href=\"/.ward/logout\">Sign out</a></span></header>\
-{nav}<main><h1>{title}</h1>{notice}{body_html}</main></body></html>\n",
-            title = escape(title),
-            practice = escape(practice),
-            me = escape(&self.officer),
-            notice = notice.html(),
-        );
-        html_response(status, html)
+        html_response(status, html.into_string())
     }
 
     /// A refusal inside the console's frame.
     fn refuse(&self, status: StatusCode, title: &str, message: &str) -> Response<Body> {
-        let body = format!(
-            "<p>{}</p><p class=\"hint\">Reference: <code>{}</code></p>",
-            escape(message),
-            escape(self.req.request_id)
-        );
-        self.page(status, Section::Overview, title, &Notice::None, &body)
+        let body = html! {
+            p { (message) }
+            p.hint { "Reference: " code { (self.req.request_id) } }
+        };
+        self.page(status, Section::Overview, title, &Notice::None, body)
     }
 
     fn not_found(&self) -> Response<Body> {
@@ -519,21 +486,12 @@ impl<'a> Ctx<'a> {
 
 /// An HTML answer with the headers all of ward's pages carry, and a stricter policy.
 fn html_response(status: StatusCode, html: String) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from(html)));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
+    let mut resp = page::html_response(
+        status,
+        html,
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
-    no_store_headers(h);
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    no_store_headers(resp.headers_mut());
     resp
 }
 
@@ -588,24 +546,21 @@ fn ago(now: i64, then: i64) -> String {
 }
 
 /// A `<th>` row of column headers.
-fn head_row(columns: &[&str]) -> String {
-    let mut h = String::from("<thead><tr>");
-    for c in columns {
-        let _ = write!(h, "<th scope=\"col\">{c}</th>");
-    }
-    h.push_str("</tr></thead>");
-    h
+fn head_row(columns: &[&str]) -> Markup {
+    html! { thead { tr { @for c in columns { th scope="col" { (c) } } } } }
 }
 
 /// The dash shown for "nothing".
-const NONE: &str = "<span class=\"none\">—</span>";
+fn none() -> Markup {
+    html! { span.none { "—" } }
+}
 
-/// Escaped text, or the dash when empty.
-fn or_none(text: &str) -> String {
+/// The text, or the dash when empty.
+fn or_none(text: &str) -> Markup {
     if text.trim().is_empty() {
-        NONE.to_string()
+        none()
     } else {
-        escape(text)
+        html! { (text) }
     }
 }
 
@@ -638,7 +593,7 @@ mod tests {
 
     #[test]
     fn empty_values_show_a_dash() {
-        assert_eq!(or_none(" "), NONE);
-        assert_eq!(or_none("<x>"), "&lt;x&gt;");
+        assert_eq!(or_none(" ").into_string(), none().into_string());
+        assert_eq!(or_none("<x>").into_string(), "&lt;x&gt;");
     }
 }

@@ -7,10 +7,9 @@ use crate::users::Status;
 use crate::users::accounts;
 use crate::users::grants::GrantKind;
 use crate::users::review::{self, DEFAULT_IDLE_DAYS, Review};
-use crate::web::page::escape;
 use http::{Response, StatusCode};
+use maud::{Markup, html};
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 /// The review as of now, with live sessions counted as activity.
 async fn current_review(ctx: &Ctx<'_>, idle_days: u32) -> Result<Review, String> {
@@ -92,101 +91,86 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
         .count();
     let glass = in_force.len() - exports;
     let count = |n: usize, words: &str, link: &str| {
-        format!("<div><strong>{n}</strong><a href=\"{BASE}{link}\">{words}</a></div>")
+        html! { div { strong { (n) } a href={ (BASE) (link) } { (words) } } }
     };
-    let mut h = String::new();
     let review = current_review(ctx, DEFAULT_IDLE_DAYS).await;
-    match &review {
-        Ok(r) if !r.warnings.is_empty() => {
-            h.push_str("<div class=\"warnings\" role=\"alert\"><h2>Warnings</h2><ul>");
-            for w in &r.warnings {
-                let _ = write!(h, "<li>{}</li>", escape(w));
+    let h = html! {
+        @match &review {
+            Ok(r) if !r.warnings.is_empty() => div.warnings role="alert" {
+                h2 { "Warnings" }
+                ul { @for w in &r.warnings { li { (w) } } }
+            },
+            Ok(_) => {},
+            Err(e) => div.warnings role="alert" { p { "The access review could not be made: " (e) } },
+        }
+        h2 { "Accounts" }
+        div.counts {
+            (count(active, "active", "users"))
+            (count(expired, "past their end date", "users"))
+            (count(deactivated, "deactivated", "users"))
+            (count(terminated, "terminated", "users"))
+        }
+        h2 { "Now" }
+        div.counts {
+            (count(standing, "live sessions", "sessions"))
+            (count(people.len(), "people signed in", "sessions"))
+            (count(emergency, "in emergency access", "sessions"))
+            (count(exports, "export grants in force", "grants"))
+            (count(glass, "break-glass grants in force", "grants"))
+        }
+        @if let Ok(r) = &review {
+            h2 { "From the access review" }
+            @let summary = r.summary();
+            @if summary.is_empty() {
+                p { "Nothing is flagged." }
+            } @else {
+                ul { @for (_, _, words) in &summary { li { (words) } } }
             }
-            h.push_str("</ul></div>");
+            p { a href={ (BASE) "review" } { "Open the access review" } }
         }
-        Ok(_) => {}
-        Err(e) => {
-            let _ = write!(
-                h,
-                "<div class=\"warnings\" role=\"alert\"><p>The access review could not be made: {}</p></div>",
-                escape(e)
-            );
-        }
-    }
-    h.push_str("<h2>Accounts</h2><div class=\"counts\">");
-    h.push_str(&count(active, "active", "users"));
-    h.push_str(&count(expired, "past their end date", "users"));
-    h.push_str(&count(deactivated, "deactivated", "users"));
-    h.push_str(&count(terminated, "terminated", "users"));
-    h.push_str("</div><h2>Now</h2><div class=\"counts\">");
-    h.push_str(&count(standing, "live sessions", "sessions"));
-    h.push_str(&count(people.len(), "people signed in", "sessions"));
-    h.push_str(&count(emergency, "in emergency access", "sessions"));
-    h.push_str(&count(exports, "export grants in force", "grants"));
-    h.push_str(&count(glass, "break-glass grants in force", "grants"));
-    h.push_str("</div>");
-    if let Ok(r) = &review {
-        h.push_str("<h2>From the access review</h2>");
-        let summary = r.summary();
-        if summary.is_empty() {
-            h.push_str("<p>Nothing is flagged.</p>");
-        } else {
-            h.push_str("<ul>");
-            for (_, _, words) in summary {
-                let _ = write!(h, "<li>{}</li>", escape(&words));
-            }
-            h.push_str("</ul>");
-        }
-        let _ = write!(
-            h,
-            "<p><a href=\"{BASE}review\">Open the access review</a></p>"
-        );
-    }
-    h.push_str(&policy_state(ctx));
+        (policy_state(ctx))
+    };
     ctx.page(
         StatusCode::OK,
         Section::Overview,
         "Overview",
         &Notice::None,
-        &h,
+        h,
     )
 }
 
 /// Whether the policy file on disk is in force, and the accounts' problems.
-fn policy_state(ctx: &Ctx<'_>) -> String {
+fn policy_state(ctx: &Ctx<'_>) -> Markup {
     let rt = ctx.rt;
     let status = ctx.shared.store.status();
     let problems = ctx.shared.gate.accounts.problems();
     let loaded = humantime::format_rfc3339_seconds(rt.loaded_at).to_string();
-    let mut h = format!(
-        "<h2>Policy</h2><p>ward is using <code>{}</code>, loaded {} (UTC). <a href=\"{BASE}policy\">See the policy</a></p>",
-        escape(&rt.policy.file.display().to_string()),
-        escape(&loaded.replace('T', " ").replace('Z', "")),
-    );
-    match &status.stale {
-        None => h.push_str("<p>The file on disk is the one in force.</p>"),
-        Some(items) => {
-            h.push_str("<div class=\"warnings\" role=\"alert\"><p><strong>The policy file on disk has problems</strong>, so ward is still using the version loaded before. Fix these (ward check shows them too):</p><ul>");
-            for i in items {
-                let _ = write!(h, "<li><code>{}</code></li>", escape(i));
+    html! {
+        h2 { "Policy" }
+        p {
+            "ward is using " code { (rt.policy.file.display()) } ", loaded "
+            (loaded.replace('T', " ").replace('Z', "")) " (UTC). "
+            a href={ (BASE) "policy" } { "See the policy" }
+        }
+        @match &status.stale {
+            None => p { "The file on disk is the one in force." },
+            Some(items) => div.warnings role="alert" {
+                p {
+                    strong { "The policy file on disk has problems" }
+                    ", so ward is still using the version loaded before. Fix these (ward check shows them too):"
+                }
+                ul { @for i in items { li { code { (i) } } } }
+            },
+        }
+        @if problems.is_empty() {
+            p { "The accounts file " code { (rt.policy.storage.users.display()) } " has no problems." }
+        } @else {
+            div.warnings role="alert" {
+                p { strong { "The accounts file has problems:" } }
+                ul { @for p in problems.iter() { li { code { (p) } } } }
             }
-            h.push_str("</ul></div>");
         }
     }
-    if problems.is_empty() {
-        let _ = write!(
-            h,
-            "<p>The accounts file <code>{}</code> has no problems.</p>",
-            escape(&rt.policy.storage.users.display().to_string())
-        );
-    } else {
-        h.push_str("<div class=\"warnings\" role=\"alert\"><p><strong>The accounts file has problems:</strong></p><ul>");
-        for p in problems.iter() {
-            let _ = write!(h, "<li><code>{}</code></li>", escape(p));
-        }
-        h.push_str("</ul></div>");
-    }
-    h
 }
 
 /// `GET /.ward/officer/review[?idle_days=N]`.
@@ -202,22 +186,32 @@ pub(super) async fn review(ctx: &Ctx<'_>) -> Response<Body> {
             );
         }
     };
-    let h = format!(
-        "<p>Every account with what it may do and how it has been used, for the periodic risk assessment. \
-<a href=\"{BASE}review.csv?idle_days={days}\" download>Download as CSV</a> (for a spreadsheet) · \
-<a href=\"{BASE}review.html?idle_days={days}\">Printable page</a> · from the command line: <code>ward report access</code>.</p>\
-<form method=\"get\" action=\"{BASE}review\"><p><label for=\"idle_days\">Flag accounts unused for more than</label> \
-<input id=\"idle_days\" name=\"idle_days\" type=\"number\" min=\"1\" max=\"3650\" value=\"{days}\" size=\"5\"> days \
-<button type=\"submit\" class=\"quiet\">Update</button></p></form>{}{}",
-        r.summary_html(),
-        r.table_html(Some(&format!("{BASE}users/"))),
-    );
+    let h = html! {
+        p {
+            "Every account with what it may do and how it has been used, for the periodic risk assessment. "
+            a href={ (BASE) "review.csv?idle_days=" (days) } download { "Download as CSV" }
+            " (for a spreadsheet) · "
+            a href={ (BASE) "review.html?idle_days=" (days) } { "Printable page" }
+            " · from the command line: " code { "ward report access" } "."
+        }
+        form method="get" action={ (BASE) "review" } {
+            p {
+                label for="idle_days" { "Flag accounts unused for more than" }
+                " "
+                input #idle_days name="idle_days" type="number" min="1" max="3650" value=(days) size="5";
+                " days "
+                button.quiet type="submit" { "Update" }
+            }
+        }
+        (r.summary_html())
+        (r.table_html(Some(&format!("{BASE}users/"))))
+    };
     ctx.page(
         StatusCode::OK,
         Section::Review,
         "Access review",
         &Notice::None,
-        &h,
+        h,
     )
 }
 
@@ -243,7 +237,7 @@ pub(super) async fn review_csv(ctx: &Ctx<'_>) -> Response<Body> {
 /// `GET /.ward/officer/review.html`: the standalone, printable review.
 pub(super) async fn review_printable(ctx: &Ctx<'_>) -> Response<Body> {
     match current_review(ctx, idle_days(ctx)).await {
-        Ok(r) => super::html_response(StatusCode::OK, r.standalone_html()),
+        Ok(r) => super::html_response(StatusCode::OK, r.standalone_html(review::Styles::Served)),
         Err(e) => ctx.refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "Access review",
@@ -270,40 +264,27 @@ pub(super) async fn policy(ctx: &Ctx<'_>) -> Response<Body> {
         Ok::<_, std::io::Error>((text, warnings))
     })
     .await;
-    let mut h = policy_state(ctx);
-    match read {
-        Some(Ok((text, warnings))) => {
-            if !warnings.is_empty() {
-                h.push_str("<h2>Warnings</h2><ul>");
-                for w in &warnings {
-                    let _ = write!(h, "<li><code>{}</code></li>", escape(w));
+    let h = html! {
+        (policy_state(ctx))
+        @match read {
+            Some(Ok((text, warnings))) => {
+                @if !warnings.is_empty() {
+                    h2 { "Warnings" }
+                    ul { @for w in &warnings { li { code { (w) } } } }
                 }
-                h.push_str("</ul>");
-            }
-            let _ = write!(
-                h,
-                "<h2>The file on disk</h2><p class=\"hint\">Edit it on the server; ward checks a saved change and uses it within a second if it has no problems. Line numbers match the places in problem messages.</p><pre class=\"file\" tabindex=\"0\" aria-label=\"The policy file, {} lines\">",
-                text.lines().count()
-            );
-            let width = text.lines().count().to_string().len();
-            for (i, line) in text.lines().enumerate() {
-                let _ = writeln!(
-                    h,
-                    "<span class=\"ln\">{:>width$}</span>  {}",
-                    i + 1,
-                    escape(line)
-                );
-            }
-            h.push_str("</pre>");
+                h2 { "The file on disk" }
+                p.hint { "Edit it on the server; ward checks a saved change and uses it within a second if it has no problems. Line numbers match the places in problem messages." }
+                @let width = text.lines().count().to_string().len();
+                pre.file tabindex="0" aria-label={ "The policy file, " (text.lines().count()) " lines" } {
+                    @for (i, line) in text.lines().enumerate() {
+                        span.ln { (format!("{:>width$}", i + 1)) }
+                        "  " (line) "\n"
+                    }
+                }
+            },
+            Some(Err(e)) => p role="alert" { "The policy file cannot be read now: " (e) },
+            None => p role="alert" { "The policy file could not be read." },
         }
-        Some(Err(e)) => {
-            let _ = write!(
-                h,
-                "<p role=\"alert\">The policy file cannot be read now: {}</p>",
-                escape(&e.to_string())
-            );
-        }
-        None => h.push_str("<p role=\"alert\">The policy file could not be read.</p>"),
-    }
-    ctx.page(StatusCode::OK, Section::Policy, "Policy", &Notice::None, &h)
+    };
+    ctx.page(StatusCode::OK, Section::Policy, "Policy", &Notice::None, h)
 }

@@ -1,17 +1,16 @@
 //! People: the list of accounts, adding a person, and one person's page with every change
 //! `ward user` can make, through the same `users::Admin`.
 
-use super::{BASE, Ctx, Form, NONE, Notice, Section, blocking, head_row, or_none, when};
+use super::{BASE, Ctx, Form, Notice, Section, blocking, head_row, none, or_none, when};
 use crate::body::Body;
 use crate::users::directory::parse_day as parse_date;
 use crate::users::{
     Account, Admin, AdminError, EnrollLink, NewAccount, Purpose, Status, UserSecrets, directory,
 };
 use crate::web::kit::PageOutcome;
-use crate::web::page::escape;
 use http::{Response, StatusCode};
 use jiff::civil::Date;
-use std::fmt::Write as _;
+use maud::{Markup, html};
 
 /// The values of the add form, to show it again after a refusal.
 #[derive(Default)]
@@ -34,84 +33,57 @@ pub(super) async fn list(
     let snap = ctx.shared.gate.accounts.snapshot();
     let store = ctx.shared.gate.accounts.store().clone();
     let secrets = blocking(move || store.read()).await.and_then(Result::ok);
-    let none = UserSecrets::default();
+    let no_secrets = UserSecrets::default();
     let today = crate::users::accounts::today(ctx.now());
-    let mut h = String::new();
     let problems = ctx.shared.gate.accounts.problems();
-    if !problems.is_empty() {
-        h.push_str(
-            "<div class=\"warnings\" role=\"alert\"><h2>The accounts file has problems</h2><ul>",
-        );
-        for p in problems.iter() {
-            let _ = write!(h, "<li>{}</li>", escape(p));
+    let h = html! {
+        @if !problems.is_empty() {
+            div.warnings role="alert" {
+                h2 { "The accounts file has problems" }
+                ul { @for p in problems.iter() { li { (p) } } }
+            }
         }
-        h.push_str("</ul></div>");
-    }
-    if secrets.is_none() {
-        h.push_str("<p class=\"notice problem\" role=\"alert\">ward's secret store could not be read, so MFA, sign-in and lock columns are empty.</p>");
-    }
-    let _ = write!(
-        h,
-        "<p><a href=\"#add\">Add a person</a></p><table><caption>Every account in {} ({})</caption>{}<tbody>",
-        escape(&ctx.policy().storage.users.display().to_string()),
-        snap.directory.accounts.len(),
-        head_row(&[
-            "Account",
-            "Name",
-            "Status",
-            "Roles",
-            "Organization",
-            "Sponsor",
-            "End date",
-            "MFA enrolled",
-            "Last sign-in",
-            "Locked",
-        ])
-    );
-    for a in snap.directory.accounts.values() {
-        let s = secrets
-            .as_ref()
-            .and_then(|all| all.users.get(&a.name))
-            .unwrap_or(&none);
-        let locked = match s.locked_until {
-            Some(t) if t > ctx.now() => format!("<strong>until {}</strong>", escape(&when(t))),
-            _ => "no".into(),
-        };
-        let _ = write!(
-            h,
-            "<tr class=\"status-{}\"><th scope=\"row\"><a href=\"{BASE}users/{n}\">{n}</a></th><td>{}</td><td>{}</td><td>{}</td>\
-<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{locked}</td></tr>",
-            a.status.as_str(),
-            escape(&a.display_name),
-            status_words(a, today),
-            or_none(&a.roles.join(", ")),
-            or_none(a.org.as_deref().unwrap_or("")),
-            or_none(a.sponsor.as_deref().unwrap_or("")),
-            a.expires
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| NONE.into()),
-            if s.totp.is_some() {
-                "yes"
-            } else {
-                "<strong>no</strong>"
-            },
-            s.last_login
-                .map(|t| escape(&when(t)))
-                .unwrap_or_else(|| "never".into()),
-            n = escape(&a.name),
-        );
-    }
-    if snap.directory.accounts.is_empty() {
-        h.push_str("<tr><td colspan=\"10\">There are no accounts yet.</td></tr>");
-    }
-    h.push_str("</tbody></table>");
-    h.push_str(&add_form(ctx, &refill.unwrap_or_default()));
+        @if secrets.is_none() {
+            p.notice.problem role="alert" { "ward's secret store could not be read, so MFA, sign-in and lock columns are empty." }
+        }
+        p { a href="#add" { "Add a person" } }
+        table {
+            caption { "Every account in " (ctx.policy().storage.users.display()) " (" (snap.directory.accounts.len()) ")" }
+            (head_row(&["Account", "Name", "Status", "Roles", "Organization", "Sponsor", "End date", "MFA enrolled", "Last sign-in", "Locked"]))
+            tbody {
+                @for a in snap.directory.accounts.values() {
+                    @let s = secrets.as_ref().and_then(|all| all.users.get(&a.name)).unwrap_or(&no_secrets);
+                    tr class={ "status-" (a.status.as_str()) } {
+                        th scope="row" { a href={ (BASE) "users/" (a.name) } { (a.name) } }
+                        td { (a.display_name) }
+                        td { (status_words(a, today)) }
+                        td { (or_none(&a.roles.join(", "))) }
+                        td { (or_none(a.org.as_deref().unwrap_or(""))) }
+                        td { (or_none(a.sponsor.as_deref().unwrap_or(""))) }
+                        td { @match a.expires { Some(d) => (d), None => (none()) } }
+                        td { @if s.totp.is_some() { "yes" } @else { strong { "no" } } }
+                        td { @match s.last_login { Some(t) => (when(t)), None => "never" } }
+                        td {
+                            @match s.locked_until {
+                                Some(t) if t > ctx.now() => strong { "until " (when(t)) },
+                                _ => "no",
+                            }
+                        }
+                    }
+                }
+                @if snap.directory.accounts.is_empty() {
+                    tr { td colspan="10" { "There are no accounts yet." } }
+                }
+            }
+        }
+        (add_form(ctx, &refill.unwrap_or_default()))
+    };
     let status = if notice.is_problem() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    ctx.page(status, Section::People, "People", &notice, &h)
+    ctx.page(status, Section::People, "People", &notice, h)
 }
 
 /// "active", or what keeps the account from signing in.
@@ -124,75 +96,74 @@ fn status_words(a: &Account, today: Date) -> &'static str {
 }
 
 /// Checkboxes for the policy's roles, `checked` ticked.
-fn role_boxes(ctx: &Ctx<'_>, id_prefix: &str, checked: &[String]) -> String {
-    let mut h = String::new();
-    for (name, role) in &ctx.policy().roles {
-        let id = format!("{id_prefix}-{name}");
-        let tick = if checked.iter().any(|c| c == name) {
-            " checked"
-        } else {
-            ""
-        };
-        let about = if role.description.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " <span class=\"hint\">— {}</span>",
-                escape(&role.description)
-            )
-        };
-        let _ = write!(
-            h,
-            "<div><input type=\"checkbox\" id=\"{id}\" name=\"roles\" value=\"{v}\"{tick}> <label for=\"{id}\">{v}</label>{about}</div>",
-            id = escape(&id),
-            v = escape(name),
-        );
+fn role_boxes(ctx: &Ctx<'_>, id_prefix: &str, checked: &[String]) -> Markup {
+    html! {
+        @for (name, role) in &ctx.policy().roles {
+            @let id = format!("{id_prefix}-{name}");
+            div {
+                input type="checkbox" id=(id) name="roles" value=(name) checked[checked.iter().any(|c| c == name)];
+                " "
+                label for=(id) { (name) }
+                @if !role.description.is_empty() {
+                    " " span.hint { "— " (role.description) }
+                }
+            }
+        }
+        @if ctx.policy().roles.is_empty() {
+            p { "The policy defines no roles yet (add them under [roles])." }
+        }
     }
-    if ctx.policy().roles.is_empty() {
-        h.push_str("<p>The policy defines no roles yet (add them under [roles]).</p>");
-    }
-    h
 }
 
-fn add_form(ctx: &Ctx<'_>, v: &AddValues) -> String {
+fn add_form(ctx: &Ctx<'_>, v: &AddValues) -> Markup {
     let nets: Vec<&str> = ctx.policy().networks.keys().map(String::as_str).collect();
-    let mut sponsors = String::from("<datalist id=\"accounts\">");
-    for n in ctx.account_names() {
-        let _ = write!(sponsors, "<option value=\"{}\">", escape(&n));
+    let nets = if nets.is_empty() {
+        "the policy names no networks".to_string()
+    } else {
+        format!("network names from the policy ({})", nets.join(", "))
+    };
+    html! {
+        section aria-labelledby="add" {
+            h2 #add { "Add a person" }
+            p.hint { "ward adds the person to the accounts file (your comments and layout stay) and shows a one-time link for them to set a password and MFA." }
+            form.stack method="post" action={ (BASE) "users" } {
+                (ctx.csrf_field())
+                p {
+                    label for="name" { "Sign-in name" } br;
+                    input #name name="name" value=(v.name) required maxlength="64" pattern="[a-z0-9._\\-]+" autocapitalize="none" spellcheck="false" aria-describedby="name-hint";
+                    br;
+                    span.hint #name-hint { "Lower-case letters, digits, '.', '_' or '-', for example k_patel. Names are never reused." }
+                }
+                p {
+                    label for="display_name" { "Full name" } br;
+                    input #display_name name="display_name" value=(v.display_name) required maxlength="200" size="40";
+                }
+                fieldset { legend { "Roles" } (role_boxes(ctx, "add-role", &v.roles)) }
+                p {
+                    label for="org" { "Organization" } br;
+                    input #org name="org" value=(v.org) maxlength="200" size="40" aria-describedby="org-hint";
+                    br;
+                    span.hint #org-hint { "Leave empty for the practice's own staff. People from another company need an end date." }
+                }
+                p {
+                    label for="expires" { "End date (last working day)" } br;
+                    input #expires name="expires" type="date" value=(v.expires);
+                }
+                p {
+                    label for="sponsor" { "Sponsor (who at the practice vouches for them)" } br;
+                    input #sponsor name="sponsor" value=(v.sponsor) list="accounts" maxlength="200";
+                }
+                datalist #accounts { @for n in ctx.account_names() { option value=(n); } }
+                p {
+                    label for="allow_from" { "Only from these networks" } br;
+                    input #allow_from name="allow_from" value=(v.allow_from) size="40" aria-describedby="allow-hint";
+                    br;
+                    span.hint #allow-hint { "Optional, separated by commas: " (nets) " or address ranges like 203.0.113.0/24." }
+                }
+                p { button type="submit" { "Add person" } }
+            }
+        }
     }
-    sponsors.push_str("</datalist>");
-    format!(
-        "<section aria-labelledby=\"add\"><h2 id=\"add\">Add a person</h2>\
-<p class=\"hint\">ward adds the person to the accounts file (your comments and layout stay) and shows a one-time link for them to set a password and MFA.</p>\
-<form method=\"post\" action=\"{BASE}users\" class=\"stack\">{csrf}\
-<p><label for=\"name\">Sign-in name</label><br><input id=\"name\" name=\"name\" value=\"{name}\" required maxlength=\"64\" pattern=\"[a-z0-9._\\-]+\" autocapitalize=\"none\" spellcheck=\"false\" aria-describedby=\"name-hint\">\
-<br><span class=\"hint\" id=\"name-hint\">Lower-case letters, digits, '.', '_' or '-', for example k_patel. Names are never reused.</span></p>\
-<p><label for=\"display_name\">Full name</label><br><input id=\"display_name\" name=\"display_name\" value=\"{display}\" required maxlength=\"200\" size=\"40\"></p>\
-<fieldset><legend>Roles</legend>{roles}</fieldset>\
-<p><label for=\"org\">Organization</label><br><input id=\"org\" name=\"org\" value=\"{org}\" maxlength=\"200\" size=\"40\" aria-describedby=\"org-hint\">\
-<br><span class=\"hint\" id=\"org-hint\">Leave empty for the practice's own staff. People from another company need an end date.</span></p>\
-<p><label for=\"expires\">End date (last working day)</label><br><input id=\"expires\" name=\"expires\" type=\"date\" value=\"{expires}\"></p>\
-<p><label for=\"sponsor\">Sponsor (who at the practice vouches for them)</label><br><input id=\"sponsor\" name=\"sponsor\" value=\"{sponsor}\" list=\"accounts\" maxlength=\"200\"></p>{sponsors}\
-<p><label for=\"allow_from\">Only from these networks</label><br><input id=\"allow_from\" name=\"allow_from\" value=\"{allow}\" size=\"40\" aria-describedby=\"allow-hint\">\
-<br><span class=\"hint\" id=\"allow-hint\">Optional, separated by commas: {nets} or address ranges like 203.0.113.0/24.</span></p>\
-<p><button type=\"submit\">Add person</button></p></form></section>",
-        csrf = ctx.csrf_field(),
-        name = escape(&v.name),
-        display = escape(&v.display_name),
-        roles = role_boxes(ctx, "add-role", &v.roles),
-        org = escape(&v.org),
-        expires = escape(&v.expires),
-        sponsor = escape(&v.sponsor),
-        allow = escape(&v.allow_from),
-        nets = if nets.is_empty() {
-            "the policy names no networks".to_string()
-        } else {
-            format!(
-                "network names from the policy ({})",
-                escape(&nets.join(", "))
-            )
-        },
-    )
 }
 
 /// `POST /.ward/officer/users`: adds a person and shows the link once.
@@ -245,23 +216,15 @@ pub(super) async fn add(ctx: &Ctx<'_>, form: &Form, outcome: &mut PageOutcome) -
         }
     };
     ctx.reload_accounts();
-    let mut html = format!(
-        "<p>Added <strong>{}</strong> ({}) with roles {}.</p>",
-        escape(&new.name),
-        escape(&new.display_name),
-        escape(&new.roles.join(", "))
+    let intro = format!(
+        "Give {} this one-time link to set a password and MFA",
+        new.display_name
     );
-    html.push_str(&link_box(
-        ctx,
-        &link,
-        &format!(
-            "Give {} this one-time link to set a password and MFA",
-            new.display_name
-        ),
-    ));
-    if let Some(w) = warn {
-        let _ = write!(html, "<p role=\"alert\">{}</p>", escape(&w));
-    }
+    let html = html! {
+        p { "Added " strong { (new.name) } " (" (new.display_name) ") with roles " (new.roles.join(", ")) "." }
+        (link_box(ctx, &link, &intro))
+        @if let Some(w) = warn { p role="alert" { (w) } }
+    };
     person(ctx, &new.name, Notice::DoneHtml(html)).await
 }
 
@@ -357,20 +320,22 @@ fn explain(e: AdminError) -> String {
 }
 
 /// The one-time link, shown once, with how to hand it over.
-fn link_box(ctx: &Ctx<'_>, link: &EnrollLink, intro: &str) -> String {
+fn link_box(ctx: &Ctx<'_>, link: &EnrollLink, intro: &str) -> Markup {
     let url = format!(
         "{}/.ward/enroll?token={}",
         ctx.policy().server.public_url,
         link.token
     );
-    format!(
-        "<div class=\"link\"><p>{intro}. It works once, until {until} (24 hours from now), and is shown only now:</p>\
-<p><label for=\"link\">One-time link</label><br><input id=\"link\" name=\"link\" value=\"{url}\" readonly></p>\
-<p>Hand it over yourself or by a channel only they can read: whoever opens it first gets the account.</p></div>",
-        intro = escape(intro),
-        until = escape(&when(link.expires)),
-        url = escape(&url),
-    )
+    html! {
+        div.link {
+            p { (intro) ". It works once, until " (when(link.expires)) " (24 hours from now), and is shown only now:" }
+            p {
+                label for="link" { "One-time link" } br;
+                input #link name="link" value=(url) readonly;
+            }
+            p { "Hand it over yourself or by a channel only they can read: whoever opens it first gets the account." }
+        }
+    }
 }
 
 /// `GET /.ward/officer/users/NAME`.
@@ -391,162 +356,168 @@ pub(super) async fn person(ctx: &Ctx<'_>, name: &str, notice: Notice) -> Respons
         .unwrap_or_default();
     let now = ctx.now();
     let today = crate::users::accounts::today(now);
-    let n = escape(&a.name);
+    let n = &a.name;
     let sessions = ctx.shared.gate.sessions.of_user(&a.name);
-    let pending = match &s.enroll {
-        None => NONE.to_string(),
-        Some(p) => {
-            let what = match p.purpose {
-                Purpose::Enroll => "enrollment",
-                Purpose::ResetPassword => "password reset",
-                Purpose::ResetMfa => "MFA reset",
-            };
-            if p.expires > now {
-                format!("{what} link, works until {}", escape(&when(p.expires)))
-            } else {
-                format!("{what} link, expired {}", escape(&when(p.expires)))
+    let pending = s.enroll.as_ref().map(|p| {
+        let what = match p.purpose {
+            Purpose::Enroll => "enrollment",
+            Purpose::ResetPassword => "password reset",
+            Purpose::ResetMfa => "MFA reset",
+        };
+        if p.expires > now {
+            format!("{what} link, works until {}", when(p.expires))
+        } else {
+            format!("{what} link, expired {}", when(p.expires))
+        }
+    });
+    let details = html! {
+        p { a href={ (BASE) "users" } { "← All people" } }
+        h2 { "Details" }
+        dl.facts {
+            dt { "Sign-in name" } dd { (n) }
+            dt { "Full name" } dd { (a.display_name) }
+            dt { "Status" } dd { (status_words(a, today)) }
+            dt { "Roles" } dd { (or_none(&a.roles.join(", "))) }
+            dt { "Organization" } dd { (or_none(a.org.as_deref().unwrap_or(""))) }
+            dt { "Sponsor" } dd { (or_none(a.sponsor.as_deref().unwrap_or(""))) }
+            dt { "End date" } dd { @match a.expires { Some(d) => (d), None => "none" } }
+            dt { "Only from" } dd {
+                @if a.allow_from.is_empty() { "anywhere the policy allows" } @else { (a.allow_from.join(", ")) }
+            }
+            dt { "Password set" } dd { (if s.password.is_some() { "yes" } else { "no" }) }
+            dt { "MFA enrolled" } dd { (if s.totp.is_some() { "yes" } else { "no" }) }
+            dt { "Pending link" } dd { @match &pending { Some(p) => (p), None => (none()) } }
+            dt { "Last sign-in" } dd {
+                @match (s.last_login, &s.last_login_ip) {
+                    (Some(t), Some(ip)) => { (when(t)) " from " (ip) },
+                    (Some(t), None) => (when(t)),
+                    (None, _) => "never",
+                }
+            }
+            dt { "Locked" } dd {
+                @match s.locked_until {
+                    Some(t) if t > now => { "until " (when(t)) },
+                    _ if s.failed_logins > 0 => { "no (" (s.failed_logins) " failed sign-ins)" },
+                    _ => "no",
+                }
+            }
+            dt { "Live sessions" } dd {
+                @if sessions.is_empty() { "none" } @else {
+                    (sessions.len()) " (" a href={ (BASE) "sessions" } { "see sessions" } ")"
+                }
             }
         }
     };
-    let mut h = format!(
-        "<p><a href=\"{BASE}users\">← All people</a></p><h2>Details</h2><dl class=\"facts\">\
-<dt>Sign-in name</dt><dd>{n}</dd><dt>Full name</dt><dd>{display}</dd><dt>Status</dt><dd>{status}</dd>\
-<dt>Roles</dt><dd>{roles}</dd><dt>Organization</dt><dd>{org}</dd><dt>Sponsor</dt><dd>{sponsor}</dd>\
-<dt>End date</dt><dd>{end}</dd><dt>Only from</dt><dd>{from}</dd><dt>Password set</dt><dd>{pw}</dd>\
-<dt>MFA enrolled</dt><dd>{mfa}</dd><dt>Pending link</dt><dd>{pending}</dd><dt>Last sign-in</dt><dd>{last}</dd>\
-<dt>Locked</dt><dd>{locked}</dd><dt>Live sessions</dt><dd>{live}</dd></dl>",
-        display = escape(&a.display_name),
-        status = status_words(a, today),
-        roles = or_none(&a.roles.join(", ")),
-        org = or_none(a.org.as_deref().unwrap_or("")),
-        sponsor = or_none(a.sponsor.as_deref().unwrap_or("")),
-        end = a
-            .expires
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "none".into()),
-        from = if a.allow_from.is_empty() {
-            "anywhere the policy allows".to_string()
-        } else {
-            escape(&a.allow_from.join(", "))
-        },
-        pw = if s.password.is_some() { "yes" } else { "no" },
-        mfa = if s.totp.is_some() { "yes" } else { "no" },
-        last = match (s.last_login, &s.last_login_ip) {
-            (Some(t), Some(ip)) => format!("{} from {}", escape(&when(t)), escape(ip)),
-            (Some(t), None) => escape(&when(t)),
-            (None, _) => "never".into(),
-        },
-        locked = match s.locked_until {
-            Some(t) if t > now => format!("until {}", escape(&when(t))),
-            _ if s.failed_logins > 0 => format!("no ({} failed sign-ins)", s.failed_logins),
-            _ => "no".into(),
-        },
-        live = if sessions.is_empty() {
-            "none".to_string()
-        } else {
-            format!(
-                "{} (<a href=\"{BASE}sessions\">see sessions</a>)",
-                sessions.len()
-            )
-        },
-    );
     if a.status == Status::Terminated {
-        h.push_str("<p>This account is terminated. That is permanent: it cannot be changed or reactivated, and its name is never given to anyone else. The record stays for the audit trail.</p>");
+        let h = html! {
+            (details)
+            p { "This account is terminated. That is permanent: it cannot be changed or reactivated, and its name is never given to anyone else. The record stays for the audit trail." }
+        };
         return ctx.page(
             status_for(&notice),
             Section::People,
             &a.display_name,
             &notice,
-            &h,
+            h,
         );
     }
     let csrf = ctx.csrf_field();
     let action = |what: &str| format!("{BASE}users/{n}/{what}");
-    let _ = write!(
-        h,
-        "<div class=\"cols\"><section aria-labelledby=\"roles-h\"><h2 id=\"roles-h\">Roles</h2>\
-<form method=\"post\" action=\"{}\">{csrf}<fieldset><legend>Roles of {n}</legend>{}</fieldset>\
-<p><button type=\"submit\">Save roles</button></p></form></section>",
-        action("roles"),
-        role_boxes(ctx, "role", &a.roles),
-    );
-    let _ = write!(
-        h,
-        "<section aria-labelledby=\"end-h\"><h2 id=\"end-h\">End date</h2>\
-<form method=\"post\" action=\"{}\">{csrf}<p><label for=\"expires\">Last working day</label><br>\
-<input id=\"expires\" name=\"expires\" type=\"date\" value=\"{}\" required> <button type=\"submit\">Set end date</button></p></form>",
-        action("end-date"),
-        a.expires.map(|d| d.to_string()).unwrap_or_default(),
-    );
-    if a.expires.is_some() {
-        if a.is_vendor(&ctx.policy().practice) {
-            h.push_str(
-                "<p class=\"hint\">People from another organization always keep an end date.</p>",
-            );
-        } else {
-            let _ = write!(
-                h,
-                "<form method=\"post\" action=\"{}\">{csrf}<p><button type=\"submit\" class=\"quiet\">Remove the end date</button></p></form>",
-                action("no-end-date")
-            );
+    let h = html! {
+        (details)
+        div.cols {
+            section aria-labelledby="roles-h" {
+                h2 #roles-h { "Roles" }
+                form method="post" action=(action("roles")) {
+                    (csrf)
+                    fieldset { legend { "Roles of " (n) } (role_boxes(ctx, "role", &a.roles)) }
+                    p { button type="submit" { "Save roles" } }
+                }
+            }
+            section aria-labelledby="end-h" {
+                h2 #end-h { "End date" }
+                form method="post" action=(action("end-date")) {
+                    (csrf)
+                    p {
+                        label for="expires" { "Last working day" } br;
+                        input #expires name="expires" type="date" value=(a.expires.map(|d| d.to_string()).unwrap_or_default()) required;
+                        " "
+                        button type="submit" { "Set end date" }
+                    }
+                }
+                @if a.expires.is_some() {
+                    @if a.is_vendor(&ctx.policy().practice) {
+                        p.hint { "People from another organization always keep an end date." }
+                    } @else {
+                        form method="post" action=(action("no-end-date")) {
+                            (csrf)
+                            p { button.quiet type="submit" { "Remove the end date" } }
+                        }
+                    }
+                }
+            }
+            section aria-labelledby="signin-h" {
+                h2 #signin-h { "Sign-in" }
+                p.hint { "A reset ends the person's sessions and shows a new one-time link." }
+                form method="post" action=(action("reset-password")) {
+                    (csrf) p { button type="submit" { "Reset password" } }
+                }
+                form method="post" action=(action("reset-mfa")) {
+                    (csrf) p { button type="submit" { "Reset MFA" } }
+                }
+                form method="post" action=(action("unlock")) {
+                    (csrf) p { button.quiet type="submit" { "Unlock after failed sign-ins" } }
+                }
+            }
         }
-    }
-    h.push_str("</section>");
-    let _ = write!(
-        h,
-        "<section aria-labelledby=\"signin-h\"><h2 id=\"signin-h\">Sign-in</h2>\
-<p class=\"hint\">A reset ends the person's sessions and shows a new one-time link.</p>\
-<form method=\"post\" action=\"{}\">{csrf}<p><button type=\"submit\">Reset password</button></p></form>\
-<form method=\"post\" action=\"{}\">{csrf}<p><button type=\"submit\">Reset MFA</button></p></form>\
-<form method=\"post\" action=\"{}\">{csrf}<p><button type=\"submit\" class=\"quiet\">Unlock after failed sign-ins</button></p></form></section></div>",
-        action("reset-password"),
-        action("reset-mfa"),
-        action("unlock"),
-    );
-    let _ = write!(
-        h,
-        "<section aria-labelledby=\"acct-h\"><h2 id=\"acct-h\">Account</h2>"
-    );
-    if !sessions.is_empty() {
-        let _ = write!(
-            h,
-            "<form method=\"post\" action=\"{BASE}sessions/end-user\">{csrf}<input type=\"hidden\" name=\"user\" value=\"{n}\">\
-<input type=\"hidden\" name=\"back\" value=\"person\"><p><button type=\"submit\" class=\"quiet\">End all of {n}'s sessions ({})</button></p></form>",
-            sessions.len()
-        );
-    }
-    match a.status {
-        Status::Active => {
-            let _ = write!(
-                h,
-                "<form method=\"post\" action=\"{}\">{csrf}<p><button type=\"submit\">Deactivate</button> \
-<span class=\"hint\">Stops {n} signing in and ends their sessions until you reactivate the account.</span></p></form>",
-                action("deactivate")
-            );
+        section aria-labelledby="acct-h" {
+            h2 #acct-h { "Account" }
+            @if !sessions.is_empty() {
+                form method="post" action={ (BASE) "sessions/end-user" } {
+                    (csrf)
+                    input type="hidden" name="user" value=(n);
+                    input type="hidden" name="back" value="person";
+                    p { button.quiet type="submit" { "End all of " (n) "'s sessions (" (sessions.len()) ")" } }
+                }
+            }
+            @if a.status == Status::Active {
+                form method="post" action=(action("deactivate")) {
+                    (csrf)
+                    p {
+                        button type="submit" { "Deactivate" } " "
+                        span.hint { "Stops " (n) " signing in and ends their sessions until you reactivate the account." }
+                    }
+                }
+            } @else {
+                form method="post" action=(action("reactivate")) {
+                    (csrf)
+                    p {
+                        button type="submit" { "Reactivate" } " "
+                        span.hint { "Lets " (n) " sign in again." }
+                    }
+                }
+            }
         }
-        _ => {
-            let _ = write!(
-                h,
-                "<form method=\"post\" action=\"{}\">{csrf}<p><button type=\"submit\">Reactivate</button> \
-<span class=\"hint\">Lets {n} sign in again.</span></p></form>",
-                action("reactivate")
-            );
+        section.danger-zone aria-labelledby="term-h" {
+            h2 #term-h { "Terminate" }
+            p { "Ends every session of " (n) " now and deletes their password, MFA and recovery codes. The account can never be reactivated and the name is never reused; the record stays for the audit trail." }
+            form method="post" action=(action("terminate")) {
+                (csrf)
+                p {
+                    input #confirm type="checkbox" name="confirm" value="yes" required;
+                    " "
+                    label for="confirm" { "Yes, terminate " (n) " for good" }
+                }
+                p { button.danger type="submit" { "Terminate" } }
+            }
         }
-    }
-    let _ = write!(
-        h,
-        "</section><section class=\"danger-zone\" aria-labelledby=\"term-h\"><h2 id=\"term-h\">Terminate</h2>\
-<p>Ends every session of {n} now and deletes their password, MFA and recovery codes. The account can never be reactivated and the name is never reused; the record stays for the audit trail.</p>\
-<form method=\"post\" action=\"{}\">{csrf}<p><input type=\"checkbox\" id=\"confirm\" name=\"confirm\" value=\"yes\" required> \
-<label for=\"confirm\">Yes, terminate {n} for good</label></p><p><button type=\"submit\" class=\"danger\">Terminate</button></p></form></section>",
-        action("terminate")
-    );
+    };
     ctx.page(
         status_for(&notice),
         Section::People,
         &a.display_name,
         &notice,
-        &h,
+        h,
     )
 }
 
@@ -693,17 +664,12 @@ pub(super) async fn action(
     ) {
         ctx.shared.gate.sessions.remove_user(name);
     }
-    let mut html = format!("<p>{}</p>", escape(&words));
-    if let Some(link) = &link {
-        html.push_str(&link_box(
-            ctx,
-            link,
-            &format!("Give {name} this one-time link"),
-        ));
-    }
-    if let Some(w) = warn {
-        let _ = write!(html, "<p role=\"alert\">{}</p>", escape(&w));
-    }
+    let intro = format!("Give {name} this one-time link");
+    let html = html! {
+        p { (words) }
+        @if let Some(link) = &link { (link_box(ctx, link, &intro)) }
+        @if let Some(w) = warn { p role="alert" { (w) } }
+    };
     person(ctx, name, Notice::DoneHtml(html)).await
 }
 

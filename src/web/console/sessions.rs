@@ -1,14 +1,14 @@
 //! Live sessions (who, from where, since when; end one or all of a person's) and the incident
 //! lock-down (end every session of an organization, or of everyone but the officers).
 
-use super::{BASE, Ctx, Form, NONE, Notice, OFFICER_ROLE, Section, ago, blocking, head_row, when};
+use super::{BASE, Ctx, Form, Notice, OFFICER_ROLE, Section, ago, blocking, head_row, none, when};
 use crate::body::Body;
 use crate::session::Stage;
 use crate::users::accounts;
 use crate::users::{Admin, Directory, Status};
 use crate::web::kit::PageOutcome;
-use crate::web::page::escape;
 use http::{Response, StatusCode};
+use maud::html;
 use std::fmt::Write as _;
 
 /// `GET /.ward/officer/sessions`.
@@ -19,71 +19,69 @@ pub(super) fn list(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
     let now = ctx.now();
     let all = gate.sessions.all();
     let csrf = ctx.csrf_field();
-    let mut h = format!(
-        "<p>Everyone signed in now, oldest first. Ending a session sends that browser to the sign-in page at its next click; \
-the person can sign in again unless you also <a href=\"{BASE}users\">deactivate</a> the account. \
-For an incident, <a href=\"{BASE}lockdown\">lock down</a> a whole organization.</p>\
-<table><caption>Live sessions ({})</caption>{}<tbody>",
-        all.len(),
-        head_row(&[
-            "Person",
-            "Name",
-            "From",
-            "Since",
-            "Last activity",
-            "State",
-            "Emergency",
-            "End",
-        ])
-    );
-    for s in &all {
-        let account = snap.directory.get(&s.user);
-        let (state, emergency) = match s.stage {
-            Stage::NeedsMfa => ("signing in (second step owed)".to_string(), false),
-            Stage::Complete => match accounts::identity_of(s, &snap, policy, now) {
-                Ok(who) => ("signed in".to_string(), who.emergency),
-                Err(why) => (format!("ending ({})", why.code()), false),
-            },
-        };
-        let me = if s.public_id == ctx.session.public_id {
-            " <strong>(you, here)</strong>"
-        } else {
-            ""
-        };
-        let user = escape(&s.user);
-        let _ = write!(
-            h,
-            "<tr><th scope=\"row\"><a href=\"{BASE}users/{user}\">{user}</a>{me}</th><td>{name}</td><td>{ip}</td>\
-<td>{since}</td><td>{last}</td><td>{state}</td><td>{emergency}</td><td>\
-<form method=\"post\" action=\"{BASE}sessions/end\">{csrf}<input type=\"hidden\" name=\"session\" value=\"{id}\">\
-<button type=\"submit\" class=\"quiet\" aria-label=\"End this session of {user}\">End this session</button></form> \
-<form method=\"post\" action=\"{BASE}sessions/end-user\">{csrf}<input type=\"hidden\" name=\"user\" value=\"{user}\">\
-<button type=\"submit\" class=\"quiet\">End all of {user}'s sessions</button></form></td></tr>",
-            name = account
-                .map(|a| escape(&a.display_name))
-                .unwrap_or_else(|| NONE.into()),
-            ip = escape(&s.client_ip.to_string()),
-            since = escape(&when(s.created)),
-            last = ago(now, s.last_active()),
-            state = escape(&state),
-            emergency = if emergency {
-                "<strong>yes (break-glass)</strong>"
-            } else {
-                "no"
-            },
-            id = escape(&s.public_id),
-        );
-    }
-    if all.is_empty() {
-        h.push_str("<tr><td colspan=\"8\">Nobody is signed in.</td></tr>");
-    }
-    h.push_str("</tbody></table>");
+    let h = html! {
+        p {
+            "Everyone signed in now, oldest first. Ending a session sends that browser to the sign-in page at its next click; the person can sign in again unless you also "
+            a href={ (BASE) "users" } { "deactivate" }
+            " the account. For an incident, "
+            a href={ (BASE) "lockdown" } { "lock down" }
+            " a whole organization."
+        }
+        table {
+            caption { "Live sessions (" (all.len()) ")" }
+            (head_row(&["Person", "Name", "From", "Since", "Last activity", "State", "Emergency", "End"]))
+            tbody {
+                @for s in &all {
+                    @let (state, emergency) = match s.stage {
+                        Stage::NeedsMfa => ("signing in (second step owed)".to_string(), false),
+                        Stage::Complete => match accounts::identity_of(s, &snap, policy, now) {
+                            Ok(who) => ("signed in".to_string(), who.emergency),
+                            Err(why) => (format!("ending ({})", why.code()), false),
+                        },
+                    };
+                    tr {
+                        th scope="row" {
+                            a href={ (BASE) "users/" (s.user) } { (s.user) }
+                            @if s.public_id == ctx.session.public_id { " " strong { "(you, here)" } }
+                        }
+                        td {
+                            @match snap.directory.get(&s.user) {
+                                Some(a) => (a.display_name),
+                                None => (none()),
+                            }
+                        }
+                        td { (s.client_ip) }
+                        td { (when(s.created)) }
+                        td { (ago(now, s.last_active())) }
+                        td { (state) }
+                        td { @if emergency { strong { "yes (break-glass)" } } @else { "no" } }
+                        td {
+                            form method="post" action={ (BASE) "sessions/end" } {
+                                (csrf)
+                                input type="hidden" name="session" value=(s.public_id);
+                                button.quiet type="submit" aria-label={ "End this session of " (s.user) } { "End this session" }
+                            }
+                            " "
+                            form method="post" action={ (BASE) "sessions/end-user" } {
+                                (csrf)
+                                input type="hidden" name="user" value=(s.user);
+                                button.quiet type="submit" { "End all of " (s.user) "'s sessions" }
+                            }
+                        }
+                    }
+                }
+                @if all.is_empty() {
+                    tr { td colspan="8" { "Nobody is signed in." } }
+                }
+            }
+        }
+    };
     let status = if notice.is_problem() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    ctx.page(status, Section::Sessions, "Live sessions", &notice, &h)
+    ctx.page(status, Section::Sessions, "Live sessions", &notice, h)
 }
 
 /// `POST /.ward/officer/sessions/end`: ends one session by its public id.
@@ -186,54 +184,62 @@ pub(super) fn lockdown_form(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
     let snap = gate.accounts.snapshot();
     let all = gate.sessions.all();
     let live = |people: &[String]| all.iter().filter(|s| people.contains(&s.user)).count();
-    let mut choices = String::new();
-    for (i, (org, people)) in organizations(&snap.directory).iter().enumerate() {
-        let _ = write!(
-            choices,
-            "<div><input type=\"radio\" id=\"org-{i}\" name=\"scope\" value=\"org:{v}\" required> \
-<label for=\"org-{i}\">Everyone from <strong>{v}</strong></label> <span class=\"hint\">({p} {pw}, {l} live {lw})</span></div>",
-            v = escape(org),
-            p = people.len(),
-            pw = if people.len() == 1 {
-                "person"
-            } else {
-                "people"
-            },
-            l = live(people),
-            lw = if live(people) == 1 {
-                "session"
-            } else {
-                "sessions"
-            },
-        );
-    }
+    let plural = |n: usize, one: &'static str, many: &'static str| if n == 1 { one } else { many };
     let others = all
         .iter()
         .filter(|s| !is_officer(&snap.directory, &s.user))
         .count();
-    let _ = write!(
-        choices,
-        "<div><input type=\"radio\" id=\"everyone\" name=\"scope\" value=\"everyone\" required> \
-<label for=\"everyone\">Everyone except the officers</label> <span class=\"hint\">({others} live {})</span></div>",
-        if others == 1 { "session" } else { "sessions" }
-    );
-    let h = format!(
-        "<p>For an incident: end at once every session of one organization (a vendor whose staff or systems may be compromised), \
-or of everyone but the officers. People can sign in again unless their accounts are deactivated, so for a vendor tick \
-\"also deactivate\" as well; reactivate the accounts one by one on the <a href=\"{BASE}users\">People</a> page when it is over.</p>\
-<form method=\"post\" action=\"{BASE}lockdown\" class=\"stack\">{csrf}<fieldset><legend>Whose sessions end</legend>{choices}</fieldset>\
-<p><input type=\"checkbox\" id=\"deactivate\" name=\"deactivate\" value=\"yes\"> <label for=\"deactivate\">Also deactivate the organization's accounts</label> \
-<span class=\"hint\">(an organization only)</span></p>\
-<p><input type=\"checkbox\" id=\"confirm\" name=\"confirm\" value=\"yes\" required> <label for=\"confirm\">Yes, end these sessions now</label></p>\
-<p><button type=\"submit\" class=\"danger\">Lock down</button></p></form>",
-        csrf = ctx.csrf_field(),
-    );
+    let h = html! {
+        p {
+            "For an incident: end at once every session of one organization (a vendor whose staff or systems may be compromised), or of everyone but the officers. People can sign in again unless their accounts are deactivated, so for a vendor tick \"also deactivate\" as well; reactivate the accounts one by one on the "
+            a href={ (BASE) "users" } { "People" }
+            " page when it is over."
+        }
+        form.stack method="post" action={ (BASE) "lockdown" } {
+            (ctx.csrf_field())
+            fieldset {
+                legend { "Whose sessions end" }
+                @for (i, (org, people)) in organizations(&snap.directory).iter().enumerate() {
+                    div {
+                        input type="radio" id={ "org-" (i) } name="scope" value={ "org:" (org) } required;
+                        " "
+                        label for={ "org-" (i) } { "Everyone from " strong { (org) } }
+                        " "
+                        span.hint {
+                            "(" (people.len()) " " (plural(people.len(), "person", "people")) ", "
+                            (live(people)) " live " (plural(live(people), "session", "sessions")) ")"
+                        }
+                    }
+                }
+                div {
+                    input #everyone type="radio" name="scope" value="everyone" required;
+                    " "
+                    label for="everyone" { "Everyone except the officers" }
+                    " "
+                    span.hint { "(" (others) " live " (plural(others, "session", "sessions")) ")" }
+                }
+            }
+            p {
+                input #deactivate type="checkbox" name="deactivate" value="yes";
+                " "
+                label for="deactivate" { "Also deactivate the organization's accounts" }
+                " "
+                span.hint { "(an organization only)" }
+            }
+            p {
+                input #confirm type="checkbox" name="confirm" value="yes" required;
+                " "
+                label for="confirm" { "Yes, end these sessions now" }
+            }
+            p { button.danger type="submit" { "Lock down" } }
+        }
+    };
     let status = if notice.is_problem() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    ctx.page(status, Section::Lockdown, "Lock down", &notice, &h)
+    ctx.page(status, Section::Lockdown, "Lock down", &notice, h)
 }
 
 /// `POST /.ward/officer/lockdown`.

@@ -1,0 +1,38 @@
+//! ward's stylesheets, compiled in and served under `/.ward/`, so that no page of
+//! ward's needs an inline style (its Content-Security-Policy allows none).
+
+use crate::body::{Body, full};
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+/// The sign-in, second-step, enrollment, break-glass and refusal pages.
+const WARD_CSS: &str = include_str!("ward.css");
+/// The officer's console.
+const CONSOLE_CSS: &str = include_str!("console.css");
+
+/// The stylesheet at `path`, or `None` if `path` is none of ward's.
+pub fn stylesheet(path: &str) -> Option<Response<Body>> {
+    let css = match path {
+        "/.ward/ward.css" => WARD_CSS,
+        "/.ward/console.css" => CONSOLE_CSS,
+        "/.ward/review.css" => crate::users::review::REVIEW_CSS,
+        _ => return None,
+    };
+    let mut resp = Response::new(full(css));
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    // Holds nothing private; an hour keeps page loads quick and a new version close behind.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    Some(resp)
+}
