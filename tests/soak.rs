@@ -220,7 +220,7 @@ async fn guesser(ward: Arc<Ward>, tally: Arc<Tally>, until: Instant) {
         // A new unknown name each time, so the name's own lockout never answers first.
         let (status, page) = password_sign_in(&b, &format!("nobody{i}"), "guess").await;
         match status {
-            200 if page.contains(WRONG_PASSWORD) => Tally::add(&tally.guesses_heard),
+            401 if page.contains(WRONG_PASSWORD) => Tally::add(&tally.guesses_heard),
             429 if page.contains(THROTTLED) => Tally::add(&tally.guesses_throttled),
             s => {
                 eprintln!("guess {i}: {s}: {page}");
@@ -242,10 +242,10 @@ async fn locker(ward: Arc<Ward>, tally: Arc<Tally>, until: Instant) {
     for k in 0..LOCKOUT_AFTER {
         let (status, page) = password_sign_in(&from(), "lockme", "not it").await;
         let expected = if k + 1 < LOCKOUT_AFTER {
-            status == 200 && page.contains(WRONG_PASSWORD)
+            status == 401 && page.contains(WRONG_PASSWORD)
         } else {
             // The attempt that locks may be told either way.
-            status == 200 || status == 429
+            status == 401 || status == 429
         };
         if !expected {
             eprintln!("lockme wrong password {k}: {status}: {page}");
@@ -379,6 +379,7 @@ fn summary(t: &Tally) -> String {
 async fn soak() {
     let length = round_length();
     let ward = Arc::new(start().await);
+    let at_start = ward.proc.rss_kib();
     let started = Instant::now();
 
     let first = round(&ward, length, true).await;
@@ -390,7 +391,9 @@ async fn soak() {
     let elapsed = started.elapsed().as_secs();
     eprintln!("round 1: {}", summary(&first));
     eprintln!("round 2: {}", summary(&second));
-    eprintln!("ward's memory: {after_first} KiB after round 1, {after_second} KiB after round 2");
+    eprintln!(
+        "ward's memory: {at_start} KiB at start, {after_first} KiB after round 1, {after_second} KiB after round 2"
+    );
 
     for t in [&first, &second] {
         assert_eq!(get(&t.wrong), 0, "wrong answers: {}", summary(t));
