@@ -51,6 +51,8 @@ fuzz_target!(|data: &[u8]| {
         path: &canonical,
         identity: None,
         device: false,
+        query: &[],
+        form: &[],
     };
     let d = decide(&facts, policy());
     let t = decide_traced(&facts, policy(), &mut Vec::new());
