@@ -832,3 +832,51 @@ fn status_decoding_reads_what_hpack_encoders_send() {
     assert_eq!(status_of(&block), Some(403));
 }
 
+
+/// More header fields than `max_headers` (100 by default), each small, so
+/// the list stays under `max_header_bytes`: refused with 431 over HTTP/2 as
+/// over HTTP/1.1, before the app (which here would take a thousand) sees it.
+/// Cookies split into one field each, as browsers send them over HTTP/2,
+/// count as the one `Cookie` header HTTP/1.1 would carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_header_fields_than_max_headers_get_431() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok")))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .max_headers(1000)
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    let ward = Ward::start(&open_policy(&url));
+    let authority = format!("localhost:{}", ward.port());
+    let names: Vec<String> = (0..150).map(|i| format!("x-{i}")).collect();
+
+    let mut c = Conn::open(&ward).await;
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    c.send(&headers_split(1, &request_block("/", Some(&authority), &many)))
+        .await;
+    assert_eq!(c.status_on(1).await, 431);
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "the request reached the app");
+
+    // 90 fields and 50 cookie crumbs: 91 headers as HTTP/1.1 counts them.
+    let mut c = Conn::open(&ward).await;
+    let mut fields: Vec<(&str, &str)> = names[..90].iter().map(|n| (n.as_str(), "1")).collect();
+    fields.extend(std::iter::repeat_n(("cookie", "a=1"), 50));
+    c.send(&headers_split(1, &request_block("/", Some(&authority), &fields)))
+        .await;
+    assert_eq!(c.status_on(1).await, 200);
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    still_serves(&ward).await;
+}
