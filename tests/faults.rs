@@ -121,7 +121,9 @@ fn access_records(site: &Site, path: &str) -> Vec<serde_json::Value> {
 /// ward's log line for the request to `path` (the last one).
 fn log_line(ward: &Ward, path: &str) -> String {
     let needle = format!("\"path\":\"{path}\"");
-    ward.proc.stderr.wait_for_all(&["\"request\"", &needle], Duration::from_secs(5))
+    ward.proc
+        .stderr
+        .wait_for_all(&["\"request\"", &needle], Duration::from_secs(5))
 }
 
 /// `ward audit verify` on the trail in `dir` passes.
@@ -236,7 +238,13 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output();
         match out {
@@ -289,7 +297,15 @@ async fn a_full_audit_disk_refuses_rather_than_serve_unrecorded() {
     .unwrap();
     let ward = Ward::start_in(site, config);
     let client = ward.client(false);
-    assert_eq!(client.get(ward.url("/before")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(ward.url("/before"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     let filler = fill(&audit);
     // What is left in the trail file's last page may take a few more records.
@@ -307,7 +323,11 @@ async fn a_full_audit_disk_refuses_rather_than_serve_unrecorded() {
             break;
         }
     }
-    assert_eq!(refused.len(), 5, "nothing was refused with the audit disk full");
+    assert_eq!(
+        refused.len(),
+        5,
+        "nothing was refused with the audit disk full"
+    );
     ward.proc.stderr.wait_for_all(
         &["cannot write the audit trail", "No space left on device"],
         Duration::from_secs(5),
@@ -340,7 +360,9 @@ const PW: &str = "maple orbit candle harbor 42";
 /// A ward in front of a small app for the `clinician` role, with `nora`
 /// enrolled and signed in; returns ward and nora's browser.
 async fn signed_in() -> (Ward, Browser, Vec<u8>) {
-    let app = small_app(|_req| async { hyper::Response::new(Full::new(Bytes::from_static(b"chart"))) }).await;
+    let app =
+        small_app(|_req| async { hyper::Response::new(Full::new(Bytes::from_static(b"chart"))) })
+            .await;
     let site = Site::new();
     let secret = enrolled_user(&site, "nora", &["clinician"], PW, None, None);
     let config = site.path("ward.toml");
@@ -365,7 +387,12 @@ async fn signed_in() -> (Ward, Browser, Vec<u8>) {
 
 /// `/.ward/healthz` as asked from the server itself.
 async fn health(ward: &Ward) -> serde_json::Value {
-    let r = ward.client(false).get(ward.url("/.ward/healthz")).send().await.unwrap();
+    let r = ward
+        .client(false)
+        .get(ward.url("/.ward/healthz"))
+        .send()
+        .await
+        .unwrap();
     r.json().await.unwrap()
 }
 
@@ -383,7 +410,9 @@ async fn a_broken_users_file_keeps_the_last_good_accounts() {
     let where_ = format!("users.toml:{mistake_line}:");
     let line = ward.proc.stderr.wait_for(&where_, Duration::from_secs(5));
     assert!(
-        line.contains(&format!("config/users.toml:{mistake_line}:14: this is not valid TOML")),
+        line.contains(&format!(
+            "config/users.toml:{mistake_line}:14: this is not valid TOML"
+        )),
         "FILE:LINE:COL expected: {line}"
     );
     ward.proc.stderr.wait_for(
@@ -408,6 +437,9 @@ async fn a_broken_users_file_keeps_the_last_good_accounts() {
     assert_eq!(b.get("/chart").await.status(), 200);
 }
 
+/// A way to make a file unusable.
+type Breakage = dyn Fn(&Path);
+
 /// The secret store becomes unusable while ward runs (readable by others,
 /// damaged, or not a file): ward says what is wrong and how to mend it,
 /// people already signed in go on working, and a sign-in is answered "Sign-in
@@ -418,7 +450,7 @@ async fn an_unusable_secret_store_stops_sign_ins_and_says_why() {
     let (ward, b, secret) = signed_in().await;
     let store = ward.site.path("state/secrets.json");
     let good = std::fs::read(&store).unwrap();
-    let breakages: [(&str, &dyn Fn(&Path)); 3] = [
+    let breakages: [(&str, &Breakage); 3] = [
         ("chmod 600", &|p| {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap()
         }),
@@ -443,7 +475,11 @@ async fn an_unusable_secret_store_stops_sign_ins_and_says_why() {
             Duration::from_secs(5),
         );
         assert!(line.contains("secrets.json"), "{line}");
-        assert_eq!(b.get("/chart").await.status(), 200, "{says}: the session stands");
+        assert_eq!(
+            b.get("/chart").await.status(),
+            200,
+            "{says}: the session stands"
+        );
 
         // Mend it as the officer would.
         if store.is_dir() {

@@ -417,7 +417,12 @@ async fn still_serves(ward: &Ward) {
 /// True while the process runs (not exited, not a zombie).
 fn running(proc: &Proc) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", proc.pid())).unwrap_or_default();
-    let state = stat.rsplit(')').next().unwrap_or("").split_whitespace().next();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next();
     matches!(state, Some(s) if s != "Z" && s != "X")
 }
 
@@ -467,7 +472,10 @@ async fn made_you_reset_ends_the_connection() {
     wu0.extend(frame(WINDOW_UPDATE, 0, 1, &0u32.to_be_bytes()));
     let mut late_data = get(1, "/", &authority);
     late_data.extend(frame(DATA, 0, 1, b"late"));
-    for (name, burst) in [("WINDOW_UPDATE 0", wu0), ("DATA after END_STREAM", late_data)] {
+    for (name, burst) in [
+        ("WINDOW_UPDATE 0", wu0),
+        ("DATA after END_STREAM", late_data),
+    ] {
         let mut c = Conn::open(&ward).await;
         c.send(&burst).await;
         let (frames, end) = c.read_all(Duration::from_secs(10)).await;
@@ -527,7 +535,10 @@ async fn flood_is_held_back(ward: &Ward, unit: &[u8]) {
         "ward read {written} bytes of control frames while answering none"
     );
     let grown = ward.proc.rss_kib().saturating_sub(before);
-    assert!(grown < 32 * 1024, "ward grew by {grown} KiB under the flood");
+    assert!(
+        grown < 32 * 1024,
+        "ward grew by {grown} KiB under the flood"
+    );
     still_serves(ward).await;
     drop(c);
 }
@@ -566,7 +577,11 @@ async fn flood_is_answered_one_for_one(
         let Ok(Ok(got)) = got else {
             panic!("connection ended: {} acks so far", acks.len())
         };
-        assert!(got > 0, "ward closed the connection after {} acks", acks.len());
+        assert!(
+            got > 0,
+            "ward closed the connection after {} acks",
+            acks.len()
+        );
         buf.extend_from_slice(&chunk[..got]);
         while let Some(f) = take_frame(&mut buf) {
             if f.kind == kind && f.flags & ACK != 0 {
@@ -661,16 +676,24 @@ async fn oversized_header_lists_get_431() {
     let kib = "v".repeat(1000);
 
     // 40 fields of about 1 KB: 41 KB decoded.
-    let many: Vec<(String, &str)> = (0..40).map(|i| (format!("x-big-{i:02}"), &kib[..])).collect();
+    let many: Vec<(String, &str)> = (0..40)
+        .map(|i| (format!("x-big-{i:02}"), &kib[..]))
+        .collect();
     let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    c.send(&headers_split(1, &request_block("/", Some(&authority), &many)))
-        .await;
+    c.send(&headers_split(
+        1,
+        &request_block("/", Some(&authority), &many),
+    ))
+    .await;
     assert_eq!(c.status_on(1).await, 431);
 
     // 28 fields of about 1 KB (about 29 KB with HPACK's per-field 32) pass.
     let fewer = &many[..28];
-    c.send(&headers_split(3, &request_block("/", Some(&authority), fewer)))
-        .await;
+    c.send(&headers_split(
+        3,
+        &request_block("/", Some(&authority), fewer),
+    ))
+    .await;
     assert_eq!(c.status_on(3).await, 200);
     assert_eq!(app.seen(), 1);
 
@@ -681,7 +704,8 @@ async fn oversized_header_lists_get_431() {
     let mut bomb = request_block("/", Some(&authority), &[]);
     literal(&mut bomb, 0x40, "x-bomb", &"b".repeat(4000));
     bomb.extend(std::iter::repeat_n(0x80 | 62, 12));
-    c.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &bomb)).await;
+    c.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &bomb))
+        .await;
     assert_eq!(c.status_on(1).await, 431);
     assert_eq!(app.seen(), 1, "an oversized request reached the app");
 
@@ -691,7 +715,8 @@ async fn oversized_header_lists_get_431() {
     let mut bomb = request_block("/", Some(&authority), &[]);
     literal(&mut bomb, 0x40, "x-bomb", &"b".repeat(4000));
     bomb.extend(std::iter::repeat_n(0x80 | 62, 200));
-    c.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &bomb)).await;
+    c.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &bomb))
+        .await;
     let (frames, end) = c.read_all(Duration::from_secs(10)).await;
     assert_eq!(goaway(&frames), Some(ENHANCE_YOUR_CALM), "{frames:?}");
     assert_eq!(end, End::Closed);
@@ -738,6 +763,9 @@ async fn streams_beyond_the_limit_are_refused() {
     still_serves(&ward).await;
 }
 
+/// A name, the `:authority` (if any), other header fields, the status expected.
+type HostCase<'a> = (&'a str, Option<&'a str>, Vec<(&'a str, &'a str)>, u16);
+
 /// `:authority` and `Host` that disagree (or two `Host` fields) are refused
 /// with 400 and reach neither app; agreeing ones, or a `Host` alone, are
 /// served by the app they name.
@@ -756,7 +784,7 @@ async fn authority_and_host_must_agree() {
     let port = ward.port();
     let ehr_host = format!("ehr.localhost:{port}");
     let billing_host = format!("billing.localhost:{port}");
-    let cases: Vec<(&str, Option<&str>, Vec<(&str, &str)>, u16)> = vec![
+    let cases: Vec<HostCase> = vec![
         (
             "authority ehr, host billing",
             Some(&ehr_host),
@@ -787,7 +815,12 @@ async fn authority_and_host_must_agree() {
             vec![("host", &ehr_host)],
             200,
         ),
-        ("host billing alone", None, vec![("host", &billing_host)], 200),
+        (
+            "host billing alone",
+            None,
+            vec![("host", &billing_host)],
+            200,
+        ),
     ];
     let mut c = Conn::open(&ward).await;
     for (i, (name, authority, extra, want)) in cases.iter().enumerate() {
@@ -798,7 +831,11 @@ async fn authority_and_host_must_agree() {
         assert_eq!(c.status_on(id).await, *want, "{name}");
     }
     assert_eq!(ehr.seen(), 1, "the ehr app got only the agreeing request");
-    assert_eq!(billing.seen(), 1, "the billing app got only the Host-only request");
+    assert_eq!(
+        billing.seen(),
+        1,
+        "the billing app got only the Host-only request"
+    );
     still_serves_host(&ward, "ehr.localhost").await;
 }
 
@@ -832,7 +869,6 @@ fn status_decoding_reads_what_hpack_encoders_send() {
     assert_eq!(status_of(&block), Some(403));
 }
 
-
 /// More header fields than `max_headers` (100 by default), each small, so
 /// the list stays under `max_header_bytes`: refused with 431 over HTTP/2 as
 /// over HTTP/1.1, before the app (which here would take a thousand) sees it.
@@ -850,7 +886,11 @@ async fn more_header_fields_than_max_headers_get_431() {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |_req| {
                     counter.fetch_add(1, Ordering::SeqCst);
-                    async { Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok")))) }
+                    async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .max_headers(1000)
@@ -865,17 +905,27 @@ async fn more_header_fields_than_max_headers_get_431() {
 
     let mut c = Conn::open(&ward).await;
     let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
-    c.send(&headers_split(1, &request_block("/", Some(&authority), &many)))
-        .await;
+    c.send(&headers_split(
+        1,
+        &request_block("/", Some(&authority), &many),
+    ))
+    .await;
     assert_eq!(c.status_on(1).await, 431);
-    assert_eq!(seen.load(Ordering::SeqCst), 0, "the request reached the app");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        0,
+        "the request reached the app"
+    );
 
     // 90 fields and 50 cookie crumbs: 91 headers as HTTP/1.1 counts them.
     let mut c = Conn::open(&ward).await;
     let mut fields: Vec<(&str, &str)> = names[..90].iter().map(|n| (n.as_str(), "1")).collect();
     fields.extend(std::iter::repeat_n(("cookie", "a=1"), 50));
-    c.send(&headers_split(1, &request_block("/", Some(&authority), &fields)))
-        .await;
+    c.send(&headers_split(
+        1,
+        &request_block("/", Some(&authority), &fields),
+    ))
+    .await;
     assert_eq!(c.status_on(1).await, 200);
     assert_eq!(seen.load(Ordering::SeqCst), 1);
     still_serves(&ward).await;

@@ -213,7 +213,10 @@ async fn person(ward: Arc<Ward>, tally: Arc<Tally>, n: u8, until: Instant) {
 /// Wrong passwords from one address as fast as ward answers; the rate limit
 /// must hear at most `PER_MINUTE` at once plus one a second after that.
 async fn guesser(ward: Arc<Ward>, tally: Arc<Tally>, until: Instant) {
-    let b = Browser::with_client(client_from(&ward, "127.0.9.1".parse().unwrap()), ward.url(""));
+    let b = Browser::with_client(
+        client_from(&ward, "127.0.9.1".parse().unwrap()),
+        ward.url(""),
+    );
     let mut i = 0;
     while Instant::now() < until {
         i += 1;
@@ -319,7 +322,10 @@ async fn slow_client(ward: Arc<Ward>, tally: Arc<Tally>, kind: u8) {
     match outcome {
         Some(_) => Tally::add(&tally.slow_clients),
         None => {
-            eprintln!("slow client of kind {kind} still connected after {:?}", start.elapsed());
+            eprintln!(
+                "slow client of kind {kind} still connected after {:?}",
+                start.elapsed()
+            );
             Tally::add(&tally.wrong)
         }
     }
@@ -347,7 +353,11 @@ async fn round(ward: &Arc<Ward>, length: Duration, lock: bool) -> Arc<Tally> {
         let mut wave = Vec::new();
         while Instant::now() + HEADER_TIMEOUT + SLACK < until || wave.is_empty() {
             for i in 0..60u8 {
-                wave.push(tokio::spawn(slow_client(waves.clone(), slow_tally.clone(), i % 3)));
+                wave.push(tokio::spawn(slow_client(
+                    waves.clone(),
+                    slow_tally.clone(),
+                    i % 3,
+                )));
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
@@ -398,15 +408,25 @@ async fn soak() {
     for t in [&first, &second] {
         assert_eq!(get(&t.wrong), 0, "wrong answers: {}", summary(t));
         assert_eq!(get(&t.failed), 0, "requests lost: {}", summary(t));
-        assert!(get(&t.requests) >= 1000, "too little load to judge: {}", summary(t));
+        assert!(
+            get(&t.requests) >= 1000,
+            "too little load to judge: {}",
+            summary(t)
+        );
         assert!(get(&t.sign_ins) >= PEOPLE as u64, "{}", summary(t));
-        assert!(get(&t.guesses_throttled) > 0, "the guesser was never throttled");
+        assert!(
+            get(&t.guesses_throttled) > 0,
+            "the guesser was never throttled"
+        );
         assert!(get(&t.slow_clients) >= 60, "{}", summary(t));
     }
     // governor: a burst of PER_MINUTE, then one more every 60/PER_MINUTE s.
     let heard = get(&first.guesses_heard) + get(&second.guesses_heard);
     let allowed = PER_MINUTE + elapsed * PER_MINUTE / 60 + 1;
-    assert!(heard <= allowed, "{heard} guesses heard from one address in {elapsed} s");
+    assert!(
+        heard <= allowed,
+        "{heard} guesses heard from one address in {elapsed} s"
+    );
     // Allocators keep what a burst used; a leak grows on with every round.
     let growth = after_second.saturating_sub(after_first);
     let bound = (after_first / 5).max(16 * 1024);

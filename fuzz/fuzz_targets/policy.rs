@@ -11,7 +11,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(loaded) = ward::config::load_str(Path::new("fuzz.toml"), text, ward::config::Certs::Skip)
+    let Ok(loaded) =
+        ward::config::load_str(Path::new("fuzz.toml"), text, ward::config::Certs::Skip)
     else {
         return;
     };
