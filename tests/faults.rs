@@ -443,7 +443,8 @@ type Breakage = dyn Fn(&Path);
 /// The secret store becomes unusable while ward runs (readable by others,
 /// damaged, or not a file): ward says what is wrong and how to mend it,
 /// people already signed in go on working, and a sign-in is answered "Sign-in
-/// unavailable" (503), not "wrong password", until the store is mended.
+/// unavailable" (503), not "wrong password", and recorded as such
+/// (`login-unavailable`), until the store is mended.
 #[tokio::test]
 async fn an_unusable_secret_store_stops_sign_ins_and_says_why() {
     use std::os::unix::fs::PermissionsExt;
@@ -465,8 +466,10 @@ async fn an_unusable_secret_store_stops_sign_ins_and_says_why() {
             std::fs::DirBuilder::new().mode(0o700).create(p).unwrap();
         }),
     ];
+    let mut attempts = 0;
     for (says, break_it) in breakages {
         break_it(&store);
+        attempts += 1;
         let other = Browser::new(&ward);
         let status = sign_in_with(&other, "nora", PW, &secret, 30).await;
         assert_eq!(status, 503, "{says}: a sign-in with the store unusable");
@@ -479,6 +482,16 @@ async fn an_unusable_secret_store_stops_sign_ins_and_says_why() {
             b.get("/chart").await.status(),
             200,
             "{says}: the session stands"
+        );
+        let refused = audit_text(&ward.site)
+            .lines()
+            .filter(|l| {
+                l.contains("\"event\":\"login-unavailable\"") && l.contains("\"user\":\"nora\"")
+            })
+            .count();
+        assert_eq!(
+            refused, attempts,
+            "{says}: each refused sign-in is in the audit trail"
         );
 
         // Mend it as the officer would.

@@ -130,6 +130,7 @@ async fn login_submit(
         Ok(s) => s.users.get(&name).cloned(),
         Err(e) => {
             tracing::error!(error = %e, "cannot read ward's secret store; sign-in refused");
+            outcome.event = Some("login-unavailable");
             return unavailable(req);
         }
     };
