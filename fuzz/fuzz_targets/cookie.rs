@@ -13,13 +13,18 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut h = HeaderMap::new();
     h.append(header::COOKIE, value.clone());
-    h.append(header::COOKIE, HeaderValue::from_static("__Host-ward-session=x"));
+    h.append(
+        header::COOKIE,
+        HeaderValue::from_static("__Host-ward-session=x"),
+    );
     let _ = ward::session::cookie_value(&h, ward::session::COOKIE);
     strip_ward_cookies(&mut h);
     for v in h.get_all(header::COOKIE) {
         let text = v.to_str().unwrap_or("").to_ascii_lowercase();
         assert!(
-            !text.split(';').any(|p| p.trim().starts_with("__host-ward-")),
+            !text
+                .split(';')
+                .any(|p| p.trim().starts_with("__host-ward-")),
             "{text}"
         );
     }

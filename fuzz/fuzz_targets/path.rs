@@ -31,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
     // The whole request target, as hyper hands it over.
     if let Ok(uri) = raw.parse::<http::Uri>() {
         let mut headers = http::HeaderMap::new();
-        headers.insert(http::header::HOST, http::HeaderValue::from_static("ehr.example"));
+        headers.insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("ehr.example"),
+        );
         let _ = ward::request::target::read(&http::Method::GET, &uri, &headers);
     }
     let Ok(canonical) = canonicalize(raw) else {
@@ -51,6 +54,8 @@ fuzz_target!(|data: &[u8]| {
         path: &canonical,
         identity: None,
         device: false,
+        query: &[],
+        form: &[],
     };
     let d = decide(&facts, policy());
     let t = decide_traced(&facts, policy(), &mut Vec::new());

@@ -11,11 +11,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(loaded) = ward::config::load_str(Path::new("fuzz.toml"), text, ward::config::Certs::Skip)
+    let Ok(loaded) =
+        ward::config::load_str(Path::new("fuzz.toml"), text, ward::config::Certs::Skip)
     else {
         return;
     };
     let policy = loaded.policy;
+    // Routes may apply only with given query parameters.
+    let query = vec![("route".to_string(), "/export".to_string())];
     for path in ["/", "/admin/x", "/patients/1/chart", "/.ward/login"] {
         let facts = Facts {
             client_ip: [127, 0, 0, 1].into(),
@@ -24,6 +27,8 @@ fuzz_target!(|data: &[u8]| {
             path,
             identity: None,
             device: false,
+            query: &query,
+            form: &[],
         };
         let d = decide(&facts, &policy);
         let t = decide_traced(&facts, &policy, &mut Vec::new());

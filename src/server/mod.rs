@@ -135,9 +135,15 @@ async fn connection(
         .timer(TokioTimer::new())
         .max_header_list_size(server.max_header_bytes as u32)
         .max_concurrent_streams(250)
+        // Rapid reset (CVE-2023-44487) and "MadeYouReset" (CVE-2025-8671):
+        // past these, h2 ends the connection (tests/hostile_h2.rs). Stated
+        // here so a change of default upstream does not loosen them unseen.
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     let idle_limit = server.keepalive_timeout;
+    let max_headers = server.max_headers;
     drop(rt);
 
     // An enrolled device's certificate (verified against the device CA by rustls).
@@ -156,6 +162,10 @@ async fn connection(
     let requests = activity.clone();
     let service = service_fn(move |mut req: Request<Incoming>| {
         let in_flight = requests.begin();
+        // h2 limits a request's header bytes but not its fields; hold HTTP/2 to
+        // HTTP/1.1's count, so an app never gets more than hyper lets through.
+        let too_many =
+            req.version() == http::Version::HTTP_2 && header_count(req.headers()) > max_headers;
         let shared = shared.clone();
         let device = device.clone();
         if req.version() < http::Version::HTTP_2 {
@@ -176,7 +186,14 @@ async fn connection(
         }
         req.extensions_mut().insert(slot.clone());
         async move {
-            let resp = request::handle(shared, peer, device, req).await?;
+            let resp = if too_many {
+                tracing::debug!(peer = %peer, "HTTP/2 request with too many header fields refused");
+                let mut r = Response::new(empty());
+                *r.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+                r
+            } else {
+                request::handle(shared, peer, device, req).await?
+            };
             Ok::<_, Infallible>(resp.map(|b| crate::body::guarded(b, in_flight)))
         }
     });
@@ -204,6 +221,13 @@ async fn connection(
             }
         }
     }
+}
+
+/// Header fields as HTTP/1.1 would count them: HTTP/2 clients send each
+/// cookie as a field of its own, where HTTP/1.1 has one `Cookie` header.
+fn header_count(headers: &http::HeaderMap) -> usize {
+    let cookies = headers.get_all(header::COOKIE).iter().count();
+    headers.len() - cookies + cookies.min(1)
 }
 
 /// Requests in flight on a connection and when the last one ended: a

@@ -134,13 +134,15 @@ async fn login_submit(
     let account = snap.directory.get(&name);
 
     // Read straight from the store, not the periodic snapshot: attempts come faster than reloads.
-    let secrets = gate
-        .accounts
-        .store()
-        .read_async()
-        .await
-        .ok()
-        .and_then(|s| s.users.get(&name).cloned());
+    // A store ward cannot use refuses every sign-in alike, rather than call a right password wrong.
+    let secrets = match gate.accounts.store().read_async().await {
+        Ok(s) => s.users.get(&name).cloned(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read ward's secret store; sign-in refused");
+            outcome.event = Some("login-unavailable");
+            return unavailable(req);
+        }
+    };
     // Locked (real accounts in the store, read just above; unknown names in
     // memory; one rule for both).
     let locked = match account {
