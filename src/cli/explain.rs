@@ -312,6 +312,17 @@ fn enforced(d: &policy::Decision<'_>, route: &policy::Route) -> Vec<(&'static st
             },
         ),
         (
+            "hidden on pages:",
+            if d.hide {
+                format!(
+                    "the content of {} is removed from HTML pages (other answers are refused)",
+                    route.hide.join(", ")
+                )
+            } else {
+                "none".into()
+            },
+        ),
+        (
             "request bodies:",
             if d.no_body {
                 "refused for this person (the page controls where data is sent)".into()

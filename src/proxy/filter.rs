@@ -74,6 +74,10 @@ pub enum Held {
     /// A redacted route answered with something that is not JSON.
     #[error("the answer could not be checked for fields you may not see")]
     NotJson,
+    /// An answer of a type the person's field rules do not cover, or markup
+    /// ward could not follow.
+    #[error("the page could not be checked for fields you may not see")]
+    NotRewritable,
 }
 
 /// Reads an answer up to `cap` bytes; `Err(TooLarge)` as soon as it is larger.

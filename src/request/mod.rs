@@ -586,7 +586,7 @@ async fn app_request(
         public_authority: target::public_authority(&policy.server, target),
         identity: identity_headers,
         // ward reads these answers itself, so it asks for them uncompressed.
-        plain_encoding: inject || redact,
+        plain_encoding: inject || redact || decision.hide,
         app_cookies: asker
             .session
             .as_deref()
@@ -641,8 +641,8 @@ async fn filter_answer(
         }
         _ => {}
     }
-    if decision.redact {
-        return redacted(resp, route, policy.export.redact_max)
+    if decision.redact || decision.hide {
+        return masked(resp, route, decision, policy.export.redact_max)
             .await
             .map_err(Stop::redaction_refused);
     }
@@ -880,20 +880,37 @@ fn audit_record(
 }
 
 /// A JSON answer with the route's fields masked; anything else is refused.
-async fn redacted(
+async fn masked(
     resp: Response<Body>,
     route: &policy::Route,
+    decision: &policy::Decision<'_>,
     cap: u64,
 ) -> Result<Response<Body>, filter::Held> {
-    let json = media_type(resp.headers())
-        .is_some_and(|m| m.essence == "application/json" || m.essence.ends_with("+json"));
+    let essence = media_type(resp.headers()).map(|m| m.essence);
+    let json = essence
+        .as_deref()
+        .is_some_and(|e| e == "application/json" || e.ends_with("+json"));
+    let html = essence
+        .as_deref()
+        .is_some_and(|e| e == "text/html" || e == "application/xhtml+xml");
+    // ward asked for an uncompressed answer; one that came compressed anyway cannot be read.
     let plain = !resp.headers().contains_key(header::CONTENT_ENCODING);
-    if !(json && plain) {
-        return Err(filter::Held::NotJson);
+    match (plain, json, html) {
+        (true, true, _) if decision.redact => {
+            let (parts, bytes) = filter::hold(resp, cap).await?;
+            let masked = filter::redact(&bytes, &route.redact_fields)?;
+            Ok(filter::release(parts, masked.into()))
+        }
+        (true, _, true) if decision.hide => {
+            let (parts, bytes) = filter::hold(resp, cap).await?;
+            let emptied =
+                proxy::html::hide(&bytes, &route.hide).map_err(|_| filter::Held::NotRewritable)?;
+            Ok(filter::release(parts, emptied.into()))
+        }
+        // A type the person's rules cannot be applied to is refused, not passed.
+        (_, true, _) | (_, _, true) if plain => Err(filter::Held::NotRewritable),
+        _ => Err(filter::Held::NotJson),
     }
-    let (parts, bytes) = filter::hold(resp, cap).await?;
-    let masked = filter::redact(&bytes, &route.redact_fields)?;
-    Ok(filter::release(parts, masked.into()))
 }
 
 /// An app's own background polling does not keep a session alive.
