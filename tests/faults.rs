@@ -101,7 +101,8 @@ async fn closed_port() -> String {
 /// adds sections (such as `[audit]`).
 fn policy(app: &str, gone: &str, extra: &str) -> String {
     format!(
-        "practice = \"Test Clinic\"\n{{server}}\n{extra}\n\
+        // Log lines name paths here, so each fault's line can be found by its path.
+        "practice = \"Test Clinic\"\n{{server}}\n{extra}\n[log]\npaths = true\n\
          [[apps]]\nname = \"raw\"\nupstream = \"{app}\"\nresponse_timeout = \"2s\"\n\
          [[apps]]\nname = \"gone\"\nupstream = \"{gone}\"\nconnect_timeout = \"2s\"\n\
          [[routes]]\napp = \"raw\"\npath = \"/**\"\nallow = \"public\"\n\

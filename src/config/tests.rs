@@ -290,6 +290,7 @@ duration = "1h"
 [log]
 format = "json"
 level = "debug"
+paths = true
 [networks]
 n = ["10.0.0.0/8"]
 [roles]
@@ -324,6 +325,8 @@ max_response = "10MB"
 rate_limit = "60/minute"
 redact_fields = ["ssn"]
 redact_for = ["r"]
+hide = ["#ssn"]
+hide_for = ["r"]
 no_body_for = ["r"]
 device = "required"
 [[routes]]
