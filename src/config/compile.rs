@@ -10,8 +10,8 @@ use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::routes::{Matcher, Pattern, RouteTable};
 use crate::policy::{
     Access, App, BreakGlass, Conditions, DEFAULT_EXPORT_TYPES, Export, ExportSettings, LogFormat,
-    LogSettings, LoginSettings, Mfa, Policy, Role, Route, ServerSettings, SessionBinding,
-    SessionSettings, StorageSettings, TooMany, UpstreamAuth,
+    LogSettings, LoginSettings, MetricsSettings, Mfa, Policy, Role, Route, ServerSettings,
+    SessionBinding, SessionSettings, StorageSettings, TooMany, UpstreamAuth,
 };
 use crate::policy::{OidcProvider, WithoutMfa};
 use http::Method;
@@ -212,6 +212,21 @@ pub fn compile(
             timezone: a.timezone.as_ref().map(|t| t.get_ref().clone()),
         }
     };
+    let metrics = MetricsSettings {
+        listen: raw.metrics.listen.as_ref().and_then(|v| {
+            let addr = socket(v, c)?;
+            if !addr.ip().is_loopback() {
+                c.warning(
+                    v.span(),
+                    format!(
+                        "the metrics listener {addr} can be reached from other machines; metrics show how busy each app is and how many people are signed in, so use 127.0.0.1:{} unless a firewall limits who reaches it",
+                        addr.port()
+                    ),
+                );
+            }
+            Some(addr)
+        }),
+    };
     let storage = StorageSettings {
         users: path_or(&raw.storage.users, "config/users.toml"),
         state: path_or(&raw.storage.state, "state"),
@@ -301,6 +316,7 @@ pub fn compile(
         login,
         log,
         storage,
+        metrics,
         break_glass,
         export: export_settings,
         audit,

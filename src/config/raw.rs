@@ -31,6 +31,8 @@ pub struct RawPolicy {
     #[serde(default)]
     pub alerts: RawAlerts,
     #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
     pub networks: BTreeMap<String, Spanned<Vec<Text>>>,
     #[serde(default)]
     pub roles: BTreeMap<String, Spanned<RawRole>>,
@@ -121,6 +123,12 @@ pub struct RawBreakGlass {
 pub struct RawStorage {
     pub users: Option<Text>,
     pub state: Option<Text>,
+}
+
+/// `[metrics]`: the Prometheus listener.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawMetrics {
+    pub listen: Option<Text>,
 }
 
 /// `[log]`: how ward writes its own log.
@@ -240,6 +248,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "export",
             "audit",
             "alerts",
+            "metrics",
             "networks",
             "roles",
             "apps",
@@ -304,6 +313,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
         Section::Storage => &["users", "state"],
         Section::BreakGlass => &["allowed_roles", "emergency_roles", "duration"],
         Section::Log => &["format", "level"],
+        Section::Metrics => &["listen"],
         Section::Role => &[
             "description",
             "idle_timeout",
@@ -384,6 +394,7 @@ pub enum Section {
     Audit,
     Alerts,
     Log,
+    Metrics,
     Role,
     App,
     UpstreamAuth,

@@ -36,6 +36,8 @@ pub struct Policy {
     pub log: LogSettings,
     /// Where accounts and state live.
     pub storage: StorageSettings,
+    /// The Prometheus metrics listener.
+    pub metrics: MetricsSettings,
     /// The emergency access procedure, if the practice has one.
     pub break_glass: Option<BreakGlass>,
     /// Export rules.
@@ -166,6 +168,13 @@ pub struct BreakGlass {
     pub emergency_roles: Vec<String>,
     /// How long it lasts.
     pub duration: Duration,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Where `/metrics` is served; none: no metrics listener.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[storage]`.

@@ -116,6 +116,7 @@ impl PolicyStore {
                     ),
                     ("[audit]", was.audit != now.audit),
                     ("[alerts] webhook", was.alerts.webhook != now.alerts.webhook),
+                    ("[metrics]", was.metrics != now.metrics),
                     (
                         "[login] attempts_per_minute",
                         was.login.attempts_per_minute != now.login.attempts_per_minute,

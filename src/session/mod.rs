@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod snapshot;
+
 /// The session cookie's name (`__Host-`: Secure, no Domain, Path=/).
 pub const COOKIE: &str = "__Host-ward-session";
 
@@ -248,6 +250,32 @@ impl MemoryStore {
         }
     }
 
+    /// Every session with the keys (hashes of its cookies) it is stored under.
+    pub fn entries(&self) -> Vec<(Vec<String>, Arc<Session>)> {
+        let mut by_session: Vec<(Vec<String>, Arc<Session>)> = Vec::new();
+        let mut index: HashMap<*const Session, usize> = HashMap::new();
+        for (key, s) in self.sessions.iter() {
+            let slot = *index.entry(Arc::as_ptr(&s)).or_insert_with(|| {
+                by_session.push((Vec::new(), s.clone()));
+                by_session.len() - 1
+            });
+            if let Some((keys, _)) = by_session.get_mut(slot) {
+                keys.push(key.as_ref().clone());
+            }
+        }
+        by_session
+    }
+
+    /// Stores a session under a key that is already a cookie's hash (a restored snapshot).
+    pub fn insert_hashed(&self, key: String, session: Arc<Session>) {
+        if let Ok(mut map) = self.by_user.lock() {
+            map.entry(session.user.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.sessions.insert(key, session);
+    }
+
     fn keys_of(&self, user: &str) -> Vec<String> {
         self.by_user
             .lock()
@@ -266,13 +294,7 @@ impl SessionStore for MemoryStore {
     }
 
     fn insert(&self, cookie: &str, session: Arc<Session>) {
-        let key = token_hash(cookie);
-        if let Ok(mut map) = self.by_user.lock() {
-            map.entry(session.user.clone())
-                .or_default()
-                .insert(key.clone());
-        }
-        self.sessions.insert(key, session);
+        self.insert_hashed(token_hash(cookie), session);
     }
 
     fn remove(&self, cookie: &str) {
