@@ -231,6 +231,8 @@ hsts = true
 device_orgs = ["Acme"]
 ward_host = "ward.example"
 device_ca = "ca.pem"
+[metrics]
+listen = "127.0.0.1:9464"
 [sessions]
 idle_timeout = "1m"
 max_lifetime = "1h"
@@ -346,6 +348,7 @@ allow = "public"
         raw::Section::Sessions,
         raw::Section::Login,
         raw::Section::Log,
+        raw::Section::Metrics,
         raw::Section::Role,
         raw::Section::App,
         raw::Section::Route,
@@ -678,5 +681,35 @@ fn upstream_credentials_come_from_a_file_or_the_environment() {
     assert!(
         errs.len() == 1 && errs[0].contains("line break") && !errs[0].contains("line one"),
         "{errs:#?}"
+    );
+}
+
+#[test]
+fn a_metrics_listener_off_loopback_is_warned_about_and_a_bad_one_refused() {
+    let base = "practice = \"P\"\n[metrics]\n";
+    let loaded =
+        load(&format!("{base}listen = \"127.0.0.1:9464\"\n")).unwrap_or_else(|d| panic!("{d}"));
+    assert!(loaded.warnings.items.is_empty());
+    assert_eq!(
+        loaded.policy.metrics.listen,
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+    let loaded =
+        load(&format!("{base}listen = \"0.0.0.0:9464\"\n")).unwrap_or_else(|d| panic!("{d}"));
+    let w = loaded.warnings.format(&loaded.warnings.items[0]);
+    assert!(w.contains(":3:") && w.contains("127.0.0.1:9464"), "{w}");
+    let errs = errors(&format!("{base}listen = \"9464\"\n"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains(":3:") && e.contains("address and port")),
+        "{errs:#?}"
+    );
+    assert_eq!(
+        load("practice = \"P\"\n")
+            .unwrap_or_else(|d| panic!("{d}"))
+            .policy
+            .metrics
+            .listen,
+        None
     );
 }
