@@ -52,6 +52,9 @@ pub enum StartError {
     /// The listeners.
     #[error(transparent)]
     Serve(#[from] server::ServeError),
+    /// The shared session store cannot be set up.
+    #[error(transparent)]
+    SessionStore(session::redis::RedisSetupError),
     /// The listener's own address could not be read.
     #[error("cannot read the listening address: {0}")]
     Address(std::io::Error),
@@ -153,13 +156,58 @@ fn open_gate(
         file: policy.storage.users.clone(),
         why,
     })?;
-    // Sessions unused for a day are forgotten even if the policy allows longer idle.
-    let sessions = Arc::new(session::MemoryStore::new(std::time::Duration::from_secs(
-        24 * 3600,
-    )));
-    let saver = open_snapshot(policy, sessions.clone());
+    let (sessions, saver): (Arc<dyn session::SessionStore>, _) = match &policy.sessions.store {
+        policy::SessionStoreKind::Memory => {
+            // Sessions unused for a day are forgotten even if the policy allows longer idle.
+            let memory = Arc::new(session::MemoryStore::new(std::time::Duration::from_secs(
+                24 * 3600,
+            )));
+            let saver = open_snapshot(policy, memory.clone());
+            (memory, saver)
+        }
+        policy::SessionStoreKind::Redis(redis) => {
+            let store = session::redis::RedisStore::start(
+                &redis.url,
+                redis.password.as_deref(),
+                policy.sessions.max_lifetime,
+                redis.activity_every,
+                store_changes(alerts.clone()),
+            )
+            .map_err(StartError::SessionStore)?;
+            (store, None)
+        }
+    };
     let gate = web::state::Gate::new(policy, sessions, Arc::new(accounts), audit, alerts);
     Ok((gate, saver))
+}
+
+/// Tells the log and the officer when the shared session store comes and goes.
+fn store_changes(alerts: audit::alerts::Alerts) -> session::redis::OnChange {
+    let was_down = std::sync::atomic::AtomicBool::new(false);
+    Box::new(move |up, why| {
+        use std::sync::atomic::Ordering;
+        if up {
+            tracing::info!("connected to the session store (Redis); sign-in is open");
+            if was_down.swap(false, Ordering::Relaxed) {
+                alerts.raise(
+                    "session-store",
+                    "-",
+                    "the session store (Redis) is back; sign-in is open again".into(),
+                );
+            }
+        } else {
+            let why = why.unwrap_or_default();
+            tracing::warn!(
+                "cannot reach the session store (Redis): {why}; nobody can sign in or use a session until it is back"
+            );
+            was_down.store(true, Ordering::Relaxed);
+            alerts.raise(
+                "session-store",
+                "-",
+                format!("the session store (Redis) cannot be reached ({why}); sign-in is closed"),
+            );
+        }
+    })
 }
 
 /// How often the sessions are saved (when they changed).

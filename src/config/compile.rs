@@ -13,7 +13,7 @@ use crate::policy::{
     LogSettings, LoginSettings, MetricsSettings, Mfa, Policy, Role, Route, ServerSettings,
     SessionBinding, SessionSettings, StorageSettings, TooMany, UpstreamAuth,
 };
-use crate::policy::{OidcProvider, WithoutMfa};
+use crate::policy::{OidcProvider, RedisStoreSettings, SessionStoreKind, WithoutMfa};
 use http::Method;
 use http::uri::{Authority, Scheme, Uri};
 use std::collections::BTreeMap;
@@ -770,7 +770,68 @@ fn sessions(raw: &RawPolicy, c: &mut Collector<'_>) -> SessionSettings {
                 }
             },
         },
+        store: session_store(s, c),
     }
+}
+
+/// `[sessions] store` with its password file and activity interval.
+fn session_store(s: &crate::config::raw::RawSessions, c: &mut Collector<'_>) -> SessionStoreKind {
+    let every = duration_or(&s.activity_every, Duration::from_secs(5), c);
+    if let Some(v) = &s.activity_every
+        && !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&every)
+    {
+        c.error(
+            v.span(),
+            "activity_every must be between \"1s\" and \"60s\": idle logoff is only as exact as this",
+        );
+    }
+    let Some(v) = &s.store else {
+        return SessionStoreKind::Memory;
+    };
+    let url = v.get_ref().trim();
+    if url == "memory" {
+        return SessionStoreKind::Memory;
+    }
+    let parsed = redis::parse_redis_url(url)
+        .filter(|u| matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some());
+    let Some(parsed) = parsed else {
+        c.error(
+            v.span(),
+            "store must be \"memory\" or a Redis address like \"redis://10.0.0.9:6379\" or \"rediss://redis.riverside.example:6380\" (TLS)",
+        );
+        return SessionStoreKind::Memory;
+    };
+    if parsed.password().is_some() {
+        c.warning(
+            v.span(),
+            "the Redis password is written in the policy; put it in a file readable by ward alone and name it with store_password_file",
+        );
+    }
+    let password =
+        s.store_password_file
+            .as_ref()
+            .and_then(|f| match std::fs::read_to_string(f.get_ref()) {
+                Ok(p) if !p.trim().is_empty() => Some(p.trim().to_string()),
+                Ok(_) => {
+                    c.error(
+                        f.span(),
+                        format!("the Redis password file {} is empty", f.get_ref()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    c.error(
+                        f.span(),
+                        format!("cannot read the Redis password file {}: {e}", f.get_ref()),
+                    );
+                    None
+                }
+            });
+    SessionStoreKind::Redis(RedisStoreSettings {
+        url: url.to_string(),
+        password,
+        activity_every: every,
+    })
 }
 
 fn log(raw: &RawPolicy, c: &mut Collector<'_>) -> LogSettings {

@@ -75,6 +75,9 @@ pub struct RawSessions {
     pub background_headers: Option<Vec<Text>>,
     pub idle_warning: Option<Spanned<bool>>,
     pub bind_to: Option<Text>,
+    pub store: Option<Text>,
+    pub store_password_file: Option<Text>,
+    pub activity_every: Option<Text>,
 }
 
 /// `[login]`: how people prove who they are.
@@ -282,6 +285,9 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "background_headers",
             "idle_warning",
             "bind_to",
+            "store",
+            "store_password_file",
+            "activity_every",
         ],
         Section::Login => &[
             "mfa",

@@ -121,6 +121,36 @@ pub struct SessionSettings {
     pub idle_warning: bool,
     /// Whether a session works only from where it was signed in.
     pub bind_to: SessionBinding,
+    /// Where sessions live.
+    pub store: SessionStoreKind,
+}
+
+/// `[sessions] store`: where sessions live.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SessionStoreKind {
+    /// In this process's memory, saved in the state folder across restarts.
+    #[default]
+    Memory,
+    /// In Redis, shared by every instance.
+    Redis(RedisStoreSettings),
+}
+
+/// How to reach the shared Redis store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisStoreSettings {
+    /// `redis://` or `rediss://` (TLS) URL.
+    pub url: String,
+    /// The password from `store_password_file`, if given.
+    pub password: Option<String>,
+    /// The longest a session's last activity waits before it is written to Redis.
+    pub activity_every: Duration,
+}
+
+impl std::fmt::Debug for RedisStoreSettings {
+    // The URL may carry a password: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisStoreSettings(every {:?})", self.activity_every)
+    }
 }
 
 /// `[sessions] bind_to`: where a session cookie is honoured.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod redis;
 pub mod snapshot;
 
 /// The session cookie's name (`__Host-`: Secure, no Domain, Path=/).
@@ -206,6 +207,11 @@ pub trait SessionStore: Send + Sync {
     fn all(&self) -> Vec<Arc<Session>>;
     /// Ends every session of `user`; how many ended.
     fn remove_user(&self, user: &str) -> usize;
+    /// Whether sessions can be used now: a shared store that cannot reach its server is
+    /// not, and then nobody is signed in and nobody can sign in (fail closed).
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 /// Sessions in this process's memory (moka), with a per-user index.
@@ -264,6 +270,26 @@ impl MemoryStore {
             }
         }
         by_session
+    }
+
+    /// The session stored under a cookie's hash.
+    pub fn get_hashed(&self, key: &str) -> Option<Arc<Session>> {
+        self.sessions.get(key)
+    }
+
+    /// The hashes of the cookies `session` is stored under.
+    pub fn keys_for(&self, session: &Arc<Session>) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .keys_of(&session.user)
+            .into_iter()
+            .filter(|k| {
+                self.sessions
+                    .get(k)
+                    .is_some_and(|other| Arc::ptr_eq(&other, session))
+            })
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// Stores a session under a key that is already a cookie's hash (a restored snapshot).

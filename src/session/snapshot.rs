@@ -136,17 +136,18 @@ struct Saved {
     sessions: Vec<SavedSession>,
 }
 
-/// One session, with the hashes of the cookies it is stored under.
+/// One session, with the hashes of the cookies it is stored under (also the shared store's
+/// record of a session).
 #[derive(Serialize, Deserialize)]
-struct SavedSession {
-    keys: Vec<String>,
-    /// Only fully signed-in sessions are restored (and saved), whatever the file says.
-    complete: bool,
-    user: String,
-    public_id: String,
+pub(super) struct SavedSession {
+    pub(super) keys: Vec<String>,
+    /// Whether fully signed in; a snapshot restores only these, whatever the file says.
+    pub(super) complete: bool,
+    pub(super) user: String,
+    pub(super) public_id: String,
     epoch: u64,
-    created: i64,
-    last_active: i64,
+    pub(super) created: i64,
+    pub(super) last_active: i64,
     mfa: bool,
     client_ip: IpAddr,
     csrf: String,
@@ -154,12 +155,12 @@ struct SavedSession {
     return_to: String,
     extra_roles: Vec<String>,
     idp: Option<(String, String)>,
-    end_recorded: bool,
-    app_cookies: HashMap<String, Vec<(String, String)>>,
+    pub(super) end_recorded: bool,
+    pub(super) app_cookies: HashMap<String, Vec<(String, String)>>,
 }
 
 impl SavedSession {
-    fn of(keys: Vec<String>, s: &Session) -> SavedSession {
+    pub(super) fn of(keys: Vec<String>, s: &Session) -> SavedSession {
         SavedSession {
             keys,
             complete: s.stage == Stage::Complete,
@@ -185,7 +186,7 @@ impl SavedSession {
         }
     }
 
-    fn into_session(self) -> (Vec<String>, Session) {
+    pub(super) fn into_session(self) -> (Vec<String>, Session) {
         let session = Session {
             user: self.user,
             public_id: self.public_id,
@@ -193,7 +194,11 @@ impl SavedSession {
             created: self.created,
             order: NEXT_ORDER.fetch_add(1, Ordering::Relaxed),
             last_active: AtomicI64::new(self.last_active),
-            stage: Stage::Complete,
+            stage: if self.complete {
+                Stage::Complete
+            } else {
+                Stage::NeedsMfa
+            },
             mfa: self.mfa,
             client_ip: self.client_ip,
             csrf: self.csrf,
