@@ -49,6 +49,7 @@ pub struct Metrics {
     locked_accounts: Gauge,
     policy_stale: Gauge,
     policy_loaded: Gauge,
+    store_up: Gauge,
 }
 
 /// The state read when Prometheus scrapes (rather than counted on every change).
@@ -61,6 +62,8 @@ pub struct Scrape {
     pub policy_stale: bool,
     /// Unix seconds when the policy in force was loaded.
     pub policy_loaded: i64,
+    /// Whether the session store can be used (a shared store reaches Redis).
+    pub store_up: bool,
 }
 
 /// The `app` label for requests that reached no app (ward's own pages, refusals before routing).
@@ -131,6 +134,12 @@ impl Metrics {
             "When the policy in force was loaded (Unix time)",
             policy_loaded.clone(),
         );
+        let store_up = Gauge::default();
+        registry.register(
+            "session_store_up",
+            "1 when the session store can be used (with Redis: connected); 0 means sign-in is closed",
+            store_up.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -142,6 +151,7 @@ impl Metrics {
             locked_accounts,
             policy_stale,
             policy_loaded,
+            store_up,
         }
     }
 
@@ -196,6 +206,7 @@ impl Metrics {
         self.locked_accounts.set(now.locked_accounts as i64);
         self.policy_stale.set(i64::from(now.policy_stale));
         self.policy_loaded.set(now.policy_loaded);
+        self.store_up.set(i64::from(now.store_up));
         let mut out = String::new();
         // Writing to a String does not fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -221,6 +232,7 @@ mod tests {
             locked_accounts: 1,
             policy_stale: true,
             policy_loaded: 1_700_000_000,
+            store_up: false,
         });
         assert!(
             text.contains("ward_requests_total{app=\"ehr\",route=\"12\",decision=\"allow\"} 2"),
@@ -235,6 +247,7 @@ mod tests {
         assert!(text.contains("ward_locked_accounts 1"));
         assert!(text.contains("ward_policy_stale 1"));
         assert!(text.contains("ward_policy_loaded_timestamp_seconds 1700000000"));
+        assert!(text.contains("ward_session_store_up 0"));
         assert!(text.ends_with("# EOF\n"));
     }
 }

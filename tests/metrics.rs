@@ -72,6 +72,7 @@ async fn counters_move_as_requests_are_made() {
     assert_eq!(sample(&before, "ward_requests_total", &allowed), 0.0);
     assert_eq!(sample(&before, "ward_live_sessions", &[]), 0.0);
     assert_eq!(sample(&before, "ward_policy_stale", &[]), 0.0);
+    assert_eq!(sample(&before, "ward_session_store_up", &[]), 1.0);
 
     let b = s.browser();
     assert_eq!(s.sign_in(&b, "dr_lee").await, 303);

@@ -66,6 +66,7 @@ fn answer(shared: &Shared, metrics: &Metrics, req: &Request<Incoming>) -> Respon
         locked_accounts,
         policy_stale: shared.store.status().stale.is_some(),
         policy_loaded,
+        store_up: shared.gate.sessions.available(),
     });
     let mut resp = Response::new(full(text));
     resp.headers_mut().insert(

@@ -34,7 +34,7 @@ pub struct RedisSetupError(String);
 
 /// A change to write to Redis and tell the other instances.
 enum Op {
-    Put(String, SavedSession),
+    Put(String, Box<SavedSession>),
     Del(String),
 }
 
@@ -101,7 +101,7 @@ impl RedisStore {
         if let Ok(mut w) = self.written.lock() {
             w.insert(session.public_id.clone(), saved.last_active);
         }
-        self.send(Op::Put(session.public_id.clone(), saved));
+        self.send(Op::Put(session.public_id.clone(), Box::new(saved)));
     }
 
     fn del(&self, public_id: &str) {
