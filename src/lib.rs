@@ -171,7 +171,7 @@ fn open_gate(
                 redis.password.as_deref(),
                 policy.sessions.max_lifetime,
                 redis.activity_every,
-                store_changes(alerts.clone()),
+                store_changes(alerts.clone(), audit.clone()),
             )
             .map_err(StartError::SessionStore)?;
             (store, None)
@@ -181,14 +181,23 @@ fn open_gate(
     Ok((gate, saver))
 }
 
-/// Tells the log and the officer when the shared session store comes and goes.
-fn store_changes(alerts: audit::alerts::Alerts) -> session::redis::OnChange {
+/// Tells the log, the audit trail and the officer when the shared session store comes and goes.
+fn store_changes(alerts: audit::alerts::Alerts, trail: audit::Audit) -> session::redis::OnChange {
     let was_down = std::sync::atomic::AtomicBool::new(false);
     Box::new(move |up, why| {
         use std::sync::atomic::Ordering;
+        let record = |event: &'static str, detail: String| {
+            let trail = trail.clone();
+            tokio::spawn(async move {
+                if let Err(e) = trail.record(audit::Record::system(event, detail)).await {
+                    tracing::error!(error = %e, "cannot record the session store's state in the audit trail");
+                }
+            });
+        };
         if up {
             tracing::info!("connected to the session store (Redis); sign-in is open");
             if was_down.swap(false, Ordering::Relaxed) {
+                record("session-store-up", "sign-in is open again".into());
                 alerts.raise(
                     "session-store",
                     "-",
@@ -201,6 +210,7 @@ fn store_changes(alerts: audit::alerts::Alerts) -> session::redis::OnChange {
                 "cannot reach the session store (Redis): {why}; nobody can sign in or use a session until it is back"
             );
             was_down.store(true, Ordering::Relaxed);
+            record("session-store-down", format!("{why}; sign-in is closed"));
             alerts.raise(
                 "session-store",
                 "-",

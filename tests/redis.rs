@@ -225,6 +225,8 @@ async fn two_instances_share_sessions_through_redis() {
         n += 1;
     }
     assert!(through(&s, &one, "/patients/back-one").await.is_some());
+    s.assert_audit(&[("event", "session-store-down")]).await;
+    s.assert_audit(&[("event", "session-store-up")]).await;
     assert_eq!(s.browser().get("/.ward/login").await.status(), 200);
 
     // The officer terminates the account: both instances end the session within a second.
