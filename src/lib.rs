@@ -167,10 +167,8 @@ fn open_gate(
         }
         policy::SessionStoreKind::Redis(redis) => {
             let store = session::redis::RedisStore::start(
-                &redis.url,
-                redis.password.as_deref(),
+                redis,
                 policy.sessions.max_lifetime,
-                redis.activity_every,
                 store_changes(alerts.clone(), audit.clone()),
             )
             .map_err(StartError::SessionStore)?;

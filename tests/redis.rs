@@ -70,9 +70,14 @@ impl Redis {
 }
 
 fn scenario(redis: &Redis, password_file: &Path) -> Scenario {
+    scenario_with(redis, password_file, "")
+}
+
+/// The scenario with more `[sessions]` lines.
+fn scenario_with(redis: &Redis, password_file: &Path, sessions: &str) -> Scenario {
     Scenario::new()
         .toml(&format!(
-            "[sessions]\nstore = \"redis://127.0.0.1:{}\"\nstore_password_file = \"{}\"\nactivity_every = \"1s\"\n\
+            "[sessions]\nstore = \"redis://127.0.0.1:{}\"\nstore_password_file = \"{}\"\nactivity_every = \"1s\"\n{sessions}\n\
              [roles]\nclinician = {{}}\nfront_desk = {{ idle_timeout = \"4s\" }}\n",
             redis.port,
             password_file.display()
@@ -274,4 +279,34 @@ async fn a_wrong_redis_password_keeps_sign_in_closed() {
         .await;
     assert_eq!(r.status(), 503);
     assert!(through(&s, &b, "/patients/1").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_grace_signed_in_people_carry_on_for_that_long_only() {
+    let mut redis = Redis::start();
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("redis.password");
+    std::fs::write(&password_file, REDIS_PASSWORD).unwrap();
+    let s = scenario_with(&redis, &password_file, "store_down_grace = \"3s\"")
+        .start()
+        .await;
+    s.ward
+        .proc
+        .stderr
+        .wait_for("connected to the session store", Duration::from_secs(10));
+    let b = s.browser();
+    assert_eq!(s.sign_in(&b, "dr_lee").await, 303);
+    redis.down();
+    s.ward
+        .proc
+        .stderr
+        .wait_for("cannot reach the session store", Duration::from_secs(5));
+    let down_at = Instant::now();
+    // Within the grace: the signed-in person carries on; nobody new signs in.
+    assert!(through(&s, &b, "/patients/grace").await.is_some());
+    assert_eq!(s.browser().get("/.ward/login").await.status(), 503);
+    // After it: refused, as without a grace.
+    let left = Duration::from_secs(4).saturating_sub(down_at.elapsed());
+    tokio::time::sleep(left).await;
+    assert!(through(&s, &b, "/patients/after-grace").await.is_none());
 }

@@ -785,6 +785,15 @@ fn session_store(s: &crate::config::raw::RawSessions, c: &mut Collector<'_>) -> 
             "activity_every must be between \"1s\" and \"60s\": idle logoff is only as exact as this",
         );
     }
+    let grace = duration_or(&s.store_down_grace, Duration::ZERO, c);
+    if let Some(v) = &s.store_down_grace
+        && grace > Duration::from_secs(3600)
+    {
+        c.error(
+            v.span(),
+            "store_down_grace must be at most \"1h\": while Redis is away, a sign-out or a closed account does not reach the other instances",
+        );
+    }
     let Some(v) = &s.store else {
         return SessionStoreKind::Memory;
     };
@@ -831,6 +840,7 @@ fn session_store(s: &crate::config::raw::RawSessions, c: &mut Collector<'_>) -> 
         url: url.to_string(),
         password,
         activity_every: every,
+        down_grace: grace,
     })
 }
 

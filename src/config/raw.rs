@@ -78,6 +78,7 @@ pub struct RawSessions {
     pub store: Option<Text>,
     pub store_password_file: Option<Text>,
     pub activity_every: Option<Text>,
+    pub store_down_grace: Option<Text>,
 }
 
 /// `[login]`: how people prove who they are.
@@ -288,6 +289,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "store",
             "store_password_file",
             "activity_every",
+            "store_down_grace",
         ],
         Section::Login => &[
             "mfa",

@@ -244,6 +244,7 @@ background_headers = ["X-Requested-With: XMLHttpRequest"]
 store = "memory"
 store_password_file = "SECRET"
 activity_every = "5s"
+store_down_grace = "1m"
 idle_warning = true
 bind_to = "network"
 [login]
@@ -741,6 +742,7 @@ fn a_redis_store_is_read_with_its_password_file_and_mistakes_are_placed() {
         ("store = \"mysql://db\"", "\"memory\" or a Redis address"),
         ("store = \"redis://\"", "\"memory\" or a Redis address"),
         ("activity_every = \"5m\"", "between \"1s\" and \"60s\""),
+        ("store_down_grace = \"2h\"", "at most \"1h\""),
         (
             "store = \"redis://r:1\"\nstore_password_file = \"/nonexistent/pw\"",
             "cannot read the Redis password file",

@@ -144,12 +144,18 @@ pub struct RedisStoreSettings {
     pub password: Option<String>,
     /// The longest a session's last activity waits before it is written to Redis.
     pub activity_every: Duration,
+    /// How long signed-in sessions carry on while Redis cannot be reached (zero: refused at once).
+    pub down_grace: Duration,
 }
 
 impl std::fmt::Debug for RedisStoreSettings {
     // The URL may carry a password: never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RedisStoreSettings(every {:?})", self.activity_every)
+        write!(
+            f,
+            "RedisStoreSettings(every {:?}, grace {:?})",
+            self.activity_every, self.down_grace
+        )
     }
 }
 

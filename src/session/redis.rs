@@ -13,7 +13,7 @@ use super::snapshot::SavedSession;
 use super::{MemoryStore, Session, SessionStore};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -42,6 +42,10 @@ enum Op {
 pub struct RedisStore {
     local: MemoryStore,
     up: AtomicBool,
+    /// Unix seconds since Redis has been out of reach (0: reachable, or never reached).
+    down_since: AtomicI64,
+    /// How long signed-in sessions carry on while it is.
+    grace: Duration,
     ops: mpsc::UnboundedSender<Op>,
     /// Last activity already written, per session (public id).
     written: Mutex<HashMap<String, i64>>,
@@ -53,24 +57,23 @@ pub struct RedisStore {
 pub type OnChange = Box<dyn Fn(bool, Option<String>) + Send + Sync>;
 
 impl RedisStore {
-    /// Starts the store and its link to Redis (at `url`, with `password` if given). Sessions
-    /// are kept in Redis for at most `lifetime`; activity is written every `every`.
+    /// Starts the store and its link to Redis (`settings`). Sessions are kept in Redis for at
+    /// most `lifetime`.
     pub fn start(
-        url: &str,
-        password: Option<&str>,
+        settings: &crate::policy::RedisStoreSettings,
         lifetime: Duration,
-        every: Duration,
         on_change: OnChange,
     ) -> Result<Arc<RedisStore>, RedisSetupError> {
         use redis::IntoConnectionInfo;
+        let (url, password) = (settings.url.as_str(), settings.password.as_deref());
         // rediss:// needs a process-wide rustls provider: ward's own (aws-lc-rs).
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut info = url
             .into_connection_info()
             .map_err(|e| RedisSetupError(e.to_string()))?;
         if let Some(p) = password {
-            let settings = info.redis_settings().clone().set_password(p);
-            info = info.set_redis_settings(settings);
+            let auth = info.redis_settings().clone().set_password(p);
+            info = info.set_redis_settings(auth);
         }
         let client = redis::Client::open(info).map_err(|e| RedisSetupError(e.to_string()))?;
         let instance = crate::auth::codes::random_token()
@@ -82,12 +85,14 @@ impl RedisStore {
         let store = Arc::new(RedisStore {
             local: MemoryStore::new(lifetime.max(Duration::from_secs(3600))),
             up: AtomicBool::new(false),
+            down_since: AtomicI64::new(0),
+            grace: settings.down_grace,
             ops: tx,
             written: Mutex::default(),
             instance,
         });
         tokio::spawn(link(store.clone(), client, rx, lifetime, on_change));
-        tokio::spawn(write_activity(store.clone(), every));
+        tokio::spawn(write_activity(store.clone(), settings.activity_every));
         Ok(store)
     }
 
@@ -147,6 +152,22 @@ impl RedisStore {
         }
     }
 
+    /// Whether Redis has been away for less than the grace the policy gives signed-in sessions.
+    fn in_grace(&self, now: i64) -> bool {
+        let since = self.down_since.load(Ordering::Relaxed);
+        since > 0 && now.saturating_sub(since) < self.grace.as_secs() as i64
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+        if up {
+            self.down_since.store(0, Ordering::Relaxed);
+        } else if self.down_since.load(Ordering::Relaxed) == 0 {
+            self.down_since
+                .store(crate::clock::unix_now(), Ordering::Relaxed);
+        }
+    }
+
     fn apply_del(&self, public_id: &str) {
         if let Ok(mut w) = self.written.lock() {
             w.remove(public_id);
@@ -178,7 +199,7 @@ impl RedisStore {
 
 impl SessionStore for RedisStore {
     fn get(&self, cookie: &str) -> Option<Arc<Session>> {
-        if !self.available() {
+        if !self.available() && !self.in_grace(crate::clock::unix_now()) {
             return None;
         }
         self.local.get(cookie)
@@ -286,7 +307,7 @@ async fn link(
                 match ready.await {
                     Err(e) => e.to_string(),
                     Ok(()) => {
-                        store.up.store(true, Ordering::Relaxed);
+                        store.set_up(true);
                         last_error = None;
                         ever_up = true;
                         on_change(true, None);
@@ -299,7 +320,7 @@ async fn link(
                             lifetime,
                         )
                         .await;
-                        store.up.store(false, Ordering::Relaxed);
+                        store.set_up(false);
                         why
                     }
                 }
