@@ -78,7 +78,7 @@ pub async fn run(
             dir: audit_settings.dir.clone(),
             source,
         })?;
-    let (gate, saver) = open_gate(&store, audit.clone(), alerts)?;
+    let (gate, saver, shared_store) = open_gate(&store, audit.clone(), alerts)?;
     let shared = Arc::new(web::state::Shared::new(store.clone(), gate, audit.clone()));
     let (listener, redirect) = server::bind(&store).await?;
     let addr = listener.local_addr().map_err(StartError::Address)?;
@@ -122,6 +122,11 @@ pub async fn run(
             ),
         }
     }
+    if let Some(redis) = &shared_store
+        && !redis.flush(std::time::Duration::from_secs(2)).await
+    {
+        tracing::warn!("some session changes (sign-outs) did not reach Redis before ward stopped");
+    }
     // The last records reach the disk, with a signed checkpoint.
     audit.shutdown().await;
     tracing::info!("stopped");
@@ -149,13 +154,14 @@ fn open_gate(
     store: &PolicyStore,
     audit: audit::Audit,
     alerts: audit::alerts::Alerts,
-) -> Result<(web::state::Gate, Option<Arc<session::snapshot::Saver>>), StartError> {
+) -> Result<Opened, StartError> {
     let rt = store.current();
     let policy = &rt.policy;
     let accounts = users::accounts::Accounts::open(policy).map_err(|why| StartError::Accounts {
         file: policy.storage.users.clone(),
         why,
     })?;
+    let mut shared_store = None;
     let (sessions, saver): (Arc<dyn session::SessionStore>, _) = match &policy.sessions.store {
         policy::SessionStoreKind::Memory => {
             // Sessions unused for a day are forgotten even if the policy allows longer idle.
@@ -172,12 +178,20 @@ fn open_gate(
                 store_changes(alerts.clone(), audit.clone()),
             )
             .map_err(StartError::SessionStore)?;
+            shared_store = Some(store.clone());
             (store, None)
         }
     };
     let gate = web::state::Gate::new(policy, sessions, Arc::new(accounts), audit, alerts);
-    Ok((gate, saver))
+    Ok((gate, saver, shared_store))
 }
+
+/// The gate, and the session store's parts to flush at shutdown.
+type Opened = (
+    web::state::Gate,
+    Option<Arc<session::snapshot::Saver>>,
+    Option<Arc<session::redis::RedisStore>>,
+);
 
 /// Tells the log, the audit trail and the officer when the shared session store comes and goes.
 fn store_changes(alerts: audit::alerts::Alerts, trail: audit::Audit) -> session::redis::OnChange {

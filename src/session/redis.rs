@@ -13,7 +13,7 @@ use super::snapshot::SavedSession;
 use super::{MemoryStore, Session, SessionStore};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -51,6 +51,8 @@ pub struct RedisStore {
     written: Mutex<HashMap<String, i64>>,
     /// This instance's name on the channel, so it skips its own messages.
     instance: String,
+    /// Changes not yet written to Redis.
+    unwritten: AtomicUsize,
 }
 
 /// Where the Redis link is, for the log, the alerts and the metrics.
@@ -90,6 +92,7 @@ impl RedisStore {
             ops: tx,
             written: Mutex::default(),
             instance,
+            unwritten: AtomicUsize::new(0),
         });
         tokio::spawn(link(store.clone(), client, rx, lifetime, on_change));
         tokio::spawn(write_activity(store.clone(), settings.activity_every));
@@ -97,8 +100,24 @@ impl RedisStore {
     }
 
     fn send(&self, op: Op) {
+        self.unwritten.fetch_add(1, Ordering::Relaxed);
         // The link task lives as long as the store; a send fails only at shutdown.
-        let _ = self.ops.send(op);
+        if self.ops.send(op).is_err() {
+            self.unwritten.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits (up to `within`) for the changes made here to reach Redis, so a sign-out just
+    /// before ward stops is not lost; false if some did not.
+    pub async fn flush(&self, within: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while self.unwritten.load(Ordering::Relaxed) > 0 {
+            if start.elapsed() >= within {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     fn put(&self, session: &Arc<Session>) {
@@ -301,6 +320,7 @@ async fn link(
                     while let Some(op) = pending.first() {
                         write(&mut conn, &store.instance, op, lifetime).await?;
                         pending.remove(0);
+                        store.unwritten.fetch_sub(1, Ordering::Relaxed);
                     }
                     resync(&store, &mut conn).await
                 };
@@ -381,6 +401,7 @@ async fn serve(
                     pending.push(op);
                     return e.to_string();
                 }
+                store.unwritten.fetch_sub(1, Ordering::Relaxed);
             }
             _ = ping.tick() => {
                 let pong = timed(redis::cmd("PING").query_async::<String>(conn)).await;
