@@ -310,3 +310,32 @@ async fn with_a_grace_signed_in_people_carry_on_for_that_long_only() {
     tokio::time::sleep(left).await;
     assert!(through(&s, &b, "/patients/after-grace").await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_per_user_counts_the_sessions_of_every_instance() {
+    let redis = Redis::start();
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("redis.password");
+    std::fs::write(&password_file, REDIS_PASSWORD).unwrap();
+    // The default: one session per person, a new sign-in ends the oldest.
+    let s = scenario(&redis, &password_file).start().await;
+    let other = second(&s);
+    other
+        .proc
+        .stderr
+        .wait_for("connected to the session store", Duration::from_secs(10));
+    let first = s.browser();
+    assert_eq!(s.sign_in(&first, "dr_lee").await, 303);
+    assert!(through(&s, &first, "/patients/1").await.is_some());
+    // The same person signs in through the other instance, on another computer.
+    let elsewhere = Browser::on(&other, "localhost");
+    let code = s.code("dr_lee").await;
+    assert_eq!(
+        sign_in_with_code(&elsewhere, "dr_lee", PW, &code).await,
+        303
+    );
+    assert!(through(&s, &elsewhere, "/patients/2").await.is_some());
+    // The first session ended, on its own instance too.
+    refused_within(&s, &first, "/patients/first-", Duration::from_secs(1)).await;
+    assert!(through(&s, &elsewhere, "/patients/3").await.is_some());
+}
