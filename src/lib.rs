@@ -12,6 +12,7 @@ pub mod csv;
 pub mod demo;
 pub mod fsutil;
 pub mod logging;
+pub mod metrics;
 pub mod path;
 pub mod policy;
 pub mod proxy;
@@ -52,6 +53,9 @@ pub enum StartError {
     /// The listeners.
     #[error(transparent)]
     Serve(#[from] server::ServeError),
+    /// The shared session store cannot be set up.
+    #[error(transparent)]
+    SessionStore(session::redis::RedisSetupError),
     /// The listener's own address could not be read.
     #[error("cannot read the listening address: {0}")]
     Address(std::io::Error),
@@ -75,11 +79,8 @@ pub async fn run(
             dir: audit_settings.dir.clone(),
             source,
         })?;
-    let shared = Arc::new(web::state::Shared::new(
-        store.clone(),
-        open_gate(&store, audit.clone(), alerts)?,
-        audit.clone(),
-    ));
+    let (gate, saver, shared_store) = open_gate(&store, audit.clone(), alerts)?;
+    let shared = Arc::new(web::state::Shared::new(store.clone(), gate, audit.clone()));
     let (listener, redirect) = server::bind(&store).await?;
     let addr = listener.local_addr().map_err(StartError::Address)?;
     tracing::info!(addr = %addr, policy = %file.display(), "listening");
@@ -89,12 +90,44 @@ pub async fn run(
         }
         tokio::spawn(server::serve_redirects(store.clone(), redirect));
     }
+    if let (Some(addr), Some(metrics)) = (store.current().policy.metrics.listen, &shared.metrics) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| server::ServeError::Bind { addr, source })?;
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!(addr = %a, "serving metrics");
+        }
+        tokio::spawn(server::metrics::serve(
+            shared.clone(),
+            metrics.clone(),
+            listener,
+        ));
+    }
     if let Some(demo) = demo {
         demo.start(addr);
     }
     tokio::spawn(server::reload::watch(store.clone(), audit.clone()));
     tokio::spawn(watch_accounts(shared.clone()));
+    if let Some(saver) = &saver {
+        tokio::spawn(save_sessions(saver.clone()));
+    }
     server::serve(shared, listener, shutdown_signal()).await?;
+    // Everyone stays signed in across the restart.
+    if let Some(saver) = &saver {
+        match save_now(saver).await {
+            Ok(()) => tracing::info!(file = %saver.file().display(), "sessions saved"),
+            Err(e) => tracing::warn!(
+                file = %saver.file().display(),
+                error = %e,
+                "cannot save the sessions; everyone signs in again after the restart"
+            ),
+        }
+    }
+    if let Some(redis) = &shared_store
+        && !redis.flush(std::time::Duration::from_secs(2)).await
+    {
+        tracing::warn!("some session changes (sign-outs) did not reach Redis before ward stopped");
+    }
     // The last records reach the disk, with a signed checkpoint.
     audit.shutdown().await;
     tracing::info!("stopped");
@@ -122,24 +155,146 @@ fn open_gate(
     store: &PolicyStore,
     audit: audit::Audit,
     alerts: audit::alerts::Alerts,
-) -> Result<web::state::Gate, StartError> {
+) -> Result<Opened, StartError> {
     let rt = store.current();
     let policy = &rt.policy;
     let accounts = users::accounts::Accounts::open(policy).map_err(|why| StartError::Accounts {
         file: policy.storage.users.clone(),
         why,
     })?;
-    // Sessions unused for a day are forgotten even if the policy allows longer idle.
-    let sessions = Arc::new(session::MemoryStore::new(std::time::Duration::from_secs(
-        24 * 3600,
-    )));
-    Ok(web::state::Gate::new(
-        policy,
-        sessions,
-        Arc::new(accounts),
-        audit,
-        alerts,
-    ))
+    let mut shared_store = None;
+    let (sessions, saver): (Arc<dyn session::SessionStore>, _) = match &policy.sessions.store {
+        policy::SessionStoreKind::Memory => {
+            // Sessions unused for a day are forgotten even if the policy allows longer idle.
+            let memory = Arc::new(session::MemoryStore::new(std::time::Duration::from_secs(
+                24 * 3600,
+            )));
+            let saver = open_snapshot(policy, memory.clone());
+            (memory, saver)
+        }
+        policy::SessionStoreKind::Redis(redis) => {
+            let store = session::redis::RedisStore::start(
+                redis,
+                policy.sessions.max_lifetime,
+                store_changes(alerts.clone(), audit.clone()),
+            )
+            .map_err(StartError::SessionStore)?;
+            shared_store = Some(store.clone());
+            (store, None)
+        }
+    };
+    let gate = web::state::Gate::new(policy, sessions, Arc::new(accounts), audit, alerts);
+    Ok((gate, saver, shared_store))
+}
+
+/// The gate, and the session store's parts to flush at shutdown.
+type Opened = (
+    web::state::Gate,
+    Option<Arc<session::snapshot::Saver>>,
+    Option<Arc<session::redis::RedisStore>>,
+);
+
+/// Tells the log, the audit trail and the officer when the shared session store comes and goes.
+fn store_changes(alerts: audit::alerts::Alerts, trail: audit::Audit) -> session::redis::OnChange {
+    let was_down = std::sync::atomic::AtomicBool::new(false);
+    Box::new(move |up, why| {
+        use std::sync::atomic::Ordering;
+        let record = |event: &'static str, detail: String| {
+            let trail = trail.clone();
+            tokio::spawn(async move {
+                if let Err(e) = trail.record(audit::Record::system(event, detail)).await {
+                    tracing::error!(error = %e, "cannot record the session store's state in the audit trail");
+                }
+            });
+        };
+        if up {
+            tracing::info!("connected to the session store (Redis); sign-in is open");
+            if was_down.swap(false, Ordering::Relaxed) {
+                record("session-store-up", "sign-in is open again".into());
+                alerts.raise(
+                    "session-store",
+                    "-",
+                    "the session store (Redis) is back; sign-in is open again".into(),
+                );
+            }
+        } else {
+            let why = why.unwrap_or_default();
+            tracing::warn!(
+                "cannot reach the session store (Redis): {why}; nobody can sign in or use a session until it is back"
+            );
+            was_down.store(true, Ordering::Relaxed);
+            record("session-store-down", format!("{why}; sign-in is closed"));
+            alerts.raise(
+                "session-store",
+                "-",
+                format!("the session store (Redis) cannot be reached ({why}); sign-in is closed"),
+            );
+        }
+    })
+}
+
+/// How often the sessions are saved (when they changed).
+const SAVE_SESSIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The session snapshot's saver, after putting back the sessions of the last run. Any
+/// trouble is logged and leaves ward running, with everyone signing in again.
+fn open_snapshot(
+    policy: &policy::Policy,
+    sessions: Arc<session::MemoryStore>,
+) -> Option<Arc<session::snapshot::Saver>> {
+    use session::snapshot::{Saver, SnapshotKey};
+    let dir = &policy.storage.state;
+    let key = match SnapshotKey::load_or_create(dir) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!("sessions will not survive a restart: {e}");
+            return None;
+        }
+    };
+    let saver = Saver::new(sessions, key, dir);
+    match saver.restore(policy.sessions.max_lifetime, clock::unix_now()) {
+        Ok(None) => {}
+        Ok(Some(n)) => tracing::info!(sessions = n, "sessions of the last run restored"),
+        Err(e) => tracing::warn!(
+            file = %saver.file().display(),
+            "the saved sessions were not restored: {e}; everyone signs in again"
+        ),
+    }
+    Some(Arc::new(saver))
+}
+
+/// Saves the sessions every few seconds when they changed; a failure is logged once.
+async fn save_sessions(saver: Arc<session::snapshot::Saver>) {
+    let mut tick = tokio::time::interval(SAVE_SESSIONS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match save_now(&saver).await {
+            Ok(()) if failing => {
+                tracing::info!(file = %saver.file().display(), "sessions are saved again");
+                failing = false;
+            }
+            Err(e) if !failing => {
+                tracing::warn!(
+                    file = %saver.file().display(),
+                    error = %e,
+                    "cannot save the sessions; a restart now would sign everyone out"
+                );
+                failing = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Saves the sessions now, off the async workers.
+async fn save_now(saver: &Arc<session::snapshot::Saver>) -> std::io::Result<()> {
+    let s = saver.clone();
+    tokio::task::spawn_blocking(move || s.save(clock::unix_now()))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        .map(|_| ())
 }
 
 /// Reloads the accounts when `users.toml` or the secret store change (checked

@@ -10,10 +10,10 @@ use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::routes::{Matcher, Pattern, RouteTable};
 use crate::policy::{
     Access, App, BreakGlass, Conditions, DEFAULT_EXPORT_TYPES, Export, ExportSettings, LogFormat,
-    LogSettings, LoginSettings, Mfa, Policy, Role, Route, ServerSettings, SessionBinding,
-    SessionSettings, StorageSettings, TooMany, UpstreamAuth,
+    LogSettings, LoginSettings, MetricsSettings, Mfa, Policy, Role, Route, ServerSettings,
+    SessionBinding, SessionSettings, StorageSettings, TooMany, UpstreamAuth,
 };
-use crate::policy::{OidcProvider, WithoutMfa};
+use crate::policy::{OidcProvider, RedisStoreSettings, SessionStoreKind, WithoutMfa};
 use http::Method;
 use http::uri::{Authority, Scheme, Uri};
 use std::collections::BTreeMap;
@@ -212,6 +212,21 @@ pub fn compile(
             timezone: a.timezone.as_ref().map(|t| t.get_ref().clone()),
         }
     };
+    let metrics = MetricsSettings {
+        listen: raw.metrics.listen.as_ref().and_then(|v| {
+            let addr = socket(v, c)?;
+            if !addr.ip().is_loopback() {
+                c.warning(
+                    v.span(),
+                    format!(
+                        "the metrics listener {addr} can be reached from other machines; metrics show how busy each app is and how many people are signed in, so use 127.0.0.1:{} unless a firewall limits who reaches it",
+                        addr.port()
+                    ),
+                );
+            }
+            Some(addr)
+        }),
+    };
     let storage = StorageSettings {
         users: path_or(&raw.storage.users, "config/users.toml"),
         state: path_or(&raw.storage.state, "state"),
@@ -301,6 +316,7 @@ pub fn compile(
         login,
         log,
         storage,
+        metrics,
         break_glass,
         export: export_settings,
         audit,
@@ -754,7 +770,78 @@ fn sessions(raw: &RawPolicy, c: &mut Collector<'_>) -> SessionSettings {
                 }
             },
         },
+        store: session_store(s, c),
     }
+}
+
+/// `[sessions] store` with its password file and activity interval.
+fn session_store(s: &crate::config::raw::RawSessions, c: &mut Collector<'_>) -> SessionStoreKind {
+    let every = duration_or(&s.activity_every, Duration::from_secs(5), c);
+    if let Some(v) = &s.activity_every
+        && !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&every)
+    {
+        c.error(
+            v.span(),
+            "activity_every must be between \"1s\" and \"60s\": idle logoff is only as exact as this",
+        );
+    }
+    let grace = duration_or(&s.store_down_grace, Duration::ZERO, c);
+    if let Some(v) = &s.store_down_grace
+        && grace > Duration::from_secs(3600)
+    {
+        c.error(
+            v.span(),
+            "store_down_grace must be at most \"1h\": while Redis is away, a sign-out or a closed account does not reach the other instances",
+        );
+    }
+    let Some(v) = &s.store else {
+        return SessionStoreKind::Memory;
+    };
+    let url = v.get_ref().trim();
+    if url == "memory" {
+        return SessionStoreKind::Memory;
+    }
+    let parsed = redis::parse_redis_url(url)
+        .filter(|u| matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some());
+    let Some(parsed) = parsed else {
+        c.error(
+            v.span(),
+            "store must be \"memory\" or a Redis address like \"redis://10.0.0.9:6379\" or \"rediss://redis.riverside.example:6380\" (TLS)",
+        );
+        return SessionStoreKind::Memory;
+    };
+    if parsed.password().is_some() {
+        c.warning(
+            v.span(),
+            "the Redis password is written in the policy; put it in a file readable by ward alone and name it with store_password_file",
+        );
+    }
+    let password =
+        s.store_password_file
+            .as_ref()
+            .and_then(|f| match std::fs::read_to_string(f.get_ref()) {
+                Ok(p) if !p.trim().is_empty() => Some(p.trim().to_string()),
+                Ok(_) => {
+                    c.error(
+                        f.span(),
+                        format!("the Redis password file {} is empty", f.get_ref()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    c.error(
+                        f.span(),
+                        format!("cannot read the Redis password file {}: {e}", f.get_ref()),
+                    );
+                    None
+                }
+            });
+    SessionStoreKind::Redis(RedisStoreSettings {
+        url: url.to_string(),
+        password,
+        activity_every: every,
+        down_grace: grace,
+    })
 }
 
 fn log(raw: &RawPolicy, c: &mut Collector<'_>) -> LogSettings {

@@ -31,6 +31,8 @@ pub struct RawPolicy {
     #[serde(default)]
     pub alerts: RawAlerts,
     #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
     pub networks: BTreeMap<String, Spanned<Vec<Text>>>,
     #[serde(default)]
     pub roles: BTreeMap<String, Spanned<RawRole>>,
@@ -73,6 +75,10 @@ pub struct RawSessions {
     pub background_headers: Option<Vec<Text>>,
     pub idle_warning: Option<Spanned<bool>>,
     pub bind_to: Option<Text>,
+    pub store: Option<Text>,
+    pub store_password_file: Option<Text>,
+    pub activity_every: Option<Text>,
+    pub store_down_grace: Option<Text>,
 }
 
 /// `[login]`: how people prove who they are.
@@ -121,6 +127,12 @@ pub struct RawBreakGlass {
 pub struct RawStorage {
     pub users: Option<Text>,
     pub state: Option<Text>,
+}
+
+/// `[metrics]`: the Prometheus listener.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawMetrics {
+    pub listen: Option<Text>,
 }
 
 /// `[log]`: how ward writes its own log.
@@ -243,6 +255,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "export",
             "audit",
             "alerts",
+            "metrics",
             "networks",
             "roles",
             "apps",
@@ -276,6 +289,10 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "background_headers",
             "idle_warning",
             "bind_to",
+            "store",
+            "store_password_file",
+            "activity_every",
+            "store_down_grace",
         ],
         Section::Login => &[
             "mfa",
@@ -307,6 +324,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
         Section::Storage => &["users", "state"],
         Section::BreakGlass => &["allowed_roles", "emergency_roles", "duration"],
         Section::Log => &["format", "level", "paths"],
+        Section::Metrics => &["listen"],
         Section::Role => &[
             "description",
             "idle_timeout",
@@ -389,6 +407,7 @@ pub enum Section {
     Audit,
     Alerts,
     Log,
+    Metrics,
     Role,
     App,
     UpstreamAuth,

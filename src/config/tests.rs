@@ -1,4 +1,5 @@
 use super::*;
+use crate::policy::SessionStoreKind;
 use std::path::PathBuf;
 
 const GOOD: &str = r#"
@@ -231,6 +232,8 @@ hsts = true
 device_orgs = ["Acme"]
 ward_host = "ward.example"
 device_ca = "ca.pem"
+[metrics]
+listen = "127.0.0.1:9464"
 [sessions]
 idle_timeout = "1m"
 max_lifetime = "1h"
@@ -238,6 +241,10 @@ max_per_user = 1
 on_too_many = "refuse"
 background_paths = ["/poll/**"]
 background_headers = ["X-Requested-With: XMLHttpRequest"]
+store = "memory"
+store_password_file = "SECRET"
+activity_every = "5s"
+store_down_grace = "1m"
 idle_warning = true
 bind_to = "network"
 [login]
@@ -325,7 +332,7 @@ max_response = "10MB"
 rate_limit = "60/minute"
 redact_fields = ["ssn"]
 redact_for = ["r"]
-hide = ["#ssn"]
+hide = ["td.ssn"]
 hide_for = ["r"]
 no_body_for = ["r"]
 device = "required"
@@ -349,6 +356,7 @@ allow = "public"
         raw::Section::Sessions,
         raw::Section::Login,
         raw::Section::Log,
+        raw::Section::Metrics,
         raw::Section::Role,
         raw::Section::App,
         raw::Section::Route,
@@ -681,5 +689,89 @@ fn upstream_credentials_come_from_a_file_or_the_environment() {
     assert!(
         errs.len() == 1 && errs[0].contains("line break") && !errs[0].contains("line one"),
         "{errs:#?}"
+    );
+}
+
+#[test]
+fn a_metrics_listener_off_loopback_is_warned_about_and_a_bad_one_refused() {
+    let base = "practice = \"P\"\n[metrics]\n";
+    let loaded =
+        load(&format!("{base}listen = \"127.0.0.1:9464\"\n")).unwrap_or_else(|d| panic!("{d}"));
+    assert!(loaded.warnings.items.is_empty());
+    assert_eq!(
+        loaded.policy.metrics.listen,
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+    let loaded =
+        load(&format!("{base}listen = \"0.0.0.0:9464\"\n")).unwrap_or_else(|d| panic!("{d}"));
+    let w = loaded.warnings.format(&loaded.warnings.items[0]);
+    assert!(w.contains(":3:") && w.contains("127.0.0.1:9464"), "{w}");
+    let errs = errors(&format!("{base}listen = \"9464\"\n"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains(":3:") && e.contains("address and port")),
+        "{errs:#?}"
+    );
+    assert_eq!(
+        load("practice = \"P\"\n")
+            .unwrap_or_else(|d| panic!("{d}"))
+            .policy
+            .metrics
+            .listen,
+        None
+    );
+}
+
+#[test]
+fn a_redis_store_is_read_with_its_password_file_and_mistakes_are_placed() {
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "s3cret\n").unwrap();
+    let base = "practice = \"P\"\n[sessions]\n";
+    let text = format!(
+        "{base}store = \"rediss://redis.example:6380/2\"\nstore_password_file = \"{}\"\nactivity_every = \"2s\"\n",
+        secret.path().display()
+    );
+    let loaded = load(&text).unwrap_or_else(|d| panic!("{d}"));
+    assert!(loaded.warnings.items.is_empty());
+    let SessionStoreKind::Redis(r) = &loaded.policy.sessions.store else {
+        panic!("not redis");
+    };
+    assert_eq!(r.url, "rediss://redis.example:6380/2");
+    assert_eq!(r.password.as_deref(), Some("s3cret"));
+    assert_eq!(r.activity_every, std::time::Duration::from_secs(2));
+    assert!(!format!("{r:?}").contains("s3cret"));
+    // Mistakes, each at its line.
+    for (line, why) in [
+        ("store = \"mysql://db\"", "\"memory\" or a Redis address"),
+        ("store = \"redis://\"", "\"memory\" or a Redis address"),
+        ("activity_every = \"5m\"", "between \"1s\" and \"60s\""),
+        ("store_down_grace = \"2h\"", "at most \"1h\""),
+        (
+            "store = \"redis://r:1\"\nstore_password_file = \"/nonexistent/pw\"",
+            "cannot read the Redis password file",
+        ),
+    ] {
+        let errs = errors(&format!("{base}{line}\n"));
+        assert!(
+            errs.iter().any(|e| e.contains(":3:") || e.contains(":4:")),
+            "{line}: {errs:#?}"
+        );
+        assert!(errs.iter().any(|e| e.contains(why)), "{line}: {errs:#?}");
+    }
+    // A password in the URL works, with a warning.
+    let loaded =
+        load(&format!("{base}store = \"redis://:pw@r:6379\"\n")).unwrap_or_else(|d| panic!("{d}"));
+    let w = loaded.warnings.format(&loaded.warnings.items[0]);
+    assert!(
+        w.contains(":3:") && w.contains("store_password_file"),
+        "{w}"
+    );
+    assert_eq!(
+        load("practice = \"P\"\n")
+            .unwrap_or_else(|d| panic!("{d}"))
+            .policy
+            .sessions
+            .store,
+        SessionStoreKind::Memory
     );
 }

@@ -37,6 +37,8 @@ pub struct Policy {
     pub log: LogSettings,
     /// Where accounts and state live.
     pub storage: StorageSettings,
+    /// The Prometheus metrics listener.
+    pub metrics: MetricsSettings,
     /// The emergency access procedure, if the practice has one.
     pub break_glass: Option<BreakGlass>,
     /// Export rules.
@@ -120,6 +122,42 @@ pub struct SessionSettings {
     pub idle_warning: bool,
     /// Whether a session works only from where it was signed in.
     pub bind_to: SessionBinding,
+    /// Where sessions live.
+    pub store: SessionStoreKind,
+}
+
+/// `[sessions] store`: where sessions live.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SessionStoreKind {
+    /// In this process's memory, saved in the state folder across restarts.
+    #[default]
+    Memory,
+    /// In Redis, shared by every instance.
+    Redis(RedisStoreSettings),
+}
+
+/// How to reach the shared Redis store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisStoreSettings {
+    /// `redis://` or `rediss://` (TLS) URL.
+    pub url: String,
+    /// The password from `store_password_file`, if given.
+    pub password: Option<String>,
+    /// The longest a session's last activity waits before it is written to Redis.
+    pub activity_every: Duration,
+    /// How long signed-in sessions carry on while Redis cannot be reached (zero: refused at once).
+    pub down_grace: Duration,
+}
+
+impl std::fmt::Debug for RedisStoreSettings {
+    // The URL may carry a password: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RedisStoreSettings(every {:?}, grace {:?})",
+            self.activity_every, self.down_grace
+        )
+    }
 }
 
 /// `[sessions] bind_to`: where a session cookie is honoured.
@@ -167,6 +205,13 @@ pub struct BreakGlass {
     pub emergency_roles: Vec<String>,
     /// How long it lasts.
     pub duration: Duration,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Where `/metrics` is served; none: no metrics listener.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[storage]`.

@@ -94,7 +94,7 @@ pub async fn handle(
     // The record is written before the answer leaves; if it cannot be, the
     // policy decides whether the answer goes anyway.
     if let Some(record) = audit_record(&outcome, &method, &resp, &id, started, &rt.policy)
-        && let Err(e) = shared.audit.record(record).await
+        && let Err(e) = recorded(&shared, record).await
     {
         tracing::error!(request_id = %id, error = %e, "cannot write the audit trail");
         if shared.audit.on_failure() == crate::audit::OnFailure::Refuse {
@@ -119,6 +119,17 @@ pub async fn handle(
     if let Ok(v) = HeaderValue::from_str(&id) {
         h.insert("x-request-id", v);
     }
+    if let Some(m) = &shared.metrics {
+        m.request(
+            outcome.app.as_deref(),
+            outcome.route_line,
+            outcome.decision,
+            started.elapsed(),
+        );
+        if let Some(event) = outcome.event {
+            m.sign_in(event);
+        }
+    }
     tracing::info!(
         target: "ward::request",
         request_id = %id,
@@ -140,6 +151,20 @@ pub async fn handle(
         "request"
     );
     Ok(resp)
+}
+
+/// Writes a request's audit record, timing the wait for metrics.
+async fn recorded(
+    shared: &Shared,
+    record: crate::audit::Record,
+) -> Result<(), crate::audit::AuditError> {
+    let Some(m) = &shared.metrics else {
+        return shared.audit.record(record).await;
+    };
+    let start = Instant::now();
+    let result = shared.audit.record(record).await;
+    m.audit_write(start.elapsed());
+    result
 }
 
 /// The stages in order: target, client, session; then ward's own pages, or
@@ -609,6 +634,9 @@ async fn app_request(
         .await
         .map_err(|e| {
             tracing::warn!(request_id = %id, app = %app.name, error = %e, "upstream failed");
+            if let Some(m) = &shared.metrics {
+                m.upstream_error(&app.name);
+            }
             Stop::upstream(&e)
         })?;
     let mut resp = filter_answer(resp, route, &decision, policy, id, outcome).await?;

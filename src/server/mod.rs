@@ -1,6 +1,7 @@
 //! Listeners and connections: TCP accept with a connection cap, TLS handshake,
 //! HTTP/1.1 and HTTP/2 with limits, and the plain-HTTP redirect listener.
 
+pub mod metrics;
 pub mod reload;
 
 use crate::body::{Body, empty};
@@ -65,6 +66,8 @@ pub async fn serve(
     }
     let max = store.current().policy.server.max_connections;
     let slots = Arc::new(Semaphore::new(max));
+    // Tells open connections to finish their requests and close.
+    let (stopping, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         // Waiting for a free slot before accepting leaves extra clients in the
@@ -86,22 +89,43 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let shared = shared.clone();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
             // The slot is freed when the connection ends, unless a WebSocket
             // tunnel took it over (then when the tunnel closes).
-            connection(shared, tcp, peer, crate::proxy::ConnectionSlot::new(permit)).await;
+            let slot = crate::proxy::ConnectionSlot::new(permit);
+            connection(shared, tcp, peer, slot, stop).await;
         });
     }
+    drop(listener);
+    let open = max.saturating_sub(slots.available_permits());
+    tracing::info!(
+        connections = open,
+        "stopped accepting; finishing the requests under way"
+    );
+    let _ = stopping.send(true);
     // Let requests in flight finish, but not forever.
-    let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(max as u32)).await;
+    let drained = tokio::time::timeout(DRAIN_TIME, slots.acquire_many(max as u32)).await;
+    if !matches!(drained, Ok(Ok(_))) {
+        let open = max.saturating_sub(slots.available_permits());
+        tracing::warn!(
+            connections = open,
+            "connections still open after {}s are cut off",
+            DRAIN_TIME.as_secs()
+        );
+    }
     Ok(())
 }
+
+/// The longest ward waits at shutdown for requests under way to finish.
+pub const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 async fn connection(
     shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
     slot: crate::proxy::ConnectionSlot,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let rt = shared.store.current();
     let server = &rt.policy.server;
@@ -200,6 +224,10 @@ async fn connection(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let mut closing = false;
+    let mut stopping = *stop.borrow();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -207,6 +235,11 @@ async fn connection(
                     tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                 }
                 break;
+            }
+            // ward is stopping: finish the requests under way, take no more.
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
             }
             _ = tokio::time::sleep(idle_limit / 4) => {
                 if activity.idle_for() >= idle_limit {

@@ -116,6 +116,8 @@ impl PolicyStore {
                     ),
                     ("[audit]", was.audit != now.audit),
                     ("[alerts] webhook", was.alerts.webhook != now.alerts.webhook),
+                    ("[metrics]", was.metrics != now.metrics),
+                    ("[sessions] store", was.sessions.store != now.sessions.store),
                     (
                         "[login] attempts_per_minute",
                         was.login.attempts_per_minute != now.login.attempts_per_minute,

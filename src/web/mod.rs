@@ -26,6 +26,10 @@ pub async fn serve(
     body: Incoming,
     outcome: &mut PageOutcome,
 ) -> Option<Response<Body>> {
+    // A shared session store out of reach: nobody signs in until it is back (fail closed).
+    if !gate.sessions.available() && begins_a_session(req.path) {
+        return Some(kit::unavailable(&req));
+    }
     let get = req.method == Method::GET || req.method == Method::HEAD;
     let post = req.method == Method::POST;
     if get && let Some(css) = assets::stylesheet(req.path) {
@@ -52,4 +56,12 @@ pub async fn serve(
         _ => return signin::serve(gate, req, body, outcome).await,
     };
     Some(resp)
+}
+
+/// The pages that sign someone in or start a session.
+fn begins_a_session(path: &str) -> bool {
+    matches!(
+        path,
+        "/.ward/login" | "/.ward/mfa" | "/.ward/enroll" | "/.ward/callback" | "/.ward/break-glass"
+    ) || path.starts_with("/.ward/sso/")
 }

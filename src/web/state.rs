@@ -20,16 +20,25 @@ pub struct Shared {
     pub gate: Gate,
     /// The audit trail.
     pub audit: crate::audit::Audit,
+    /// What is counted for Prometheus, when `[metrics] listen` is set.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
     pub(crate) ids: RequestIds,
 }
 
 impl Shared {
     /// Shared state around a policy store, a sign-in gate and the audit trail.
     pub fn new(store: Arc<PolicyStore>, gate: Gate, audit: crate::audit::Audit) -> Shared {
+        let metrics = store
+            .current()
+            .policy
+            .metrics
+            .listen
+            .map(|_| Arc::new(crate::metrics::Metrics::new()));
         Shared {
             store,
             gate,
             audit,
+            metrics,
             ids: RequestIds::new(),
         }
     }

@@ -217,22 +217,66 @@ impl Ward {
     pub fn start_in(site: Site, config: PathBuf) -> Ward {
         // Plain reqwest clients in tests need a process-wide crypto provider.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let proc = Proc::spawn(
-            Command::new(WARD)
-                .args(["serve", "--log-format", "json", "--config"])
-                .arg(&config)
-                .current_dir(site.dir.path()),
-        );
-        let line = proc
-            .stderr
-            .wait_for("\"listening\"", Duration::from_secs(20));
-        let addr = json_field(&line, "addr").parse().unwrap();
+        let (proc, addr) = serve(&site, &config);
         Ward {
             proc,
             addr,
             site,
             config,
         }
+    }
+
+    /// Stops ward as systemd does (SIGTERM), waits for it to exit (it must exit
+    /// cleanly within 20 s) and returns its log lines.
+    pub fn stop(&mut self) -> Vec<String> {
+        let pid = self.proc.pid().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        self.wait_stopped()
+    }
+
+    /// Waits for ward to exit (cleanly, within 20 s) and returns its log lines.
+    pub fn wait_stopped(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.proc.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ward did not stop within 20 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread may still hold the last lines for a moment.
+        std::thread::sleep(Duration::from_millis(100));
+        let logs = self.logs();
+        assert!(
+            status.success(),
+            "ward exited with {status}:\n{}",
+            logs.join("\n")
+        );
+        logs
+    }
+
+    /// Starts ward again (after [`Ward::stop`]) with the same policy, folders and port.
+    pub fn start_again(&mut self) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{}\"", self.addr),
+        );
+        std::fs::write(&self.config, text).unwrap();
+        let (proc, addr) = serve(&self.site, &self.config);
+        assert_eq!(addr, self.addr);
+        self.proc = proc;
+    }
+
+    /// Stops ward (SIGTERM) and starts it again on the same port; the old run's log lines.
+    pub fn restart(&mut self) -> Vec<String> {
+        let logs = self.stop();
+        self.start_again();
+        logs
     }
 
     pub fn port(&self) -> u16 {
@@ -282,6 +326,21 @@ impl Ward {
     pub fn logs(&self) -> Vec<String> {
         self.proc.stderr.all()
     }
+}
+
+/// `ward serve` on `config` in `site`; the process and its address once it listens.
+fn serve(site: &Site, config: &Path) -> (Proc, SocketAddr) {
+    let proc = Proc::spawn(
+        Command::new(WARD)
+            .args(["serve", "--log-format", "json", "--config"])
+            .arg(config)
+            .current_dir(site.dir.path()),
+    );
+    let line = proc
+        .stderr
+        .wait_for("\"listening\"", Duration::from_secs(20));
+    let addr = json_field(&line, "addr").parse().unwrap();
+    (proc, addr)
 }
 
 /// A rustls client config that trusts `cert_pem`, offering `alpn`.

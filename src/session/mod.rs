@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod redis;
+pub mod snapshot;
+
 /// The session cookie's name (`__Host-`: Secure, no Domain, Path=/).
 pub const COOKIE: &str = "__Host-ward-session";
 
@@ -204,6 +207,11 @@ pub trait SessionStore: Send + Sync {
     fn all(&self) -> Vec<Arc<Session>>;
     /// Ends every session of `user`; how many ended.
     fn remove_user(&self, user: &str) -> usize;
+    /// Whether sessions can be used now: a shared store that cannot reach its server is
+    /// not, and then nobody is signed in and nobody can sign in (fail closed).
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 /// Sessions in this process's memory (moka), with a per-user index.
@@ -248,6 +256,52 @@ impl MemoryStore {
         }
     }
 
+    /// Every session with the keys (hashes of its cookies) it is stored under.
+    pub fn entries(&self) -> Vec<(Vec<String>, Arc<Session>)> {
+        let mut by_session: Vec<(Vec<String>, Arc<Session>)> = Vec::new();
+        let mut index: HashMap<*const Session, usize> = HashMap::new();
+        for (key, s) in self.sessions.iter() {
+            let slot = *index.entry(Arc::as_ptr(&s)).or_insert_with(|| {
+                by_session.push((Vec::new(), s.clone()));
+                by_session.len() - 1
+            });
+            if let Some((keys, _)) = by_session.get_mut(slot) {
+                keys.push(key.as_ref().clone());
+            }
+        }
+        by_session
+    }
+
+    /// The session stored under a cookie's hash.
+    pub fn get_hashed(&self, key: &str) -> Option<Arc<Session>> {
+        self.sessions.get(key)
+    }
+
+    /// The hashes of the cookies `session` is stored under.
+    pub fn keys_for(&self, session: &Arc<Session>) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .keys_of(&session.user)
+            .into_iter()
+            .filter(|k| {
+                self.sessions
+                    .get(k)
+                    .is_some_and(|other| Arc::ptr_eq(&other, session))
+            })
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Stores a session under a key that is already a cookie's hash (a restored snapshot).
+    pub fn insert_hashed(&self, key: String, session: Arc<Session>) {
+        if let Ok(mut map) = self.by_user.lock() {
+            map.entry(session.user.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.sessions.insert(key, session);
+    }
+
     fn keys_of(&self, user: &str) -> Vec<String> {
         self.by_user
             .lock()
@@ -266,13 +320,7 @@ impl SessionStore for MemoryStore {
     }
 
     fn insert(&self, cookie: &str, session: Arc<Session>) {
-        let key = token_hash(cookie);
-        if let Ok(mut map) = self.by_user.lock() {
-            map.entry(session.user.clone())
-                .or_default()
-                .insert(key.clone());
-        }
-        self.sessions.insert(key, session);
+        self.insert_hashed(token_hash(cookie), session);
     }
 
     fn remove(&self, cookie: &str) {
