@@ -199,11 +199,27 @@ async fn sign_out_takes_no_forged_or_cross_site_post() {
     let b = s.browser();
     assert_eq!(s.sign_in(&b, "dr_lee").await, 303);
     let csrf = token_of(b.get(&out).await.text().await.unwrap());
-    b.post_from(EVIL, &out, &[("csrf", &csrf)]).await;
+    let held = b.cookie_at(&ward_origin(&s), "__Host-ward-session");
+    assert!(held.is_some());
+    let r = b.post_from(EVIL, &out, &[("csrf", &csrf)]).await;
+    assert!(r.headers().get("set-cookie").is_none(), "{:?}", r.headers());
     assert!(
         reaches(&s, &b, "/patients/1").await,
         "a cross-site post signed out"
     );
+    // Nor does a link from another site to the signed-out page clear a standing session's
+    // cookie (the person would believe they had signed out while the session lived on).
+    let logged_out = format!("{}/.ward/logged-out", ward_origin(&s));
+    let r = b.get_from(EVIL, &logged_out).await;
+    assert!(
+        r.headers().get("clear-site-data").is_none(),
+        "{:?}",
+        r.headers()
+    );
+    assert!(r.headers().get("set-cookie").is_none(), "{:?}", r.headers());
+    assert!(r.text().await.unwrap().contains("still signed in"));
+    assert_eq!(b.cookie_at(&ward_origin(&s), "__Host-ward-session"), held);
+    assert!(reaches(&s, &b, "/patients/1").await);
 
     // A forged token does not sign out.
     let b = s.browser();

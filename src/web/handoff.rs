@@ -18,7 +18,7 @@
 
 use crate::auth::codes;
 use crate::body::Body;
-use crate::session::{self, COOKIE, Handoff, Session, Stage};
+use crate::session::{self, COOKIE, Handoff};
 use crate::users::accounts;
 use crate::web::kit::{self, PageOutcome, PageRequest, redirect, with_cookie};
 use crate::web::state::Gate;
@@ -138,7 +138,7 @@ pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Resp
     if !is_app || to_port != own_port || state_hash.len() != 64 {
         return bad(req);
     }
-    let Some(s) = signed_in(gate, req) else {
+    let Some(s) = kit::standing_session(gate, req) else {
         // Sign in here first; the sign-in returns to this very page.
         let here = format!("/.ward/go?{}", req.query.as_deref().unwrap_or(""));
         let mut query = vec![("return", here)];
@@ -217,7 +217,7 @@ pub fn accept(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> 
 /// Ward's host `/`: who is signed in, and where to go.
 pub fn home(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
     let authority = req.authority;
-    let Some(s) = signed_in(gate, req) else {
+    let Some(s) = kit::standing_session(gate, req) else {
         return redirect("/.ward/login");
     };
     let body = html! {
@@ -233,14 +233,6 @@ pub fn home(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
         p { a href="/.ward/logout" { "Sign out" } }
     };
     kit::page(req, StatusCode::OK, "Signed in", body)
-}
-
-/// The session behind this browser's cookie on ward's host, if it is complete and still stands.
-fn signed_in(gate: &Gate, req: &PageRequest<'_>) -> Option<Arc<Session>> {
-    let snap = gate.accounts.snapshot();
-    kit::current(gate, req).map(|(_, s)| s).filter(|s| {
-        s.stage == Stage::Complete && accounts::identity_of(s, &snap, req.policy, req.now).is_ok()
-    })
 }
 
 fn bad(req: &PageRequest<'_>) -> Response<Body> {

@@ -173,6 +173,16 @@ pub(crate) fn current(gate: &Gate, req: &PageRequest<'_>) -> Option<(String, Arc
     gate.sessions.get(cookie).map(|s| (cookie.to_string(), s))
 }
 
+/// The session behind this browser's cookie, if it is complete and still stands
+/// (not idle, not too old, the account still usable under the policy).
+pub(crate) fn standing_session(gate: &Gate, req: &PageRequest<'_>) -> Option<Arc<Session>> {
+    let snap = gate.accounts.snapshot();
+    current(gate, req).map(|(_, s)| s).filter(|s| {
+        s.stage == crate::session::Stage::Complete
+            && crate::users::accounts::identity_of(s, &snap, req.policy, req.now).is_ok()
+    })
+}
+
 /// A safe place to return to after sign-in: a path on this host, or `/`.
 /// Refuses anything a browser could read as another host (`//evil`, `/\evil`,
 /// `/%09/evil`, `https:evil`, `javascript:` …), also after one decoding.

@@ -40,7 +40,7 @@ pub async fn serve(
         "/.ward/mfa" if post => mfa_submit(gate, &req, body, outcome).await,
         "/.ward/logout" if get => logout_form(gate, &req),
         "/.ward/logout" if post => logout_submit(gate, &req, body, outcome).await,
-        "/.ward/logged-out" if get => logged_out(&req),
+        "/.ward/logged-out" if get => logged_out(gate, &req),
         "/.ward/enroll" if get => enroll_form(gate, &req, None).await,
         "/.ward/enroll" if post => enroll_submit(gate, &req, body, outcome).await,
         "/.ward/idle.js" if get => idle_script(),
@@ -666,17 +666,20 @@ async fn logout_submit(
     outcome: &mut PageOutcome,
 ) -> Response<Body> {
     let form = read_form(body).await.unwrap_or_default();
-    if let Some((cookie, s)) = current(gate, req) {
-        if !codes::ct_eq(&s.csrf, form.get("csrf")) {
-            return logout_form(gate, req);
-        }
-        outcome.user = Some(s.user.clone());
-        outcome.event = Some("logout");
-        gate.sessions.remove(&cookie);
-        // Signed in through a provider: sign out there too, where it offers it.
-        if let Some(url) = sso_logout_target(gate, req.policy, &s) {
-            return with_cookie(redirect(&url), session::set_cookie(COOKIE, "", Some(0)));
-        }
+    let Some((cookie, s)) = current(gate, req) else {
+        // No session came with this post (another site's form carries no
+        // SameSite cookie): nothing to end, and the cookie is left alone.
+        return redirect("/.ward/logged-out");
+    };
+    if !codes::ct_eq(&s.csrf, form.get("csrf")) {
+        return logout_form(gate, req);
+    }
+    outcome.user = Some(s.user.clone());
+    outcome.event = Some("logout");
+    gate.sessions.remove(&cookie);
+    // Signed in through a provider: sign out there too, where it offers it.
+    if let Some(url) = sso_logout_target(gate, req.policy, &s) {
+        return with_cookie(redirect(&url), session::set_cookie(COOKIE, "", Some(0)));
     }
     with_cookie(
         redirect("/.ward/logged-out"),
@@ -684,7 +687,22 @@ async fn logout_submit(
     )
 }
 
-fn logged_out(req: &PageRequest<'_>) -> Response<Body> {
+fn logged_out(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
+    // Another site may link here: a session that still stands keeps its cookie
+    // (clearing it would leave the person thinking they were signed out while
+    // the session lived on); they are offered the real sign-out instead. ward's
+    // own idle script comes from the same origin and always clears.
+    let from_another_site = req
+        .headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    if from_another_site && let Some(s) = crate::web::kit::standing_session(gate, req) {
+        let body = html! {
+            p role="status" { "You are still signed in as " (s.user) "." }
+            p { a href="/.ward/logout" { "Sign out" } }
+        };
+        return page(req, StatusCode::OK, "Still signed in", body);
+    }
     let reason = query_param(req.query.as_deref(), "reason");
     let text = match reason.as_deref() {
         Some("idle") => accounts::Ended::Idle.explain(),

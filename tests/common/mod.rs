@@ -660,6 +660,10 @@ impl Browser {
         if let Some(page) = from {
             req = req.header("referer", page);
         }
+        // As browsers say of a navigation from another site's page.
+        if matches!(context, Context::CrossSiteNavigation) {
+            req = req.header("sec-fetch-site", "cross-site");
+        }
         let resp = self.with_extra(req).send().await.unwrap();
         self.keep(&resp);
         resp
