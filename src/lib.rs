@@ -47,8 +47,8 @@ pub enum StartError {
     Accounts {
         /// users.toml.
         file: std::path::PathBuf,
-        /// Why, in words.
-        why: String,
+        /// Why.
+        why: users::accounts::OpenError,
     },
     /// The listeners.
     #[error(transparent)]

@@ -56,8 +56,8 @@ pub enum ExplainError {
     #[error("the URL has no host")]
     NoHost,
     /// The accounts could not be opened.
-    #[error("{0}")]
-    Accounts(String),
+    #[error(transparent)]
+    Accounts(#[from] crate::users::accounts::OpenError),
     /// No session could be made to try the person's identity.
     #[error(transparent)]
     Random(#[from] crate::auth::codes::RngError),

@@ -86,11 +86,22 @@ pub struct Accounts {
     problems: ArcSwap<Vec<String>>,
 }
 
+/// Why the accounts could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The secret store or the grants file.
+    #[error(transparent)]
+    Store(#[from] crate::users::secrets::StoreError),
+    /// users.toml or the secrets have problems, each in words (`FILE:LINE:COL: …`).
+    #[error("{}", .0.join("\n"))]
+    Problems(Vec<String>),
+}
+
 impl Accounts {
     /// Opens the accounts named by the policy.
-    pub fn open(policy: &Policy) -> Result<Accounts, String> {
-        let store = SecretStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
-        let grants = GrantStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
+    pub fn open(policy: &Policy) -> Result<Accounts, OpenError> {
+        let store = SecretStore::open(&policy.storage.state)?;
+        let grants = GrantStore::open(&policy.storage.state)?;
         let accounts = Accounts {
             users_file: policy.storage.users.clone(),
             store,
@@ -99,7 +110,7 @@ impl Accounts {
             seen: Mutex::new([None; 3]),
             problems: ArcSwap::from_pointee(Vec::new()),
         };
-        accounts.reload(policy).map_err(|p| p.join("\n"))?;
+        accounts.reload(policy).map_err(OpenError::Problems)?;
         Ok(accounts)
     }
 
