@@ -71,13 +71,10 @@ pub enum Held {
     /// The upstream failed while ward was reading it.
     #[error("the upstream's answer broke off")]
     Broken,
-    /// A redacted route answered with something that is not JSON.
+    /// An answer the person's field rules cannot be applied to: another type,
+    /// compressed, JSON or markup that does not read.
     #[error("the answer could not be checked for fields you may not see")]
-    NotJson,
-    /// An answer of a type the person's field rules do not cover, or markup
-    /// ward could not follow.
-    #[error("the page could not be checked for fields you may not see")]
-    NotRewritable,
+    Unchecked,
 }
 
 /// Reads an answer up to `cap` bytes; `Err(TooLarge)` as soon as it is larger.
@@ -118,7 +115,7 @@ pub fn release(mut parts: http::response::Parts, body: Bytes) -> Response<Body> 
 /// Masks `fields` in a JSON document: plain names anywhere in it, and JSON
 /// pointers (`/patient/insurance/memberId`) at their place.
 pub fn redact(json: &[u8], fields: &[String]) -> Result<Vec<u8>, Held> {
-    let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|_| Held::NotJson)?;
+    let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|_| Held::Unchecked)?;
     let (pointers, names): (Vec<&String>, Vec<&String>) =
         fields.iter().partition(|f| f.starts_with('/'));
     for p in pointers {
@@ -129,7 +126,7 @@ pub fn redact(json: &[u8], fields: &[String]) -> Result<Vec<u8>, Held> {
     if !names.is_empty() {
         mask_names(&mut value, &names);
     }
-    serde_json::to_vec(&value).map_err(|_| Held::NotJson)
+    serde_json::to_vec(&value).map_err(|_| Held::Unchecked)
 }
 
 fn mask_names(value: &mut serde_json::Value, names: &[&String]) {

@@ -6,6 +6,7 @@ pub mod stop;
 pub mod target;
 
 use crate::body::Body;
+use crate::clock::unix_now;
 use crate::policy::{self, Facts, Refusal, Verdict};
 use crate::proxy::filter;
 use crate::proxy::headers;
@@ -715,16 +716,13 @@ fn count_refusal(
 fn has_method_override(query: &str) -> bool {
     // Every request with a query passes here: decode names without collecting
     // (they are borrowed unless they hold escapes), as a form decoder reads them.
-    form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k.trim().eq_ignore_ascii_case("_method"))
+    form_urlencoded::parse(query.as_bytes()).any(|(k, _)| is_method_override(&k))
 }
 
 /// The method a form's `_method` field asks for, if it has one (the last
 /// one counts, as in Rack); `Err` when it is not a method at all.
 fn form_method_override(form: &[(String, String)]) -> Option<Result<http::Method, String>> {
-    let (_, value) = form
-        .iter()
-        .rev()
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("_method"))?;
+    let (_, value) = form.iter().rev().find(|(k, _)| is_method_override(k))?;
     // Frameworks upper-case the value before using it.
     let upper = value.trim().to_ascii_uppercase();
     Some(http::Method::from_bytes(upper.as_bytes()).map_err(|_| format!("_method = {upper:?}")))
@@ -734,6 +732,11 @@ fn form_method_override(form: &[(String, String)]) -> Option<Result<http::Method
 fn media_type(headers: &http::HeaderMap) -> Option<crate::policy::media::MediaType> {
     let text = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     crate::policy::media::MediaType::parse(text).ok()
+}
+
+/// A query or form field that asks the app for another method, in any spelling.
+fn is_method_override(name: &str) -> bool {
+    name.trim().eq_ignore_ascii_case("_method")
 }
 
 /// Whether a request's body is an ordinary (url-encoded) form.
@@ -825,18 +828,9 @@ async fn read_form_body(
 fn still_signed_in(shared: Arc<Shared>, session: Arc<session::Session>) -> proxy::StillSignedIn {
     Box::new(move || {
         let rt = shared.store.current();
-        let snap = shared.gate.accounts.snapshot();
-        let live = shared
-            .gate
-            .sessions
-            .of_user(&session.user)
-            .iter()
-            .any(|s| Arc::ptr_eq(s, &session));
-        live && accounts::identity_of(&session, &snap, &rt.policy, unix_now()).is_ok()
+        kit::still_stands(&shared.gate, &session, &rt.policy, unix_now())
     })
 }
-
-use crate::clock::unix_now;
 
 /// The audit record for a request: every decision on an app's path, and
 /// every sign-in event on ward's own pages (not its health or script polls).
@@ -932,12 +926,11 @@ async fn masked(
         (true, _, true) if decision.hide => {
             let (parts, bytes) = filter::hold(resp, cap).await?;
             let emptied =
-                proxy::html::hide(&bytes, &route.hide).map_err(|_| filter::Held::NotRewritable)?;
+                proxy::html::hide(&bytes, &route.hide).map_err(|_| filter::Held::Unchecked)?;
             Ok(filter::release(parts, emptied.into()))
         }
         // A type the person's rules cannot be applied to is refused, not passed.
-        (_, true, _) | (_, _, true) if plain => Err(filter::Held::NotRewritable),
-        _ => Err(filter::Held::NotJson),
+        _ => Err(filter::Held::Unchecked),
     }
 }
 

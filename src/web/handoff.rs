@@ -19,7 +19,6 @@
 use crate::auth::codes;
 use crate::body::Body;
 use crate::session::{self, COOKIE, Handoff};
-use crate::users::accounts;
 use crate::web::kit::{self, PageOutcome, PageRequest, redirect, with_cookie};
 use crate::web::state::Gate;
 use http::{Method, Response, StatusCode};
@@ -182,15 +181,9 @@ pub fn accept(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> 
     let bound_here = pending.host == host
         && !state.is_empty()
         && codes::ct_eq(&codes::token_hash(state), &pending.state_hash);
-    let snap = gate.accounts.snapshot();
     let s = pending.session;
     // The session must still stand: not ended, idle, or closed since the code was issued.
-    let live = gate
-        .sessions
-        .of_user(&s.user)
-        .iter()
-        .any(|other| Arc::ptr_eq(other, &s))
-        && accounts::identity_of(&s, &snap, req.policy, req.now).is_ok();
+    let live = kit::still_stands(gate, &s, req.policy, req.now);
     outcome.user = Some(s.user.clone());
     if !bound_here || !live {
         outcome.event = Some("handoff-refused");

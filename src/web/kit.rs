@@ -183,6 +183,17 @@ pub(crate) fn standing_session(gate: &Gate, req: &PageRequest<'_>) -> Option<Arc
     })
 }
 
+/// Whether `session` is still one of the live sessions and still stands under
+/// `policy` at `now` (not idle, not too old, the account still usable).
+pub(crate) fn still_stands(gate: &Gate, session: &Arc<Session>, policy: &Policy, now: i64) -> bool {
+    gate.sessions
+        .of_user(&session.user)
+        .iter()
+        .any(|s| Arc::ptr_eq(s, session))
+        && crate::users::accounts::identity_of(session, &gate.accounts.snapshot(), policy, now)
+            .is_ok()
+}
+
 /// A safe place to return to after sign-in: a path on this host, or `/`.
 /// Refuses anything a browser could read as another host (`//evil`, `/\evil`,
 /// `/%09/evil`, `https:evil`, `javascript:` …), also after one decoding.
