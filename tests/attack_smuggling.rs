@@ -1,8 +1,9 @@
 //! Smuggling and framing: requests two servers could read differently (a body framed two
 //! ways, pipelined and smuggled requests, control bytes and CRLF in the target, absolute-form
-//! targets, conflicting `Host`s, odd methods, bodies without a length over HTTP/2, protocol
-//! upgrades). Each is refused before any decision, or forwarded so that the app sees only what
-//! ward decided on. The smuggled part always asks for a denied route.
+//! targets, conflicting `Host`s, odd methods, method overrides in the query or a form, bodies
+//! without a length over HTTP/2, protocol upgrades, `Range` on a capped route). Each is
+//! refused before any decision, or forwarded so that the app sees only what ward decided on.
+//! The smuggled part always asks for a denied route.
 
 mod common;
 
@@ -617,5 +618,118 @@ async fn an_upgrade_naming_more_than_websocket_is_not_passed_on() {
     assert!(
         !names.iter().any(|n| n == "upgrade"),
         "Upgrade reached the app: {names:?}"
+    );
+}
+
+/// Security review #20, findings 8 and 9: `GET`/`POST` only on `/patients/**`, any method on
+/// `/notes/**`, a size cap on `/debug/**`.
+fn overrides_scenario() -> Scenario {
+    Scenario::new()
+        .toml("[roles]\nclinician = {}\n")
+        .route(
+            "/patients/**",
+            "methods = [\"GET\", \"POST\"]\nallow_roles = [\"clinician\"]",
+        )
+        .route("/notes/**", "allow_roles = [\"clinician\"]")
+        .route(
+            "/debug/**",
+            "max_response = \"1MB\"\nallow_roles = [\"clinician\"]",
+        )
+        .user("dr_lee", &["clinician"])
+}
+
+/// A `_method` override in the query would let the app run a method ward never decided on;
+/// `Range` would let a capped answer be fetched in slices under the cap.
+#[tokio::test(flavor = "multi_thread")]
+async fn method_overrides_are_refused_and_ranges_dropped_on_capped_routes() {
+    let s = overrides_scenario().start().await;
+    let (b, _sid) = s.signed_in("dr_lee").await;
+    assert_eq!(b.get("/patients/1001/chart").await.status(), 200);
+    for q in [
+        "_method=DELETE",
+        "_METHOD=delete",
+        "%5Fmethod=DELETE",
+        "%5fMethod=PUT",
+        "a=1&_method=DELETE",
+        "_method",
+    ] {
+        let r = b
+            .post(&format!("/patients/1001/chart?{q}"), &[("note", "x")])
+            .await;
+        assert_eq!(r.status(), 400, "{q}");
+        assert_eq!(
+            b.get(&format!("/patients/1001/chart?{q}")).await.status(),
+            400,
+            "{q}"
+        );
+    }
+    // A lookalike that is not an override passes.
+    assert_eq!(
+        b.get("/patients/1001/chart?my_method=x").await.status(),
+        200
+    );
+
+    // Range and If-Range never reach the app on a route with a size cap.
+    b.header("range", "bytes=0-99");
+    b.header("if-range", "\"etag\"");
+    assert_eq!(b.get("/debug/headers").await.status(), 200);
+    let seen = s.up.last();
+    assert_eq!(seen.path, "/debug/headers");
+    assert!(seen.header("range").is_none(), "{seen:?}");
+    assert!(seen.header("if-range").is_none(), "{seen:?}");
+}
+
+/// A `_method` field in a posted form asks the app (Rails, Laravel, Symfony) to
+/// run another method: ward decides that method too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_form_method_override_must_be_allowed_as_well() {
+    let s = overrides_scenario().start().await;
+    let (b, _sid) = s.signed_in("dr_lee").await;
+    // The route allows GET and POST only: a POST that says DELETE is refused,
+    // however the field is spelled, and the app never sees it.
+    for (name, value) in [
+        ("_method", "DELETE"),
+        ("_method", "delete"),
+        ("_METHOD", " put "),
+        ("_method", "PATCH"),
+    ] {
+        let r = b
+            .post("/patients/1001/chart", &[("note", "x"), (name, value)])
+            .await;
+        assert!(
+            r.status() == 403 || r.status() == 400,
+            "{name}={value}: {}",
+            r.status()
+        );
+        assert!(
+            r.headers().get("x-upstream-target").is_none(),
+            "{name}={value} reached the app"
+        );
+    }
+    // Not a method at all: refused, not guessed at.
+    let r = b
+        .post("/patients/1001/chart", &[("_method", "DE LETE")])
+        .await;
+    assert_eq!(r.status(), 400);
+    // An override to a method the route allows passes, with the form as sent.
+    let r = b
+        .post(
+            "/patients/1001/chart",
+            &[("note", "x"), ("_method", "post")],
+        )
+        .await;
+    assert!(
+        r.headers().get("x-upstream-target").is_some(),
+        "{}",
+        r.status()
+    );
+    // On a route open to every method, the override passes.
+    let r = b
+        .post("/notes/7", &[("note", "x"), ("_method", "DELETE")])
+        .await;
+    assert!(
+        r.headers().get("x-upstream-target").is_some(),
+        "{}",
+        r.status()
     );
 }

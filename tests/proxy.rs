@@ -44,21 +44,15 @@ async fn serves_over_http1_and_http2_with_hsts_and_request_ids() {
     assert!(resp.headers().contains_key("strict-transport-security"));
 }
 
-/// One app `ehr` at the recording upstream `up` (its `ca` when HTTPS) with one route `/**`
-/// that has `keys`.
-fn recording_policy(up: &Upstream, keys: &str) -> String {
-    format!(
-        "practice = \"Test Clinic\"\n{{server}}\n[roles]\nbiller = {{}}\n[[apps]]\nname = \"ehr\"\n{}\n\
-         [[routes]]\napp = \"ehr\"\npath = \"/**\"\n{keys}\n",
-        up.app_keys()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_and_methods_reach_the_upstream_as_sent() {
     for tls in [false, true] {
-        let up = Upstream::start(tls).await;
-        let ward = Ward::start(&recording_policy(&up, "allow = \"public\""));
+        let s = Scenario::new()
+            .https(tls)
+            .route("/**", "allow = \"public\"")
+            .start()
+            .await;
+        let (ward, up) = (&s.ward, &s.up);
         for h2 in [false, true] {
             up.clear();
             let c = ward.client(h2);

@@ -42,8 +42,8 @@ pub struct Scenario {
     https: bool,
     sample_ehr: bool,
     app_url: Option<String>,
-    /// More apps (name, host) on the same upstream as `ehr`.
-    others: Vec<(String, String)>,
+    /// More apps (name, host, keys) on the same upstream as `ehr`.
+    others: Vec<(String, String, String)>,
 }
 
 impl Scenario {
@@ -99,8 +99,13 @@ impl Scenario {
     }
 
     /// Another app, `name` on `host`, served by the same upstream as `ehr`.
-    pub fn other_app(mut self, name: &str, host: &str) -> Scenario {
-        self.others.push((name.into(), host.into()));
+    pub fn other_app(self, name: &str, host: &str) -> Scenario {
+        self.other_app_with(name, host, "")
+    }
+
+    /// [`Scenario::other_app`] with more keys (`ward_keeps_cookies = false` …).
+    pub fn other_app_with(mut self, name: &str, host: &str, keys: &str) -> Scenario {
+        self.others.push((name.into(), host.into(), keys.into()));
         self
     }
 
@@ -152,8 +157,8 @@ impl Scenario {
         let others: String = self
             .others
             .iter()
-            .map(|(name, host)| {
-                format!("[[apps]]\nname = \"{name}\"\nhost = \"{host}\"\n{app_keys}\n")
+            .map(|(name, host, keys)| {
+                format!("[[apps]]\nname = \"{name}\"\nhost = \"{host}\"\n{app_keys}{keys}\n")
             })
             .collect();
         format!(
