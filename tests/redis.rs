@@ -339,3 +339,157 @@ async fn max_per_user_counts_the_sessions_of_every_instance() {
     refused_within(&s, &first, "/patients/first-", Duration::from_secs(1)).await;
     assert!(through(&s, &elsewhere, "/patients/3").await.is_some());
 }
+
+/// A file holding Redis's password, in a folder kept as long as the first value lives.
+fn password_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("redis.password");
+    std::fs::write(&file, REDIS_PASSWORD).unwrap();
+    (dir, file)
+}
+
+/// Both instances of `s` and `other` linked to Redis.
+fn both_connected(s: &Running, other: &Ward) {
+    for w in [&s.ward, other] {
+        w.proc
+            .stderr
+            .wait_for("connected to the session store", Duration::from_secs(10));
+    }
+}
+
+/// The password step with `password` in `b`; the answer's status.
+async fn attempt(b: &Browser, user: &str, password: &str) -> u16 {
+    let form = b.get("/.ward/login").await.text().await.unwrap();
+    b.post(
+        "/.ward/login",
+        &[
+            ("csrf", &input_value(&form, "csrf")),
+            ("return", "/patients/1"),
+            ("username", user),
+            ("password", password),
+        ],
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lockouts_and_used_codes_count_across_instances() {
+    let redis = Redis::start();
+    let (_dir, password_file) = password_file();
+    let s = scenario(&redis, &password_file)
+        .toml("[login]\nlockout_after = 3\nlockout_time = \"10m\"\n")
+        .start()
+        .await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    let (a, b) = (s.browser(), Browser::on(&other, "localhost"));
+
+    // Someone alternating instances gets three tries in all, as against one instance: for a
+    // name that is no account (counted in Redis) and for an account (in the shared store).
+    for name in ["nobody", "fran"] {
+        for (n, browser) in [&a, &b, &a].into_iter().enumerate() {
+            assert_eq!(
+                attempt(browser, name, "a guess").await,
+                401,
+                "{name} try {n}"
+            );
+        }
+        assert_eq!(
+            attempt(&b, name, PW).await,
+            429,
+            "{name} locked on the other"
+        );
+        assert_eq!(
+            attempt(&a, name, PW).await,
+            429,
+            "{name} locked on the first"
+        );
+    }
+
+    // An authenticator code used through one instance is refused through the other.
+    let code = s.code("dr_lee").await;
+    assert_eq!(sign_in_with_code(&a, "dr_lee", PW, &code).await, 303);
+    assert_eq!(sign_in_with_code(&b, "dr_lee", PW, &code).await, 401);
+    assert!(through(&s, &b, "/patients/replayed").await.is_none());
+    assert!(through(&s, &a, "/patients/first").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_address_limit_counts_attempts_on_every_instance() {
+    let redis = Redis::start();
+    let (_dir, password_file) = password_file();
+    let s = scenario(&redis, &password_file)
+        .toml("[login]\nattempts_per_minute = 4\n")
+        .start()
+        .await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    let (a, b) = (s.browser(), Browser::on(&other, "localhost"));
+    // Four attempts a minute from this address, alternating instances (other names each
+    // time, so no lock gets in the way): the fifth is refused on either.
+    for (n, browser) in [&a, &b, &a, &b].into_iter().enumerate() {
+        assert_eq!(
+            attempt(browser, &format!("name{n}"), "x").await,
+            401,
+            "try {n}"
+        );
+    }
+    assert_eq!(attempt(&a, "name4", "x").await, 429);
+    assert_eq!(attempt(&b, "name5", "x").await, 429);
+    let page = b.get("/.ward/login").await;
+    assert_eq!(page.status(), 200, "the form itself is not counted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hand_off_begun_on_one_instance_finishes_on_the_other() {
+    let redis = Redis::start();
+    let (_dir, password_file) = password_file();
+    let s = scenario(&redis, &password_file).own_host().start().await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    let b = s.browser();
+    assert_eq!(s.sign_in(&b, "dr_lee").await, 303);
+    let mine = through(&s, &b, "/patients/1").await.expect("signed in");
+
+    // The app host sends the browser to ward's host for a code, through the first instance...
+    let start = b
+        .get(
+            &s.ward
+                .url_for("localhost", "/.ward/login?return=/patients/2"),
+        )
+        .await;
+    let go = start.headers()["location"].to_str().unwrap().to_string();
+    let r = b.get(&go).await;
+    let handoff = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(handoff.contains("/.ward/handoff?code="), "{handoff}");
+    let state = b
+        .cookie("__Host-ward-handoff")
+        .expect("the hand-off's state cookie");
+
+    // ...and the load balancer sends it back to the other, which takes the code.
+    let on_other = handoff.replace(
+        &format!(":{}/", s.ward.port()),
+        &format!(":{}/", other.port()),
+    );
+    assert_ne!(on_other, handoff);
+    let there = Browser::on(&other, "localhost");
+    there.set_cookie("__Host-ward-handoff", &state);
+    let r = there.get(&on_other).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/patients/2");
+    assert_eq!(through(&s, &there, "/patients/2").await, Some(mine));
+
+    // The code works once, whichever instance it is shown to.
+    let again = Browser::on(&s.ward, "localhost");
+    again.set_cookie("__Host-ward-handoff", &state);
+    let r = again.get(&handoff).await;
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/.ward/login")
+    );
+    assert!(again.cookie(COOKIE).is_none());
+}
