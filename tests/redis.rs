@@ -73,15 +73,20 @@ fn scenario(redis: &Redis, password_file: &Path) -> Scenario {
     scenario_with(redis, password_file, "")
 }
 
+/// The `[sessions]` table for `redis`, with more lines.
+fn sessions_table(redis: &Redis, password_file: &Path, more: &str) -> String {
+    format!(
+        "[sessions]\nstore = \"redis://127.0.0.1:{}\"\nstore_password_file = \"{}\"\nactivity_every = \"1s\"\n{more}\n",
+        redis.port,
+        password_file.display()
+    )
+}
+
 /// The scenario with more `[sessions]` lines.
 fn scenario_with(redis: &Redis, password_file: &Path, sessions: &str) -> Scenario {
     Scenario::new()
-        .toml(&format!(
-            "[sessions]\nstore = \"redis://127.0.0.1:{}\"\nstore_password_file = \"{}\"\nactivity_every = \"1s\"\n{sessions}\n\
-             [roles]\nclinician = {{}}\nfront_desk = {{ idle_timeout = \"4s\" }}\n",
-            redis.port,
-            password_file.display()
-        ))
+        .toml(&sessions_table(redis, password_file, sessions))
+        .toml("[roles]\nclinician = {}\nfront_desk = { idle_timeout = \"4s\" }\n")
         .route(
             "/patients/**",
             "allow_roles = [\"clinician\", \"front_desk\"]",
@@ -492,4 +497,56 @@ async fn a_hand_off_begun_on_one_instance_finishes_on_the_other() {
             .starts_with("/.ward/login")
     );
     assert!(again.cookie(COOKIE).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_revoked_through_one_instance_is_refused_on_the_other_within_a_second() {
+    let redis = Redis::start();
+    let (_dir, password_file) = password_file();
+    let s = Scenario::new()
+        .toml(&sessions_table(&redis, &password_file, ""))
+        .toml("[roles]\nclinician = { export = \"block\" }\n")
+        .route("/reports/**", "allow_roles = [\"clinician\"]")
+        .user("dr_lee", &["clinician"])
+        .start()
+        .await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    let dir = s.ward.site.dir.path();
+    let reason = "records request from the patient's lawyer";
+    grant_export(dir, "ward.toml", "dr_lee", "/reports/**", "1h", reason).await;
+    let b = Browser::on(&other, "localhost");
+    assert_eq!(s.sign_in(&b, "dr_lee").await, 303);
+    assert!(through(&s, &b, "/reports/granted.csv").await.is_some());
+
+    // The officer revokes it through the first instance's files; the other refuses at once.
+    let grants: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.ward.site.path("state/grants.json")).unwrap())
+            .unwrap();
+    let id = grants["grants"][0]["id"].as_str().unwrap().to_string();
+    let out = Command::new(WARD)
+        .args(["grant", "--config", "ward.toml", "revoke", &id])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let r = b.get(&format!("/reports/revoked-{n}.csv")).await;
+        if r.status() == 403 {
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "the revoked grant still worked on the other instance after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
