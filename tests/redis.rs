@@ -18,10 +18,25 @@ struct Redis {
     proc: Option<Proc>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Its TLS certificate and key: then it speaks TLS only.
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_with(None)
+    }
+
+    /// A Redis that speaks TLS only, with a certificate of its own authority (`ca.crt` in its
+    /// folder, for 127.0.0.1); clients need not show one.
+    fn start_tls() -> Redis {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let (cert, key) = (dir.join("ca.crt"), dir.join("redis.key"));
+        ward::tls::write_self_signed(&cert, &key, &["127.0.0.1"]).unwrap();
+        Redis::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -31,6 +46,7 @@ impl Redis {
             proc: None,
             port,
             dir: tempfile::tempdir().unwrap(),
+            tls,
         };
         r.up();
         r
@@ -42,9 +58,28 @@ impl Redis {
             found.is_ok(),
             "redis-server is not installed: apt-get install -y redis-server (tests/run does this)"
         );
+        let port = self.port.to_string();
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &port]),
+            Some((cert, key)) => cmd
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(cert),
+        };
         let proc = Proc::spawn(
-            Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            cmd.args(["--bind", "127.0.0.1"])
                 .args(["--requirepass", REDIS_PASSWORD])
                 .args([
                     "--save",
@@ -549,4 +584,70 @@ async fn a_grant_revoked_through_one_instance_is_refused_on_the_other_within_a_s
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A policy on the TLS-only `redis` trusting the authority in `ca`.
+fn over_tls(redis: &Redis, password_file: &Path, ca: &Path) -> Scenario {
+    Scenario::new()
+        .toml(&format!(
+            "[sessions]\nstore = \"rediss://127.0.0.1:{}\"\nstore_password_file = \"{}\"\nstore_ca_file = \"{}\"\n",
+            redis.port,
+            password_file.display(),
+            ca.display()
+        ))
+        .toml("[roles]\nclinician = {}\n")
+        .route("/patients/**", "allow_roles = [\"clinician\"]")
+        .user("dr_lee", &["clinician"])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rediss_with_the_practices_own_authority_and_no_other() {
+    let redis = Redis::start_tls();
+    let (_dir, password_file) = password_file();
+    let ca = redis.tls.clone().unwrap().0;
+    let s = over_tls(&redis, &password_file, &ca).start().await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    let one = s.browser();
+    assert_eq!(s.sign_in(&one, "dr_lee").await, 303);
+    let here = through(&s, &one, "/patients/1").await.expect("signed in");
+    let there = through(&s, &switched(&other, &one), "/patients/2").await;
+    assert_eq!(there, Some(here), "the session went over TLS to the other");
+
+    // Another authority (ward's own certificate here): Redis's certificate is refused, and
+    // sign-in stays closed.
+    let wrong = Redis::start_tls();
+    let other_ca = s.ward.site.path("certs/ward.crt");
+    let s = over_tls(&wrong, &password_file, &other_ca).start().await;
+    let line = s
+        .ward
+        .proc
+        .stderr
+        .wait_for("cannot reach the session store", Duration::from_secs(10));
+    assert!(line.to_lowercase().contains("certificate"), "{line}");
+    assert_eq!(s.browser().get("/.ward/login").await.status(), 503);
+
+    // `ward check` names a file that holds no certificate, where it is written.
+    let site = &s.ward.site;
+    let policy = std::fs::read_to_string(site.path("ward.toml"))
+        .unwrap()
+        .replace(
+            &format!("store_ca_file = \"{}\"", other_ca.display()),
+            &format!("store_ca_file = \"{}\"", password_file.display()),
+        );
+    std::fs::write(site.path("bad.toml"), policy).unwrap();
+    let out = Command::new(WARD)
+        .args(["check", "--config", "bad.toml"])
+        .current_dir(site.dir.path())
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    // Line 10 of the scenario's policy: the store_ca_file line, at its value.
+    assert!(
+        said.contains("bad.toml:10:17: cannot read CA file"),
+        "{said}"
+    );
+    assert!(!said.contains(REDIS_PASSWORD), "{said}");
 }

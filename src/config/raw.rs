@@ -77,6 +77,7 @@ pub struct RawSessions {
     pub bind_to: Option<Text>,
     pub store: Option<Text>,
     pub store_password_file: Option<Text>,
+    pub store_ca_file: Option<Text>,
     pub activity_every: Option<Text>,
     pub store_down_grace: Option<Text>,
 }
@@ -291,6 +292,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "bind_to",
             "store",
             "store_password_file",
+            "store_ca_file",
             "activity_every",
             "store_down_grace",
         ],

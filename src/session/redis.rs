@@ -93,7 +93,18 @@ impl RedisStore {
             let auth = info.redis_settings().clone().set_password(p);
             info = info.set_redis_settings(auth);
         }
-        let client = redis::Client::open(info).map_err(|e| RedisSetupError(e.to_string()))?;
+        let client = match &settings.ca {
+            // The practice's own authority, instead of the system's.
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(info),
+        }
+        .map_err(|e| RedisSetupError(e.to_string()))?;
         let instance = crate::auth::codes::random_token()
             .map_err(|e| RedisSetupError(e.to_string()))?
             .chars()
