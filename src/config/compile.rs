@@ -157,6 +157,7 @@ pub fn compile(
                 "checkpoint_every",
                 c,
             ) as u64,
+            instance: audit_instance(&raw, c),
         }
     };
     let alerts = {
@@ -851,6 +852,30 @@ fn session_store(
         activity_every: every,
         down_grace: grace,
     })
+}
+
+/// `[audit] instance`: given, or with several instances (a Redis session store) this
+/// machine's host name; else none (one instance, one unnamed chain).
+fn audit_instance(raw: &RawPolicy, c: &mut Collector<'_>) -> Option<String> {
+    match &raw.audit.instance {
+        Some(v) if crate::audit::valid_instance(v.get_ref()) => Some(v.get_ref().clone()),
+        Some(v) => {
+            c.error(
+                v.span(),
+                "instance must be 1 to 40 letters, digits, '-' or '_', such as \"ward-a\"",
+            );
+            None
+        }
+        None if raw
+            .sessions
+            .store
+            .as_ref()
+            .is_some_and(|s| s.get_ref().trim() != "memory") =>
+        {
+            crate::audit::host_instance()
+        }
+        None => None,
+    }
 }
 
 /// `[sessions] store_ca_file`: the authority Redis's certificate must come from (PEM), checked

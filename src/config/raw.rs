@@ -229,6 +229,7 @@ pub struct RawAudit {
     pub max_file_size: Option<Text>,
     pub fsync_every: Option<Text>,
     pub checkpoint_every: Option<Spanned<i64>>,
+    pub instance: Option<Text>,
 }
 
 /// `[export]`: what counts as an export.
@@ -390,6 +391,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "max_file_size",
             "fsync_every",
             "checkpoint_every",
+            "instance",
         ],
         Section::Other => &[],
     }
