@@ -651,3 +651,82 @@ async fn rediss_with_the_practices_own_authority_and_no_other() {
     );
     assert!(!said.contains(REDIS_PASSWORD), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_sign_on_begun_on_one_instance_finishes_on_the_other() {
+    let redis = Redis::start();
+    let (dir, password_file) = password_file();
+    // The address people use (the load balancer's); the provider sends them back there.
+    let public = "https://ehr.localhost:8443";
+    let clients = serde_json::json!([{
+        "client_id": "ward",
+        "client_secret": "ward-secret",
+        "redirect_uris": [format!("{public}/.ward/callback")],
+    }])
+    .to_string();
+    let accounts = serde_json::json!({
+        "alice": { "email": "alice@riverside.example", "email_verified": true, "name": "Alice",
+                   "groups": ["clinicians"], "amr": ["pwd", "otp"] },
+    })
+    .to_string();
+    let idp = common::oidc::Idp::start(&clients, &accounts);
+    let client_secret = dir.path().join("client.secret");
+    std::fs::write(&client_secret, "ward-secret\n").unwrap();
+    let s = Scenario::new()
+        .server(&format!("public_url = \"{public}\""))
+        .toml(&sessions_table(&redis, &password_file, ""))
+        .toml(&format!(
+            "[login]\n[[login.oidc]]\nname = \"idp\"\nissuer = \"{}\"\nclient_id = \"ward\"\n\
+             client_secret_file = \"{}\"\nca = \"{}\"\nscopes = [\"email\", \"profile\", \"groups\"]\n\
+             role_map = {{ clinicians = [\"clinician\"] }}\nallowed_domains = [\"riverside.example\"]\n\
+             accounts = \"create\"\n",
+            idp.issuer,
+            client_secret.display(),
+            idp.ca.display()
+        ))
+        .toml("[roles]\nclinician = {}\n")
+        .route("/patients/**", "allow_roles = [\"clinician\"]")
+        .start()
+        .await;
+    let other = second(&s);
+    both_connected(&s, &other);
+
+    // Sent to the provider by the first instance...
+    let a = s.browser();
+    let form = a
+        .get("/.ward/login?return=/patients/1")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = a
+        .post(
+            "/.ward/sso/idp",
+            &[
+                ("csrf", &input_value(&form, "csrf")),
+                ("return", "/patients/1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let authorize = r.headers()["location"].to_str().unwrap().to_string();
+    let state = a
+        .cookie("__Host-ward-sso")
+        .expect("the sign-in's state cookie");
+    let back = idp
+        .login(&common::oidc::Idp::client(), &authorize, "alice")
+        .await;
+    let back = back.strip_prefix(public).expect("back to ward").to_string();
+
+    // ...and back through the other, which finishes the sign-in.
+    let b = Browser::on(&other, "localhost");
+    b.set_cookie("__Host-ward-sso", &state);
+    let r = b.get(&back).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], "/patients/1");
+    assert!(through(&s, &b, "/patients/1").await.is_some());
+    // The step works once: the same answer again, through either, is refused.
+    let again = Browser::on(&s.ward, "localhost");
+    again.set_cookie("__Host-ward-sso", &state);
+    assert_eq!(again.get(&back).await.status(), 400);
+}
