@@ -188,7 +188,14 @@ fn open_gate(
             (store, None)
         }
     };
-    let gate = web::state::Gate::new(policy, sessions, Arc::new(accounts), audit, alerts);
+    let gate = web::state::Gate::new(
+        policy,
+        sessions,
+        shared_store.clone(),
+        Arc::new(accounts),
+        audit,
+        alerts,
+    );
     Ok((gate, saver, shared_store))
 }
 

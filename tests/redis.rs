@@ -18,10 +18,25 @@ struct Redis {
     proc: Option<Proc>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Its TLS certificate and key: then it speaks TLS only.
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_with(None)
+    }
+
+    /// A Redis that speaks TLS only, with a certificate of its own authority (`ca.crt` in its
+    /// folder, for 127.0.0.1); clients need not show one.
+    fn start_tls() -> Redis {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let (cert, key) = (dir.join("ca.crt"), dir.join("redis.key"));
+        ward::tls::write_self_signed(&cert, &key, &["127.0.0.1"]).unwrap();
+        Redis::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -31,6 +46,7 @@ impl Redis {
             proc: None,
             port,
             dir: tempfile::tempdir().unwrap(),
+            tls,
         };
         r.up();
         r
@@ -42,9 +58,28 @@ impl Redis {
             found.is_ok(),
             "redis-server is not installed: apt-get install -y redis-server (tests/run does this)"
         );
+        let port = self.port.to_string();
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &port]),
+            Some((cert, key)) => cmd
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(cert),
+        };
         let proc = Proc::spawn(
-            Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            cmd.args(["--bind", "127.0.0.1"])
                 .args(["--requirepass", REDIS_PASSWORD])
                 .args([
                     "--save",
@@ -73,15 +108,20 @@ fn scenario(redis: &Redis, password_file: &Path) -> Scenario {
     scenario_with(redis, password_file, "")
 }
 
+/// The `[sessions]` table for `redis`, with more lines.
+fn sessions_table(redis: &Redis, password_file: &Path, more: &str) -> String {
+    format!(
+        "[sessions]\nstore = \"redis://127.0.0.1:{}\"\nstore_password_file = \"{}\"\nactivity_every = \"1s\"\n{more}\n",
+        redis.port,
+        password_file.display()
+    )
+}
+
 /// The scenario with more `[sessions]` lines.
 fn scenario_with(redis: &Redis, password_file: &Path, sessions: &str) -> Scenario {
     Scenario::new()
-        .toml(&format!(
-            "[sessions]\nstore = \"redis://127.0.0.1:{}\"\nstore_password_file = \"{}\"\nactivity_every = \"1s\"\n{sessions}\n\
-             [roles]\nclinician = {{}}\nfront_desk = {{ idle_timeout = \"4s\" }}\n",
-            redis.port,
-            password_file.display()
-        ))
+        .toml(&sessions_table(redis, password_file, sessions))
+        .toml("[roles]\nclinician = {}\nfront_desk = { idle_timeout = \"4s\" }\n")
         .route(
             "/patients/**",
             "allow_roles = [\"clinician\", \"front_desk\"]",
@@ -338,4 +378,355 @@ async fn max_per_user_counts_the_sessions_of_every_instance() {
     // The first session ended, on its own instance too.
     refused_within(&s, &first, "/patients/first-", Duration::from_secs(1)).await;
     assert!(through(&s, &elsewhere, "/patients/3").await.is_some());
+}
+
+/// A file holding Redis's password, in a folder kept as long as the first value lives.
+fn password_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("redis.password");
+    std::fs::write(&file, REDIS_PASSWORD).unwrap();
+    (dir, file)
+}
+
+/// Both instances of `s` and `other` linked to Redis.
+fn both_connected(s: &Running, other: &Ward) {
+    for w in [&s.ward, other] {
+        w.proc
+            .stderr
+            .wait_for("connected to the session store", Duration::from_secs(10));
+    }
+}
+
+/// The password step with `password` in `b`; the answer's status.
+async fn attempt(b: &Browser, user: &str, password: &str) -> u16 {
+    let form = b.get("/.ward/login").await.text().await.unwrap();
+    b.post(
+        "/.ward/login",
+        &[
+            ("csrf", &input_value(&form, "csrf")),
+            ("return", "/patients/1"),
+            ("username", user),
+            ("password", password),
+        ],
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lockouts_and_used_codes_count_across_instances() {
+    let redis = Redis::start();
+    let (_dir, password_file) = password_file();
+    let s = scenario(&redis, &password_file)
+        .toml("[login]\nlockout_after = 3\nlockout_time = \"10m\"\n")
+        .start()
+        .await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    let (a, b) = (s.browser(), Browser::on(&other, "localhost"));
+
+    // Someone alternating instances gets three tries in all, as against one instance: for a
+    // name that is no account (counted in Redis) and for an account (in the shared store).
+    for name in ["nobody", "fran"] {
+        for (n, browser) in [&a, &b, &a].into_iter().enumerate() {
+            assert_eq!(
+                attempt(browser, name, "a guess").await,
+                401,
+                "{name} try {n}"
+            );
+        }
+        assert_eq!(
+            attempt(&b, name, PW).await,
+            429,
+            "{name} locked on the other"
+        );
+        assert_eq!(
+            attempt(&a, name, PW).await,
+            429,
+            "{name} locked on the first"
+        );
+    }
+
+    // An authenticator code used through one instance is refused through the other.
+    let code = s.code("dr_lee").await;
+    assert_eq!(sign_in_with_code(&a, "dr_lee", PW, &code).await, 303);
+    assert_eq!(sign_in_with_code(&b, "dr_lee", PW, &code).await, 401);
+    assert!(through(&s, &b, "/patients/replayed").await.is_none());
+    assert!(through(&s, &a, "/patients/first").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_address_limit_counts_attempts_on_every_instance() {
+    let redis = Redis::start();
+    let (_dir, password_file) = password_file();
+    let s = scenario(&redis, &password_file)
+        .toml("[login]\nattempts_per_minute = 4\n")
+        .start()
+        .await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    let (a, b) = (s.browser(), Browser::on(&other, "localhost"));
+    // Four attempts a minute from this address, alternating instances (other names each
+    // time, so no lock gets in the way): the fifth is refused on either.
+    for (n, browser) in [&a, &b, &a, &b].into_iter().enumerate() {
+        assert_eq!(
+            attempt(browser, &format!("name{n}"), "x").await,
+            401,
+            "try {n}"
+        );
+    }
+    assert_eq!(attempt(&a, "name4", "x").await, 429);
+    assert_eq!(attempt(&b, "name5", "x").await, 429);
+    let page = b.get("/.ward/login").await;
+    assert_eq!(page.status(), 200, "the form itself is not counted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hand_off_begun_on_one_instance_finishes_on_the_other() {
+    let redis = Redis::start();
+    let (_dir, password_file) = password_file();
+    let s = scenario(&redis, &password_file).own_host().start().await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    let b = s.browser();
+    assert_eq!(s.sign_in(&b, "dr_lee").await, 303);
+    let mine = through(&s, &b, "/patients/1").await.expect("signed in");
+
+    // The app host sends the browser to ward's host for a code, through the first instance...
+    let start = b
+        .get(
+            &s.ward
+                .url_for("localhost", "/.ward/login?return=/patients/2"),
+        )
+        .await;
+    let go = start.headers()["location"].to_str().unwrap().to_string();
+    let r = b.get(&go).await;
+    let handoff = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(handoff.contains("/.ward/handoff?code="), "{handoff}");
+    let state = b
+        .cookie("__Host-ward-handoff")
+        .expect("the hand-off's state cookie");
+
+    // ...and the load balancer sends it back to the other, which takes the code.
+    let on_other = handoff.replace(
+        &format!(":{}/", s.ward.port()),
+        &format!(":{}/", other.port()),
+    );
+    assert_ne!(on_other, handoff);
+    let there = Browser::on(&other, "localhost");
+    there.set_cookie("__Host-ward-handoff", &state);
+    let r = there.get(&on_other).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/patients/2");
+    assert_eq!(through(&s, &there, "/patients/2").await, Some(mine));
+
+    // The code works once, whichever instance it is shown to.
+    let again = Browser::on(&s.ward, "localhost");
+    again.set_cookie("__Host-ward-handoff", &state);
+    let r = again.get(&handoff).await;
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/.ward/login")
+    );
+    assert!(again.cookie(COOKIE).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_revoked_through_one_instance_is_refused_on_the_other_within_a_second() {
+    let redis = Redis::start();
+    let (_dir, password_file) = password_file();
+    let s = Scenario::new()
+        .toml(&sessions_table(&redis, &password_file, ""))
+        .toml("[roles]\nclinician = { export = \"block\" }\n")
+        .route("/reports/**", "allow_roles = [\"clinician\"]")
+        .user("dr_lee", &["clinician"])
+        .start()
+        .await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    let dir = s.ward.site.dir.path();
+    let reason = "records request from the patient's lawyer";
+    grant_export(dir, "ward.toml", "dr_lee", "/reports/**", "1h", reason).await;
+    let b = Browser::on(&other, "localhost");
+    assert_eq!(s.sign_in(&b, "dr_lee").await, 303);
+    assert!(through(&s, &b, "/reports/granted.csv").await.is_some());
+
+    // The officer revokes it through the first instance's files; the other refuses at once.
+    let grants: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.ward.site.path("state/grants.json")).unwrap())
+            .unwrap();
+    let id = grants["grants"][0]["id"].as_str().unwrap().to_string();
+    let out = Command::new(WARD)
+        .args(["grant", "--config", "ward.toml", "revoke", &id])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let r = b.get(&format!("/reports/revoked-{n}.csv")).await;
+        if r.status() == 403 {
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "the revoked grant still worked on the other instance after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A policy on the TLS-only `redis` trusting the authority in `ca`.
+fn over_tls(redis: &Redis, password_file: &Path, ca: &Path) -> Scenario {
+    Scenario::new()
+        .toml(&format!(
+            "[sessions]\nstore = \"rediss://127.0.0.1:{}\"\nstore_password_file = \"{}\"\nstore_ca_file = \"{}\"\n",
+            redis.port,
+            password_file.display(),
+            ca.display()
+        ))
+        .toml("[roles]\nclinician = {}\n")
+        .route("/patients/**", "allow_roles = [\"clinician\"]")
+        .user("dr_lee", &["clinician"])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rediss_with_the_practices_own_authority_and_no_other() {
+    let redis = Redis::start_tls();
+    let (_dir, password_file) = password_file();
+    let ca = redis.tls.clone().unwrap().0;
+    let s = over_tls(&redis, &password_file, &ca).start().await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    let one = s.browser();
+    assert_eq!(s.sign_in(&one, "dr_lee").await, 303);
+    let here = through(&s, &one, "/patients/1").await.expect("signed in");
+    let there = through(&s, &switched(&other, &one), "/patients/2").await;
+    assert_eq!(there, Some(here), "the session went over TLS to the other");
+
+    // Another authority (ward's own certificate here): Redis's certificate is refused, and
+    // sign-in stays closed.
+    let wrong = Redis::start_tls();
+    let other_ca = s.ward.site.path("certs/ward.crt");
+    let s = over_tls(&wrong, &password_file, &other_ca).start().await;
+    let line = s
+        .ward
+        .proc
+        .stderr
+        .wait_for("cannot reach the session store", Duration::from_secs(10));
+    assert!(line.to_lowercase().contains("certificate"), "{line}");
+    assert_eq!(s.browser().get("/.ward/login").await.status(), 503);
+
+    // `ward check` names a file that holds no certificate, where it is written.
+    let site = &s.ward.site;
+    let policy = std::fs::read_to_string(site.path("ward.toml"))
+        .unwrap()
+        .replace(
+            &format!("store_ca_file = \"{}\"", other_ca.display()),
+            &format!("store_ca_file = \"{}\"", password_file.display()),
+        );
+    std::fs::write(site.path("bad.toml"), policy).unwrap();
+    let out = Command::new(WARD)
+        .args(["check", "--config", "bad.toml"])
+        .current_dir(site.dir.path())
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    // Line 10 of the scenario's policy: the store_ca_file line, at its value.
+    assert!(
+        said.contains("bad.toml:10:17: cannot read CA file"),
+        "{said}"
+    );
+    assert!(!said.contains(REDIS_PASSWORD), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_sign_on_begun_on_one_instance_finishes_on_the_other() {
+    let redis = Redis::start();
+    let (dir, password_file) = password_file();
+    // The address people use (the load balancer's); the provider sends them back there.
+    let public = "https://ehr.localhost:8443";
+    let clients = serde_json::json!([{
+        "client_id": "ward",
+        "client_secret": "ward-secret",
+        "redirect_uris": [format!("{public}/.ward/callback")],
+    }])
+    .to_string();
+    let accounts = serde_json::json!({
+        "alice": { "email": "alice@riverside.example", "email_verified": true, "name": "Alice",
+                   "groups": ["clinicians"], "amr": ["pwd", "otp"] },
+    })
+    .to_string();
+    let idp = common::oidc::Idp::start(&clients, &accounts);
+    let client_secret = dir.path().join("client.secret");
+    std::fs::write(&client_secret, "ward-secret\n").unwrap();
+    let s = Scenario::new()
+        .server(&format!("public_url = \"{public}\""))
+        .toml(&sessions_table(&redis, &password_file, ""))
+        .toml(&format!(
+            "[login]\n[[login.oidc]]\nname = \"idp\"\nissuer = \"{}\"\nclient_id = \"ward\"\n\
+             client_secret_file = \"{}\"\nca = \"{}\"\nscopes = [\"email\", \"profile\", \"groups\"]\n\
+             role_map = {{ clinicians = [\"clinician\"] }}\nallowed_domains = [\"riverside.example\"]\n\
+             accounts = \"create\"\n",
+            idp.issuer,
+            client_secret.display(),
+            idp.ca.display()
+        ))
+        .toml("[roles]\nclinician = {}\n")
+        .route("/patients/**", "allow_roles = [\"clinician\"]")
+        .start()
+        .await;
+    let other = second(&s);
+    both_connected(&s, &other);
+
+    // Sent to the provider by the first instance...
+    let a = s.browser();
+    let form = a
+        .get("/.ward/login?return=/patients/1")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = a
+        .post(
+            "/.ward/sso/idp",
+            &[
+                ("csrf", &input_value(&form, "csrf")),
+                ("return", "/patients/1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let authorize = r.headers()["location"].to_str().unwrap().to_string();
+    let state = a
+        .cookie("__Host-ward-sso")
+        .expect("the sign-in's state cookie");
+    let back = idp
+        .login(&common::oidc::Idp::client(), &authorize, "alice")
+        .await;
+    let back = back.strip_prefix(public).expect("back to ward").to_string();
+
+    // ...and back through the other, which finishes the sign-in.
+    let b = Browser::on(&other, "localhost");
+    b.set_cookie("__Host-ward-sso", &state);
+    let r = b.get(&back).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], "/patients/1");
+    assert!(through(&s, &b, "/patients/1").await.is_some());
+    // The step works once: the same answer again, through either, is refused.
+    let again = Browser::on(&s.ward, "localhost");
+    again.set_cookie("__Host-ward-sso", &state);
+    assert_eq!(again.get(&back).await.status(), 400);
 }

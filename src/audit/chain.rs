@@ -34,18 +34,45 @@ pub fn line_hash(line: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(&Sha256::digest(line))
 }
 
-/// `(day as YYYYMMDD, number)` from a name like `audit-20261101-0003.jsonl`.
-pub fn parse_file_name(name: &str) -> Option<(u32, u32)> {
+/// `(instance, day as YYYYMMDD, number)` from a name like `audit-20261101-0003.jsonl` (one
+/// instance: its name is empty) or `audit-ward-a-20261101-0003.jsonl` (instance `ward-a`).
+pub fn parse_file_name(name: &str) -> Option<(String, u32, u32)> {
     let rest = name.strip_prefix("audit-")?.strip_suffix(".jsonl")?;
-    let (day, number) = rest.split_once('-')?;
+    // From the right: an instance's name may itself hold `-`.
+    let (rest, number) = rest.rsplit_once('-')?;
+    let (instance, day) = match rest.rsplit_once('-') {
+        Some((instance, day)) if valid_instance(instance) => (instance, day),
+        Some(_) => return None,
+        None => ("", rest),
+    };
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if day.len() != 8 || !all_digits(day) || number.len() < 4 || !all_digits(number) {
         return None;
     }
-    Some((day.parse().ok()?, number.parse().ok()?))
+    Some((
+        instance.to_string(),
+        day.parse().ok()?,
+        number.parse().ok()?,
+    ))
 }
 
-/// The trail's files in `dir`, oldest first (by day, then number).
+/// Whether `name` may name an instance: 1 to 40 letters, digits, `-` and `_`.
+pub fn valid_instance(name: &str) -> bool {
+    (1..=40).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// This machine's host name (its first label, as an instance name), if it makes one.
+pub fn host_instance() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = text.trim().split('.').next().unwrap_or("").to_string();
+    valid_instance(&name).then_some(name)
+}
+
+/// The trail's files in `dir`, every instance's: by instance, then oldest first (by day, then
+/// number).
 pub fn trail_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
@@ -59,7 +86,36 @@ pub fn trail_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
-/// Sorts paths of trail files by their day and number (others by name, after them).
+/// The instance whose chain a trail file is part of (empty: the one unnamed chain).
+pub fn instance_of(path: &Path) -> String {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_file_name)
+        .map(|(instance, _, _)| instance)
+        .unwrap_or_default()
+}
+
+/// Splits sorted trail files into one run per instance (each run one chain).
+pub fn chains(files: &[PathBuf]) -> Vec<(String, Vec<PathBuf>)> {
+    let mut runs: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for f in files {
+        let instance = instance_of(f);
+        match runs.last_mut() {
+            Some((name, run)) if *name == instance => run.push(f.clone()),
+            _ => runs.push((instance, vec![f.clone()])),
+        }
+    }
+    runs
+}
+
+/// The files of one instance's chain in `dir`, oldest first.
+fn chain_files(dir: &Path, instance: &str) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = trail_files(dir)?;
+    files.retain(|f| instance_of(f) == instance);
+    Ok(files)
+}
+
+/// Sorts paths of trail files by instance, day and number (others by name, after them).
 pub fn sort_trail_files(files: &mut [PathBuf]) {
     files.sort_by_key(|p| {
         let key = p
@@ -121,6 +177,8 @@ pub(crate) struct Limits {
 /// One appender's view of the chain in a directory.
 pub(crate) struct Chain {
     dir: PathBuf,
+    /// The instance whose chain this is (empty: the one unnamed chain).
+    instance: String,
     limits: Limits,
     lock: File,
     cur: Option<Current>,
@@ -175,6 +233,7 @@ impl Chain {
             .map_err(|e| io_err(&lock_path, e))?;
         Ok(Chain {
             dir: dir.to_path_buf(),
+            instance: String::new(),
             limits,
             lock,
             cur: None,
@@ -185,6 +244,12 @@ impl Chain {
             written: Vec::new(),
             dirty: false,
         })
+    }
+
+    /// This chain, as `instance`'s own: its files are named for it and its records carry it.
+    pub fn named(mut self, instance: Option<&str>) -> Chain {
+        self.instance = instance.unwrap_or_default().to_string();
+        self
     }
 
     /// Lets this writer make a new signing key although the trail has records: only for
@@ -267,14 +332,14 @@ impl Chain {
         let mut buf = Vec::with_capacity(records.len() * 320 + 512);
         for r in &self.pending {
             let mut r = r.clone();
-            encode(&mut head, &mut r, &mut buf)?;
+            encode(&mut head, &self.instance, &mut r, &mut buf)?;
         }
         let mut seqs = Vec::with_capacity(records.len());
         let mut checkpoints = Vec::new();
         let every = self.limits.checkpoint_every;
         for mut r in records {
             r.clamp();
-            encode(&mut head, &mut r, &mut buf)?;
+            encode(&mut head, &self.instance, &mut r, &mut buf)?;
             seqs.push(r.seq);
             if every > 0 && head.since_checkpoint >= every {
                 checkpoints.push(self.encode_checkpoint(&mut head, &mut buf, now)?);
@@ -321,7 +386,7 @@ impl Chain {
         let signature = key.sign(&key::checkpoint_message(head.next_seq, &head.prev));
         let mut r = Record::system("checkpoint", signature);
         r.time = time_text(now);
-        encode(head, &mut r, buf)?;
+        encode(head, &self.instance, &mut r, buf)?;
         Ok(Checkpoint {
             seq: r.seq,
             hash: head.prev.clone(),
@@ -376,7 +441,7 @@ impl Chain {
         }
         self.cur = None;
         self.dirty = false;
-        let files = trail_files(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        let files = chain_files(&self.dir, &self.instance).map_err(|e| io_err(&self.dir, e))?;
         let Some(newest) = files.last() else {
             self.head = Head::start();
             return Ok(());
@@ -430,7 +495,7 @@ impl Chain {
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(parse_file_name)
-            .map(|(d, _)| d)
+            .map(|(_, d, _)| d)
             .unwrap_or(0);
         self.head = head;
         self.cur = Some(Current {
@@ -452,7 +517,7 @@ impl Chain {
             let mut buf = Vec::new();
             for r in &self.pending {
                 let mut r = r.clone();
-                encode(&mut head, &mut r, &mut buf)?;
+                encode(&mut head, &self.instance, &mut r, &mut buf)?;
             }
             let checkpoint = self.encode_checkpoint(&mut head, &mut buf, now)?;
             self.write(&buf)?;
@@ -467,15 +532,19 @@ impl Chain {
 
     /// Makes the next file for `day` (numbered after the newest file of that day).
     fn create_file(&mut self, day: u32) -> Result<(), AuditError> {
-        let files = trail_files(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        let files = chain_files(&self.dir, &self.instance).map_err(|e| io_err(&self.dir, e))?;
         let mut number = files
             .last()
             .and_then(|p| p.file_name()?.to_str().and_then(parse_file_name))
-            .filter(|(d, _)| *d == day)
-            .map(|(_, n)| n + 1)
+            .filter(|(_, d, _)| *d == day)
+            .map(|(_, _, n)| n + 1)
             .unwrap_or(1);
+        let prefix = match self.instance.as_str() {
+            "" => "audit-".to_string(),
+            name => format!("audit-{name}-"),
+        };
         for _ in 0..1000 {
-            let path = self.dir.join(format!("audit-{day:08}-{number:04}.jsonl"));
+            let path = self.dir.join(format!("{prefix}{day:08}-{number:04}.jsonl"));
             match OpenOptions::new()
                 .read(true)
                 .append(true)
@@ -510,8 +579,16 @@ impl Chain {
 }
 
 /// Gives `r` the next seq and prev and appends its line to `buf`.
-fn encode(head: &mut Head, r: &mut Record, buf: &mut Vec<u8>) -> Result<(), AuditError> {
+fn encode(
+    head: &mut Head,
+    instance: &str,
+    r: &mut Record,
+    buf: &mut Vec<u8>,
+) -> Result<(), AuditError> {
     r.seq = head.next_seq;
+    if !instance.is_empty() {
+        r.instance = Some(instance.to_string());
+    }
     r.prev.clone_from(&head.prev);
     let start = buf.len();
     serde_json::to_writer(&mut *buf, r)
@@ -647,12 +724,17 @@ mod tests {
     fn file_names_sort_by_day_then_number() {
         assert_eq!(
             parse_file_name("audit-20261101-0003.jsonl"),
-            Some((20261101, 3))
+            Some((String::new(), 20261101, 3))
         );
         assert_eq!(
             parse_file_name("audit-20261101-12345.jsonl"),
-            Some((20261101, 12345))
+            Some((String::new(), 20261101, 12345))
         );
+        assert_eq!(
+            parse_file_name("audit-ward-a-20261101-0003.jsonl"),
+            Some(("ward-a".to_string(), 20261101, 3))
+        );
+        assert_eq!(parse_file_name("audit-a.b-20261101-0003.jsonl"), None);
         assert_eq!(parse_file_name("audit-2026110-0003.jsonl"), None);
         assert_eq!(parse_file_name("audit-20261101-003.jsonl"), None);
         assert_eq!(parse_file_name("audit-20261101-0003.jsonl.bak"), None);

@@ -29,7 +29,10 @@ pub mod record;
 pub mod search;
 pub mod verify;
 
-pub use chain::{Checkpoint, ZERO_HASH, line_hash, sort_trail_files, trail_files};
+pub use chain::{
+    Checkpoint, ZERO_HASH, chains, host_instance, instance_of, line_hash, sort_trail_files,
+    trail_files, valid_instance,
+};
 pub use record::{Kind, Record, Text};
 
 use chain::{Chain, Limits};
@@ -62,6 +65,9 @@ pub struct AuditSettings {
     pub fsync_every: Duration,
     /// A signed checkpoint after this many records (0: only at rotation and shutdown).
     pub checkpoint_every: u64,
+    /// This instance's name, in its files' names and records, when several instances keep
+    /// trails (`[audit] instance`); none: the one unnamed chain.
+    pub instance: Option<String>,
 }
 
 impl Default for AuditSettings {
@@ -72,6 +78,7 @@ impl Default for AuditSettings {
             max_file_bytes: 100 * 1024 * 1024,
             fsync_every: Duration::from_millis(200),
             checkpoint_every: 1000,
+            instance: None,
         }
     }
 }
@@ -302,7 +309,8 @@ impl Audit {
         settings: &AuditSettings,
         report: impl Fn(Checkpoint) + Send + Sync + 'static,
     ) -> Result<Audit, AuditError> {
-        let mut chain = Chain::open(&settings.dir, settings.limits())?;
+        let mut chain =
+            Chain::open(&settings.dir, settings.limits())?.named(settings.instance.as_deref());
         // Resume now, so a broken trail is reported at start-up, not on the first request.
         chain.append(Vec::new(), false, crate::clock::now())?;
         chain.sync()?;

@@ -62,6 +62,9 @@ pub struct Record {
     pub prev: String,
     /// What the record is about.
     pub kind: Kind,
+    /// The instance that wrote it, when several share the trail (`[audit] instance`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// The request id ward gave the request (also in ward's log and on error pages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
@@ -146,6 +149,7 @@ impl Record {
             seq: 0,
             prev: String::new(),
             kind,
+            instance: None,
             request_id: None,
             user: None,
             roles: None,

@@ -1,5 +1,5 @@
-//! `ward audit search`: streams through the trail's files and prints the records that match,
-//! as an aligned table, JSON lines or CSV.
+//! `ward audit search`: streams through the trail's files (every instance's, merged in time
+//! order) and prints the records that match, as an aligned table, JSON lines or CSV.
 
 use super::chain::{MAX_LINE, parse_file_name};
 use super::record::{Kind, Record};
@@ -224,7 +224,8 @@ const TABLE_COLUMNS: [&str; 8] = [
     "TIME", "USER", "CLIENT", "DECISION", "METHOD", "PATH", "STATUS", "REASON",
 ];
 
-/// Searches `files` (oldest first), writing matches to `out` in `format`.
+/// Searches `files` (each instance's oldest first, as `trail_files` gives them), writing
+/// matches to `out` in `format`, in time order across instances.
 pub fn search(
     files: &[PathBuf],
     query: &Query,
@@ -236,54 +237,37 @@ pub fn search(
     if format == Format::Csv {
         writeln!(out, "{}", CSV_COLUMNS.join(","))?;
     }
-    for path in files {
-        let day = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(parse_file_name)
-            .map(|(d, _)| d);
-        if day.is_some_and(|d| !query.wants_day(d)) {
-            continue;
+    let runs = super::chain::chains(files);
+    let mut chains: Vec<Matches<'_>> = runs
+        .iter()
+        .map(|(_, run)| Matches::new(run, query))
+        .collect();
+    let mut heads = Vec::with_capacity(chains.len());
+    for c in &mut chains {
+        heads.push(c.next(&mut stats)?);
+    }
+    // Each chain is in time order: the earliest head goes next (a merge).
+    while let Some(i) = heads
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.as_ref().map(|(r, _)| (i, r.time.as_str())))
+        .min_by(|a, b| a.1.cmp(b.1))
+        .map(|(i, _)| i)
+    {
+        let Some((r, line)) = heads.get_mut(i).and_then(Option::take) else {
+            break;
+        };
+        stats.matched += 1;
+        match format {
+            Format::Json => {
+                out.write_all(&line)?;
+                out.write_all(b"\n")?;
+            }
+            Format::Csv => write_csv(out, &r)?,
+            Format::Table => table.push(out, table_row(&r))?,
         }
-        stats.files += 1;
-        let mut reader = BufReader::with_capacity(256 * 1024, File::open(path)?);
-        let mut line = Vec::with_capacity(512);
-        let mut number = 0u64;
-        loop {
-            line.clear();
-            let n = reader
-                .by_ref()
-                .take(MAX_LINE as u64 + 1)
-                .read_until(b'\n', &mut line)?;
-            if n == 0 {
-                break;
-            }
-            number += 1;
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            } else if line.len() > MAX_LINE {
-                // Skip the rest of an overlong line, bounded by the file's size.
-                unreadable(&mut stats, path, number);
-                let mut sink = Vec::new();
-                reader.read_until(b'\n', &mut sink)?;
-                continue;
-            }
-            let Ok(r) = serde_json::from_slice::<Record>(&line) else {
-                unreadable(&mut stats, path, number);
-                continue;
-            };
-            if !query.matches(&r) {
-                continue;
-            }
-            stats.matched += 1;
-            match format {
-                Format::Json => {
-                    out.write_all(&line)?;
-                    out.write_all(b"\n")?;
-                }
-                Format::Csv => write_csv(out, &r)?,
-                Format::Table => table.push(out, table_row(&r))?,
-            }
+        if let (Some(slot), Some(chain)) = (heads.get_mut(i), chains.get_mut(i)) {
+            *slot = chain.next(&mut stats)?;
         }
     }
     if format == Format::Table {
@@ -291,6 +275,73 @@ pub fn search(
     }
     out.flush()?;
     Ok(stats)
+}
+
+/// The records of one chain's files that match a query, oldest first.
+struct Matches<'a> {
+    files: std::slice::Iter<'a, PathBuf>,
+    query: &'a Query,
+    /// The file being read, its reader and the last line number read.
+    reading: Option<(&'a Path, BufReader<File>, u64)>,
+}
+
+impl<'a> Matches<'a> {
+    fn new(files: &'a [PathBuf], query: &'a Query) -> Matches<'a> {
+        Matches {
+            files: files.iter(),
+            query,
+            reading: None,
+        }
+    }
+
+    /// The next matching record and its line.
+    fn next(&mut self, stats: &mut Stats) -> std::io::Result<Option<(Record, Vec<u8>)>> {
+        loop {
+            let Some((path, reader, number)) = &mut self.reading else {
+                let Some(path) = self.files.next() else {
+                    return Ok(None);
+                };
+                let day = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(parse_file_name)
+                    .map(|(_, d, _)| d);
+                if day.is_some_and(|d| !self.query.wants_day(d)) {
+                    continue;
+                }
+                stats.files += 1;
+                let reader = BufReader::with_capacity(256 * 1024, File::open(path)?);
+                self.reading = Some((path, reader, 0));
+                continue;
+            };
+            let mut line = Vec::with_capacity(512);
+            let n = reader
+                .by_ref()
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)?;
+            if n == 0 {
+                self.reading = None;
+                continue;
+            }
+            *number += 1;
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            } else if line.len() > MAX_LINE {
+                // Skip the rest of an overlong line, bounded by the file's size.
+                unreadable(stats, path, *number);
+                let mut sink = Vec::new();
+                reader.read_until(b'\n', &mut sink)?;
+                continue;
+            }
+            let Ok(r) = serde_json::from_slice::<Record>(&line) else {
+                unreadable(stats, path, *number);
+                continue;
+            };
+            if self.query.matches(&r) {
+                return Ok(Some((r, line)));
+            }
+        }
+    }
 }
 
 fn unreadable(stats: &mut Stats, path: &Path, line: u64) {

@@ -1050,7 +1050,6 @@ fn strings(v: &Value) -> Vec<String> {
 /// Sign-ins under way, and providers already discovered.
 #[derive(Default)]
 pub struct SsoState {
-    pub(crate) pending: PendingStore,
     pub(crate) providers: std::sync::Mutex<HashMap<(String, String, String), Provider>>,
 }
 

@@ -332,81 +332,100 @@ fn run_verify(
         base.join(key::PUBLIC_KEY_FILE)
     });
     let keys = verify::load_keys(&key_file);
-    match verify::verify_files(&files, &keys, start) {
-        Ok(v) => {
-            let range = match (v.first_seq, v.last_seq) {
-                (Some(a), Some(b)) => format!(" (records {a} to {b})"),
-                _ => String::new(),
-            };
-            let signed = match v.last_checkpoint {
-                Some(c) if Some(c) == v.last_seq => {
-                    format!(
-                        "; {} signed checkpoints, the last one ends the trail",
-                        v.checkpoints
-                    )
-                }
-                Some(c) => format!(
-                    "; {} signed checkpoints, the last at record {c} (later records are chained \
-                     but not yet signed)",
-                    v.checkpoints
-                ),
-                None => "; no signed checkpoint yet".into(),
-            };
-            let missing: Vec<&String> = expected
-                .iter()
-                .filter(|h| v.checkpoint_with_hash(h).is_none())
-                .collect();
-            if !missing.is_empty() {
-                for h in &missing {
-                    eprintln!(
-                        "checkpoint {h} is not in the trail: records were removed or rewritten \
-                         after it was made (the trail was cut back, or replaced)"
-                    );
-                }
+    // Each instance's files are a chain of their own, checked on its own.
+    let mut verified = Vec::new();
+    for (instance, run) in audit::chains(&files) {
+        match verify::verify_files(&run, &keys, start) {
+            Ok(v) => verified.push((instance, v)),
+            Err(p) => {
+                eprintln!("{p}");
                 eprintln!(
-                    "ward audit verify: the audit trail is NOT the one whose checkpoints you kept"
+                    "ward audit verify: the audit trail is NOT intact (the first problem is above)"
                 );
                 return ExitCode::FAILURE;
             }
-            println!(
-                "verified {} record{} in {} file{}{range}{signed}",
-                v.records,
-                if v.records == 1 { "" } else { "s" },
-                v.files,
-                if v.files == 1 { "" } else { "s" },
-            );
-            for h in expected {
-                if let Some(seq) = v.checkpoint_with_hash(h) {
-                    println!("found the kept checkpoint {} (record {seq})", h.trim());
-                }
-            }
-            if let Some((hash, seq)) = v.checkpoint_hashes.last() {
-                println!(
-                    "the last checkpoint (record {seq}) has the hash {hash}; keep it off this \
-                     machine to check later with --expect-checkpoint"
-                );
-            }
-            if v.checkpoints > 0 {
-                if beside_the_trail {
-                    println!(
-                        "checkpoints checked with {}, the key beside the trail: this proves \
-                         the trail intact only against someone who could not also replace that \
-                         file; give --key a copy kept elsewhere",
-                        key_file.display()
-                    );
-                } else {
-                    println!("checkpoints checked with the key in {}", key_file.display());
-                }
-            }
-            ExitCode::SUCCESS
         }
-        Err(p) => {
-            eprintln!("{p}");
+    }
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|h| {
+            verified
+                .iter()
+                .all(|(_, v)| v.checkpoint_with_hash(h).is_none())
+        })
+        .collect();
+    if !missing.is_empty() {
+        for h in &missing {
             eprintln!(
-                "ward audit verify: the audit trail is NOT intact (the first problem is above)"
+                "checkpoint {h} is not in the trail: records were removed or rewritten \
+                 after it was made (the trail was cut back, or replaced)"
             );
-            ExitCode::FAILURE
         }
+        eprintln!("ward audit verify: the audit trail is NOT the one whose checkpoints you kept");
+        return ExitCode::FAILURE;
+    }
+    for (instance, v) in &verified {
+        print_verified(instance, v, expected);
+    }
+    if verified.iter().any(|(_, v)| v.checkpoints > 0) {
+        if beside_the_trail {
+            println!(
+                "checkpoints checked with {}, the key beside the trail: this proves \
+                 the trail intact only against someone who could not also replace that \
+                 file; give --key a copy kept elsewhere",
+                key_file.display()
+            );
+        } else {
+            println!("checkpoints checked with the key in {}", key_file.display());
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// What one chain's verification covered (`instance` empty: the one unnamed chain).
+fn print_verified(instance: &str, v: &verify::Verified, expected: &[String]) {
+    let whose = match instance {
+        "" => String::new(),
+        name => format!("instance {name}: "),
+    };
+    let range = match (v.first_seq, v.last_seq) {
+        (Some(a), Some(b)) => format!(" (records {a} to {b})"),
+        _ => String::new(),
+    };
+    let signed = match v.last_checkpoint {
+        Some(c) if Some(c) == v.last_seq => {
+            format!(
+                "; {} signed checkpoints, the last one ends the trail",
+                v.checkpoints
+            )
+        }
+        Some(c) => format!(
+            "; {} signed checkpoints, the last at record {c} (later records are chained \
+             but not yet signed)",
+            v.checkpoints
+        ),
+        None => "; no signed checkpoint yet".into(),
+    };
+    println!(
+        "{whose}verified {} record{} in {} file{}{range}{signed}",
+        v.records,
+        if v.records == 1 { "" } else { "s" },
+        v.files,
+        if v.files == 1 { "" } else { "s" },
+    );
+    for h in expected {
+        if let Some(seq) = v.checkpoint_with_hash(h) {
+            println!(
+                "{whose}found the kept checkpoint {} (record {seq})",
+                h.trim()
+            );
+        }
+    }
+    if let Some((hash, seq)) = v.checkpoint_hashes.last() {
+        println!(
+            "{whose}the last checkpoint (record {seq}) has the hash {hash}; keep it off this \
+             machine to check later with --expect-checkpoint"
+        );
     }
 }
 

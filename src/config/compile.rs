@@ -48,7 +48,7 @@ pub fn compile(
     let networks = networks(&raw, c);
     let roles = roles(&raw, &networks, c);
     let server = server(&raw, &networks, certs, c);
-    let sessions = sessions(&raw, c);
+    let sessions = sessions(&raw, certs, c);
     let login = LoginSettings {
         mfa: raw
             .login
@@ -157,6 +157,7 @@ pub fn compile(
                 "checkpoint_every",
                 c,
             ) as u64,
+            instance: audit_instance(&raw, c),
         }
     };
     let alerts = {
@@ -699,7 +700,7 @@ fn path_or(value: &Option<Text>, default: &str) -> PathBuf {
     )
 }
 
-fn sessions(raw: &RawPolicy, c: &mut Collector<'_>) -> SessionSettings {
+fn sessions(raw: &RawPolicy, certs: Certs<'_>, c: &mut Collector<'_>) -> SessionSettings {
     let s = &raw.sessions;
     let on_too_many = match &s.on_too_many {
         None => TooMany::EndOldest,
@@ -770,12 +771,16 @@ fn sessions(raw: &RawPolicy, c: &mut Collector<'_>) -> SessionSettings {
                 }
             },
         },
-        store: session_store(s, c),
+        store: session_store(s, certs, c),
     }
 }
 
 /// `[sessions] store` with its password file and activity interval.
-fn session_store(s: &crate::config::raw::RawSessions, c: &mut Collector<'_>) -> SessionStoreKind {
+fn session_store(
+    s: &crate::config::raw::RawSessions,
+    certs: Certs<'_>,
+    c: &mut Collector<'_>,
+) -> SessionStoreKind {
     let every = duration_or(&s.activity_every, Duration::from_secs(5), c);
     if let Some(v) = &s.activity_every
         && !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&every)
@@ -836,12 +841,77 @@ fn session_store(s: &crate::config::raw::RawSessions, c: &mut Collector<'_>) -> 
                     None
                 }
             });
+    let ca = s
+        .store_ca_file
+        .as_ref()
+        .and_then(|f| store_ca(f, parsed.scheme(), certs, c));
     SessionStoreKind::Redis(RedisStoreSettings {
         url: url.to_string(),
         password,
+        ca,
         activity_every: every,
         down_grace: grace,
     })
+}
+
+/// `[audit] instance`: given, or with several instances (a Redis session store) this
+/// machine's host name; else none (one instance, one unnamed chain).
+fn audit_instance(raw: &RawPolicy, c: &mut Collector<'_>) -> Option<String> {
+    match &raw.audit.instance {
+        Some(v) if crate::audit::valid_instance(v.get_ref()) => Some(v.get_ref().clone()),
+        Some(v) => {
+            c.error(
+                v.span(),
+                "instance must be 1 to 40 letters, digits, '-' or '_', such as \"ward-a\"",
+            );
+            None
+        }
+        None if raw
+            .sessions
+            .store
+            .as_ref()
+            .is_some_and(|s| s.get_ref().trim() != "memory") =>
+        {
+            crate::audit::host_instance()
+        }
+        None => None,
+    }
+}
+
+/// `[sessions] store_ca_file`: the authority Redis's certificate must come from (PEM), checked
+/// as the apps' `ca` files are.
+fn store_ca(
+    file: &Spanned<String>,
+    scheme: &str,
+    certs: Certs<'_>,
+    c: &mut Collector<'_>,
+) -> Option<Vec<u8>> {
+    if scheme != "rediss" {
+        c.error(
+            file.span(),
+            "store_ca_file is only used with a rediss:// (TLS) store; write the store as \"rediss://…\"",
+        );
+        return None;
+    }
+    if let Certs::Load(files) = certs
+        && let Err(e) = files.client(Some(std::path::Path::new(file.get_ref())))
+    {
+        c.error(file.span(), e.to_string());
+        return None;
+    }
+    match std::fs::read(file.get_ref()) {
+        Ok(pem) => Some(pem),
+        Err(e) => {
+            c.error(
+                file.span(),
+                format!(
+                    "cannot read the Redis authority file {}: {e}",
+                    file.get_ref()
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn log(raw: &RawPolicy, c: &mut Collector<'_>) -> LogSettings {

@@ -77,6 +77,7 @@ pub struct RawSessions {
     pub bind_to: Option<Text>,
     pub store: Option<Text>,
     pub store_password_file: Option<Text>,
+    pub store_ca_file: Option<Text>,
     pub activity_every: Option<Text>,
     pub store_down_grace: Option<Text>,
 }
@@ -228,6 +229,7 @@ pub struct RawAudit {
     pub max_file_size: Option<Text>,
     pub fsync_every: Option<Text>,
     pub checkpoint_every: Option<Spanned<i64>>,
+    pub instance: Option<Text>,
 }
 
 /// `[export]`: what counts as an export.
@@ -291,6 +293,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "bind_to",
             "store",
             "store_password_file",
+            "store_ca_file",
             "activity_every",
             "store_down_grace",
         ],
@@ -388,6 +391,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "max_file_size",
             "fsync_every",
             "checkpoint_every",
+            "instance",
         ],
         Section::Other => &[],
     }

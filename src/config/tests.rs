@@ -243,6 +243,7 @@ background_paths = ["/poll/**"]
 background_headers = ["X-Requested-With: XMLHttpRequest"]
 store = "memory"
 store_password_file = "SECRET"
+store_ca_file = "SECRET"
 activity_every = "5s"
 store_down_grace = "1m"
 idle_warning = true
@@ -740,6 +741,20 @@ fn a_redis_store_is_read_with_its_password_file_and_mistakes_are_placed() {
     assert_eq!(r.password.as_deref(), Some("s3cret"));
     assert_eq!(r.activity_every, std::time::Duration::from_secs(2));
     assert!(!format!("{r:?}").contains("s3cret"));
+    // Several instances: each audit chain is named for its machine unless the policy names it.
+    assert_eq!(loaded.policy.audit.instance, crate::audit::host_instance());
+    let named = load(&format!("{text}[audit]\ninstance = \"ward-a\"\n")).unwrap();
+    assert_eq!(named.policy.audit.instance.as_deref(), Some("ward-a"));
+    assert_eq!(
+        load("practice = \"P\"\n").unwrap().policy.audit.instance,
+        None
+    );
+    let errs = errors("practice = \"P\"\n[audit]\ninstance = \"a/b\"\n");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains(":3:") && e.contains("instance must be")),
+        "{errs:#?}"
+    );
     // Mistakes, each at its line.
     for (line, why) in [
         ("store = \"mysql://db\"", "\"memory\" or a Redis address"),

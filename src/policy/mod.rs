@@ -143,6 +143,8 @@ pub struct RedisStoreSettings {
     pub url: String,
     /// The password from `store_password_file`, if given.
     pub password: Option<String>,
+    /// The authority (PEM) from `store_ca_file`, trusted instead of the system's, if given.
+    pub ca: Option<Vec<u8>>,
     /// The longest a session's last activity waits before it is written to Redis.
     pub activity_every: Duration,
     /// How long signed-in sessions carry on while Redis cannot be reached (zero: refused at once).

@@ -371,7 +371,7 @@ async fn ward_page(
         Some(wh) if !on_ward_host => Ok(match (handoff::place(path), path) {
             (_, "/.ward/login") if get => Some(handoff::start(&page_req, wh)),
             (_, "/.ward/handoff") if get => {
-                Some(handoff::accept(gate, &page_req, &mut page_outcome))
+                Some(handoff::accept(gate, &page_req, &mut page_outcome).await)
             }
             (handoff::Place::WardHost, _) | (_, "/.ward/login") => {
                 Some(handoff::elsewhere(&page_req, wh))
@@ -380,7 +380,7 @@ async fn ward_page(
         }),
         Some(_) => Ok(match (handoff::place(path), path) {
             (handoff::Place::AppHost, _) => None,
-            (_, "/.ward/go") if get => Some(handoff::go(gate, &page_req, &mut page_outcome)),
+            (_, "/.ward/go") if get => Some(handoff::go(gate, &page_req, &mut page_outcome).await),
             _ if console => Some(
                 crate::web::console::serve(shared, rt, page_req, body, &mut page_outcome).await,
             ),

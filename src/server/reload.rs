@@ -92,8 +92,9 @@ impl PolicyStore {
         &self.file
     }
 
-    /// Loads the file again; on success it replaces the current runtime.
-    pub fn reload(&self) -> Result<(), Diagnostics> {
+    /// Loads the file again; on success it replaces the current runtime, and names the
+    /// changed settings that wait for a restart.
+    pub fn reload(&self) -> Result<Vec<&'static str>, Diagnostics> {
         match load_runtime(&self.file, &self.overrides) {
             Ok(runtime) => {
                 let old = self.current.load();
@@ -118,23 +119,21 @@ impl PolicyStore {
                     ("[alerts] webhook", was.alerts.webhook != now.alerts.webhook),
                     ("[metrics]", was.metrics != now.metrics),
                     ("[sessions] store", was.sessions.store != now.sessions.store),
-                    (
-                        "[login] attempts_per_minute",
-                        was.login.attempts_per_minute != now.login.attempts_per_minute,
-                    ),
                 ];
-                for (what, changed) in restart_only {
-                    if changed {
-                        tracing::warn!(
-                            "{what} changed in {}; it takes effect when ward restarts",
-                            self.file.display()
-                        );
-                    }
+                let waiting: Vec<&'static str> = restart_only
+                    .into_iter()
+                    .filter_map(|(what, changed)| changed.then_some(what))
+                    .collect();
+                for what in &waiting {
+                    tracing::warn!(
+                        "{what} changed in {}; it takes effect when ward restarts",
+                        self.file.display()
+                    );
                 }
                 self.current.store(Arc::new(runtime));
                 self.status.store(Arc::new(Status::default()));
                 tracing::info!(file = %self.file.display(), "policy reloaded");
-                Ok(())
+                Ok(waiting)
             }
             Err(d) => {
                 for item in d.items.iter() {
@@ -229,9 +228,17 @@ pub async fn watch(store: Arc<PolicyStore>, audit: crate::audit::Audit, start: W
             last = now;
             let how = if by_signal { "SIGHUP" } else { "file changed" };
             let record = match store.reload() {
-                Ok(()) => crate::audit::Record::system(
+                Ok(waiting) if waiting.is_empty() => crate::audit::Record::system(
                     "policy-reloaded",
                     format!("{} ({how})", store.file().display()),
+                ),
+                Ok(waiting) => crate::audit::Record::system(
+                    "policy-reloaded",
+                    format!(
+                        "{} ({how}); changed but not applied until ward restarts: {}",
+                        store.file().display(),
+                        waiting.join(", ")
+                    ),
                 ),
                 Err(d) => crate::audit::Record::system(
                     "policy-rejected",

@@ -272,6 +272,14 @@ impl MemoryStore {
         by_session
     }
 
+    /// The session with this public id.
+    pub fn by_public(&self, public_id: &str) -> Option<Arc<Session>> {
+        self.sessions
+            .iter()
+            .find(|(_, s)| crate::auth::codes::ct_eq(&s.public_id, public_id))
+            .map(|(_, s)| s)
+    }
+
     /// The session stored under a cookie's hash.
     pub fn get_hashed(&self, key: &str) -> Option<Arc<Session>> {
         self.sessions.get(key)
@@ -332,12 +340,7 @@ impl SessionStore for MemoryStore {
     }
 
     fn remove_public(&self, public_id: &str) -> bool {
-        let found = self
-            .sessions
-            .iter()
-            .find(|(_, s)| crate::auth::codes::ct_eq(&s.public_id, public_id))
-            .map(|(_, s)| s);
-        match found {
+        match self.by_public(public_id) {
             Some(s) => {
                 self.remove_keys_of(&s);
                 true
@@ -379,6 +382,9 @@ fn distinct(mut list: Vec<Arc<Session>>) -> Vec<Arc<Session>> {
 /// How long a hand-off code is good for.
 const CODE_LIFETIME: Duration = Duration::from_secs(60);
 
+/// Redis keys of hand-off codes: `ward:handoff:HASH_OF_CODE`.
+const HANDOFF_PREFIX: &str = "ward:handoff:";
+
 /// One hand-off under way: a session on its way to an app host.
 #[derive(Clone)]
 pub struct Handoff {
@@ -390,34 +396,81 @@ pub struct Handoff {
     pub state_hash: String,
 }
 
-/// Hand-off codes issued and not yet used (kept by their hash, for a minute):
-/// see `web::handoff`.
-pub struct Handoffs {
-    codes: moka::sync::Cache<String, Handoff>,
+/// A hand-off as kept in Redis: the session by its public id.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedHandoff {
+    session: String,
+    host: String,
+    state_hash: String,
 }
 
-impl Default for Handoffs {
-    fn default() -> Handoffs {
-        Handoffs {
-            codes: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(CODE_LIFETIME)
-                .build(),
-        }
-    }
+/// Hand-off codes issued and not yet used (kept by their hash, for a minute): see
+/// `web::handoff`. With Redis they are kept there, so the app host's instance need not be
+/// the one that issued the code.
+pub enum Handoffs {
+    /// In this instance's memory.
+    Local(moka::sync::Cache<String, Handoff>),
+    /// In Redis, shared by every instance.
+    Shared(Arc<redis::RedisStore>),
 }
 
 impl Handoffs {
-    /// A new one-time code for `handoff`.
-    pub fn issue(&self, handoff: Handoff) -> Option<String> {
+    /// Codes kept in memory.
+    pub fn local() -> Handoffs {
+        Handoffs::Local(
+            moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(CODE_LIFETIME)
+                .build(),
+        )
+    }
+
+    /// A new one-time code for `handoff`; `None` when none can be made or kept.
+    pub async fn issue(&self, handoff: Handoff) -> Option<String> {
         let code = random_token().ok()?;
-        self.codes.insert(token_hash(&code), handoff);
+        match self {
+            Handoffs::Local(codes) => codes.insert(token_hash(&code), handoff),
+            Handoffs::Shared(store) => {
+                // The session must be in Redis before another instance is sent to find it.
+                if !store.written().await {
+                    return None;
+                }
+                let kept = SharedHandoff {
+                    session: handoff.session.public_id.clone(),
+                    host: handoff.host,
+                    state_hash: handoff.state_hash,
+                };
+                let json = serde_json::to_string(&kept).ok()?;
+                let set = ::redis::cmd("SET")
+                    .arg(format!("{HANDOFF_PREFIX}{}", token_hash(&code)))
+                    .arg(json)
+                    .arg("EX")
+                    .arg(CODE_LIFETIME.as_secs())
+                    .clone();
+                store.query::<()>(&set).await.ok()?;
+            }
+        }
         Some(code)
     }
 
     /// The hand-off for a code, once.
-    pub fn take(&self, code: &str) -> Option<Handoff> {
-        self.codes.remove(&token_hash(code))
+    pub async fn take(&self, code: &str) -> Option<Handoff> {
+        match self {
+            Handoffs::Local(codes) => codes.remove(&token_hash(code)),
+            Handoffs::Shared(store) => {
+                let get = ::redis::cmd("GETDEL")
+                    .arg(format!("{HANDOFF_PREFIX}{}", token_hash(code)))
+                    .clone();
+                let json: Option<String> = store.query(&get).await.ok()?;
+                let kept: SharedHandoff = serde_json::from_str(&json?).ok()?;
+                let session = store.session(&kept.session).await.ok()??;
+                Some(Handoff {
+                    session,
+                    host: kept.host,
+                    state_hash: kept.state_hash,
+                })
+            }
+        }
     }
 }
 

@@ -11,12 +11,13 @@
 
 use super::snapshot::SavedSession;
 use super::{MemoryStore, Session, SessionStore};
+use arc_swap::ArcSwapOption;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Redis keys of sessions: `ward:session:PUBLIC_ID`.
 const KEY_PREFIX: &str = "ward:session:";
@@ -32,10 +33,23 @@ const PING_EVERY: Duration = Duration::from_millis(500);
 #[error("the Redis address in [sessions] store cannot be used: {0}")]
 pub struct RedisSetupError(String);
 
+/// Why a command on the shared link did not happen: the caller refuses (fail closed).
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    /// Redis cannot be reached now.
+    #[error("the session store (Redis) cannot be reached")]
+    Unreachable,
+    /// Redis answered with an error, or not in time.
+    #[error("the session store (Redis) failed: {0}")]
+    Failed(String),
+}
+
 /// A change to write to Redis and tell the other instances.
 enum Op {
     Put(String, Box<SavedSession>),
     Del(String),
+    /// Every change before this one is written: tell the waiter.
+    Mark(Option<oneshot::Sender<()>>),
 }
 
 /// Sessions in Redis, mirrored in memory.
@@ -53,6 +67,8 @@ pub struct RedisStore {
     instance: String,
     /// Changes not yet written to Redis.
     unwritten: AtomicUsize,
+    /// The link while it is up, for commands whose answer the request waits for.
+    conn: ArcSwapOption<redis::aio::MultiplexedConnection>,
 }
 
 /// Where the Redis link is, for the log, the alerts and the metrics.
@@ -77,7 +93,18 @@ impl RedisStore {
             let auth = info.redis_settings().clone().set_password(p);
             info = info.set_redis_settings(auth);
         }
-        let client = redis::Client::open(info).map_err(|e| RedisSetupError(e.to_string()))?;
+        let client = match &settings.ca {
+            // The practice's own authority, instead of the system's.
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(info),
+        }
+        .map_err(|e| RedisSetupError(e.to_string()))?;
         let instance = crate::auth::codes::random_token()
             .map_err(|e| RedisSetupError(e.to_string()))?
             .chars()
@@ -93,6 +120,7 @@ impl RedisStore {
             written: Mutex::default(),
             instance,
             unwritten: AtomicUsize::new(0),
+            conn: ArcSwapOption::empty(),
         });
         tokio::spawn(link(store.clone(), client, rx, lifetime, on_change));
         tokio::spawn(write_activity(store.clone(), settings.activity_every));
@@ -118,6 +146,47 @@ impl RedisStore {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         true
+    }
+
+    /// Waits (up to [`COMMAND_TIMEOUT`]) until every change made here so far is in Redis,
+    /// so another instance that is sent a session's way finds it there; false if not.
+    pub async fn written(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Mark(Some(tx)));
+        matches!(tokio::time::timeout(COMMAND_TIMEOUT, rx).await, Ok(Ok(())))
+    }
+
+    /// One command whose answer several instances must agree on at once (a code that works
+    /// once, a count across instances). Fails while Redis is away.
+    pub async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, SharedError> {
+        let conn = self
+            .conn
+            .load_full()
+            .filter(|_| self.available())
+            .ok_or(SharedError::Unreachable)?;
+        let mut conn = (*conn).clone();
+        timed(cmd.query_async::<T>(&mut conn))
+            .await
+            .map_err(SharedError::Failed)
+    }
+
+    /// The session with this public id: from memory, or read from Redis when the news of it
+    /// has not arrived here yet.
+    pub async fn session(&self, public_id: &str) -> Result<Option<Arc<Session>>, SharedError> {
+        if let Some(s) = self.local.by_public(public_id) {
+            return Ok(Some(s));
+        }
+        let json: Option<String> = self
+            .query(redis::cmd("GET").arg(format!("{KEY_PREFIX}{public_id}")))
+            .await?;
+        let Some(saved) = json.and_then(|j| serde_json::from_str::<SavedSession>(&j).ok()) else {
+            return Ok(None);
+        };
+        self.apply_put(saved);
+        Ok(self.local.by_public(public_id))
     }
 
     fn put(&self, session: &Arc<Session>) {
@@ -317,7 +386,7 @@ async fn link(
                     while let Ok(op) = ops.try_recv() {
                         pending.push(op);
                     }
-                    while let Some(op) = pending.first() {
+                    while let Some(op) = pending.first_mut() {
                         write(&mut conn, &store.instance, op, lifetime).await?;
                         pending.remove(0);
                         store.unwritten.fetch_sub(1, Ordering::Relaxed);
@@ -327,6 +396,7 @@ async fn link(
                 match ready.await {
                     Err(e) => e.to_string(),
                     Ok(()) => {
+                        store.conn.store(Some(Arc::new(conn.clone())));
                         store.set_up(true);
                         last_error = None;
                         ever_up = true;
@@ -341,6 +411,7 @@ async fn link(
                         )
                         .await;
                         store.set_up(false);
+                        store.conn.store(None);
                         why
                     }
                 }
@@ -394,10 +465,10 @@ async fn serve(
                 None => return "the connection to Redis closed".to_string(),
             },
             op = ops.recv() => {
-                let Some(op) = op else {
+                let Some(mut op) = op else {
                     return "ward is stopping".to_string();
                 };
-                if let Err(e) = write(conn, &store.instance, &op, lifetime).await {
+                if let Err(e) = write(conn, &store.instance, &mut op, lifetime).await {
                     pending.push(op);
                     return e.to_string();
                 }
@@ -428,11 +499,18 @@ async fn timed<T>(
 async fn write(
     conn: &mut redis::aio::MultiplexedConnection,
     instance: &str,
-    op: &Op,
+    op: &mut Op,
     lifetime: Duration,
 ) -> Result<(), String> {
     let mut pipe = redis::pipe();
     match op {
+        Op::Mark(tx) => {
+            // Ops are written in order: everything before the mark is in Redis.
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(());
+            }
+            return Ok(());
+        }
         Op::Put(id, saved) => {
             let json = serde_json::to_string(saved).map_err(|e| e.to_string())?;
             let left = (saved.created + lifetime.as_secs() as i64) - crate::clock::unix_now();

@@ -115,7 +115,7 @@ pub fn start(req: &PageRequest<'_>, ward_host: &str) -> Response<Body> {
 }
 
 /// Ward's host `GET /.ward/go`: sign in if needed, then hand the session to the app host.
-pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Response<Body> {
+pub async fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Response<Body> {
     let authority = req.authority;
     let q = |name| kit::query_param(req.query.as_deref(), name);
     let (Some(to), Some(state_hash)) = (q("to"), q("state")) else {
@@ -147,11 +147,15 @@ pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Resp
         let query = serde_urlencoded::to_string(&query).unwrap_or_default();
         return redirect(&format!("/.ward/login?{query}"));
     };
-    let Some(code) = gate.handoffs.issue(Handoff {
-        session: s.clone(),
-        host: to_host.to_string(),
-        state_hash,
-    }) else {
+    let Some(code) = gate
+        .handoffs
+        .issue(Handoff {
+            session: s.clone(),
+            host: to_host.to_string(),
+            state_hash,
+        })
+        .await
+    else {
         return kit::unavailable(req);
     };
     outcome.user = Some(s.user.clone());
@@ -162,7 +166,11 @@ pub fn go(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Resp
 }
 
 /// App host `GET /.ward/handoff`: take the code once and set this host's session cookie.
-pub fn accept(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> Response<Body> {
+pub async fn accept(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
     let host = req.host;
     let q = |name| kit::query_param(req.query.as_deref(), name);
     let return_to = kit::safe_return(&q("return").unwrap_or_else(|| "/".into()));
@@ -174,7 +182,11 @@ pub fn accept(gate: &Gate, req: &PageRequest<'_>, outcome: &mut PageOutcome) -> 
             session::set_cookie(STATE_COOKIE, "", Some(0)),
         )
     };
-    let Some(pending) = q("code").and_then(|c| gate.handoffs.take(&c)) else {
+    let taken = match q("code") {
+        Some(c) => gate.handoffs.take(&c).await,
+        None => None,
+    };
+    let Some(pending) = taken else {
         return restart();
     };
     let state = session::cookie_value(&req.headers, STATE_COOKIE).unwrap_or("");

@@ -123,7 +123,7 @@ async fn login_submit(
         Some(name.clone()).filter(|n| gate.accounts.snapshot().directory.get(n).is_some());
     let return_to = safe_return(form.get("return"));
 
-    if !gate.address_allows(req.client_ip) {
+    if !gate.address_allows(req.policy, req.client_ip).await {
         outcome.event = Some("login-throttled");
         return locked_page(
             req,
@@ -147,7 +147,7 @@ async fn login_submit(
     // memory; one rule for both).
     let locked = match account {
         Some(_) => secrets.as_ref().is_some_and(|s| s.is_locked(req.now)),
-        None => gate.unknown_is_locked(&name, req.now),
+        None => gate.unknown_failures.is_locked(&name, req.now).await,
     };
     if locked {
         outcome.event = Some("login-locked");
@@ -281,11 +281,7 @@ pub(crate) async fn record_failure(gate: &Gate, req: &PageRequest<'_>, name: &st
     if gate.accounts.snapshot().directory.get(name).is_none() {
         // Unknown names lock by the same rule, so the answers do not tell them apart.
         if !name.is_empty() && name.len() <= 64 {
-            let mut u = gate.unknown_failures.get(name).unwrap_or_default();
-            if let Some(until) = u.strikes.fail(now, limit, window) {
-                u.locked_until = Some(until);
-            }
-            gate.unknown_failures.insert(name.to_string(), u);
+            gate.unknown_failures.fail(name, now, limit, window).await;
         }
         return;
     }
@@ -538,7 +534,7 @@ async fn mfa_submit(
     if !same_origin(req) || !codes::ct_eq(&s.csrf, form.get("csrf")) {
         return mfa_form(gate, req, Some("This form has expired. Please try again."));
     }
-    if !gate.address_allows(req.client_ip) {
+    if !gate.address_allows(req.policy, req.client_ip).await {
         outcome.event = Some("mfa-throttled");
         return locked_page(
             req,
@@ -924,7 +920,7 @@ async fn enroll_submit(
     if !same_origin(req) {
         return enroll_form(gate, req, Some("This form has expired. Please try again.")).await;
     }
-    if !gate.address_allows(req.client_ip) {
+    if !gate.address_allows(req.policy, req.client_ip).await {
         return locked_page(
             req,
             "Too many attempts from this address. Wait a minute and try again.",

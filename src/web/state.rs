@@ -1,14 +1,13 @@
 //! What every connection shares: the policy in force, sign-in state (sessions,
 //! accounts, limits, single sign-on and hand-offs under way) and the audit trail.
 
-use crate::auth::lockout::{Strikes, address_key};
 use crate::policy::Policy;
 use crate::server::reload::PolicyStore;
 use crate::session::SessionStore;
+use crate::session::redis::RedisStore;
 use crate::users::accounts::Accounts;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use crate::web::limits::{Tries, UnknownNames};
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -74,11 +73,13 @@ pub struct Gate {
     /// Accounts in force.
     pub accounts: Arc<Accounts>,
     /// Sign-in attempts per address (IPv4, or IPv6 /64: see `lockout::address_key`).
-    pub(crate) per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    pub(crate) per_ip: Tries,
     /// Failures for names that are not accounts, counted by the same rule as real ones.
-    pub(crate) unknown_failures: moka::sync::Cache<String, UnknownName>,
-    /// Single sign-on: sign-ins under way and discovered providers.
+    pub(crate) unknown_failures: UnknownNames,
+    /// Single sign-on: discovered providers.
     pub sso: crate::auth::oidc::SsoState,
+    /// Single sign-on: sign-ins under way.
+    pub sso_steps: crate::web::sso::SsoSteps,
     /// Alerts for the officer.
     pub alerts: crate::audit::alerts::Alerts,
     /// The audit trail, for sign-in events that are not a request's own outcome.
@@ -93,33 +94,37 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// A gate with the policy's limits.
+    /// A gate with the policy's limits. With `shared` (Redis), limits, hand-offs and single
+    /// sign-on steps are kept there, for every instance.
     pub fn new(
         policy: &Policy,
         sessions: Arc<dyn SessionStore>,
+        shared: Option<Arc<RedisStore>>,
         accounts: Arc<Accounts>,
         audit: crate::audit::Audit,
         alerts: crate::audit::alerts::Alerts,
     ) -> Gate {
-        let per_minute =
-            NonZeroU32::new(policy.login.attempts_per_minute).unwrap_or(NonZeroU32::MIN);
         Gate {
             sessions,
             accounts,
-            per_ip: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            per_ip: Tries::new(shared.clone()),
             // Kept longer than any window or lock; `Strikes` decides what still counts.
-            unknown_failures: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(policy.login.lockout_time * 2 + std::time::Duration::from_secs(60))
-                .build(),
+            unknown_failures: UnknownNames::new(
+                shared.clone(),
+                policy.login.lockout_time * 2 + std::time::Duration::from_secs(60),
+            ),
             sso: crate::auth::oidc::SsoState::default(),
+            sso_steps: crate::web::sso::SsoSteps::new(shared.clone()),
             alerts,
             audit,
             refusals: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(600))
                 .build(),
-            handoffs: crate::session::Handoffs::default(),
+            handoffs: match shared {
+                Some(store) => crate::session::Handoffs::Shared(store),
+                None => crate::session::Handoffs::local(),
+            },
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4)),
             ),
@@ -128,12 +133,14 @@ impl Gate {
 
     /// Forgets rate-limit state that no longer matters (called periodically).
     pub fn tidy(&self) {
-        self.per_ip.retain_recent();
+        self.per_ip.tidy();
     }
 
-    /// Whether one more attempt from `ip` is within the per-address limit.
-    pub(crate) fn address_allows(&self, ip: IpAddr) -> bool {
-        self.per_ip.check_key(&address_key(ip)).is_ok()
+    /// Whether one more attempt from `ip` is within the policy's per-address limit.
+    pub(crate) async fn address_allows(&self, policy: &Policy, ip: IpAddr) -> bool {
+        self.per_ip
+            .allows(ip, policy.login.attempts_per_minute)
+            .await
     }
 
     /// Whether `name` (a real account or not) is locked at `now`.
@@ -149,21 +156,6 @@ impl Gate {
                 .and_then(|s| s.users.get(name).map(|u| u.is_locked(now)))
                 .unwrap_or(false);
         }
-        self.unknown_is_locked(name, now)
+        self.unknown_failures.is_locked(name, now).await
     }
-
-    /// Whether `name`, which is no account, is locked at `now` (by the same rule as accounts).
-    pub(crate) fn unknown_is_locked(&self, name: &str, now: i64) -> bool {
-        self.unknown_failures
-            .get(name)
-            .and_then(|u| u.locked_until)
-            .is_some_and(|t| t > now)
-    }
-}
-
-/// Failed sign-ins under a name that is not an account.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct UnknownName {
-    pub(crate) strikes: Strikes,
-    pub(crate) locked_until: Option<i64>,
 }
