@@ -2,7 +2,9 @@
 //! the store is keyed by its SHA-256, so a dump of the store holds no cookie.
 
 use crate::auth::codes::{RngError, random_token, token_hash};
+use data_encoding::HEXLOWER;
 use moka::sync::Cache;
+use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -214,26 +216,41 @@ pub trait SessionStore: Send + Sync {
     }
 }
 
+/// A cookie's SHA-256 as the store keeps it: 32 bytes, not 64 hex characters and a
+/// heap allocation, twice per session (the cache and the per-user index).
+type Key = [u8; 32];
+
+/// The store's key for a cookie.
+fn key_of_cookie(cookie: &str) -> Key {
+    Sha256::digest(cookie.as_bytes()).into()
+}
+
+/// The store's key for a hex cookie hash (`token_hash`); None if it is not one.
+fn key_of_hash(hash: &str) -> Option<Key> {
+    let bytes = HEXLOWER.decode(hash.as_bytes()).ok()?;
+    bytes.try_into().ok()
+}
+
 /// Sessions in this process's memory (moka), with a per-user index.
 pub struct MemoryStore {
-    sessions: Cache<String, Arc<Session>>,
-    by_user: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+    sessions: Cache<Key, Arc<Session>>,
+    by_user: Arc<Mutex<HashMap<String, HashSet<Key>>>>,
 }
 
 impl MemoryStore {
     /// A store that forgets sessions unused for `max_idle` (a memory bound;
     /// the policy's idle logoff is enforced on each request).
     pub fn new(max_idle: Duration) -> MemoryStore {
-        let by_user: Arc<Mutex<HashMap<String, HashSet<String>>>> = Arc::default();
+        let by_user: Arc<Mutex<HashMap<String, HashSet<Key>>>> = Arc::default();
         let index = by_user.clone();
         let sessions = Cache::builder()
             .max_capacity(200_000)
             .time_to_idle(max_idle)
-            .eviction_listener(move |key: Arc<String>, s: Arc<Session>, _| {
+            .eviction_listener(move |key: Arc<Key>, s: Arc<Session>, _| {
                 if let Ok(mut map) = index.lock()
                     && let Some(keys) = map.get_mut(&s.user)
                 {
-                    keys.remove(key.as_str());
+                    keys.remove(key.as_ref());
                     if keys.is_empty() {
                         map.remove(&s.user);
                     }
@@ -266,7 +283,7 @@ impl MemoryStore {
                 by_session.len() - 1
             });
             if let Some((keys, _)) = by_session.get_mut(slot) {
-                keys.push(key.as_ref().clone());
+                keys.push(HEXLOWER.encode(key.as_ref()));
             }
         }
         by_session
@@ -280,9 +297,9 @@ impl MemoryStore {
             .map(|(_, s)| s)
     }
 
-    /// The session stored under a cookie's hash.
-    pub fn get_hashed(&self, key: &str) -> Option<Arc<Session>> {
-        self.sessions.get(key)
+    /// The session stored under a cookie's hash (hex, as `token_hash` writes it).
+    pub fn get_hashed(&self, hash: &str) -> Option<Arc<Session>> {
+        self.sessions.get(&key_of_hash(hash)?)
     }
 
     /// The hashes of the cookies `session` is stored under.
@@ -295,22 +312,28 @@ impl MemoryStore {
                     .get(k)
                     .is_some_and(|other| Arc::ptr_eq(&other, session))
             })
+            .map(|k| HEXLOWER.encode(&k))
             .collect();
         keys.sort();
         keys
     }
 
-    /// Stores a session under a key that is already a cookie's hash (a restored snapshot).
-    pub fn insert_hashed(&self, key: String, session: Arc<Session>) {
+    /// Stores a session under a key that is already a cookie's hash (a restored snapshot);
+    /// a hash that is not 64 hex digits stores nothing.
+    pub fn insert_hashed(&self, hash: String, session: Arc<Session>) {
+        if let Some(key) = key_of_hash(&hash) {
+            self.insert_key(key, session);
+        }
+    }
+
+    fn insert_key(&self, key: Key, session: Arc<Session>) {
         if let Ok(mut map) = self.by_user.lock() {
-            map.entry(session.user.clone())
-                .or_default()
-                .insert(key.clone());
+            map.entry(session.user.clone()).or_default().insert(key);
         }
         self.sessions.insert(key, session);
     }
 
-    fn keys_of(&self, user: &str) -> Vec<String> {
+    fn keys_of(&self, user: &str) -> Vec<Key> {
         self.by_user
             .lock()
             .map(|m| {
@@ -324,15 +347,15 @@ impl MemoryStore {
 
 impl SessionStore for MemoryStore {
     fn get(&self, cookie: &str) -> Option<Arc<Session>> {
-        self.sessions.get(&token_hash(cookie))
+        self.sessions.get(&key_of_cookie(cookie))
     }
 
     fn insert(&self, cookie: &str, session: Arc<Session>) {
-        self.insert_hashed(token_hash(cookie), session);
+        self.insert_key(key_of_cookie(cookie), session);
     }
 
     fn remove(&self, cookie: &str) {
-        let key = token_hash(cookie);
+        let key = key_of_cookie(cookie);
         match self.sessions.get(&key) {
             Some(s) => self.remove_keys_of(&s),
             None => self.sessions.invalidate(&key),
@@ -504,6 +527,32 @@ pub fn set_cookie(name: &str, value: &str, max_age: Option<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cookie_and_its_hex_hash_name_the_same_session() {
+        let store = MemoryStore::new(Duration::from_secs(60));
+        let s = Arc::new(
+            Session::new(
+                "dr_lee",
+                1,
+                0,
+                Stage::Complete,
+                true,
+                [127, 0, 0, 1].into(),
+                "/",
+            )
+            .unwrap(),
+        );
+        store.insert("cookie-1", s.clone());
+        let hash = token_hash("cookie-1");
+        assert!(store.get_hashed(&hash).is_some_and(|t| Arc::ptr_eq(&t, &s)));
+        assert_eq!(store.keys_for(&s), vec![hash.clone()]);
+        assert_eq!(store.entries()[0].0, vec![hash]);
+        // Not a hash: nothing stored, nothing found, no panic.
+        store.insert_hashed("not-hex".into(), s.clone());
+        assert!(store.get_hashed("not-hex").is_none());
+        assert_eq!(store.all().len(), 1);
+    }
 
     fn session(user: &str, created: i64) -> Arc<Session> {
         Arc::new(
