@@ -6,7 +6,7 @@ use super::kit::{self, PageRequest};
 use super::state::Gate;
 use crate::body::Body;
 use crate::policy::routes::{Pattern, Segment};
-use crate::policy::{self, Facts, Identity, Policy, Verdict};
+use crate::policy::{self, Access, Facts, Identity, Policy, Verdict};
 use http::{Method, Response, StatusCode};
 use maud::html;
 use std::net::IpAddr;
@@ -22,8 +22,9 @@ pub struct Start {
     pub path: String,
 }
 
-/// The apps `who` may use from `client_ip`, in the policy's order, each with
-/// its first allowed GET route without wildcards as the start page (else the
+/// The apps whose routes name `who`'s roles (or `who`) and let them in from
+/// `client_ip`, in the policy's order, each with its first allowed GET route
+/// without wildcards as the start page (else the
 /// fixed part of its first allowed `/…/**` route). `host` stands in for apps
 /// without a host of their own.
 pub fn starts(policy: &Policy, who: &Identity, client_ip: IpAddr, host: &str) -> Vec<Start> {
@@ -34,7 +35,7 @@ pub fn starts(policy: &Policy, who: &Identity, client_ip: IpAddr, host: &str) ->
             .matchers()
             .iter()
             .zip(&policy.routes)
-            .filter(|(_, r)| r.app == index)
+            .filter(|(_, r)| r.app == index && names(&r.access, who))
             .map(|(m, _)| &m.pattern)
             .filter(|p| p.segments.iter().all(|s| matches!(s, Segment::Literal(_))))
             .collect();
@@ -54,6 +55,16 @@ pub fn starts(policy: &Policy, who: &Identity, client_ip: IpAddr, host: &str) ->
         }
     }
     out
+}
+
+/// Whether a route is for `who` by role or by name (a public page is nobody's app).
+fn names(access: &Access, who: &Identity) -> bool {
+    match access {
+        Access::Public => false,
+        Access::Members { roles, users } => {
+            users.contains(&who.user) || who.roles.iter().any(|r| roles.contains(r))
+        }
+    }
 }
 
 /// The pattern's literal parts as a path; `dir` ends it with `/` (for `/…/**`).
@@ -191,7 +202,6 @@ allow_roles = ["clinician"]
 app = "ehr"
 path = "/logo.png"
 allow = "public"
-methods = ["POST"]
 [[routes]]
 app = "ehr"
 path = "/home"
@@ -244,7 +254,7 @@ from = ["office"]
 
     #[test]
     fn each_app_the_roles_open_with_a_start_page_without_wildcards() {
-        // ehr: /patients/*/chart has a wildcard, /logo.png is not GET: /home.
+        // ehr: /patients/*/chart has a wildcard, /logo.png is public: /home.
         assert_eq!(
             starts_of(&["clinician"], "192.0.2.1"),
             pairs(&[("ehr", "/home")])
