@@ -381,106 +381,148 @@ pub fn diff(old: &Policy, new: &Policy, people: &Directory) -> Diff {
     subjects.extend(roles.into_iter().map(Subject::Role));
     subjects.push(Subject::Anyone);
 
-    // (who, lost?, place) → method → networks; export changes; (who, was, now) → places.
-    type Reach = BTreeMap<(Who, bool, Place), BTreeMap<String, BTreeSet<String>>>;
-    let mut reach: Reach = BTreeMap::new();
-    let mut export: BTreeSet<(Who, Change)> = BTreeSet::new();
-    let mut idle: BTreeMap<(Who, Duration, Duration), BTreeSet<Place>> = BTreeMap::new();
-    for subject in &subjects {
-        let who = subject.who();
-        let (id_old, id_new) = (subject.identity(old), subject.identity(new));
-        for probe in &probe_set {
-            for method in &methods {
-                for (net, ip) in &addresses {
-                    let facts = |identity| Facts {
-                        client_ip: *ip,
-                        method,
-                        host: &probe.host,
-                        path: &probe.path,
-                        identity,
-                        device: true,
-                        query: &[],
-                        form: &[],
-                    };
-                    let was = seen(old, &facts(id_old.as_ref()));
-                    let now = seen(new, &facts(id_new.as_ref()));
-                    // Named by the route that decides now, else the one that did.
-                    let (lost, place) = match (was.allowed, now.allowed, now.place, was.place) {
-                        (None, Some(_), Some(place), _) => (false, place),
-                        (Some(_), None, Some(place), _) | (Some(_), None, None, Some(place)) => {
-                            (true, place)
-                        }
-                        (Some((ex_was, idle_was)), Some((ex_now, idle_now)), Some(place), _) => {
-                            if ex_was != ex_now {
-                                let change = if ex_now {
-                                    Change::GainsExport(place.clone())
-                                } else {
-                                    Change::LosesExport(place.clone())
-                                };
-                                export.insert((who.clone(), change));
-                            }
-                            if let (Some(a), Some(b)) = (idle_was, idle_now)
-                                && a != b
-                            {
-                                idle.entry((who.clone(), a, b)).or_default().insert(place);
-                            }
-                            continue;
-                        }
-                        _ => continue,
-                    };
-                    reach
-                        .entry((who.clone(), lost, place))
-                        .or_default()
-                        .entry(method.to_string())
-                        .or_default()
-                        .insert(net.clone());
-                }
-            }
-        }
-    }
-
     let mut labels: Vec<String> = Vec::new();
     for (name, _) in &addresses {
         if !labels.contains(name) {
             labels.push(name.clone());
         }
     }
+    let probe = Probes {
+        paths: &probe_set,
+        methods: &methods,
+        addresses: &addresses,
+        labels: &labels,
+    };
+    // People with the same roles, networks and standing fare the same unless a
+    // route names people: each such identity is asked about once.
+    let by_name = [old, new]
+        .iter()
+        .flat_map(|p| &p.routes)
+        .any(|r| matches!(&r.access, policy::Access::Members { users, .. } if !users.is_empty()));
+    type Pair = (Option<Identity>, Option<Identity>);
+    let mut asked: Vec<(Pair, Vec<Change>)> = Vec::new();
     let mut diff = Diff::default();
-    for ((who, lost, place), by_method) in reach {
+    for subject in &subjects {
+        let mut key = (subject.identity(old), subject.identity(new));
+        if !by_name {
+            for id in [&mut key.0, &mut key.1].into_iter().flatten() {
+                id.user.clear();
+            }
+        }
+        let changes = match asked.iter().find(|(k, _)| *k == key) {
+            Some((_, changes)) => changes.clone(),
+            None => {
+                let changes = changes_of(old, new, (key.0.as_ref(), key.1.as_ref()), &probe);
+                asked.push((key, changes.clone()));
+                changes
+            }
+        };
+        if !changes.is_empty() {
+            diff.changes.insert(subject.who(), changes);
+        }
+    }
+    diff
+}
+
+/// What is asked about: paths, methods, addresses and the networks' names.
+struct Probes<'a> {
+    paths: &'a BTreeSet<Probe>,
+    methods: &'a [Method],
+    addresses: &'a [(String, IpAddr)],
+    labels: &'a [String],
+}
+
+/// The changes for one identity (under the old policy, under the new).
+fn changes_of(
+    old: &Policy,
+    new: &Policy,
+    (id_old, id_new): (Option<&Identity>, Option<&Identity>),
+    probes: &Probes<'_>,
+) -> Vec<Change> {
+    // (lost?, place) → method → networks; export changes; (was, now) → places.
+    let mut reach: BTreeMap<(bool, Place), BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    let mut export: BTreeSet<Change> = BTreeSet::new();
+    let mut idle: BTreeMap<(Duration, Duration), BTreeSet<Place>> = BTreeMap::new();
+    for probe in probes.paths {
+        for method in probes.methods {
+            for (net, ip) in probes.addresses {
+                let facts = |identity| Facts {
+                    client_ip: *ip,
+                    method,
+                    host: &probe.host,
+                    path: &probe.path,
+                    identity,
+                    device: true,
+                    query: &[],
+                    form: &[],
+                };
+                let was = seen(old, &facts(id_old));
+                let now = seen(new, &facts(id_new));
+                // Named by the route that decides now, else the one that did.
+                let (lost, place) = match (was.allowed, now.allowed, now.place, was.place) {
+                    (None, Some(_), Some(place), _) => (false, place),
+                    (Some(_), None, Some(place), _) | (Some(_), None, None, Some(place)) => {
+                        (true, place)
+                    }
+                    (Some((ex_was, idle_was)), Some((ex_now, idle_now)), Some(place), _) => {
+                        if ex_was != ex_now {
+                            export.insert(if ex_now {
+                                Change::GainsExport(place.clone())
+                            } else {
+                                Change::LosesExport(place.clone())
+                            });
+                        }
+                        if let (Some(a), Some(b)) = (idle_was, idle_now)
+                            && a != b
+                        {
+                            idle.entry((a, b)).or_default().insert(place);
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                };
+                reach
+                    .entry((lost, place))
+                    .or_default()
+                    .entry(method.to_string())
+                    .or_default()
+                    .insert(net.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((lost, place), by_method) in reach {
         // Methods that hold from the same networks share one line.
         let mut by_nets: BTreeMap<BTreeSet<String>, Vec<String>> = BTreeMap::new();
         for (method, nets) in by_method {
             by_nets.entry(nets).or_default().push(method);
         }
         for (nets, methods) in by_nets {
-            let from = if nets.len() == labels.len() {
+            let from = if nets.len() == probes.labels.len() {
                 From::Anywhere
             } else {
                 // In the order the policies list them, not alphabetical.
                 From::Only(
-                    labels
+                    probes
+                        .labels
                         .iter()
                         .filter(|n| nets.contains(*n))
                         .cloned()
                         .collect(),
                 )
             };
-            let change = if lost {
+            out.push(if lost {
                 Change::Loses(place.clone(), methods, from)
             } else {
                 Change::Gains(place.clone(), methods, from)
-            };
-            diff.changes.entry(who.clone()).or_default().push(change);
+            });
         }
     }
-    for (who, change) in export {
-        diff.changes.entry(who).or_default().push(change);
+    out.extend(export);
+    for ((was, now), places) in idle {
+        out.push(Change::Idle(places.into_iter().collect(), was, now));
     }
-    for ((who, was, now), places) in idle {
-        let change = Change::Idle(places.into_iter().collect(), was, now);
-        diff.changes.entry(who).or_default().push(change);
-    }
-    diff
+    out
 }
 
 #[cfg(test)]
@@ -663,6 +705,24 @@ status = "terminated"
                 .any(|w| matches!(w, Who::Person { name, .. } if name == "acme")),
             "{:?}",
             d.lines()
+        );
+    }
+
+    #[test]
+    fn a_route_naming_one_person_reaches_that_person_only() {
+        // bo and gone share roles; bo is named (gone is terminated and left out anyway),
+        // and a second biller with the same roles as bo must not be counted as bo.
+        let users = format!("{USERS}[users.cy]\ndisplay_name = \"Cy\"\nroles = [\"biller\"]\n");
+        let people = match crate::users::directory::parse(Path::new("users.toml"), &users) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        let new = policy(
+            "[[routes]]\napp = \"billing\"\npath = \"/billing/**\"\nallow_users = [\"bo\"]\n",
+        );
+        assert_eq!(
+            diff(&policy(""), &new, &people).lines(),
+            ["bo (biller): gains GET /billing/** on billing (from any network)"]
         );
     }
 
