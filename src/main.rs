@@ -88,6 +88,9 @@ enum Command {
         /// The policy file.
         #[arg(long, default_value = "config/ward.toml")]
         config: PathBuf,
+        /// Instead: who gains and who loses access from policy OLD to NEW (exit 0 when no one).
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+        diff: Option<Vec<PathBuf>>,
     },
     /// Manage accounts: add, list, show, set-roles, deactivate, reactivate, terminate, reset-password, reset-mfa, expire, unlock
     User {
@@ -133,7 +136,10 @@ impl From<Format> for LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => cli::check::run(&config),
+        Command::Check {
+            diff: Some(files), ..
+        } if files.len() == 2 => cli::check::diff(&files[0], &files[1]),
+        Command::Check { config, .. } => cli::check::run(&config),
         Command::SampleEhr { listen } => cli::demo::sample_ehr(&listen),
         Command::Explain {
             config,

@@ -179,3 +179,34 @@ async fn sighup_reloads() {
         404
     );
 }
+
+/// A taken reload says in the audit trail who gains and who loses access, as
+/// `ward check --diff` would, worked out over the people in users.toml.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_records_who_gains_and_loses_access() {
+    let s = Scenario::new()
+        .toml("[roles]\nclinician = {}\nbiller = {}\n")
+        .route("/patients/**", "allow_roles = [\"clinician\"]")
+        .route("/billing/**", "allow_roles = [\"biller\"]")
+        .user("dr_lee", &["clinician"])
+        .user("bo", &["biller"])
+        .start()
+        .await;
+    let new = s.policy.replace(
+        "allow_roles = [\"biller\"]",
+        "allow_roles = [\"biller\", \"clinician\"]",
+    );
+    assert_ne!(new, s.policy);
+    s.ward.write_policy(&new);
+    let record = s.assert_audit(&[("event", "policy-reloaded")]).await;
+    let detail = record["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.ends_with(
+            "(file changed): dr_lee (clinician): gains GET /billing/** on ehr (from any network) \
+             | role clinician: gains GET /billing/** on ehr (from any network)"
+        ),
+        "{detail}"
+    );
+    // bo's access is the same: bo is not named.
+    assert!(!detail.contains("bo ("), "{detail}");
+}

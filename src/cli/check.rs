@@ -43,3 +43,48 @@ pub fn run(file: &Path) -> ExitCode {
         }
     }
 }
+
+/// `ward check --diff OLD NEW`: who gains and who loses access, one line per
+/// person or role; exit 0 when no one does, 1 when someone does, 2 when a
+/// file cannot be read.
+pub fn diff(old: &Path, new: &Path) -> ExitCode {
+    let load = |file: &Path| match config::load(file, Certs::Skip) {
+        Ok(loaded) => Some(loaded.policy),
+        Err(d) => {
+            eprintln!("{d}");
+            eprintln!("{}: fix this policy first to compare it", file.display());
+            None
+        }
+    };
+    let (Some(was), Some(now)) = (load(old), load(new)) else {
+        return ExitCode::from(2);
+    };
+    // The people as they are now, in the accounts file the new policy names.
+    let people = match crate::users::directory::load(&now.storage.users) {
+        Ok(people) => people,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(2);
+        }
+    };
+    let changes = crate::users::diff::diff(&was, &now, &people);
+    if changes.is_empty() {
+        println!(
+            "{} → {}: no one gains or loses access",
+            old.display(),
+            new.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{} → {}: who gains and who loses access ({} people in {})",
+        old.display(),
+        new.display(),
+        people.accounts.len(),
+        now.storage.users.display()
+    );
+    for line in changes.lines() {
+        println!("  {line}");
+    }
+    ExitCode::FAILURE
+}

@@ -361,7 +361,7 @@ async fn ward_page(
         None if handoff::needs_own_host(path) => Err(Stop::needs_own_host()),
         Some(_) if on_ward_host && !is_ward_path(path) => {
             if path == "/" {
-                Ok(Some(handoff::home(gate, &page_req)))
+                Ok(Some(crate::web::launcher::serve(gate, &page_req)))
             } else {
                 Err(Stop::not_here(
                     "This is ward's own address; the practice's systems have addresses of their own.",
@@ -526,6 +526,22 @@ async fn app_request(
         None => target.path.clone(),
     };
     match decision.verdict {
+        // A signed-in person at `/` where no app answers: the apps they may use.
+        Verdict::Deny(policy::Refusal::NoRoute)
+            if target.path == "/"
+                && (method == http::Method::GET || method == http::Method::HEAD)
+                && let Some(who) = identity =>
+        {
+            outcome.decision = "ward";
+            return Ok(crate::web::launcher::page(
+                policy,
+                who,
+                client_ip,
+                &target.host,
+                &target.authority,
+                false,
+            ));
+        }
         Verdict::Deny(refusal) => {
             if let Some(who) = identity {
                 count_refusal(shared, policy, &who.user, route, refusal);

@@ -227,10 +227,15 @@ pub async fn watch(store: Arc<PolicyStore>, audit: crate::audit::Audit, start: W
             }
             last = now;
             let how = if by_signal { "SIGHUP" } else { "file changed" };
+            let before = store.current();
             let record = match store.reload() {
                 Ok(waiting) if waiting.is_empty() => crate::audit::Record::system(
                     "policy-reloaded",
-                    format!("{} ({how})", store.file().display()),
+                    format!(
+                        "{} ({how}): {}",
+                        store.file().display(),
+                        who_gains_and_loses(before, store.current()).await
+                    ),
                 ),
                 Ok(waiting) => crate::audit::Record::system(
                     "policy-reloaded",
@@ -255,3 +260,20 @@ pub async fn watch(store: Arc<PolicyStore>, audit: crate::audit::Audit, start: W
         }
     }
 }
+
+/// The reload's `ward check --diff` summary, kept short for the audit record.
+async fn who_gains_and_loses(before: Arc<Runtime>, after: Arc<Runtime>) -> String {
+    // Reads users.toml and asks `decide` many times: kept off the request threads.
+    let work = tokio::task::spawn_blocking(move || {
+        match crate::users::directory::load(&after.policy.storage.users) {
+            Ok(people) => crate::users::diff::diff(&before.policy, &after.policy, &people)
+                .summary(SUMMARY_BYTES),
+            Err(_) => "who gains and loses access is unknown: the accounts file has errors".into(),
+        }
+    });
+    work.await
+        .unwrap_or_else(|_| "who gains and loses access could not be worked out".into())
+}
+
+/// Room for the summary in the audit record's `detail` (which holds 1024 bytes).
+const SUMMARY_BYTES: usize = 900;

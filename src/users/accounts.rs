@@ -230,19 +230,9 @@ fn build(directory: Directory, secrets: &Secrets, grants: Grants, policy: &Polic
     }
     let mut networks = HashMap::new();
     for (name, account) in &directory.accounts {
-        if account.allow_from.is_empty() {
-            continue;
+        if let Some(set) = networks_of(account, policy) {
+            networks.insert(name.clone(), set);
         }
-        let mut ranges = Vec::new();
-        for entry in &account.allow_from {
-            if let Some(set) = policy.networks.get(entry) {
-                ranges.extend_from_slice(set.ranges());
-            } else if let Ok(net) = parse_cidr(entry) {
-                ranges.push(net);
-            }
-            // An unknown name adds nothing: the person is refused rather than let in from anywhere.
-        }
-        networks.insert(name.clone(), NetSet::new(ranges));
     }
     Snapshot {
         directory,
@@ -250,6 +240,23 @@ fn build(directory: Directory, secrets: &Secrets, grants: Grants, policy: &Polic
         networks,
         grants,
     }
+}
+
+/// A person's `allow_from` resolved against `policy`'s networks; None when unrestricted.
+pub fn networks_of(account: &directory::Account, policy: &Policy) -> Option<NetSet> {
+    if account.allow_from.is_empty() {
+        return None;
+    }
+    let mut ranges = Vec::new();
+    for entry in &account.allow_from {
+        if let Some(set) = policy.networks.get(entry) {
+            ranges.extend_from_slice(set.ranges());
+        } else if let Ok(net) = parse_cidr(entry) {
+            ranges.push(net);
+        }
+        // An unknown name adds nothing: the person is refused rather than let in from anywhere.
+    }
+    Some(NetSet::new(ranges))
 }
 
 /// Today's date in UTC, for account end dates (defined with the accounts file, which grants use too).

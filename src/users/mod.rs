@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod diff;
 pub mod directory;
 pub mod grants;
 pub mod review;

@@ -7,6 +7,7 @@ pub mod breakglass;
 pub mod console;
 pub mod handoff;
 pub mod kit;
+pub mod launcher;
 pub mod limits;
 pub mod page;
 pub mod signin;
