@@ -219,27 +219,6 @@ pub async fn accept(
     with_cookie(resp, session::set_cookie(STATE_COOKIE, "", Some(0)))
 }
 
-/// Ward's host `/`: who is signed in, and where to go.
-pub fn home(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
-    let authority = req.authority;
-    let Some(s) = kit::standing_session(gate, req) else {
-        return redirect("/.ward/login");
-    };
-    let body = html! {
-        p { "You are signed in as " strong { (s.user) } "." }
-        ul {
-            @for app in &req.policy.apps {
-                @if let Some(h) = &app.host {
-                    li { a href={ (origin_of(h, authority)) "/" } { (app.name) } }
-                }
-            }
-            li { a href="/.ward/officer/" { "Officer's console" } " (officers only)" }
-        }
-        p { a href="/.ward/logout" { "Sign out" } }
-    };
-    kit::page(req, StatusCode::OK, "Signed in", body)
-}
-
 fn bad(req: &PageRequest<'_>) -> Response<Body> {
     kit::page(
         req,
