@@ -252,6 +252,33 @@ pub fn explain(q: &Question<'_>) -> Result<String, ExplainError> {
     Ok(out)
 }
 
+/// The route's field rules for this person, each as `what` names it (its selector
+/// on pages, its column / field name in CSV and JSON) and what is left of it.
+fn field_rules(
+    d: &policy::Decision<'_>,
+    route: &policy::Route,
+    what: impl Fn(&policy::FieldRule) -> Option<&str>,
+) -> String {
+    if !d.hide {
+        return "none".into();
+    }
+    let rules: Vec<String> = route
+        .fields
+        .iter()
+        .filter_map(|r| {
+            let name = what(r)?;
+            Some(match r.show {
+                policy::Show::Nothing => format!("{name} hidden"),
+                show => format!("{name} masked ({})", show.as_str()),
+            })
+        })
+        .collect();
+    if rules.is_empty() {
+        return "none named (other answers are refused)".into();
+    }
+    format!("{} (other answers are refused)", rules.join(", "))
+}
+
 /// What the proxy carries out on an allowed request, from the same `Decision`.
 fn enforced(d: &policy::Decision<'_>, route: &policy::Route) -> Vec<(&'static str, String)> {
     let plain = |d: std::time::Duration| humantime::format_duration(d).to_string();
@@ -312,15 +339,12 @@ fn enforced(d: &policy::Decision<'_>, route: &policy::Route) -> Vec<(&'static st
             },
         ),
         (
-            "hidden on pages:",
-            if d.hide {
-                format!(
-                    "the content of {} is removed from HTML pages (other answers are refused)",
-                    route.hide.join(", ")
-                )
-            } else {
-                "none".into()
-            },
+            "fields on pages:",
+            field_rules(d, route, |r| Some(&r.selector)),
+        ),
+        (
+            "CSV/JSON fields:",
+            field_rules(d, route, |r| r.name.as_deref()),
         ),
         (
             "request bodies:",

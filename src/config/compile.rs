@@ -9,9 +9,9 @@ use crate::policy::media::TypePattern;
 use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::routes::{Matcher, Pattern, RouteTable};
 use crate::policy::{
-    Access, App, BreakGlass, Conditions, DEFAULT_EXPORT_TYPES, Export, ExportSettings, LogFormat,
-    LogSettings, LoginSettings, MetricsSettings, Mfa, Policy, Role, Route, ServerSettings,
-    SessionBinding, SessionSettings, StorageSettings, TooMany, UpstreamAuth,
+    Access, App, BreakGlass, Conditions, DEFAULT_EXPORT_TYPES, Export, ExportSettings, FieldRule,
+    LogFormat, LogSettings, LoginSettings, MetricsSettings, Mfa, Policy, Role, Route,
+    ServerSettings, SessionBinding, SessionSettings, Show, StorageSettings, TooMany, UpstreamAuth,
 };
 use crate::policy::{OidcProvider, RedisStoreSettings, SessionStoreKind, WithoutMfa};
 use http::Method;
@@ -879,22 +879,114 @@ fn log(raw: &RawPolicy, c: &mut Collector<'_>) -> LogSettings {
     }
 }
 
-/// A route's `hide` list: CSS selectors, each checked by the HTML rewriter that
-/// will use it, so a selector it cannot match is refused here, not at a request.
-fn selectors(list: &Option<Vec<Text>>, c: &mut Collector<'_>) -> Vec<String> {
-    let mut out = Vec::new();
-    for item in list.iter().flatten() {
-        let text = item.get_ref().trim();
-        match text.parse::<lol_html::Selector>() {
-            Ok(_) if !text.is_empty() => out.push(text.to_string()),
-            Ok(_) => c.error(item.span(), "an empty selector hides nothing; write it like \"#ssn\" or \"td.diagnosis\""),
-            Err(e) => c.error(
-                item.span(),
-                format!("'{text}' is not a selector ward can use ({e}); write it like \"#ssn\", \"td.diagnosis\" or \"input[name=dob]\""),
-            ),
+/// A route's `hide` and `mask` entries as field rules. Each is a CSS selector,
+/// checked by the HTML rewriter that will use it (so a selector it cannot match
+/// is refused here, not at a request), and names the CSV column / JSON field
+/// of the same field when it can.
+fn field_rules(r: &RawRoute, c: &mut Collector<'_>) -> Vec<FieldRule> {
+    let mut out: Vec<FieldRule> = Vec::new();
+    for item in r.hide.iter().flatten() {
+        if let Some(selector) = selector(item.get_ref(), item.span(), c) {
+            out.push(FieldRule {
+                name: field_name(&selector),
+                selector,
+                show: Show::Nothing,
+            });
         }
     }
+    for (key, kind) in r.mask.iter().flat_map(|m| m.get_ref()) {
+        let show = match kind.get_ref().trim() {
+            "last4" => Show::Last4,
+            other => {
+                c.error(
+                    kind.span(),
+                    format!(
+                        "'{other}' is not a way ward can mask a field; write \"{key}\" = \"last4\" (the last 4 letters or digits stay), or move \"{key}\" to hide to remove it whole"
+                    ),
+                );
+                continue;
+            }
+        };
+        let Some(selector) = selector(key, kind.span(), c) else {
+            continue;
+        };
+        if out.iter().any(|f| f.selector == selector) {
+            c.error(
+                kind.span(),
+                format!("'{selector}' is both in hide and in mask; keep it in one: hide removes it, mask shows part of it"),
+            );
+            continue;
+        }
+        out.push(FieldRule {
+            name: field_name(&selector),
+            selector,
+            show,
+        });
+    }
     out
+}
+
+/// One field rule's CSS selector, if the HTML rewriter can use it.
+fn selector(text: &str, span: std::ops::Range<usize>, c: &mut Collector<'_>) -> Option<String> {
+    let text = text.trim();
+    match text.parse::<lol_html::Selector>() {
+        Ok(_) if !text.is_empty() => Some(text.to_string()),
+        Ok(_) => {
+            c.error(
+                span,
+                "an empty selector hides nothing; write it like \"#ssn\" or \"td.diagnosis\"",
+            );
+            None
+        }
+        Err(e) => {
+            c.error(
+                span,
+                format!("'{text}' is not a selector ward can use ({e}); write it like \"#ssn\", \"td.diagnosis\" or \"input[name=dob]\""),
+            );
+            None
+        }
+    }
+}
+
+/// The field a selector names, for CSV columns and JSON fields: the id, the
+/// `name` attribute or the last class of its last element (`#ssn`,
+/// `input[name=dob]`, `td.diagnosis`), or the selector itself when it is one
+/// plain word (`diagnosis`, `date_of_birth`). None for anything else.
+fn field_name(selector: &str) -> Option<String> {
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '-')
+    };
+    if word(selector) {
+        return Some(selector.to_string());
+    }
+    // The last compound selector: after the last combinator outside brackets.
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (i, ch) in selector.char_indices() {
+        match ch {
+            '[' | '(' => depth += 1,
+            ']' | ')' => depth = depth.saturating_sub(1),
+            ' ' | '>' | '+' | '~' if depth == 0 => start = i + 1,
+            _ => {}
+        }
+    }
+    let last = &selector[start..];
+    let ident = |s: &str| -> Option<String> {
+        let end = s
+            .find(|ch: char| !(ch.is_alphanumeric() || ch == '_' || ch == '-'))
+            .unwrap_or(s.len());
+        word(&s[..end]).then(|| s[..end].to_string())
+    };
+    if let Some(at) = last.find('#') {
+        return ident(&last[at + 1..]);
+    }
+    if let Some(at) = last.find("[name=") {
+        let value = last[at + 6..].trim_start_matches(['"', '\'']);
+        return ident(value);
+    }
+    last.rfind('.').and_then(|at| ident(&last[at + 1..]))
 }
 
 /// The apps that compiled, and the names of those that did not (their
@@ -1352,7 +1444,7 @@ fn routes(
                 .map(|f| f.get_ref().clone())
                 .collect(),
             redact_for: role_list(&r.redact_for, &role_names, c),
-            hide: selectors(&r.hide, c),
+            fields: field_rules(r, c),
             hide_for: role_list(&r.hide_for, &role_names, c),
             no_body_for: role_list(&r.no_body_for, &role_names, c),
             device_required: r.device.as_ref().is_some_and(|d| device(d, c)),
@@ -1364,10 +1456,10 @@ fn routes(
         if !route.redact_fields.is_empty() && route.redact_for.is_empty() {
             c.error(entry.span(), "redact_fields needs redact_for = [\"role\", …]: the roles whose answers are masked");
         }
-        if route.hide.is_empty() != route.hide_for.is_empty() {
+        if route.fields.is_empty() != route.hide_for.is_empty() {
             c.error(
                 entry.span(),
-                "hide and hide_for go together: hide = [\"#ssn\", \"td.diagnosis\"] lists what is hidden, hide_for = [\"role\", …] from whom",
+                "hide and hide_for go together: hide = [\"#ssn\", \"td.diagnosis\"] (or mask = { \"#ssn\" = \"last4\" }) lists what is hidden, hide_for = [\"role\", …] from whom",
             );
         }
         out.push(route);

@@ -397,6 +397,53 @@ pub enum Access {
     },
 }
 
+/// One field a route hides or masks, wherever the app shows it: on HTML pages
+/// by its CSS selector, in CSV columns and JSON fields by its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldRule {
+    /// The CSS selector as written (`#ssn`, `td.diagnosis`, `input[name=dob]`).
+    pub selector: String,
+    /// The CSV column / JSON field name the selector names (`ssn`, `diagnosis`,
+    /// `dob`), if it names one.
+    pub name: Option<String>,
+    /// What is left of the field.
+    pub show: Show,
+}
+
+/// What a field rule leaves of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// Nothing: the content is removed (`hide`).
+    Nothing,
+    /// The last 4 letters or digits; the rest replaced (`mask = { … = "last4" }`).
+    Last4,
+}
+
+impl Show {
+    /// The kinds an officer may write in `mask`, as written.
+    pub const MASK_KINDS: [&str; 1] = ["last4"];
+
+    /// The kind as the officer writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Show::Nothing => "hidden",
+            Show::Last4 => "last4",
+        }
+    }
+}
+
+/// Whether a CSV column header or JSON field name is the field `name`: case,
+/// spaces, `_` and `-` do not count ("Date of Birth" is `date_of_birth`).
+pub fn same_field(header: &str, name: &str) -> bool {
+    let fold = |s: &str| {
+        s.chars()
+            .filter(|c| !matches!(c, ' ' | '_' | '-' | '\t'))
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    fold(header.trim()) == fold(name)
+}
+
 /// One `[[routes]]` entry.
 #[derive(Debug)]
 pub struct Route {
@@ -426,9 +473,9 @@ pub struct Route {
     pub redact_fields: Vec<String>,
     /// Roles whose answers are redacted.
     pub redact_for: Vec<String>,
-    /// CSS selectors of HTML elements whose content `hide_for` roles never receive.
-    pub hide: Vec<String>,
-    /// Roles from whom `hide` elements are hidden.
+    /// Fields (`hide` and `mask`) that `hide_for` roles never see in full.
+    pub fields: Vec<FieldRule>,
+    /// Roles from whom the `fields` are hidden or masked.
     pub hide_for: Vec<String>,
     /// Roles that may not send request bodies here (forwarding/sharing settings).
     pub no_body_for: Vec<String>,
@@ -675,7 +722,7 @@ pub struct Decision<'a> {
     pub rate_limit: Option<(u32, Duration)>,
     /// JSON fields are masked for this person.
     pub redact: bool,
-    /// HTML elements (the route's `hide` selectors) are emptied for this person.
+    /// The route's field rules (`hide`, `mask`) apply to this person's answers.
     pub hide: bool,
     /// This person may not send a request body here.
     pub no_body: bool,
@@ -1098,7 +1145,7 @@ pub fn decide_traced<'i>(
         max_response: route.max_response,
         rate_limit: route.rate_limit,
         redact: !route.redact_fields.is_empty() && has_role(&route.redact_for),
-        hide: !route.hide.is_empty() && has_role(&route.hide_for),
+        hide: !route.fields.is_empty() && has_role(&route.hide_for),
         no_body: has_role(&route.no_body_for),
     }
 }
