@@ -82,6 +82,8 @@ fn verdict(policy: &Policy, who: &Identity, path: &str) -> String {
         path,
         identity: Some(who),
         device: false,
+        device_people: &[],
+        device_revoked: false,
         query: &[],
         form: &[],
     };

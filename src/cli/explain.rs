@@ -21,6 +21,8 @@ pub struct Question<'a> {
     pub url: &'a str,
     /// As if from an enrolled device.
     pub device: bool,
+    /// The people (or `role:NAME`) that device's certificate names.
+    pub device_of: Vec<String>,
 }
 
 /// Prints the decision and its checks; exit 0 when explained, 1 when the question is malformed.
@@ -191,6 +193,9 @@ pub fn explain(q: &Question<'_>) -> Result<String, ExplainError> {
         path: &target.path,
         identity: identity.as_ref(),
         device: q.device,
+        device_people: &q.device_of,
+        // Revocation is about one certificate on one connection: not asked here.
+        device_revoked: false,
         query: &query,
         form: &[],
     };

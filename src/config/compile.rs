@@ -288,7 +288,13 @@ pub fn compile(
     if needs_devices && raw.server.device_ca.is_none() {
         c.error(
             0..0,
-            "the policy requires enrolled devices (device = \"required\" or device_orgs) but [server] has no device_ca, so nobody could meet it; add device_ca = \"certs/device-ca.pem\"",
+            "the policy requires enrolled devices (device = \"required\" or \"own\", or device_orgs) but [server] has no device_ca, so nobody could meet it; add device_ca = \"certs/device-ca.pem\"",
+        );
+    }
+    if let (Some(crl), None) = (&raw.server.device_crl, &raw.server.device_ca) {
+        c.error(
+            crl.span(),
+            "device_crl lists revoked device certificates, but [server] has no device_ca to enroll devices with; add device_ca = \"certs/device-ca.pem\" or remove device_crl",
         );
     }
     if c.has_errors() {
@@ -525,6 +531,11 @@ fn roles(
     for (name, role) in &raw.roles {
         check_name(name, role.span(), "role", c);
         let role = role.get_ref();
+        let dev = role
+            .device
+            .as_ref()
+            .map(|d| device(d, c))
+            .unwrap_or_default();
         let r = Role {
             description: role
                 .description
@@ -534,7 +545,8 @@ fn roles(
             idle_timeout: role.idle_timeout.as_ref().and_then(|d| duration(d, c)),
             export: role.export.as_ref().and_then(|e| export(e, c)),
             mfa: role.mfa.as_ref().and_then(|m| mfa(m, c)),
-            device_required: role.device.as_ref().is_some_and(|d| device(d, c)),
+            device_required: dev.required,
+            own_device: dev.own,
             allow_from: role.allow_from.as_ref().map(|list| {
                 if list.get_ref().is_empty() {
                     c.warning(list.span(), EMPTY_NETWORKS);
@@ -561,6 +573,8 @@ fn server(
     let redirect_http = s.redirect_http.as_ref().and_then(|v| socket(v, c));
     let cert = path_or(&s.cert, "certs/ward.crt");
     let key = path_or(&s.key, "certs/ward.key");
+    let device_crl = s.device_crl.as_ref().map(|p| PathBuf::from(p.get_ref()));
+    let mut revoked_devices = Vec::new();
     let tls = match certs {
         Certs::Skip => None,
         Certs::Load(files) => match files.server(
@@ -569,12 +583,17 @@ fn server(
             s.device_ca
                 .as_ref()
                 .map(|p| Path::new(p.get_ref().as_str())),
+            device_crl.as_deref(),
         ) {
-            Ok(cfg) => Some(Arc::new(cfg)),
+            Ok(tls) => {
+                revoked_devices = tls.revoked;
+                Some(Arc::new(tls.config))
+            }
             Err(e) => {
                 let span = match e.file {
                     CertFile::Key => s.key.as_ref().map(|k| k.span()),
                     CertFile::Ca => s.device_ca.as_ref().map(|k| k.span()),
+                    CertFile::Crl => s.device_crl.as_ref().map(|k| k.span()),
                     CertFile::Cert => s.cert.as_ref().map(|k| k.span()),
                 };
                 c.error(span.unwrap_or(0..0), e.to_string());
@@ -654,6 +673,8 @@ fn server(
             .flatten()
             .map(|o| o.get_ref().clone())
             .collect(),
+        device_crl,
+        revoked_devices,
         ward_host: s.ward_host.as_ref().and_then(|h| public_host(h, c)),
         public_hosts,
     })
@@ -1412,6 +1433,7 @@ fn routes(
                 format!("this route's host '{host}' is not the host its app answers for ('{app_host}'); remove one of them"),
             );
         }
+        let dev = r.device.as_ref().map(|d| device(d, c)).unwrap_or_default();
         let route = Route {
             line,
             app: app.unwrap_or(0),
@@ -1447,7 +1469,8 @@ fn routes(
             fields: field_rules(r, c),
             hide_for: role_list(&r.hide_for, &role_names, c),
             no_body_for: role_list(&r.no_body_for, &role_names, c),
-            device_required: r.device.as_ref().is_some_and(|d| device(d, c)),
+            device_required: dev.required,
+            own_device: dev.own,
             when: Conditions {
                 query: conditions(&r.query, "query parameter", c),
                 form: conditions(&r.form, "form field", c),
@@ -1724,17 +1747,33 @@ fn oidc_providers(
     out
 }
 
-/// `device = "required" | "optional"`.
-fn device(value: &Text, c: &mut Collector<'_>) -> bool {
+/// What a `device` setting asks for.
+#[derive(Debug, Clone, Copy, Default)]
+struct DeviceRule {
+    /// An enrolled device.
+    required: bool,
+    /// The person's own enrolled device (its certificate names them).
+    own: bool,
+}
+
+/// `device = "required" | "own" | "optional"`.
+fn device(value: &Text, c: &mut Collector<'_>) -> DeviceRule {
     match value.get_ref().as_str() {
-        "required" => true,
-        "optional" => false,
+        "required" => DeviceRule {
+            required: true,
+            own: false,
+        },
+        "own" => DeviceRule {
+            required: true,
+            own: true,
+        },
+        "optional" => DeviceRule::default(),
         other => {
             c.error(
                 value.span(),
-                format!("device must be \"required\" or \"optional\", not '{other}'"),
+                format!("device must be \"required\" (an enrolled device), \"own\" (the person's own enrolled device) or \"optional\", not '{other}'"),
             );
-            false
+            DeviceRule::default()
         }
     }
 }

@@ -60,6 +60,7 @@ pub struct RawServer {
     pub keepalive_timeout: Option<Text>,
     pub hsts: Option<Spanned<bool>>,
     pub device_ca: Option<Text>,
+    pub device_crl: Option<Text>,
     pub device_orgs: Option<Vec<Text>>,
     pub ward_host: Option<Text>,
 }
@@ -278,6 +279,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "keepalive_timeout",
             "hsts",
             "device_ca",
+            "device_crl",
             "device_orgs",
             "ward_host",
         ],

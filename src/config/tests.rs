@@ -232,6 +232,7 @@ hsts = true
 device_orgs = ["Acme"]
 ward_host = "ward.example"
 device_ca = "ca.pem"
+device_crl = "crl.pem"
 [metrics]
 listen = "127.0.0.1:9464"
 [sessions]

@@ -196,6 +196,7 @@ mod tests {
             hide_for: Vec::new(),
             no_body_for: Vec::new(),
             device_required: false,
+            own_device: false,
             when: Default::default(),
         }
     }

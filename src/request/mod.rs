@@ -33,7 +33,7 @@ use target::Target;
 /// What the log line for a request says.
 #[derive(Default)]
 struct Outcome {
-    device: Option<Arc<str>>,
+    device: Option<Arc<crate::tls::Device>>,
     /// The grant behind the request: (id, reason). The reason may name a
     /// patient, so it goes to the audit trail only, never to the log.
     grant: Option<(String, String)>,
@@ -68,7 +68,7 @@ impl Outcome {
 pub async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
-    device: Option<Arc<str>>,
+    device: Option<Arc<crate::tls::Device>>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
@@ -494,6 +494,12 @@ async fn app_request(
         path: &target.path,
         identity,
         device: outcome.device.is_some(),
+        device_people: outcome.device.as_ref().map_or(&[], |d| &d.people),
+        // Checked on every request, so a reload's revocation reaches connections already open.
+        device_revoked: outcome
+            .device
+            .as_ref()
+            .is_some_and(|d| d.is_revoked(&policy.server.revoked_devices)),
         query: &query,
         form: &form,
     };
@@ -588,7 +594,7 @@ async fn app_request(
         }
         identity_headers =
             identity_headers_for(who, &s.public_id, app, asker.snap.directory.get(&who.user));
-        if let Some(subject) = outcome.device.as_deref()
+        if let Some(subject) = outcome.device.as_ref().map(|d| d.subject.as_str())
             && let Ok(v) = HeaderValue::from_str(subject)
         {
             identity_headers.push((http::HeaderName::from_static("x-ward-device"), v));
@@ -891,7 +897,7 @@ fn audit_record(
         r = r.grant(format!("{grant} ({reason})"));
     }
     if let Some(d) = &o.device {
-        r = r.detail(format!("device: {d}"));
+        r = r.detail(format!("device: {}", d.subject));
     }
     r.fields = o.fields.clone();
     if let Some(e) = &o.error {
