@@ -211,14 +211,12 @@ type Identity = (
 );
 
 impl DeviceCa {
-    /// A new CA, written to `dir/device-ca.pem`.
-    fn new(dir: &std::path::Path) -> DeviceCa {
+    /// A new CA called `name`, written to `dir/device-ca.pem`.
+    fn new(dir: &std::path::Path, name: &str) -> DeviceCa {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "Test Clinic device CA");
+        params.distinguished_name.push(DnType::CommonName, name);
         let cert = params.self_signed(&key).unwrap();
         std::fs::write(dir.join("device-ca.pem"), cert.pem()).unwrap();
         DeviceCa { params, key }
@@ -272,7 +270,13 @@ impl DeviceCa {
 async fn devices_tied_to_people_serve_only_them_and_revoked_ones_are_refused_after_a_reload() {
     let up = Upstream::http().await;
     let site = Site::new();
-    let ca = DeviceCa::new(site.dir.path());
+    // A vendor's authority too, in the same file, but no revocation list of its own.
+    let vendor_dir = tempfile::tempdir().unwrap();
+    let vendor_ca = DeviceCa::new(vendor_dir.path(), "Acme Billing device CA");
+    let ca = DeviceCa::new(site.dir.path(), "Test Clinic device CA");
+    let both = std::fs::read_to_string(site.path("device-ca.pem")).unwrap()
+        + &std::fs::read_to_string(vendor_dir.path().join("device-ca.pem")).unwrap();
+    std::fs::write(site.path("device-ca.pem"), both).unwrap();
     let crl = site.path("device-crl.pem");
     std::fs::write(&crl, ca.crl(&[], 1)).unwrap();
     let policy = format!(
@@ -420,6 +424,18 @@ async fn devices_tied_to_people_serve_only_them_and_revoked_ones_are_refused_aft
         failed,
         "a revoked device certificate was accepted on a new connection"
     );
+    // A device from an authority without a list in the file cannot connect: ward cannot
+    // tell whether it was revoked.
+    let vendor_laptop = client(&ward, Some(vendor_ca.enroll("acme-laptop-1", &[], 9)));
+    let failed = tokio::time::timeout(Duration::from_secs(10), async {
+        vendor_laptop.try_get("/.ward/login").await.is_err()
+    })
+    .await
+    .unwrap();
+    assert!(
+        failed,
+        "a device whose authority has no revocation list was accepted"
+    );
     // Devices not on the list go on working.
     assert_eq!(ray_on_hall.get("/patients/6/chart").await.status(), 200);
 
@@ -434,7 +450,7 @@ async fn devices_tied_to_people_serve_only_them_and_revoked_ones_are_refused_aft
 #[test]
 fn ward_check_reads_the_revoked_devices_file() {
     let site = Site::new();
-    let ca = DeviceCa::new(site.dir.path());
+    let ca = DeviceCa::new(site.dir.path(), "Test Clinic device CA");
     let good = ca.crl(&[1], 1);
     let policy = format!(
         "practice = \"Test Clinic\"\n{server}device_ca = \"{ca}\"\ndevice_crl = \"{crl}\"\n\
