@@ -5,7 +5,7 @@
 
 use crate::policy::{FieldRule, Show};
 use crate::proxy::fields;
-use lol_html::html_content::{ContentType, Element, EndTag, TextChunk};
+use lol_html::html_content::{Comment, ContentType, Element, EndTag, TextChunk};
 use lol_html::{ElementContentHandlers, HtmlRewriter, Selector, Settings};
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -152,6 +152,11 @@ pub fn apply(page: &[u8], rules: &[FieldRule], matched: &mut [bool]) -> Result<V
                         mask_element(el, show, &open)
                     })
                     .text(move |chunk: &mut TextChunk<'_>| mask_text(chunk, &for_text))
+                    // A comment in the field can hold the value too; it goes.
+                    .comments(|c: &mut Comment<'_>| {
+                        c.remove();
+                        Ok(())
+                    })
             }
         };
         handlers.push((Cow::Owned(own), own_handler));
@@ -239,7 +244,7 @@ mod tests {
 
     #[test]
     fn masked_fields_keep_only_their_last_four() {
-        let page = r#"<p>SSN: <span id="ssn" title="123-45-6789">123-<b data-x="45">45</b>-6789</span></p><form><input id="ssn2" name="ssn" value="987-65-4321"><textarea class="acct">ACC 55512345</textarea><button>Save</button></form><p class="short">42</p>"#;
+        let page = r#"<p>SSN: <span id="ssn" title="123-45-6789"><!-- 123-45-6789 -->123-<b data-x="45">45</b>-6789</span></p><form><input id="ssn2" name="ssn" value="987-65-4321"><textarea class="acct">ACC 55512345</textarea><button>Save</button></form><p class="short">42</p>"#;
         let out = run(page, &[], &["#ssn", "#ssn2", "textarea.acct", ".short"]);
         for secret in ["123-", "-45-", "987-65", "ACC", "555", "data-x", "42"] {
             assert!(!out.contains(secret), "{secret} in {out}");
