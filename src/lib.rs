@@ -81,6 +81,7 @@ pub async fn run(
         })?;
     let (gate, saver, shared_store) = open_gate(&store, audit.clone(), alerts)?;
     let shared = Arc::new(web::state::Shared::new(store.clone(), gate, audit.clone()));
+    let watch_start = server::reload::WatchStart::now(&store);
     let (listener, redirect) = server::bind(&store).await?;
     let addr = listener.local_addr().map_err(StartError::Address)?;
     tracing::info!(addr = %addr, policy = %file.display(), "listening");
@@ -106,7 +107,11 @@ pub async fn run(
     if let Some(demo) = demo {
         demo.start(addr);
     }
-    tokio::spawn(server::reload::watch(store.clone(), audit.clone()));
+    tokio::spawn(server::reload::watch(
+        store.clone(),
+        audit.clone(),
+        watch_start,
+    ));
     tokio::spawn(watch_accounts(shared.clone()));
     if let Some(saver) = &saver {
         tokio::spawn(save_sessions(saver.clone()));

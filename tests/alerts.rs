@@ -9,8 +9,6 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PW: &str = "maple orbit candle harbor 42";
-
 /// A real HTTP server on loopback that keeps every JSON body posted to it.
 async fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();

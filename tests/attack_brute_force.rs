@@ -1,5 +1,6 @@
 //! Brute force and replay: wrong authenticator codes lock the account (every way in), the
-//! lock ends when its time is up, and a recovery code works once. What reached the app is read
+//! lock ends when its time is up, a code works once and an earlier one never, and a recovery
+//! code works once. What reached the app is read
 //! from the recording upstream and what happened from the audit trail.
 
 mod common;
@@ -334,4 +335,50 @@ async fn old_failures_decay_alike_for_real_and_unknown_names() {
     // The third in the window locks both; the next try is refused as locked.
     assert_eq!(tries(1).await, [("dr_lee", 401), ("nobody_here", 401)]);
     assert_eq!(tries(1).await, [("dr_lee", 429), ("nobody_here", 429)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_replayed_and_missing_codes_are_refused() {
+    let s = presets::clinic_scenario("")
+        .user("dr_lee", &["clinician"])
+        .start()
+        .await;
+    let secret = &s.secrets["dr_lee"];
+    let b = s.browser();
+    assert_eq!(presets::password_step(&b, "dr_lee", PW).await.status(), 303);
+    // Password alone reaches nothing.
+    assert_eq!(presets::status_of(&b, "/patients/1001/chart").await, 303);
+    assert_eq!(presets::status_of(&b, "/logo.png").await, 200);
+    // A wrong code.
+    let now = unix_now();
+    let good = ward::auth::totp::code_at(secret, now);
+    let wrong = if good == "000000" {
+        "111111".to_string()
+    } else {
+        "000000".to_string()
+    };
+    let resp = presets::code_step(&b, &wrong).await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.text().await.unwrap().contains("not right"));
+    // The right code works once...
+    assert_eq!(presets::code_step(&b, &good).await.status(), 303);
+    assert_eq!(presets::status_of(&b, "/patients/1001/chart").await, 200);
+    // ...and never again, even on another browser with the password.
+    let other = s.browser();
+    assert_eq!(
+        presets::password_step(&other, "dr_lee", PW).await.status(),
+        303
+    );
+    assert_eq!(presets::code_step(&other, &good).await.status(), 401);
+    // An earlier step than the one used is refused too.
+    assert_eq!(
+        presets::code_step(&other, &ward::auth::totp::code_at(secret, now - 30))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        presets::status_of(&other, "/patients/1001/chart").await,
+        303
+    );
 }

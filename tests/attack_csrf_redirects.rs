@@ -1,12 +1,20 @@
 //! Attacks through forms and redirects: cross-site and forged posts to ward's own forms
-//! (MFA, break-glass, sign-out) and an open redirect through a whole sign-in. Each attack is
+//! (MFA, break-glass, sign-out), an open redirect through a whole sign-in, and a client's
+//! `Host` turned into a redirect to another site; and a script in an app's page (an XSS in a
+//! legacy app) reaching for ward's forms, tokens and origin, over TLS clients and in real
+//! Chromium (security review #20, high 2). Each attack is
 //! followed by its control (the same request done right succeeds), so a test that passes
 //! because nothing works at all is caught; what reached the app is read from the recording
 //! upstream and what happened from the audit trail.
 
 mod common;
 
+use common::browser::*;
+use common::presets::PUBLIC;
 use common::*;
+use http_body_util::BodyExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const EVIL: &str = "https://evil.example";
 
@@ -326,4 +334,342 @@ async fn a_full_sign_in_never_ends_on_another_site() {
         (Some("localhost"), "/patients/42", Some("tab=notes"))
     );
     assert_eq!(s.up.last().target, "/patients/42?tab=notes");
+}
+
+/// An outside tester's finding (issue 16, item 7).
+#[tokio::test(flavor = "multi_thread")]
+async fn redirects_name_configured_hosts_only() {
+    let (s, _b, sid) = presets::start_vendor("").await;
+    let ward = &s.ward;
+    let port = ward.port();
+    // A host the certificate names is kept; any other becomes the public address.
+    for (host, want) in [
+        (
+            format!("localhost:{port}"),
+            format!("https://localhost:{port}/"),
+        ),
+        (
+            format!("ehr.localhost:{port}"),
+            format!("https://ehr.localhost:{port}/"),
+        ),
+        ("evil.example".to_string(), format!("https://{PUBLIC}/")),
+        (format!("evil.example:{port}"), format!("https://{PUBLIC}/")),
+    ] {
+        let (status, reply) = s
+            .raw(
+                &sid,
+                &format!("GET /legacy/login HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+            )
+            .await;
+        assert_eq!(status, 302, "{host}: {reply}");
+        let location = reply
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .unwrap_or_default();
+        assert_eq!(location, want, "{host}");
+    }
+    // Nor does the app hear of the client's host.
+    let (_, reply) = s.raw(
+        &sid,
+        "GET /echo/a HTTP/1.1\r\nHost: evil.example\r\nCookie: __Host-ward-session={sid}\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(!reply.contains("evil.example"), "{reply}");
+    assert!(reply.contains(PUBLIC), "{reply}");
+
+    // The plain-HTTP listener does the same.
+    let line = ward
+        .proc
+        .stderr
+        .wait_for("redirecting plain HTTP", Duration::from_secs(5));
+    let addr: std::net::SocketAddr = json_field(&line, "addr").parse().unwrap();
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (host, want) in [
+        ("evil.example", format!("https://{PUBLIC}/x?y=1")),
+        (
+            "ehr.localhost",
+            "https://ehr.localhost:8443/x?y=1".to_string(),
+        ),
+        (PUBLIC, format!("https://{PUBLIC}:8443/x?y=1")),
+    ] {
+        let resp = c
+            .get(format!("http://{addr}/x?y=1"))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 308, "{host}");
+        assert_eq!(resp.headers()["location"], want.as_str(), "{host}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_origin_holds_no_token_that_opens_wards_forms() {
+    let s = presets::own_host_scenario("")
+        .user("boss", &["officer"])
+        .start()
+        .await;
+    let ward = &s.ward;
+    let app = ward.url("");
+    let own = ward.url_for(WARD_HOST, "");
+
+    // The officer signs in once, on ward's host, and lands back on the app.
+    let b = Browser::new(ward);
+    assert_eq!(s.sign_in(&b, "boss").await, 303);
+    assert_eq!(b.get("/patients/1001/chart").await.status(), 200);
+    // The session's form token, as ward's own host shows it.
+    let logout = b
+        .get(&format!("{own}/.ward/logout"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = input_value(&logout, "csrf");
+
+    // What a script in the app's origin can read: the status, with a token that only keeps alive.
+    let status: serde_json::Value = b.get("/.ward/session").await.json().await.unwrap();
+    assert_eq!(status["signed_in"], true);
+    assert!(status.get("csrf").is_none(), "{status}");
+    let keepalive = status["keepalive"].as_str().unwrap().to_string();
+    assert_ne!(keepalive, csrf);
+    assert!(!status.to_string().contains(&csrf));
+
+    // ward's forms are not in the app's origin: a script's fetch gets a redirect to
+    // another origin (which the browser will not let it read), and posts go nowhere.
+    for path in [
+        "/.ward/officer/",
+        "/.ward/officer/users",
+        "/.ward/break-glass",
+        "/.ward/logout",
+        "/.ward/mfa",
+    ] {
+        let r = b.get(path).await;
+        assert_eq!(r.status(), 303, "{path}");
+        let to = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(to.starts_with(&own), "{path} -> {to}");
+        let html = r.text().await.unwrap();
+        assert!(!html.contains(&csrf) && !html.contains("csrf"), "{path}");
+    }
+    for token in [keepalive.as_str(), csrf.as_str()] {
+        let r = b
+            .post(
+                "/.ward/officer/users",
+                &[
+                    ("csrf", token),
+                    ("name", "intruder"),
+                    ("display_name", "Intruder"),
+                    ("roles", "officer"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), 404);
+        let r = b
+            .post(
+                "/.ward/break-glass",
+                &[
+                    ("csrf", token),
+                    ("reason", "planted by a script in an app page"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), 404);
+    }
+    // The same posts sent across to ward's host from the app's origin: refused.
+    b.header("origin", &app);
+    for token in [keepalive.as_str(), csrf.as_str()] {
+        let r = b
+            .post(
+                &format!("{own}/.ward/officer/users"),
+                &[
+                    ("csrf", token),
+                    ("name", "intruder"),
+                    ("display_name", "Intruder"),
+                    ("roles", "officer"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), 403);
+        let r = b
+            .post(
+                &format!("{own}/.ward/break-glass"),
+                &[
+                    ("csrf", token),
+                    ("reason", "planted by a script in an app page"),
+                ],
+            )
+            .await;
+        assert_ne!(r.status(), 200);
+    }
+    assert!(!presets::users_toml(&s).contains("intruder"));
+    assert!(!presets::grants(&s).contains("planted"));
+
+    // The keep-alive token does what it is for, and only on the app's host.
+    let client = ward.client(false);
+    let cookie = format!(
+        "__Host-ward-session={}",
+        b.cookie("__Host-ward-session").unwrap()
+    );
+    let r = client
+        .post(format!("{app}/.ward/keepalive"))
+        .header("cookie", &cookie)
+        .header("x-ward-keepalive", &keepalive)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = client
+        .post(format!("{app}/.ward/keepalive"))
+        .header("cookie", &cookie)
+        .header("x-ward-keepalive", "guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // An app cannot install a service worker over its origin (and ward's pages in it).
+    let r = client
+        .get(format!("{app}/sw.js"))
+        .header("cookie", &cookie)
+        .header("service-worker", "script")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(!r.text().await.unwrap().contains("x-upstream"));
+    assert!(
+        s.up.saw("/sw.js").is_empty(),
+        "the worker's script reached the app"
+    );
+}
+
+/// A sample app page with a script that tries everything high 2 of the review did.
+async fn hostile_app() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let url = small_app(move |req: hyper::Request<hyper::body::Incoming>| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push(req.uri().path().to_string());
+            let (kind, text) = match req.uri().path() {
+                "/sw.js" => ("text/javascript", SERVICE_WORKER),
+                _ => ("text/html; charset=utf-8", HOSTILE_PAGE),
+            };
+            let _ = req.into_body().collect().await;
+            let mut resp = hyper::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(text.as_bytes()),
+            ));
+            resp.headers_mut()
+                .insert("content-type", kind.parse().unwrap());
+            resp.headers_mut()
+                .insert("service-worker-allowed", "/".parse().unwrap());
+            resp
+        }
+    })
+    .await;
+    (url, seen)
+}
+
+const SERVICE_WORKER: &str =
+    "self.addEventListener('fetch', function (e) { e.respondWith(new Response('taken over')); });";
+
+/// The attack: read whatever token ward's status gives, post it to the console and
+/// the break-glass page, read the console from ward's host, install a service worker.
+const HOSTILE_PAGE: &str = r#"<!doctype html><html><head><title>chart</title></head><body>
+<pre id="out">running</pre>
+<script>
+var WARD = 'https://ward.localhost:' + location.port;
+(async function () {
+  var out = {};
+  function form(o) { return new URLSearchParams(o).toString(); }
+  try {
+    var s = await (await fetch('/.ward/session', { credentials: 'same-origin' })).json();
+    out.token = s.csrf || s.keepalive || '';
+    out.gotCsrf = !!s.csrf;
+  } catch (e) { out.token = ''; out.session = String(e); }
+  try {
+    var r = await fetch('/.ward/break-glass', { method: 'POST', credentials: 'same-origin',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: form({ csrf: out.token, reason: 'planted by a script in an app page' }) });
+    out.breakGlass = r.status;
+  } catch (e) { out.breakGlass = 'error'; }
+  try {
+    var r = await fetch('/.ward/officer/users', { method: 'POST', credentials: 'same-origin',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: form({ csrf: out.token, name: 'intruder', display_name: 'Intruder', roles: 'officer' }) });
+    out.console = r.status;
+  } catch (e) { out.console = 'error'; }
+  try {
+    var r = await fetch(WARD + '/.ward/officer/users', { credentials: 'include' });
+    out.readConsole = (await r.text()).indexOf('csrf') >= 0 ? 'read' : 'empty';
+  } catch (e) { out.readConsole = 'blocked'; }
+  try {
+    await fetch(WARD + '/.ward/officer/users', { method: 'POST', mode: 'no-cors', credentials: 'include',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: form({ csrf: out.token, name: 'intruder2', display_name: 'Intruder', roles: 'officer' }) });
+  } catch (e) {}
+  try {
+    await navigator.serviceWorker.register('/sw.js', { scope: '/' });
+    out.worker = 'installed';
+  } catch (e) { out.worker = String(e); }
+  document.getElementById('out').textContent = 'done ' + JSON.stringify(out);
+})();
+</script></body></html>"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_in_an_app_page_cannot_use_wards_pages_in_chromium() {
+    let (upstream, seen) = hostile_app().await;
+    let s = presets::own_host_scenario("")
+        .app_at(&upstream)
+        .user("boss", &["officer"])
+        .start()
+        .await;
+    let ward = &s.ward;
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let client = open_browser(&driver, profile.path()).await;
+
+    // The officer opens the app, signs in on ward's host, and is sent back to the page.
+    client.goto(&ward.url("/chart")).await.unwrap();
+    wait_for_path(&client, "/.ward/login", Duration::from_secs(20)).await;
+    let at = client.current_url().await.unwrap();
+    assert_eq!(at.host_str(), Some(WARD_HOST));
+    fill(&client, "#username", "boss").await;
+    fill(&client, "#password", PW).await;
+    submit(&client).await;
+    wait_for_path(&client, "/.ward/mfa", Duration::from_secs(20)).await;
+    fill(&client, "#code", &s.code("boss").await).await;
+    submit(&client).await;
+    wait_for_path(&client, "/chart", Duration::from_secs(20)).await;
+    assert_eq!(
+        client.current_url().await.unwrap().host_str(),
+        Some("localhost")
+    );
+
+    // The page's script runs its attack; wait for its report.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let text = body_text(&client).await;
+        if let Some(r) = text.strip_prefix("done ") {
+            break r.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let out: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(out["gotCsrf"], false, "{out}");
+    assert_eq!(out["breakGlass"], 404, "{out}");
+    assert_eq!(out["console"], 404, "{out}");
+    assert_eq!(out["readConsole"], "blocked", "{out}");
+    assert!(
+        out["worker"].as_str().unwrap().contains("403"),
+        "the service worker's script must be refused by ward: {out}"
+    );
+    // Nothing changed, and the app never served its worker script.
+    assert!(!presets::users_toml(&s).contains("intruder"));
+    assert!(!presets::grants(&s).contains("planted"));
+    assert!(!seen.lock().unwrap().iter().any(|p| p == "/sw.js"));
+    let _ = client.close().await;
 }

@@ -1,10 +1,12 @@
 //! Identity spoofing: a client that says who it is, where it is, which scheme and port it
 //! used, or which roles it holds, in headers only ward may set; and roles gained in an
 //! emergency used to open the officer's console. What reached the app is read from the
-//! recording upstream (over HTTP and HTTPS) and what was decided from the audit trail.
+//! recording upstream (over HTTP and HTTPS) and what was decided from the audit trail, or, in
+//! the table of spellings (`common::wire`), from the sample EHR's echo of what it received.
 
 mod common;
 
+use common::wire::{self, *};
 use common::*;
 
 /// Headers a client forges, with the value it hopes the app believes.
@@ -276,4 +278,194 @@ async fn emergency_roles_never_open_the_officers_console() {
     let o = s.browser();
     assert_eq!(s.sign_in(&o, "olive").await, 303);
     assert_eq!(o.get(&own("/.ward/officer/")).await.status(), 200);
+}
+
+/// Identity and address headers in every spelling, over HTTP/1.1 and HTTP/2, for the
+/// clinician of `common::wire::scenario`.
+fn identity_cases() -> Vec<Case> {
+    use Expect::*;
+    vec![
+        // --- Identity headers -----------------------------------------------------------------------
+        checked(
+            "identity: X-Ward-User",
+            get_with("/echo/id", "X-Ward-User: officer\r\n"),
+            fwd("/echo/id"),
+            upstream_saw_only_ward_identity,
+        ),
+        checked(
+            "identity: x_ward_roles",
+            get_with("/echo/id", "x_ward_roles: officer\r\n"),
+            fwd("/echo/id"),
+            upstream_saw_only_ward_identity,
+        ),
+        checked(
+            "identity: X_Ward_User",
+            get_with("/echo/id", "X_Ward_User: officer\r\n"),
+            fwd("/echo/id"),
+            upstream_saw_only_ward_identity,
+        ),
+        checked(
+            "identity: X-WARD-USER",
+            get_with("/echo/id", "X-WARD-USER: officer\r\n"),
+            fwd("/echo/id"),
+            upstream_saw_only_ward_identity,
+        ),
+        checked(
+            "identity: X-Ward-Session and two X-Ward-User",
+            get_with(
+                "/echo/id",
+                "X-Ward-Session: forged\r\nX-Ward-User: officer\r\nX-Ward-User: admin\r\nX-Ward-Roles: officer\r\n",
+            ),
+            fwd("/echo/id"),
+            upstream_saw_only_ward_identity,
+        ),
+        case(
+            "identity: X-Ward-Roles does not open admin",
+            get_with(
+                "/admin/x",
+                "X-Ward-Roles: officer\r\nX-Ward-User: officer\r\n",
+            ),
+            Refused(DENIED),
+        ),
+        case(
+            "identity: X-Ward-User without a session",
+            anon(
+                "/admin/x",
+                "X-Ward-User: officer\r\nX-Ward-Roles: officer\r\n",
+            ),
+            Refused(LOGIN),
+        ),
+        case(
+            "identity: X-Ward-User without a session, allowed path",
+            anon("/patients/1001/chart", "X-Ward-User: dr_lee\r\n"),
+            Refused(LOGIN),
+        ),
+        checked(
+            "identity: public route, no session, forged identity stripped",
+            anon(
+                "/echo/public/x",
+                "X-Ward-User: officer\r\nx_ward_roles: officer\r\n",
+            ),
+            fwd("/echo/public/x"),
+            upstream_saw_no_identity,
+        ),
+        case(
+            "identity: space before colon",
+            get_with("/echo/id", "X-Ward-User : officer\r\n"),
+            Refused(BAD),
+        ),
+        checked(
+            "h2 identity: x-ward-user and x_ward_roles",
+            h2(
+                "GET",
+                "/echo/id",
+                &[
+                    ("x-ward-user", "officer"),
+                    ("x_ward_roles", "officer"),
+                    ("x_ward_user", "officer"),
+                ],
+            ),
+            fwd("/echo/id"),
+            upstream_saw_only_ward_identity,
+        ),
+        // --- Forged client address ------------------------------------------------------------------
+        case(
+            "xff: X-Forwarded-For from an untrusted peer",
+            get_with("/echo/office/x", "X-Forwarded-For: 203.0.113.5\r\n"),
+            Refused(DENIED),
+        ),
+        case(
+            "xff: Forwarded for=",
+            get_with("/echo/office/x", "Forwarded: for=203.0.113.5\r\n"),
+            Refused(DENIED),
+        ),
+        case(
+            "xff: X-Real-IP",
+            get_with("/echo/office/x", "X-Real-IP: 203.0.113.5\r\n"),
+            Refused(DENIED),
+        ),
+        checked(
+            "xff: upstream sees ward's X-Forwarded-For only",
+            get_with(
+                "/echo/xff",
+                "X-Forwarded-For: 203.0.113.5\r\nX_Forwarded_For: 203.0.113.6\r\nX-Forwarded-Host: billing.localhost\r\n",
+            ),
+            fwd("/echo/xff"),
+            upstream_saw_only_ward_identity,
+        ),
+        case(
+            "h2 xff: x-forwarded-for",
+            h2(
+                "GET",
+                "/echo/office/x",
+                &[("x-forwarded-for", "203.0.113.5")],
+            ),
+            Refused(DENIED),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_and_address_header_variants_never_reach_the_app() {
+    let (s, sid) = wire::start(false).await;
+    run_at_least(&s, &sid, identity_cases(), false, 16).await;
+}
+
+/// Outside testers' findings (issue 16, items 3 and 4).
+#[tokio::test(flavor = "multi_thread")]
+async fn underscore_spellings_and_trusted_address_headers_never_reach_the_app() {
+    let (s, _b, sid) = presets::start_vendor("").await;
+    let (status, reply) = s
+        .raw(
+            &sid,
+            &format!(
+                "POST /echo/a HTTP/1.1\r\n{SESSION}Content-Length: 5\r\nContent_Length: 0\r\n\
+             Transfer_Encoding: chunked\r\nX-Original-URI: /billing/x\r\nX-Client-IP: 10.0.0.1\r\n\
+             True-Client-IP: 10.0.0.1\r\nX_Custom: 1\r\nConnection: close\r\n\r\nhello"
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let names = echoed_names(&reply);
+    for bad in ["x-original-uri", "x-client-ip", "true-client-ip"] {
+        assert!(!names.iter().any(|n| n == bad), "{bad} reached the app");
+    }
+    assert!(
+        !names.iter().any(|n| n.contains('_')),
+        "underscore names reached the app: {names:?}"
+    );
+    assert!(names.iter().any(|n| n == "content-length"));
+}
+
+/// A person's attributes reach the app in the header the policy names for them; a client's
+/// own copy of that header, in any spelling, never does.
+#[tokio::test(flavor = "multi_thread")]
+async fn person_attributes_reach_the_app_and_forged_ones_never_do() {
+    let s = presets::clinic_scenario("")
+        .app("identity_headers = { npi = \"X-Provider-Npi\" }")
+        .user("dr_lee", &["clinician"])
+        .start()
+        .await;
+    let users = s.ward.site.path("config/users.toml");
+    let with_attr = std::fs::read_to_string(&users).unwrap().replacen(
+        "[users.dr_lee]\n",
+        "[users.dr_lee]\nattributes = { npi = \"1234567890\" }\n",
+        1,
+    );
+    std::fs::write(&users, with_attr).unwrap();
+    presets::settle().await;
+    let b = s.browser();
+    presets::sign_in_to_chart(&s, &b, "dr_lee").await;
+    b.header("X-Provider-Npi", "9999999999");
+    b.header("x_provider_npi", "9999999999");
+    assert_eq!(b.get("/debug/headers").await.status(), 200);
+    let seen = s.up.last();
+    assert_eq!(seen.path, "/debug/headers");
+    let npi: Vec<&str> = seen
+        .headers
+        .iter()
+        .filter(|(k, _)| k.replace('_', "-") == "x-provider-npi")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(npi, vec!["1234567890"]);
 }

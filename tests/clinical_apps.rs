@@ -10,7 +10,6 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-const PW: &str = "maple orbit candle harbor 42";
 const STUDY: &str = "1.2.826.0.1.3680043.8.498.1";
 
 /// WADO-URI for the instance itself, as archives' viewers link it.

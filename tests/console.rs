@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-const PW: &str = "maple orbit candle harbor 42";
 const OFFICER: &str = "/.ward/officer/";
 
 const USERS_HEADER: &str =

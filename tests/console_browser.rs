@@ -14,8 +14,6 @@ use fantoccini::{Client, Locator};
 use std::time::{Duration, Instant};
 use ward::auth::totp::code_at;
 
-const PW: &str = "maple orbit candle harbor 42";
-
 fn start() -> (Ehr, Ward) {
     let ehr = Ehr::start();
     let site = Site::new();
@@ -77,25 +75,6 @@ async fn page_shot(client: &Client, name: &str) {
     client.set_window_size(1280, height + 140).await.unwrap();
     screenshot(client, &format!("console/{name}.png")).await;
     client.set_window_size(1280, 900).await.unwrap();
-}
-
-async fn sign_in(client: &Client, ward: &Ward, user: &str, secret: &[u8]) {
-    client
-        .goto(&ward.url_for(WARD_HOST, "/.ward/login"))
-        .await
-        .unwrap();
-    fill(client, "#username", user).await;
-    fill(client, "#password", PW).await;
-    submit(client).await;
-    wait_for_path(client, "/.ward/mfa", Duration::from_secs(20)).await;
-    fill(client, "#code", &code_at(secret, unix_now())).await;
-    submit(client).await;
-    wait_for_path(client, "/", Duration::from_secs(20)).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.current_url().await.unwrap().path() == "/.ward/mfa" {
-        assert!(Instant::now() < deadline, "{}", body_text(client).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Signs `user` in over plain HTTP (the person at another desk).
@@ -173,7 +152,7 @@ async fn walk_through(client: &Client, ward: &Ward, boss: &[u8], kim: &[u8], cli
     wait_for_path(client, "/.ward/login", Duration::from_secs(10)).await;
 
     // ---- The officer signs in with password and authenticator code.
-    sign_in(client, ward, "boss", boss).await;
+    sign_in_on_ward_host(client, ward, "boss", &code_at(boss, unix_now())).await;
     open(client, ward, "/.ward/officer/", "Overview").await;
     let text = body_text(client).await;
     assert!(text.contains("Signed in as boss"), "{text}");
@@ -328,7 +307,7 @@ async fn walk_through(client: &Client, ward: &Ward, boss: &[u8], kim: &[u8], cli
         .unwrap();
     submit(client).await;
     wait_for_path(client, "/.ward/logged-out", Duration::from_secs(10)).await;
-    sign_in(client, ward, "nurse_kim", kim).await;
+    sign_in_on_ward_host(client, ward, "nurse_kim", &code_at(kim, unix_now())).await;
     client
         .goto(&ward.url_for(WARD_HOST, "/.ward/officer/"))
         .await

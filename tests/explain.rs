@@ -8,8 +8,6 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-const PW: &str = "maple orbit candle harbor 42";
-
 fn policy(upstream: &str) -> String {
     format!(
         "practice = \"Test Clinic\"\nallow_from = [\"office\", \"vendor_vpn\"]\n{{server}}trusted_proxies = [\"127.0.0.1/32\"]\nward_host = \"{WARD_HOST}\"\n\

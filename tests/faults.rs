@@ -356,8 +356,6 @@ async fn a_full_audit_disk_refuses_rather_than_serve_unrecorded() {
     verify_trail(&audit);
 }
 
-const PW: &str = "maple orbit candle harbor 42";
-
 /// A ward in front of a small app for the `clinician` role, with `nora`
 /// enrolled and signed in; returns ward and nora's browser.
 async fn signed_in() -> (Ward, Browser, Vec<u8>) {

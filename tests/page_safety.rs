@@ -273,21 +273,6 @@ async fn check(client: &Client, url: &str) -> String {
     text
 }
 
-async fn sign_in(client: &Client, ward: &Ward, user: &str, secret: &[u8], offset: i64) {
-    client
-        .goto(&ward.url_for(WARD_HOST, "/.ward/login"))
-        .await
-        .unwrap();
-    fill(client, "#username", user).await;
-    fill(client, "#password", PW).await;
-    submit(client).await;
-    wait_for_path(client, "/.ward/mfa", Duration::from_secs(20)).await;
-    let code = code_at(secret, (unix_now() as i64 + offset) as u64);
-    fill(client, "#code", &code).await;
-    submit(client).await;
-    wait_for_path(client, "/", Duration::from_secs(20)).await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn no_typed_or_configured_text_runs_as_script_in_chromium() {
     let s = start();
@@ -368,7 +353,7 @@ async fn walk(client: &Client, ward: &Ward, boss: &[u8]) {
     .await;
 
     // The officer signs in and types hostile text into the console's forms.
-    sign_in(client, ward, "boss", boss, 0).await;
+    sign_in_on_ward_host(client, ward, "boss", &code_at(boss, unix_now())).await;
     let text = check(client, &at("/.ward/officer/users")).await;
     assert!(
         text.contains(HOSTILE),

@@ -44,21 +44,15 @@ async fn serves_over_http1_and_http2_with_hsts_and_request_ids() {
     assert!(resp.headers().contains_key("strict-transport-security"));
 }
 
-/// One app `ehr` at the recording upstream `up` (its `ca` when HTTPS) with one route `/**`
-/// that has `keys`.
-fn recording_policy(up: &Upstream, keys: &str) -> String {
-    format!(
-        "practice = \"Test Clinic\"\n{{server}}\n[roles]\nbiller = {{}}\n[[apps]]\nname = \"ehr\"\n{}\n\
-         [[routes]]\napp = \"ehr\"\npath = \"/**\"\n{keys}\n",
-        up.app_keys()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_and_methods_reach_the_upstream_as_sent() {
     for tls in [false, true] {
-        let up = Upstream::start(tls).await;
-        let ward = Ward::start(&recording_policy(&up, "allow = \"public\""));
+        let s = Scenario::new()
+            .https(tls)
+            .route("/**", "allow = \"public\"")
+            .start()
+            .await;
+        let (ward, up) = (&s.ward, &s.up);
         for h2 in [false, true] {
             up.clear();
             let c = ward.client(h2);
@@ -86,139 +80,6 @@ async fn bodies_and_methods_reach_the_upstream_as_sent() {
             );
         }
     }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn ward_paths_never_reach_the_upstream() {
-    let up = Upstream::http().await;
-    let ward = Ward::start(&recording_policy(&up, "allow = \"public\""));
-    let c = ward.client(false);
-    let health = c.get(ward.url("/.ward/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
-    let json: serde_json::Value = health.json().await.unwrap();
-    assert_eq!(json["status"], "ok");
-    for path in [
-        "/.ward/",
-        "/.ward/login",
-        "/.WARD/x",
-        "/%2eward/x",
-        "/a/../.ward/x",
-        "/.ward",
-        "/.Ward/healthz/..",
-    ] {
-        let resp = c.get(ward.url(path)).send().await.unwrap();
-        assert!(
-            resp.status() == 404 || resp.status() == 200,
-            "{path}: {}",
-            resp.status()
-        );
-    }
-    // The control: an ordinary path does arrive.
-    let resp = c.get(ward.url("/ward/x")).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let seen = up.wait_for(1).await;
-    assert_eq!(
-        seen.iter().map(|s| s.target.as_str()).collect::<Vec<_>>(),
-        vec!["/ward/x"],
-        "only the ordinary path reached the upstream"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn default_deny_and_role_routes_without_sign_in() {
-    for tls in [false, true] {
-        let up = Upstream::start(tls).await;
-        let policy = format!(
-            "practice = \"Test Clinic\"\n{{server}}\n[roles]\nbiller = {{}}\n[[apps]]\nname = \"ehr\"\n{}\
-             [[routes]]\napp = \"ehr\"\npath = \"/patients/**\"\nallow = \"public\"\n\
-             [[routes]]\napp = \"ehr\"\npath = \"/billing/**\"\nallow_roles = [\"biller\"]\n",
-            up.app_keys()
-        );
-        let ward = Ward::start(&policy);
-        let c = ward.client(true);
-        for (path, status) in [
-            ("/", 403),
-            ("/reports/patients.csv", 403),
-            ("/Patients/1001/chart", 403),
-        ] {
-            let resp = c.get(ward.url(path)).send().await.unwrap();
-            assert_eq!(resp.status(), status, "{path}");
-            let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
-            assert!(resp.text().await.unwrap().contains(&id));
-        }
-        // Role routes send a page load to sign in, and an app's script gets 401.
-        for path in ["/billing", "/patients/../billing"] {
-            let resp = c
-                .get(ward.url(path))
-                .header("accept", "text/html")
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 303, "{path}");
-            assert_eq!(resp.headers()["location"], "/.ward/login?return=%2Fbilling");
-            let resp = c.post(ward.url(path)).send().await.unwrap();
-            assert_eq!(resp.status(), 401, "{path}");
-        }
-        up.assert_nothing("refused requests");
-        // The control: the public route does arrive, over the app's scheme.
-        let ok = c
-            .get(ward.url("/patients/1001/chart"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(ok.status(), 200);
-        let seen = up.last();
-        assert_eq!(
-            (seen.target.as_str(), seen.tls),
-            ("/patients/1001/chart", tls)
-        );
-        assert_eq!(up.count(), 1);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn ambiguous_requests_are_refused_before_any_decision() {
-    let up = Upstream::http().await;
-    let ward = Ward::start(&recording_policy(&up, "allow = \"public\""));
-    let port = ward.port();
-    let cases: Vec<String> = vec![
-        format!("GET /%2e%2e/etc HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
-        format!("GET /a%2fb HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
-        format!("GET /a%5cb HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
-        format!("GET /admin;x/y HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
-        format!("get / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
-        format!("TRACE / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
-        format!("GET / HTTP/1.1\r\nHost: localhost:{port}\r\nHost: other\r\n\r\n"),
-        format!("GET http://other.example/ HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
-        "GET / HTTP/1.1\r\n\r\n".to_string(),
-        format!("GET /%252e%252e/x HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
-    ];
-    // The control: the same framing with an ordinary path is forwarded.
-    let control = format!("GET /fine HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
-    for req in cases.iter().chain([&control]) {
-        assert!(req.ends_with("\r\n\r\n"));
-        // Ask ward to close after answering, so the read ends at once, not at a timeout.
-        let closing = format!(
-            "{}\r\nConnection: close\r\n\r\n",
-            req.trim_end_matches("\r\n")
-        );
-        let reply = raw_exchange(&ward, closing.as_bytes(), Duration::from_secs(20)).await;
-        assert!(
-            reply
-                .to_ascii_lowercase()
-                .contains("\r\nconnection: close\r\n"),
-            "ward did not close after {req:?}: {reply}"
-        );
-        let status = reply.split_whitespace().nth(1).unwrap_or("");
-        let want = if *req == control { "200" } else { "400" };
-        assert_eq!(status, want, "{req:?} -> {reply}");
-    }
-    let seen = up.received();
-    assert_eq!(
-        seen.iter().map(|s| s.target.as_str()).collect::<Vec<_>>(),
-        vec!["/fine"],
-        "only the control reached the upstream"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -415,7 +276,7 @@ async fn plain_http_only_redirects() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 308);
-    // A name the certificate covers; others go to public_url (tests/hostile_input.rs).
+    // A name the certificate covers; others go to public_url (tests/attack_csrf_redirects.rs).
     assert_eq!(
         resp.headers()["location"],
         "https://ehr.localhost:8443/debug/headers?x=1"

@@ -7,8 +7,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-const PW: &str = "maple orbit candle harbor 42";
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_held_store_lock_stalls_sign_ins_but_not_the_rest_of_ward() {
     let ehr = Ehr::start();

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PW: &str = "maple orbit candle harbor 42";
 /// People who sign in over and over, each from an address of their own.
 const PEOPLE: u8 = 4;
 /// `[login] attempts_per_minute` in the soak's policy: low, so that the

@@ -18,6 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// `prev` of record 0.
 pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -102,7 +103,8 @@ impl Head {
 /// The file this writer appends to, as it left it.
 struct Current {
     path: PathBuf,
-    file: File,
+    // Shared so the fsync can run without holding the writer (`Chain::unsynced`).
+    file: Arc<File>,
     len: u64,
     dev: u64,
     ino: u64,
@@ -196,11 +198,6 @@ impl Chain {
         std::mem::take(&mut self.written)
     }
 
-    /// Whether something was written and not yet fsynced.
-    pub fn dirty(&self) -> bool {
-        self.dirty
-    }
-
     /// Appends `records` as one write (plus any checkpoints due), returning their seqs.
     /// With `end_with_checkpoint`, finishes with a checkpoint unless the trail already ends
     /// with one. `now` decides the day for rotation and stamps the writer's own records.
@@ -228,6 +225,22 @@ impl Chain {
         }
         self.dirty = false;
         Ok(())
+    }
+
+    /// The file written since the last fsync, to fsync outside the writer's lock; marks it
+    /// synced (`mark_unsynced` puts that back if the fsync fails). Rotation fsyncs the file it
+    /// leaves itself, so only the current file can be owed one.
+    pub fn unsynced(&mut self) -> Option<(PathBuf, Arc<File>)> {
+        if !self.dirty {
+            return None;
+        }
+        self.dirty = false;
+        self.cur.as_ref().map(|c| (c.path.clone(), c.file.clone()))
+    }
+
+    /// After a failed fsync: the next round tries again.
+    pub fn mark_unsynced(&mut self) {
+        self.dirty = true;
     }
 
     fn append_locked(
@@ -287,7 +300,7 @@ impl Chain {
             return Err(AuditError::Corrupt("no audit file is open".into()));
         };
         self.dirty = true;
-        if let Err(e) = cur.file.write_all(buf) {
+        if let Err(e) = (&*cur.file).write_all(buf) {
             let path = cur.path.clone();
             self.cur = None;
             return Err(io_err(&path, e));
@@ -422,7 +435,7 @@ impl Chain {
         self.head = head;
         self.cur = Some(Current {
             path: newest.clone(),
-            file,
+            file: Arc::new(file),
             len: meta.len(),
             dev: meta.dev(),
             ino: meta.ino(),
@@ -477,7 +490,7 @@ impl Chain {
                     let meta = file.metadata().map_err(|e| io_err(&path, e))?;
                     self.cur = Some(Current {
                         path,
-                        file,
+                        file: Arc::new(file),
                         len: 0,
                         dev: meta.dev(),
                         ino: meta.ino(),

@@ -33,16 +33,11 @@ pub use chain::{Checkpoint, ZERO_HASH, line_hash, sort_trail_files, trail_files}
 pub use record::{Kind, Record, Text};
 
 use chain::{Chain, Limits};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::{Mutex, MutexGuard, Weak};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-
-/// How many records may wait for the writer before `record` waits for room.
-pub const QUEUE: usize = 8192;
-
-/// The most records written with one write.
-const MAX_BATCH: usize = 4096;
 
 /// What to do with a request when its audit record cannot be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -130,18 +125,15 @@ impl AuditError {
     }
 }
 
-// Records are the common case; boxing them would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
-enum Msg {
-    Record(Record, oneshot::Sender<Result<u64, AuditError>>),
-    Shutdown(oneshot::Sender<()>),
-}
-
-/// The audit writer: cheap to clone, one per process. Records go over a bounded channel to a
-/// writer thread that writes each waiting batch with one write(2) under the directory lock.
+/// The audit writer: cheap to clone, one per process. There is no writer thread: the task
+/// of the request writes the records itself (group commit). Each record joins a queue; the
+/// task that then takes the chain writes everything queued with one write(2), and those
+/// whose records it wrote find their result when they get the chain in turn. So a record
+/// is in the file before `record` returns, without a hand-over to another thread and back
+/// for every request. A background thread only fsyncs, every `fsync_every`.
 #[derive(Clone)]
 pub struct Audit {
-    tx: mpsc::Sender<Msg>,
+    writer: Arc<Writer>,
     settings: Arc<AuditSettings>,
 }
 
@@ -153,35 +145,193 @@ impl std::fmt::Debug for Audit {
     }
 }
 
+/// What the writer calls for each checkpoint it wrote.
+type Report = Box<dyn Fn(Checkpoint) + Send + Sync>;
+
+/// Records waiting for the chain, each with its ticket (the order they came in).
+struct Queue {
+    waiting: Vec<(u64, Record)>,
+    next_ticket: u64,
+    closed: bool,
+}
+
+/// The chain, and what happened to the records written for others.
+struct Written {
+    chain: Chain,
+    /// Every ticket up to here has been written (or failed).
+    done: u64,
+    /// Results not yet collected by their records' tasks.
+    results: HashMap<u64, Result<u64, AuditError>>,
+    closed: bool,
+}
+
+struct Writer {
+    queue: Mutex<Queue>,
+    written: Mutex<Written>,
+    report: Report,
+    fsync_every: Duration,
+}
+
+impl Writer {
+    fn queue(&self) -> Result<MutexGuard<'_, Queue>, AuditError> {
+        // A poisoned lock means a writer panicked mid-write: refuse rather than guess.
+        self.queue.lock().map_err(|_| AuditError::Closed)
+    }
+
+    fn written(&self) -> Result<MutexGuard<'_, Written>, AuditError> {
+        self.written.lock().map_err(|_| AuditError::Closed)
+    }
+
+    /// Writes `r`, with whatever else is queued when this task gets the chain.
+    fn record(&self, r: Record) -> Result<u64, AuditError> {
+        let ticket = {
+            let mut q = self.queue()?;
+            if q.closed {
+                return Err(AuditError::Closed);
+            }
+            q.next_ticket += 1;
+            let t = q.next_ticket;
+            q.waiting.push((t, r));
+            t
+        };
+        let mut w = self.written()?;
+        if w.done < ticket {
+            let batch = std::mem::take(&mut self.queue()?.waiting);
+            self.write(&mut w, batch, false);
+        }
+        let result = w.results.remove(&ticket).unwrap_or(Err(AuditError::Closed));
+        let checkpoints = w.chain.take_checkpoints();
+        if self.fsync_every.is_zero() {
+            sync(&mut w.chain);
+        }
+        drop(w);
+        checkpoints.into_iter().for_each(&self.report);
+        result
+    }
+
+    /// Writes `batch` as one append and files each record's result under its ticket.
+    fn write(&self, w: &mut Written, batch: Vec<(u64, Record)>, end_with_checkpoint: bool) {
+        let (tickets, records): (Vec<u64>, Vec<Record>) = batch.into_iter().unzip();
+        if let Some(last) = tickets.last() {
+            w.done = w.done.max(*last);
+        }
+        if w.closed {
+            for t in tickets {
+                w.results.insert(t, Err(AuditError::Closed));
+            }
+            return;
+        }
+        match w
+            .chain
+            .append(records, end_with_checkpoint, crate::clock::now())
+        {
+            Ok(seqs) => {
+                for (t, seq) in tickets.into_iter().zip(seqs) {
+                    w.results.insert(t, Ok(seq));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit records could not be written");
+                for t in tickets {
+                    w.results.insert(t, Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Writes what is queued and a closing checkpoint, fsyncs, and takes no more records.
+    fn close(&self) {
+        let Ok(mut q) = self.queue() else { return };
+        q.closed = true;
+        let batch = std::mem::take(&mut q.waiting);
+        drop(q);
+        let Ok(mut w) = self.written() else { return };
+        if w.closed {
+            return;
+        }
+        self.write(&mut w, batch, true);
+        w.closed = true;
+        sync(&mut w.chain);
+        let checkpoints = w.chain.take_checkpoints();
+        drop(w);
+        checkpoints.into_iter().for_each(&self.report);
+    }
+
+    /// fsyncs what was written since the last time, outside the writer's lock so that
+    /// requests keep writing meanwhile. Returns false once the trail is closed.
+    fn sync_now(&self) -> bool {
+        let Ok(mut w) = self.written() else {
+            return false;
+        };
+        if w.closed {
+            return false;
+        }
+        let Some((path, file)) = w.chain.unsynced() else {
+            return true;
+        };
+        drop(w);
+        if let Err(e) = file.sync_data() {
+            tracing::error!(error = %AuditError::io(&path, e), "the audit trail could not be flushed to disk");
+            if let Ok(mut w) = self.written() {
+                w.chain.mark_unsynced();
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Writer {
+    // Every `Audit` was dropped without `shutdown`: close the trail properly anyway.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 impl Audit {
     /// Opens the trail in `settings.dir` (made, owner-only, if absent), resumes the chain from
     /// the newest file (cutting away a torn last line and noting it), makes the signing key
-    /// on first use, and starts the writer thread. Blocking; call once at start-up. Works
+    /// on first use, and starts the fsync thread. Blocking; call once at start-up. Works
     /// with or without a tokio runtime.
     pub fn open(settings: &AuditSettings) -> Result<Audit, AuditError> {
         Audit::open_reporting(settings, |_| {})
     }
 
-    /// `open`, calling `report` (on the writer thread) for every checkpoint written, so its
-    /// hash can be sent off the machine.
+    /// `open`, calling `report` for every checkpoint written (on the task that wrote it), so
+    /// its hash can be sent off the machine.
     pub fn open_reporting(
         settings: &AuditSettings,
-        report: impl Fn(Checkpoint) + Send + 'static,
+        report: impl Fn(Checkpoint) + Send + Sync + 'static,
     ) -> Result<Audit, AuditError> {
         let mut chain = Chain::open(&settings.dir, settings.limits())?;
         // Resume now, so a broken trail is reported at start-up, not on the first request.
         chain.append(Vec::new(), false, crate::clock::now())?;
         chain.sync()?;
         chain.take_checkpoints().into_iter().for_each(&report);
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let fsync_every = settings.fsync_every;
-        let report: Report = Box::new(report);
-        std::thread::Builder::new()
-            .name("ward-audit".into())
-            .spawn(move || writer_thread(chain, rx, fsync_every, report))
-            .map_err(|e| AuditError::io(&settings.dir, e))?;
+        let writer = Arc::new(Writer {
+            queue: Mutex::new(Queue {
+                waiting: Vec::new(),
+                next_ticket: 0,
+                closed: false,
+            }),
+            written: Mutex::new(Written {
+                chain,
+                done: 0,
+                results: HashMap::new(),
+                closed: false,
+            }),
+            report: Box::new(report),
+            fsync_every: settings.fsync_every,
+        });
+        if !settings.fsync_every.is_zero() {
+            let weak = Arc::downgrade(&writer);
+            let every = settings.fsync_every;
+            std::thread::Builder::new()
+                .name("ward-audit-sync".into())
+                .spawn(move || fsync_loop(weak, every))
+                .map_err(|e| AuditError::io(&settings.dir, e))?;
+        }
         Ok(Audit {
-            tx,
+            writer,
             settings: Arc::new(settings.clone()),
         })
     }
@@ -193,21 +343,15 @@ impl Audit {
 
     /// Like `record`, returning the record's `seq`.
     pub async fn record_seq(&self, r: Record) -> Result<u64, AuditError> {
-        let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Msg::Record(r, ack))
-            .await
-            .map_err(|_| AuditError::Closed)?;
-        done.await.map_err(|_| AuditError::Closed)?
+        // Written here, on the caller's thread: a write(2) of a few hundred bytes into the
+        // page cache is shorter than handing the record to another thread and waiting.
+        self.writer.record(r)
     }
 
     /// Writes a final checkpoint, fsyncs and stops the writer; later records get `Closed`.
-    /// Records sent before this are written first. Safe to call more than once.
+    /// Records handed over before this are written first. Safe to call more than once.
     pub async fn shutdown(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.tx.send(Msg::Shutdown(ack)).await.is_ok() {
-            let _ = done.await;
-        }
+        self.writer.close();
     }
 
     /// The settings the trail was opened with (`on_failure` is the caller's to apply).
@@ -218,6 +362,17 @@ impl Audit {
     /// What to do with a request whose record failed.
     pub fn on_failure(&self) -> OnFailure {
         self.settings.on_failure
+    }
+}
+
+/// fsyncs the trail every `every` while it is open (and its writer alive).
+fn fsync_loop(writer: Weak<Writer>, every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        let Some(w) = writer.upgrade() else { return };
+        if !w.sync_now() {
+            return;
+        }
     }
 }
 
@@ -250,126 +405,10 @@ pub fn replace_lost_key(dir: &Path, r: Record) -> Result<bool, AuditError> {
     Ok(made)
 }
 
-/// What the writer calls for each checkpoint it wrote.
-type Report = Box<dyn Fn(Checkpoint) + Send>;
-
-fn writer_thread(chain: Chain, rx: mpsc::Receiver<Msg>, fsync_every: Duration, report: Report) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "the audit writer could not start");
-            return;
-        }
-    };
-    rt.block_on(writer_loop(chain, rx, fsync_every, report));
-}
-
-async fn writer_loop(
-    mut chain: Chain,
-    mut rx: mpsc::Receiver<Msg>,
-    fsync_every: Duration,
-    report: Report,
-) {
-    let mut deadline: Option<tokio::time::Instant> = None;
-    let mut batch = Vec::with_capacity(64);
-    loop {
-        let first = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
-                Ok(m) => m,
-                Err(_) => {
-                    sync(&mut chain);
-                    deadline = None;
-                    continue;
-                }
-            },
-            None => rx.recv().await,
-        };
-        let Some(first) = first else {
-            // Every `Audit` was dropped without `shutdown`: close the trail properly anyway.
-            finish(&mut chain);
-            chain.take_checkpoints().into_iter().for_each(&report);
-            return;
-        };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
-        let mut records = Vec::with_capacity(batch.len());
-        let mut acks = Vec::with_capacity(batch.len());
-        let mut stops = Vec::new();
-        for m in batch.drain(..) {
-            match m {
-                Msg::Record(r, ack) if stops.is_empty() => {
-                    records.push(r);
-                    acks.push(ack);
-                }
-                Msg::Record(_, ack) => {
-                    let _ = ack.send(Err(AuditError::Closed));
-                }
-                Msg::Shutdown(done) => stops.push(done),
-            }
-        }
-        let stopping = !stops.is_empty();
-        if !records.is_empty() || stopping {
-            match chain.append(records, stopping, crate::clock::now()) {
-                Ok(seqs) => {
-                    for (ack, seq) in acks.into_iter().zip(seqs) {
-                        let _ = ack.send(Ok(seq));
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "audit records could not be written");
-                    for ack in acks {
-                        let _ = ack.send(Err(e.clone()));
-                    }
-                }
-            }
-            chain.take_checkpoints().into_iter().for_each(&report);
-        }
-        if stopping {
-            sync(&mut chain);
-            rx.close();
-            // Bounded: the channel is closed and holds at most QUEUE messages.
-            while let Some(m) = rx.recv().await {
-                match m {
-                    Msg::Record(_, ack) => {
-                        let _ = ack.send(Err(AuditError::Closed));
-                    }
-                    Msg::Shutdown(done) => stops.push(done),
-                }
-            }
-            for done in stops {
-                let _ = done.send(());
-            }
-            return;
-        }
-        if chain.dirty() {
-            if fsync_every.is_zero() {
-                sync(&mut chain);
-            } else if deadline.is_none() {
-                deadline = Some(tokio::time::Instant::now() + fsync_every);
-            }
-        }
-    }
-}
-
 fn sync(chain: &mut Chain) {
     if let Err(e) = chain.sync() {
         tracing::error!(error = %e, "the audit trail could not be flushed to disk");
     }
-}
-
-fn finish(chain: &mut Chain) {
-    if let Err(e) = chain.append(Vec::new(), true, crate::clock::now()) {
-        tracing::error!(error = %e, "the closing audit checkpoint could not be written");
-    }
-    sync(chain);
 }
 
 #[cfg(test)]

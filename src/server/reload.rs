@@ -182,18 +182,39 @@ fn watched(store: &PolicyStore) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     (std::fs::read(store.file()).ok(), crl)
 }
 
-/// Reloads on SIGHUP and whenever the file's contents (or its CRL's) change (checked every
-/// second, taken once they have stayed the same for `SETTLE`); each reload,
-/// taken or refused, goes in the audit trail.
-pub async fn watch(store: Arc<PolicyStore>, audit: crate::audit::Audit) {
-    let mut last = watched(&store);
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; reloading on file change only");
-            None
+/// Where `watch` starts: SIGHUP caught and the policy file (and its CRL) as they
+/// were read at start-up. Made before ward says it is listening, so that a SIGHUP
+/// or an edit right after that is not lost (an uncaught SIGHUP would end the process).
+pub struct WatchStart {
+    last: (Option<Vec<u8>>, Option<Vec<u8>>),
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl WatchStart {
+    /// Catches SIGHUP and reads the files now. Needs a tokio runtime.
+    pub fn now(store: &PolicyStore) -> WatchStart {
+        let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reloading on file change only");
+                None
+            }
+        };
+        WatchStart {
+            last: watched(store),
+            hangup,
         }
-    };
+    }
+}
+
+/// Reloads on SIGHUP and whenever the file's contents (or its CRL's) change
+/// (checked every second, taken once they have stayed the same for `SETTLE`);
+/// each reload, taken or refused, goes in the audit trail.
+pub async fn watch(store: Arc<PolicyStore>, audit: crate::audit::Audit, start: WatchStart) {
+    let WatchStart {
+        mut last,
+        mut hangup,
+    } = start;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let by_signal = tokio::select! {

@@ -2,7 +2,7 @@
 //! shared by the browser tests. Needs both programs (`tests/run` installs them when missing);
 //! a browser test fails rather than skips without them.
 
-use super::Proc;
+use super::{PW, Proc, WARD_HOST, Ward};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -231,4 +231,24 @@ pub async fn screenshot(client: &Client, name: &str) -> PathBuf {
     std::fs::write(&path, png).unwrap();
     println!("screenshot: {}", path.display());
     path
+}
+
+/// Signs `user` in on ward's own host's sign-in page (password [`PW`], then `code`) and
+/// waits (bounded) until the browser has left the code page.
+pub async fn sign_in_on_ward_host(client: &Client, ward: &Ward, user: &str, code: &str) {
+    client
+        .goto(&ward.url_for(WARD_HOST, "/.ward/login"))
+        .await
+        .unwrap();
+    fill(client, "#username", user).await;
+    fill(client, "#password", PW).await;
+    submit(client).await;
+    wait_for_path(client, "/.ward/mfa", Duration::from_secs(20)).await;
+    fill(client, "#code", code).await;
+    submit(client).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.current_url().await.unwrap().path() == "/.ward/mfa" {
+        assert!(Instant::now() < deadline, "{}", body_text(client).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -3,11 +3,13 @@
 
 pub mod browser;
 pub mod oidc;
+pub mod presets;
 pub mod scenario;
 pub mod upstream;
+pub mod wire;
 
 #[allow(unused_imports)]
-pub use scenario::{Running, Scenario};
+pub use scenario::{Running, SESSION_COOKIE, Scenario};
 #[allow(unused_imports)]
 pub use upstream::{Seen, Upstream};
 
@@ -405,6 +407,23 @@ pub fn seen_headers(json: &serde_json::Value) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// The header names the sample EHR echoed under `/echo/…`, lower case, from a raw reply.
+pub fn echoed_names(reply: &str) -> Vec<String> {
+    let body = &reply[reply.find("\r\n\r\n").expect("a head") + 4..];
+    let start = body.find('{').expect("a JSON echo");
+    let end = body.rfind('}').expect("a JSON echo");
+    let json: serde_json::Value = serde_json::from_str(&body[start..=end]).unwrap();
+    seen_headers(&json)
+        .into_iter()
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .collect()
+}
+
+/// Whether a raw reply came from the app (the test apps mark theirs with `x-upstream-target`).
+pub fn reached_upstream(reply: &str) -> bool {
+    reply.to_ascii_lowercase().contains("x-upstream-target")
 }
 
 /// A minimal policy: one app at `upstream`, everything public.

@@ -12,7 +12,12 @@
 //! assert_eq!(s.sign_in(&b, "dr_lee").await, 303);
 //! ```
 
-use super::{Browser, PW, Site, Upstream, WARD_HOST, Ward, audit_text, enrolled_user_from};
+use super::{
+    Browser, Ehr, PW, Site, Upstream, WARD_HOST, Ward, audit_text, enrolled_user_from, raw_exchange,
+};
+
+/// ward's session cookie.
+pub const SESSION_COOKIE: &str = "__Host-ward-session";
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -35,6 +40,10 @@ pub struct Scenario {
     routes: String,
     people: Vec<Person>,
     https: bool,
+    sample_ehr: bool,
+    app_url: Option<String>,
+    /// More apps (name, host, keys) on the same upstream as `ehr`.
+    others: Vec<(String, String, String)>,
 }
 
 impl Scenario {
@@ -77,16 +86,46 @@ impl Scenario {
     }
 
     /// A route of `ehr` for `path` with `keys` (`allow_roles = […]`, `from = […]` …).
-    pub fn route(mut self, path: &str, keys: &str) -> Scenario {
+    pub fn route(self, path: &str, keys: &str) -> Scenario {
+        self.route_of("ehr", path, keys)
+    }
+
+    /// A route of `app` (`ehr` or one added with [`Scenario::other_app`]).
+    pub fn route_of(mut self, app: &str, path: &str, keys: &str) -> Scenario {
         self.routes.push_str(&format!(
-            "\n[[routes]]\napp = \"ehr\"\npath = \"{path}\"\n{keys}\n"
+            "\n[[routes]]\napp = \"{app}\"\npath = \"{path}\"\n{keys}\n"
         ));
+        self
+    }
+
+    /// Another app, `name` on `host`, served by the same upstream as `ehr`.
+    pub fn other_app(self, name: &str, host: &str) -> Scenario {
+        self.other_app_with(name, host, "")
+    }
+
+    /// [`Scenario::other_app`] with more keys (`ward_keeps_cookies = false` …).
+    pub fn other_app_with(mut self, name: &str, host: &str, keys: &str) -> Scenario {
+        self.others.push((name.into(), host.into(), keys.into()));
+        self
+    }
+
+    /// The app is at `url` (an app of a particular kind, from `small_app`) instead of the
+    /// recording upstream, which still runs unused.
+    pub fn app_at(mut self, url: &str) -> Scenario {
+        self.app_url = Some(url.into());
         self
     }
 
     /// The upstream over HTTPS (trusted through the app's `ca`).
     pub fn https(mut self, on: bool) -> Scenario {
         self.https = on;
+        self
+    }
+
+    /// The app is the sample EHR (its own process: charts, `/echo/…` JSON of what it received,
+    /// legacy redirects) instead of the recording upstream, which still runs unused.
+    pub fn sample_ehr(mut self) -> Scenario {
+        self.sample_ehr = true;
         self
     }
 
@@ -112,22 +151,26 @@ impl Scenario {
         self
     }
 
-    /// The policy text (with `{server}` standing for the `[server]` header) for `up`.
-    fn policy(&self, up: &Upstream) -> String {
+    /// The policy text (with `{server}` standing for the `[server]` header) for the app at
+    /// `app_keys` (its `upstream = …` lines).
+    fn policy(&self, app_keys: &str) -> String {
+        let others: String = self
+            .others
+            .iter()
+            .map(|(name, host, keys)| {
+                format!("[[apps]]\nname = \"{name}\"\nhost = \"{host}\"\n{app_keys}{keys}\n")
+            })
+            .collect();
         format!(
-            "practice = \"Test Clinic\"\n{}{{server}}{}\n{}\n[[apps]]\nname = \"ehr\"\n{}{}\n{}",
-            self.top,
-            self.server,
-            self.toml,
-            up.app_keys(),
-            self.app,
-            self.routes
+            "practice = \"Test Clinic\"\n{}{{server}}{}\n{}\n[[apps]]\nname = \"ehr\"\n{}{}\n{}{}",
+            self.top, self.server, self.toml, app_keys, self.app, others, self.routes
         )
     }
 
     /// Starts the upstream, enrolls the accounts, writes the policy and starts ward.
     pub async fn start(self) -> Running {
         let up = Upstream::start(self.https).await;
+        let ehr = self.sample_ehr.then(Ehr::start);
         let site = Site::new();
         let mut secrets = BTreeMap::new();
         for p in &self.people {
@@ -140,7 +183,12 @@ impl Scenario {
             secrets.insert(p.name.clone(), secret);
         }
         let config = site.path("ward.toml");
-        let policy = self.policy(&up);
+        let app_keys = match (&ehr, &self.app_url) {
+            (Some(e), _) => format!("upstream = \"{}\"\n", e.url()),
+            (None, Some(url)) => format!("upstream = \"{url}\"\n"),
+            (None, None) => up.app_keys(),
+        };
+        let policy = self.policy(&app_keys);
         std::fs::write(
             &config,
             policy.replace("{server}", &super::server_section(&site)),
@@ -150,6 +198,7 @@ impl Scenario {
         Running {
             ward,
             up,
+            ehr,
             secrets,
             policy,
             last_step: Mutex::default(),
@@ -161,6 +210,8 @@ impl Scenario {
 pub struct Running {
     pub ward: Ward,
     pub up: Upstream,
+    /// The sample EHR, when the scenario asked for it ([`Scenario::sample_ehr`]).
+    pub ehr: Option<Ehr>,
     /// Each account's authenticator secret.
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// The policy as written (with `{server}` in place of the `[server]` header).
@@ -209,6 +260,34 @@ impl Running {
     pub async fn sign_in(&self, b: &Browser, user: &str) -> u16 {
         let code = self.code(user).await;
         super::sign_in_with_code(b, user, PW, &code).await
+    }
+
+    /// A fresh browser with `user` signed in, and its session cookie (for requests built by
+    /// hand).
+    pub async fn signed_in(&self, user: &str) -> (Browser, String) {
+        let b = self.browser();
+        assert_eq!(
+            self.sign_in(&b, user).await,
+            303,
+            "{user} could not sign in"
+        );
+        let sid = b.cookie(SESSION_COOKIE).expect("a session cookie");
+        (b, sid)
+    }
+
+    /// A raw HTTP/1.1 exchange over TLS, `{host}` and `{sid}` in `text` filled in with ward's
+    /// `localhost:PORT` and `sid`; the status (0 when none) and the whole reply.
+    pub async fn raw(&self, sid: &str, text: &str) -> (u16, String) {
+        let text = text
+            .replace("{host}", &format!("localhost:{}", self.ward.port()))
+            .replace("{sid}", sid);
+        let reply = raw_exchange(&self.ward, text.as_bytes(), Duration::from_secs(5)).await;
+        let status = reply
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, reply)
     }
 
     /// Every audit record so far, parsed.
