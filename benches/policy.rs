@@ -52,6 +52,8 @@ fn bench(c: &mut Criterion) {
             path: &path,
             identity: Some(&who),
             device: false,
+            device_people: &[],
+            device_revoked: false,
             query: &[],
             form: &[],
         };

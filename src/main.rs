@@ -64,6 +64,10 @@ enum Command {
         /// As if from an enrolled device (a client certificate from the device CA).
         #[arg(long)]
         device: bool,
+        /// As if from an enrolled device whose certificate names this person
+        /// (or `role:NAME`); may be given more than once.
+        #[arg(long = "device-of", value_name = "PERSON")]
+        device_of: Vec<String>,
         /// The method, such as GET.
         method: String,
         /// The URL (https://host/path) or a path.
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
             user,
             ip,
             device,
+            device_of,
             method,
             url,
         } => cli::explain::run(&cli::explain::Question {
@@ -154,7 +159,8 @@ fn main() -> ExitCode {
             ip,
             method: &method,
             url: &url,
-            device,
+            device: device || !device_of.is_empty(),
+            device_of,
         }),
         Command::Grant { config, action } => cli::grant::run(&config, action),
         Command::TotpCode { key } => cli::totp::run(&key),

@@ -1,11 +1,11 @@
 //! TLS settings: the server side clients see, and the client side ward uses
 //! towards `https` upstreams. One crypto provider (aws-lc-rs) throughout.
 
-use crate::certs::{CertError, CertFile, CertReader};
+use crate::certs::{CertError, CertFile, CertReader, RevokedDevice, ServerTls};
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -18,6 +18,8 @@ pub enum TlsError {
     Key { path: String, reason: String },
     #[error("cannot read CA file {path}: {reason}")]
     Ca { path: String, reason: String },
+    #[error("cannot read the revoked devices file (CRL) {path}: {reason}")]
+    Crl { path: String, reason: String },
     #[error("the certificate and key do not belong together, or the key is not supported: {0}")]
     Mismatch(String),
 }
@@ -28,6 +30,7 @@ impl TlsError {
         match self {
             TlsError::Key { .. } => CertFile::Key,
             TlsError::Ca { .. } => CertFile::Ca,
+            TlsError::Crl { .. } => CertFile::Crl,
             TlsError::Cert { .. } | TlsError::Mismatch(_) => CertFile::Cert,
         }
     }
@@ -51,8 +54,14 @@ impl CertReader for Files {
         cert: &Path,
         key: &Path,
         device_ca: Option<&Path>,
-    ) -> Result<ServerConfig, CertError> {
-        Ok(server_config(cert, key, device_ca)?)
+        device_crl: Option<&Path>,
+    ) -> Result<ServerTls, CertError> {
+        let (crls, revoked) = match device_crl {
+            Some(path) => read_crl(path)?,
+            None => (Vec::new(), Vec::new()),
+        };
+        let config = server_config_with_crls(cert, key, device_ca, crls)?;
+        Ok(ServerTls { config, revoked })
     }
 
     fn client(&self, ca: Option<&Path>) -> Result<ClientConfig, CertError> {
@@ -71,12 +80,22 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// Server TLS: TLS 1.2 and 1.3 only, ALPN `h2` then `http/1.1`. With a
 /// device CA, clients may present a certificate from it (enrolled devices);
-/// one that does not verify ends the handshake, none at all is allowed here
+/// one that does not verify ends the handshake; none at all is allowed here
 /// and refused later where the policy requires a device.
 pub fn server_config(
     cert: &Path,
     key: &Path,
     device_ca: Option<&Path>,
+) -> Result<ServerConfig, TlsError> {
+    server_config_with_crls(cert, key, device_ca, Vec::new())
+}
+
+/// [`server_config`], and a device certificate a CRL in `crls` revokes ends the handshake too.
+pub fn server_config_with_crls(
+    cert: &Path,
+    key: &Path,
+    device_ca: Option<&Path>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
 ) -> Result<ServerConfig, TlsError> {
     let chain = read_certs(cert).map_err(|reason| TlsError::Cert {
         path: cert.display().to_string(),
@@ -100,13 +119,16 @@ pub fn server_config(
             for c in read_certs(ca).map_err(ca_err)? {
                 roots.add(c).map_err(|e| ca_err(e.to_string()))?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider(),
             )
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| ca_err(e.to_string()))?;
+            .allow_unauthenticated();
+            if !crls.is_empty() {
+                // The officer's CRL is about device certificates; the CA itself is trusted.
+                verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+            }
+            let verifier = verifier.build().map_err(|e| ca_err(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -142,6 +164,96 @@ pub fn client_config(ca: Option<&Path>) -> Result<ClientConfig, TlsError> {
         .with_no_client_auth();
     // ALPN is left to the connector, which offers http/1.1 only: legacy upstreams.
     Ok(config)
+}
+
+/// The CRLs in a PEM file (`-----BEGIN X509 CRL-----`), for the handshake, and
+/// the certificates they revoke, for connections already open.
+pub fn read_crl(
+    path: &Path,
+) -> Result<
+    (
+        Vec<CertificateRevocationListDer<'static>>,
+        Vec<RevokedDevice>,
+    ),
+    TlsError,
+> {
+    let err = |reason: String| TlsError::Crl {
+        path: path.display().to_string(),
+        reason,
+    };
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| err(pem_reason(&e)))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(pem_reason(&e)))?;
+    if crls.is_empty() {
+        return Err(err(
+            "no PEM revocation list (-----BEGIN X509 CRL-----) in it".into(),
+        ));
+    }
+    let mut revoked = Vec::new();
+    for der in &crls {
+        let (_, crl) = x509_parser::parse_x509_crl(der.as_ref())
+            .map_err(|e| err(format!("not a revocation list ({e})")))?;
+        let issuer = crl.issuer().as_raw().to_vec();
+        revoked.extend(crl.iter_revoked_certificates().map(|r| RevokedDevice {
+            issuer: issuer.clone(),
+            serial: r.raw_serial().to_vec(),
+        }));
+    }
+    Ok((crls, revoked))
+}
+
+/// An enrolled device's certificate, as ward uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The subject, as `CN=…, O=…`, for the audit trail.
+    pub subject: String,
+    /// The people (account names) or groups (`role:NAME`) the certificate names
+    /// in its subject's `UID` attributes; empty when it names nobody.
+    pub people: Vec<String>,
+    /// Its issuer (DER name) and serial number, to find it in a CRL.
+    pub revoked_as: RevokedDevice,
+}
+
+impl Device {
+    /// Whether the officer's revocation list names this certificate.
+    pub fn is_revoked(&self, revoked: &[RevokedDevice]) -> bool {
+        revoked.contains(&self.revoked_as)
+    }
+}
+
+/// The `UID` (userId) attribute type: names the person a device belongs to.
+const OID_USER_ID: &str = "0.9.2342.19200300.100.1.1";
+
+/// What a client certificate (DER, already verified by rustls) says about its device.
+/// One that cannot be read names nobody, and is refused where a person's own device is needed.
+pub fn device_of(der: &[u8]) -> Device {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Device {
+            subject: "unreadable subject".into(),
+            people: Vec::new(),
+            revoked_as: RevokedDevice {
+                issuer: Vec::new(),
+                serial: Vec::new(),
+            },
+        };
+    };
+    let people = cert
+        .subject()
+        .iter_attributes()
+        .filter(|a| a.attr_type().to_id_string() == OID_USER_ID)
+        .filter_map(|a| a.as_str().ok())
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    Device {
+        subject: cert.subject().to_string(),
+        people,
+        revoked_as: RevokedDevice {
+            issuer: cert.issuer().as_raw().to_vec(),
+            serial: cert.raw_serial().to_vec(),
+        },
+    }
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -186,12 +298,6 @@ pub fn cert_names(cert: &Path) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// The subject of a client certificate (DER), as `CN=…, O=…`, for the audit trail.
-pub fn subject_of(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    Some(cert.subject().to_string())
 }
 
 /// Why a self-signed certificate could not be made.

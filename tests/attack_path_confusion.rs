@@ -872,6 +872,8 @@ mod respellings {
             path,
             identity: Some(who),
             device: false,
+            device_people: &[],
+            device_revoked: false,
             query: &[],
             form: &[],
         };

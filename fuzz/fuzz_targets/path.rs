@@ -54,6 +54,8 @@ fuzz_target!(|data: &[u8]| {
         path: &canonical,
         identity: None,
         device: false,
+        device_people: &[],
+        device_revoked: false,
         query: &[],
         form: &[],
     };

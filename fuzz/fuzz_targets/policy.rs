@@ -27,6 +27,8 @@ fuzz_target!(|data: &[u8]| {
             path,
             identity: None,
             device: false,
+            device_people: &[],
+            device_revoked: false,
             query: &query,
             form: &[],
         };

@@ -125,6 +125,9 @@ pub struct Record {
     /// A short description written by ward (for checkpoints: the signature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The field rules applied to the answer (`hide td.diagnosis`, `mask #ssn last4`), never values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -170,6 +173,7 @@ impl Record {
             event: None,
             actor: None,
             detail: None,
+            fields: None,
         }
     }
 

@@ -21,6 +21,8 @@ pub struct Question<'a> {
     pub url: &'a str,
     /// As if from an enrolled device.
     pub device: bool,
+    /// The people (or `role:NAME`) that device's certificate names.
+    pub device_of: Vec<String>,
 }
 
 /// Prints the decision and its checks; exit 0 when explained, 1 when the question is malformed.
@@ -191,6 +193,9 @@ pub fn explain(q: &Question<'_>) -> Result<String, ExplainError> {
         path: &target.path,
         identity: identity.as_ref(),
         device: q.device,
+        device_people: &q.device_of,
+        // Revocation is about one certificate on one connection: not asked here.
+        device_revoked: false,
         query: &query,
         form: &[],
     };
@@ -250,6 +255,33 @@ pub fn explain(q: &Question<'_>) -> Result<String, ExplainError> {
         }
     }
     Ok(out)
+}
+
+/// The route's field rules for this person, each as `what` names it (its selector
+/// on pages, its column / field name in CSV and JSON) and what is left of it.
+fn field_rules(
+    d: &policy::Decision<'_>,
+    route: &policy::Route,
+    what: impl Fn(&policy::FieldRule) -> Option<&str>,
+) -> String {
+    if !d.hide {
+        return "none".into();
+    }
+    let rules: Vec<String> = route
+        .fields
+        .iter()
+        .filter_map(|r| {
+            let name = what(r)?;
+            Some(match r.show {
+                policy::Show::Nothing => format!("{name} hidden"),
+                show => format!("{name} masked ({})", show.as_str()),
+            })
+        })
+        .collect();
+    if rules.is_empty() {
+        return "none named (other answers are refused)".into();
+    }
+    format!("{} (other answers are refused)", rules.join(", "))
 }
 
 /// What the proxy carries out on an allowed request, from the same `Decision`.
@@ -312,15 +344,12 @@ fn enforced(d: &policy::Decision<'_>, route: &policy::Route) -> Vec<(&'static st
             },
         ),
         (
-            "hidden on pages:",
-            if d.hide {
-                format!(
-                    "the content of {} is removed from HTML pages (other answers are refused)",
-                    route.hide.join(", ")
-                )
-            } else {
-                "none".into()
-            },
+            "fields on pages:",
+            field_rules(d, route, |r| Some(&r.selector)),
+        ),
+        (
+            "CSV/JSON fields:",
+            field_rules(d, route, |r| r.name.as_deref()),
         ),
         (
             "request bodies:",

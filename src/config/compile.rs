@@ -9,9 +9,9 @@ use crate::policy::media::TypePattern;
 use crate::policy::net::{NetSet, parse_cidr};
 use crate::policy::routes::{Matcher, Pattern, RouteTable};
 use crate::policy::{
-    Access, App, BreakGlass, Conditions, DEFAULT_EXPORT_TYPES, Export, ExportSettings, LogFormat,
-    LogSettings, LoginSettings, MetricsSettings, Mfa, Policy, Role, Route, ServerSettings,
-    SessionBinding, SessionSettings, StorageSettings, TooMany, UpstreamAuth,
+    Access, App, BreakGlass, Conditions, DEFAULT_EXPORT_TYPES, Export, ExportSettings, FieldRule,
+    LogFormat, LogSettings, LoginSettings, MetricsSettings, Mfa, Policy, Role, Route,
+    ServerSettings, SessionBinding, SessionSettings, Show, StorageSettings, TooMany, UpstreamAuth,
 };
 use crate::policy::{OidcProvider, RedisStoreSettings, SessionStoreKind, WithoutMfa};
 use http::Method;
@@ -289,7 +289,13 @@ pub fn compile(
     if needs_devices && raw.server.device_ca.is_none() {
         c.error(
             0..0,
-            "the policy requires enrolled devices (device = \"required\" or device_orgs) but [server] has no device_ca, so nobody could meet it; add device_ca = \"certs/device-ca.pem\"",
+            "the policy requires enrolled devices (device = \"required\" or \"own\", or device_orgs) but [server] has no device_ca, so nobody could meet it; add device_ca = \"certs/device-ca.pem\"",
+        );
+    }
+    if let (Some(crl), None) = (&raw.server.device_crl, &raw.server.device_ca) {
+        c.error(
+            crl.span(),
+            "device_crl lists revoked device certificates, but [server] has no device_ca to enroll devices with; add device_ca = \"certs/device-ca.pem\" or remove device_crl",
         );
     }
     if c.has_errors() {
@@ -526,6 +532,11 @@ fn roles(
     for (name, role) in &raw.roles {
         check_name(name, role.span(), "role", c);
         let role = role.get_ref();
+        let dev = role
+            .device
+            .as_ref()
+            .map(|d| device(d, c))
+            .unwrap_or_default();
         let r = Role {
             description: role
                 .description
@@ -535,7 +546,8 @@ fn roles(
             idle_timeout: role.idle_timeout.as_ref().and_then(|d| duration(d, c)),
             export: role.export.as_ref().and_then(|e| export(e, c)),
             mfa: role.mfa.as_ref().and_then(|m| mfa(m, c)),
-            device_required: role.device.as_ref().is_some_and(|d| device(d, c)),
+            device_required: dev.required,
+            own_device: dev.own,
             allow_from: role.allow_from.as_ref().map(|list| {
                 if list.get_ref().is_empty() {
                     c.warning(list.span(), EMPTY_NETWORKS);
@@ -562,6 +574,8 @@ fn server(
     let redirect_http = s.redirect_http.as_ref().and_then(|v| socket(v, c));
     let cert = path_or(&s.cert, "certs/ward.crt");
     let key = path_or(&s.key, "certs/ward.key");
+    let device_crl = s.device_crl.as_ref().map(|p| PathBuf::from(p.get_ref()));
+    let mut revoked_devices = Vec::new();
     let tls = match certs {
         Certs::Skip => None,
         Certs::Load(files) => match files.server(
@@ -570,12 +584,17 @@ fn server(
             s.device_ca
                 .as_ref()
                 .map(|p| Path::new(p.get_ref().as_str())),
+            device_crl.as_deref(),
         ) {
-            Ok(cfg) => Some(Arc::new(cfg)),
+            Ok(tls) => {
+                revoked_devices = tls.revoked;
+                Some(Arc::new(tls.config))
+            }
             Err(e) => {
                 let span = match e.file {
                     CertFile::Key => s.key.as_ref().map(|k| k.span()),
                     CertFile::Ca => s.device_ca.as_ref().map(|k| k.span()),
+                    CertFile::Crl => s.device_crl.as_ref().map(|k| k.span()),
                     CertFile::Cert => s.cert.as_ref().map(|k| k.span()),
                 };
                 c.error(span.unwrap_or(0..0), e.to_string());
@@ -655,6 +674,8 @@ fn server(
             .flatten()
             .map(|o| o.get_ref().clone())
             .collect(),
+        device_crl,
+        revoked_devices,
         ward_host: s.ward_host.as_ref().and_then(|h| public_host(h, c)),
         public_hosts,
     })
@@ -949,22 +970,114 @@ fn log(raw: &RawPolicy, c: &mut Collector<'_>) -> LogSettings {
     }
 }
 
-/// A route's `hide` list: CSS selectors, each checked by the HTML rewriter that
-/// will use it, so a selector it cannot match is refused here, not at a request.
-fn selectors(list: &Option<Vec<Text>>, c: &mut Collector<'_>) -> Vec<String> {
-    let mut out = Vec::new();
-    for item in list.iter().flatten() {
-        let text = item.get_ref().trim();
-        match text.parse::<lol_html::Selector>() {
-            Ok(_) if !text.is_empty() => out.push(text.to_string()),
-            Ok(_) => c.error(item.span(), "an empty selector hides nothing; write it like \"#ssn\" or \"td.diagnosis\""),
-            Err(e) => c.error(
-                item.span(),
-                format!("'{text}' is not a selector ward can use ({e}); write it like \"#ssn\", \"td.diagnosis\" or \"input[name=dob]\""),
-            ),
+/// A route's `hide` and `mask` entries as field rules. Each is a CSS selector,
+/// checked by the HTML rewriter that will use it (so a selector it cannot match
+/// is refused here, not at a request), and names the CSV column / JSON field
+/// of the same field when it can.
+fn field_rules(r: &RawRoute, c: &mut Collector<'_>) -> Vec<FieldRule> {
+    let mut out: Vec<FieldRule> = Vec::new();
+    for item in r.hide.iter().flatten() {
+        if let Some(selector) = selector(item.get_ref(), item.span(), c) {
+            out.push(FieldRule {
+                name: field_name(&selector),
+                selector,
+                show: Show::Nothing,
+            });
         }
     }
+    for (key, kind) in r.mask.iter().flat_map(|m| m.get_ref()) {
+        let show = match kind.get_ref().trim() {
+            "last4" => Show::Last4,
+            other => {
+                c.error(
+                    kind.span(),
+                    format!(
+                        "'{other}' is not a way ward can mask a field; write \"{key}\" = \"last4\" (the last 4 letters or digits stay), or move \"{key}\" to hide to remove it whole"
+                    ),
+                );
+                continue;
+            }
+        };
+        let Some(selector) = selector(key, kind.span(), c) else {
+            continue;
+        };
+        if out.iter().any(|f| f.selector == selector) {
+            c.error(
+                kind.span(),
+                format!("'{selector}' is both in hide and in mask; keep it in one: hide removes it, mask shows part of it"),
+            );
+            continue;
+        }
+        out.push(FieldRule {
+            name: field_name(&selector),
+            selector,
+            show,
+        });
+    }
     out
+}
+
+/// One field rule's CSS selector, if the HTML rewriter can use it.
+fn selector(text: &str, span: std::ops::Range<usize>, c: &mut Collector<'_>) -> Option<String> {
+    let text = text.trim();
+    match text.parse::<lol_html::Selector>() {
+        Ok(_) if !text.is_empty() => Some(text.to_string()),
+        Ok(_) => {
+            c.error(
+                span,
+                "an empty selector hides nothing; write it like \"#ssn\" or \"td.diagnosis\"",
+            );
+            None
+        }
+        Err(e) => {
+            c.error(
+                span,
+                format!("'{text}' is not a selector ward can use ({e}); write it like \"#ssn\", \"td.diagnosis\" or \"input[name=dob]\""),
+            );
+            None
+        }
+    }
+}
+
+/// The field a selector names, for CSV columns and JSON fields: the id, the
+/// `name` attribute or the last class of its last element (`#ssn`,
+/// `input[name=dob]`, `td.diagnosis`), or the selector itself when it is one
+/// plain word (`diagnosis`, `date_of_birth`). None for anything else.
+fn field_name(selector: &str) -> Option<String> {
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '-')
+    };
+    if word(selector) {
+        return Some(selector.to_string());
+    }
+    // The last compound selector: after the last combinator outside brackets.
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (i, ch) in selector.char_indices() {
+        match ch {
+            '[' | '(' => depth += 1,
+            ']' | ')' => depth = depth.saturating_sub(1),
+            ' ' | '>' | '+' | '~' if depth == 0 => start = i + 1,
+            _ => {}
+        }
+    }
+    let last = &selector[start..];
+    let ident = |s: &str| -> Option<String> {
+        let end = s
+            .find(|ch: char| !(ch.is_alphanumeric() || ch == '_' || ch == '-'))
+            .unwrap_or(s.len());
+        word(&s[..end]).then(|| s[..end].to_string())
+    };
+    if let Some(at) = last.find('#') {
+        return ident(&last[at + 1..]);
+    }
+    if let Some(at) = last.find("[name=") {
+        let value = last[at + 6..].trim_start_matches(['"', '\'']);
+        return ident(value);
+    }
+    last.rfind('.').and_then(|at| ident(&last[at + 1..]))
 }
 
 /// The apps that compiled, and the names of those that did not (their
@@ -1390,6 +1503,7 @@ fn routes(
                 format!("this route's host '{host}' is not the host its app answers for ('{app_host}'); remove one of them"),
             );
         }
+        let dev = r.device.as_ref().map(|d| device(d, c)).unwrap_or_default();
         let route = Route {
             line,
             app: app.unwrap_or(0),
@@ -1422,10 +1536,11 @@ fn routes(
                 .map(|f| f.get_ref().clone())
                 .collect(),
             redact_for: role_list(&r.redact_for, &role_names, c),
-            hide: selectors(&r.hide, c),
+            fields: field_rules(r, c),
             hide_for: role_list(&r.hide_for, &role_names, c),
             no_body_for: role_list(&r.no_body_for, &role_names, c),
-            device_required: r.device.as_ref().is_some_and(|d| device(d, c)),
+            device_required: dev.required,
+            own_device: dev.own,
             when: Conditions {
                 query: conditions(&r.query, "query parameter", c),
                 form: conditions(&r.form, "form field", c),
@@ -1434,10 +1549,10 @@ fn routes(
         if !route.redact_fields.is_empty() && route.redact_for.is_empty() {
             c.error(entry.span(), "redact_fields needs redact_for = [\"role\", …]: the roles whose answers are masked");
         }
-        if route.hide.is_empty() != route.hide_for.is_empty() {
+        if route.fields.is_empty() != route.hide_for.is_empty() {
             c.error(
                 entry.span(),
-                "hide and hide_for go together: hide = [\"#ssn\", \"td.diagnosis\"] lists what is hidden, hide_for = [\"role\", …] from whom",
+                "hide and hide_for go together: hide = [\"#ssn\", \"td.diagnosis\"] (or mask = { \"#ssn\" = \"last4\" }) lists what is hidden, hide_for = [\"role\", …] from whom",
             );
         }
         out.push(route);
@@ -1702,17 +1817,33 @@ fn oidc_providers(
     out
 }
 
-/// `device = "required" | "optional"`.
-fn device(value: &Text, c: &mut Collector<'_>) -> bool {
+/// What a `device` setting asks for.
+#[derive(Debug, Clone, Copy, Default)]
+struct DeviceRule {
+    /// An enrolled device.
+    required: bool,
+    /// The person's own enrolled device (its certificate names them).
+    own: bool,
+}
+
+/// `device = "required" | "own" | "optional"`.
+fn device(value: &Text, c: &mut Collector<'_>) -> DeviceRule {
     match value.get_ref().as_str() {
-        "required" => true,
-        "optional" => false,
+        "required" => DeviceRule {
+            required: true,
+            own: false,
+        },
+        "own" => DeviceRule {
+            required: true,
+            own: true,
+        },
+        "optional" => DeviceRule::default(),
         other => {
             c.error(
                 value.span(),
-                format!("device must be \"required\" or \"optional\", not '{other}'"),
+                format!("device must be \"required\" (an enrolled device), \"own\" (the person's own enrolled device) or \"optional\", not '{other}'"),
             );
-            false
+            DeviceRule::default()
         }
     }
 }

@@ -232,6 +232,7 @@ hsts = true
 device_orgs = ["Acme"]
 ward_host = "ward.example"
 device_ca = "ca.pem"
+device_crl = "crl.pem"
 [metrics]
 listen = "127.0.0.1:9464"
 [sessions]
@@ -333,7 +334,8 @@ max_response = "10MB"
 rate_limit = "60/minute"
 redact_fields = ["ssn"]
 redact_for = ["r"]
-hide = ["td.ssn"]
+hide = ["td.dx"]
+mask = { "td.ssn" = "last4" }
 hide_for = ["r"]
 no_body_for = ["r"]
 device = "required"
@@ -788,5 +790,64 @@ fn a_redis_store_is_read_with_its_password_file_and_mistakes_are_placed() {
             .sessions
             .store,
         SessionStoreKind::Memory
+    );
+}
+
+#[test]
+fn field_rules_name_their_columns_and_bad_masks_are_placed() {
+    let base = "practice = \"P\"\n[roles]\nfd = {}\n[[apps]]\nname = \"ehr\"\nupstream = \"http://x\"\n[[routes]]\napp = \"ehr\"\npath = \"/a\"\nallow_roles = [\"fd\"]\nhide_for = [\"fd\"]\n";
+    let good = format!(
+        "{base}hide = [\"td.diagnosis\", \"#ssn\", \"input[name=dob]\", \"form input[name='pin']\", \"div > span.x.insurance_id\", \"date_of_birth\", \"table tr:nth-child(2) td\"]\nmask = {{ \"p#phone\" = \"last4\" }}\n"
+    );
+    let loaded = load(&good).unwrap_or_else(|d| panic!("{d}"));
+    let names: Vec<(String, Option<String>, crate::policy::Show)> = loaded.policy.routes[0]
+        .fields
+        .iter()
+        .map(|f| (f.selector.clone(), f.name.clone(), f.show))
+        .collect();
+    let name = |s: &str| names.iter().find(|n| n.0 == s).and_then(|n| n.1.clone());
+    assert_eq!(name("td.diagnosis").as_deref(), Some("diagnosis"));
+    assert_eq!(name("#ssn").as_deref(), Some("ssn"));
+    assert_eq!(name("input[name=dob]").as_deref(), Some("dob"));
+    assert_eq!(name("form input[name='pin']").as_deref(), Some("pin"));
+    assert_eq!(
+        name("div > span.x.insurance_id").as_deref(),
+        Some("insurance_id")
+    );
+    assert_eq!(name("date_of_birth").as_deref(), Some("date_of_birth"));
+    assert_eq!(name("table tr:nth-child(2) td"), None);
+    assert_eq!(name("p#phone").as_deref(), Some("phone"));
+    assert!(
+        names
+            .iter()
+            .any(|n| n.0 == "p#phone" && n.2 == crate::policy::Show::Last4)
+    );
+
+    for (extra, want) in [
+        (
+            "mask = { \"#ssn\" = \"first4\" }\n",
+            "ward.toml:12:19: 'first4' is not a way ward can mask a field; write \"#ssn\" = \"last4\"",
+        ),
+        (
+            "mask = { \"td[\" = \"last4\" }\n",
+            "ward.toml:12:18: 'td[' is not a selector",
+        ),
+        (
+            "hide = [\"#ssn\"]\nmask = { \"#ssn\" = \"last4\" }\n",
+            "'#ssn' is both in hide and in mask",
+        ),
+    ] {
+        let errs = errors(&format!("{base}{extra}"));
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "{extra:?}: wanted {want:?} in {errs:#?}"
+        );
+    }
+    // A mask without hide_for is as incomplete as a hide without it.
+    let errs = errors(&base.replace("hide_for = [\"fd\"]\n", "mask = { \"#ssn\" = \"last4\" }\n"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("hide and hide_for go together")),
+        "{errs:#?}"
     );
 }

@@ -1148,6 +1148,8 @@ fn run<'a>(p: &Policy, who: Option<&'a Identity>, row: &Row) -> Decision<'a> {
         path: row.4,
         identity: who,
         device: row.5,
+        device_people: &[],
+        device_revoked: false,
         query: &[],
         form: &[],
     };
@@ -1295,6 +1297,8 @@ fn the_trace_names_the_role_whose_networks_refused() {
         path: "/acme/claims",
         identity: Some(&ned),
         device: false,
+        device_people: &[],
+        device_revoked: false,
         query: &[],
         form: &[],
     };
@@ -1318,4 +1322,102 @@ fn the_trace_names_the_role_whose_networks_refused() {
     );
     // Refused for networks, so the roles are not weighed.
     assert!(!checks.iter().any(|c| c.name == "role"), "{checks:#?}");
+}
+
+/// (who, path, what the device certificate names (None: no certificate), revoked, verdict)
+type DeviceRow<'a> = (&'a Identity, &'a str, Option<&'a [String]>, bool, Verdict);
+
+#[test]
+fn devices_serve_the_people_they_name_and_revoked_ones_nobody() {
+    let text = "practice = \"P\"\n[server]\ndevice_ca = \"ca.pem\"\n\
+        [roles]\nclinician = {}\nfrontdesk = { device = \"own\" }\n\
+        [[apps]]\nname = \"ehr\"\nupstream = \"http://x\"\n\
+        [[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow_roles = [\"clinician\", \"frontdesk\"]\n\
+        [[routes]]\napp = \"ehr\"\npath = \"/rx/**\"\nallow_roles = [\"clinician\"]\ndevice = \"own\"\n";
+    let p = crate::config::load_str(
+        std::path::Path::new("ward.toml"),
+        text,
+        crate::config::Certs::Skip,
+    )
+    .unwrap_or_else(|d| panic!("{d}"))
+    .policy;
+    let person = |name: &str, role: &str| Identity {
+        user: name.into(),
+        roles: vec![role.into()],
+        allow_from: None,
+        mfa: true,
+        emergency: false,
+        vendor: false,
+        device_required: false,
+        export_grants: Vec::new(),
+    };
+    let lee = person("lee", "clinician");
+    let kim = person("kim", "frontdesk");
+    let names = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (lees, desk, nobodys) = (names(&["lee"]), names(&["role:frontdesk"]), names(&[]));
+    let method = Method::GET;
+    let rows: [DeviceRow<'_>; 12] = [
+        (&lee, "/a", Some(&lees), false, Verdict::Allow),
+        (&lee, "/rx/1", Some(&lees), false, Verdict::Allow),
+        (&lee, "/a", None, false, Verdict::Allow),
+        (&lee, "/rx/1", None, false, Verdict::Deny(Refusal::Device)),
+        (
+            &lee,
+            "/rx/1",
+            Some(&nobodys),
+            false,
+            Verdict::Deny(Refusal::OtherDevice),
+        ),
+        (&lee, "/a", Some(&nobodys), false, Verdict::Allow),
+        (
+            &lee,
+            "/a",
+            Some(&desk),
+            false,
+            Verdict::Deny(Refusal::OtherDevice),
+        ),
+        (
+            &lee,
+            "/a",
+            Some(&lees),
+            true,
+            Verdict::Deny(Refusal::DeviceRevoked),
+        ),
+        (&kim, "/a", Some(&desk), false, Verdict::Allow),
+        (
+            &kim,
+            "/a",
+            Some(&lees),
+            false,
+            Verdict::Deny(Refusal::OtherDevice),
+        ),
+        (
+            &kim,
+            "/a",
+            Some(&nobodys),
+            false,
+            Verdict::Deny(Refusal::OtherDevice),
+        ),
+        (&kim, "/a", None, false, Verdict::Deny(Refusal::Device)),
+    ];
+    for (who, path, device, revoked, want) in rows {
+        let facts = Facts {
+            client_ip: OFFICE.parse().unwrap(),
+            method: &method,
+            host: E,
+            path,
+            identity: Some(who),
+            device: device.is_some(),
+            device_people: device.unwrap_or(&[]),
+            device_revoked: revoked,
+            query: &[],
+            form: &[],
+        };
+        assert_eq!(
+            decide(&facts, &p).verdict,
+            want,
+            "{} {path} {device:?} revoked={revoked}",
+            who.user
+        );
+    }
 }

@@ -94,6 +94,10 @@ pub struct ServerSettings {
     pub hsts: bool,
     /// Organizations whose staff must connect from an enrolled device.
     pub device_orgs: Vec<String>,
+    /// The officer's revoked-devices file (`device_crl`), watched for changes.
+    pub device_crl: Option<std::path::PathBuf>,
+    /// The device certificates it revokes (refused on connections already open).
+    pub revoked_devices: Vec<crate::certs::RevokedDevice>,
     /// ward's own host name (no app answers for it): sign-in, the officer's
     /// console and break-glass are served there and nowhere else.
     pub ward_host: Option<String>,
@@ -326,6 +330,8 @@ pub struct Role {
     pub mfa: Option<Mfa>,
     /// People with this role must connect from an enrolled device.
     pub device_required: bool,
+    /// People with this role must connect from their own enrolled device.
+    pub own_device: bool,
     /// People with this role may use the apps only from these networks.
     pub allow_from: Option<NetSet>,
 }
@@ -399,6 +405,53 @@ pub enum Access {
     },
 }
 
+/// One field a route hides or masks, wherever the app shows it: on HTML pages
+/// by its CSS selector, in CSV columns and JSON fields by its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldRule {
+    /// The CSS selector as written (`#ssn`, `td.diagnosis`, `input[name=dob]`).
+    pub selector: String,
+    /// The CSV column / JSON field name the selector names (`ssn`, `diagnosis`,
+    /// `dob`), if it names one.
+    pub name: Option<String>,
+    /// What is left of the field.
+    pub show: Show,
+}
+
+/// What a field rule leaves of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// Nothing: the content is removed (`hide`).
+    Nothing,
+    /// The last 4 letters or digits; the rest replaced (`mask = { … = "last4" }`).
+    Last4,
+}
+
+impl Show {
+    /// The kinds an officer may write in `mask`, as written.
+    pub const MASK_KINDS: [&str; 1] = ["last4"];
+
+    /// The kind as the officer writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Show::Nothing => "hidden",
+            Show::Last4 => "last4",
+        }
+    }
+}
+
+/// Whether a CSV column header or JSON field name is the field `name`: case,
+/// spaces, `_` and `-` do not count ("Date of Birth" is `date_of_birth`).
+pub fn same_field(header: &str, name: &str) -> bool {
+    let fold = |s: &str| {
+        s.chars()
+            .filter(|c| !matches!(c, ' ' | '_' | '-' | '\t'))
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    fold(header.trim()) == fold(name)
+}
+
 /// One `[[routes]]` entry.
 #[derive(Debug)]
 pub struct Route {
@@ -428,14 +481,16 @@ pub struct Route {
     pub redact_fields: Vec<String>,
     /// Roles whose answers are redacted.
     pub redact_for: Vec<String>,
-    /// CSS selectors of HTML elements whose content `hide_for` roles never receive.
-    pub hide: Vec<String>,
-    /// Roles from whom `hide` elements are hidden.
+    /// Fields (`hide` and `mask`) that `hide_for` roles never see in full.
+    pub fields: Vec<FieldRule>,
+    /// Roles from whom the `fields` are hidden or masked.
     pub hide_for: Vec<String>,
     /// Roles that may not send request bodies here (forwarding/sharing settings).
     pub no_body_for: Vec<String>,
     /// Only from an enrolled device (a client certificate from the device CA).
     pub device_required: bool,
+    /// Only from the person's own enrolled device (its certificate names them).
+    pub own_device: bool,
     /// Query parameters and form fields the request must carry for this route
     /// to apply (an export an app selects by parameter); empty: always.
     pub when: Conditions,
@@ -542,6 +597,14 @@ pub struct ExportGrant {
     pub pattern: routes::Pattern,
 }
 
+/// Whether `people` (from a device certificate) names this person or one of their roles.
+pub fn owns_device(who: &Identity, people: &[String]) -> bool {
+    people.iter().any(|p| match p.strip_prefix("role:") {
+        Some(role) => who.roles.iter().any(|r| r == role),
+        None => *p == who.user,
+    })
+}
+
 /// What ward knows about a request when it decides.
 #[derive(Debug, Clone)]
 pub struct Facts<'r, 'i> {
@@ -555,6 +618,11 @@ pub struct Facts<'r, 'i> {
     pub path: &'r str,
     /// Who is signed in, if anyone.
     pub identity: Option<&'i Identity>,
+    /// The people (account names) and groups (`role:NAME`) the connection's
+    /// device certificate names; empty when it names nobody or there is none.
+    pub device_people: &'r [String],
+    /// The connection's device certificate is on the officer's revocation list.
+    pub device_revoked: bool,
     /// The connection presented a client certificate from the device CA.
     pub device: bool,
     /// The query's parameters, decoded (for routes with query conditions).
@@ -576,6 +644,11 @@ pub enum Refusal {
     Role,
     /// The route or the person needs an enrolled device and the connection has none.
     Device,
+    /// The device is enrolled to someone else, or a person's own device is needed
+    /// and this one names nobody.
+    OtherDevice,
+    /// The device's certificate is on the officer's revocation list.
+    DeviceRevoked,
 }
 
 impl Refusal {
@@ -586,6 +659,8 @@ impl Refusal {
             Refusal::NoRoute => "no-route",
             Refusal::Method => "method",
             Refusal::Device => "device",
+            Refusal::OtherDevice => "device-other-person",
+            Refusal::DeviceRevoked => "device-revoked",
             Refusal::Role => "role",
         }
     }
@@ -603,6 +678,12 @@ impl Refusal {
             Refusal::Role => "Your account's roles do not include access to this page.",
             Refusal::Device => {
                 "This page can only be used from a computer the practice (or your company) has enrolled."
+            }
+            Refusal::OtherDevice => {
+                "This page can only be used from your own enrolled computer, and this computer is enrolled to someone else."
+            }
+            Refusal::DeviceRevoked => {
+                "This computer's enrollment has been withdrawn by the practice."
             }
         }
     }
@@ -677,7 +758,7 @@ pub struct Decision<'a> {
     pub rate_limit: Option<(u32, Duration)>,
     /// JSON fields are masked for this person.
     pub redact: bool,
-    /// HTML elements (the route's `hide` selectors) are emptied for this person.
+    /// The route's field rules (`hide`, `mask`) apply to this person's answers.
     pub hide: bool,
     /// This person may not send a request body here.
     pub no_body: bool,
@@ -981,7 +1062,51 @@ pub fn decide_traced<'i>(
             return deny(Refusal::Network, Some(id));
         }
     }
-    let device_needed = route.device_required || facts.identity.is_some_and(|w| w.device_required);
+    if facts.device_revoked {
+        trace.check("enrolled device", false, || {
+            "the connection's device certificate is on the practice's revocation list".into()
+        });
+        return deny(Refusal::DeviceRevoked, Some(id));
+    }
+    // A device enrolled to people is theirs alone, wherever it is used.
+    if let Some(w) = facts.identity
+        && facts.device
+        && !facts.device_people.is_empty()
+    {
+        let ok = owns_device(w, facts.device_people);
+        trace.check("whose device", ok, || {
+            format!(
+                "the device is enrolled to {}; {} {}",
+                facts.device_people.join(", "),
+                w.user,
+                if ok { "is one of them" } else { "is not" }
+            )
+        });
+        if !ok {
+            return deny(Refusal::OtherDevice, Some(id));
+        }
+    }
+    let own_needed = route.own_device
+        || facts.identity.is_some_and(|w| {
+            w.roles
+                .iter()
+                .any(|r| policy.roles.get(r).is_some_and(|role| role.own_device))
+        });
+    if let Some(w) = facts.identity
+        && own_needed
+        && facts.device
+        && facts.device_people.is_empty()
+    {
+        trace.check("whose device", false, || {
+            format!(
+                "{}'s own device is required and the device certificate names nobody",
+                w.user
+            )
+        });
+        return deny(Refusal::OtherDevice, Some(id));
+    }
+    let device_needed =
+        route.device_required || own_needed || facts.identity.is_some_and(|w| w.device_required);
     if device_needed {
         trace.check("enrolled device", facts.device, || {
             if facts.device {
@@ -1100,7 +1225,7 @@ pub fn decide_traced<'i>(
         max_response: route.max_response,
         rate_limit: route.rate_limit,
         redact: !route.redact_fields.is_empty() && has_role(&route.redact_for),
-        hide: !route.hide.is_empty() && has_role(&route.hide_for),
+        hide: !route.fields.is_empty() && has_role(&route.hide_for),
         no_body: has_role(&route.no_body_for),
     }
 }

@@ -113,9 +113,16 @@ pub fn release(mut parts: http::response::Parts, body: Bytes) -> Response<Body> 
 }
 
 /// Masks `fields` in a JSON document: plain names anywhere in it, and JSON
-/// pointers (`/patient/insurance/memberId`) at their place.
-pub fn redact(json: &[u8], fields: &[String]) -> Result<Vec<u8>, Held> {
+/// pointers (`/patient/insurance/memberId`) at their place; then applies the
+/// route's field `rules` (by name), setting `matched[i]` for each rule that named a field.
+pub fn redact(
+    json: &[u8],
+    fields: &[String],
+    rules: &[crate::policy::FieldRule],
+    matched: &mut [bool],
+) -> Result<Vec<u8>, Held> {
     let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|_| Held::Unchecked)?;
+    crate::proxy::fields::json(&mut value, rules, matched);
     let (pointers, names): (Vec<&String>, Vec<&String>) =
         fields.iter().partition(|f| f.starts_with('/'));
     for p in pointers {
@@ -185,10 +192,11 @@ mod tests {
             rate_limit: None,
             redact_fields: Vec::new(),
             redact_for: Vec::new(),
-            hide: Vec::new(),
+            fields: Vec::new(),
             hide_for: Vec::new(),
             no_body_for: Vec::new(),
             device_required: false,
+            own_device: false,
             when: Default::default(),
         }
     }
@@ -314,14 +322,20 @@ mod tests {
     #[test]
     fn redaction_masks_names_and_pointers() {
         let doc = br#"{"patient":{"name":"M","SSN":"123","insurance":{"memberId":"X1","plan":"P"}},"list":[{"ssn":"9"}]}"#;
-        let out = redact(doc, &["ssn".into(), "/patient/insurance/memberId".into()]).unwrap();
+        let out = redact(
+            doc,
+            &["ssn".into(), "/patient/insurance/memberId".into()],
+            &[],
+            &mut [],
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["patient"]["SSN"], "[hidden]");
         assert_eq!(v["list"][0]["ssn"], "[hidden]");
         assert_eq!(v["patient"]["insurance"]["memberId"], "[hidden]");
         assert_eq!(v["patient"]["insurance"]["plan"], "P");
         assert_eq!(v["patient"]["name"], "M");
-        assert!(redact(b"<html>", &["ssn".into()]).is_err());
+        assert!(redact(b"<html>", &["ssn".into()], &[], &mut []).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Forwarding an allowed request to its app and streaming the answer back.
 
+pub mod fields;
 pub mod filter;
 pub mod headers;
 pub mod html;

@@ -33,7 +33,7 @@ use target::Target;
 /// What the log line for a request says.
 #[derive(Default)]
 struct Outcome {
-    device: Option<Arc<str>>,
+    device: Option<Arc<crate::tls::Device>>,
     /// The grant behind the request: (id, reason). The reason may name a
     /// patient, so it goes to the audit trail only, never to the log.
     grant: Option<(String, String)>,
@@ -50,6 +50,8 @@ struct Outcome {
     route_line: Option<usize>,
     app: Option<String>,
     error: Option<String>,
+    /// The field rules applied to the answer, for the trail.
+    fields: Option<Vec<String>>,
 }
 
 impl Outcome {
@@ -66,7 +68,7 @@ impl Outcome {
 pub async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
-    device: Option<Arc<str>>,
+    device: Option<Arc<crate::tls::Device>>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
@@ -492,6 +494,12 @@ async fn app_request(
         path: &target.path,
         identity,
         device: outcome.device.is_some(),
+        device_people: outcome.device.as_ref().map_or(&[], |d| &d.people),
+        // Checked on every request, so a reload's revocation reaches connections already open.
+        device_revoked: outcome
+            .device
+            .as_ref()
+            .is_some_and(|d| d.is_revoked(&policy.server.revoked_devices)),
         query: &query,
         form: &form,
     };
@@ -602,7 +610,7 @@ async fn app_request(
         }
         identity_headers =
             identity_headers_for(who, &s.public_id, app, asker.snap.directory.get(&who.user));
-        if let Some(subject) = outcome.device.as_deref()
+        if let Some(subject) = outcome.device.as_ref().map(|d| d.subject.as_str())
             && let Ok(v) = HeaderValue::from_str(subject)
         {
             identity_headers.push((http::HeaderName::from_static("x-ward-device"), v));
@@ -687,9 +695,15 @@ async fn filter_answer(
         _ => {}
     }
     if decision.redact || decision.hide {
-        return masked(resp, route, decision, policy.export.redact_max)
-            .await
-            .map_err(Stop::redaction_refused);
+        return masked(
+            resp,
+            route,
+            decision,
+            policy.export.redact_max,
+            &mut outcome.fields,
+        )
+        .await
+        .map_err(Stop::redaction_refused);
     }
     if let Some(cap) = decision.max_response {
         let (parts, bytes) = filter::hold(resp, cap).await.map_err(Stop::too_large)?;
@@ -899,8 +913,9 @@ fn audit_record(
         r = r.grant(format!("{grant} ({reason})"));
     }
     if let Some(d) = &o.device {
-        r = r.detail(format!("device: {d}"));
+        r = r.detail(format!("device: {}", d.subject));
     }
+    r.fields = o.fields.clone();
     if let Some(e) = &o.error {
         r = r.reason(e.clone());
     } else if o.decision != "allow" && o.decision != "ward" {
@@ -917,37 +932,65 @@ fn audit_record(
     Some(r)
 }
 
-/// A JSON answer with the route's fields masked; anything else is refused.
+/// An answer with the person's field rules applied: JSON fields redacted, and
+/// the route's `hide`/`mask` fields on HTML pages, CSV columns and JSON fields.
+/// Anything else is refused. Notes the rules applied in `applied` (for the trail).
 async fn masked(
     resp: Response<Body>,
     route: &policy::Route,
     decision: &policy::Decision<'_>,
     cap: u64,
+    applied: &mut Option<Vec<String>>,
 ) -> Result<Response<Body>, filter::Held> {
     let essence = media_type(resp.headers()).map(|m| m.essence);
-    let json = essence
-        .as_deref()
-        .is_some_and(|e| e == "application/json" || e.ends_with("+json"));
-    let html = essence
-        .as_deref()
-        .is_some_and(|e| e == "text/html" || e == "application/xhtml+xml");
+    let essence = essence.as_deref().unwrap_or("");
+    let json = essence == "application/json" || essence.ends_with("+json");
+    let html = essence == "text/html" || essence == "application/xhtml+xml";
+    let csv = essence == "text/csv" || essence == "application/csv";
     // ward asked for an uncompressed answer; one that came compressed anyway cannot be read.
     let plain = !resp.headers().contains_key(header::CONTENT_ENCODING);
-    match (plain, json, html) {
-        (true, true, _) if decision.redact => {
-            let (parts, bytes) = filter::hold(resp, cap).await?;
-            let masked = filter::redact(&bytes, &route.redact_fields)?;
-            Ok(filter::release(parts, masked.into()))
-        }
-        (true, _, true) if decision.hide => {
-            let (parts, bytes) = filter::hold(resp, cap).await?;
-            let emptied =
-                proxy::html::hide(&bytes, &route.hide).map_err(|_| filter::Held::Unchecked)?;
-            Ok(filter::release(parts, emptied.into()))
-        }
+    let rules: &[policy::FieldRule] = if decision.hide { &route.fields } else { &[] };
+    let redacted: &[String] = if decision.redact {
+        &route.redact_fields
+    } else {
+        &[]
+    };
+    let mut matched = vec![false; rules.len()];
+    let kind = match (plain, json, html, csv) {
+        (true, true, _, _) if decision.redact || decision.hide => Kind::Json,
+        (true, _, true, _) if decision.hide => Kind::Html,
+        (true, _, _, true) if decision.hide => Kind::Csv,
         // A type the person's rules cannot be applied to is refused, not passed.
-        _ => Err(filter::Held::Unchecked),
-    }
+        _ => return Err(filter::Held::Unchecked),
+    };
+    let (parts, bytes) = filter::hold(resp, cap).await?;
+    let body = match kind {
+        Kind::Json => filter::redact(&bytes, redacted, rules, &mut matched)?,
+        Kind::Html => {
+            proxy::html::apply(&bytes, rules, &mut matched).map_err(|_| filter::Held::Unchecked)?
+        }
+        Kind::Csv => proxy::fields::csv(&bytes, rules, &mut matched)?,
+    };
+    let mut notes: Vec<String> = redacted.iter().map(|f| format!("redact {f}")).collect();
+    notes.extend(
+        rules
+            .iter()
+            .zip(&matched)
+            .filter(|(_, m)| **m)
+            .map(|(r, _)| match r.show {
+                policy::Show::Nothing => format!("hide {}", r.selector),
+                show => format!("mask {} {}", r.selector, show.as_str()),
+            }),
+    );
+    *applied = Some(notes);
+    Ok(filter::release(parts, body.into()))
+}
+
+/// The kinds of answer field rules are applied to.
+enum Kind {
+    Json,
+    Html,
+    Csv,
 }
 
 /// An app's own background polling does not keep a session alive.

@@ -171,16 +171,12 @@ async fn connection(
     drop(rt);
 
     // An enrolled device's certificate (verified against the device CA by rustls).
-    let device: Option<Arc<str>> = stream
+    let device: Option<Arc<crate::tls::Device>> = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .map(|c| {
-            crate::tls::subject_of(c.as_ref())
-                .unwrap_or_else(|| "unreadable subject".into())
-                .into()
-        });
+        .map(|c| Arc::new(crate::tls::device_of(c.as_ref())));
     let http1 = stream.get_ref().1.alpn_protocol() != Some(b"h2");
     let (stream, heads) = framing::Watched::new(stream, http1);
     let requests = activity.clone();

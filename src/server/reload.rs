@@ -167,16 +167,30 @@ fn load_runtime(file: &Path, overrides: &Overrides) -> Result<Runtime, Diagnosti
 /// How long a changed policy file must stay the same before it is read as the new policy.
 const SETTLE: Duration = Duration::from_millis(500);
 
-/// Where `watch` starts: SIGHUP caught and the policy file as it was read at start-up.
-/// Made before ward says it is listening, so that a SIGHUP or an edit right after that is
-/// not lost (an uncaught SIGHUP would end the process).
+/// The policy file's contents and those of the revoked-devices file (CRL) it
+/// names: a device the officer revokes is refused once the CRL changes, with
+/// no edit to the policy.
+fn watched(store: &PolicyStore) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let crl = store
+        .current()
+        .policy
+        .server
+        .device_crl
+        .as_ref()
+        .and_then(|p| std::fs::read(p).ok());
+    (std::fs::read(store.file()).ok(), crl)
+}
+
+/// Where `watch` starts: SIGHUP caught and the policy file (and its CRL) as they
+/// were read at start-up. Made before ward says it is listening, so that a SIGHUP
+/// or an edit right after that is not lost (an uncaught SIGHUP would end the process).
 pub struct WatchStart {
-    last: Option<Vec<u8>>,
+    last: (Option<Vec<u8>>, Option<Vec<u8>>),
     hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl WatchStart {
-    /// Catches SIGHUP and reads the file now. Needs a tokio runtime.
+    /// Catches SIGHUP and reads the files now. Needs a tokio runtime.
     pub fn now(store: &PolicyStore) -> WatchStart {
         let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),
@@ -186,15 +200,15 @@ impl WatchStart {
             }
         };
         WatchStart {
-            last: std::fs::read(store.file()).ok(),
+            last: watched(store),
             hangup,
         }
     }
 }
 
-/// Reloads on SIGHUP and whenever the file's contents change (checked every
-/// second, taken once they have stayed the same for `SETTLE`); each reload,
-/// taken or refused, goes in the audit trail.
+/// Reloads on SIGHUP and whenever the file's contents (or its CRL's) change
+/// (checked every second, taken once they have stayed the same for `SETTLE`);
+/// each reload, taken or refused, goes in the audit trail.
 pub async fn watch(store: Arc<PolicyStore>, audit: crate::audit::Audit, start: WatchStart) {
     let WatchStart {
         mut last,
@@ -211,17 +225,17 @@ pub async fn watch(store: Arc<PolicyStore>, audit: crate::audit::Audit, start: W
                 }
             } => true,
         };
-        let now = std::fs::read(store.file()).ok();
-        if !by_signal && now.is_some() && now != last {
+        let now = watched(&store);
+        if !by_signal && now.0.is_some() && now != last {
             // An editor that writes in place can be caught mid-write, and the first part of a
             // policy can be a valid, looser one (a route without its `from`). Take the file
             // only once it has stopped changing; `last` stays, so the next tick looks again.
             tokio::time::sleep(SETTLE).await;
-            if std::fs::read(store.file()).ok() != now {
+            if watched(&store) != now {
                 continue;
             }
         }
-        if by_signal || (now.is_some() && now != last) {
+        if by_signal || (now.0.is_some() && now != last) {
             if by_signal {
                 tracing::info!("SIGHUP: reloading the policy");
             }
