@@ -100,8 +100,10 @@ fn opens(
         host,
         path,
         identity: Some(who),
-        // A device the app asks for is checked when the page is opened.
+        // A device the app asks for (the person's own) is checked when the page is opened.
         device: true,
+        device_people: std::slice::from_ref(&who.user),
+        device_revoked: false,
         query: &[],
         form: &[],
     };
