@@ -41,7 +41,28 @@ pub enum SharedError {
     Unreachable,
     /// Redis answered with an error, or not in time.
     #[error("the session store (Redis) failed: {0}")]
-    Failed(String),
+    Failed(LinkError),
+}
+
+/// Why the link to Redis broke, or a command on it failed (logged, audited and alerted
+/// in words by `OnChange`).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Redis answered with an error, or the connection failed.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// Redis did not answer within the command timeout.
+    #[error("Redis did not answer in time")]
+    Timeout,
+    /// Redis closed the connection (its messages stopped).
+    #[error("the connection to Redis closed")]
+    Closed,
+    /// ward is shutting down.
+    #[error("ward is stopping")]
+    Stopping,
+    /// A session could not be written as JSON.
+    #[error("a session could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 /// A change to write to Redis and tell the other instances.
@@ -412,7 +433,7 @@ async fn link(
                         .await;
                         store.set_up(false);
                         store.conn.store(None);
-                        why
+                        why.to_string()
                     }
                 }
             }
@@ -430,7 +451,7 @@ async fn link(
 
 async fn connect(
     client: &redis::Client,
-) -> Result<(redis::aio::MultiplexedConnection, redis::aio::PubSub), String> {
+) -> Result<(redis::aio::MultiplexedConnection, redis::aio::PubSub), LinkError> {
     let both = async {
         let conn = client.get_multiplexed_async_connection().await?;
         let mut pubsub = client.get_async_pubsub().await?;
@@ -439,8 +460,8 @@ async fn connect(
     };
     match tokio::time::timeout(COMMAND_TIMEOUT * 2, both).await {
         Ok(Ok(pair)) => Ok(pair),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("Redis did not answer in time".to_string()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(LinkError::Timeout),
     }
 }
 
@@ -452,7 +473,7 @@ async fn serve(
     ops: &mut mpsc::UnboundedReceiver<Op>,
     pending: &mut Vec<Op>,
     lifetime: Duration,
-) -> String {
+) -> LinkError {
     let mut ping = tokio::time::interval(PING_EVERY);
     loop {
         tokio::select! {
@@ -462,22 +483,22 @@ async fn serve(
                         store.apply_message(&text);
                     }
                 }
-                None => return "the connection to Redis closed".to_string(),
+                None => return LinkError::Closed,
             },
             op = ops.recv() => {
                 let Some(mut op) = op else {
-                    return "ward is stopping".to_string();
+                    return LinkError::Stopping;
                 };
                 if let Err(e) = write(conn, &store.instance, &mut op, lifetime).await {
                     pending.push(op);
-                    return e.to_string();
+                    return e;
                 }
                 store.unwritten.fetch_sub(1, Ordering::Relaxed);
             }
             _ = ping.tick() => {
                 let pong = timed(redis::cmd("PING").query_async::<String>(conn)).await;
                 if let Err(e) = pong {
-                    return e.to_string();
+                    return e;
                 }
             }
         }
@@ -487,11 +508,11 @@ async fn serve(
 /// A command with [`COMMAND_TIMEOUT`].
 async fn timed<T>(
     f: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, String> {
+) -> Result<T, LinkError> {
     match tokio::time::timeout(COMMAND_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("Redis did not answer in time".to_string()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(LinkError::Timeout),
     }
 }
 
@@ -501,7 +522,7 @@ async fn write(
     instance: &str,
     op: &mut Op,
     lifetime: Duration,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let mut pipe = redis::pipe();
     match op {
         Op::Mark(tx) => {
@@ -512,7 +533,7 @@ async fn write(
             return Ok(());
         }
         Op::Put(id, saved) => {
-            let json = serde_json::to_string(saved).map_err(|e| e.to_string())?;
+            let json = serde_json::to_string(saved)?;
             let left = (saved.created + lifetime.as_secs() as i64) - crate::clock::unix_now();
             pipe.cmd("SET")
                 .arg(format!("{KEY_PREFIX}{id}"))
@@ -542,7 +563,7 @@ async fn write(
 async fn resync(
     store: &RedisStore,
     conn: &mut redis::aio::MultiplexedConnection,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let mut cursor: u64 = 0;
     let mut keys: Vec<String> = Vec::new();
     loop {
