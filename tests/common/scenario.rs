@@ -238,11 +238,17 @@ impl Running {
         let secret = &self.secrets[user];
         loop {
             let now = super::unix_now() / 30;
+            // The last step's code is still taken (one step of skew) until this step ends:
+            // use it only while at least 15 s of that are left, since a slow browser
+            // sign-in can take that long to send it.
+            let oldest = if super::unix_now() % 30 < 15 {
+                now.saturating_sub(1)
+            } else {
+                now
+            };
             let taken = {
                 let mut last = self.last_step.lock().unwrap();
-                let next = last.get(user).map_or(now.saturating_sub(1), |l| {
-                    (l + 1).max(now.saturating_sub(1))
-                });
+                let next = last.get(user).map_or(oldest, |l| (l + 1).max(oldest));
                 (next <= now + 1).then(|| {
                     last.insert(user.to_string(), next);
                     next
