@@ -2,8 +2,13 @@
 //! HTML pages, found by name (a CSV column's header, a JSON field's key).
 
 use crate::policy::{FieldRule, Show, same_field};
-use crate::proxy::filter::Held;
-use crate::proxy::html::PLACEHOLDER;
+
+/// What a hidden field's content becomes (pages, CSV and JSON alike).
+pub const PLACEHOLDER: &str = "[hidden]";
+
+/// A CSV answer the rules cannot be applied to safely; it is refused to those roles.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unreadable;
 
 /// What stands for each masked letter or digit.
 const DOT: char = '•';
@@ -44,7 +49,7 @@ fn rule_for<'r>(name: &str, rules: &'r [FieldRule]) -> Option<(usize, &'r FieldR
 /// record is the header. `matched[i]` is set when rule `i` named a column. Rows
 /// of another length, or a file that looks split by something other than commas,
 /// cannot be read safely and are refused.
-pub fn csv(doc: &[u8], rules: &[FieldRule], matched: &mut [bool]) -> Result<Vec<u8>, Held> {
+pub fn csv(doc: &[u8], rules: &[FieldRule], matched: &mut [bool]) -> Result<Vec<u8>, Unreadable> {
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(false)
@@ -53,14 +58,14 @@ pub fn csv(doc: &[u8], rules: &[FieldRule], matched: &mut [bool]) -> Result<Vec<
     let Some(header) = records.next() else {
         return Ok(Vec::new());
     };
-    let header = header.map_err(|_| Held::Unchecked)?;
+    let header = header.map_err(|_| Unreadable)?;
     // One column whose header has `;` or a tab is another separator: its fields unseen.
     if header.len() == 1
         && header
             .iter()
             .any(|h| h.contains(&b';') || h.contains(&b'\t'))
     {
-        return Err(Held::Unchecked);
+        return Err(Unreadable);
     }
     let plan: Vec<Option<Show>> = header
         .iter()
@@ -94,14 +99,14 @@ pub fn csv(doc: &[u8], rules: &[FieldRule], matched: &mut [bool]) -> Result<Vec<
     };
     writer
         .write_record(keep(&header, true))
-        .map_err(|_| Held::Unchecked)?;
+        .map_err(|_| Unreadable)?;
     for record in records {
-        let record = record.map_err(|_| Held::Unchecked)?;
+        let record = record.map_err(|_| Unreadable)?;
         writer
             .write_record(keep(&record, false))
-            .map_err(|_| Held::Unchecked)?;
+            .map_err(|_| Unreadable)?;
     }
-    writer.into_inner().map_err(|_| Held::Unchecked)
+    writer.into_inner().map_err(|_| Unreadable)
 }
 
 /// Applies the rules to a JSON value: every field whose key a rule names,

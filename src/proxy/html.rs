@@ -4,15 +4,12 @@
 //! is cut to what the mask shows, by a streaming HTML rewriter.
 
 use crate::policy::{FieldRule, Show};
-use crate::proxy::fields;
+use crate::proxy::fields::{self, PLACEHOLDER};
 use lol_html::html_content::{Comment, ContentType, Element, EndTag, TextChunk};
 use lol_html::{ElementContentHandlers, HtmlRewriter, Selector, Settings};
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-
-/// What stands where a hidden element's content was.
-pub const PLACEHOLDER: &str = "[hidden]";
 
 /// Why a page could not be rewritten safely (it is then refused, never passed).
 #[derive(Debug, thiserror::Error)]

@@ -964,13 +964,14 @@ async fn masked(
         _ => return Err(filter::Held::Unchecked),
     };
     let (parts, bytes) = filter::hold(resp, cap).await?;
-    let body = match kind {
-        Kind::Json => filter::redact(&bytes, redacted, rules, &mut matched)?,
-        Kind::Html => {
-            proxy::html::apply(&bytes, rules, &mut matched).map_err(|_| filter::Held::Unchecked)?
-        }
-        Kind::Csv => proxy::fields::csv(&bytes, rules, &mut matched)?,
-    };
+    let body =
+        match kind {
+            Kind::Json => filter::redact(&bytes, redacted, rules, &mut matched)?,
+            Kind::Html => proxy::html::apply(&bytes, rules, &mut matched)
+                .map_err(|_| filter::Held::Unchecked)?,
+            Kind::Csv => proxy::fields::csv(&bytes, rules, &mut matched)
+                .map_err(|_| filter::Held::Unchecked)?,
+        };
     let mut notes: Vec<String> = redacted.iter().map(|f| format!("redact {f}")).collect();
     notes.extend(
         rules

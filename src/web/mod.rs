@@ -12,6 +12,7 @@ pub mod limits;
 pub mod page;
 pub mod signin;
 pub mod sso;
+pub mod sso_steps;
 pub mod state;
 
 use crate::body::Body;

@@ -79,7 +79,7 @@ pub struct Gate {
     /// Single sign-on: discovered providers.
     pub sso: crate::auth::oidc::SsoState,
     /// Single sign-on: sign-ins under way.
-    pub sso_steps: crate::web::sso::SsoSteps,
+    pub sso_steps: crate::web::sso_steps::SsoSteps,
     /// Alerts for the officer.
     pub alerts: crate::audit::alerts::Alerts,
     /// The audit trail, for sign-in events that are not a request's own outcome.
@@ -114,7 +114,7 @@ impl Gate {
                 policy.login.lockout_time * 2 + std::time::Duration::from_secs(60),
             ),
             sso: crate::auth::oidc::SsoState::default(),
-            sso_steps: crate::web::sso::SsoSteps::new(shared.clone()),
+            sso_steps: crate::web::sso_steps::SsoSteps::new(shared.clone()),
             alerts,
             audit,
             refusals: moka::sync::Cache::builder()
