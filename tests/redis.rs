@@ -730,3 +730,31 @@ async fn a_single_sign_on_begun_on_one_instance_finishes_on_the_other() {
     again.set_cookie("__Host-ward-sso", &state);
     assert_eq!(again.get(&back).await.status(), 400);
 }
+
+/// A route's `rate_limit` counts one person's requests on every instance together: going
+/// back and forth between instances gives no more than the limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_routes_rate_limit_counts_requests_on_every_instance() {
+    let redis = Redis::start();
+    let (_dir, password_file) = password_file();
+    let s = scenario(&redis, &password_file)
+        .route(
+            "/reports/**",
+            "allow_roles = [\"clinician\"]\nrate_limit = \"4/minute\"",
+        )
+        .start()
+        .await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    let one = s.browser();
+    assert_eq!(s.sign_in(&one, "dr_lee").await, 303);
+    let two = switched(&other, &one);
+    for (n, b) in [&one, &two, &one, &two].into_iter().enumerate() {
+        let r = b.get(&format!("/reports/{n}")).await;
+        assert_eq!(r.status(), 200, "request {n}");
+    }
+    assert_eq!(one.get("/reports/4").await.status(), 429);
+    assert_eq!(two.get("/reports/5").await.status(), 429);
+    // Another route of the same person is not capped.
+    assert_eq!(two.get("/patients/1").await.status(), 200);
+}

@@ -577,12 +577,27 @@ async fn app_request(
         return Err(Stop::no_app());
     };
     outcome.app = Some(app.name.clone());
-    // A cap on requests per person to this route (scraping a chart at a time).
-    if let (Some(who), Some(Some(limiter))) =
-        (identity, decision.route.and_then(|r| rt.rate_limits.get(r)))
-        && limiter.check_key(&who.user).is_err()
+    // A cap on requests per person to this route (scraping a chart at a time), counted on
+    // every instance together when they share a store.
+    if let (Some(who), Some(id), Some((limit, window))) =
+        (identity, decision.route, route.rate_limit)
     {
-        return Err(Stop::rate_limited());
+        let allowed = match shared
+            .gate
+            .per_ip
+            .route_allows(id, &who.user, limit, window)
+            .await
+        {
+            Some(allowed) => allowed,
+            None => rt
+                .rate_limits
+                .get(id)
+                .and_then(Option::as_ref)
+                .is_none_or(|l| l.check_key(&who.user).is_ok()),
+        };
+        if !allowed {
+            return Err(Stop::rate_limited());
+        }
     }
     // Sharing settings (an e-mail auto-forward page, say) take no input from these roles.
     if decision.no_body && has_body {

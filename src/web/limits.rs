@@ -20,8 +20,10 @@ use std::time::Duration;
 const TRIES_PREFIX: &str = "ward:tries:";
 const FAILS_PREFIX: &str = "ward:unknown-fails:";
 const LOCK_PREFIX: &str = "ward:unknown-lock:";
+/// Requests per person to a route with a `rate_limit`: `ward:rate:ROUTE:HASH_OF_NAME`.
+const RATE_PREFIX: &str = "ward:rate:";
 
-/// Attempts in the last minute, as a sorted set of attempt times: an attempt is counted only
+/// Attempts in the last window, as a sorted set of attempt times: an attempt is counted only
 /// while fewer than the limit stand in the window, all in one step on the server.
 const TRY_SCRIPT: &str = "\
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
@@ -78,21 +80,27 @@ impl Tries {
                     .is_some_and(|(_, l)| l.check_key(&key).is_ok())
             }
             Tries::Shared(store) => {
-                let Ok(member) = random_token() else {
-                    return false;
-                };
-                let now_ms = crate::clock::now().as_millisecond();
-                let window_ms = Duration::from_secs(60).as_millis() as i64;
-                let cmd = redis::cmd("EVAL")
-                    .arg(TRY_SCRIPT)
-                    .arg(1)
-                    .arg(format!("{TRIES_PREFIX}{key}"))
-                    .arg(now_ms)
-                    .arg(window_ms)
-                    .arg(per_minute)
-                    .arg(member)
-                    .clone();
-                matches!(store.query::<i64>(&cmd).await, Ok(1))
+                let key = format!("{TRIES_PREFIX}{key}");
+                in_window(store, &key, per_minute, Duration::from_secs(60)).await
+            }
+        }
+    }
+
+    /// With a shared store: whether one more request by `user` to the route at `route` (its
+    /// index in the policy) is within `limit` per `window` on every instance together, counting
+    /// it if so. `None` without a shared store: the caller's own limiter decides.
+    pub async fn route_allows(
+        &self,
+        route: usize,
+        user: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Option<bool> {
+        match self {
+            Tries::Local(_) => None,
+            Tries::Shared(store) => {
+                let key = format!("{RATE_PREFIX}{route}:{}", token_hash(user));
+                Some(in_window(store, &key, limit.max(1), window).await)
             }
         }
     }
@@ -106,6 +114,26 @@ impl Tries {
             l.retain_recent();
         }
     }
+}
+
+/// Whether one more event under `key` is within `limit` per `window` in Redis; counts it if
+/// so. Redis away or failing: no (fail closed).
+async fn in_window(store: &RedisStore, key: &str, limit: u32, window: Duration) -> bool {
+    let Ok(member) = random_token() else {
+        return false;
+    };
+    let now_ms = crate::clock::now().as_millisecond();
+    let window_ms = window.as_millis().clamp(1, i64::MAX as u128) as i64;
+    let cmd = redis::cmd("EVAL")
+        .arg(TRY_SCRIPT)
+        .arg(1)
+        .arg(key)
+        .arg(now_ms)
+        .arg(window_ms)
+        .arg(limit)
+        .arg(member)
+        .clone();
+    matches!(store.query::<i64>(&cmd).await, Ok(1))
 }
 
 /// Failed sign-ins under a name that is not an account.
