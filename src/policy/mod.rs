@@ -631,6 +631,31 @@ pub struct Facts<'r, 'i> {
     pub form: &'r [(String, String)],
 }
 
+impl<'r> Facts<'r, 'r> {
+    /// A request `who` would make from their own enrolled device (never a revoked one), with
+    /// no query or form: what the policy diff and the launcher ask about.
+    pub fn on_own_device(
+        client_ip: IpAddr,
+        method: &'r Method,
+        host: &'r str,
+        path: &'r str,
+        who: Option<&'r Identity>,
+    ) -> Self {
+        Facts {
+            client_ip,
+            method,
+            host,
+            path,
+            identity: who,
+            device_people: who.map_or(&[], |w| std::slice::from_ref(&w.user)),
+            device_revoked: false,
+            device: true,
+            query: &[],
+            form: &[],
+        }
+    }
+}
+
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

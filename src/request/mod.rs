@@ -584,7 +584,7 @@ async fn app_request(
     {
         let allowed = match shared
             .gate
-            .per_ip
+            .per_route
             .route_allows(id, &who.user, limit, window)
             .await
         {

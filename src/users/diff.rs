@@ -432,11 +432,6 @@ struct Probes<'a> {
     labels: &'a [String],
 }
 
-/// The people a person's own enrolled device names: that person.
-fn own_device(who: Option<&Identity>) -> &[String] {
-    who.map_or(&[], |i| std::slice::from_ref(&i.user))
-}
-
 /// The changes for one identity (under the old policy, under the new).
 fn changes_of(
     old: &Policy,
@@ -451,21 +446,9 @@ fn changes_of(
     for probe in probes.paths {
         for method in probes.methods {
             for (net, ip) in probes.addresses {
-                let facts = |identity, device_people| Facts {
-                    client_ip: *ip,
-                    method,
-                    host: &probe.host,
-                    path: &probe.path,
-                    identity,
-                    // On the person's own enrolled device, never a revoked one.
-                    device: true,
-                    device_people,
-                    device_revoked: false,
-                    query: &[],
-                    form: &[],
-                };
-                let was = seen(old, &facts(id_old, own_device(id_old)));
-                let now = seen(new, &facts(id_new, own_device(id_new)));
+                let ask = |id| Facts::on_own_device(*ip, method, &probe.host, &probe.path, id);
+                let was = seen(old, &ask(id_old));
+                let now = seen(new, &ask(id_new));
                 // Named by the route that decides now, else the one that did.
                 let (lost, place) = match (was.allowed, now.allowed, now.place, was.place) {
                     (None, Some(_), Some(place), _) => (false, place),

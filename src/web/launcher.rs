@@ -94,19 +94,8 @@ fn opens(
     host: &str,
     path: &str,
 ) -> bool {
-    let facts = Facts {
-        client_ip: ip,
-        method: &Method::GET,
-        host,
-        path,
-        identity: Some(who),
-        // A device the app asks for (the person's own) is checked when the page is opened.
-        device: true,
-        device_people: std::slice::from_ref(&who.user),
-        device_revoked: false,
-        query: &[],
-        form: &[],
-    };
+    // A device the app asks for (the person's own) is checked when the page is opened.
+    let facts = Facts::on_own_device(ip, &Method::GET, host, path, Some(who));
     let d = policy::decide(&facts, policy);
     d.verdict == Verdict::Allow
         && d.route

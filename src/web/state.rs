@@ -74,6 +74,9 @@ pub struct Gate {
     pub accounts: Arc<Accounts>,
     /// Sign-in attempts per address (IPv4, or IPv6 /64: see `lockout::address_key`).
     pub(crate) per_ip: Tries,
+    /// Requests per person to routes with a `rate_limit`, when instances share a store
+    /// (otherwise each policy's own limiters count them).
+    pub(crate) per_route: Tries,
     /// Failures for names that are not accounts, counted by the same rule as real ones.
     pub(crate) unknown_failures: UnknownNames,
     /// Single sign-on: discovered providers.
@@ -108,6 +111,7 @@ impl Gate {
             sessions,
             accounts,
             per_ip: Tries::new(shared.clone()),
+            per_route: Tries::new(shared.clone()),
             // Kept longer than any window or lock; `Strikes` decides what still counts.
             unknown_failures: UnknownNames::new(
                 shared.clone(),
