@@ -162,24 +162,7 @@ async fn walk_through(client: &Client, ward: &Ward, boss: &[u8], kim: &[u8], cli
     // ---- Add a vendor: the one-time link is shown once.
     open(client, ward, "/.ward/officer/users", "People").await;
     page_shot(client, "users").await;
-    fill(client, "#name", "acme_pat").await;
-    fill(client, "#display_name", "Pat Okafor (Acme Billing)").await;
-    click(client, "#add-role-vendor_biller").await;
-    fill(client, "#org", "Acme Billing").await;
-    // A date field takes typing in the browser's locale; set its value the way a picker does.
-    client
-        .execute(
-            "document.getElementById('expires').value = arguments[0];",
-            vec![serde_json::json!("2031-06-30")],
-        )
-        .await
-        .unwrap();
-    fill(client, "#sponsor", "boss").await;
-    click(
-        client,
-        "form[action='/.ward/officer/users'] button[type=submit]",
-    )
-    .await;
+    add_vendor_in_console(client, "Pat Okafor (Acme Billing)", "Acme Billing").await;
     let found = client
         .wait()
         .at_most(Duration::from_secs(10))

@@ -359,23 +359,7 @@ async fn walk(client: &Client, ward: &Ward, boss: &[u8]) {
         text.contains(HOSTILE),
         "the display name as written:\n{text}"
     );
-    fill(client, "#name", "acme_pat").await;
-    fill(client, "#display_name", HOSTILE).await;
-    click(client, "#add-role-vendor_biller").await;
-    fill(client, "#org", HOSTILE_ORG).await;
-    client
-        .execute(
-            "document.getElementById('expires').value = arguments[0];",
-            vec![serde_json::json!("2031-06-30")],
-        )
-        .await
-        .unwrap();
-    fill(client, "#sponsor", "boss").await;
-    click(
-        client,
-        "form[action='/.ward/officer/users'] button[type=submit]",
-    )
-    .await;
+    add_vendor_in_console(client, HOSTILE, HOSTILE_ORG).await;
     client
         .wait()
         .at_most(Duration::from_secs(10))

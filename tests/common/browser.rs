@@ -252,3 +252,26 @@ pub async fn sign_in_on_ward_host(client: &Client, ward: &Ward, user: &str, code
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Fills and sends the officer's console form for a new vendor biller account (`acme_pat`,
+/// sponsored by `boss`, ending 2031-06-30) with this display name and organisation.
+pub async fn add_vendor_in_console(client: &Client, display_name: &str, org: &str) {
+    fill(client, "#name", "acme_pat").await;
+    fill(client, "#display_name", display_name).await;
+    click(client, "#add-role-vendor_biller").await;
+    fill(client, "#org", org).await;
+    // A date field takes typing in the browser's locale; set its value the way a picker does.
+    client
+        .execute(
+            "document.getElementById('expires').value = arguments[0];",
+            vec![serde_json::json!("2031-06-30")],
+        )
+        .await
+        .unwrap();
+    fill(client, "#sponsor", "boss").await;
+    click(
+        client,
+        "form[action='/.ward/officer/users'] button[type=submit]",
+    )
+    .await;
+}
