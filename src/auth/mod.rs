@@ -4,4 +4,5 @@ pub mod codes;
 pub mod lockout;
 pub mod oidc;
 pub mod password;
+pub mod saml;
 pub mod totp;

@@ -13,7 +13,9 @@ use crate::policy::{
     LogFormat, LogSettings, LoginSettings, MetricsSettings, Mfa, Policy, Role, Route,
     ServerSettings, SessionBinding, SessionSettings, Show, StorageSettings, TooMany, UpstreamAuth,
 };
-use crate::policy::{OidcProvider, RedisStoreSettings, SessionStoreKind, WithoutMfa};
+use crate::policy::{
+    OidcProvider, RedisStoreSettings, SamlProvider, SessionStoreKind, SsoRules, WithoutMfa,
+};
 use http::Method;
 use http::uri::{Authority, Scheme, Uri};
 use std::collections::BTreeMap;
@@ -59,6 +61,7 @@ pub fn compile(
         lockout_after: count(&raw.login.lockout_after, 1, 100, 5, "lockout_after", c) as u32,
         lockout_time: duration_or(&raw.login.lockout_time, Duration::from_secs(15 * 60), c),
         oidc: Vec::new(),
+        saml: Vec::new(),
         attempts_per_minute: count(
             &raw.login.attempts_per_minute,
             1,
@@ -70,6 +73,7 @@ pub fn compile(
     };
     let mut login = login;
     login.oidc = oidc_providers(&raw, &roles, c);
+    login.saml = saml_providers(&raw, &roles, &login.oidc, c);
     let log = log(&raw, c);
     let break_glass = raw.break_glass.as_ref().map(|bg| {
         let b = bg.get_ref();
@@ -1627,7 +1631,6 @@ fn oidc_providers(
     c: &mut Collector<'_>,
 ) -> Vec<OidcProvider> {
     let mut out: Vec<OidcProvider> = Vec::new();
-    let role_names: Vec<&str> = roles.keys().map(String::as_str).collect();
     let public_url = raw
         .server
         .public_url
@@ -1696,70 +1699,41 @@ fn oidc_providers(
                 String::new()
             }
         };
-        let mut role_map = BTreeMap::new();
-        for (group, mapped) in o.role_map.iter().flatten() {
-            let mut list = Vec::new();
-            for r in mapped {
-                if role_names.contains(&r.get_ref().as_str()) {
-                    list.push(r.get_ref().clone());
-                } else {
-                    let hint = closest(r.get_ref(), &role_names)
-                        .map(|b| format!("; did you mean '{b}'?"))
-                        .unwrap_or_default();
-                    c.error(r.span(), format!("unknown role '{}'{hint}", r.get_ref()));
-                }
-            }
-            role_map.insert(group.clone(), list);
-        }
-        let word = |v: &Option<Text>,
-                    allowed: &[&str],
-                    default: &str,
-                    what: &str,
-                    c: &mut Collector<'_>|
-         -> String {
-            match v {
-                None => default.to_string(),
-                Some(t) if allowed.contains(&t.get_ref().as_str()) => t.get_ref().clone(),
-                Some(t) => {
-                    c.error(
-                        t.span(),
-                        format!(
-                            "{what} must be one of {}, not '{}'",
-                            allowed.join(", "),
-                            t.get_ref()
-                        ),
-                    );
-                    default.to_string()
-                }
-            }
-        };
-        let username_claim = word(
-            &o.username_claim,
-            &["email", "preferred_username"],
-            "email",
-            "username_claim",
-            c,
-        );
-        let accounts = word(
-            &o.accounts,
-            &["existing", "create"],
-            "existing",
-            "accounts",
-            c,
-        );
-        let without = word(
-            &o.without_mfa,
-            &["ward-totp", "refuse"],
-            "ward-totp",
-            "without_mfa",
-            c,
-        );
         let texts = |v: &Option<Vec<Text>>| -> Vec<String> {
             v.iter()
                 .flatten()
                 .map(|t| t.get_ref().trim().to_string())
                 .collect()
         };
+        let username_claim = one_of(
+            &o.username_claim,
+            &["email", "preferred_username"],
+            "email",
+            "username_claim",
+            c,
+        );
+        let rules = sso_rules(
+            RawRules {
+                name: &name,
+                label: &o.label,
+                role_map: &o.role_map,
+                allowed_domains: &o.allowed_domains,
+                accounts: &o.accounts,
+                without_mfa: &o.without_mfa,
+                logout: &o.logout,
+            },
+            username_claim,
+            match &o.mfa_amr {
+                Some(_) => texts(&o.mfa_amr),
+                None => ["mfa", "otp", "hwk", "swk", "fido", "sc", "pop"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            },
+            texts(&o.mfa_acr),
+            roles,
+            c,
+        );
         let redirect_url = match &public_url {
             Some(u) => format!("{u}/.ward/callback"),
             None => {
@@ -1786,32 +1760,228 @@ fn oidc_providers(
                     .unwrap_or_else(|| "groups".into()),
                 ca: o.ca.as_ref().map(|p| PathBuf::from(p.get_ref())),
             },
-            label: o
-                .label
-                .as_ref()
-                .map(|l| l.get_ref().clone())
-                .unwrap_or_else(|| format!("Sign in with {name}")),
-            role_map,
-            allowed_domains: texts(&o.allowed_domains)
-                .into_iter()
-                .map(|d| d.to_ascii_lowercase())
-                .collect(),
-            username_claim,
-            create_accounts: accounts == "create",
-            mfa_amr: match &o.mfa_amr {
-                Some(_) => texts(&o.mfa_amr),
-                None => ["mfa", "otp", "hwk", "swk", "fido", "sc", "pop"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-            },
-            mfa_acr: texts(&o.mfa_acr),
-            without_mfa: if without == "refuse" {
-                WithoutMfa::Refuse
+            rules,
+        });
+    }
+    out
+}
+
+/// A provider's settings that [`sso_rules`] reads, OpenID Connect or SAML alike.
+struct RawRules<'a> {
+    name: &'a str,
+    label: &'a Option<Text>,
+    role_map: &'a Option<BTreeMap<String, Vec<Text>>>,
+    allowed_domains: &'a Option<Vec<Text>>,
+    accounts: &'a Option<Text>,
+    without_mfa: &'a Option<Text>,
+    logout: &'a Option<Spanned<bool>>,
+}
+
+/// What ward makes of a provider's answer: the officer's rules, with roles checked.
+fn sso_rules(
+    r: RawRules<'_>,
+    username_claim: String,
+    mfa_amr: Vec<String>,
+    mfa_acr: Vec<String>,
+    roles: &BTreeMap<String, Role>,
+    c: &mut Collector<'_>,
+) -> SsoRules {
+    let role_names: Vec<&str> = roles.keys().map(String::as_str).collect();
+    let mut role_map = BTreeMap::new();
+    for (group, mapped) in r.role_map.iter().flatten() {
+        let mut list = Vec::new();
+        for role in mapped {
+            if role_names.contains(&role.get_ref().as_str()) {
+                list.push(role.get_ref().clone());
             } else {
-                WithoutMfa::WardTotp
+                let hint = closest(role.get_ref(), &role_names)
+                    .map(|b| format!("; did you mean '{b}'?"))
+                    .unwrap_or_default();
+                c.error(
+                    role.span(),
+                    format!("unknown role '{}'{hint}", role.get_ref()),
+                );
+            }
+        }
+        role_map.insert(group.clone(), list);
+    }
+    let accounts = one_of(
+        r.accounts,
+        &["existing", "create"],
+        "existing",
+        "accounts",
+        c,
+    );
+    let without = one_of(
+        r.without_mfa,
+        &["ward-totp", "refuse"],
+        "ward-totp",
+        "without_mfa",
+        c,
+    );
+    SsoRules {
+        label: r
+            .label
+            .as_ref()
+            .map(|l| l.get_ref().clone())
+            .unwrap_or_else(|| format!("Sign in with {}", r.name)),
+        role_map,
+        allowed_domains: r
+            .allowed_domains
+            .iter()
+            .flatten()
+            .map(|d| d.get_ref().trim().to_ascii_lowercase())
+            .collect(),
+        username_claim,
+        create_accounts: accounts == "create",
+        mfa_amr,
+        mfa_acr,
+        without_mfa: if without == "refuse" {
+            WithoutMfa::Refuse
+        } else {
+            WithoutMfa::WardTotp
+        },
+        logout: r.logout.as_ref().map(|b| *b.get_ref()).unwrap_or(true),
+    }
+}
+
+/// `value` when it is one of `allowed`, else `default` (with an error if it was given).
+fn one_of(
+    value: &Option<Text>,
+    allowed: &[&str],
+    default: &str,
+    what: &str,
+    c: &mut Collector<'_>,
+) -> String {
+    match value {
+        None => default.to_string(),
+        Some(t) if allowed.contains(&t.get_ref().as_str()) => t.get_ref().clone(),
+        Some(t) => {
+            c.error(
+                t.span(),
+                format!(
+                    "{what} must be one of {}, not '{}'",
+                    allowed.join(", "),
+                    t.get_ref()
+                ),
+            );
+            default.to_string()
+        }
+    }
+}
+
+/// The `[[login.saml]]` identity providers, with their metadata files read.
+fn saml_providers(
+    raw: &RawPolicy,
+    roles: &BTreeMap<String, Role>,
+    oidc: &[OidcProvider],
+    c: &mut Collector<'_>,
+) -> Vec<SamlProvider> {
+    let mut out: Vec<SamlProvider> = Vec::new();
+    let public_url = raw
+        .server
+        .public_url
+        .as_ref()
+        .map(|u| u.get_ref().trim().trim_end_matches('/').to_string());
+    for entry in raw.login.saml.iter().flatten() {
+        let o = entry.get_ref();
+        let name = match &o.name {
+            Some(t) if !t.get_ref().trim().is_empty() => t.get_ref().trim().to_string(),
+            _ => {
+                c.error(
+                    entry.span(),
+                    "this [[login.saml]] provider needs name = \"…\" (a short word, e.g. \"adfs\")",
+                );
+                continue;
+            }
+        };
+        if out.iter().any(|p| p.name == name) || oidc.iter().any(|p| p.config.name == name) {
+            c.error(
+                entry.span(),
+                format!("there is already a provider named '{name}'"),
+            );
+        }
+        if !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            c.error(
+                entry.span(),
+                format!("the provider name '{name}' may hold only letters, digits, - and _"),
+            );
+        }
+        let Some(public_url) = &public_url else {
+            c.error(entry.span(), "SAML single sign-on needs [server] public_url = \"https://…\": the identity provider sends people back there");
+            continue;
+        };
+        let clock_skew = duration_or(&o.clock_skew, Duration::from_secs(60), c);
+        let Some(file) = &o.idp_metadata else {
+            c.error(
+                entry.span(),
+                "this [[login.saml]] provider needs idp_metadata = \"/etc/ward/NAME-metadata.xml\": the identity provider's metadata file (federation metadata), saved from its admin pages",
+            );
+            continue;
+        };
+        let xml = match std::fs::read_to_string(file.get_ref()) {
+            Ok(x) => x,
+            Err(e) => {
+                c.error(
+                    file.span(),
+                    format!("cannot read the metadata file {}: {e}", file.get_ref()),
+                );
+                continue;
+            }
+        };
+        let (entity, acs, slo) = crate::auth::saml::sp_addresses(public_url);
+        let idp = match crate::auth::saml::Idp::from_metadata(&xml, &entity, &acs, &slo, clock_skew)
+        {
+            Ok(idp) => idp,
+            Err(e) => {
+                c.error(file.span(), format!("{}: {e}", file.get_ref()));
+                continue;
+            }
+        };
+        let texts = |v: &Option<Vec<Text>>| -> Vec<String> {
+            v.iter()
+                .flatten()
+                .map(|t| t.get_ref().trim().to_string())
+                .collect()
+        };
+        let attr = |v: &Option<Text>, default: &str| -> String {
+            v.as_ref()
+                .map(|t| t.get_ref().trim().to_string())
+                .unwrap_or_else(|| default.to_string())
+        };
+        let rules = sso_rules(
+            RawRules {
+                name: &name,
+                label: &o.label,
+                role_map: &o.role_map,
+                allowed_domains: &o.allowed_domains,
+                accounts: &o.accounts,
+                without_mfa: &o.without_mfa,
+                logout: &o.logout,
             },
-            logout: o.logout.as_ref().map(|b| *b.get_ref()).unwrap_or(true),
+            "email".into(),
+            Vec::new(),
+            match &o.mfa_authn_context {
+                Some(_) => texts(&o.mfa_authn_context),
+                None => vec![
+                    "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract".into(),
+                    "urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken".into(),
+                    "http://schemas.microsoft.com/claims/multipleauthn".into(),
+                ],
+            },
+            roles,
+            c,
+        );
+        out.push(SamlProvider {
+            name,
+            idp,
+            groups_attribute: attr(&o.groups_attribute, "groups"),
+            username_attribute: attr(&o.username_attribute, ""),
+            name_attribute: attr(&o.name_attribute, ""),
+            rules,
         });
     }
     out

@@ -192,6 +192,9 @@ fn section_of(parent: &[Step]) -> (Section, String) {
         [k, o, Step::Index(_)] if *k == key("login") && *o == key("oidc") => {
             (Section::Oidc, "[[login.oidc]]".into())
         }
+        [k, o, Step::Index(_)] if *k == key("login") && *o == key("saml") => {
+            (Section::Saml, "[[login.saml]]".into())
+        }
         [k] if *k == key("log") => (Section::Log, "[log]".into()),
         [k] if *k == key("metrics") => (Section::Metrics, "[metrics]".into()),
         [k] if *k == key("storage") => (Section::Storage, "[storage]".into()),

@@ -91,6 +91,25 @@ pub struct RawLogin {
     pub lockout_time: Option<Text>,
     pub attempts_per_minute: Option<Spanned<i64>>,
     pub oidc: Option<Vec<Spanned<RawOidc>>>,
+    pub saml: Option<Vec<Spanned<RawSaml>>>,
+}
+
+/// One `[[login.saml]]` identity provider.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawSaml {
+    pub name: Option<Text>,
+    pub label: Option<Text>,
+    pub idp_metadata: Option<Text>,
+    pub groups_attribute: Option<Text>,
+    pub username_attribute: Option<Text>,
+    pub name_attribute: Option<Text>,
+    pub role_map: Option<BTreeMap<String, Vec<Text>>>,
+    pub allowed_domains: Option<Vec<Text>>,
+    pub accounts: Option<Text>,
+    pub mfa_authn_context: Option<Vec<Text>>,
+    pub without_mfa: Option<Text>,
+    pub clock_skew: Option<Text>,
+    pub logout: Option<Spanned<bool>>,
 }
 
 /// One `[[login.oidc]]` identity provider.
@@ -306,6 +325,22 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "lockout_time",
             "attempts_per_minute",
             "oidc",
+            "saml",
+        ],
+        Section::Saml => &[
+            "name",
+            "label",
+            "idp_metadata",
+            "groups_attribute",
+            "username_attribute",
+            "name_attribute",
+            "role_map",
+            "allowed_domains",
+            "accounts",
+            "mfa_authn_context",
+            "without_mfa",
+            "clock_skew",
+            "logout",
         ],
         Section::Oidc => &[
             "name",
@@ -409,6 +444,7 @@ pub enum Section {
     Sessions,
     Login,
     Oidc,
+    Saml,
     Storage,
     BreakGlass,
     Export,

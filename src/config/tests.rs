@@ -272,6 +272,20 @@ without_mfa = "refuse"
 clock_skew = "30s"
 ca = "ca.pem"
 logout = true
+[[login.saml]]
+name = "adfs"
+label = "Sign in with ADFS"
+idp_metadata = "METADATA"
+groups_attribute = "groups"
+username_attribute = "upn"
+name_attribute = "displayName"
+role_map = { "g1" = ["r"] }
+allowed_domains = ["example.org"]
+accounts = "existing"
+mfa_authn_context = ["urn:x"]
+without_mfa = "refuse"
+clock_skew = "30s"
+logout = true
 [storage]
 users = "u.toml"
 state = "state"
@@ -350,7 +364,10 @@ query = { route = "/export" }
 form = { output_format = "astext" }
 allow = "public"
 "#;
-    let text = &text.replace("SECRET", &secret.path().display().to_string());
+    let metadata = idp_metadata_file();
+    let text = &text
+        .replace("SECRET", &secret.path().display().to_string())
+        .replace("METADATA", &metadata.path().display().to_string());
     let errs = errors(text);
     assert!(errs.is_empty(), "{errs:#?}");
     for section in [
@@ -358,6 +375,7 @@ allow = "public"
         raw::Section::Server,
         raw::Section::Sessions,
         raw::Section::Login,
+        raw::Section::Saml,
         raw::Section::Log,
         raw::Section::Metrics,
         raw::Section::Role,
@@ -850,4 +868,63 @@ fn field_rules_name_their_columns_and_bad_masks_are_placed() {
             .any(|e| e.contains("hide and hide_for go together")),
         "{errs:#?}"
     );
+}
+
+/// A SAML IdP metadata file with a fresh signing certificate.
+fn idp_metadata_file() -> tempfile::NamedTempFile {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    crate::tls::write_self_signed(&cert, &key, &["idp.example"]).unwrap();
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let md = format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.example/">
+  <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example/slo"/>
+    <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example/sso"/>
+  </md:IDPSSODescriptor>
+</md:EntityDescriptor>"#
+    );
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut f, md.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn saml_providers_need_a_usable_metadata_file_and_a_unique_name() {
+    let metadata = idp_metadata_file();
+    let md = metadata.path().display().to_string();
+    let entry = format!("[login]\n[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{md}\"\n[[apps]]");
+    // Without public_url the error says what to add.
+    let no_url = errors(&GOOD.replace("[[apps]]", &entry)).join("\n");
+    assert!(no_url.contains("public_url"), "{no_url}");
+    let server = "[server]\npublic_url = \"https://ehr.example\"\n";
+    let good = GOOD.replacen("[server]\n", server, 1);
+    let errs = |entries: &str| {
+        errors(&good.replace("[[apps]]", &format!("[login]\n{entries}\n[[apps]]"))).join("\n")
+    };
+    assert_eq!(
+        errs(&format!("[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{md}\"")),
+        ""
+    );
+    let missing = errs("[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"/nonexistent/md.xml\"");
+    assert!(missing.contains("cannot read the metadata file"), "{missing}");
+    let none = errs("[[login.saml]]\nname = \"adfs\"");
+    assert!(none.contains("idp_metadata"), "{none}");
+    let not_xml = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_xml.path(), "<html>sign in</html>").unwrap();
+    let bad = errs(&format!(
+        "[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{}\"",
+        not_xml.path().display()
+    ));
+    assert!(bad.contains("metadata cannot be used"), "{bad}");
+    let twice = errs(&format!(
+        "[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{md}\"\n[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{md}\""
+    ));
+    assert!(twice.contains("already a provider named 'adfs'"), "{twice}");
+    let role = errs(&format!(
+        "[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{md}\"\nrole_map = {{ g = [\"clinican\"] }}"
+    ));
+    assert!(role.contains("unknown role 'clinican'"), "{role}");
 }

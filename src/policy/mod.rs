@@ -251,6 +251,8 @@ pub struct LoginSettings {
     pub attempts_per_minute: u32,
     /// Identity providers for single sign-on.
     pub oidc: Vec<OidcProvider>,
+    /// SAML 2.0 identity providers for single sign-on.
+    pub saml: Vec<SamlProvider>,
 }
 
 /// What to do when ward requires MFA and the provider shows no second factor.
@@ -267,6 +269,30 @@ pub enum WithoutMfa {
 pub struct OidcProvider {
     /// Connection settings (the client secret already read).
     pub config: crate::auth::oidc::ProviderConfig,
+    /// What ward makes of what the provider says.
+    pub rules: SsoRules,
+}
+
+/// One `[[login.saml]]` identity provider.
+#[derive(Debug, Clone)]
+pub struct SamlProvider {
+    /// The policy's name for it (in `/.ward/sso/NAME`).
+    pub name: String,
+    /// The IdP from its metadata, as ward's service provider sees it.
+    pub idp: crate::auth::saml::Idp,
+    /// The attribute holding the person's groups.
+    pub groups_attribute: String,
+    /// The attribute naming the account; empty: the NameID.
+    pub username_attribute: String,
+    /// The attribute holding the display name; empty: none.
+    pub name_attribute: String,
+    /// What ward makes of what the provider says.
+    pub rules: SsoRules,
+}
+
+/// The officer's rules for a single sign-on provider, OpenID Connect or SAML alike.
+#[derive(Debug, Clone)]
+pub struct SsoRules {
     /// The button's words, e.g. "Sign in with Microsoft".
     pub label: String,
     /// Provider group → ward roles.
@@ -277,9 +303,9 @@ pub struct OidcProvider {
     pub username_claim: String,
     /// Make an account on first sign-in (with the mapped roles) instead of requiring one in users.toml.
     pub create_accounts: bool,
-    /// `amr` values that show a second factor.
+    /// `amr` values that show a second factor (OpenID Connect).
     pub mfa_amr: Vec<String>,
-    /// `acr` values that show a second factor.
+    /// `acr` values (OpenID Connect) or `AuthnContextClassRef` values (SAML) that show a second factor.
     pub mfa_acr: Vec<String>,
     /// When MFA is required and not shown.
     pub without_mfa: WithoutMfa,

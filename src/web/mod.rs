@@ -10,6 +10,7 @@ pub mod kit;
 pub mod launcher;
 pub mod limits;
 pub mod page;
+pub mod saml;
 pub mod signin;
 pub mod sso;
 pub mod sso_steps;
@@ -52,6 +53,14 @@ pub async fn serve(
             breakglass::submit(gate, &req, &form, outcome).await
         }
         "/.ward/callback" if get => sso::callback(gate, &req, outcome).await,
+        // The IdP's answer is posted from its own site: no Origin check (the RelayState,
+        // its cookie and the signed InResponseTo tie it to a sign-in started here).
+        "/.ward/saml/acs" if post => {
+            let form = read_form(body).await.unwrap_or_default();
+            saml::acs(gate, &req, &form, outcome).await
+        }
+        "/.ward/saml/metadata" if get => saml::metadata(&req),
+        "/.ward/saml/logout" if get => saml::logout_return(&req),
         p if post && p.starts_with("/.ward/sso/") => {
             let form = read_form(body).await.unwrap_or_default();
             sso::begin(gate, &req, &form, outcome, &p["/.ward/sso/".len()..]).await
@@ -67,4 +76,5 @@ fn begins_a_session(path: &str) -> bool {
         path,
         "/.ward/login" | "/.ward/mfa" | "/.ward/enroll" | "/.ward/callback" | "/.ward/break-glass"
     ) || path.starts_with("/.ward/sso/")
+        || saml::begins_a_session(path)
 }

@@ -1040,13 +1040,14 @@ async fn enroll_submit(
 /// The sign-in page's single sign-on buttons, one form per provider.
 fn sso_buttons(policy: &Policy, csrf: &str, return_to: &str) -> Markup {
     html! {
-        @if !policy.login.oidc.is_empty() {
+        @if !policy.login.oidc.is_empty() || !policy.login.saml.is_empty() {
             p { "Or:" }
-            @for p in &policy.login.oidc {
-                form method="post" action={ "/.ward/sso/" (p.config.name) } {
+            @for (name, label) in policy.login.oidc.iter().map(|p| (&p.config.name, &p.rules.label))
+                .chain(policy.login.saml.iter().map(|p| (&p.name, &p.rules.label))) {
+                form method="post" action={ "/.ward/sso/" (name) } {
                     input type="hidden" name="csrf" value=(csrf);
                     input type="hidden" name="return" value=(return_to);
-                    p { button type="submit" { (p.label) } }
+                    p { button type="submit" { (label) } }
                 }
             }
         }
@@ -1056,11 +1057,20 @@ fn sso_buttons(policy: &Policy, csrf: &str, return_to: &str) -> Markup {
 /// Where to send a person after ward's sign-out: their provider's sign-out, when it has one.
 fn sso_logout_target(gate: &Gate, policy: &Policy, s: &Session) -> Option<String> {
     let (name, id_token) = s.idp.as_ref()?;
+    if let Some(cfg) = policy
+        .login
+        .saml
+        .iter()
+        .find(|p| &p.name == name && p.rules.logout)
+    {
+        let hint = serde_json::from_str(id_token).ok()?;
+        return cfg.idp.logout_url(&hint);
+    }
     let cfg = policy
         .login
         .oidc
         .iter()
-        .find(|p| &p.config.name == name && p.logout)?;
+        .find(|p| &p.config.name == name && p.rules.logout)?;
     let key = (
         cfg.config.name.clone(),
         cfg.config.issuer.clone(),

@@ -1,11 +1,11 @@
-//! Single sign-on with the practice's identity provider (OpenID Connect):
-//! the buttons on the sign-in page, sending people to the provider, and
-//! taking them back — with ward's own rules applied to what it says.
+//! Single sign-on with the practice's identity provider (OpenID Connect here, SAML in
+//! `saml.rs`): sending people to the provider, and taking them back — with ward's own rules
+//! applied to what it says ([`admit_verified`], shared by both).
 
 use crate::auth::codes;
 use crate::auth::oidc::{OidcError, Provider, Verified};
 use crate::body::Body;
-use crate::policy::{OidcProvider, WithoutMfa};
+use crate::policy::{OidcProvider, SsoRules, WithoutMfa};
 use crate::session::{self, COOKIE, Session, Stage};
 use crate::users::accounts;
 use crate::users::{Admin, NewAccount, SignIn, SsoLink};
@@ -44,7 +44,8 @@ async fn provider(gate: &Gate, cfg: &OidcProvider) -> Result<Provider, OidcError
     Ok(p)
 }
 
-fn failed(req: &PageRequest<'_>, status: StatusCode, message: &str) -> Response<Body> {
+/// The page for a sign-in that did not work.
+pub(crate) fn failed(req: &PageRequest<'_>, status: StatusCode, message: &str) -> Response<Body> {
     let body = html! {
         p role="alert" { (message) }
         p { "If this keeps happening, tell the practice's IT contact this reference: " code { (req.request_id) } }
@@ -69,6 +70,13 @@ pub async fn begin(
             Some("This sign-in form has expired. Please try again."),
         );
     }
+    let return_to = kit::safe_return(match form.get("return") {
+        "" => "/",
+        r => r,
+    });
+    if let Some(cfg) = req.policy.login.saml.iter().find(|p| p.name == name) {
+        return super::saml::begin(gate, req, outcome, cfg, &return_to).await;
+    }
     let Some(cfg) = req.policy.login.oidc.iter().find(|p| p.config.name == name) else {
         return failed(
             req,
@@ -76,10 +84,6 @@ pub async fn begin(
             "There is no such sign-in provider.",
         );
     };
-    let return_to = kit::safe_return(match form.get("return") {
-        "" => "/",
-        r => r,
-    });
     let p = match provider(gate, cfg).await {
         Ok(p) => p,
         Err(e) => {
@@ -88,7 +92,7 @@ pub async fn begin(
             return failed(
                 req,
                 StatusCode::BAD_GATEWAY,
-                &format!("ward could not reach {}: {e}", cfg.label),
+                &format!("ward could not reach {}: {e}", cfg.rules.label),
             );
         }
     };
@@ -166,19 +170,36 @@ pub async fn callback(
             return kit::with_cookie(failed(req, status, &e.to_string()), clear_state);
         }
     };
-    let resp = admit_verified(gate, req, cfg, verified, &pending.return_to, outcome).await;
+    let who = Provided {
+        name: &cfg.config.name,
+        issuer: &cfg.config.issuer,
+        rules: &cfg.rules,
+        username_claim: &cfg.rules.username_claim,
+    };
+    let resp = admit_verified(gate, req, &who, verified, &pending.return_to, outcome).await;
     kit::with_cookie(resp, clear_state)
 }
 
+/// The provider a verified sign-in comes from, and the officer's rules for it.
+pub(crate) struct Provided<'a> {
+    /// The policy's name for the provider.
+    pub name: &'a str,
+    /// Whose subjects the account links hold: the OIDC issuer or the SAML IdP's entity id.
+    pub issuer: &'a str,
+    pub rules: &'a SsoRules,
+    /// `email` (the part before @) or `preferred_username`.
+    pub username_claim: &'a str,
+}
+
 /// The account name a provider's claims stand for.
-fn account_name(cfg: &OidcProvider, v: &Verified) -> Result<String, &'static str> {
+fn account_name(cfg: &Provided<'_>, v: &Verified) -> Result<String, &'static str> {
     let email = v.email.as_deref().map(str::to_ascii_lowercase);
-    if !cfg.allowed_domains.is_empty() {
+    if !cfg.rules.allowed_domains.is_empty() {
         let Some(email) = &email else {
             return Err("The provider did not say which e-mail address you signed in with.");
         };
         let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        if !cfg.allowed_domains.iter().any(|d| d == domain) {
+        if !cfg.rules.allowed_domains.iter().any(|d| d == domain) {
             return Err("Accounts from that e-mail domain may not sign in here.");
         }
         // An address the provider has not verified may be anyone's.
@@ -186,7 +207,7 @@ fn account_name(cfg: &OidcProvider, v: &Verified) -> Result<String, &'static str
             return Err("The provider has not verified your e-mail address.");
         }
     }
-    let raw = match cfg.username_claim.as_str() {
+    let raw = match cfg.username_claim {
         "preferred_username" => v.preferred_username.clone().map(|u| u.to_ascii_lowercase()),
         _ => email.and_then(|e| e.split_once('@').map(|(local, _)| local.to_string())),
     };
@@ -196,22 +217,24 @@ fn account_name(cfg: &OidcProvider, v: &Verified) -> Result<String, &'static str
     Ok(name)
 }
 
-async fn admit_verified(
+/// Signs in (or refuses) the person a provider vouched for, by ward's own rules: the
+/// account and its links, the officer's role map, MFA, the account's state and networks.
+pub(crate) async fn admit_verified(
     gate: &Gate,
     req: &PageRequest<'_>,
-    cfg: &OidcProvider,
+    cfg: &Provided<'_>,
     v: Verified,
     return_to: &str,
     outcome: &mut PageOutcome,
 ) -> Response<Body> {
     let refuse = |outcome: &mut PageOutcome, why: &str| {
         outcome.event = Some("sso-refused");
-        tracing::warn!(provider = %cfg.config.name, user = outcome.user.as_deref(), reason = why, "single sign-on refused");
+        tracing::warn!(provider = %cfg.name, user = outcome.user.as_deref(), reason = why, "single sign-on refused");
         failed(req, StatusCode::FORBIDDEN, why)
     };
     // The account linked to this identity at this provider decides; claims only
     // find the account for a first sign-in, which then links it.
-    let issuer = cfg.config.issuer.as_str();
+    let issuer = cfg.issuer;
     let links = gate
         .accounts
         .store()
@@ -261,7 +284,7 @@ async fn admit_verified(
     // Roles come from the provider's groups through the officer's map; none by default.
     let mut roles: Vec<String> = Vec::new();
     for g in &v.groups {
-        for r in cfg.role_map.get(g).into_iter().flatten() {
+        for r in cfg.rules.role_map.get(g).into_iter().flatten() {
             if !roles.contains(r) {
                 roles.push(r.clone());
             }
@@ -269,7 +292,7 @@ async fn admit_verified(
     }
     let mut snap = gate.accounts.snapshot();
     if snap.directory.get(&name).is_none() {
-        if !cfg.create_accounts {
+        if !cfg.rules.create_accounts {
             return refuse(
                 outcome,
                 "There is no account for you here. Ask the practice's security officer to add you.",
@@ -372,12 +395,12 @@ async fn admit_verified(
             "Your groups at the sign-in provider give you no access here.",
         );
     }
-    let shown_mfa = v.amr.iter().any(|a| cfg.mfa_amr.contains(a))
-        || v.acr.as_ref().is_some_and(|a| cfg.mfa_acr.contains(a));
+    let shown_mfa = v.amr.iter().any(|a| cfg.rules.mfa_amr.contains(a))
+        || v.acr.as_ref().is_some_and(|a| cfg.rules.mfa_acr.contains(a));
     let needs_mfa = req.policy.mfa_required(&all_roles);
     let standing = snap.standing.get(&name).cloned().unwrap_or_default();
     let stage = if needs_mfa && !shown_mfa {
-        match (cfg.without_mfa, standing.has_totp) {
+        match (cfg.rules.without_mfa, standing.has_totp) {
             (WithoutMfa::WardTotp, true) => Stage::NeedsMfa,
             (WithoutMfa::WardTotp, false) => {
                 return refuse(
@@ -406,7 +429,7 @@ async fn admit_verified(
     ) else {
         return refuse(outcome, "ward cannot sign anyone in right now.");
     };
-    let session = session.with_sso(roles, &cfg.config.name, v.id_token.clone());
+    let session = session.with_sso(roles, cfg.name, v.id_token.clone());
     let Ok(cookie) = codes::random_token() else {
         return refuse(outcome, "ward cannot sign anyone in right now.");
     };

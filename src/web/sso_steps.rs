@@ -7,12 +7,17 @@ use std::sync::Arc;
 
 /// Redis keys of sign-ins under way: `ward:sso:HASH_OF_STATE`.
 const STEP_PREFIX: &str = "ward:sso:";
+/// Redis keys of SAML assertions already used: `ward:saml-seen:HASH_OF_ID`.
+const SEEN_PREFIX: &str = "ward:saml-seen:";
+/// The longest an assertion ID is remembered (an assertion valid longer than this is refused
+/// by its conditions long before: IdPs issue them for minutes).
+const SEEN_MAX: u64 = 24 * 3600;
 
 /// Sign-ins sent to the provider and not yet back, by their `state`. With Redis they are kept
 /// there, so the person may come back through another instance than the one they left from.
 pub enum SsoSteps {
-    /// In this instance's memory.
-    Local(PendingStore),
+    /// In this instance's memory (with the SAML assertion IDs already used).
+    Local(PendingStore, moka::sync::Cache<String, ()>),
     /// In Redis, shared by every instance.
     Shared(Arc<crate::session::redis::RedisStore>),
 }
@@ -22,14 +27,20 @@ impl SsoSteps {
     pub fn new(shared: Option<Arc<crate::session::redis::RedisStore>>) -> SsoSteps {
         match shared {
             Some(store) => SsoSteps::Shared(store),
-            None => SsoSteps::Local(PendingStore::new()),
+            None => SsoSteps::Local(
+                PendingStore::new(),
+                moka::sync::Cache::builder()
+                    .max_capacity(1_000_000)
+                    .time_to_live(std::time::Duration::from_secs(SEEN_MAX))
+                    .build(),
+            ),
         }
     }
 
     /// Keeps a sign-in under way; false if it could not be kept.
     pub async fn put(&self, pending: Pending) -> bool {
         match self {
-            SsoSteps::Local(store) => {
+            SsoSteps::Local(store, _) => {
                 store.put(pending);
                 true
             }
@@ -54,7 +65,7 @@ impl SsoSteps {
     /// The sign-in under way for `state`, once.
     pub async fn take(&self, state: &str) -> Option<Pending> {
         match self {
-            SsoSteps::Local(store) => store.take(state),
+            SsoSteps::Local(store, _) => store.take(state),
             SsoSteps::Shared(store) => {
                 let get = redis::cmd("GETDEL")
                     .arg(format!(
@@ -66,5 +77,44 @@ impl SsoSteps {
                 serde_json::from_str(&json?).ok()
             }
         }
+    }
+
+    /// Records that the assertion `id` (valid until `expires`, Unix seconds) has been used;
+    /// false if it was used before, or if that cannot be known (fail closed).
+    pub async fn first_use(&self, id: &str, expires: i64, now: i64) -> bool {
+        let ttl = u64::try_from(expires.saturating_sub(now))
+            .unwrap_or(0)
+            .clamp(60, SEEN_MAX);
+        let key = crate::auth::codes::token_hash(id);
+        match self {
+            SsoSteps::Local(_, seen) => {
+                let entry = seen.entry(key).or_insert(());
+                entry.is_fresh()
+            }
+            SsoSteps::Shared(store) => {
+                let set = redis::cmd("SET")
+                    .arg(format!("{SEEN_PREFIX}{key}"))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl)
+                    .clone();
+                // NX answers nil when the key was already there.
+                matches!(store.query::<Option<String>>(&set).await, Ok(Some(_)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_assertion_id_is_used_once() {
+        let steps = SsoSteps::new(None);
+        assert!(steps.first_use("a", 100, 0).await);
+        assert!(!steps.first_use("a", 100, 0).await);
+        assert!(steps.first_use("b", 100, 0).await);
     }
 }

@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod oidc;
 pub mod presets;
+pub mod saml;
 pub mod scenario;
 pub mod upstream;
 pub mod wire;

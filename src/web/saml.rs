@@ -1,0 +1,172 @@
+//! SAML 2.0 single sign-on pages: sending people to the identity provider, taking its answer
+//! at `/.ward/saml/acs`, ward's metadata at `/.ward/saml/metadata`, and the IdP's return
+//! from single logout at `/.ward/saml/logout`. What the IdP vouched for goes through the same
+//! rules as OpenID Connect ([`sso::admit_verified`]).
+
+use crate::auth::codes;
+use crate::auth::oidc::Verified;
+use crate::auth::saml::{Asserted, LogoutHint, SamlError};
+use crate::body::Body;
+use crate::policy::SamlProvider;
+use crate::session;
+use crate::web::kit::{self, PageOutcome, PageRequest};
+use crate::web::sso::{self, Provided, failed};
+use crate::web::state::Gate;
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// The cookie that ties a sign-in at the IdP to this browser. The IdP posts its answer from
+/// its own site, so this cookie (unlike ward's others) is `SameSite=None`; it holds only the
+/// random RelayState, is `Secure`, `HttpOnly`, `__Host-`, and lives ten minutes.
+const STATE_COOKIE: &str = "__Host-ward-saml";
+
+fn state_cookie(value: &str, max_age: u64) -> String {
+    format!("{STATE_COOKIE}={value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=None")
+}
+
+/// Sends the person to the IdP (`POST /.ward/sso/NAME`, the form already checked).
+pub async fn begin(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    outcome: &mut PageOutcome,
+    cfg: &SamlProvider,
+    return_to: &str,
+) -> Response<Body> {
+    let (url, pending) = match cfg.idp.begin(&cfg.name, return_to, req.now) {
+        Ok(x) => x,
+        Err(e) => return failed(req, StatusCode::BAD_GATEWAY, &e.to_string()),
+    };
+    let state = pending.state.clone();
+    if !gate.sso_steps.put(pending).await {
+        return kit::unavailable(req);
+    }
+    outcome.event = Some("sso-started");
+    kit::with_cookie(kit::redirect(&url), state_cookie(&state, 600))
+}
+
+/// `POST /.ward/saml/acs`: the IdP's answer (HTTP-POST binding).
+pub async fn acs(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    form: &kit::Form,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
+    let relay = form.get("RelayState");
+    let cookie_state = session::cookie_value(&req.headers, STATE_COOKIE).unwrap_or("");
+    // The answer must come back to the browser that started the sign-in (no IdP-initiated
+    // sign-ins: nothing would tie them to a request ward made).
+    let pending = if !relay.is_empty() && codes::ct_eq(relay, cookie_state) {
+        gate.sso_steps.take(relay).await
+    } else {
+        None
+    };
+    let Some(pending) = pending else {
+        outcome.event = Some("sso-failed");
+        tracing::warn!(client = %req.client_ip, code = "saml_unknown_state", "single sign-on: unknown or forged RelayState");
+        return failed(
+            req,
+            StatusCode::BAD_REQUEST,
+            "This sign-in could not be matched to one started here (it may have expired, been used already, or been tampered with). Please start again.",
+        );
+    };
+    let clear_state = state_cookie("", 0);
+    let Some(cfg) = req
+        .policy
+        .login
+        .saml
+        .iter()
+        .find(|p| p.name == pending.provider)
+    else {
+        return failed(
+            req,
+            StatusCode::BAD_REQUEST,
+            "The sign-in provider is no longer configured.",
+        );
+    };
+    let refused = |outcome: &mut PageOutcome, e: SamlError| {
+        outcome.event = Some("sso-failed");
+        tracing::warn!(provider = %cfg.name, code = e.code(), error = %e, "single sign-on failed");
+        kit::with_cookie(
+            failed(req, StatusCode::BAD_REQUEST, &e.to_string()),
+            state_cookie("", 0),
+        )
+    };
+    let asserted = match cfg.idp.finish(&pending, form.get("SAMLResponse")) {
+        Ok(a) => a,
+        Err(e) => return refused(outcome, e),
+    };
+    // One-time use: an assertion seen before is refused, whichever instance saw it.
+    if !gate
+        .sso_steps
+        .first_use(&asserted.id, asserted.expires, req.now)
+        .await
+    {
+        return refused(outcome, SamlError::Replayed);
+    }
+    let (verified, username_claim) = verified(cfg, asserted);
+    let who = Provided {
+        name: &cfg.name,
+        issuer: cfg.idp.entity_id(),
+        rules: &cfg.rules,
+        username_claim,
+    };
+    let resp = sso::admit_verified(gate, req, &who, verified, &pending.return_to, outcome).await;
+    kit::with_cookie(resp, clear_state)
+}
+
+/// What the IdP vouched for, in the shape ward's sign-in rules read, and the claim that
+/// names the account (`email` when the name is an address, else `preferred_username`).
+fn verified(cfg: &SamlProvider, a: Asserted) -> (Verified, &'static str) {
+    let username = if cfg.username_attribute.is_empty() {
+        Some(a.name_id.clone())
+    } else {
+        a.values(&cfg.username_attribute).into_iter().next()
+    };
+    let is_email = username.as_deref().is_some_and(|u| u.contains('@'));
+    let hint = LogoutHint {
+        name_id: a.name_id.clone(),
+        name_id_format: a.name_id_format.clone(),
+        session_index: a.session_index.clone(),
+    };
+    let v = Verified {
+        subject: a.name_id.clone(),
+        email: username.clone().filter(|_| is_email),
+        // The IdP is the practice's own directory: the address it asserts is the person's.
+        email_verified: Some(true),
+        preferred_username: username.filter(|_| !is_email),
+        name: if cfg.name_attribute.is_empty() {
+            None
+        } else {
+            a.values(&cfg.name_attribute).into_iter().next()
+        },
+        groups: a.values(&cfg.groups_attribute),
+        amr: Vec::new(),
+        acr: a.authn_context.clone(),
+        id_token: serde_json::to_string(&hint).unwrap_or_default(),
+    };
+    (v, if is_email { "email" } else { "preferred_username" })
+}
+
+/// `GET /.ward/saml/metadata`: ward's service-provider metadata, for the IdP's administrator.
+pub fn metadata(req: &PageRequest<'_>) -> Response<Body> {
+    let (entity, acs, slo) =
+        crate::auth::saml::sp_addresses(req.policy.server.public_url.trim_end_matches('/'));
+    let xml = crate::auth::saml::sp_metadata(&entity, &acs, &slo);
+    let mut resp = Response::new(crate::body::full(xml));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/samlmetadata+xml"),
+    );
+    resp
+}
+
+/// `GET /.ward/saml/logout`: the IdP's return from single logout. ward's own session ended
+/// before the person was sent there; requests the IdP starts itself are not taken (they would
+/// need their redirect signature checked), the person is shown ward's signed-out page.
+pub fn logout_return(_req: &PageRequest<'_>) -> Response<Body> {
+    kit::redirect("/.ward/logged-out")
+}
+
+/// Whether `path` is one of the SAML pages that start or finish a sign-in.
+pub fn begins_a_session(path: &str) -> bool {
+    path == "/.ward/saml/acs"
+}
