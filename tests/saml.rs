@@ -145,7 +145,13 @@ async fn start(b: &Browser, provider: &str) -> String {
 
 /// A signed answer from `idp` for `user`, for a sign-in started in `b`:
 /// `(SAMLResponse, RelayState)`, not yet posted.
-async fn answer(s: &Setup, idp: &SamlIdp, at: &IdpBrowser, b: &Browser, user: &str) -> (String, String) {
+async fn answer(
+    s: &Setup,
+    idp: &SamlIdp,
+    at: &IdpBrowser,
+    b: &Browser,
+    user: &str,
+) -> (String, String) {
     let provider = if idp.base == s.main.base {
         "riverside"
     } else {
@@ -237,8 +243,14 @@ async fn signs_in_maps_attributes_to_roles_and_logs_out_at_the_idp() {
     let md = Browser::new(&s.ward).get("/.ward/saml/metadata").await;
     assert_eq!(md.status(), 200);
     let md = md.text().await.unwrap();
-    assert!(md.contains(&format!("entityID=\"{}/.ward/saml/metadata\"", s.base)), "{md}");
-    assert!(md.contains(&format!("Location=\"{}/.ward/saml/acs\"", s.base)), "{md}");
+    assert!(
+        md.contains(&format!("entityID=\"{}/.ward/saml/metadata\"", s.base)),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("Location=\"{}/.ward/saml/acs\"", s.base)),
+        "{md}"
+    );
 
     // alice: clinicians → clinician; the IdP's two-factor class is MFA evidence.
     let b = Browser::new(&s.ward);
@@ -249,8 +261,14 @@ async fn signs_in_maps_attributes_to_roles_and_logs_out_at_the_idp() {
     assert_eq!(r.headers()["location"], "/patients/1001/chart");
     let j: serde_json::Value = b.get("/debug/headers").await.json().await.unwrap();
     let seen = seen_headers(&j);
-    assert!(seen.contains(&("x-ward-user".into(), "alice".into())), "{seen:?}");
-    assert!(seen.contains(&("x-ward-roles".into(), "clinician".into())), "{seen:?}");
+    assert!(
+        seen.contains(&("x-ward-user".into(), "alice".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("x-ward-roles".into(), "clinician".into())),
+        "{seen:?}"
+    );
     // ward's rules still apply: no billing for a clinician.
     assert_eq!(b.get("/billing").await.status(), 403);
 
@@ -269,21 +287,38 @@ async fn signs_in_maps_attributes_to_roles_and_logs_out_at_the_idp() {
     assert_eq!(r.status(), 303);
     let to_idp = r.headers()["location"].to_str().unwrap().to_string();
     assert!(
-        to_idp.starts_with(&format!("{}/saml2/idp/SingleLogoutService.php?SAMLRequest=", s.main.base)),
+        to_idp.starts_with(&format!(
+            "{}/saml2/idp/SingleLogoutService.php?SAMLRequest=",
+            s.main.base
+        )),
         "{to_idp}"
     );
-    assert!(upstream_user(&b).await.is_none(), "ward's session ended first");
+    assert!(
+        upstream_user(&b).await.is_none(),
+        "ward's session ended first"
+    );
     let back = at.logout(&s.main.base, &to_idp).await;
-    assert!(back.starts_with(&format!("{}/.ward/saml/logout?", s.base)), "{back}");
+    assert!(
+        back.starts_with(&format!("{}/.ward/saml/logout?", s.base)),
+        "{back}"
+    );
     let r = b.get(&back).await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/.ward/logged-out");
     // The IdP asks for the password again.
-    assert!(at.shows_login_form(&start(&Browser::new(&s.ward), "riverside").await).await);
+    assert!(
+        at.shows_login_form(&start(&Browser::new(&s.ward), "riverside").await)
+            .await
+    );
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let trail = audit_text(&s.ward.site);
-    for event in ["sso-started", "sso-account-created", "sso-refused", "logout"] {
+    for event in [
+        "sso-started",
+        "sso-account-created",
+        "sso-refused",
+        "logout",
+    ] {
         assert!(trail.contains(event), "no {event} in the audit trail");
     }
 }
@@ -309,7 +344,7 @@ async fn a_tampered_nameid_or_attribute_is_refused() {
     assert!(xml.contains("alice@riverside.example"));
     let forged = xml.replace("alice@riverside.example", "dana@riverside.example");
     let r = post(&b, &s.main, &encode(&forged), &relay).await;
-    assert_refused(&b, r, "refused").await;
+    assert_refused(&b, r, "must be signed").await;
 
     // A group attribute changed after signing.
     let b = Browser::new(&s.ward);
@@ -318,7 +353,7 @@ async fn a_tampered_nameid_or_attribute_is_refused() {
     assert!(xml.contains(">nothing-mapped<"));
     let forged = xml.replace(">nothing-mapped<", ">clinicians<");
     let r = post(&b, &s.main, &encode(&forged), &relay).await;
-    assert_refused(&b, r, "refused").await;
+    assert_refused(&b, r, "must be signed").await;
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(audit_text(&s.ward.site).contains("sso-failed"));
@@ -333,7 +368,7 @@ async fn an_unsigned_response_is_refused() {
     let unsigned = strip_signatures(&xml);
     assert!(!unsigned.contains("SignatureValue") && unsigned.contains("alice@riverside.example"));
     let r = post(&b, &s.main, &encode(&unsigned), &relay).await;
-    assert_refused(&b, r, "refused").await;
+    assert_refused(&b, r, "must be signed").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -352,7 +387,7 @@ async fn a_replayed_response_is_refused() {
     let url = start(&third, "riverside").await;
     let fresh_relay = query(&url, "RelayState");
     let r = post(&third, &s.main, &resp, &fresh_relay).await;
-    assert_refused(&third, r, "refused").await;
+    assert_refused(&third, r, "InResponseTo").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -378,17 +413,23 @@ async fn an_assertion_for_another_service_provider_is_refused() {
     let ours = format!("{}/.ward/saml/metadata", s.base);
     assert!(request.contains(&ours), "{request}");
     let theirs = request.replace(&ours, EVIL_SP);
-    let mut evil_url = reqwest::Url::parse(&format!("{}/saml2/idp/SSOService.php", s.main.base)).unwrap();
+    let mut evil_url =
+        reqwest::Url::parse(&format!("{}/saml2/idp/SSOService.php", s.main.base)).unwrap();
     evil_url
         .query_pairs_mut()
         .append_pair("SAMLRequest", &deflate(&theirs))
         .append_pair("RelayState", &relay);
-    let (_, resp, relay_back) = IdpBrowser::default().login(evil_url.as_str(), "alice").await;
+    let (_, resp, relay_back) = IdpBrowser::default()
+        .login(evil_url.as_str(), "alice")
+        .await;
     assert_eq!(relay_back, relay);
     let xml = decode(&resp);
-    assert!(xml.contains(&format!("<saml:Audience>{EVIL_SP}</saml:Audience>")), "{xml}");
+    assert!(
+        xml.contains(&format!("<saml:Audience>{EVIL_SP}</saml:Audience>")),
+        "{xml}"
+    );
     let r = post(&b, &s.main, &resp, &relay).await;
-    assert_refused(&b, r, "Audience").await;
+    assert_refused(&b, r, "AudienceRequirement").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

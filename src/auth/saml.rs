@@ -303,7 +303,8 @@ impl Idp {
         let xml = req.to_string().ok()?;
         let mut deflated = Vec::new();
         {
-            let mut enc = flate2::write::DeflateEncoder::new(&mut deflated, flate2::Compression::default());
+            let mut enc =
+                flate2::write::DeflateEncoder::new(&mut deflated, flate2::Compression::default());
             enc.write_all(xml.as_bytes()).ok()?;
             enc.finish().ok()?;
         }
@@ -422,11 +423,13 @@ fn asserted(a: Assertion) -> Result<Asserted, SamlError> {
             "the assertion names no audience (AudienceRestriction)",
         ));
     }
-    let subject = a
-        .subject
-        .as_ref()
-        .and_then(|s| s.name_id.as_ref())
-        .ok_or(SamlError::Malformed("the assertion names nobody (no NameID)"))?;
+    let subject =
+        a.subject
+            .as_ref()
+            .and_then(|s| s.name_id.as_ref())
+            .ok_or(SamlError::Malformed(
+                "the assertion names nobody (no NameID)",
+            ))?;
     let name_id = subject.value.trim().to_string();
     if name_id.is_empty() {
         return Err(SamlError::Malformed("the NameID is empty"));
@@ -472,8 +475,8 @@ fn asserted(a: Assertion) -> Result<Asserted, SamlError> {
 
 /// `https`, or `http` to this machine only.
 fn check_url(u: &str) -> Result<(), SamlError> {
-    let parsed = url::Url::parse(u)
-        .map_err(|_| SamlError::Metadata(format!("{} is not a URL", clip(u))))?;
+    let parsed =
+        url::Url::parse(u).map_err(|_| SamlError::Metadata(format!("{} is not a URL", clip(u))))?;
     let loopback = match parsed.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -533,7 +536,8 @@ mod tests {
 
     #[test]
     fn comments_dtds_and_instructions_are_refused() {
-        let comment = wrap("<saml:Assertion><saml:NameID>dana<!---->evil</saml:NameID></saml:Assertion>");
+        let comment =
+            wrap("<saml:Assertion><saml:NameID>dana<!---->evil</saml:NameID></saml:Assertion>");
         assert!(matches!(
             refuse_risky_xml(&comment),
             Err(SamlError::Malformed("a comment"))
@@ -575,7 +579,11 @@ mod tests {
 
     #[test]
     fn sp_metadata_escapes_addresses() {
-        let md = sp_metadata("https://w.example/?a=1&b=\"2\"", "https://w/acs", "https://w/slo");
+        let md = sp_metadata(
+            "https://w.example/?a=1&b=\"2\"",
+            "https://w/acs",
+            "https://w/slo",
+        );
         assert!(md.contains("a=1&amp;b=&quot;2&quot;"), "{md}");
         assert!(refuse_risky_xml(&md).is_ok());
     }

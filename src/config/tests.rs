@@ -895,7 +895,8 @@ fn idp_metadata_file() -> tempfile::NamedTempFile {
 fn saml_providers_need_a_usable_metadata_file_and_a_unique_name() {
     let metadata = idp_metadata_file();
     let md = metadata.path().display().to_string();
-    let entry = format!("[login]\n[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{md}\"\n[[apps]]");
+    let entry =
+        format!("[login]\n[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{md}\"\n[[apps]]");
     // Without public_url the error says what to add.
     let no_url = errors(&GOOD.replace("[[apps]]", &entry)).join("\n");
     assert!(no_url.contains("public_url"), "{no_url}");
@@ -905,11 +906,16 @@ fn saml_providers_need_a_usable_metadata_file_and_a_unique_name() {
         errors(&good.replace("[[apps]]", &format!("[login]\n{entries}\n[[apps]]"))).join("\n")
     };
     assert_eq!(
-        errs(&format!("[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{md}\"")),
+        errs(&format!(
+            "[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{md}\""
+        )),
         ""
     );
     let missing = errs("[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"/nonexistent/md.xml\"");
-    assert!(missing.contains("cannot read the metadata file"), "{missing}");
+    assert!(
+        missing.contains("cannot read the metadata file"),
+        "{missing}"
+    );
     let none = errs("[[login.saml]]\nname = \"adfs\"");
     assert!(none.contains("idp_metadata"), "{none}");
     let not_xml = tempfile::NamedTempFile::new().unwrap();

@@ -143,7 +143,14 @@ fn verified(cfg: &SamlProvider, a: Asserted) -> (Verified, &'static str) {
         acr: a.authn_context.clone(),
         id_token: serde_json::to_string(&hint).unwrap_or_default(),
     };
-    (v, if is_email { "email" } else { "preferred_username" })
+    (
+        v,
+        if is_email {
+            "email"
+        } else {
+            "preferred_username"
+        },
+    )
 }
 
 /// `GET /.ward/saml/metadata`: ward's service-provider metadata, for the IdP's administrator.

@@ -396,7 +396,9 @@ pub(crate) async fn admit_verified(
         );
     }
     let shown_mfa = v.amr.iter().any(|a| cfg.rules.mfa_amr.contains(a))
-        || v.acr.as_ref().is_some_and(|a| cfg.rules.mfa_acr.contains(a));
+        || v.acr
+            .as_ref()
+            .is_some_and(|a| cfg.rules.mfa_acr.contains(a));
     let needs_mfa = req.policy.mfa_required(&all_roles);
     let standing = snap.standing.get(&name).cloned().unwrap_or_default();
     let stage = if needs_mfa && !shown_mfa {

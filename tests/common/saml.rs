@@ -44,7 +44,11 @@ pub fn ensure_installed() {
     let dom = Command::new("php")
         .arg("-m")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l == "dom"))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == "dom")
+        })
         .unwrap_or(false);
     assert!(
         php && dom && Path::new(SSP).join("www/saml2/idp/SSOService.php").exists(),
@@ -87,7 +91,9 @@ impl SamlIdp {
         let key = d.join("cert/idp.key");
         let crt = d.join("cert/idp.crt");
         let ok = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            ])
             .arg("/CN=test-idp")
             .arg("-keyout")
             .arg(&key)
@@ -95,7 +101,11 @@ impl SamlIdp {
             .arg(&crt)
             .output()
             .expect("run openssl to make the test IdP's signing key");
-        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
         let p = |sub: &str| format!("{}/", d.join(sub).display());
         std::fs::write(
             d.join("config/config.php"),
@@ -376,12 +386,17 @@ fn blocking_get(url: &str) -> Result<String, std::io::Error> {
     )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
-    Ok(out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
 }
 
 /// The XML of a base64 `SAMLResponse`.
 pub fn decode(saml_response: &str) -> String {
-    let bytes = data_encoding::BASE64.decode(saml_response.as_bytes()).unwrap();
+    let bytes = data_encoding::BASE64
+        .decode(saml_response.as_bytes())
+        .unwrap();
     String::from_utf8(bytes).unwrap()
 }
 
