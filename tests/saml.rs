@@ -4,18 +4,11 @@
 
 mod common;
 
+use common::browser::free_port;
 use common::saml::{IdpBrowser, KnownSp, Person, SamlIdp, decode, encode};
 use common::*;
 use std::io::{Read, Write};
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Another service provider registered at the same IdP (with ward's answer address).
 const EVIL_SP: &str = "https://evil.example/sp";
@@ -125,22 +118,7 @@ async fn setup() -> Setup {
 
 /// Starts a SAML sign-in with `provider` in `b`; returns the IdP address ward sends to.
 async fn start(b: &Browser, provider: &str) -> String {
-    let form = b
-        .get("/.ward/login?return=/patients/1001/chart")
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(form.contains("Sign in with Riverside SSO"), "{form}");
-    let csrf = input_value(&form, "csrf");
-    let r = b
-        .post(
-            &format!("/.ward/sso/{provider}"),
-            &[("csrf", &csrf), ("return", "/patients/1001/chart")],
-        )
-        .await;
-    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
-    r.headers()["location"].to_str().unwrap().to_string()
+    presets::start_sso(b, provider, "Sign in with Riverside SSO").await
 }
 
 /// A signed answer from `idp` for `user`, for a sign-in started in `b`:

@@ -3,18 +3,11 @@
 
 mod common;
 
+use common::browser::free_port;
 use common::oidc::Idp;
 use common::*;
 use serde_json::json;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Setup {
     idp: Idp,
@@ -96,22 +89,7 @@ async fn setup(without_mfa: &str) -> Setup {
 
 /// Starts single sign-on in `b`; returns the provider's authorization URL.
 async fn start(b: &Browser) -> String {
-    let form = b
-        .get("/.ward/login?return=/patients/1001/chart")
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(form.contains("Sign in with Riverside ID"));
-    let csrf = input_value(&form, "csrf");
-    let r = b
-        .post(
-            "/.ward/sso/riverside",
-            &[("csrf", &csrf), ("return", "/patients/1001/chart")],
-        )
-        .await;
-    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
-    r.headers()["location"].to_str().unwrap().to_string()
+    presets::start_sso(b, "riverside", "Sign in with Riverside ID").await
 }
 
 /// The path and query of the provider's redirect back to ward.

@@ -1631,11 +1631,7 @@ fn oidc_providers(
     c: &mut Collector<'_>,
 ) -> Vec<OidcProvider> {
     let mut out: Vec<OidcProvider> = Vec::new();
-    let public_url = raw
-        .server
-        .public_url
-        .as_ref()
-        .map(|u| u.get_ref().trim().trim_end_matches('/').to_string());
+    let public_url = public_url(raw);
     for entry in raw.login.oidc.iter().flatten() {
         let o = entry.get_ref();
         let need = |v: &Option<Text>, what: &str, c: &mut Collector<'_>| -> String {
@@ -1699,12 +1695,6 @@ fn oidc_providers(
                 String::new()
             }
         };
-        let texts = |v: &Option<Vec<Text>>| -> Vec<String> {
-            v.iter()
-                .flatten()
-                .map(|t| t.get_ref().trim().to_string())
-                .collect()
-        };
         let username_claim = one_of(
             &o.username_claim,
             &["email", "preferred_username"],
@@ -1764,6 +1754,22 @@ fn oidc_providers(
         });
     }
     out
+}
+
+/// `[server] public_url` without a trailing `/`, if set.
+fn public_url(raw: &RawPolicy) -> Option<String> {
+    raw.server
+        .public_url
+        .as_ref()
+        .map(|u| u.get_ref().trim().trim_end_matches('/').to_string())
+}
+
+/// The trimmed texts of a list setting (none when absent).
+fn texts(v: &Option<Vec<Text>>) -> Vec<String> {
+    v.iter()
+        .flatten()
+        .map(|t| t.get_ref().trim().to_string())
+        .collect()
 }
 
 /// A provider's settings that [`sso_rules`] reads, OpenID Connect or SAML alike.
@@ -1878,11 +1884,7 @@ fn saml_providers(
     c: &mut Collector<'_>,
 ) -> Vec<SamlProvider> {
     let mut out: Vec<SamlProvider> = Vec::new();
-    let public_url = raw
-        .server
-        .public_url
-        .as_ref()
-        .map(|u| u.get_ref().trim().trim_end_matches('/').to_string());
+    let public_url = public_url(raw);
     for entry in raw.login.saml.iter().flatten() {
         let o = entry.get_ref();
         let name = match &o.name {
@@ -1940,12 +1942,6 @@ fn saml_providers(
                 c.error(file.span(), format!("{}: {e}", file.get_ref()));
                 continue;
             }
-        };
-        let texts = |v: &Option<Vec<Text>>| -> Vec<String> {
-            v.iter()
-                .flatten()
-                .map(|t| t.get_ref().trim().to_string())
-                .collect()
         };
         let attr = |v: &Option<Text>, default: &str| -> String {
             v.as_ref()

@@ -35,12 +35,8 @@ pub async fn begin(
         Ok(x) => x,
         Err(e) => return failed(req, StatusCode::BAD_GATEWAY, &e.to_string()),
     };
-    let state = pending.state.clone();
-    if !gate.sso_steps.put(pending).await {
-        return kit::unavailable(req);
-    }
-    outcome.event = Some("sso-started");
-    kit::with_cookie(kit::redirect(&url), state_cookie(&state, 600))
+    let cookie = state_cookie(&pending.state, 600);
+    sso::send_to_provider(gate, req, outcome, &url, pending, cookie).await
 }
 
 /// `POST /.ward/saml/acs`: the IdP's answer (HTTP-POST binding).

@@ -100,15 +100,25 @@ pub async fn begin(
         Ok(x) => x,
         Err(e) => return failed(req, StatusCode::BAD_GATEWAY, &e.to_string()),
     };
-    let state = pending.state.clone();
+    let cookie = session::set_cookie(STATE_COOKIE, &pending.state, Some(600));
+    send_to_provider(gate, req, outcome, &url, pending, cookie).await
+}
+
+/// Keeps the sign-in under way and sends the person to the provider's `url`, with `cookie`
+/// tying the sign-in to this browser.
+pub(crate) async fn send_to_provider(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    outcome: &mut PageOutcome,
+    url: &str,
+    pending: crate::auth::oidc::Pending,
+    cookie: String,
+) -> Response<Body> {
     if !gate.sso_steps.put(pending).await {
         return kit::unavailable(req);
     }
     outcome.event = Some("sso-started");
-    kit::with_cookie(
-        kit::redirect(&url),
-        session::set_cookie(STATE_COOKIE, &state, Some(600)),
-    )
+    kit::with_cookie(kit::redirect(url), cookie)
 }
 
 /// `GET /.ward/callback`: the provider sends the person back.

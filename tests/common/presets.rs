@@ -109,6 +109,27 @@ pub async fn password_step(b: &Browser, user: &str, password: &str) -> reqwest::
     .await
 }
 
+/// Presses the single sign-on button labelled `label` (provider `provider`) on a sign-in page
+/// begun at `/patients/1001/chart`; returns where ward sends the browser (the provider).
+pub async fn start_sso(b: &Browser, provider: &str, label: &str) -> String {
+    let form = b
+        .get("/.ward/login?return=/patients/1001/chart")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(form.contains(label), "no button '{label}' in {form}");
+    let csrf = input_value(&form, "csrf");
+    let r = b
+        .post(
+            &format!("/.ward/sso/{provider}"),
+            &[("csrf", &csrf), ("return", "/patients/1001/chart")],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
 /// The authenticator step with `code`; the answer.
 pub async fn code_step(b: &Browser, code: &str) -> reqwest::Response {
     let form = b.get("/.ward/mfa").await.text().await.unwrap();

@@ -3,6 +3,7 @@
 //! configuration (config, metadata, signing key) written into a temp dir per provider.
 
 use super::Proc;
+use super::browser::free_port;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -56,14 +57,6 @@ pub fn ensure_installed() {
          identity provider; install them (Debian: apt-get install php-cli php-xml simplesamlphp) \
          — tests/run does this"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A PHP string literal.
@@ -287,35 +280,22 @@ impl IdpBrowser {
     /// `user` in (password = user name) if asked, and returns the auto-posting form's
     /// `(action, SAMLResponse, RelayState)`.
     pub async fn login(&self, sso_url: &str, user: &str) -> (String, String, String) {
-        let client = Self::client();
-        let mut url = sso_url.to_string();
-        let mut page = String::new();
-        for _ in 0..10 {
-            let r = self.send(client.get(&url)).await;
-            if r.status().is_redirection() {
+        let (at, mut page) = self.follow(sso_url).await;
+        if page.contains("name=\"password\"") {
+            let state = super::input_value(&page, "AuthState");
+            let form = [
+                ("username", user),
+                ("password", user),
+                ("AuthState", state.as_str()),
+            ];
+            let r = self.send(Self::client().post(&at).form(&form)).await;
+            page = if r.status().is_redirection() {
                 let loc = r.headers()["location"].to_str().unwrap().to_string();
-                url = r.url().join(&loc).unwrap().to_string();
-                continue;
-            }
-            let at = r.url().to_string();
-            page = r.text().await.unwrap();
-            if page.contains("name=\"password\"") {
-                let state = super::input_value(&page, "AuthState");
-                let r = self
-                    .send(client.post(&at).form(&[
-                        ("username", user),
-                        ("password", user),
-                        ("AuthState", state.as_str()),
-                    ]))
-                    .await;
-                if r.status().is_redirection() {
-                    let loc = r.headers()["location"].to_str().unwrap().to_string();
-                    url = r.url().join(&loc).unwrap().to_string();
-                    continue;
-                }
-                page = r.text().await.unwrap();
-            }
-            break;
+                let next = r.url().join(&loc).unwrap().to_string();
+                self.follow(&next).await.1
+            } else {
+                r.text().await.unwrap()
+            };
         }
         assert!(
             page.contains("SAMLResponse"),
@@ -336,8 +316,13 @@ impl IdpBrowser {
 
     /// Whether the IdP, sent `sso_url`, asks for a password (no session there).
     pub async fn shows_login_form(&self, sso_url: &str) -> bool {
+        self.follow(sso_url).await.1.contains("name=\"password\"")
+    }
+
+    /// GETs `url` and follows redirects (at most 10); the last address and its page.
+    async fn follow(&self, url: &str) -> (String, String) {
         let client = Self::client();
-        let mut url = sso_url.to_string();
+        let mut url = url.to_string();
         for _ in 0..10 {
             let r = self.send(client.get(&url)).await;
             if r.status().is_redirection() {
@@ -345,9 +330,9 @@ impl IdpBrowser {
                 url = r.url().join(&loc).unwrap().to_string();
                 continue;
             }
-            return r.text().await.unwrap().contains("name=\"password\"");
+            return (url, r.text().await.unwrap());
         }
-        false
+        panic!("too many redirects from {url}");
     }
 
     /// Follows a redirect to the IdP's single logout; returns where the IdP sends the person
