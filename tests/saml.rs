@@ -237,16 +237,7 @@ async fn signs_in_maps_attributes_to_roles_and_logs_out_at_the_idp() {
     let r = post(&b, &s.main, &resp, &relay).await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     assert_eq!(r.headers()["location"], "/patients/1001/chart");
-    let j: serde_json::Value = b.get("/debug/headers").await.json().await.unwrap();
-    let seen = seen_headers(&j);
-    assert!(
-        seen.contains(&("x-ward-user".into(), "alice".into())),
-        "{seen:?}"
-    );
-    assert!(
-        seen.contains(&("x-ward-roles".into(), "clinician".into())),
-        "{seen:?}"
-    );
+    presets::assert_upstream_identity(&b, "alice", "clinician").await;
     // ward's rules still apply: no billing for a clinician.
     assert_eq!(b.get("/billing").await.status(), 403);
 

@@ -115,16 +115,7 @@ async fn single_sign_on_applies_wards_rules() {
     let r = sso_as(&s, &b, "alice").await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     assert_eq!(r.headers()["location"], "/patients/1001/chart");
-    let j: serde_json::Value = b.get("/debug/headers").await.json().await.unwrap();
-    let seen = seen_headers(&j);
-    assert!(
-        seen.contains(&("x-ward-user".into(), "alice".into())),
-        "{seen:?}"
-    );
-    assert!(
-        seen.contains(&("x-ward-roles".into(), "clinician".into())),
-        "{seen:?}"
-    );
+    presets::assert_upstream_identity(&b, "alice", "clinician").await;
     // ward's rules still apply: no billing for a clinician.
     assert_eq!(b.get("/billing").await.status(), 403);
     // The account was created on first sign-in, with no enrollment link.
@@ -257,15 +248,7 @@ async fn the_sso_form_takes_no_forged_or_cross_site_post() {
     let s = setup("refuse").await;
     let b = Browser::new(&s.ward);
     // A refused post hands out a new form token, so each try starts from a fresh page.
-    let fresh = || async {
-        let form = b
-            .get("/.ward/login?return=/patients/1001/chart")
-            .await
-            .text()
-            .await
-            .unwrap();
-        input_value(&form, "csrf")
-    };
+    let fresh = || async { input_value(&presets::login_page(&b).await, "csrf") };
     let to_provider = |r: &reqwest::Response| {
         r.status() == 303
             && r.headers()["location"]

@@ -88,15 +88,32 @@ pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(700)).await;
 }
 
-/// The password step of a sign-in begun at `/patients/1001/chart`; the answer.
-pub async fn password_step(b: &Browser, user: &str, password: &str) -> reqwest::Response {
-    let form = b
-        .get("/.ward/login?return=/patients/1001/chart")
+/// The sign-in page, begun at `/patients/1001/chart`.
+pub async fn login_page(b: &Browser) -> String {
+    b.get("/.ward/login?return=/patients/1001/chart")
         .await
         .text()
         .await
-        .unwrap();
-    let csrf = input_value(&form, "csrf");
+        .unwrap()
+}
+
+/// What the app saw of `b`'s request for `/debug/headers` names `user` with `roles`.
+pub async fn assert_upstream_identity(b: &Browser, user: &str, roles: &str) {
+    let j: serde_json::Value = b.get("/debug/headers").await.json().await.unwrap();
+    let seen = super::seen_headers(&j);
+    assert!(
+        seen.contains(&("x-ward-user".into(), user.into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("x-ward-roles".into(), roles.into())),
+        "{seen:?}"
+    );
+}
+
+/// The password step of a sign-in begun at `/patients/1001/chart`; the answer.
+pub async fn password_step(b: &Browser, user: &str, password: &str) -> reqwest::Response {
+    let csrf = input_value(&login_page(b).await, "csrf");
     b.post(
         "/.ward/login",
         &[
@@ -112,12 +129,7 @@ pub async fn password_step(b: &Browser, user: &str, password: &str) -> reqwest::
 /// Presses the single sign-on button labelled `label` (provider `provider`) on a sign-in page
 /// begun at `/patients/1001/chart`; returns where ward sends the browser (the provider).
 pub async fn start_sso(b: &Browser, provider: &str, label: &str) -> String {
-    let form = b
-        .get("/.ward/login?return=/patients/1001/chart")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let form = login_page(b).await;
     assert!(form.contains(label), "no button '{label}' in {form}");
     let csrf = input_value(&form, "csrf");
     let r = b
