@@ -91,6 +91,8 @@ async fn setup() -> Setup {
          allowed_domains = [\"riverside.example\"]\naccounts = \"create\"\nwithout_mfa = \"ward-totp\"\n\
          [[login.saml]]\nname = \"short\"\nidp_metadata = \"{short_md}\"\nclock_skew = \"1s\"\n\
          role_map = {{ clinicians = [\"clinician\"] }}\nwithout_mfa = \"ward-totp\"\n\
+         [[login.saml]]\nname = \"byurl\"\nidp_metadata = \"{main_url}/saml2/idp/metadata.php\"\naccounts = \"create\"\n\
+         role_map = {{ clinicians = [\"clinician\"] }}\n\
          [roles]\nclinician = {{}}\nbiller = {{}}\nofficer = {{}}\n\
          [storage]\nusers = \"config/users.toml\"\nstate = \"state\"\n\
          [[apps]]\nname = \"ehr\"\nupstream = \"{upstream}\"\n\
@@ -99,6 +101,7 @@ async fn setup() -> Setup {
         server = server_section(&site).replace("listen = \"127.0.0.1:0\"\n", ""),
         main_md = main_md.display(),
         short_md = short_md.display(),
+        main_url = main.base,
         upstream = ehr.url(),
     );
     std::fs::write(site.path("ward.toml"), policy).unwrap();
@@ -458,4 +461,16 @@ async fn an_answer_without_the_browsers_relaystate_cookie_is_refused() {
     let victim = Browser::new(&s.ward);
     let r = post(&victim, &s.main, &resp, &relay).await;
     assert_refused(&victim, r, "could not be matched").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_from_the_idps_address_is_fetched_when_first_used() {
+    let s = setup().await;
+    let b = Browser::new(&s.ward);
+    let url = start(&b, "byurl").await;
+    assert!(url.starts_with(&s.main.base), "{url}");
+    let (_, resp, relay) = IdpBrowser::default().login(&url, "alice").await;
+    let r = post(&b, &s.main, &resp, &relay).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    presets::assert_upstream_identity(&b, "alice", "clinician").await;
 }

@@ -1051,6 +1051,37 @@ fn strings(v: &Value) -> Vec<String> {
 #[derive(Default)]
 pub struct SsoState {
     pub(crate) providers: std::sync::Mutex<HashMap<(String, String, String), Provider>>,
+    /// SAML identity providers whose metadata came from their address: by (name, address),
+    /// with when it was fetched.
+    pub(crate) saml: std::sync::Mutex<HashMap<(String, String), (crate::auth::saml::Idp, Instant)>>,
+}
+
+/// The text at `url` (a provider's published metadata), over ward's HTTP client: `https`, or
+/// `http` to this machine only; at most 1 MiB, within the usual time limits.
+pub async fn fetch_text(url: &str) -> Result<String, OidcError> {
+    let parsed = openidconnect::url::Url::parse(url)
+        .map_err(|e| OidcError::Config(format!("bad address {url}: {e}")))?;
+    check_url("metadata address", &parsed)?;
+    let http = Http::new(None)?;
+    let request = http::Request::get(url)
+        .header(
+            http::header::ACCEPT,
+            "application/samlmetadata+xml, application/xml, text/xml",
+        )
+        .body(Vec::new())
+        .map_err(|e| OidcError::Config(e.to_string()))?;
+    let answer = http
+        .send(request)
+        .await
+        .map_err(|e| OidcError::Unreachable(e.to_string()))?;
+    if !answer.status().is_success() {
+        return Err(OidcError::Discovery(format!(
+            "{url} answered {}",
+            answer.status()
+        )));
+    }
+    String::from_utf8(answer.into_body())
+        .map_err(|_| OidcError::Discovery(format!("{url} did not answer with text")))
 }
 
 /// Pending sign-ins, server side, forgotten after [`PENDING_TTL`]; `take`

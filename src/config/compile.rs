@@ -14,7 +14,8 @@ use crate::policy::{
     ServerSettings, SessionBinding, SessionSettings, Show, StorageSettings, TooMany, UpstreamAuth,
 };
 use crate::policy::{
-    OidcProvider, RedisStoreSettings, SamlProvider, SessionStoreKind, SsoRules, WithoutMfa,
+    OidcProvider, RedisStoreSettings, SamlProvider, SamlSource, SessionStoreKind, SsoRules,
+    WithoutMfa,
 };
 use http::Method;
 use http::uri::{Authority, Scheme, Uri};
@@ -1924,23 +1925,38 @@ fn saml_providers(
             );
             continue;
         };
-        let xml = match std::fs::read_to_string(file.get_ref()) {
-            Ok(x) => x,
-            Err(e) => {
+        let sp = crate::auth::saml::sp_addresses(public_url);
+        let spec = file.get_ref().trim();
+        let source = if spec.starts_with("https://") || spec.starts_with("http://") {
+            // Fetched when first used: an IdP that is down does not stop ward starting.
+            let loopback = ["http://127.", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| spec.starts_with(p));
+            if spec.starts_with("http://") && !loopback {
                 c.error(
                     file.span(),
-                    format!("cannot read the metadata file {}: {e}", file.get_ref()),
+                    format!("the metadata address {spec} must be https (plain http only to this machine)"),
                 );
                 continue;
             }
-        };
-        let (entity, acs, slo) = crate::auth::saml::sp_addresses(public_url);
-        let idp = match crate::auth::saml::Idp::from_metadata(&xml, &entity, &acs, &slo, clock_skew)
-        {
-            Ok(idp) => idp,
-            Err(e) => {
-                c.error(file.span(), format!("{}: {e}", file.get_ref()));
-                continue;
+            SamlSource::Url(spec.to_string())
+        } else {
+            let xml = match std::fs::read_to_string(spec) {
+                Ok(x) => x,
+                Err(e) => {
+                    c.error(
+                        file.span(),
+                        format!("cannot read the metadata file {spec}: {e}"),
+                    );
+                    continue;
+                }
+            };
+            match crate::auth::saml::Idp::from_metadata(&xml, &sp.0, &sp.1, &sp.2, clock_skew) {
+                Ok(idp) => SamlSource::File(Box::new(idp)),
+                Err(e) => {
+                    c.error(file.span(), format!("{spec}: {e}"));
+                    continue;
+                }
             }
         };
         let attr = |v: &Option<Text>, default: &str| -> String {
@@ -1973,7 +1989,9 @@ fn saml_providers(
         );
         out.push(SamlProvider {
             name,
-            idp,
+            source,
+            sp,
+            clock_skew,
             groups_attribute: attr(&o.groups_attribute, "groups"),
             username_attribute: attr(&o.username_attribute, ""),
             name_attribute: attr(&o.name_attribute, ""),

@@ -916,6 +916,14 @@ fn saml_providers_need_a_usable_metadata_file_and_a_unique_name() {
         missing.contains("cannot read the metadata file"),
         "{missing}"
     );
+    // An address is fetched when first used; plain http only to this machine.
+    assert_eq!(
+        errs("[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"https://idp.example/md.xml\""),
+        ""
+    );
+    let plain =
+        errs("[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"http://idp.example/md.xml\"");
+    assert!(plain.contains("must be https"), "{plain}");
     let none = errs("[[login.saml]]\nname = \"adfs\"");
     assert!(none.contains("idp_metadata"), "{none}");
     let not_xml = tempfile::NamedTempFile::new().unwrap();

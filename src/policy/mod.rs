@@ -278,8 +278,12 @@ pub struct OidcProvider {
 pub struct SamlProvider {
     /// The policy's name for it (in `/.ward/sso/NAME`).
     pub name: String,
-    /// The IdP from its metadata, as ward's service provider sees it.
-    pub idp: crate::auth::saml::Idp,
+    /// Where the IdP's metadata comes from.
+    pub source: SamlSource,
+    /// ward's entity id, answer (ACS) and logout addresses for this IdP.
+    pub sp: (String, String, String),
+    /// Tolerance for the IdP's clock.
+    pub clock_skew: Duration,
     /// The attribute holding the person's groups.
     pub groups_attribute: String,
     /// The attribute naming the account; empty: the NameID.
@@ -288,6 +292,15 @@ pub struct SamlProvider {
     pub name_attribute: String,
     /// What ward makes of what the provider says.
     pub rules: SsoRules,
+}
+
+/// Where a SAML IdP's metadata comes from.
+#[derive(Debug, Clone)]
+pub enum SamlSource {
+    /// A file, read when the policy loaded.
+    File(Box<crate::auth::saml::Idp>),
+    /// The IdP's published address, fetched on first use and again once a day.
+    Url(String),
 }
 
 /// The officer's rules for a single sign-on provider, OpenID Connect or SAML alike.

@@ -5,14 +5,15 @@
 
 use crate::auth::codes;
 use crate::auth::oidc::Verified;
-use crate::auth::saml::{Asserted, LogoutHint, SamlError};
+use crate::auth::saml::{Asserted, Idp, LogoutHint, SamlError};
 use crate::body::Body;
-use crate::policy::SamlProvider;
+use crate::policy::{SamlProvider, SamlSource};
 use crate::session;
 use crate::web::kit::{self, PageOutcome, PageRequest};
 use crate::web::sso::{self, Provided, failed};
 use crate::web::state::Gate;
 use http::{HeaderValue, Response, StatusCode, header};
+use std::time::{Duration, Instant};
 
 /// The cookie that ties a sign-in at the IdP to this browser. The IdP posts its answer from
 /// its own site, so this cookie (unlike ward's others) is `SameSite=None`; it holds only the
@@ -23,6 +24,60 @@ fn state_cookie(value: &str, max_age: u64) -> String {
     format!("{STATE_COOKIE}={value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=None")
 }
 
+/// How long metadata fetched from the IdP's address is used before it is fetched again
+/// (IdPs publish a new signing certificate there before they switch to it).
+const METADATA_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The IdP of `cfg`: from its metadata file, or from its address (fetched on first use, kept
+/// a day; a failed refresh keeps the copy in hand).
+async fn idp(gate: &Gate, cfg: &SamlProvider) -> Result<Idp, SamlError> {
+    let url = match &cfg.source {
+        SamlSource::File(idp) => return Ok(idp.as_ref().clone()),
+        SamlSource::Url(url) => url,
+    };
+    let key = (cfg.name.clone(), url.clone());
+    let cached = gate.sso.saml.lock().ok().and_then(|m| m.get(&key).cloned());
+    if let Some((idp, at)) = &cached
+        && at.elapsed() < METADATA_TTL
+    {
+        return Ok(idp.clone());
+    }
+    let fetched = match crate::auth::oidc::fetch_text(url).await {
+        Ok(xml) => {
+            let (entity, acs, slo) = &cfg.sp;
+            Idp::from_metadata(&xml, entity, acs, slo, cfg.clock_skew)
+        }
+        Err(e) => Err(SamlError::Metadata(e.to_string())),
+    };
+    match (fetched, cached) {
+        (Ok(idp), _) => {
+            if let Ok(mut m) = gate.sso.saml.lock() {
+                m.insert(key, (idp.clone(), Instant::now()));
+            }
+            Ok(idp)
+        }
+        (Err(e), Some((idp, _))) => {
+            tracing::warn!(provider = %cfg.name, error = %e, "single sign-on: could not refresh the IdP's metadata; using the copy in hand");
+            Ok(idp)
+        }
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// The IdP of `cfg` when it is at hand without fetching (for sign-out).
+pub fn idp_at_hand(gate: &Gate, cfg: &SamlProvider) -> Option<Idp> {
+    match &cfg.source {
+        SamlSource::File(idp) => Some(idp.as_ref().clone()),
+        SamlSource::Url(url) => gate
+            .sso
+            .saml
+            .lock()
+            .ok()?
+            .get(&(cfg.name.clone(), url.clone()))
+            .map(|(idp, _)| idp.clone()),
+    }
+}
+
 /// Sends the person to the IdP (`POST /.ward/sso/NAME`, the form already checked).
 pub async fn begin(
     gate: &Gate,
@@ -31,7 +86,15 @@ pub async fn begin(
     cfg: &SamlProvider,
     return_to: &str,
 ) -> Response<Body> {
-    let (url, pending) = match cfg.idp.begin(&cfg.name, return_to, req.now) {
+    let idp = match idp(gate, cfg).await {
+        Ok(idp) => idp,
+        Err(e) => {
+            outcome.event = Some("sso-failed");
+            tracing::warn!(provider = %cfg.name, code = e.code(), error = %e, "single sign-on: IdP metadata unavailable");
+            return failed(req, StatusCode::BAD_GATEWAY, &e.to_string());
+        }
+    };
+    let (url, pending) = match idp.begin(&cfg.name, return_to, req.now) {
         Ok(x) => x,
         Err(e) => return failed(req, StatusCode::BAD_GATEWAY, &e.to_string()),
     };
@@ -86,7 +149,11 @@ pub async fn acs(
             state_cookie("", 0),
         )
     };
-    let asserted = match cfg.idp.finish(&pending, form.get("SAMLResponse")) {
+    let idp = match idp(gate, cfg).await {
+        Ok(idp) => idp,
+        Err(e) => return refused(outcome, e),
+    };
+    let asserted = match idp.finish(&pending, form.get("SAMLResponse")) {
         Ok(a) => a,
         Err(e) => return refused(outcome, e),
     };
@@ -101,7 +168,7 @@ pub async fn acs(
     let (verified, username_claim) = verified(cfg, asserted);
     let who = Provided {
         name: &cfg.name,
-        issuer: cfg.idp.entity_id(),
+        issuer: idp.entity_id(),
         rules: &cfg.rules,
         username_claim,
     };
