@@ -474,3 +474,34 @@ async fn metadata_from_the_idps_address_is_fetched_when_first_used() {
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     presets::assert_upstream_identity(&b, "alice", "clinician").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_return_address_stays_on_ward_whatever_the_form_or_relaystate_say() {
+    let s = setup().await;
+    let b = Browser::new(&s.ward);
+    let form = presets::login_page(&b).await;
+    let csrf = input_value(&form, "csrf");
+    // An address off this site in the sign-in form is replaced by a local one.
+    let r = b
+        .post(
+            "/.ward/sso/riverside",
+            &[("csrf", &csrf), ("return", "https://evil.example/phish")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let url = r.headers()["location"].to_str().unwrap().to_string();
+    // The RelayState is an opaque random value, never an address.
+    let relay = query(&url, "RelayState");
+    assert!(
+        !relay.contains('/') && !relay.contains(':') && relay.len() >= 40,
+        "{relay}"
+    );
+    let (_, resp, relay_back) = IdpBrowser::default().login(&url, "alice").await;
+    let r = post(&b, &s.main, &resp, &relay_back).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let to = r.headers()["location"].to_str().unwrap();
+    assert!(
+        to.starts_with('/') && !to.starts_with("//") && !to.contains("evil"),
+        "{to}"
+    );
+}
