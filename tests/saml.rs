@@ -93,16 +93,12 @@ async fn setup() -> Setup {
          role_map = {{ clinicians = [\"clinician\"] }}\nwithout_mfa = \"ward-totp\"\n\
          [[login.saml]]\nname = \"byurl\"\nidp_metadata = \"{main_url}/saml2/idp/metadata.php\"\naccounts = \"create\"\n\
          role_map = {{ clinicians = [\"clinician\"] }}\n\
-         [roles]\nclinician = {{}}\nbiller = {{}}\nofficer = {{}}\n\
-         [storage]\nusers = \"config/users.toml\"\nstate = \"state\"\n\
-         [[apps]]\nname = \"ehr\"\nupstream = \"{upstream}\"\n\
-         [[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow_roles = [\"clinician\"]\n\
-         [[routes]]\napp = \"ehr\"\npath = \"/billing/**\"\nallow_roles = [\"biller\"]\n",
+         {tail}",
+        tail = presets::sso_clinic(&ehr.url()),
         server = server_section(&site).replace("listen = \"127.0.0.1:0\"\n", ""),
         main_md = main_md.display(),
         short_md = short_md.display(),
         main_url = main.base,
-        upstream = ehr.url(),
     );
     std::fs::write(site.path("ward.toml"), policy).unwrap();
     let config = site.path("ward.toml");

@@ -51,16 +51,12 @@ async fn setup(without_mfa: &str) -> Setup {
          client_secret_file = \"{secret}\"\nca = \"{ca}\"\nscopes = [\"email\", \"profile\", \"groups\"]\ngroups_claim = \"groups\"\n\
          role_map = {{ clinicians = [\"clinician\"], billing-team = [\"biller\"] }}\nallowed_domains = [\"riverside.example\", \"acme.example\"]\n\
          accounts = \"create\"\nwithout_mfa = \"{without_mfa}\"\n\
-         [roles]\nclinician = {{}}\nbiller = {{}}\nofficer = {{}}\n\
-         [storage]\nusers = \"config/users.toml\"\nstate = \"state\"\n\
-         [[apps]]\nname = \"ehr\"\nupstream = \"{upstream}\"\n\
-         [[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow_roles = [\"clinician\"]\n\
-         [[routes]]\napp = \"ehr\"\npath = \"/billing/**\"\nallow_roles = [\"biller\"]\n",
+         {tail}",
+        tail = presets::sso_clinic(&ehr.url()),
         server = server_section(&site).replace("listen = \"127.0.0.1:0\"\n", ""),
         issuer = idp.issuer,
         secret = site.path("ward-secret").display(),
         ca = idp.ca.display(),
-        upstream = ehr.url(),
     );
     std::fs::write(site.path("ward.toml"), policy).unwrap();
     let config = site.path("ward.toml");

@@ -88,6 +88,18 @@ pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(700)).await;
 }
 
+/// The single sign-on tests' policy after `[login]`: roles clinician, biller and officer, the
+/// EHR at `upstream`, `/**` for clinicians and `/billing/**` for billers.
+pub fn sso_clinic(upstream: &str) -> String {
+    format!(
+        "[roles]\nclinician = {{}}\nbiller = {{}}\nofficer = {{}}\n\
+         [storage]\nusers = \"config/users.toml\"\nstate = \"state\"\n\
+         [[apps]]\nname = \"ehr\"\nupstream = \"{upstream}\"\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow_roles = [\"clinician\"]\n\
+         [[routes]]\napp = \"ehr\"\npath = \"/billing/**\"\nallow_roles = [\"biller\"]\n"
+    )
+}
+
 /// The sign-in page, begun at `/patients/1001/chart`.
 pub async fn login_page(b: &Browser) -> String {
     b.get("/.ward/login?return=/patients/1001/chart")
