@@ -1913,6 +1913,29 @@ fn saml_providers(
                 format!("the provider name '{name}' may hold only letters, digits, - and _"),
             );
         }
+        let rules = sso_rules(
+            RawRules {
+                name: &name,
+                label: &o.label,
+                role_map: &o.role_map,
+                allowed_domains: &o.allowed_domains,
+                accounts: &o.accounts,
+                without_mfa: &o.without_mfa,
+                logout: &o.logout,
+            },
+            "email".into(),
+            Vec::new(),
+            match &o.mfa_authn_context {
+                Some(_) => texts(&o.mfa_authn_context),
+                None => vec![
+                    "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract".into(),
+                    "urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken".into(),
+                    "http://schemas.microsoft.com/claims/multipleauthn".into(),
+                ],
+            },
+            roles,
+            c,
+        );
         let Some(public_url) = &public_url else {
             c.error(entry.span(), "SAML single sign-on needs [server] public_url = \"https://…\": the identity provider sends people back there");
             continue;
@@ -1964,29 +1987,6 @@ fn saml_providers(
                 .map(|t| t.get_ref().trim().to_string())
                 .unwrap_or_else(|| default.to_string())
         };
-        let rules = sso_rules(
-            RawRules {
-                name: &name,
-                label: &o.label,
-                role_map: &o.role_map,
-                allowed_domains: &o.allowed_domains,
-                accounts: &o.accounts,
-                without_mfa: &o.without_mfa,
-                logout: &o.logout,
-            },
-            "email".into(),
-            Vec::new(),
-            match &o.mfa_authn_context {
-                Some(_) => texts(&o.mfa_authn_context),
-                None => vec![
-                    "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract".into(),
-                    "urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken".into(),
-                    "http://schemas.microsoft.com/claims/multipleauthn".into(),
-                ],
-            },
-            roles,
-            c,
-        );
         out.push(SamlProvider {
             name,
             source,
