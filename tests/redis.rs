@@ -758,3 +758,93 @@ async fn a_routes_rate_limit_counts_requests_on_every_instance() {
     // Another route of the same person is not capped.
     assert_eq!(two.get("/patients/1").await.status(), 200);
 }
+
+/// A SAML sign-in begun on one instance finishes on the other (the step and the assertion's
+/// one-time use are kept in Redis); the same answer is refused afterwards through either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saml_sign_in_begun_on_one_instance_finishes_on_the_other() {
+    use common::saml::{IdpBrowser, KnownSp, Person, SamlIdp};
+    let redis = Redis::start();
+    let (dir, password_file) = password_file();
+    let public = "https://ehr.localhost:8443";
+    let (entity, acs, slo) = (
+        format!("{public}/.ward/saml/metadata"),
+        format!("{public}/.ward/saml/acs"),
+        format!("{public}/.ward/saml/logout"),
+    );
+    let idp = SamlIdp::start(
+        &[Person {
+            user: "alice",
+            mail: "alice@riverside.example",
+            groups: &["clinicians"],
+        }],
+        &[KnownSp {
+            entity_id: &entity,
+            acs: &acs,
+            slo: &slo,
+        }],
+        300,
+        Some("urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken"),
+    );
+    let metadata = idp.write_metadata(&dir.path().join("idp.xml"));
+    let s = Scenario::new()
+        .server(&format!("public_url = \"{public}\""))
+        .toml(&sessions_table(&redis, &password_file, ""))
+        .toml(&format!(
+            "[login]\n[[login.saml]]\nname = \"idp\"\nidp_metadata = \"{}\"\n\
+             role_map = {{ clinicians = [\"clinician\"] }}\nallowed_domains = [\"riverside.example\"]\n\
+             accounts = \"create\"\n",
+            metadata.display()
+        ))
+        .toml("[roles]\nclinician = {}\n")
+        .route("/patients/**", "allow_roles = [\"clinician\"]")
+        .start()
+        .await;
+    let other = second(&s);
+    both_connected(&s, &other);
+
+    // Sent to the IdP by the first instance...
+    let a = s.browser();
+    let csrf = input_value(
+        &a.get("/.ward/login?return=/patients/1")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "csrf",
+    );
+    let r = a
+        .post(
+            "/.ward/sso/idp",
+            &[("csrf", &csrf), ("return", "/patients/1")],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let to_idp = r.headers()["location"].to_str().unwrap().to_string();
+    let state = a
+        .cookie("__Host-ward-saml")
+        .expect("the sign-in's RelayState cookie");
+    let (_, response, relay) = IdpBrowser::default().login(&to_idp, "alice").await;
+    let fields = [
+        ("SAMLResponse", response.as_str()),
+        ("RelayState", relay.as_str()),
+    ];
+
+    // ...and its answer posted to the other, which finishes the sign-in.
+    let b = Browser::on(&other, "localhost");
+    b.set_cookie("__Host-ward-saml", &state);
+    // (The planted cookie has no SameSite=None: sent as from the same site.)
+    let r = b
+        .post_with_origin(&idp.base, "/.ward/saml/acs", &fields)
+        .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], "/patients/1");
+    assert!(through(&s, &b, "/patients/1").await.is_some());
+    // The answer works once: posted again through the first instance, it is refused.
+    let again = Browser::on(&s.ward, "localhost");
+    again.set_cookie("__Host-ward-saml", &state);
+    let r = again
+        .post_with_origin(&idp.base, "/.ward/saml/acs", &fields)
+        .await;
+    assert_eq!(r.status(), 400);
+}
