@@ -4,6 +4,7 @@
 use super::closest;
 use super::diag::{Collector, line_col};
 use super::raw::{RawApp, RawPolicy, RawRoute, RawUpstreamAuth, Text};
+use super::spanned::Spanned;
 use super::{CertFile, Certs};
 use crate::policy::media::TypePattern;
 use crate::policy::net::{NetSet, parse_cidr};
@@ -21,7 +22,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use toml::Spanned;
 
 /// Compiles `raw`; `None` (with errors in `c`) when it cannot be used.
 pub fn compile(
