@@ -1541,6 +1541,8 @@ fn routes(
             no_body_for: role_list(&r.no_body_for, &role_names, c),
             device_required: dev.required,
             own_device: dev.own,
+            watermark: r.watermark.as_ref().is_some_and(|b| *b.get_ref()),
+            print_blocked: r.print.as_ref().and_then(|p| print(p, c)).unwrap_or(false),
             when: Conditions {
                 query: conditions(&r.query, "query parameter", c),
                 form: conditions(&r.form, "form field", c),
@@ -1558,6 +1560,21 @@ fn routes(
         out.push(route);
     }
     out
+}
+
+/// A route's `print`: whether printing its pages is blocked.
+fn print(v: &Text, c: &mut Collector<'_>) -> Option<bool> {
+    match v.get_ref().as_str() {
+        "allow" => Some(false),
+        "block" => Some(true),
+        other => {
+            c.error(
+                v.span(),
+                format!("print must be \"allow\" or \"block\", not '{other}'"),
+            );
+            None
+        }
+    }
 }
 
 fn access(

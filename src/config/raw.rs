@@ -224,6 +224,8 @@ pub struct RawRoute {
     pub hide_for: Option<Vec<Text>>,
     pub no_body_for: Option<Vec<Text>>,
     pub device: Option<Text>,
+    pub watermark: Option<Spanned<bool>>,
+    pub print: Option<Text>,
     pub query: Option<Spanned<std::collections::BTreeMap<String, Text>>>,
     pub form: Option<Spanned<std::collections::BTreeMap<String, Text>>>,
 }
