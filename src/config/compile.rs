@@ -4,6 +4,7 @@
 use super::closest;
 use super::diag::{Collector, line_col};
 use super::raw::{RawApp, RawPolicy, RawRoute, RawUpstreamAuth, Text};
+use super::spanned::Spanned;
 use super::{CertFile, Certs};
 use crate::policy::media::TypePattern;
 use crate::policy::net::{NetSet, parse_cidr};
@@ -24,7 +25,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use toml::Spanned;
 
 /// Compiles `raw`; `None` (with errors in `c`) when it cannot be used.
 pub fn compile(
@@ -1546,6 +1546,8 @@ fn routes(
             no_body_for: role_list(&r.no_body_for, &role_names, c),
             device_required: dev.required,
             own_device: dev.own,
+            watermark: r.watermark.as_ref().is_some_and(|b| *b.get_ref()),
+            print_blocked: r.print.as_ref().and_then(|p| print(p, c)).unwrap_or(false),
             when: Conditions {
                 query: conditions(&r.query, "query parameter", c),
                 form: conditions(&r.form, "form field", c),
@@ -1563,6 +1565,21 @@ fn routes(
         out.push(route);
     }
     out
+}
+
+/// A route's `print`: whether printing its pages is blocked.
+fn print(v: &Text, c: &mut Collector<'_>) -> Option<bool> {
+    match v.get_ref().as_str() {
+        "allow" => Some(false),
+        "block" => Some(true),
+        other => {
+            c.error(
+                v.span(),
+                format!("print must be \"allow\" or \"block\", not '{other}'"),
+            );
+            None
+        }
+    }
 }
 
 fn access(

@@ -353,6 +353,8 @@ mask = { "td.ssn" = "last4" }
 hide_for = ["r"]
 no_body_for = ["r"]
 device = "required"
+watermark = true
+print = "block"
 [[routes]]
 app = "a"
 path = "/y"
