@@ -1957,7 +1957,17 @@ fn saml_providers(
             c.error(entry.span(), "SAML single sign-on needs [server] public_url = \"https://…\": the identity provider sends people back there");
             continue;
         };
-        let clock_skew = duration_or(&o.clock_skew, Duration::from_secs(60), c);
+        let mut clock_skew = duration_or(&o.clock_skew, Duration::from_secs(60), c);
+        // A wide allowance would take expired assertions: at most five minutes.
+        if clock_skew > Duration::from_secs(300)
+            && let Some(t) = &o.clock_skew
+        {
+            c.error(
+                t.span(),
+                "clock_skew may be at most \"5m\": fix the identity provider's clock instead",
+            );
+            clock_skew = Duration::from_secs(300);
+        }
         let Some(file) = &o.idp_metadata else {
             c.error(
                 entry.span(),

@@ -926,6 +926,10 @@ fn saml_providers_need_a_usable_metadata_file_and_a_unique_name() {
     let plain =
         errs("[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"http://idp.example/md.xml\"");
     assert!(plain.contains("must be https"), "{plain}");
+    let skew = errs(&format!(
+        "[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{md}\"\nclock_skew = \"1h\""
+    ));
+    assert!(skew.contains("at most \"5m\""), "{skew}");
     let none = errs("[[login.saml]]\nname = \"adfs\"");
     assert!(none.contains("idp_metadata"), "{none}");
     let not_xml = tempfile::NamedTempFile::new().unwrap();
