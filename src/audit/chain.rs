@@ -192,6 +192,10 @@ pub(crate) struct Chain {
     written: Vec<Checkpoint>,
     /// Written but not yet fsynced.
     dirty: bool,
+    /// Whether written lines are kept for `take_lines` (when they are forwarded).
+    keep_lines: bool,
+    /// Lines written since `take_lines` was last called.
+    lines: Vec<u8>,
 }
 
 /// A checkpoint as written: its seq and the hash of its line, which the next record's `prev`
@@ -243,6 +247,8 @@ impl Chain {
             replace_lost_key: false,
             written: Vec::new(),
             dirty: false,
+            keep_lines: false,
+            lines: Vec::new(),
         })
     }
 
@@ -256,6 +262,17 @@ impl Chain {
     /// the officer's explicit `ward audit new-key`.
     pub fn allow_replacing_a_lost_key(&mut self) {
         self.replace_lost_key = true;
+    }
+
+    /// Keeps every line written from now on for `take_lines`.
+    pub fn keep_lines(mut self, keep: bool) -> Chain {
+        self.keep_lines = keep;
+        self
+    }
+
+    /// The lines written since the last call, each with its newline (empty unless kept).
+    pub fn take_lines(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.lines)
     }
 
     /// The checkpoints written since the last call.
@@ -371,6 +388,9 @@ impl Chain {
             return Err(io_err(&path, e));
         }
         cur.len += buf.len() as u64;
+        if self.keep_lines {
+            self.lines.extend_from_slice(buf);
+        }
         Ok(())
     }
 

@@ -158,6 +158,7 @@ pub fn compile(
                 c,
             ) as u64,
             instance: audit_instance(&raw, c),
+            syslog: super::delivery::syslog(a, certs, c),
         }
     };
     let alerts = {
@@ -208,6 +209,7 @@ pub fn compile(
         }
         crate::audit::alerts::AlertSettings {
             webhook,
+            email: super::delivery::email(a, certs, c),
             denials: count(&a.denials, 1, 10_000, 20, "denials", c) as u32,
             vendor_hours,
             timezone: a.timezone.as_ref().map(|t| t.get_ref().clone()),

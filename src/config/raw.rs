@@ -221,6 +221,13 @@ pub struct RawAlerts {
     pub denials: Option<Spanned<i64>>,
     pub vendor_hours: Option<Text>,
     pub timezone: Option<Text>,
+    pub email_to: Option<Spanned<Vec<Text>>>,
+    pub email_from: Option<Text>,
+    pub smtp: Option<Text>,
+    pub smtp_tls: Option<Text>,
+    pub smtp_user: Option<Text>,
+    pub smtp_password_file: Option<Text>,
+    pub smtp_ca_file: Option<Text>,
 }
 
 /// `[audit]`: the audit trail.
@@ -232,6 +239,8 @@ pub struct RawAudit {
     pub fsync_every: Option<Text>,
     pub checkpoint_every: Option<Spanned<i64>>,
     pub instance: Option<Text>,
+    pub syslog: Option<Text>,
+    pub syslog_ca_file: Option<Text>,
 }
 
 /// `[export]`: what counts as an export.
@@ -388,7 +397,19 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "device",
         ],
         Section::Export => &["types", "extra_types", "vendors", "redact_max", "contact"],
-        Section::Alerts => &["webhook", "denials", "vendor_hours", "timezone"],
+        Section::Alerts => &[
+            "webhook",
+            "denials",
+            "vendor_hours",
+            "timezone",
+            "email_to",
+            "email_from",
+            "smtp",
+            "smtp_tls",
+            "smtp_user",
+            "smtp_password_file",
+            "smtp_ca_file",
+        ],
         Section::Audit => &[
             "dir",
             "on_failure",
@@ -396,6 +417,8 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "fsync_every",
             "checkpoint_every",
             "instance",
+            "syslog",
+            "syslog_ca_file",
         ],
         Section::Other => &[],
     }

@@ -32,7 +32,11 @@ impl Shared {
             .policy
             .metrics
             .listen
-            .map(|_| Arc::new(crate::metrics::Metrics::new()));
+            .map(|_| {
+                Arc::new(crate::metrics::Metrics::with_deliveries(
+                    gate.alerts.deliveries(),
+                ))
+            });
         Shared {
             store,
             gate,
