@@ -9,6 +9,9 @@ use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Debian's rsyslogd (in /usr/sbin, which not every PATH has).
+const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
+
 /// A real rsyslogd listening on 127.0.0.1:`port` (TCP, or TLS through its OpenSSL driver),
 /// writing each message received as `PRI APP-NAME PROCID MSGID MSG` to a file.
 struct Rsyslog {
@@ -18,7 +21,7 @@ struct Rsyslog {
 
 impl Rsyslog {
     fn start(port: u16, tls: Option<&Site>) -> Rsyslog {
-        let found = Command::new("rsyslogd").arg("-v").output();
+        let found = Command::new(RSYSLOGD).arg("-v").output();
         assert!(
             found.is_ok_and(|o| o.status.success()),
             "rsyslogd is not installed: apt-get install -y rsyslog rsyslog-openssl (tests/run does this)"
@@ -51,7 +54,7 @@ impl Rsyslog {
         let conf_path = dir.path().join("rsyslog.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let proc = Proc::spawn(
-            Command::new("rsyslogd")
+            Command::new(RSYSLOGD)
                 .arg("-n")
                 .arg("-f")
                 .arg(&conf_path)
@@ -260,4 +263,13 @@ async fn a_dead_collector_holds_up_no_request_and_gets_the_records_when_back() {
     assert_eq!(syslog_count(&s, "dropped").await, 0.0);
     assert!(syslog_count(&s, "sent").await >= 30.0);
     assert!(!rsyslog.received().contains("syslog-gap"));
+    // It restarts: ward notices the closed connection and sends the next records to the new one.
+    drop(rsyslog);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = Rsyslog::start(port, None);
+    for i in 0..3 {
+        assert_eq!(b.get(&format!("/after-restart-{i}")).await.status(), 200);
+    }
+    again.wait_for(&["/after-restart-2"]).await;
+    same_as_trail(&s, &again, "/after-restart-");
 }
