@@ -81,9 +81,9 @@ pub async fn run(
         deliveries,
     )
     .map_err(|source| StartError::Audit {
-            dir: audit_settings.dir.clone(),
-            source,
-        })?;
+        dir: audit_settings.dir.clone(),
+        source,
+    })?;
     let (gate, saver, shared_store) = open_gate(&store, audit.clone(), alerts)?;
     let shared = Arc::new(web::state::Shared::new(store.clone(), gate, audit.clone()));
     let watch_start = server::reload::WatchStart::now(&store);

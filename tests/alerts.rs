@@ -253,7 +253,15 @@ fn locking_policy(alerts: &str, ehr: &Ehr) -> String {
 /// Locks kim's account (two wrong passwords), which raises a `locked` alert.
 async fn lock_kim(ward: &Ward) {
     for _ in 0..2 {
-        let _ = sign_in(ward, "kim", "not the password at all", &[], 0, "203.0.113.5").await;
+        let _ = sign_in(
+            ward,
+            "kim",
+            "not the password at all",
+            &[],
+            0,
+            "203.0.113.5",
+        )
+        .await;
     }
 }
 
@@ -292,7 +300,10 @@ async fn alerts_are_emailed_over_starttls_with_a_login() {
     // The server takes the login only after STARTTLS.
     assert!(mail.contains("X-Authenticated: True"), "{mail}");
     assert!(mail.contains("From: ward@clinic.example"), "{mail}");
-    assert!(mail.contains("Subject: ward alert: locked (Test Clinic)"), "{mail}");
+    assert!(
+        mail.contains("Subject: ward alert: locked (Test Clinic)"),
+        "{mail}"
+    );
     assert!(mail.contains("Person: kim"), "{mail}");
     assert!(mail.contains("locked after 2 failed sign-ins"), "{mail}");
     // Only the alert was mailed, not the checkpoints the trail writes.
@@ -326,7 +337,10 @@ async fn alerts_are_emailed_over_tls_and_a_wrong_authority_is_refused() {
     lock_kim(&ward).await;
     lock_kim(&fooled).await;
     let got = smtp.first_mail(Duration::from_secs(20)).await;
-    assert!(got.contains("Subject: ward alert: locked (Test Clinic)"), "{got}");
+    assert!(
+        got.contains("Subject: ward alert: locked (Test Clinic)"),
+        "{got}"
+    );
     fooled
         .proc
         .stderr
@@ -357,7 +371,10 @@ async fn metric(ward: &Ward, name: &str, labels: &str) -> f64 {
 async fn wait_metric(ward: &Ward, name: &str, labels: &str, want: f64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while metric(ward, name, labels).await < want {
-        assert!(Instant::now() < deadline, "{name}{{{labels}}} never reached {want}");
+        assert!(
+            Instant::now() < deadline,
+            "{name}{{{labels}}} never reached {want}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -386,17 +403,34 @@ async fn a_dead_mail_server_and_webhook_hold_up_nothing_and_get_the_alert_when_b
         assert_eq!(b.get("/.ward/login").await.status(), 200);
     }
     let logs = ward.logs().join("\n");
-    assert!(logs.contains("cannot deliver an alert; trying again"), "{logs}");
+    assert!(
+        logs.contains("cannot deliver an alert; trying again"),
+        "{logs}"
+    );
     // Back within the back-off: the alert arrives after all.
     let site = Site::new();
     let smtp = Smtp::start(mail_port, "none", &site, None);
     let (_, got) = receiver_on(hook_port).await;
     let mail = smtp.first_mail(Duration::from_secs(40)).await;
-    assert!(mail.contains("Subject: ward alert: locked (Test Clinic)"), "{mail}");
+    assert!(
+        mail.contains("Subject: ward alert: locked (Test Clinic)"),
+        "{mail}"
+    );
     assert_eq!(wait_for(&got, "locked").await["user"], "kim");
-    wait_metric(&ward, "ward_deliveries_total", "sink=\"email\",outcome=\"sent\"", 1.0).await;
+    wait_metric(
+        &ward,
+        "ward_deliveries_total",
+        "sink=\"email\",outcome=\"sent\"",
+        1.0,
+    )
+    .await;
     assert_eq!(
-        metric(&ward, "ward_deliveries_total", "sink=\"email\",outcome=\"failed\"").await,
+        metric(
+            &ward,
+            "ward_deliveries_total",
+            "sink=\"email\",outcome=\"failed\""
+        )
+        .await,
         0.0
     );
 }

@@ -119,7 +119,10 @@ fn trail(s: &Running) -> Vec<String> {
 /// that line exactly, as an RFC 5424 message from ward.
 fn same_as_trail(s: &Running, rsyslog: &Rsyslog, needle: &str) {
     let received = rsyslog.received();
-    let lines: Vec<String> = trail(s).into_iter().filter(|l| l.contains(needle)).collect();
+    let lines: Vec<String> = trail(s)
+        .into_iter()
+        .filter(|l| l.contains(needle))
+        .collect();
     assert!(!lines.is_empty(), "no trail line has {needle}");
     for line in lines {
         let seen = received
@@ -153,10 +156,24 @@ async fn records_reach_rsyslog_over_tcp_as_written_in_the_trail() {
     // the next record sent shows the gap, which is then named in the trail (and sent).
     let out = Command::new(WARD)
         .current_dir(s.ward.site.dir.path())
-        .args(["user", "--config", "ward.toml", "add", "kpatel", "--roles", "clinician", "--display-name", "K"])
+        .args([
+            "user",
+            "--config",
+            "ward.toml",
+            "add",
+            "kpatel",
+            "--roles",
+            "clinician",
+            "--display-name",
+            "K",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let added: serde_json::Value = trail(&s)
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -165,7 +182,10 @@ async fn records_reach_rsyslog_over_tcp_as_written_in_the_trail() {
     let seq = added["seq"].as_u64().unwrap();
     assert_eq!(b.get("/syslog-probe-after").await.status(), 200);
     let gap = rsyslog.wait_for(&["syslog-gap"]).await;
-    assert!(gap.contains(&format!("records {seq} to {seq} were not sent")), "{gap}");
+    assert!(
+        gap.contains(&format!("records {seq} to {seq} were not sent")),
+        "{gap}"
+    );
     // Warning severity: 13 * 8 + 4.
     assert!(gap.starts_with("108 ward "), "{gap}");
     // At shutdown, the closing checkpoint goes too.
@@ -204,11 +224,10 @@ async fn records_reach_rsyslog_over_tls_checked_against_its_authority() {
     .start()
     .await;
     assert_eq!(fooled.browser().get("/tls-secret").await.status(), 200);
-    fooled
-        .ward
-        .proc
-        .stderr
-        .wait_for("cannot send audit records to the syslog collector", Duration::from_secs(20));
+    fooled.ward.proc.stderr.wait_for(
+        "cannot send audit records to the syslog collector",
+        Duration::from_secs(20),
+    );
     assert!(!impostor.received().contains("/tls-secret"));
 }
 

@@ -86,7 +86,9 @@ impl Alerts {
                         async move { hook.send(&a).await }
                     }));
                 }
-                Err(e) => tracing::error!(error = %e, "cannot set up the alert webhook; alerts go to the log only"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up the alert webhook; alerts go to the log only")
+                }
             }
         }
         if let Some(settings) = &settings.email {
@@ -98,7 +100,9 @@ impl Alerts {
                         async move { mail.send(&a).await }
                     }));
                 }
-                Err(e) => tracing::error!(error = %e, "cannot set up alert e-mail; alerts go to the log only"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up alert e-mail; alerts go to the log only")
+                }
             }
         }
         Alerts {

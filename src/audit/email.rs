@@ -82,11 +82,10 @@ impl Email {
     pub(crate) fn new(s: &EmailSettings) -> Result<Email, SendError> {
         let bad = |e: &dyn std::fmt::Display| SendError::Message(e.to_string());
         let from: Mailbox = s.from.parse().map_err(|e| bad(&e))?;
-        let to = s
-            .to
-            .iter()
-            .map(|a| a.parse::<Mailbox>().map_err(|e| bad(&e)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let to =
+            s.to.iter()
+                .map(|a| a.parse::<Mailbox>().map_err(|e| bad(&e)))
+                .collect::<Result<Vec<_>, _>>()?;
         let tls = match s.tls {
             SmtpTls::None => Tls::None,
             mode => {
@@ -214,7 +213,9 @@ mod tests {
         };
         assert!(matches!(Email::new(&bad_to), Err(SendError::Message(_))));
         let bad_ca = EmailSettings {
-            ca: Some(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".to_vec()),
+            ca: Some(
+                b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".to_vec(),
+            ),
             ..s
         };
         assert!(matches!(Email::new(&bad_ca), Err(SendError::Message(_))));

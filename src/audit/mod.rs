@@ -344,7 +344,8 @@ impl Audit {
         chain.sync()?;
         chain.take_checkpoints().into_iter().for_each(&report);
         let first_lines = chain.take_lines();
-        let writer = Arc::new_cyclic(|weak: &Weak<Writer>| Writer {
+        let writer = Arc::new_cyclic(|weak: &Weak<Writer>| {
+            Writer {
             forward: settings.syslog.as_ref().and_then(|s| {
                 let weak = weak.clone();
                 let note: syslog::Note = Box::new(move |r| {
@@ -374,6 +375,7 @@ impl Audit {
             }),
             report: Box::new(report),
             fsync_every: settings.fsync_every,
+        }
         });
         if let Some(f) = &writer.forward {
             f.send(first_lines);

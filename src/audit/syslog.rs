@@ -403,14 +403,23 @@ mod tests {
             "\n"
         );
         let batch = sender().frames(lines.as_bytes());
-        assert_eq!((batch.first, batch.last, batch.count), (Some(7), Some(8), 2));
+        assert_eq!(
+            (batch.first, batch.last, batch.count),
+            (Some(7), Some(8), 2)
+        );
         let text = String::from_utf8(batch.bytes).unwrap();
         let first = lines.lines().next().unwrap();
         let msg = format!("<110>1 2026-11-30T06:00:00.123Z ward-a ward 42 access - {first}");
         assert!(text.starts_with(&format!("{} {msg}", msg.len())), "{text}");
         // Octet counting: the second frame starts right after the first.
         let rest = &text[format!("{} ", msg.len()).len() + msg.len()..];
-        assert!(rest.starts_with(&format!("{} <109>1 ", rest.len() - rest.find(' ').unwrap() - 1)), "{rest}");
+        assert!(
+            rest.starts_with(&format!(
+                "{} <109>1 ",
+                rest.len() - rest.find(' ').unwrap() - 1
+            )),
+            "{rest}"
+        );
     }
 
     #[test]
@@ -419,7 +428,10 @@ mod tests {
         assert_eq!(header_word("", 255), "-");
         assert_eq!(header_word("é", 255), "-");
         assert_eq!(header_word(&"a".repeat(256), 255), "-");
-        assert_eq!(header_word("ward.riverside.example", 255), "ward.riverside.example");
+        assert_eq!(
+            header_word("ward.riverside.example", 255),
+            "ward.riverside.example"
+        );
         let head = Head::of(br#"{"time":"2026 11 30","kind":"access\n<1>"}"#);
         let m = message(&head, "h", 1, b"{}");
         assert_eq!(m, b"<110>1 - h ward 1 - - {}");
@@ -430,7 +442,10 @@ mod tests {
         let sev = |line: &str| Head::of(line.as_bytes()).severity();
         assert_eq!(sev(r#"{"kind":"access","decision":"allow"}"#), 6);
         assert_eq!(sev(r#"{"kind":"access","decision":"deny"}"#), 5);
-        assert_eq!(sev(r#"{"kind":"access","decision":"allow","emergency":true}"#), 4);
+        assert_eq!(
+            sev(r#"{"kind":"access","decision":"allow","emergency":true}"#),
+            4
+        );
         assert_eq!(sev(r#"{"kind":"signin","event":"login-failed"}"#), 5);
         assert_eq!(sev(r#"{"kind":"officer","event":"user-added"}"#), 5);
         assert_eq!(sev(r#"{"kind":"system","event":"recovered"}"#), 4);

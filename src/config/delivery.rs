@@ -11,7 +11,11 @@ use toml::Spanned;
 
 /// `[alerts] email_to` with its SMTP settings; `None` when alerts are not e-mailed (or the
 /// settings have errors, which are in `c`).
-pub(super) fn email(a: &RawAlerts, certs: Certs<'_>, c: &mut Collector<'_>) -> Option<EmailSettings> {
+pub(super) fn email(
+    a: &RawAlerts,
+    certs: Certs<'_>,
+    c: &mut Collector<'_>,
+) -> Option<EmailSettings> {
     let Some(to) = &a.email_to else {
         let stray = [
             &a.email_from,
@@ -67,8 +71,14 @@ pub(super) fn email(a: &RawAlerts, certs: Certs<'_>, c: &mut Collector<'_>) -> O
         },
     };
     let (host, port) = match &a.smtp {
-        Some(v) => server(v, tls.default_port(), "smtp", "smtp.riverside.example:587", c)
-            .unwrap_or_default(),
+        Some(v) => server(
+            v,
+            tls.default_port(),
+            "smtp",
+            "smtp.riverside.example:587",
+            c,
+        )
+        .unwrap_or_default(),
         None => {
             c.error(
                 to.span(),
@@ -123,7 +133,11 @@ pub(super) fn email(a: &RawAlerts, certs: Certs<'_>, c: &mut Collector<'_>) -> O
         })
     });
     Some(EmailSettings {
-        to: to.get_ref().iter().map(|t| t.get_ref().trim().to_string()).collect(),
+        to: to
+            .get_ref()
+            .iter()
+            .map(|t| t.get_ref().trim().to_string())
+            .collect(),
         from,
         host,
         port,
@@ -135,7 +149,11 @@ pub(super) fn email(a: &RawAlerts, certs: Certs<'_>, c: &mut Collector<'_>) -> O
 }
 
 /// `[audit] syslog` and `syslog_ca_file`.
-pub(super) fn syslog(a: &RawAudit, certs: Certs<'_>, c: &mut Collector<'_>) -> Option<SyslogSettings> {
+pub(super) fn syslog(
+    a: &RawAudit,
+    certs: Certs<'_>,
+    c: &mut Collector<'_>,
+) -> Option<SyslogSettings> {
     let Some(v) = &a.syslog else {
         if let Some(f) = &a.syslog_ca_file {
             c.error(
@@ -249,16 +267,28 @@ fn loopback(host: &str) -> bool {
 
 /// Checks an e-mail address (`Name <a@b>` or `a@b`).
 fn mailbox(v: &Text, key: &str, c: &mut Collector<'_>) {
-    if v.get_ref().trim().parse::<lettre::message::Mailbox>().is_err() {
+    if v.get_ref()
+        .trim()
+        .parse::<lettre::message::Mailbox>()
+        .is_err()
+    {
         c.error(
             v.span(),
-            format!("'{}' in {key} is not an e-mail address like officer@riverside.example", v.get_ref()),
+            format!(
+                "'{}' in {key} is not an e-mail address like officer@riverside.example",
+                v.get_ref()
+            ),
         );
     }
 }
 
 /// A CA file for a TLS server ward connects to, checked as the apps' `ca` files are.
-fn ca_file(f: &Spanned<String>, what: &str, certs: Certs<'_>, c: &mut Collector<'_>) -> Option<PathBuf> {
+fn ca_file(
+    f: &Spanned<String>,
+    what: &str,
+    certs: Certs<'_>,
+    c: &mut Collector<'_>,
+) -> Option<PathBuf> {
     let path = PathBuf::from(f.get_ref());
     if let Certs::Load(files) = certs
         && let Err(e) = files.client(Some(&path))
@@ -284,11 +314,17 @@ fn secret_file(f: &Text, c: &mut Collector<'_>) -> Option<String> {
             Some(p.trim().to_string())
         }
         Ok(_) => {
-            c.error(f.span(), format!("the password file {} is empty", f.get_ref()));
+            c.error(
+                f.span(),
+                format!("the password file {} is empty", f.get_ref()),
+            );
             None
         }
         Err(e) => {
-            c.error(f.span(), format!("cannot read the password file {}: {e}", f.get_ref()));
+            c.error(
+                f.span(),
+                format!("cannot read the password file {}: {e}", f.get_ref()),
+            );
             None
         }
     }

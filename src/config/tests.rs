@@ -865,7 +865,10 @@ fn alert_email_is_read_with_its_password_file_and_mistakes_are_placed() {
     let loaded = load(&text).unwrap_or_else(|d| panic!("{d}"));
     let e = loaded.policy.alerts.email.clone().unwrap();
     assert_eq!(e.to.len(), 2);
-    assert_eq!((e.host.as_str(), e.port, e.tls), ("smtp.riverside.example", 587, SmtpTls::Starttls));
+    assert_eq!(
+        (e.host.as_str(), e.port, e.tls),
+        ("smtp.riverside.example", 587, SmtpTls::Starttls)
+    );
     assert_eq!(e.password.as_deref(), Some("mail-s3cret"));
     assert!(!format!("{:?}", loaded.policy.alerts).contains("mail-s3cret"));
     let tls = load(&format!("{base}email_to = [\"o@r.example\"]\nemail_from = \"w@r.example\"\nsmtp = \"[::1]\"\nsmtp_tls = \"tls\"\n")).unwrap();
@@ -876,23 +879,62 @@ fn alert_email_is_read_with_its_password_file_and_mistakes_are_placed() {
     assert_eq!(local.policy.alerts.email.unwrap().port, 2525);
     let mail = "email_to = [\"o@r.example\"]\nemail_from = \"w@r.example\"\n";
     for (lines, why) in [
-        (format!("{mail}smtp = \"smtp.r.example\"\nsmtp_tls = \"none\""), "only allowed to a mail server on this machine"),
-        (format!("{mail}smtp = \"smtp.r.example\"\nsmtp_tls = \"ssl\""), "\"starttls\", \"tls\" or \"none\""),
-        (format!("{mail}smtp = \"user@smtp.r.example:25\""), "server name or address"),
-        (format!("{mail}smtp = \"smtp.r.example:99999\""), "server name or address"),
+        (
+            format!("{mail}smtp = \"smtp.r.example\"\nsmtp_tls = \"none\""),
+            "only allowed to a mail server on this machine",
+        ),
+        (
+            format!("{mail}smtp = \"smtp.r.example\"\nsmtp_tls = \"ssl\""),
+            "\"starttls\", \"tls\" or \"none\"",
+        ),
+        (
+            format!("{mail}smtp = \"user@smtp.r.example:25\""),
+            "server name or address",
+        ),
+        (
+            format!("{mail}smtp = \"smtp.r.example:99999\""),
+            "server name or address",
+        ),
         (mail.to_string(), "add smtp ="),
-        ("email_to = [\"o@r.example\"]\nsmtp = \"s\"".to_string(), "add email_from"),
-        (format!("email_to = [\"not an address\"]\nemail_from = \"w@r.example\"\nsmtp = \"s\""), "not an e-mail address"),
-        ("email_to = []\nemail_from = \"w@r.example\"\nsmtp = \"s\"".to_string(), "email_to is empty"),
+        (
+            "email_to = [\"o@r.example\"]\nsmtp = \"s\"".to_string(),
+            "add email_from",
+        ),
+        (
+            format!("email_to = [\"not an address\"]\nemail_from = \"w@r.example\"\nsmtp = \"s\""),
+            "not an e-mail address",
+        ),
+        (
+            "email_to = []\nemail_from = \"w@r.example\"\nsmtp = \"s\"".to_string(),
+            "email_to is empty",
+        ),
         ("smtp = \"smtp.r.example\"".to_string(), "add email_to"),
-        (format!("{mail}smtp = \"s\"\nsmtp_user = \"ward\""), "needs smtp_password_file"),
-        (format!("{mail}smtp = \"s\"\nsmtp_password_file = \"/x\""), "needs smtp_user"),
-        (format!("{mail}smtp = \"s\"\nsmtp_user = \"w\"\nsmtp_password_file = \"/nonexistent/pw\""), "cannot read the password file"),
-        (format!("{mail}smtp = \"127.0.0.1\"\nsmtp_tls = \"none\"\nsmtp_ca_file = \"ca.pem\""), "only used with smtp_tls"),
+        (
+            format!("{mail}smtp = \"s\"\nsmtp_user = \"ward\""),
+            "needs smtp_password_file",
+        ),
+        (
+            format!("{mail}smtp = \"s\"\nsmtp_password_file = \"/x\""),
+            "needs smtp_user",
+        ),
+        (
+            format!(
+                "{mail}smtp = \"s\"\nsmtp_user = \"w\"\nsmtp_password_file = \"/nonexistent/pw\""
+            ),
+            "cannot read the password file",
+        ),
+        (
+            format!("{mail}smtp = \"127.0.0.1\"\nsmtp_tls = \"none\"\nsmtp_ca_file = \"ca.pem\""),
+            "only used with smtp_tls",
+        ),
     ] {
         let errs = errors(&format!("{base}{lines}\n"));
         assert!(errs.iter().any(|e| e.contains(why)), "{lines}: {errs:#?}");
-        assert!(errs.iter().all(|e| !e.contains(":1:") && !e.contains(":2:")), "{lines}: {errs:#?}");
+        assert!(
+            errs.iter()
+                .all(|e| !e.contains(":1:") && !e.contains(":2:")),
+            "{lines}: {errs:#?}"
+        );
     }
 }
 
@@ -900,9 +942,15 @@ fn alert_email_is_read_with_its_password_file_and_mistakes_are_placed() {
 fn audit_syslog_is_parsed_and_mistakes_are_placed() {
     use crate::audit::syslog::Transport;
     let base = "practice = \"P\"\n[audit]\n";
-    let loaded = load(&format!("{base}syslog = \"tls://siem.riverside.example:6514\"\n")).unwrap_or_else(|d| panic!("{d}"));
+    let loaded = load(&format!(
+        "{base}syslog = \"tls://siem.riverside.example:6514\"\n"
+    ))
+    .unwrap_or_else(|d| panic!("{d}"));
     let s = loaded.policy.audit.syslog.unwrap();
-    assert_eq!((s.transport, s.host.as_str(), s.port), (Transport::Tls, "siem.riverside.example", 6514));
+    assert_eq!(
+        (s.transport, s.host.as_str(), s.port),
+        (Transport::Tls, "siem.riverside.example", 6514)
+    );
     assert!(loaded.warnings.items.is_empty());
     let tcp = load(&format!("{base}syslog = \"tcp://10.0.0.9:514\"\n")).unwrap();
     assert_eq!(tcp.policy.audit.syslog.unwrap().transport, Transport::Tcp);
@@ -916,10 +964,17 @@ fn audit_syslog_is_parsed_and_mistakes_are_placed() {
         ("syslog = \"siem:514\"", "syslog must be like"),
         ("syslog = \"tls://siem\"", "needs the collector's port"),
         ("syslog = \"tls://siem:6514/x\"", "syslog must be like"),
-        ("syslog = \"tcp://127.0.0.1:514\"\nsyslog_ca_file = \"ca.pem\"", "only used with a tls:// collector"),
+        (
+            "syslog = \"tcp://127.0.0.1:514\"\nsyslog_ca_file = \"ca.pem\"",
+            "only used with a tls:// collector",
+        ),
         ("syslog_ca_file = \"ca.pem\"", "only used with syslog ="),
     ] {
         let errs = errors(&format!("{base}{line}\n"));
-        assert!(errs.iter().any(|e| e.contains(why) && (e.contains(":3:") || e.contains(":4:"))), "{line}: {errs:#?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains(why) && (e.contains(":3:") || e.contains(":4:"))),
+            "{line}: {errs:#?}"
+        );
     }
 }
