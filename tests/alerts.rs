@@ -176,15 +176,6 @@ async fn officer_alerts_reach_the_webhook() {
     assert!(!detail.contains("4471"), "{detail}");
 }
 
-/// A loopback port nothing listens on (until a test starts something there).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A real SMTP server: tests/smtp_server.py (Debian's python3-aiosmtpd) on 127.0.0.1.
 struct Smtp {
     _proc: Proc,
@@ -348,33 +339,12 @@ async fn alerts_are_emailed_over_tls_and_a_wrong_authority_is_refused() {
     assert!(!impostor.out.path().join("1.eml").exists());
 }
 
-/// The value of the metric sample `name{labels…}` in ward's metrics (0 when absent).
-async fn metric(ward: &Ward, name: &str, labels: &str) -> f64 {
-    let line = ward
-        .proc
-        .stderr
-        .wait_for("serving metrics", Duration::from_secs(5));
-    let addr = json_field(&line, "addr");
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{{labels}}} ")))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Waits until `name{labels}` is at least `want`.
-async fn wait_metric(ward: &Ward, name: &str, labels: &str, want: f64) {
+/// Waits until `ward_deliveries_total{sink=SINK,outcome=OUTCOME}` is at least `want`.
+async fn wait_deliveries(ward: &Ward, sink: &str, outcome: &str, want: f64) {
+    let sample = format!("ward_deliveries_total{{sink=\"{sink}\",outcome=\"{outcome}\"}}");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(ward, name, labels).await < want {
-        assert!(
-            Instant::now() < deadline,
-            "{name}{{{labels}}} never reached {want}"
-        );
+    while metric(ward, &sample).await < want {
+        assert!(Instant::now() < deadline, "{sample} never reached {want}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -394,10 +364,8 @@ async fn a_dead_mail_server_and_webhook_hold_up_nothing_and_get_the_alert_when_b
     tokio::time::sleep(Duration::from_millis(700)).await;
     lock_kim(&ward).await;
     // Both receivers are down: the attempts fail and are counted, and ward goes on serving.
-    let email = "sink=\"email\",outcome=\"retried\"";
-    let webhook = "sink=\"webhook\",outcome=\"retried\"";
-    wait_metric(&ward, "ward_deliveries_total", email, 1.0).await;
-    wait_metric(&ward, "ward_deliveries_total", webhook, 1.0).await;
+    wait_deliveries(&ward, "email", "retried", 1.0).await;
+    wait_deliveries(&ward, "webhook", "retried", 1.0).await;
     let b = Browser::new(&ward);
     for _ in 0..20 {
         assert_eq!(b.get("/.ward/login").await.status(), 200);
@@ -417,20 +385,8 @@ async fn a_dead_mail_server_and_webhook_hold_up_nothing_and_get_the_alert_when_b
         "{mail}"
     );
     assert_eq!(wait_for(&got, "locked").await["user"], "kim");
-    wait_metric(
-        &ward,
-        "ward_deliveries_total",
-        "sink=\"email\",outcome=\"sent\"",
-        1.0,
-    )
-    .await;
-    assert_eq!(
-        metric(
-            &ward,
-            "ward_deliveries_total",
-            "sink=\"email\",outcome=\"failed\""
-        )
-        .await,
-        0.0
-    );
+    wait_deliveries(&ward, "email", "sent", 1.0).await;
+    wait_deliveries(&ward, "webhook", "sent", 1.0).await;
+    let failed = "ward_deliveries_total{sink=\"email\",outcome=\"failed\"}";
+    assert_eq!(metric(&ward, failed).await, 0.0);
 }

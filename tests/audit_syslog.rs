@@ -94,14 +94,6 @@ impl Rsyslog {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn scenario(audit: &str) -> Scenario {
     Scenario::new()
         .toml(&format!(
@@ -154,9 +146,9 @@ async fn records_reach_rsyslog_over_tcp_as_written_in_the_trail() {
     same_as_trail(&s, &rsyslog, "/syslog-probe-");
     // A record written by another ward command reaches the trail but not this ward's queue:
     // the next record sent shows the gap, which is then named in the trail (and sent).
-    let out = Command::new(WARD)
-        .current_dir(s.ward.site.dir.path())
-        .args([
+    run_ward(
+        s.ward.site.dir.path(),
+        &[
             "user",
             "--config",
             "ward.toml",
@@ -166,13 +158,7 @@ async fn records_reach_rsyslog_over_tcp_as_written_in_the_trail() {
             "clinician",
             "--display-name",
             "K",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     let added: serde_json::Value = trail(&s)
         .iter()
@@ -233,23 +219,8 @@ async fn records_reach_rsyslog_over_tls_checked_against_its_authority() {
 
 /// The value of `ward_deliveries_total{sink="syslog",outcome=…}`.
 async fn syslog_count(s: &Running, outcome: &str) -> f64 {
-    let line = s
-        .ward
-        .proc
-        .stderr
-        .wait_for("serving metrics", Duration::from_secs(5));
-    let addr = json_field(&line, "addr");
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("ward_deliveries_total{{sink=\"syslog\",outcome=\"{outcome}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    let sample = format!("ward_deliveries_total{{sink=\"syslog\",outcome=\"{outcome}\"}}");
+    metric(&s.ward, &sample).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -844,26 +844,10 @@ fn session_store(
             "the Redis password is written in the policy; put it in a file readable by ward alone and name it with store_password_file",
         );
     }
-    let password =
-        s.store_password_file
-            .as_ref()
-            .and_then(|f| match std::fs::read_to_string(f.get_ref()) {
-                Ok(p) if !p.trim().is_empty() => Some(p.trim().to_string()),
-                Ok(_) => {
-                    c.error(
-                        f.span(),
-                        format!("the Redis password file {} is empty", f.get_ref()),
-                    );
-                    None
-                }
-                Err(e) => {
-                    c.error(
-                        f.span(),
-                        format!("cannot read the Redis password file {}: {e}", f.get_ref()),
-                    );
-                    None
-                }
-            });
+    let password = s
+        .store_password_file
+        .as_ref()
+        .and_then(|f| super::delivery::secret_file(f, "Redis password", c));
     let ca = s
         .store_ca_file
         .as_ref()

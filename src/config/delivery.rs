@@ -1,5 +1,6 @@
 //! The settings that send things off the machine: alert e-mail (`[alerts] email_to`, `smtp…`)
-//! and audit forwarding to syslog (`[audit] syslog`, `syslog_ca_file`).
+//! and audit forwarding to syslog (`[audit] syslog`, `syslog_ca_file`); and the password
+//! files such connections use.
 
 use super::Certs;
 use super::diag::Collector;
@@ -99,7 +100,7 @@ pub(super) fn email(
     }
     let user = a.smtp_user.as_ref().map(|u| u.get_ref().trim().to_string());
     let password = match (&a.smtp_user, &a.smtp_password_file) {
-        (Some(_), Some(f)) => secret_file(f, c),
+        (Some(_), Some(f)) => secret_file(f, "SMTP password", c),
         (None, None) => None,
         (Some(u), None) => {
             c.error(
@@ -299,8 +300,8 @@ fn ca_file(
     Some(path)
 }
 
-/// A password read from a file (trimmed), which should be readable by ward alone.
-fn secret_file(f: &Text, c: &mut Collector<'_>) -> Option<String> {
+/// A password (`what`) read from a file (trimmed), which should be readable by ward alone.
+pub(super) fn secret_file(f: &Text, what: &str, c: &mut Collector<'_>) -> Option<String> {
     let path = Path::new(f.get_ref());
     match std::fs::read_to_string(path) {
         Ok(p) if !p.trim().is_empty() => {
@@ -316,14 +317,14 @@ fn secret_file(f: &Text, c: &mut Collector<'_>) -> Option<String> {
         Ok(_) => {
             c.error(
                 f.span(),
-                format!("the password file {} is empty", f.get_ref()),
+                format!("the {what} file {} is empty", f.get_ref()),
             );
             None
         }
         Err(e) => {
             c.error(
                 f.span(),
-                format!("cannot read the password file {}: {e}", f.get_ref()),
+                format!("cannot read the {what} file {}: {e}", f.get_ref()),
             );
             None
         }

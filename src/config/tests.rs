@@ -871,6 +871,13 @@ fn alert_email_is_read_with_its_password_file_and_mistakes_are_placed() {
     );
     assert_eq!(e.password.as_deref(), Some("mail-s3cret"));
     assert!(!format!("{:?}", loaded.policy.alerts).contains("mail-s3cret"));
+    assert!(loaded.warnings.items.is_empty());
+    // A password file others can read works, with a warning at its line.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(secret.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let loose = load(&text).unwrap_or_else(|d| panic!("{d}"));
+    let w = loose.warnings.format(&loose.warnings.items[0]);
+    assert!(w.contains(":7:") && w.contains("chmod 600"), "{w}");
     let tls = load(&format!("{base}email_to = [\"o@r.example\"]\nemail_from = \"w@r.example\"\nsmtp = \"[::1]\"\nsmtp_tls = \"tls\"\n")).unwrap();
     let e = tls.policy.alerts.email.unwrap();
     assert_eq!((e.host.as_str(), e.port, e.tls), ("::1", 465, SmtpTls::Tls));
@@ -921,7 +928,7 @@ fn alert_email_is_read_with_its_password_file_and_mistakes_are_placed() {
             format!(
                 "{mail}smtp = \"s\"\nsmtp_user = \"w\"\nsmtp_password_file = \"/nonexistent/pw\""
             ),
-            "cannot read the password file",
+            "cannot read the SMTP password file",
         ),
         (
             format!("{mail}smtp = \"127.0.0.1\"\nsmtp_tls = \"none\"\nsmtp_ca_file = \"ca.pem\""),
