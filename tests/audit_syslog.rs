@@ -263,3 +263,21 @@ async fn a_dead_collector_holds_up_no_request_and_gets_the_records_when_back() {
     again.wait_for(&["/after-restart-2"]).await;
     same_as_trail(&s, &again, "/after-restart-");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_still_unsent_at_shutdown_are_named_in_the_trail() {
+    let port = free_port();
+    let mut s = scenario(&format!("syslog = \"tcp://127.0.0.1:{port}\""))
+        .start()
+        .await;
+    assert_eq!(s.browser().get("/never-sent").await.status(), 200);
+    s.ward.stop();
+    let lines = trail(&s);
+    let gap = lines
+        .iter()
+        .find(|l| l.contains("syslog-gap"))
+        .unwrap_or_else(|| panic!("no syslog-gap record:\n{}", lines.join("\n")));
+    assert!(gap.contains("before ward stopped"), "{gap}");
+    // It comes before the closing checkpoint, so the signature covers it.
+    assert!(lines.last().unwrap().contains("\"checkpoint\""));
+}

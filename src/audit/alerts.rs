@@ -10,7 +10,6 @@ use super::retry;
 use super::webhook::Webhook;
 use crate::metrics::Deliveries;
 use std::net::IpAddr;
-use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// `[alerts]`.
@@ -77,33 +76,19 @@ impl Alerts {
     /// receiver that cannot be set up is logged and left out: the log still has every alert.
     pub fn start(settings: &AlertSettings, practice: &str, deliveries: Deliveries) -> Alerts {
         let mut sinks = Vec::new();
-        if let Some(url) = &settings.webhook {
-            match Webhook::new(url) {
-                Ok(hook) => {
-                    let hook = Arc::new(hook);
-                    sinks.push(spawn("webhook", true, &deliveries, move |a| {
-                        let hook = hook.clone();
-                        async move { hook.send(&a).await }
-                    }));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot set up the alert webhook; alerts go to the log only")
-                }
+        match settings.webhook.as_deref().map(Webhook::new) {
+            Some(Ok(hook)) => sinks.push(spawn("webhook", true, &deliveries, hook)),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot set up the alert webhook; alerts go to the log only")
             }
+            None => {}
         }
-        if let Some(settings) = &settings.email {
-            match Email::new(settings) {
-                Ok(mail) => {
-                    let mail = Arc::new(mail);
-                    sinks.push(spawn("email", false, &deliveries, move |a| {
-                        let mail = mail.clone();
-                        async move { mail.send(&a).await }
-                    }));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot set up alert e-mail; alerts go to the log only")
-                }
+        match settings.email.as_ref().map(Email::new) {
+            Some(Ok(mail)) => sinks.push(spawn("email", false, &deliveries, mail)),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot set up alert e-mail; alerts go to the log only")
             }
+            None => {}
         }
         Alerts {
             sinks,
@@ -117,7 +102,8 @@ impl Alerts {
         &self.deliveries
     }
 
-    /// Raises an alert: logged at once, delivered to the webhook in the background.
+    /// Raises an alert: logged at once, delivered to the webhook and by e-mail in the
+    /// background.
     pub fn raise(&self, event: &'static str, user: &str, detail: String) {
         tracing::warn!(alert = event, user = %user, detail = %detail, "ALERT");
         self.send(self.alert(event, user, detail));
@@ -168,17 +154,24 @@ impl Alerts {
     }
 }
 
-/// Starts the task that hands `name`'s alerts, one at a time, to `send`, with back-off.
-fn spawn<F, Fut>(name: &'static str, checkpoints: bool, deliveries: &Deliveries, send: F) -> Sink
-where
-    F: Fn(Alert) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), retry::SendError>> + Send,
-{
+/// Somewhere alerts are delivered to (the webhook, the mail server).
+pub(crate) trait Receiver: Send + Sync + 'static {
+    /// One attempt to deliver `alert`.
+    fn send(&self, alert: &Alert) -> impl Future<Output = Result<(), retry::SendError>> + Send;
+}
+
+/// Starts the task that hands `name`'s alerts, one at a time, to `receiver`, with back-off.
+fn spawn(
+    name: &'static str,
+    checkpoints: bool,
+    deliveries: &Deliveries,
+    receiver: impl Receiver,
+) -> Sink {
     let (tx, mut rx) = mpsc::channel::<Alert>(QUEUE);
     let deliveries = deliveries.clone();
     tokio::spawn(async move {
         while let Some(alert) = rx.recv().await {
-            retry::deliver(name, &deliveries, alert.event, || send(alert.clone())).await;
+            retry::deliver(name, &deliveries, alert.event, || receiver.send(&alert)).await;
         }
     });
     Sink {

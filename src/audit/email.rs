@@ -116,9 +116,11 @@ impl Email {
             to,
         })
     }
+}
 
+impl super::alerts::Receiver for Email {
     /// One attempt to send `alert` to every recipient.
-    pub(crate) async fn send(&self, alert: &Alert) -> Result<(), SendError> {
+    async fn send(&self, alert: &Alert) -> Result<(), SendError> {
         let mut message = Message::builder()
             .from(self.from.clone())
             .subject(subject(alert));

@@ -409,10 +409,17 @@ impl Audit {
     /// Writes a final checkpoint, fsyncs and stops the writer; later records get `Closed`.
     /// Records handed over before this are written first. Safe to call more than once.
     pub async fn shutdown(&self) {
+        // What waits for the syslog collector goes first (for 2 s at most); what it did
+        // not take is noted in the trail before the trail closes.
+        if let Some(f) = &self.writer.forward
+            && !f.flush(Duration::from_secs(2)).await
+            && let Err(e) = self.writer.record(f.unsent())
+        {
+            tracing::error!(error = %e, "cannot note the unsent records in the audit trail");
+        }
         self.writer.close();
         if let Some(f) = &self.writer.forward {
-            // The last records, the closing checkpoint among them, reach the collector if it
-            // takes them soon; if not, they are in the trail.
+            // The closing checkpoint, if the collector takes it soon.
             f.flush(Duration::from_secs(2)).await;
         }
     }

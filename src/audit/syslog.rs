@@ -11,13 +11,15 @@
 //! queue without waiting, and drops it (counted) when the queue is full. A background task
 //! sends, reconnecting with back-off while the collector is away; what never reached it is
 //! found by the gap in `seq` and noted in the trail with a `syslog-gap` record once the
-//! collector is reached again. Delivery is at least once: a batch cut off mid-send is sent
+//! collector is reached again, or, for what is still queued when ward stops, at shutdown.
+//! Delivery is at least once: a batch cut off mid-send is sent
 //! again whole.
 
 use super::Record;
 use crate::metrics::Deliveries;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -67,7 +69,12 @@ enum Msg {
 pub(crate) struct Forwarder {
     tx: mpsc::Sender<Msg>,
     deliveries: Deliveries,
+    /// The seq after the last record the collector took (`NONE_SENT` before the first).
+    sent_up_to: Arc<AtomicU64>,
 }
+
+/// `sent_up_to` before anything was sent.
+const NONE_SENT: u64 = u64::MAX;
 
 /// What the sender task calls to note a gap in the trail.
 pub(crate) type Note = Box<dyn Fn(Record) + Send + Sync>;
@@ -82,7 +89,9 @@ impl Forwarder {
     ) -> Option<Forwarder> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let (tx, rx) = mpsc::channel(QUEUE);
+        let sent_up_to = Arc::new(AtomicU64::new(NONE_SENT));
         let task = Sender {
+            sent_up_to: sent_up_to.clone(),
             settings: settings.clone(),
             tls: None,
             hostname: header_word(&hostname, 255),
@@ -91,7 +100,11 @@ impl Forwarder {
             note,
         };
         runtime.spawn(task.run(rx));
-        Some(Forwarder { tx, deliveries })
+        Some(Forwarder {
+            tx,
+            deliveries,
+            sent_up_to,
+        })
     }
 
     /// Queues `lines` (whole trail lines, each ending in a newline) without waiting.
@@ -105,12 +118,23 @@ impl Forwarder {
         }
     }
 
-    /// Waits, at most `within`, until what was queued before has been sent.
-    pub(crate) async fn flush(&self, within: Duration) {
+    /// Waits, at most `within`, until what was queued before has been sent; whether it was.
+    pub(crate) async fn flush(&self, within: Duration) -> bool {
         let (done, wait) = oneshot::channel();
-        if self.tx.try_send(Msg::Flush(done)).is_ok() {
-            let _ = tokio::time::timeout(within, wait).await;
-        }
+        self.tx.try_send(Msg::Flush(done)).is_ok()
+            && matches!(tokio::time::timeout(within, wait).await, Ok(Ok(())))
+    }
+
+    /// The record noting, in the trail, what was left unsent when ward stopped.
+    pub(crate) fn unsent(&self) -> Record {
+        let detail = match self.sent_up_to.load(Ordering::Relaxed) {
+            NONE_SENT => "no record was sent to the syslog collector before ward stopped (it could not be reached); they are in this trail".to_string(),
+            from => format!(
+                "records from {from} on were not sent to the syslog collector before ward stopped (it could not be reached); they are in this trail"
+            ),
+        };
+        tracing::error!("{detail}");
+        Record::system("syslog-gap", detail)
     }
 }
 
@@ -142,6 +166,7 @@ impl Link for tokio_rustls::client::TlsStream<TcpStream> {
 
 /// The sender task's state.
 struct Sender {
+    sent_up_to: Arc<AtomicU64>,
     settings: SyslogSettings,
     tls: Option<tokio_rustls::TlsConnector>,
     hostname: String,
@@ -224,6 +249,7 @@ impl Sender {
             }
             if let Some(last) = batch.last {
                 next_seq = Some(last + 1);
+                self.sent_up_to.store(last + 1, Ordering::Relaxed);
             }
         }
     }
@@ -380,6 +406,7 @@ mod tests {
 
     fn sender() -> Sender {
         Sender {
+            sent_up_to: Arc::default(),
             settings: SyslogSettings {
                 transport: Transport::Tcp,
                 host: "127.0.0.1".into(),
@@ -458,6 +485,7 @@ mod tests {
         let f = Forwarder {
             tx,
             deliveries: Deliveries::default(),
+            sent_up_to: Arc::new(AtomicU64::new(NONE_SENT)),
         };
         f.send(b"{\"seq\":1}\n{\"seq\":2}\n".to_vec());
         f.send(b"{\"seq\":3}\n{\"seq\":4}\n{\"seq\":5}\n".to_vec());

@@ -37,9 +37,11 @@ impl Webhook {
             client: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
+}
 
+impl super::alerts::Receiver for Webhook {
     /// One attempt to POST `alert`.
-    pub(crate) async fn send(&self, alert: &Alert) -> Result<(), SendError> {
+    async fn send(&self, alert: &Alert) -> Result<(), SendError> {
         let body = serde_json::to_vec(alert).map_err(|e| SendError::Message(e.to_string()))?;
         let req = Request::post(self.url.as_str())
             .header(header::CONTENT_TYPE, "application/json")

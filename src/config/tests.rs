@@ -908,7 +908,8 @@ fn alert_email_is_read_with_its_password_file_and_mistakes_are_placed() {
             "add email_from",
         ),
         (
-            format!("email_to = [\"not an address\"]\nemail_from = \"w@r.example\"\nsmtp = \"s\""),
+            "email_to = [\"not an address\"]\nemail_from = \"w@r.example\"\nsmtp = \"s\""
+                .to_string(),
             "not an e-mail address",
         ),
         (

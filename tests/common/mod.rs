@@ -10,6 +10,7 @@ pub mod wire;
 
 #[allow(unused_imports)]
 pub use browser::free_port;
+#[allow(unused_imports)]
 pub use scenario::{Running, SESSION_COOKIE, Scenario};
 #[allow(unused_imports)]
 pub use upstream::{Seen, Upstream};
