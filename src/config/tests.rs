@@ -280,12 +280,22 @@ webhook = "https://hooks.example/ward"
 denials = 20
 vendor_hours = "07:00-19:00"
 timezone = "America/New_York"
+email_to = ["officer@clinic.example"]
+email_from = "ward@clinic.example"
+smtp = "smtp.clinic.example:587"
+smtp_tls = "starttls"
+smtp_user = "ward"
+smtp_password_file = "SECRET"
+smtp_ca_file = "certs/mail-ca.pem"
 [audit]
 dir = "audit"
 on_failure = "refuse"
 max_file_size = "100MB"
 fsync_every = "200ms"
 checkpoint_every = 1000
+instance = "ward-a"
+syslog = "tls://siem.clinic.example:6514"
+syslog_ca_file = "certs/siem-ca.pem"
 [export]
 types = ["text/csv"]
 extra_types = ["application/dicom"]
@@ -364,6 +374,8 @@ allow = "public"
         raw::Section::App,
         raw::Section::Route,
         raw::Section::Export,
+        raw::Section::Audit,
+        raw::Section::Alerts,
     ] {
         for key in known_keys(section) {
             assert!(
