@@ -9,11 +9,12 @@
 //!
 //! The trail stays the source of truth: the writer hands each written batch over a bounded
 //! queue without waiting, and drops it (counted) when the queue is full. A background task
-//! sends, reconnecting with back-off while the collector is away; what never reached it is
-//! found by the gap in `seq` and noted in the trail with a `syslog-gap` record once the
-//! collector is reached again, or, for what is still queued when ward stops, at shutdown.
-//! Delivery is at least once: a batch cut off mid-send is sent
-//! again whole.
+//! sends, reconnecting with back-off while the collector is away. Lines another process (a
+//! `ward user` command) appended are picked up by the writer with its next write. What never
+//! reached the collector is found by the gap in `seq` and noted in the trail with a
+//! `syslog-gap` record once the collector is reached again, or, for what is still queued when
+//! ward stops, at shutdown. Delivery is at least once: a batch cut off mid-send is sent again
+//! whole.
 
 use super::Record;
 use crate::metrics::Deliveries;
@@ -477,6 +478,48 @@ mod tests {
         assert_eq!(sev(r#"{"kind":"officer","event":"user-added"}"#), 5);
         assert_eq!(sev(r#"{"kind":"system","event":"recovered"}"#), 4);
         assert_eq!(sev("not json"), 6);
+    }
+
+    #[tokio::test]
+    async fn a_jump_in_seq_is_named_once_the_records_after_it_are_sent() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let collector = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut got = String::new();
+            tcp.read_to_string(&mut got).await.unwrap();
+            got
+        });
+        let notes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut s = sender();
+        s.settings.port = port;
+        let kept = notes.clone();
+        s.note = Box::new(move |r| kept.lock().unwrap().push(r.detail.unwrap_or_default()));
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::spawn(s.run(rx));
+        for lines in [
+            "{\"seq\":1}\n{\"seq\":2}\n",
+            "{\"seq\":5}\n",
+            "{\"seq\":6}\n",
+        ] {
+            tx.send(Msg::Lines(lines.as_bytes().to_vec()))
+                .await
+                .unwrap();
+        }
+        let (done, wait) = oneshot::channel();
+        tx.send(Msg::Flush(done)).await.unwrap();
+        wait.await.unwrap();
+        drop(tx);
+        task.await.unwrap();
+        let got = collector.await.unwrap();
+        assert_eq!(got.matches(" ward 42 - - {\"seq\":").count(), 4, "{got}");
+        let notes = notes.lock().unwrap();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("records 3 to 4 were not sent"),
+            "{notes:?}"
+        );
     }
 
     #[tokio::test]
