@@ -163,6 +163,7 @@ pub fn compile(
                 c,
             ) as u64,
             instance: audit_instance(&raw, c),
+            syslog: super::delivery::syslog(a, certs, c),
         }
     };
     let alerts = {
@@ -213,6 +214,7 @@ pub fn compile(
         }
         crate::audit::alerts::AlertSettings {
             webhook,
+            email: super::delivery::email(a, certs, c),
             denials: count(&a.denials, 1, 10_000, 20, "denials", c) as u32,
             vendor_hours,
             timezone: a.timezone.as_ref().map(|t| t.get_ref().clone()),
@@ -847,26 +849,10 @@ fn session_store(
             "the Redis password is written in the policy; put it in a file readable by ward alone and name it with store_password_file",
         );
     }
-    let password =
-        s.store_password_file
-            .as_ref()
-            .and_then(|f| match std::fs::read_to_string(f.get_ref()) {
-                Ok(p) if !p.trim().is_empty() => Some(p.trim().to_string()),
-                Ok(_) => {
-                    c.error(
-                        f.span(),
-                        format!("the Redis password file {} is empty", f.get_ref()),
-                    );
-                    None
-                }
-                Err(e) => {
-                    c.error(
-                        f.span(),
-                        format!("cannot read the Redis password file {}: {e}", f.get_ref()),
-                    );
-                    None
-                }
-            });
+    let password = s
+        .store_password_file
+        .as_ref()
+        .and_then(|f| super::delivery::secret_file(f, "Redis password", c));
     let ca = s
         .store_ca_file
         .as_ref()

@@ -4,6 +4,7 @@
 //! an officer can act on. A file with errors never becomes a `Policy`.
 
 mod compile;
+mod delivery;
 pub mod diag;
 pub mod raw;
 pub mod schema;

@@ -258,6 +258,13 @@ pub struct RawAlerts {
     pub denials: Option<Spanned<i64>>,
     pub vendor_hours: Option<Text>,
     pub timezone: Option<Text>,
+    pub email_to: Option<Spanned<Vec<Text>>>,
+    pub email_from: Option<Text>,
+    pub smtp: Option<Text>,
+    pub smtp_tls: Option<Text>,
+    pub smtp_user: Option<Text>,
+    pub smtp_password_file: Option<Text>,
+    pub smtp_ca_file: Option<Text>,
 }
 
 /// `[audit]`: the audit trail.
@@ -270,6 +277,8 @@ pub struct RawAudit {
     pub fsync_every: Option<Text>,
     pub checkpoint_every: Option<Spanned<i64>>,
     pub instance: Option<Text>,
+    pub syslog: Option<Text>,
+    pub syslog_ca_file: Option<Text>,
 }
 
 /// `[export]`: what counts as an export.
