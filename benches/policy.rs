@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
         roles: vec!["clinician".into()],
         allow_from: None,
         mfa: true,
+        passkey: true,
         emergency: false,
         vendor: false,
         device_required: false,

@@ -855,6 +855,7 @@ mod respellings {
             roles: vec!["clinician".into()],
             allow_from: None,
             mfa: true,
+            passkey: true,
             emergency: false,
             vendor: false,
             device_required: false,

@@ -3,5 +3,6 @@
 pub mod codes;
 pub mod lockout;
 pub mod oidc;
+pub mod passkey;
 pub mod password;
 pub mod totp;

@@ -59,6 +59,16 @@ pub fn compile(
         lockout_after: count(&raw.login.lockout_after, 1, 100, 5, "lockout_after", c) as u32,
         lockout_time: duration_or(&raw.login.lockout_time, Duration::from_secs(15 * 60), c),
         oidc: Vec::new(),
+        passwordless: raw
+            .login
+            .passwordless
+            .as_ref()
+            .is_some_and(|b| *b.get_ref()),
+        passkey_domain: raw
+            .login
+            .passkey_domain
+            .as_ref()
+            .and_then(|h| passkey_domain(h, c)),
         attempts_per_minute: count(
             &raw.login.attempts_per_minute,
             1,
@@ -438,10 +448,11 @@ fn mfa(value: &Text, c: &mut Collector<'_>) -> Option<Mfa> {
     match value.get_ref().as_str() {
         "required" => Some(Mfa::Required),
         "optional" => Some(Mfa::Optional),
+        "phishing-resistant" => Some(Mfa::PhishingResistant),
         other => {
             c.error(
                 value.span(),
-                format!("mfa must be \"required\" or \"optional\", not '{other}'"),
+                format!("mfa must be \"required\", \"optional\" or \"phishing-resistant\" (a passkey or security key only), not '{other}'"),
             );
             None
         }
@@ -1445,6 +1456,22 @@ fn public_host(value: &Text, c: &mut Collector<'_>) -> Option<String> {
         );
         None
     }
+}
+
+/// `[login] passkey_domain`: a host name with at least two labels (a passkey made for a
+/// bare top-level name such as `example` would be offered to every site under it).
+fn passkey_domain(value: &Text, c: &mut Collector<'_>) -> Option<String> {
+    let host = public_host(value, c)?;
+    if host.contains('.') || host == "localhost" {
+        return Some(host);
+    }
+    c.error(
+        value.span(),
+        format!(
+            "passkey_domain '{host}' is too broad: name the practice's own domain, like riverside.example, that every host people sign in on ends with"
+        ),
+    );
+    None
 }
 
 fn routes(

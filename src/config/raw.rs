@@ -91,6 +91,8 @@ pub struct RawLogin {
     pub lockout_time: Option<Text>,
     pub attempts_per_minute: Option<Spanned<i64>>,
     pub oidc: Option<Vec<Spanned<RawOidc>>>,
+    pub passwordless: Option<Spanned<bool>>,
+    pub passkey_domain: Option<Text>,
 }
 
 /// One `[[login.oidc]]` identity provider.
@@ -306,6 +308,8 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "lockout_time",
             "attempts_per_minute",
             "oidc",
+            "passwordless",
+            "passkey_domain",
         ],
         Section::Oidc => &[
             "name",

@@ -107,6 +107,13 @@ fn bad_values_are_explained() {
             "is not a host name",
         ),
         ("[login]\nmfa = \"never\"\n", "mfa must be"),
+        ("[roles]\nr = { mfa = \"passkey\" }\n", "phishing-resistant"),
+        ("[login]\npasskey_domain = \"com\"\n", "too broad"),
+        (
+            "[login]\npasskey_domain = \"https://x.example\"\n",
+            "is not a host name",
+        ),
+        ("[login]\npasswordless = \"yes\"\n", "passwordless"),
         (
             "[roles]\nr = { export = \"sometimes\" }\n",
             "export must be",

@@ -28,6 +28,7 @@ reports = { export = "allow" }
 vendor_biller = {}
 frontdesk = { idle_timeout = "5m" }
 admin = { mfa = "required" }
+officer = { mfa = "phishing-resistant" }
 kiosk = { device = "required" }
 emergency = {}
 acme_biller = { allow_from = ["vpn"] }
@@ -65,6 +66,15 @@ app = "ehr"
 path = "/prescribe/**"
 allow_roles = ["clinician"]
 mfa = "required"
+[[routes]]
+app = "ehr"
+path = "/controlled/**"
+allow_roles = ["clinician", "officer"]
+mfa = "phishing-resistant"
+[[routes]]
+app = "ehr"
+path = "/officer/**"
+allow_roles = ["officer"]
 [[routes]]
 app = "ehr"
 path = "/reports/**"
@@ -133,6 +143,8 @@ struct Who {
     roles: &'static [&'static str],
     own: Option<&'static str>,
     mfa: bool,
+    /// The second factor was a passkey or security key.
+    passkey: bool,
     vendor: bool,
     grants: &'static [&'static str],
 }
@@ -143,6 +155,7 @@ const fn who(name: &'static str, roles: &'static [&'static str]) -> Who {
         roles,
         own: None,
         mfa: true,
+        passkey: false,
         vendor: false,
         grants: &[],
     }
@@ -158,6 +171,21 @@ const ADA_NO_MFA: Who = Who {
     ..who("ada", &["admin"])
 };
 const LEE_NO_MFA: Who = Who { mfa: false, ..LEE };
+const LEE_PASSKEY: Who = Who {
+    passkey: true,
+    ..LEE
+};
+/// A passkey flag without a completed second factor is no passkey sign-in.
+const LEE_PASSKEY_NO_MFA: Who = Who {
+    mfa: false,
+    passkey: true,
+    ..LEE
+};
+const OLA: Who = who("ola", &["officer"]);
+const OLA_PASSKEY: Who = Who {
+    passkey: true,
+    ..OLA
+};
 const VIC: Who = Who {
     own: Some("198.51.100.7/32"),
     vendor: true,
@@ -507,6 +535,74 @@ const ROWS: &[Row] = &[
         "/prescribe/1",
         false,
         Deny(Refusal::Role),
+    ),
+    // Phishing-resistant: only a passkey sign-in passes; a code sign-in is refused, not
+    // sent round the sign-in again; the role's rule holds on a route that asks for less.
+    (
+        Some(&LEE),
+        OFFICE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Deny(Refusal::Passkey),
+    ),
+    (Some(&LEE_PASSKEY), OFFICE, "GET", E, "/controlled/1", false, Allow),
+    (
+        Some(&LEE_PASSKEY_NO_MFA),
+        OFFICE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Deny(Refusal::Passkey),
+    ),
+    (
+        Some(&LEE_NO_MFA),
+        OFFICE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Deny(Refusal::Passkey),
+    ),
+    (
+        Some(&BEA),
+        OFFICE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Deny(Refusal::Role),
+    ),
+    (
+        Some(&OLA),
+        OFFICE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Deny(Refusal::Passkey),
+    ),
+    (Some(&OLA_PASSKEY), OFFICE, "GET", E, "/controlled/1", false, Allow),
+    (
+        Some(&OLA),
+        OFFICE,
+        "GET",
+        E,
+        "/officer/1",
+        false,
+        Deny(Refusal::Passkey),
+    ),
+    (Some(&OLA_PASSKEY), OFFICE, "GET", E, "/officer/1", false, Allow),
+    (
+        Some(&LEE_PASSKEY),
+        ELSEWHERE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Deny(Refusal::Network),
     ),
     // Route networks.
     (Some(&LEE), OFFICE, "GET", E, "/office-only/x", false, Allow),
@@ -1123,6 +1219,7 @@ fn identity(w: &Who) -> Identity {
         roles: w.roles.iter().map(|r| r.to_string()).collect(),
         allow_from: own,
         mfa: w.mfa,
+        passkey: w.passkey,
         emergency: w.roles.contains(&"emergency"),
         vendor: w.vendor,
         device_required: w.roles.contains(&"kiosk"),
@@ -1346,6 +1443,7 @@ fn devices_serve_the_people_they_name_and_revoked_ones_nobody() {
         roles: vec![role.into()],
         allow_from: None,
         mfa: true,
+        passkey: true,
         emergency: false,
         vendor: false,
         device_required: false,

@@ -229,13 +229,15 @@ pub struct StorageSettings {
     pub state: PathBuf,
 }
 
-/// Whether a second factor is needed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether a second factor is needed, and which kind. Ordered from weakest to strictest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Mfa {
-    /// Password and a second factor.
-    Required,
     /// Whatever the global setting says is not tightened here.
     Optional,
+    /// Password and a second factor.
+    Required,
+    /// Only a passkey or security key (WebAuthn) meets it: an authenticator code can be phished.
+    PhishingResistant,
 }
 
 /// `[login]`.
@@ -251,6 +253,11 @@ pub struct LoginSettings {
     pub attempts_per_minute: u32,
     /// Identity providers for single sign-on.
     pub oidc: Vec<OidcProvider>,
+    /// A passkey alone (no password) may sign a person in.
+    pub passwordless: bool,
+    /// The shared parent domain passkeys are made for (`passkey_domain`); when None, each
+    /// host ward signs people in on has passkeys of its own.
+    pub passkey_domain: Option<String>,
 }
 
 /// What to do when ward requires MFA and the provider shows no second factor.
@@ -576,6 +583,8 @@ pub struct Identity {
     pub allow_from: Option<NetSet>,
     /// Whether this sign-in included a second factor.
     pub mfa: bool,
+    /// Whether that factor (or a passwordless sign-in) was a passkey or security key.
+    pub passkey: bool,
     /// Emergency (break-glass) access is in force: its roles are in `roles`.
     pub emergency: bool,
     /// The person works for a vendor (their organization is not the practice).
@@ -674,6 +683,8 @@ pub enum Refusal {
     OtherDevice,
     /// The device's certificate is on the officer's revocation list.
     DeviceRevoked,
+    /// The route or a role needs a passkey or security key, and this sign-in used none.
+    Passkey,
 }
 
 impl Refusal {
@@ -687,6 +698,7 @@ impl Refusal {
             Refusal::OtherDevice => "device-other-person",
             Refusal::DeviceRevoked => "device-revoked",
             Refusal::Role => "role",
+            Refusal::Passkey => "passkey-needed",
         }
     }
 
@@ -709,6 +721,9 @@ impl Refusal {
             }
             Refusal::DeviceRevoked => {
                 "This computer's enrollment has been withdrawn by the practice."
+            }
+            Refusal::Passkey => {
+                "This page needs a sign-in with your passkey or security key; an authenticator code is not enough here. Sign out (/.ward/logout), then sign in again and choose \"Use a passkey or security key\". If you have none yet, add one at /.ward/passkeys."
             }
         }
     }
@@ -875,10 +890,15 @@ impl Policy {
 
     /// Whether a person with `roles` must show a second factor at sign-in.
     pub fn mfa_required(&self, roles: &[String]) -> bool {
-        self.login.mfa == Mfa::Required
-            || roles
-                .iter()
-                .any(|r| self.roles.get(r).and_then(|role| role.mfa) == Some(Mfa::Required))
+        self.mfa_level(roles) >= Mfa::Required
+    }
+
+    /// The strictest second factor the policy and a person's `roles` ask for.
+    pub fn mfa_level(&self, roles: &[String]) -> Mfa {
+        roles
+            .iter()
+            .filter_map(|r| self.roles.get(r).and_then(|role| role.mfa))
+            .fold(self.login.mfa, Mfa::max)
     }
 }
 
@@ -1208,11 +1228,21 @@ pub fn decide_traced<'i>(
                     )
                 });
             }
-            let mfa_needed = route.mfa == Some(Mfa::Required) || policy.mfa_required(&who.roles);
+            let level = route
+                .mfa
+                .map_or(policy.mfa_level(&who.roles), |m| m.max(policy.mfa_level(&who.roles)));
+            let mfa_needed = level >= Mfa::Required;
             if !own_network {
                 Verdict::Deny(Refusal::Network)
             } else if !(by_role || by_name) {
                 Verdict::Deny(Refusal::Role)
+            } else if level == Mfa::PhishingResistant && !(who.mfa && who.passkey) {
+                trace.check("MFA (phishing-resistant)", false, || {
+                    "only a passkey or security key meets this rule, and this sign-in used none"
+                        .into()
+                });
+                // Never a pass: a code, however fresh, is not a passkey.
+                Verdict::Deny(Refusal::Passkey)
             } else if mfa_needed && !who.mfa {
                 trace.check("MFA", false, || {
                     "a second factor is required and this sign-in had none".into()
@@ -1220,7 +1250,11 @@ pub fn decide_traced<'i>(
                 // Step up: sign in again with the second factor.
                 Verdict::Login
             } else {
-                if mfa_needed {
+                if level == Mfa::PhishingResistant {
+                    trace.check("MFA (phishing-resistant)", true, || {
+                        "a passkey or security key is required and was used".into()
+                    });
+                } else if mfa_needed {
                     trace.check("MFA", true, || {
                         "a second factor is required and was given".into()
                     });
@@ -1242,8 +1276,9 @@ pub fn decide_traced<'i>(
     Decision {
         verdict,
         route: Some(id),
-        mfa_needed: who
-            .is_some_and(|w| route.mfa == Some(Mfa::Required) || policy.mfa_required(&w.roles)),
+        mfa_needed: who.is_some_and(|w| {
+            route.mfa >= Some(Mfa::Required) || policy.mfa_required(&w.roles)
+        }),
         idle_limit,
         export: export_rule(policy, route, who, facts.path),
         export_endpoint: route.export_endpoint,

@@ -22,6 +22,8 @@ pub struct Standing {
     pub has_password: bool,
     /// An authenticator is enrolled.
     pub has_totp: bool,
+    /// The names of the account's passkeys and security keys.
+    pub passkeys: Vec<String>,
     /// Locked after failed sign-ins until this unix time.
     pub locked_until: Option<i64>,
 }
@@ -224,6 +226,7 @@ fn build(directory: Directory, secrets: &Secrets, grants: Grants, policy: &Polic
                 epoch: s.epoch,
                 has_password: s.password.is_some(),
                 has_totp: s.totp.is_some(),
+                passkeys: s.passkeys.iter().map(|k| k.name.clone()).collect(),
                 locked_until: s.locked_until,
             },
         );
@@ -334,6 +337,7 @@ pub fn identity_of(
         roles,
         allow_from: snap.networks.get(&account.name).cloned(),
         mfa: session.mfa && session.stage == Stage::Complete,
+        passkey: session.passkey && session.mfa && session.stage == Stage::Complete,
         emergency,
         vendor: account.is_vendor(&policy.practice),
         device_required,

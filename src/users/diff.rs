@@ -207,6 +207,7 @@ impl Subject<'_> {
             roles,
             allow_from,
             mfa: true,
+            passkey: true,
             emergency: false,
             vendor,
             device_required: false,

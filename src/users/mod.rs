@@ -13,6 +13,7 @@ pub mod secrets;
 pub use admin::{Admin, AdminError, EnrollLink, NewAccount};
 pub use directory::{Account, Directory, SignIn, Status};
 pub use secrets::{
-    PendingEnrollment, Purpose, SecretStore, Secrets, SsoLink, Store, StoreError, StoreFile,
+    PasskeyEntry, PendingEnrollment, Purpose, SecretStore, Secrets, SsoLink, Store, StoreError,
+    StoreFile,
     UserSecrets,
 };

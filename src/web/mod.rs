@@ -10,6 +10,8 @@ pub mod kit;
 pub mod launcher;
 pub mod limits;
 pub mod page;
+pub mod passkey_steps;
+pub mod passkeys;
 pub mod signin;
 pub mod sso;
 pub mod sso_steps;
@@ -52,6 +54,16 @@ pub async fn serve(
             breakglass::submit(gate, &req, &form, outcome).await
         }
         "/.ward/callback" if get => sso::callback(gate, &req, outcome).await,
+        "/.ward/passkey.js" if get => passkeys::script(),
+        "/.ward/passkeys" if get => passkeys::list(gate, &req, None).await,
+        "/.ward/passkeys" if post => {
+            let form = read_form(body).await.unwrap_or_default();
+            passkeys::change(gate, &req, &form, outcome).await
+        }
+        "/.ward/passkey-sign-in" if post => {
+            let form = read_form(body).await.unwrap_or_default();
+            passkeys::sign_in(gate, &req, &form, outcome).await
+        }
         p if post && p.starts_with("/.ward/sso/") => {
             let form = read_form(body).await.unwrap_or_default();
             sso::begin(gate, &req, &form, outcome, &p["/.ward/sso/".len()..]).await
@@ -65,6 +77,11 @@ pub async fn serve(
 fn begins_a_session(path: &str) -> bool {
     matches!(
         path,
-        "/.ward/login" | "/.ward/mfa" | "/.ward/enroll" | "/.ward/callback" | "/.ward/break-glass"
+        "/.ward/login"
+            | "/.ward/mfa"
+            | "/.ward/enroll"
+            | "/.ward/callback"
+            | "/.ward/break-glass"
+            | "/.ward/passkey-sign-in"
     ) || path.starts_with("/.ward/sso/")
 }
