@@ -9,8 +9,8 @@
 use serde_json::Value;
 use webauthn_rs::prelude::{
     AuthenticationResult, DiscoverableAuthentication, DiscoverableKey, Passkey,
-    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
-    RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
+    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
 /// Why a passkey ceremony did not succeed.
@@ -127,9 +127,7 @@ impl Rp {
 
     /// Starts a sign-in without a name: the authenticator offers the passkeys it holds for
     /// this relying party, and its answer says whose it is.
-    pub fn start_discoverable(
-        &self,
-    ) -> Result<(Value, DiscoverableAuthentication), PasskeyError> {
+    pub fn start_discoverable(&self) -> Result<(Value, DiscoverableAuthentication), PasskeyError> {
         let (mut rcr, state) = self.webauthn.start_discoverable_authentication()?;
         // Started by the person's click on a button, not by the browser's autofill.
         rcr.mediation = None;
@@ -144,10 +142,13 @@ impl Rp {
         state: DiscoverableAuthentication,
         key: &Passkey,
     ) -> Result<AuthenticationResult, PasskeyError> {
-        #[allow(deprecated)] // the newer call needs a type webauthn-rs hides behind a "danger" feature
-        let result =
-            self.webauthn
-                .finish_discoverable_authentication(answer, state, &[DiscoverableKey::from(key)])?;
+        #[allow(deprecated)]
+        // the newer call needs a type webauthn-rs hides behind a "danger" feature
+        let result = self.webauthn.finish_discoverable_authentication(
+            answer,
+            state,
+            &[DiscoverableKey::from(key)],
+        )?;
         Ok(result)
     }
 }
@@ -178,11 +179,23 @@ mod tests {
 
     #[test]
     fn the_relying_party_is_the_host_unless_a_domain_is_shared() {
-        assert_eq!(rp_id(None, "ward.riverside.example").as_deref(), Some("ward.riverside.example"));
-        assert_eq!(rp_id(None, "EHR.Riverside.Example.").as_deref(), Some("ehr.riverside.example"));
+        assert_eq!(
+            rp_id(None, "ward.riverside.example").as_deref(),
+            Some("ward.riverside.example")
+        );
+        assert_eq!(
+            rp_id(None, "EHR.Riverside.Example.").as_deref(),
+            Some("ehr.riverside.example")
+        );
         let d = Some("riverside.example");
-        assert_eq!(rp_id(d, "ehr.riverside.example").as_deref(), Some("riverside.example"));
-        assert_eq!(rp_id(d, "riverside.example").as_deref(), Some("riverside.example"));
+        assert_eq!(
+            rp_id(d, "ehr.riverside.example").as_deref(),
+            Some("riverside.example")
+        );
+        assert_eq!(
+            rp_id(d, "riverside.example").as_deref(),
+            Some("riverside.example")
+        );
         // Not under the domain: no passkeys there, rather than another site's.
         assert_eq!(rp_id(d, "evilriverside.example"), None);
         assert_eq!(rp_id(d, "riverside.example.evil.test"), None);
@@ -194,7 +207,12 @@ mod tests {
 
     #[test]
     fn a_page_builds_its_relying_party_from_its_own_origin() {
-        let rp = Rp::for_page(None, "ward.localhost", "https://ward.localhost:8443", "Clinic");
+        let rp = Rp::for_page(
+            None,
+            "ward.localhost",
+            "https://ward.localhost:8443",
+            "Clinic",
+        );
         assert_eq!(rp.map(|r| r.id).as_deref(), Some("ward.localhost"));
         assert!(Rp::for_page(None, "127.0.0.1", "https://127.0.0.1:8443", "Clinic").is_none());
         // An origin outside the relying party is refused by webauthn-rs itself.
@@ -217,6 +235,9 @@ mod tests {
     #[test]
     fn answers_that_are_not_credentials_are_unreadable() {
         assert!(matches!(read_answer("{}"), Err(PasskeyError::Unreadable)));
-        assert!(matches!(read_answer("not json"), Err(PasskeyError::Unreadable)));
+        assert!(matches!(
+            read_answer("not json"),
+            Err(PasskeyError::Unreadable)
+        ));
     }
 }

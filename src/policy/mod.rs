@@ -1228,9 +1228,9 @@ pub fn decide_traced<'i>(
                     )
                 });
             }
-            let level = route
-                .mfa
-                .map_or(policy.mfa_level(&who.roles), |m| m.max(policy.mfa_level(&who.roles)));
+            let level = route.mfa.map_or(policy.mfa_level(&who.roles), |m| {
+                m.max(policy.mfa_level(&who.roles))
+            });
             let mfa_needed = level >= Mfa::Required;
             if !own_network {
                 Verdict::Deny(Refusal::Network)
@@ -1276,9 +1276,8 @@ pub fn decide_traced<'i>(
     Decision {
         verdict,
         route: Some(id),
-        mfa_needed: who.is_some_and(|w| {
-            route.mfa >= Some(Mfa::Required) || policy.mfa_required(&w.roles)
-        }),
+        mfa_needed: who
+            .is_some_and(|w| route.mfa >= Some(Mfa::Required) || policy.mfa_required(&w.roles)),
         idle_limit,
         export: export_rule(policy, route, who, facts.path),
         export_endpoint: route.export_endpoint,

@@ -14,6 +14,5 @@ pub use admin::{Admin, AdminError, EnrollLink, NewAccount};
 pub use directory::{Account, Directory, SignIn, Status};
 pub use secrets::{
     PasskeyEntry, PendingEnrollment, Purpose, SecretStore, Secrets, SsoLink, Store, StoreError,
-    StoreFile,
-    UserSecrets,
+    StoreFile, UserSecrets,
 };

@@ -26,8 +26,7 @@ use std::sync::Arc;
 const PASSKEY_JS: &str = include_str!("passkey.js");
 
 /// The pages that run `passkey.js`: ward's own script, nothing else, nothing inline.
-const SCRIPT_CSP: &str =
-    "default-src 'none'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+const SCRIPT_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A session must be this fresh (seconds) to add a passkey: a stolen cookie must not be
 /// able to leave a lasting way in.
@@ -197,7 +196,7 @@ pub async fn change(
     match form.get("action") {
         "add" => add_start(gate, req, &s, &rp, form.get("name")).await,
         "finish" => add_finish(gate, req, &s, &rp, form, outcome).await,
-        "remove" => remove_own(gate, req, &s, form.get("key"), outcome).await,
+        "remove" => remove_own(gate, req, &s, form.get("key")).await,
         _ => list(gate, req, None).await,
     }
 }
@@ -240,7 +239,12 @@ async fn add_start(
         return unavailable(req);
     };
     if existing.len() >= MAX_KEYS {
-        return list(gate, req, Some("You have as many passkeys as ward keeps (20). Remove one first.")).await;
+        return list(
+            gate,
+            req,
+            Some("You have as many passkeys as ward keeps (20). Remove one first."),
+        )
+        .await;
     }
     let display = gate
         .accounts
@@ -330,18 +334,11 @@ async fn add_finish(
     if !matches!(saved.await, Ok(true)) {
         return list(gate, req, Some(failed)).await;
     }
-    outcome.event = Some("passkey-added");
     audit(gate, req, "passkey-added", &s.user, &s.user, &name).await;
     list(gate, req, Some(&format!("Added the passkey \"{name}\"."))).await
 }
 
-async fn remove_own(
-    gate: &Gate,
-    req: &PageRequest<'_>,
-    s: &Session,
-    key: &str,
-    outcome: &mut PageOutcome,
-) -> Response<Body> {
+async fn remove_own(gate: &Gate, req: &PageRequest<'_>, s: &Session, key: &str) -> Response<Body> {
     let (owner, key) = (s.user.clone(), key.to_string());
     let removed = gate.accounts.store().update_async(move |store| {
         let u = store.users.get_mut(&owner)?;
@@ -350,7 +347,6 @@ async fn remove_own(
     });
     match removed.await {
         Ok(Some(name)) => {
-            outcome.event = Some("passkey-removed");
             audit(gate, req, "passkey-removed", &s.user, &s.user, &name).await;
             list(gate, req, Some(&format!("Removed the passkey \"{name}\"."))).await
         }
@@ -359,8 +355,16 @@ async fn remove_own(
     }
 }
 
-/// Records an added or removed key: whose, by whom, and its name (never key material).
-async fn audit(gate: &Gate, req: &PageRequest<'_>, event: &'static str, user: &str, actor: &str, name: &str) {
+/// Records an added or removed key: whose, by whom, and its name (never key material). The
+/// page's own outcome carries no event for these, so this is the one record.
+async fn audit(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    event: &'static str,
+    user: &str,
+    actor: &str,
+    name: &str,
+) {
     let record = crate::audit::Record::signin(event)
         .user(user)
         .actor(actor)
@@ -375,7 +379,11 @@ async fn audit(gate: &Gate, req: &PageRequest<'_>, event: &'static str, user: &s
 // ---------- the second step ----------
 
 /// The passkey part of the second-step page for `s`, if the person has a key here.
-pub(crate) async fn second_step_offer(gate: &Gate, req: &PageRequest<'_>, s: &Session) -> Option<Markup> {
+pub(crate) async fn second_step_offer(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    s: &Session,
+) -> Option<Markup> {
     let rp = rp_of(req)?;
     let keys = gate
         .accounts
@@ -409,7 +417,12 @@ pub(crate) async fn second_step_offer(gate: &Gate, req: &PageRequest<'_>, s: &Se
 }
 
 /// Checks a passkey answer as the second step of `s`'s sign-in; true if it proves it.
-pub(crate) async fn second_step(gate: &Gate, req: &PageRequest<'_>, s: &Session, form: &Form) -> bool {
+pub(crate) async fn second_step(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    s: &Session,
+    form: &Form,
+) -> bool {
     let Some(rp) = rp_of(req) else {
         return false;
     };
@@ -480,10 +493,16 @@ pub async fn sign_in(
 ) -> Response<Body> {
     let cookie_csrf = session::cookie_value(&req.headers, CSRF_COOKIE).unwrap_or("");
     if !same_origin(req) || cookie_csrf.is_empty() || !codes::ct_eq(cookie_csrf, form.get("csrf")) {
-        return signin::login_form(req, Some("This sign-in form has expired. Please try again."));
+        return signin::login_form(
+            req,
+            Some("This sign-in form has expired. Please try again."),
+        );
     }
     let (Some(rp), true) = (rp_of(req), req.policy.login.passwordless) else {
-        return signin::login_form(req, Some("Sign-in with a passkey alone is not offered here."));
+        return signin::login_form(
+            req,
+            Some("Sign-in with a passkey alone is not offered here."),
+        );
     };
     if !gate.address_allows(req.policy, req.client_ip).await {
         outcome.event = Some("login-throttled");
@@ -521,7 +540,9 @@ pub async fn sign_in(
             outcome.event = Some("login-failed-passkey");
             signin::login_form(
                 req,
-                Some("That passkey did not sign you in. Use your password, or ask the practice's security officer."),
+                Some(
+                    "That passkey did not sign you in. Use your password, or ask the practice's security officer.",
+                ),
             )
         }
     }
@@ -553,7 +574,9 @@ async fn finish_sign_in(
         .find_map(|(n, u)| {
             u.passkeys
                 .iter()
-                .find(|k| k.rp_id == rp.id && AsRef::<[u8]>::as_ref(k.key.cred_id()) == cred_id.as_slice())
+                .find(|k| {
+                    k.rp_id == rp.id && AsRef::<[u8]>::as_ref(k.key.cred_id()) == cred_id.as_slice()
+                })
                 .map(|k| (n.clone(), k.key.clone()))
         })
         .ok_or(None)?;
@@ -628,6 +651,9 @@ async fn admit_passkey_session(
     gate.sessions.insert(&cookie, Arc::new(s));
     signin::record_login(gate, req, name).await;
     outcome.event = Some("login-ok-passkey");
-    let resp = with_cookie(redirect(return_to), session::set_cookie(COOKIE, &cookie, None));
+    let resp = with_cookie(
+        redirect(return_to),
+        session::set_cookie(COOKIE, &cookie, None),
+    );
     with_cookie(resp, session::set_cookie(CSRF_COOKIE, "", Some(0)))
 }
