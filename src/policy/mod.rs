@@ -785,6 +785,8 @@ pub struct Decision<'a> {
     pub route: Option<usize>,
     /// The sign-in must have included a second factor.
     pub mfa_needed: bool,
+    /// That factor must have been a passkey or security key (`mfa = "phishing-resistant"`).
+    pub passkey_needed: bool,
     /// The idle logoff in force: the person's (shortest of their roles, else
     /// the policy's), shortened by the route's own. None when nobody is signed in.
     pub idle_limit: Option<Duration>,
@@ -810,6 +812,7 @@ impl Decision<'_> {
             verdict,
             route,
             mfa_needed: false,
+            passkey_needed: false,
             idle_limit: None,
             export: ExportRule::Blocked(ExportBlock::Route),
             export_endpoint: false,
@@ -1278,6 +1281,10 @@ pub fn decide_traced<'i>(
         route: Some(id),
         mfa_needed: who
             .is_some_and(|w| route.mfa >= Some(Mfa::Required) || policy.mfa_required(&w.roles)),
+        passkey_needed: who.is_some_and(|w| {
+            route.mfa == Some(Mfa::PhishingResistant)
+                || policy.mfa_level(&w.roles) == Mfa::PhishingResistant
+        }),
         idle_limit,
         export: export_rule(policy, route, who, facts.path),
         export_endpoint: route.export_endpoint,
