@@ -108,6 +108,8 @@ pub struct Row {
     pub sponsor: Option<String>,
     /// An authenticator is enrolled.
     pub mfa: bool,
+    /// The names of the person's passkeys and security keys.
+    pub passkeys: Vec<String>,
     /// Last successful sign-in, unix seconds.
     pub last_sign_in: Option<i64>,
     /// Last activity (recorded activity, a live session, else the last sign-in), unix seconds.
@@ -225,6 +227,9 @@ pub fn build(
                 vendor,
                 sponsor: a.sponsor.clone(),
                 mfa: s.is_some_and(|s| s.totp.is_some()),
+                passkeys: s
+                    .map(|s| s.passkeys.iter().map(|k| k.name.clone()).collect())
+                    .unwrap_or_default(),
                 last_sign_in,
                 last_activity,
                 expires: a.expires,
@@ -358,7 +363,7 @@ impl Review {
                 caption { "Every account (" (self.rows.len()) " in all, " (flagged) " with something to look at)" }
                 thead {
                     tr {
-                        @for c in ["Account", "Name", "Status", "Roles", "Organization", "Sponsor", "MFA", "Last sign-in", "Last activity", "End date", "Look at"] {
+                        @for c in ["Account", "Name", "Status", "Roles", "Organization", "Sponsor", "Second factors", "Last sign-in", "Last activity", "End date", "Look at"] {
                             th scope="col" { (c) }
                         }
                     }
@@ -377,7 +382,17 @@ impl Review {
                             td { @if r.roles.is_empty() { (dash) } @else { (r.roles.join(", ")) } }
                             td { (opt(&r.org)) }
                             td { (opt(&r.sponsor)) }
-                            td { @if r.mfa { "yes" } @else { strong { "no" } } }
+                            td {
+                                @match (r.mfa, r.passkeys.len()) {
+                                    (false, 0) => strong { "no" },
+                                    (true, 0) => "app",
+                                    (mfa, n) => {
+                                        @if mfa { "app, " }
+                                        (n) @if n == 1 { " passkey" } @else { " passkeys" }
+                                        " (" (r.passkeys.join(", ")) ")"
+                                    }
+                                }
+                            }
                             td { (time(r.last_sign_in)) }
                             td { (time(r.last_activity)) }
                             td {
@@ -481,7 +496,7 @@ impl Review {
     /// prefixed with `'`.
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "name,display_name,status,roles,organization,sponsor,mfa_enrolled,last_sign_in,last_activity,end_date,flags\r\n",
+            "name,display_name,status,roles,organization,sponsor,mfa_enrolled,passkeys,last_sign_in,last_activity,end_date,flags\r\n",
         );
         for r in &self.rows {
             let flags: Vec<String> = r.flags.iter().map(|f| f.describe(self.idle_days)).collect();
@@ -493,6 +508,7 @@ impl Review {
                 r.org.clone().unwrap_or_default(),
                 r.sponsor.clone().unwrap_or_default(),
                 if r.mfa { "yes" } else { "no" }.to_string(),
+                r.passkeys.join(";"),
                 r.last_sign_in.map(utc_time).unwrap_or_default(),
                 r.last_activity.map(utc_time).unwrap_or_default(),
                 r.expires.map(|d| d.to_string()).unwrap_or_default(),
@@ -784,7 +800,7 @@ status = "terminated"
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(
             lines[0],
-            "name,display_name,status,roles,organization,sponsor,mfa_enrolled,last_sign_in,last_activity,end_date,flags"
+            "name,display_name,status,roles,organization,sponsor,mfa_enrolled,passkeys,last_sign_in,last_activity,end_date,flags"
         );
         assert_eq!(
             lines.len(),
