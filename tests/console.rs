@@ -927,3 +927,31 @@ async fn an_officer_lists_and_removes_a_persons_passkey() {
     let resp = clinician.get("/.ward/passkeys").await;
     assert_ne!(resp.status(), 200, "dr_lee's session must have ended");
 }
+
+/// Issue #14: an officer role with `mfa = "phishing-resistant"` keeps an officer who signed
+/// in with the authenticator code out of the console.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phishing_resistant_officer_role_needs_a_passkey_for_the_console() {
+    let ehr = Ehr::start();
+    let site = Site::new();
+    std::fs::create_dir_all(site.path("config")).unwrap();
+    std::fs::write(site.path("config/users.toml"), USERS_HEADER).unwrap();
+    let config = site.path("ward.toml");
+    let text = policy(&ehr.url(), "").replace(
+        "officer = { description = \"Security officer\" }",
+        "officer = { description = \"Security officer\", mfa = \"phishing-resistant\" }",
+    );
+    assert!(text.contains("phishing-resistant"));
+    std::fs::write(&config, text.replace("{server}", &server_section(&site))).unwrap();
+    let ward = Ward::start_in(site, config);
+    let boss = enrolled_user(&ward.site, "boss", &["officer"], PW, None, None);
+    settle().await;
+    let officer = Browser::new(&ward).pages_on(&ward, WARD_HOST);
+    sign_in(&officer, "boss", &boss).await;
+    let (status, html) = page(&officer, "/.ward/officer/users").await;
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("passkey or security key"), "{html}");
+    // Adding a passkey stays open to the code sign-in: it is how the officer gets one.
+    let (status, html) = page(&officer, "/.ward/passkeys").await;
+    assert_eq!(status, 200, "{html}");
+}

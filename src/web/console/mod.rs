@@ -210,6 +210,12 @@ fn authorize<'a>(
             "The officer's console needs a sign-in with a second factor (your authenticator app). Sign out, and sign in again with your code.",
         ));
     }
+    // An officer role that asks for a passkey (mfa = "phishing-resistant") asks for it here too.
+    if policy.mfa_level(&who.roles) == crate::policy::Mfa::PhishingResistant && !who.passkey {
+        return Err(refuse(
+            "The officer's console needs a sign-in with your passkey or security key (the practice's policy asks for it). Sign out, and sign in again with your passkey.",
+        ));
+    }
     // Using the console is activity: it keeps the officer's session from idling out.
     s.touch(req.now);
     Ok(Ctx {
