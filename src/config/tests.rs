@@ -113,7 +113,7 @@ fn bad_values_are_explained() {
             "[login]\npasskey_domain = \"https://x.example\"\n",
             "is not a host name",
         ),
-        ("[login]\npasswordless = \"yes\"\n", "passwordless"),
+        ("[login]\npasswordless = \"yes\"\n", "expected true or false"),
         (
             "[roles]\nr = { export = \"sometimes\" }\n",
             "export must be",
@@ -258,6 +258,8 @@ idle_warning = true
 bind_to = "network"
 [login]
 mfa = "required"
+passwordless = true
+passkey_domain = "example.com"
 lockout_after = 5
 lockout_time = "15m"
 attempts_per_minute = 30

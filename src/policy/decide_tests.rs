@@ -1405,9 +1405,10 @@ fn caps_redaction_and_body_rules_follow_the_route_and_roles() {
     assert!(!allowed(&p, &identity(&LEE), "GET", E, "/patients/1").mfa_needed);
     assert!(allowed(&p, &identity(&ADA), "GET", E, "/admin").mfa_needed);
     // A passkey need, for the page and the person; a code-level page does not ask for one.
-    let controlled = allowed(&p, &identity(&LEE_PASSKEY), "GET", E, "/controlled/1");
+    let (lee, ola) = (identity(&LEE_PASSKEY), identity(&OLA_PASSKEY));
+    let controlled = allowed(&p, &lee, "GET", E, "/controlled/1");
     assert!(controlled.mfa_needed && controlled.passkey_needed);
-    let officer = allowed(&p, &identity(&OLA_PASSKEY), "GET", E, "/officer/1");
+    let officer = allowed(&p, &ola, "GET", E, "/officer/1");
     assert!(officer.mfa_needed && officer.passkey_needed);
     assert!(!allowed(&p, &identity(&LEE_PASSKEY), "GET", E, "/prescribe/1").passkey_needed);
 }

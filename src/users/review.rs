@@ -810,11 +810,11 @@ status = "terminated"
         assert_eq!(lines[7], "");
         assert!(!csv.replace("\r\n", "").contains('\n'));
         // Rows come by name; a quote is doubled inside a quoted cell; a formula is defused.
-        assert!(lines[1].starts_with("acme_jo,\"'=HYPERLINK(\"\"x\"\")\",active,vendor_biller,Acme Billing,boss,no,,,2026-11-10,never signed in; ends within 14 days (in 9)"), "{}", lines[1]);
+        assert!(lines[1].starts_with("acme_jo,\"'=HYPERLINK(\"\"x\"\")\",active,vendor_biller,Acme Billing,boss,no,,,,2026-11-10,never signed in; ends within 14 days (in 9)"), "{}", lines[1]);
         let lee = lines.iter().find(|l| l.starts_with("dr_lee,")).unwrap();
         assert_eq!(
             *lee,
-            "dr_lee,\"Dr. Lee, \"\"Al\"\"\",active,clinician;reports,,,yes,2026-07-24T12:00:00Z,2026-10-27T12:00:00Z,,a role grants export (reports); may invoke break-glass"
+            "dr_lee,\"Dr. Lee, \"\"Al\"\"\",active,clinician;reports,,,yes,,2026-07-24T12:00:00Z,2026-10-27T12:00:00Z,,a role grants export (reports); may invoke break-glass"
         );
     }
 

@@ -400,6 +400,8 @@ mod tests {
                 issuer: "https://id.example".into(),
                 subject: "248289761001".into(),
             }],
+            passkey_user: Some(webauthn_rs::prelude::Uuid::from_bytes([7; 16])),
+            passkeys: vec![fixture_passkey()],
         };
         store
             .update(|s| s.users.insert("dr_lee".into(), user.clone()))
@@ -409,6 +411,28 @@ mod tests {
         assert!(store.modified().is_some());
         let text = std::fs::read_to_string(store.path()).unwrap();
         assert!(text.contains("\"reset_mfa\""), "{text}");
+    }
+
+    /// A passkey Chromium's virtual authenticator made (public key only).
+    fn fixture_passkey() -> PasskeyEntry {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/passkey.json")).unwrap();
+        serde_json::from_value(fixture["entry"].clone()).unwrap()
+    }
+
+    #[test]
+    fn a_passkeys_new_counter_or_last_use_is_a_change_the_store_writes() {
+        let key = fixture_passkey();
+        let mut used = key.clone();
+        used.last_used = Some(1_800_000_000);
+        assert_ne!(key, used);
+        // webauthn-rs's own equality looks at the credential id only; ours at everything.
+        let mut json = serde_json::to_value(&key).unwrap();
+        json["key"]["cred"]["counter"] = serde_json::json!(41);
+        let counted: PasskeyEntry = serde_json::from_value(json).unwrap();
+        assert_eq!(counted.key, key.key);
+        assert_ne!(counted, key);
+        assert_eq!(key, key.clone());
     }
 
     #[test]
