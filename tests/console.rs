@@ -898,6 +898,13 @@ async fn an_officer_lists_and_removes_a_persons_passkey() {
         "{html}"
     );
     assert!(html.contains("ward.localhost"), "{html}");
+    // The access review names each person's second factors.
+    let (status, html) = page(&officer, "/.ward/officer/review").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("app, 1 passkey (test laptop)"), "{html}");
+    let (_, csv) = page(&officer, "/.ward/officer/review.csv").await;
+    let lee = csv.lines().find(|l| l.starts_with("dr_lee,")).unwrap();
+    assert!(lee.contains(",yes,test laptop,"), "{lee}");
 
     // A key id the person does not have changes nothing.
     let (status, html) = act(
