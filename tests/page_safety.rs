@@ -216,14 +216,26 @@ async fn every_ward_page_has_a_csp_without_unsafe_inline() {
         csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
         "{csp}"
     );
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
     let body = add.text().await.unwrap();
-    let scripts: Vec<&str> = body.match_indices("<script").map(|(i, _)| &body[i..]).collect();
+    let scripts: Vec<&str> = body
+        .match_indices("<script")
+        .map(|(i, _)| &body[i..])
+        .collect();
     assert_eq!(scripts.len(), 1, "{body}");
-    assert!(scripts[0].starts_with("<script src=\"/.ward/passkey.js\""), "{body}");
+    assert!(
+        scripts[0].starts_with("<script src=\"/.ward/passkey.js\""),
+        "{body}"
+    );
     assert!(body.contains("&lt;script&gt;window.__xss=1"), "{body}");
     let js = lee_own.get("/.ward/passkey.js").await;
-    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     assert_eq!(js.headers()["x-content-type-options"], "nosniff");
 
     // The officer's console, every page.

@@ -113,7 +113,10 @@ fn bad_values_are_explained() {
             "[login]\npasskey_domain = \"https://x.example\"\n",
             "is not a host name",
         ),
-        ("[login]\npasswordless = \"yes\"\n", "expected true or false"),
+        (
+            "[login]\npasswordless = \"yes\"\n",
+            "expected true or false",
+        ),
         (
             "[roles]\nr = { export = \"sometimes\" }\n",
             "export must be",
