@@ -12,7 +12,6 @@ use common::browser::*;
 use common::*;
 use fantoccini::Client;
 use fantoccini::wd::WebDriverCompatibleCommand;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use webauthn_rs::prelude::Url;
 
@@ -76,22 +75,6 @@ async fn credentials(client: &Client, authenticator: &str) -> Vec<serde_json::Va
         .await
         .expect("the virtual authenticator lists its credentials");
     answer.as_array().cloned().unwrap_or_default()
-}
-
-/// Runs `ward user --config ward.toml ARGS…` in the scenario's folder; returns stdout.
-fn ward_user(s: &Running, args: &[&str]) -> String {
-    let out = Command::new(WARD)
-        .current_dir(s.ward.site.dir.path())
-        .args(["user", "--config", "ward.toml"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The page's visible text, or "" while the browser is between pages.
@@ -192,7 +175,7 @@ async fn a_passkey_is_enrolled_signs_in_meets_phishing_resistant_routes_and_stop
     assert_eq!(credentials(&client, &authenticator).await.len(), 1);
     s.assert_audit(&[("event", "passkey-added"), ("user", "dr_lee")])
         .await;
-    let listed = ward_user(&s, &["passkeys", "dr_lee"]);
+    let listed = s.ward_user(&["passkeys", "dr_lee"]);
     assert!(
         listed.contains("test laptop") && listed.contains("works on ward.localhost"),
         "{listed}"
@@ -200,13 +183,7 @@ async fn a_passkey_is_enrolled_signs_in_meets_phishing_resistant_routes_and_stop
 
     // 3. Signed out, then in again with the passkey alone: the controlled route opens.
     sign_out(&client, &s).await;
-    client
-        .goto(&s.ward.url_for(WARD_HOST, "/.ward/login"))
-        .await
-        .unwrap();
-    click(&client, "#passkey-sign-in").await;
-    wait_for_text(&client, "Use my passkey").await;
-    click(&client, "#passkey-go").await;
+    sign_in_with_passkey_alone(&client, &s).await;
     wait_away_from(&client, "/.ward/passkey-sign-in").await;
     let text = controlled_page(&client, &s).await;
     assert!(
@@ -238,7 +215,7 @@ async fn a_passkey_is_enrolled_signs_in_meets_phishing_resistant_routes_and_stop
 
     // 5. The officer removes the key: the session ends, and the key (still in the
     //    authenticator) signs nobody in.
-    let removed = ward_user(&s, &["remove-passkey", "dr_lee", "test laptop"]);
+    let removed = s.ward_user(&["remove-passkey", "dr_lee", "test laptop"]);
     assert!(removed.contains("Removed dr_lee's passkey"), "{removed}");
     s.assert_audit(&[("event", "passkey-removed"), ("user", "dr_lee")])
         .await;
@@ -249,13 +226,7 @@ async fn a_passkey_is_enrolled_signs_in_meets_phishing_resistant_routes_and_stop
         "the removal must end the passkey session:\n{text}"
     );
     assert_eq!(credentials(&client, &authenticator).await.len(), 1);
-    client
-        .goto(&s.ward.url_for(WARD_HOST, "/.ward/login"))
-        .await
-        .unwrap();
-    click(&client, "#passkey-sign-in").await;
-    wait_for_text(&client, "Use my passkey").await;
-    click(&client, "#passkey-go").await;
+    sign_in_with_passkey_alone(&client, &s).await;
     let text = wait_for_text(&client, "That passkey did not sign you in").await;
     assert!(!text.contains("/controlled/1"), "{text}");
     // The removed key names no account any more.
@@ -272,6 +243,17 @@ async fn a_passkey_is_enrolled_signs_in_meets_phishing_resistant_routes_and_stop
     );
 
     client.close().await.unwrap();
+}
+
+/// Opens ward's sign-in page and uses the passkey alone, up to the browser's answer being sent.
+async fn sign_in_with_passkey_alone(client: &Client, s: &Running) {
+    client
+        .goto(&s.ward.url_for(WARD_HOST, "/.ward/login"))
+        .await
+        .unwrap();
+    click(client, "#passkey-sign-in").await;
+    wait_for_text(client, "Use my passkey").await;
+    click(client, "#passkey-go").await;
 }
 
 /// Waits (bounded) until the browser has left `path`.

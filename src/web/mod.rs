@@ -37,8 +37,8 @@ pub async fn serve(
     }
     let get = req.method == Method::GET || req.method == Method::HEAD;
     let post = req.method == Method::POST;
-    if get && let Some(css) = assets::stylesheet(req.path) {
-        return Some(css);
+    if get && let Some(file) = assets::stylesheet(req.path).or_else(|| assets::script(req.path)) {
+        return Some(file);
     }
     let resp = match req.path {
         "/.ward/break-glass" if get => breakglass::form(gate, &req, None),
@@ -54,7 +54,6 @@ pub async fn serve(
             breakglass::submit(gate, &req, &form, outcome).await
         }
         "/.ward/callback" if get => sso::callback(gate, &req, outcome).await,
-        "/.ward/passkey.js" if get => passkeys::script(),
         "/.ward/passkeys" if get => passkeys::list(gate, &req, None).await,
         "/.ward/passkeys" if post => {
             let form = read_form(body).await.unwrap_or_default();

@@ -1,12 +1,12 @@
 //! Passkeys and security keys on ward's pages: a person's own list (add, name, remove) at
 //! `/.ward/passkeys`, the passkey as the second sign-in step (`/.ward/mfa`), and, where the
 //! officer allows it (`[login] passwordless`), a sign-in with the passkey alone
-//! (`/.ward/passkey-sign-in`). The browser's part is `/.ward/passkey.js`, a file of ward's:
-//! the pages carry no inline script.
+//! (`/.ward/passkey-sign-in`). The browser's part is `/.ward/passkey.js` (served by
+//! `assets`): the pages carry no inline script.
 
 use crate::auth::codes;
 use crate::auth::passkey::{self, Rp};
-use crate::body::{Body, full};
+use crate::body::Body;
 use crate::session::{self, COOKIE, Session, Stage};
 use crate::users::PasskeyEntry;
 use crate::users::accounts;
@@ -17,13 +17,10 @@ use crate::web::kit::{
 use crate::web::passkey_steps::Ceremony;
 use crate::web::signin;
 use crate::web::state::Gate;
-use http::header::{self, HeaderValue};
+use http::header::HeaderValue;
 use http::{Response, StatusCode};
 use maud::{Markup, html};
 use std::sync::Arc;
-
-/// The script that asks the browser's authenticator and sends its answer with the page's form.
-const PASSKEY_JS: &str = include_str!("passkey.js");
 
 /// The pages that run `passkey.js`: ward's own script, nothing else, nothing inline.
 const SCRIPT_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -34,6 +31,9 @@ const FRESH_SIGN_IN: i64 = 15 * 60;
 
 /// Longest name a person may give a key.
 const MAX_KEY_NAME: usize = 60;
+
+/// What the person does on a page that asks the authenticator.
+const FOLLOW_THE_BROWSER: &str = "Press the button, then follow your browser: it may ask for your fingerprint, face, screen lock or PIN, or ask you to touch your security key.";
 
 /// Keys one account may hold.
 const MAX_KEYS: usize = 20;
@@ -46,25 +46,6 @@ pub(crate) fn rp_of(req: &PageRequest<'_>) -> Option<Rp> {
         &req.origin,
         &req.policy.practice,
     )
-}
-
-/// `/.ward/passkey.js`.
-pub fn script() -> Response<Body> {
-    let mut resp = Response::new(full(PASSKEY_JS));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
 }
 
 /// The form that `passkey.js` completes: `options` for the browser, `hidden` fields, and a
@@ -269,7 +250,7 @@ async fn add_start(
         return unavailable(req);
     };
     let body = html! {
-        p { "Adding " strong { (name) } ". Press the button, then follow your browser: it may ask for your fingerprint, face, screen lock or PIN, or ask you to touch your security key." }
+        p { "Adding " strong { (name) } ". " (FOLLOW_THE_BROWSER) }
         (ceremony_form("/.ward/passkeys", &options, true, &[("csrf", &s.csrf), ("action", "finish"), ("step", &step)], "Create the passkey"))
         p { a href="/.ward/passkeys" { "Cancel" } }
     };
@@ -527,7 +508,7 @@ pub async fn sign_in(
             return unavailable(req);
         };
         let body = html! {
-            p { "Press the button, then follow your browser: it may ask for your fingerprint, face, screen lock or PIN, or ask you to touch your security key." }
+            p { (FOLLOW_THE_BROWSER) }
             (ceremony_form("/.ward/passkey-sign-in", &options, false, &[("csrf", cookie_csrf), ("return", &return_to), ("step", &step)], "Use my passkey"))
             p { a href="/.ward/login" { "Sign in with your password instead" } }
         };
