@@ -244,6 +244,9 @@ mod tests {
             "/.ward/callback",
             "/.ward/sso/corp",
             "/.ward/go",
+            "/.ward/passkeys",
+            "/.ward/passkey-sign-in",
+            "/.ward/passkey.js",
             "/.ward/anything-new",
         ] {
             assert_eq!(place(p), Place::WardHost, "{p}");
