@@ -435,16 +435,30 @@ pub(crate) async fn second_step(
         if u.epoch != epoch {
             return None;
         }
-        // Still one of the person's keys: one removed since the page was shown counts for nothing.
-        let k = u
-            .passkeys
-            .iter_mut()
-            .find(|k| k.rp_id == rp_id && k.key.cred_id() == result.cred_id())?;
-        k.key.update_credential(&result);
-        k.last_used = Some(now);
-        Some(())
+        record_use(u, &rp_id, &result, now).then_some(())
     });
     matches!(used.await, Ok(Some(())))
+}
+
+/// Counts a sign-in with one of `u`'s keys on `rp_id`: its new signature counter and last use.
+/// False when it is no longer one of theirs: a key removed since the page was shown counts
+/// for nothing.
+fn record_use(
+    u: &mut crate::users::UserSecrets,
+    rp_id: &str,
+    result: &webauthn_rs::prelude::AuthenticationResult,
+    now: i64,
+) -> bool {
+    let Some(k) = u
+        .passkeys
+        .iter_mut()
+        .find(|k| k.rp_id == rp_id && k.key.cred_id() == result.cred_id())
+    else {
+        return false;
+    };
+    k.key.update_credential(result);
+    k.last_used = Some(now);
+    true
 }
 
 // ---------- sign-in with the passkey alone ----------
@@ -577,13 +591,7 @@ async fn finish_sign_in(
     let (owner, rp_id, now) = (name.clone(), rp.id.clone(), req.now);
     let used = gate.accounts.store().update_async(move |store| {
         let u = store.users.get_mut(&owner)?;
-        let k = u
-            .passkeys
-            .iter_mut()
-            .find(|k| k.rp_id == rp_id && k.key.cred_id() == result.cred_id())?;
-        k.key.update_credential(&result);
-        k.last_used = Some(now);
-        Some(u.epoch)
+        record_use(u, &rp_id, &result, now).then_some(u.epoch)
     });
     match used.await {
         Ok(Some(_)) => Ok(name),
