@@ -242,3 +242,55 @@ async fn a_passkey_alone_signs_in_only_where_the_officer_allows_it() {
     s.assert_audit(&[("event", "mfa-failed-passkey"), ("user", "dr_lee")])
         .await;
 }
+
+/// Issue #14: a role with `mfa = "phishing-resistant"` finishes sign-in with the person's
+/// passkey only: the second step offers no code, and a code or recovery code sent anyway opens
+/// nothing. The key is a real one from Chromium's virtual authenticator, made for ward's own
+/// host (`tests/fixtures/passkey.json`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_that_needs_a_passkey_is_not_signed_in_with_a_code() {
+    let s = Scenario::new()
+        .own_host()
+        .toml("[roles]\nofficer = { mfa = \"phishing-resistant\" }\n")
+        .route("/**", "allow_roles = [\"officer\"]")
+        .user("boss", &["officer"])
+        .start()
+        .await;
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/passkey.json")).unwrap();
+    let entry: ward::users::PasskeyEntry =
+        serde_json::from_value(fixture["entry"].clone()).unwrap();
+    ward::users::SecretStore::open(&s.ward.site.path("state"))
+        .unwrap()
+        .update(|st| st.users.get_mut("boss").unwrap().passkeys.push(entry))
+        .unwrap();
+    presets::settle().await;
+    let b = s.browser();
+    let resp = presets::password_step(&b, "boss", PW).await;
+    assert_eq!(resp.status(), 303);
+    let mfa = b.get("/.ward/mfa").await.text().await.unwrap();
+    assert!(mfa.contains("passkey-form"), "{mfa}");
+    assert!(
+        !mfa.contains("name=\"code\"") && !mfa.contains("name=\"recovery\""),
+        "{mfa}"
+    );
+    let csrf = input_value(&mfa, "csrf");
+    for (field, value) in [
+        ("code", s.code("boss").await),
+        ("recovery", "AAAA-BBBB".into()),
+    ] {
+        let resp = b
+            .post(
+                "/.ward/mfa",
+                &[("csrf", csrf.as_str()), (field, value.as_str())],
+            )
+            .await;
+        assert_eq!(resp.status(), 401, "{field}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("a code is not enough"), "{text}");
+    }
+    s.assert_audit(&[("event", "mfa-passkey-needed"), ("user", "boss")])
+        .await;
+    // Still only half signed in: nothing opens.
+    assert!(b.get("/patients/1").await.status() != 200);
+}

@@ -397,6 +397,34 @@ pub(crate) async fn second_step_offer(
     ))
 }
 
+/// Whether `s`'s sign-in may finish only with a passkey: the person's roles ask for one
+/// (`mfa = "phishing-resistant"`) and they have one that works here. Without one they may
+/// still use their code, to reach `/.ward/passkeys` and add one.
+pub(crate) async fn passkey_only(gate: &Gate, req: &PageRequest<'_>, s: &Session) -> bool {
+    let mut roles = gate
+        .accounts
+        .snapshot()
+        .directory
+        .get(&s.user)
+        .map(|a| a.roles.clone())
+        .unwrap_or_default();
+    roles.extend(s.extra_roles.iter().cloned());
+    if req.policy.mfa_level(&roles) != crate::policy::Mfa::PhishingResistant {
+        return false;
+    }
+    let Some(rp) = rp_of(req) else {
+        return false;
+    };
+    match gate.accounts.store().read_async().await {
+        Ok(store) => store
+            .users
+            .get(&s.user)
+            .is_some_and(|u| !u.passkeys_for(&rp.id).is_empty()),
+        // In doubt, no code: the person can still use the passkey.
+        Err(_) => true,
+    }
+}
+
 /// Checks a passkey answer as the second step of `s`'s sign-in; true if it proves it.
 pub(crate) async fn second_step(
     gate: &Gate,

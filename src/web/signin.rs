@@ -498,13 +498,16 @@ async fn mfa_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Re
         .standing
         .get(&s.user)
         .is_some_and(|st| st.has_totp);
+    // A role that asks for a passkey gets no code form once the person has one here.
+    let codes = (has_totp || passkey.is_none())
+        && !(passkey.is_some() && crate::web::passkeys::passkey_only(gate, req, &s).await);
     let body = html! {
         @if let Some(e) = error { p.error role="alert" { (e) } }
         @if let Some(offer) = &passkey {
             (offer)
-            @if has_totp { p { "Or:" } }
+            @if codes { p { "Or:" } }
         }
-        @if has_totp || passkey.is_none() {
+        @if codes {
         form method="post" action="/.ward/mfa" {
             input type="hidden" name="csrf" value=(csrf);
             p {
@@ -577,6 +580,15 @@ async fn mfa_submit(
         );
     }
     let via_passkey = !form.get("credential").is_empty();
+    if !via_passkey && crate::web::passkeys::passkey_only(gate, req, &s).await {
+        outcome.event = Some("mfa-passkey-needed");
+        return mfa_form(
+            gate,
+            req,
+            Some("Your role needs your passkey or security key to sign in; a code is not enough. Use the button above."),
+        )
+        .await;
+    }
     let code = form.get("code").to_string();
     let recovery = form.get("recovery").to_string();
     let now = req.now;
