@@ -873,15 +873,12 @@ async fn an_officer_lists_and_removes_a_persons_passkey() {
     let (_ehr, ward) = start("");
     let boss = enrolled_user(&ward.site, "boss", &["officer"], PW, None, None);
     let lee = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
-    let fixture: serde_json::Value = serde_json::from_str(include_str!("fixtures/passkey.json"))
-        .expect("tests/fixtures/passkey.json");
-    let entry: ward::users::PasskeyEntry =
-        serde_json::from_value(fixture["entry"].clone()).unwrap();
+    let (handle, entry) = chromium_passkey();
     let store = ward::users::SecretStore::open(&ward.site.path("state")).unwrap();
     store
         .update(|s| {
             let u = s.users.get_mut("dr_lee").unwrap();
-            u.passkey_user = serde_json::from_value(fixture["passkey_user"].clone()).unwrap();
+            u.passkey_user = handle;
             u.passkeys.push(entry.clone());
         })
         .unwrap();

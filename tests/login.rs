@@ -256,10 +256,7 @@ async fn a_role_that_needs_a_passkey_is_not_signed_in_with_a_code() {
         .user("boss", &["officer"])
         .start()
         .await;
-    let fixture: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/passkey.json")).unwrap();
-    let entry: ward::users::PasskeyEntry =
-        serde_json::from_value(fixture["entry"].clone()).unwrap();
+    let (_, entry) = chromium_passkey();
     ward::users::SecretStore::open(&s.ward.site.path("state"))
         .unwrap()
         .update(|st| st.users.get_mut("boss").unwrap().passkeys.push(entry))
