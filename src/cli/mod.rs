@@ -6,6 +6,7 @@ pub mod demo;
 pub mod explain;
 pub mod grant;
 pub mod report;
+pub mod schema;
 pub mod serve;
 pub mod totp;
 pub mod user;

@@ -89,40 +89,24 @@ impl Idp {
         ensure_installed();
         // reqwest with rustls-tls-no-provider needs a process-wide provider.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let mut cmd = Command::new("node");
-        cmd.arg(oidc_dir().join("provider.mjs"))
-            .env("PORT", "0")
-            .env_remove("ISSUER")
-            .env("CLIENTS", clients_json)
-            .env("ACCOUNTS", accounts_json)
-            .env("TLS_CERT", &provider_cert().0)
-            .env("TLS_KEY", &provider_cert().1);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = Proc::spawn(&mut cmd);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let line = loop {
-            if let Some(l) = child
-                .stdout
-                .all()
-                .into_iter()
-                .find(|l| l.starts_with("listening on https://"))
-            {
-                break l;
+        // A provider that has not said it is listening within 30 s is stopped and started
+        // again (up to three times): a start once hung in CI with nothing on stderr, and a
+        // fresh process is the cure a person would apply too.
+        let mut failures = Vec::new();
+        let (child, line) = loop {
+            let mut child = Proc::spawn(&mut provider_command(clients_json, accounts_json, env));
+            match wait_until_listening(&mut child, Duration::from_secs(30)) {
+                Ok(line) => break (child, line),
+                Err(why) => {
+                    child.kill();
+                    failures.push(why);
+                    assert!(
+                        failures.len() < 3,
+                        "the test identity provider did not start, three times:\n{}",
+                        failures.join("\n---\n")
+                    );
+                }
             }
-            if let Ok(Some(status)) = child.child.try_wait() {
-                panic!(
-                    "the test identity provider exited ({status}):\n{}",
-                    child.stderr.all().join("\n")
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the test identity provider did not start within 30 s:\n{}",
-                child.stderr.all().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
         };
         let issuer = line.trim_start_matches("listening on ").trim().to_string();
         Idp {
@@ -299,5 +283,53 @@ impl Idp {
     /// Stops the provider now (as an outage would).
     pub fn stop(&mut self) {
         self.child.kill();
+    }
+}
+
+/// The command that runs `tests/oidc/provider.mjs` with the given clients, accounts and
+/// more environment, on a free loopback port over HTTPS.
+fn provider_command(clients_json: &str, accounts_json: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.arg(oidc_dir().join("provider.mjs"))
+        .env("PORT", "0")
+        .env_remove("ISSUER")
+        .env("CLIENTS", clients_json)
+        .env("ACCOUNTS", accounts_json)
+        .env("TLS_CERT", &provider_cert().0)
+        .env("TLS_KEY", &provider_cert().1);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Waits for the provider's `listening on https://…` line; panics if it exited (a broken
+/// set-up is not retried), or says why it is not up after `limit`.
+fn wait_until_listening(child: &mut Proc, limit: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(l) = child
+            .stdout
+            .all()
+            .into_iter()
+            .find(|l| l.starts_with("listening on https://"))
+        {
+            return Ok(l);
+        }
+        if let Ok(Some(status)) = child.child.try_wait() {
+            panic!(
+                "the test identity provider exited ({status}):\n{}",
+                child.stderr.all().join("\n")
+            );
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "not listening after {} s; stdout:\n{}\nstderr:\n{}",
+                limit.as_secs(),
+                child.stdout.all().join("\n"),
+                child.stderr.all().join("\n")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
