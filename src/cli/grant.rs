@@ -197,10 +197,7 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                 "ID", "USER", "KIND", "WHAT", "UNTIL"
             );
             for g in list.grants.iter().filter(|g| all || g.active(t)) {
-                let (kind, what) = match &g.kind {
-                    GrantKind::Export { route } => ("export", route.clone()),
-                    GrantKind::BreakGlass { roles } => ("break-glass", roles.join(",")),
-                };
+                let (kind, what) = g.kind.describe();
                 let until = match g.revoked {
                     Some(r) => format!("revoked {}", when(r)),
                     None => when(g.end),

@@ -3,7 +3,7 @@
 //! goes through (account usable, credentials not reset, networks).
 
 use crate::policy::net::{NetSet, parse_cidr};
-use crate::policy::{ExportGrant, Identity, Policy};
+use crate::policy::{AccessGrant, ExportGrant, Identity, Policy};
 use crate::session::{Session, SessionStore, Stage};
 use crate::users::grants::{self, GrantKind, GrantStore, Grants};
 use crate::users::{Directory, SecretStore, Secrets, directory};
@@ -296,6 +296,7 @@ pub fn identity_of(
     }
     let mut emergency = false;
     let mut export_grants = Vec::new();
+    let mut access_grants = Vec::new();
     for grant in grants::active_for(&snap.grants, &account.name, now) {
         match &grant.kind {
             GrantKind::BreakGlass { roles: extra } => {
@@ -312,6 +313,16 @@ pub fn identity_of(
                     export_grants.push(ExportGrant {
                         id: grant.id.clone(),
                         reason: grant.reason.clone(),
+                        pattern,
+                    });
+                }
+            }
+            GrantKind::Access { app, route } => {
+                if let Ok(pattern) = crate::policy::routes::Pattern::parse(route, false) {
+                    access_grants.push(AccessGrant {
+                        id: grant.id.clone(),
+                        reason: grant.reason.clone(),
+                        app: app.clone(),
                         pattern,
                     });
                 }
@@ -338,6 +349,7 @@ pub fn identity_of(
         vendor: account.is_vendor(&policy.practice),
         device_required,
         export_grants,
+        access_grants,
     })
 }
 

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod diff;
 pub mod directory;
 pub mod grants;
+pub mod requests;
 pub mod review;
 pub mod secrets;
 

@@ -32,7 +32,7 @@ pub(super) fn list(ctx: &Ctx<'_>, notice: Notice, refill: Option<ExportValues>) 
     let csrf = ctx.csrf_field();
     let h = html! {
         p {
-            "Grants are time-limited exceptions: an export grant lets one person download from the pages a route pattern names; break-glass grants are the emergency access people start themselves. Every request under a grant is marked in the audit trail."
+            "Grants are time-limited exceptions: an export grant lets one person download from the pages a route pattern names; an access grant (an approved access request) opens pages of an app the person's roles do not include; break-glass grants are the emergency access people start themselves. Every request under a grant is marked in the audit trail."
         }
         p {
             @if show_all {
@@ -49,10 +49,7 @@ pub(super) fn list(ctx: &Ctx<'_>, notice: Notice, refill: Option<ExportValues>) 
             (head_row(&["Grant", "Person", "Kind", "What", "From", "Until", "Granted by", "Reason", "State"]))
             tbody {
                 @for g in &shown {
-                    @let (kind, what) = match &g.kind {
-                        GrantKind::Export { route } => ("export", route.clone()),
-                        GrantKind::BreakGlass { roles } => ("break-glass", format!("roles {}", roles.join(", "))),
-                    };
+                    @let (kind, what) = g.kind.describe();
                     tr {
                         th scope="row" { code { (g.id) } }
                         td { a href={ (BASE) "users/" (g.user) } { (g.user) } }
@@ -245,6 +242,7 @@ pub(super) async fn revoke(
     };
     let what = match &g.kind {
         GrantKind::Export { route } => format!("export from {route}"),
+        GrantKind::Access { app, route } => format!("access to {app} {route}"),
         GrantKind::BreakGlass { roles } => format!("break-glass roles {}", roles.join(", ")),
     };
     let grant_text = format!("{} ({})", g.id, g.reason);

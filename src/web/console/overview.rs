@@ -89,7 +89,11 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
         .iter()
         .filter(|g| matches!(g.kind, GrantKind::Export { .. }))
         .count();
-    let glass = in_force.len() - exports;
+    let glass = in_force
+        .iter()
+        .filter(|g| matches!(g.kind, GrantKind::BreakGlass { .. }))
+        .count();
+    let access = in_force.len() - exports - glass;
     let count = |n: usize, words: &str, link: &str| {
         html! { div { strong { (n) } a href={ (BASE) (link) } { (words) } } }
     };
@@ -116,6 +120,7 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
             (count(people.len(), "people signed in", "sessions"))
             (count(emergency, "in emergency access", "sessions"))
             (count(exports, "export grants in force", "grants"))
+            (count(access, "access grants in force", "grants"))
             (count(glass, "break-glass grants in force", "grants"))
         }
         @if let Ok(r) = &review {
