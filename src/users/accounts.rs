@@ -81,6 +81,7 @@ pub struct Accounts {
     users_file: PathBuf,
     store: SecretStore,
     grants: GrantStore,
+    requests: crate::users::requests::RequestStore,
     current: ArcSwap<Snapshot>,
     seen: Mutex<[Option<SystemTime>; 3]>,
     problems: ArcSwap<Vec<String>>,
@@ -102,10 +103,12 @@ impl Accounts {
     pub fn open(policy: &Policy) -> Result<Accounts, OpenError> {
         let store = SecretStore::open(&policy.storage.state)?;
         let grants = GrantStore::open(&policy.storage.state)?;
+        let requests = crate::users::requests::RequestStore::open(&policy.storage.state)?;
         let accounts = Accounts {
             users_file: policy.storage.users.clone(),
             store,
             grants,
+            requests,
             current: ArcSwap::from_pointee(Snapshot::default()),
             seen: Mutex::new([None; 3]),
             problems: ArcSwap::from_pointee(Vec::new()),
@@ -127,6 +130,11 @@ impl Accounts {
     /// The grants store.
     pub fn grant_store(&self) -> &GrantStore {
         &self.grants
+    }
+
+    /// The access requests store.
+    pub fn request_store(&self) -> &crate::users::requests::RequestStore {
+        &self.requests
     }
 
     /// The accounts file.

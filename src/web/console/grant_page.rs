@@ -4,7 +4,7 @@
 use super::{BASE, Ctx, Form, Notice, Section, blocking, head_row, when};
 use crate::body::Body;
 use crate::users::grants::{self, Grant, GrantKind};
-use crate::web::kit::PageOutcome;
+use crate::web::kit::{PageOutcome, capital};
 use http::{Response, StatusCode};
 use maud::{Markup, html};
 
@@ -278,12 +278,4 @@ pub(super) async fn revoke(
         words.push_str(&w);
     }
     list(ctx, Notice::Done(words), None)
-}
-
-fn capital(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
