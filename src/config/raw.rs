@@ -33,6 +33,8 @@ pub struct RawPolicy {
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
+    pub review: RawReview,
+    #[serde(default)]
     pub networks: BTreeMap<String, Spanned<Vec<Text>>>,
     #[serde(default)]
     pub roles: BTreeMap<String, Spanned<RawRole>>,
@@ -122,6 +124,12 @@ pub struct RawBreakGlass {
     pub allowed_roles: Option<Vec<Text>>,
     pub emergency_roles: Option<Vec<Text>>,
     pub duration: Option<Text>,
+}
+
+/// `[review]`: the periodic access review.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawReview {
+    pub period: Option<Text>,
 }
 
 /// `[storage]`: where accounts and ward's own state live.
@@ -260,6 +268,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
             "audit",
             "alerts",
             "metrics",
+            "review",
             "networks",
             "roles",
             "apps",
@@ -331,6 +340,7 @@ pub fn known_keys(section: Section) -> &'static [&'static str] {
         Section::BreakGlass => &["allowed_roles", "emergency_roles", "duration"],
         Section::Log => &["format", "level", "paths"],
         Section::Metrics => &["listen"],
+        Section::Review => &["period"],
         Section::Role => &[
             "description",
             "idle_timeout",
@@ -416,6 +426,7 @@ pub enum Section {
     Alerts,
     Log,
     Metrics,
+    Review,
     Role,
     App,
     UpstreamAuth,

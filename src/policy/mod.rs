@@ -47,6 +47,8 @@ pub struct Policy {
     pub audit: crate::audit::AuditSettings,
     /// Alerts for the officer.
     pub alerts: crate::audit::alerts::AlertSettings,
+    /// The periodic access review.
+    pub review: ReviewSettings,
     /// Networks the whole proxy may be used from, if restricted.
     pub allow_from: Option<NetSet>,
     /// Named networks.
@@ -62,6 +64,16 @@ pub struct Policy {
     /// The routes compiled for lookup.
     pub table: RouteTable,
 }
+
+/// `[review]`: the periodic access review.
+#[derive(Debug, Clone)]
+pub struct ReviewSettings {
+    /// Each person's access is reviewed at least this often; later, it is overdue.
+    pub period: Duration,
+}
+
+/// The review period when the policy names none (a quarter).
+pub const DEFAULT_REVIEW_PERIOD: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// `[server]`.
 #[derive(Debug)]

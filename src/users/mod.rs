@@ -3,6 +3,7 @@
 //! the officer's grants, and the access review.
 
 pub mod accounts;
+pub mod attestations;
 pub mod admin;
 pub mod diff;
 pub mod directory;

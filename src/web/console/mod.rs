@@ -83,6 +83,7 @@ pub async fn serve(
             "/grants/revoke" => grant_page::revoke(&ctx, &form, outcome).await,
             "/requests/approve" => request_page::approve(&ctx, &form, outcome).await,
             "/requests/deny" => request_page::deny(&ctx, &form, outcome).await,
+            "/review/attest" => overview::attest(&ctx, &form, outcome).await,
             "/lockdown" => sessions::lockdown(&ctx, &form, outcome).await,
             s => match s.strip_prefix("/users/").and_then(|r| r.split_once('/')) {
                 Some((name, action)) => people::action(&ctx, name, action, &form, outcome).await,
@@ -109,7 +110,7 @@ pub async fn serve(
         "/grants" => grant_page::list(&ctx, Notice::None, None),
         "/requests" => request_page::list(&ctx, Notice::None).await,
         "/audit" => audit_page::search(&ctx).await,
-        "/review" => overview::review(&ctx).await,
+        "/review" => overview::review(&ctx, Notice::None).await,
         "/review.csv" => overview::review_csv(&ctx).await,
         "/review.html" => overview::review_printable(&ctx).await,
         "/policy" => overview::policy(&ctx).await,
