@@ -1426,7 +1426,7 @@ fn devices_serve_the_people_they_name_and_revoked_ones_nobody() {
 
 #[test]
 fn access_grants_open_their_app_and_pattern_only_and_lift_no_other_rule() {
-    let text = "practice = \"P\"\n[networks]\noffice = [\"10.0.0.0/8\"]\n\
+    let text = "practice = \"P\"\n[login]\nmfa = \"optional\"\n[networks]\noffice = [\"10.0.0.0/8\"]\n\
         [roles]\nclinician = {}\nvendor = { allow_from = [\"office\"] }\nadmin = { mfa = \"required\" }\n\
         [[apps]]\nname = \"ehr\"\nhost = \"ehr.example\"\nupstream = \"http://x\"\n\
         [[apps]]\nname = \"billing\"\nhost = \"billing.example\"\nupstream = \"http://x\"\n\
@@ -1455,28 +1455,30 @@ fn access_grants_open_their_app_and_pattern_only_and_lift_no_other_rule() {
     };
     let ask = |host: &str, path: &str, ip: &str| {
         let facts = Facts::on_own_device(ip.parse().unwrap(), &Method::GET, host, path, Some(&jo));
-        decide(&facts, &p)
+        let d = decide(&facts, &p);
+        (d.verdict, d.access_grant.map(|g| g.id.clone()))
     };
-    let d = ask("ehr.example", "/billing/1", "10.1.2.3");
-    assert_eq!(d.verdict, Verdict::Allow);
-    assert_eq!(d.access_grant.map(|g| g.id.as_str()), Some("a1"));
+    assert_eq!(
+        ask("ehr.example", "/billing/1", "10.1.2.3"),
+        (Verdict::Allow, Some("a1".to_string()))
+    );
     // Another app with the same pattern: the grant names the app.
     assert_eq!(
-        ask("billing.example", "/billing/1", "10.1.2.3").verdict,
+        ask("billing.example", "/billing/1", "10.1.2.3").0,
         Verdict::Deny(Refusal::Role)
     );
     // A path outside the pattern.
     assert_eq!(
-        ask("ehr.example", "/charts/1", "10.1.2.3").verdict,
+        ask("ehr.example", "/charts/1", "10.1.2.3").0,
         Verdict::Deny(Refusal::NoRoute)
     );
     // The role's networks still hold.
     assert_eq!(
-        ask("ehr.example", "/billing/1", "192.0.2.1").verdict,
+        ask("ehr.example", "/billing/1", "192.0.2.1").0,
         Verdict::Deny(Refusal::Network)
     );
     // The route's MFA still holds: a grant is no second factor.
-    assert_eq!(ask("ehr.example", "/admin/x", "10.1.2.3").verdict, Verdict::Login);
+    assert_eq!(ask("ehr.example", "/admin/x", "10.1.2.3").0, Verdict::Login);
     // Without the grant, refused for roles (the grant is what let it in).
     let mut bare = jo.clone();
     bare.access_grants.clear();
