@@ -39,12 +39,13 @@ fn start(extra: &str) -> (Ehr, Ward, PathBuf) {
     (ehr, ward, config)
 }
 
-/// Runs `ward ARGS --config CONFIG`: (success, stdout, stderr).
-fn ward_cli(config: &PathBuf, args: &[&str]) -> (bool, String, String) {
+/// Runs `ward ARGS --config CONFIG` in ward's folder: (success, stdout, stderr).
+fn ward_cli(ward: &Ward, config: &PathBuf, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(WARD)
         .args(args)
         .arg("--config")
         .arg(config)
+        .current_dir(ward.site.dir.path())
         .output()
         .unwrap();
     (
@@ -261,19 +262,20 @@ async fn denials_reach_the_person_once_and_nobody_decides_their_own_request() {
     assert!(page.contains("You can already open this page"), "{page}");
 
     // Only an officer's account may decide.
-    let (ok, _, err) = ward_cli(&config, &["request", "deny", &id, "--officer", "acme_jo", "--note", "x"]);
+    let (ok, _, err) = ward_cli(&ward, &config, &["request", "deny", &id, "--officer", "acme_jo", "--note", "x"]);
     assert!(!ok && err.contains("does not have the role 'officer'"), "{err}");
     // Denied with a note, from the command line.
     let (ok, out, err) = ward_cli(
+        &ward,
         &config,
         &["request", "deny", &id, "--officer", "boss", "--note", "Ask the billing office instead"],
     );
     assert!(ok, "{err}");
     assert!(out.contains(&format!("Denied request {id}")), "{out}");
-    let (ok, out, _) = ward_cli(&config, &["request", "list", "--all"]);
+    let (ok, out, _) = ward_cli(&ward, &config, &["request", "list", "--all"]);
     assert!(ok && out.contains("denied by boss"), "{out}");
     // A second decision finds nothing waiting.
-    let (ok, _, err) = ward_cli(&config, &["request", "approve", &id, "--officer", "boss"]);
+    let (ok, _, err) = ward_cli(&ward, &config, &["request", "approve", &id, "--officer", "boss"]);
     assert!(!ok && err.contains("no request"), "{err}");
     // The person sees the note on their next refused page, once; the request gave nothing.
     let (status, html) = text_of(&vendor, "/billing").await;
@@ -288,13 +290,15 @@ async fn denials_reach_the_person_once_and_nobody_decides_their_own_request() {
     // The officer's own request: neither the command line nor the console lets them approve it.
     let officer = signed_in(&ward, "boss", &boss).await;
     let own = ask_for_billing(&ward, &officer, "Checking the billing screens", "1h").await;
-    let (ok, _, err) = ward_cli(&config, &["request", "approve", &own, "--officer", "boss"]);
+    let (ok, _, err) = ward_cli(&ward, &config, &["request", "approve", &own, "--officer", "boss"]);
     assert!(!ok, "{err}");
     assert!(err.contains("boss cannot decide on their own request"), "{err}");
     let (status, page) = text_of(&officer, "/.ward/officer/requests").await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Your own request: another officer decides."), "{page}");
-    let csrf = input_value(&page, "csrf");
+    // A form posted anyway (the officer's own token, from another console page).
+    let (_, grants) = text_of(&officer, "/.ward/officer/grants").await;
+    let csrf = input_value(&grants, "csrf");
     let resp = officer
         .post("/.ward/officer/requests/approve", &[("csrf", &csrf), ("id", &own), ("duration", "1h")])
         .await;
@@ -303,9 +307,9 @@ async fn denials_reach_the_person_once_and_nobody_decides_their_own_request() {
     assert_eq!(officer.get("/billing").await.status(), 403);
     assert!(!std::fs::read_to_string(ward.site.path("state/grants.json")).unwrap_or_default().contains(&format!("request {own}")));
     // Another officer may; longer than asked is refused, shorter is fine.
-    let (ok, _, err) = ward_cli(&config, &["request", "approve", &own, "--officer", "deputy", "--for", "2h"]);
+    let (ok, _, err) = ward_cli(&ward, &config, &["request", "approve", &own, "--officer", "deputy", "--for", "2h"]);
     assert!(!ok && err.contains("asked for at most 1h"), "{err}");
-    let (ok, out, err) = ward_cli(&config, &["request", "approve", &own, "--officer", "deputy", "--for", "30m"]);
+    let (ok, out, err) = ward_cli(&ward, &config, &["request", "approve", &own, "--officer", "deputy", "--for", "30m"]);
     assert!(ok, "{err}");
     assert!(out.contains("boss has access to ehr /billing"), "{out}");
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -319,12 +323,13 @@ async fn ward_grant_and_revoke_are_in_the_audit_trail_with_who_did_it() {
     let (_ehr, ward, config) = start("");
     enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
     let (ok, out, err) = ward_cli(
+        &ward,
         &config,
         &["grant", "export", "--user", "dr_lee", "--route", "/reports/**", "--for", "2h", "--reason", "Year-end report for the board"],
     );
     assert!(ok, "{err}");
     let id = out.split("(grant ").nth(1).unwrap().trim_end().trim_end_matches(").").to_string();
-    let (ok, _, err) = ward_cli(&config, &["grant", "revoke", &id]);
+    let (ok, _, err) = ward_cli(&ward, &config, &["grant", "revoke", &id]);
     assert!(ok, "{err}");
     for event in ["grant-issued", "grant-revoked"] {
         let r = officer_records(&ward, event);
@@ -335,7 +340,7 @@ async fn ward_grant_and_revoke_are_in_the_audit_trail_with_who_did_it() {
     }
     // Listing is not an action: no record.
     let before = audit_text(&ward.site).lines().count();
-    assert!(ward_cli(&config, &["grant", "list", "--all"]).0);
+    assert!(ward_cli(&ward, &config, &["grant", "list", "--all"]).0);
     assert_eq!(audit_text(&ward.site).lines().count(), before);
 }
 
@@ -382,14 +387,14 @@ async fn an_overdue_review_is_flagged_alerted_once_and_signed_off() {
     assert_eq!((r[0]["actor"].as_str(), r[0]["user"].as_str()), (Some("boss"), Some("nurse_kim")));
 
     // `ward report access`: dr_lee overdue, nurse_kim not, boss never reviewed.
-    let (ok, csv, err) = ward_cli(&config, &["report", "access", "--format", "csv"]);
+    let (ok, csv, err) = ward_cli(&ward, &config, &["report", "access", "--format", "csv"]);
     assert!(ok, "{err}");
     let line = |name: &str| csv.lines().find(|l| l.starts_with(&format!("{name},"))).unwrap().to_string();
     assert!(line("dr_lee").contains("review overdue since"), "{csv}");
     assert!(!line("nurse_kim").contains("review"), "{csv}");
     assert!(line("boss").contains("never reviewed"), "{csv}");
     // The printable review carries the sign-off.
-    let (ok, html, _) = ward_cli(&config, &["report", "access"]);
+    let (ok, html, _) = ward_cli(&ward, &config, &["report", "access"]);
     assert!(ok);
     assert!(html.contains("Sign-off recorded in ward"), "{html}");
     assert!(html.contains("nurse_kim: <strong>keep</strong>, attested by boss"), "{html}");

@@ -574,7 +574,13 @@ async fn app_request(
                 asker.ended.map(|e| e.code()),
             ));
         }
-        Verdict::Allow => outcome.decision = "allow",
+        Verdict::Allow => {
+            outcome.decision = "allow";
+            // Let in by an officer's access grant, not by role: the trail names the grant.
+            if let Some(g) = decision.access_grant {
+                outcome.grant = Some((g.id.clone(), g.reason.clone()));
+            }
+        }
     }
     let (Some(route), Some((app, upstream))) = (
         route,
