@@ -86,7 +86,10 @@ async fn ask_for_billing(ward: &Ward, who: &Browser, reason: &str, wished: &str)
     assert_eq!(status, 403, "{html}");
     assert!(html.contains("Request access"), "{html}");
     let link = request_link(&html);
-    assert_eq!(link, "/.ward/request?kind=access&host=localhost&path=%2Fbilling");
+    assert_eq!(
+        link,
+        "/.ward/request?kind=access&host=localhost&path=%2Fbilling"
+    );
     let (status, form) = text_of(who, &link).await;
     assert_eq!(status, 200, "{form}");
     assert!(form.contains("access to ehr /billing"), "{form}");
@@ -107,7 +110,10 @@ async fn ask_for_billing(ward: &Ward, who: &Browser, reason: &str, wished: &str)
     let status = resp.status().as_u16();
     let html = resp.text().await.unwrap();
     assert_eq!(status, 200, "{html}");
-    assert!(html.contains("gives you nothing until an officer approves"), "{html}");
+    assert!(
+        html.contains("gives you nothing until an officer approves"),
+        "{html}"
+    );
     let requests: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(ward.site.path("state/requests.json")).unwrap(),
     )
@@ -157,7 +163,10 @@ async fn a_vendor_asks_an_officer_approves_in_a_real_browser_and_the_grant_ends(
         logs.contains("access-request") && logs.contains(&format!("request {id}")),
         "{logs}"
     );
-    assert!(!logs.contains("Month-end statements"), "the reason stays out of alerts");
+    assert!(
+        !logs.contains("Month-end statements"),
+        "the reason stays out of alerts"
+    );
     // The request is in the trail, with its reason.
     let trail = audit_text(&ward.site);
     assert!(trail.contains("\"event\":\"access-requested\""), "{trail}");
@@ -180,7 +189,11 @@ async fn a_vendor_asks_an_officer_approves_in_a_real_browser_and_the_grant_ends(
         );
         screenshot(&client, "console/requests.png").await;
         fill(&client, &format!("#for-{id}"), "4s").await;
-        click(&client, &format!("button[aria-label='Approve request {id}']")).await;
+        click(
+            &client,
+            &format!("button[aria-label='Approve request {id}']"),
+        )
+        .await;
         client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -195,8 +208,14 @@ async fn a_vendor_asks_an_officer_approves_in_a_real_browser_and_the_grant_ends(
         .await
         .expect("the console walk-through took over 120 s");
     client.close().await.unwrap();
-    assert!(notice.contains(&format!("Approved request {id}")), "{notice}");
-    assert!(notice.contains("acme_jo has access to ehr /billing"), "{notice}");
+    assert!(
+        notice.contains(&format!("Approved request {id}")),
+        "{notice}"
+    );
+    assert!(
+        notice.contains("acme_jo has access to ehr /billing"),
+        "{notice}"
+    );
 
     // The grant opens the page, and the trail says by which grant.
     let resp = vendor.get("/billing").await;
@@ -204,7 +223,10 @@ async fn a_vendor_asks_an_officer_approves_in_a_real_browser_and_the_grant_ends(
     let rid = request_id(&resp);
     let record = audit_of(&ward.site, &rid);
     assert!(
-        record["grant"].as_str().unwrap().contains(&format!("request {id}")),
+        record["grant"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("request {id}")),
         "{record}"
     );
     let approved = officer_records(&ward, "request-approved");
@@ -240,7 +262,11 @@ async fn denials_reach_the_person_once_and_nobody_decides_their_own_request() {
     let id = ask_for_billing(&ward, &vendor, "Month-end statements for Acme", "8h").await;
 
     // One request waiting per page: asking again is refused.
-    let (_, form) = text_of(&vendor, "/.ward/request?kind=access&host=localhost&path=%2Fbilling").await;
+    let (_, form) = text_of(
+        &vendor,
+        "/.ward/request?kind=access&host=localhost&path=%2Fbilling",
+    )
+    .await;
     let csrf = input_value(&form, "csrf");
     let again = [
         ("csrf", csrf.as_str()),
@@ -252,70 +278,165 @@ async fn denials_reach_the_person_once_and_nobody_decides_their_own_request() {
     ];
     let resp = vendor.post("/.ward/request", &again).await;
     assert_eq!(resp.status(), 400);
-    assert!(resp.text().await.unwrap().contains("already asked for this"));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("already asked for this")
+    );
     // A form from elsewhere, or without the session's token, makes no request.
     let mut forged = again;
     forged[0].1 = "forged";
     assert_eq!(vendor.post("/.ward/request", &forged).await.status(), 400);
     // Nothing to ask for where the person already has access.
-    let (_, page) = text_of(&vendor, "/.ward/request?kind=access&host=localhost&path=%2Fpatients").await;
+    let (_, page) = text_of(
+        &vendor,
+        "/.ward/request?kind=access&host=localhost&path=%2Fpatients",
+    )
+    .await;
     assert!(page.contains("You can already open this page"), "{page}");
 
     // Only an officer's account may decide.
-    let (ok, _, err) = ward_cli(&ward, &config, &["request", "deny", &id, "--officer", "acme_jo", "--note", "x"]);
-    assert!(!ok && err.contains("does not have the role 'officer'"), "{err}");
+    let (ok, _, err) = ward_cli(
+        &ward,
+        &config,
+        &[
+            "request",
+            "deny",
+            &id,
+            "--officer",
+            "acme_jo",
+            "--note",
+            "x",
+        ],
+    );
+    assert!(
+        !ok && err.contains("does not have the role 'officer'"),
+        "{err}"
+    );
     // Denied with a note, from the command line.
     let (ok, out, err) = ward_cli(
         &ward,
         &config,
-        &["request", "deny", &id, "--officer", "boss", "--note", "Ask the billing office instead"],
+        &[
+            "request",
+            "deny",
+            &id,
+            "--officer",
+            "boss",
+            "--note",
+            "Ask the billing office instead",
+        ],
     );
     assert!(ok, "{err}");
     assert!(out.contains(&format!("Denied request {id}")), "{out}");
     let (ok, out, _) = ward_cli(&ward, &config, &["request", "list", "--all"]);
     assert!(ok && out.contains("denied by boss"), "{out}");
     // A second decision finds nothing waiting.
-    let (ok, _, err) = ward_cli(&ward, &config, &["request", "approve", &id, "--officer", "boss"]);
+    let (ok, _, err) = ward_cli(
+        &ward,
+        &config,
+        &["request", "approve", &id, "--officer", "boss"],
+    );
     assert!(!ok && err.contains("no request"), "{err}");
     // The person sees the note on their next refused page, once; the request gave nothing.
     let (status, html) = text_of(&vendor, "/billing").await;
     assert_eq!(status, 403);
-    assert!(html.contains("was denied by boss: Ask the billing office instead"), "{html}");
+    assert!(
+        html.contains("was denied by boss: Ask the billing office instead"),
+        "{html}"
+    );
     let (_, html) = text_of(&vendor, "/billing").await;
     assert!(!html.contains("Ask the billing office instead"), "{html}");
     let denied = officer_records(&ward, "request-denied");
     assert_eq!(denied.len(), 1, "{denied:?}");
-    assert!(denied[0]["actor"].as_str().unwrap().starts_with("boss (officer (command line"));
+    assert!(
+        denied[0]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("boss (officer (command line")
+    );
 
     // The officer's own request: neither the command line nor the console lets them approve it.
     let officer = signed_in(&ward, "boss", &boss).await;
     let own = ask_for_billing(&ward, &officer, "Checking the billing screens", "1h").await;
-    let (ok, _, err) = ward_cli(&ward, &config, &["request", "approve", &own, "--officer", "boss"]);
+    let (ok, _, err) = ward_cli(
+        &ward,
+        &config,
+        &["request", "approve", &own, "--officer", "boss"],
+    );
     assert!(!ok, "{err}");
-    assert!(err.contains("boss cannot decide on their own request"), "{err}");
+    assert!(
+        err.contains("boss cannot decide on their own request"),
+        "{err}"
+    );
     let (status, page) = text_of(&officer, "/.ward/officer/requests").await;
     assert_eq!(status, 200, "{page}");
-    assert!(page.contains("Your own request: another officer decides."), "{page}");
+    assert!(
+        page.contains("Your own request: another officer decides."),
+        "{page}"
+    );
     // A form posted anyway (the officer's own token, from another console page).
     let (_, grants) = text_of(&officer, "/.ward/officer/grants").await;
     let csrf = input_value(&grants, "csrf");
     let resp = officer
-        .post("/.ward/officer/requests/approve", &[("csrf", &csrf), ("id", &own), ("duration", "1h")])
+        .post(
+            "/.ward/officer/requests/approve",
+            &[("csrf", &csrf), ("id", &own), ("duration", "1h")],
+        )
         .await;
     assert_eq!(resp.status(), 400);
-    assert!(resp.text().await.unwrap().contains("cannot decide on their own request"));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("cannot decide on their own request")
+    );
     assert_eq!(officer.get("/billing").await.status(), 403);
-    assert!(!std::fs::read_to_string(ward.site.path("state/grants.json")).unwrap_or_default().contains(&format!("request {own}")));
+    assert!(
+        !std::fs::read_to_string(ward.site.path("state/grants.json"))
+            .unwrap_or_default()
+            .contains(&format!("request {own}"))
+    );
     // Another officer may; longer than asked is refused, shorter is fine.
-    let (ok, _, err) = ward_cli(&ward, &config, &["request", "approve", &own, "--officer", "deputy", "--for", "2h"]);
+    let (ok, _, err) = ward_cli(
+        &ward,
+        &config,
+        &[
+            "request",
+            "approve",
+            &own,
+            "--officer",
+            "deputy",
+            "--for",
+            "2h",
+        ],
+    );
     assert!(!ok && err.contains("asked for at most 1h"), "{err}");
-    let (ok, out, err) = ward_cli(&ward, &config, &["request", "approve", &own, "--officer", "deputy", "--for", "30m"]);
+    let (ok, out, err) = ward_cli(
+        &ward,
+        &config,
+        &[
+            "request",
+            "approve",
+            &own,
+            "--officer",
+            "deputy",
+            "--for",
+            "30m",
+        ],
+    );
     assert!(ok, "{err}");
     assert!(out.contains("boss has access to ehr /billing"), "{out}");
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(officer.get("/billing").await.status(), 200);
     let approved = officer_records(&ward, "request-approved");
-    assert!(approved[0]["actor"].as_str().unwrap().starts_with("deputy (officer (command line"));
+    assert!(
+        approved[0]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("deputy (officer (command line")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -325,17 +446,41 @@ async fn ward_grant_and_revoke_are_in_the_audit_trail_with_who_did_it() {
     let (ok, out, err) = ward_cli(
         &ward,
         &config,
-        &["grant", "export", "--user", "dr_lee", "--route", "/reports/**", "--for", "2h", "--reason", "Year-end report for the board"],
+        &[
+            "grant",
+            "export",
+            "--user",
+            "dr_lee",
+            "--route",
+            "/reports/**",
+            "--for",
+            "2h",
+            "--reason",
+            "Year-end report for the board",
+        ],
     );
     assert!(ok, "{err}");
-    let id = out.split("(grant ").nth(1).unwrap().trim_end().trim_end_matches(").").to_string();
+    let id = out
+        .split("(grant ")
+        .nth(1)
+        .unwrap()
+        .trim_end()
+        .trim_end_matches(").")
+        .to_string();
     let (ok, _, err) = ward_cli(&ward, &config, &["grant", "revoke", &id]);
     assert!(ok, "{err}");
     for event in ["grant-issued", "grant-revoked"] {
         let r = officer_records(&ward, event);
         assert_eq!(r.len(), 1, "{event}: {r:?}");
         assert_eq!(r[0]["user"], "dr_lee");
-        assert!(r[0]["actor"].as_str().unwrap().starts_with("officer (command line"), "{:?}", r[0]);
+        assert!(
+            r[0]["actor"]
+                .as_str()
+                .unwrap()
+                .starts_with("officer (command line"),
+            "{:?}",
+            r[0]
+        );
         assert!(r[0]["grant"].as_str().unwrap().contains(&id), "{:?}", r[0]);
     }
     // Listing is not an action: no record.
@@ -352,7 +497,7 @@ async fn an_overdue_review_is_flagged_alerted_once_and_signed_off() {
     enrolled_user(&ward.site, "nurse_kim", &["clinician"], PW, None, None);
     // dr_lee was last reviewed two hours ago: overdue since an hour ago.
     {
-        use ward::users::attestations::{AttestationStore, Decision, Attestation};
+        use ward::users::attestations::{Attestation, AttestationStore, Decision};
         let store = AttestationStore::open(&ward.site.path("state")).unwrap();
         store
             .update(|all| {
@@ -374,22 +519,51 @@ async fn an_overdue_review_is_flagged_alerted_once_and_signed_off() {
     assert!(page.contains("review overdue since"), "{page}");
     let csrf = input_value(&page, "csrf");
     let resp = officer
-        .post("/.ward/officer/review/attest", &[("csrf", &csrf), ("user", "nurse_kim"), ("decision", "remove"), ("note", "")])
+        .post(
+            "/.ward/officer/review/attest",
+            &[
+                ("csrf", &csrf),
+                ("user", "nurse_kim"),
+                ("decision", "remove"),
+                ("note", ""),
+            ],
+        )
         .await;
     assert_eq!(resp.status(), 400, "remove needs a note");
     let resp = officer
-        .post("/.ward/officer/review/attest", &[("csrf", &csrf), ("user", "nurse_kim"), ("decision", "keep"), ("note", "")])
+        .post(
+            "/.ward/officer/review/attest",
+            &[
+                ("csrf", &csrf),
+                ("user", "nurse_kim"),
+                ("decision", "keep"),
+                ("note", ""),
+            ],
+        )
         .await;
     assert_eq!(resp.status(), 200);
-    assert!(resp.text().await.unwrap().contains("Recorded: nurse_kim — keep (signed off by boss)"));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Recorded: nurse_kim — keep (signed off by boss)")
+    );
     let r = officer_records(&ward, "access-attested");
     assert_eq!(r.len(), 1);
-    assert_eq!((r[0]["actor"].as_str(), r[0]["user"].as_str()), (Some("boss"), Some("nurse_kim")));
+    assert_eq!(
+        (r[0]["actor"].as_str(), r[0]["user"].as_str()),
+        (Some("boss"), Some("nurse_kim"))
+    );
 
     // `ward report access`: dr_lee overdue, nurse_kim not, boss never reviewed.
     let (ok, csv, err) = ward_cli(&ward, &config, &["report", "access", "--format", "csv"]);
     assert!(ok, "{err}");
-    let line = |name: &str| csv.lines().find(|l| l.starts_with(&format!("{name},"))).unwrap().to_string();
+    let line = |name: &str| {
+        csv.lines()
+            .find(|l| l.starts_with(&format!("{name},")))
+            .unwrap()
+            .to_string()
+    };
     assert!(line("dr_lee").contains("review overdue since"), "{csv}");
     assert!(!line("nurse_kim").contains("review"), "{csv}");
     assert!(line("boss").contains("never reviewed"), "{csv}");
@@ -397,18 +571,27 @@ async fn an_overdue_review_is_flagged_alerted_once_and_signed_off() {
     let (ok, html, _) = ward_cli(&ward, &config, &["report", "access"]);
     assert!(ok);
     assert!(html.contains("Sign-off recorded in ward"), "{html}");
-    assert!(html.contains("nurse_kim: <strong>keep</strong>, attested by boss"), "{html}");
+    assert!(
+        html.contains("nurse_kim: <strong>keep</strong>, attested by boss"),
+        "{html}"
+    );
 
     // The alert: once per person per period, not on every check (ward checks every 5 s).
     let deadline = Instant::now() + Duration::from_secs(15);
     let alerts = |who: &str| {
         ward.logs()
             .iter()
-            .filter(|l| l.contains("review-overdue") && l.contains(&format!("the access review of {who}")))
+            .filter(|l| {
+                l.contains("review-overdue") && l.contains(&format!("the access review of {who}"))
+            })
             .count()
     };
     while alerts("dr_lee") == 0 {
-        assert!(Instant::now() < deadline, "no review-overdue alert:\n{}", ward.logs().join("\n"));
+        assert!(
+            Instant::now() < deadline,
+            "no review-overdue alert:\n{}",
+            ward.logs().join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(11)).await;

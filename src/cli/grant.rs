@@ -82,7 +82,14 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
     // when the record cannot be written and the policy says refuse, nothing is changed.
     let actor = cli_actor();
     let record_first = |event: &'static str, user: &str, grant: &str, detail: String| {
-        super::record_first(&policy, &actor, event, user, Some(grant.to_string()), detail)
+        super::record_first(
+            &policy,
+            &actor,
+            event,
+            user,
+            Some(grant.to_string()),
+            detail,
+        )
     };
     // A change that failed after its record: the trail says so.
     let not_made = |event: &'static str, user: &str, why: String| {

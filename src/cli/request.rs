@@ -61,11 +61,17 @@ fn when(t: i64) -> String {
 /// The officer deciding: an account that can sign in now and has the officer role.
 fn officer_account(users: &directory::Directory, name: &str, now: i64) -> Result<(), String> {
     match users.get(name) {
-        Some(a) if a.usable_on(directory::today(now)) && a.roles.iter().any(|r| r == OFFICER_ROLE) => Ok(()),
+        Some(a)
+            if a.usable_on(directory::today(now)) && a.roles.iter().any(|r| r == OFFICER_ROLE) =>
+        {
+            Ok(())
+        }
         Some(_) => Err(format!(
             "--officer {name}: that account cannot sign in now or does not have the role '{OFFICER_ROLE}'"
         )),
-        None => Err(format!("--officer {name}: there is no account named '{name}'")),
+        None => Err(format!(
+            "--officer {name}: there is no account named '{name}'"
+        )),
     }
 }
 
@@ -120,10 +126,16 @@ fn execute(config: &Path, cmd: RequestCommand) -> Result<(), String> {
                 "request-approved",
                 &r.user,
                 Some(format!("{} ({})", g.id, g.reason)),
-                format!("request {}: {} until {}", r.id, r.wanted.describe(), when(g.end)),
+                format!(
+                    "request {}: {} until {}",
+                    r.id,
+                    r.wanted.describe(),
+                    when(g.end)
+                ),
             )?;
-            let not_made =
-                |why: String| super::record_not_made(&policy, &actor, "request-approved", &r.user, why);
+            let not_made = |why: String| {
+                super::record_not_made(&policy, &actor, "request-approved", &r.user, why)
+            };
             let grant_store = GrantStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
             grants::save(&grant_store, &g).map_err(|e| not_made(e.to_string()))?;
             match requests::record_approval(&store, &r.id, &g) {

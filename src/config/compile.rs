@@ -72,11 +72,7 @@ pub fn compile(
     login.oidc = oidc_providers(&raw, &roles, c);
     let log = log(&raw, c);
     let review = crate::policy::ReviewSettings {
-        period: duration_or(
-            &raw.review.period,
-            crate::policy::DEFAULT_REVIEW_PERIOD,
-            c,
-        ),
+        period: duration_or(&raw.review.period, crate::policy::DEFAULT_REVIEW_PERIOD, c),
     };
     let break_glass = raw.break_glass.as_ref().map(|bg| {
         let b = bg.get_ref();

@@ -860,7 +860,8 @@ fn the_review_period_reads_like_a_duration() {
     let base = "practice = \"P\"\n[server]\nlisten = \"127.0.0.1:0\"\n[review]\n";
     let errs = errors(&format!("{base}period = \"every quarter\"\n"));
     assert!(
-        errs.iter().any(|e| e.contains(":5:") && e.contains("not a length of time")),
+        errs.iter()
+            .any(|e| e.contains(":5:") && e.contains("not a length of time")),
         "{errs:#?}"
     );
     let errs = errors(&format!("{base}period = \"0 days\"\n"));

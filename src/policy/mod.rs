@@ -1230,9 +1230,9 @@ pub fn decide_traced<'i>(
             let app_name = policy.apps.get(route.app).map(|a| a.name.as_str());
             by_grant = (!by_role && !by_name)
                 .then(|| {
-                    who.access_grants.iter().find(|g| {
-                        app_name == Some(g.app.as_str()) && g.pattern.matches(facts.path)
-                    })
+                    who.access_grants
+                        .iter()
+                        .find(|g| app_name == Some(g.app.as_str()) && g.pattern.matches(facts.path))
                 })
                 .flatten();
             if own_network {

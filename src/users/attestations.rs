@@ -159,11 +159,7 @@ pub fn take_overdue_alerts(
         let due: Vec<(String, Option<i64>)> = all
             .overdue(users, period, now)
             .into_iter()
-            .filter(|(u, _)| {
-                all.overdue_alerted
-                    .get(u)
-                    .is_none_or(|t| now - t >= period)
-            })
+            .filter(|(u, _)| all.overdue_alerted.get(u).is_none_or(|t| now - t >= period))
             .collect();
         for (u, _) in &due {
             all.overdue_alerted.insert(u.clone(), now);
@@ -190,9 +186,18 @@ mod tests {
     fn decisions_need_a_note_unless_kept() {
         let u = users();
         assert!(check(&u, "jo", "boss", "keep", "", 0).is_ok());
-        assert!(matches!(check(&u, "jo", "boss", "remove", " ", 0), Err(AttestError::NoNote)));
-        assert!(matches!(check(&u, "jo", "boss", "delete", "x", 0), Err(AttestError::NoDecision)));
-        assert!(matches!(check(&u, "nobody", "boss", "keep", "", 0), Err(AttestError::NoAccount(_))));
+        assert!(matches!(
+            check(&u, "jo", "boss", "remove", " ", 0),
+            Err(AttestError::NoNote)
+        ));
+        assert!(matches!(
+            check(&u, "jo", "boss", "delete", "x", 0),
+            Err(AttestError::NoDecision)
+        ));
+        assert!(matches!(
+            check(&u, "nobody", "boss", "keep", "", 0),
+            Err(AttestError::NoAccount(_))
+        ));
     }
 
     #[test]
@@ -204,16 +209,33 @@ mod tests {
         save(&store, &check(&u, "jo", "boss", "keep", "", 1000).unwrap()).unwrap();
         let all = store.read().unwrap();
         // kim was never reviewed; a terminated account needs no review.
-        assert_eq!(all.overdue(&u, period, 1050), vec![("kim".to_string(), None)]);
+        assert_eq!(
+            all.overdue(&u, period, 1050),
+            vec![("kim".to_string(), None)]
+        );
         assert_eq!(
             all.overdue(&u, period, 1101),
             vec![("jo".to_string(), Some(1100)), ("kim".to_string(), None)]
         );
-        assert_eq!(take_overdue_alerts(&store, &u, period, 1101).unwrap().len(), 2);
-        assert!(take_overdue_alerts(&store, &u, period, 1150).unwrap().is_empty());
-        assert_eq!(take_overdue_alerts(&store, &u, period, 1201).unwrap().len(), 2);
+        assert_eq!(
+            take_overdue_alerts(&store, &u, period, 1101).unwrap().len(),
+            2
+        );
+        assert!(
+            take_overdue_alerts(&store, &u, period, 1150)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            take_overdue_alerts(&store, &u, period, 1201).unwrap().len(),
+            2
+        );
         // Reviewed again: no longer overdue.
-        save(&store, &check(&u, "jo", "boss", "change", "drop billing", 1300).unwrap()).unwrap();
+        save(
+            &store,
+            &check(&u, "jo", "boss", "change", "drop billing", 1300).unwrap(),
+        )
+        .unwrap();
         assert_eq!(store.read().unwrap().overdue(&u, period, 1310).len(), 1);
     }
 }

@@ -64,18 +64,20 @@ impl Grant {
     /// For an export or access grant: whether it covers `path` (canonical).
     pub fn covers(&self, path: &str) -> bool {
         match &self.kind {
-            GrantKind::Export { route } | GrantKind::Access { route, .. } => match Pattern::parse(route, false) {
-                Ok(pattern) => RouteTable::new(vec![Matcher {
-                    pattern,
-                    host: None,
-                    methods: None,
-                    fold_case: false,
-                }])
-                .lookup("", &http::Method::GET, path)
-                .route()
-                .is_some(),
-                Err(_) => false,
-            },
+            GrantKind::Export { route } | GrantKind::Access { route, .. } => {
+                match Pattern::parse(route, false) {
+                    Ok(pattern) => RouteTable::new(vec![Matcher {
+                        pattern,
+                        host: None,
+                        methods: None,
+                        fold_case: false,
+                    }])
+                    .lookup("", &http::Method::GET, path)
+                    .route()
+                    .is_some(),
+                    Err(_) => false,
+                }
+            }
             GrantKind::BreakGlass { .. } => false,
         }
     }
@@ -87,7 +89,9 @@ impl GrantKind {
         match self {
             GrantKind::Export { route } => ("export", route.clone()),
             GrantKind::Access { app, route } => ("access", format!("{app} {route}")),
-            GrantKind::BreakGlass { roles } => ("break-glass", format!("roles {}", roles.join(", "))),
+            GrantKind::BreakGlass { roles } => {
+                ("break-glass", format!("roles {}", roles.join(", ")))
+            }
         }
     }
 }

@@ -3,8 +3,8 @@
 //! the officer's grants, and the access review.
 
 pub mod accounts;
-pub mod attestations;
 pub mod admin;
+pub mod attestations;
 pub mod diff;
 pub mod directory;
 pub mod grants;

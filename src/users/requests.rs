@@ -135,7 +135,9 @@ pub enum RequestError {
     #[error("you have already asked for this; the security officer has not decided yet")]
     AlreadyPending,
     /// Too many requests waiting.
-    #[error("you have {MAX_PENDING} requests waiting already; wait for the security officer to decide on them")]
+    #[error(
+        "you have {MAX_PENDING} requests waiting already; wait for the security officer to decide on them"
+    )]
     TooMany,
     /// No such request waiting.
     #[error("there is no request '{0}' waiting for a decision; see `ward request list`")]
@@ -408,7 +410,12 @@ mod tests {
     #[test]
     fn reasons_and_times_are_checked() {
         let all = Requests::default();
-        for (reason, wished) in [("short", "8h"), ("month-end statements", "31d"), ("month-end statements", "0s"), ("month-end statements", "soon")] {
+        for (reason, wished) in [
+            ("short", "8h"),
+            ("month-end statements", "31d"),
+            ("month-end statements", "0s"),
+            ("month-end statements", "soon"),
+        ] {
             assert!(
                 check_new(&all, "jo", billing(), reason, wished, 0).is_err(),
                 "{reason} {wished}"
@@ -465,10 +472,20 @@ mod tests {
     fn decisions_are_kept_and_told_once() {
         let dirpath = tempfile::tempdir().unwrap();
         let store = RequestStore::open(dirpath.path()).unwrap();
-        let r = check_new(&store.read().unwrap(), "jo", billing(), "month-end statements", "8h", 1)
-            .unwrap();
+        let r = check_new(
+            &store.read().unwrap(),
+            "jo",
+            billing(),
+            "month-end statements",
+            "8h",
+            1,
+        )
+        .unwrap();
         submit(&store, &r).unwrap();
-        assert!(matches!(submit(&store, &r), Err(RequestError::AlreadyPending)));
+        assert!(matches!(
+            submit(&store, &r),
+            Err(RequestError::AlreadyPending)
+        ));
         assert!(take_news(&store, "jo").unwrap().is_empty());
         assert!(record_denial(&store, &r.id, "boss", "not needed", 5).unwrap());
         // Decided: a second decision finds nothing waiting.

@@ -7,8 +7,8 @@
 
 use crate::csv;
 use crate::policy::{Export, Policy};
-use crate::users::directory::{self, today};
 use crate::users::attestations::{Attestation, Attestations};
+use crate::users::directory::{self, today};
 use crate::users::{Directory, Secrets, Status};
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -360,7 +360,10 @@ impl Review {
             ("ends-soon", format!("ending within {ENDS_SOON_DAYS} days")),
             ("export", "with a role that grants export".to_string()),
             ("break-glass", "that may invoke break-glass".to_string()),
-            ("review-overdue", "not reviewed within the review period".to_string()),
+            (
+                "review-overdue",
+                "not reviewed within the review period".to_string(),
+            ),
         ] {
             let n = count(code);
             if n > 0 {

@@ -37,13 +37,10 @@ impl Asked {
 
 /// What the person may ask for about this page, worked out with `decide` as if from their
 /// own device: the route that refused them, or why a request cannot help.
-fn wanted(
-    req: &PageRequest<'_>,
-    who: &Identity,
-    asked: &Asked,
-) -> Result<Wanted, &'static str> {
+fn wanted(req: &PageRequest<'_>, who: &Identity, asked: &Asked) -> Result<Wanted, &'static str> {
     let policy = req.policy;
-    let path = crate::path::canonicalize(&asked.path).map_err(|_| "That address cannot be read.")?;
+    let path =
+        crate::path::canonicalize(&asked.path).map_err(|_| "That address cannot be read.")?;
     let facts = Facts::on_own_device(req.client_ip, &Method::GET, &asked.host, &path, Some(who));
     let d = policy::decide(&facts, policy);
     let route = d.route.and_then(|id| policy.routes.get(id));
@@ -54,9 +51,7 @@ fn wanted(
             route: r.path.clone(),
         }),
         ("access", Verdict::Allow, _, _) => Err("You can already open this page."),
-        ("export", Verdict::Allow, Some(r), _)
-            if matches!(d.export, ExportRule::Blocked(_)) =>
-        {
+        ("export", Verdict::Allow, Some(r), _) if matches!(d.export, ExportRule::Blocked(_)) => {
             Ok(Wanted::Export {
                 route: r.path.clone(),
             })
@@ -141,7 +136,10 @@ pub async fn serve(
     }
     let (saving, into) = (new.clone(), store.clone());
     let saved = tokio::task::spawn_blocking(move || requests::submit(&into, &saving)).await;
-    if let Err(why) = saved.map_err(|_| "ward could not save your request; try again.".to_string()).and_then(|r| r.map_err(|e| kit::capital(&e.to_string()))) {
+    if let Err(why) = saved
+        .map_err(|_| "ward could not save your request; try again.".to_string())
+        .and_then(|r| r.map_err(|e| kit::capital(&e.to_string())))
+    {
         return show(req, &who, &session.csrf, &asked, news, Some(&why), &store).await;
     }
     // The reason may name a patient: it stays in the trail and the console, not in alerts.

@@ -57,7 +57,8 @@ pub fn place(path: &str) -> Place {
 pub fn needs_own_host(path: &str) -> bool {
     path == "/.ward/break-glass"
         || path == "/.ward/request"
-        || path == "/.ward/officer" || path.starts_with("/.ward/officer/")
+        || path == "/.ward/officer"
+        || path.starts_with("/.ward/officer/")
 }
 
 /// `https://HOST[:PORT]`, with the port the request came in on.

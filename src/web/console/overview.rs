@@ -5,8 +5,8 @@ use crate::body::Body;
 use crate::session::Stage;
 use crate::users::Status;
 use crate::users::accounts;
-use crate::users::grants::GrantKind;
 use crate::users::attestations::{self, AttestationStore};
+use crate::users::grants::GrantKind;
 use crate::users::review::{self, DEFAULT_IDLE_DAYS, Review};
 use crate::web::kit::{PageOutcome, capital};
 use http::{Response, StatusCode};
@@ -110,6 +110,19 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
         html! { div { strong { (n) } a href={ (BASE) (link) } { (words) } } }
     };
     let review = current_review(ctx, DEFAULT_IDLE_DAYS).await;
+    let waiting = gate
+        .accounts
+        .request_store()
+        .read_async()
+        .await
+        .map(|all| crate::users::requests::pending(&all).count())
+        .unwrap_or(0);
+    let overdue = review.as_ref().map_or(0, |r| {
+        r.rows
+            .iter()
+            .filter(|row| row.flags.iter().any(|f| f.code() == "review-overdue"))
+            .count()
+    });
     let h = html! {
         @match &review {
             Ok(r) if !r.warnings.is_empty() => div.warnings role="alert" {
@@ -134,6 +147,8 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
             (count(exports, "export grants in force", "grants"))
             (count(access, "access grants in force", "grants"))
             (count(glass, "break-glass grants in force", "grants"))
+            (count(waiting, "access requests waiting", "requests"))
+            (count(overdue, "people whose access review is overdue", "review"))
         }
         @if let Ok(r) = &review {
             h2 { "From the access review" }
@@ -267,7 +282,11 @@ fn sign_off_form(ctx: &Ctx<'_>, r: &Review) -> Markup {
 }
 
 /// `POST /.ward/officer/review/attest`.
-pub(super) async fn attest(ctx: &Ctx<'_>, form: &Form, outcome: &mut PageOutcome) -> Response<Body> {
+pub(super) async fn attest(
+    ctx: &Ctx<'_>,
+    form: &Form,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
     let snap = ctx.shared.gate.accounts.snapshot();
     let user = form.get("user").trim().to_string();
     let a = match attestations::check(

@@ -140,9 +140,13 @@ pub(super) async fn approve(
         when(g.end)
     );
     let warn = match ctx
-        .record_first(outcome, "request-approved", Some(&r.user), detail, move |x| {
-            x.grant(grant_text)
-        })
+        .record_first(
+            outcome,
+            "request-approved",
+            Some(&r.user),
+            detail,
+            move |x| x.grant(grant_text),
+        )
         .await
     {
         Ok(warn) => warn,
@@ -188,11 +192,7 @@ pub(super) async fn approve(
 }
 
 /// `POST /.ward/officer/requests/deny`.
-pub(super) async fn deny(
-    ctx: &Ctx<'_>,
-    form: &Form,
-    outcome: &mut PageOutcome,
-) -> Response<Body> {
+pub(super) async fn deny(ctx: &Ctx<'_>, form: &Form, outcome: &mut PageOutcome) -> Response<Body> {
     let id = form.get("id").trim().to_string();
     let store = ctx.shared.gate.accounts.request_store().clone();
     let all = match store.read_async().await {
