@@ -71,6 +71,21 @@ async fn text_of(b: &Browser, path: &str) -> (u16, String) {
     (status, resp.text().await.unwrap())
 }
 
+/// acme_jo of Acme Billing (a vendor biller, who may not open /billing), signed in.
+async fn vendor_signed_in(ward: &Ward) -> Browser {
+    let jo = enrolled_user(
+        &ward.site,
+        "acme_jo",
+        &["vendor_biller"],
+        PW,
+        Some("Acme Billing"),
+        Some("2031-06-30"),
+    );
+    // ward reads the accounts file four times a second.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    signed_in(ward, "acme_jo", &jo).await
+}
+
 /// The refused page's "Request access" link, as the browser follows it.
 fn request_link(html: &str) -> String {
     let at = html
@@ -144,16 +159,7 @@ async fn a_vendor_asks_an_officer_approves_in_a_real_browser_and_the_grant_ends(
     let started = Instant::now();
     let (_ehr, ward, _config) = start("");
     let boss = enrolled_user(&ward.site, "boss", &["officer"], PW, None, None);
-    let jo = enrolled_user(
-        &ward.site,
-        "acme_jo",
-        &["vendor_biller"],
-        PW,
-        Some("Acme Billing"),
-        Some("2031-06-30"),
-    );
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let vendor = signed_in(&ward, "acme_jo", &jo).await;
+    let vendor = vendor_signed_in(&ward).await;
     // Asking is not having: a request opens nothing.
     let id = ask_for_billing(&ward, &vendor, "Month-end statements for Acme", "20s").await;
     assert_eq!(vendor.get("/billing").await.status(), 403);
@@ -249,17 +255,19 @@ async fn denials_reach_the_person_once_and_nobody_decides_their_own_request() {
     let (_ehr, ward, config) = start("");
     let boss = enrolled_user(&ward.site, "boss", &["officer"], PW, None, None);
     enrolled_user(&ward.site, "deputy", &["officer"], PW, None, None);
-    let jo = enrolled_user(
-        &ward.site,
-        "acme_jo",
-        &["vendor_biller"],
-        PW,
-        Some("Acme Billing"),
-        Some("2031-06-30"),
-    );
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let vendor = signed_in(&ward, "acme_jo", &jo).await;
+    let vendor = vendor_signed_in(&ward).await;
     let id = ask_for_billing(&ward, &vendor, "Month-end statements for Acme", "8h").await;
+
+    // A download refused offers the same, for an export grant of the route.
+    let (status, html) = text_of(&vendor, "/reports/patients.csv").await;
+    assert_eq!(status, 403, "{html}");
+    let link = request_link(&html);
+    assert_eq!(
+        link,
+        "/.ward/request?kind=export&host=localhost&path=%2Freports%2Fpatients.csv"
+    );
+    let (_, form) = text_of(&vendor, &link).await;
+    assert!(form.contains("export from /**"), "{form}");
 
     // One request waiting per page: asking again is refused.
     let (_, form) = text_of(

@@ -277,6 +277,20 @@ pub fn record_approval(
     id: &str,
     grant: &Grant,
 ) -> Result<bool, RequestError> {
+    settle(
+        store,
+        id,
+        Standing::Approved {
+            by: grant.granted_by.clone(),
+            at: grant.start,
+            grant: grant.id.clone(),
+            until: grant.end,
+        },
+    )
+}
+
+/// Sets the standing of request `id` while it is still waiting; false if it was decided meanwhile.
+fn settle(store: &RequestStore, id: &str, standing: Standing) -> Result<bool, RequestError> {
     Ok(store.update(|all| {
         match all
             .requests
@@ -284,12 +298,7 @@ pub fn record_approval(
             .find(|r| r.id == id && r.is_pending())
         {
             Some(r) => {
-                r.standing = Standing::Approved {
-                    by: grant.granted_by.clone(),
-                    at: grant.start,
-                    grant: grant.id.clone(),
-                    until: grant.end,
-                };
+                r.standing = standing;
                 true
             }
             None => false,
@@ -320,23 +329,15 @@ pub fn record_denial(
     note: &str,
     now: i64,
 ) -> Result<bool, RequestError> {
-    Ok(store.update(|all| {
-        match all
-            .requests
-            .iter_mut()
-            .find(|r| r.id == id && r.is_pending())
-        {
-            Some(r) => {
-                r.standing = Standing::Denied {
-                    by: officer.to_string(),
-                    at: now,
-                    note: note.to_string(),
-                };
-                true
-            }
-            None => false,
-        }
-    })?)
+    settle(
+        store,
+        id,
+        Standing::Denied {
+            by: officer.to_string(),
+            at: now,
+            note: note.to_string(),
+        },
+    )
 }
 
 /// `user`'s decided requests not shown to them yet, now marked as shown (each is told once).
