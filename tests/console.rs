@@ -835,7 +835,10 @@ fn report_access_and_check_warn_about_officers() {
         "{out}"
     );
     assert!(
-        lines[1].ends_with("never signed in; ends within 14 days (in 5)"),
+        // Never signed off in ward's access review either.
+        lines[1].ends_with(
+            "never signed in; ends within 14 days (in 5); never reviewed (review overdue)"
+        ),
         "{out}"
     );
     // HTML to a file only its owner can read; --config may come first.
