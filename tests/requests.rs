@@ -509,6 +509,8 @@ async fn an_overdue_review_is_flagged_alerted_once_and_signed_off() {
         let store = AttestationStore::open(&ward.site.path("state")).unwrap();
         store
             .update(|all| {
+                // ward has watched reviews for two hours: never reviewed is overdue too.
+                all.tracking_since = Some(unix_now() as i64 - 7200);
                 all.attestations.push(Attestation {
                     user: "dr_lee".into(),
                     by: "boss".into(),

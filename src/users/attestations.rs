@@ -64,6 +64,10 @@ pub struct Attestations {
     pub attestations: Vec<Attestation>,
     /// Per person, unix seconds of the last "review overdue" alert.
     pub overdue_alerted: BTreeMap<String, i64>,
+    /// Unix seconds ward began watching reviews: a person never reviewed falls due one
+    /// period after it (so a new installation does not flag and alert everyone at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_since: Option<i64>,
 }
 
 impl StoreFile for Attestations {
@@ -131,9 +135,11 @@ impl Attestations {
     }
 
     /// The accounts that can sign in and are not reviewed within `period` seconds at `now`,
-    /// each with when the review fell due (`None`: never reviewed).
+    /// each with when the review fell due (`None`: never reviewed, and one period has passed
+    /// since ward began watching reviews).
     pub fn overdue(&self, users: &Directory, period: i64, now: i64) -> Vec<(String, Option<i64>)> {
         let day = today(now);
+        let first_due = self.tracking_since.unwrap_or(now) + period;
         users
             .accounts
             .values()
@@ -141,7 +147,8 @@ impl Attestations {
             .filter_map(|a| match self.last_for(&a.name) {
                 Some(last) if now - last.at <= period => None,
                 Some(last) => Some((a.name.clone(), Some(last.at + period))),
-                None => Some((a.name.clone(), None)),
+                None if now > first_due => Some((a.name.clone(), None)),
+                None => None,
             })
             .collect()
     }
@@ -156,6 +163,7 @@ pub fn take_overdue_alerts(
     now: i64,
 ) -> Result<Vec<(String, Option<i64>)>, AttestError> {
     Ok(store.update(|all| {
+        all.tracking_since.get_or_insert(now);
         let due: Vec<(String, Option<i64>)> = all
             .overdue(users, period, now)
             .into_iter()
@@ -207,10 +215,18 @@ mod tests {
         let store = AttestationStore::open(dir.path()).unwrap();
         let period = 100;
         save(&store, &check(&u, "jo", "boss", "keep", "", 1000).unwrap()).unwrap();
+        // Never reviewed is not overdue until ward has watched reviews for a period.
+        assert!(store.read().unwrap().overdue(&u, period, 1050).is_empty());
+        assert!(
+            take_overdue_alerts(&store, &u, period, 950)
+                .unwrap()
+                .is_empty()
+        );
         let all = store.read().unwrap();
+        assert_eq!(all.tracking_since, Some(950));
         // kim was never reviewed; a terminated account needs no review.
         assert_eq!(
-            all.overdue(&u, period, 1050),
+            all.overdue(&u, period, 1051),
             vec![("kim".to_string(), None)]
         );
         assert_eq!(
