@@ -71,6 +71,18 @@ async fn text_of(b: &Browser, path: &str) -> (u16, String) {
     (status, resp.text().await.unwrap())
 }
 
+/// A request for an export grant of the patient list, with the form token `csrf`.
+fn export_form(csrf: &str) -> [(&'static str, &str); 6] {
+    [
+        ("csrf", csrf),
+        ("kind", "export"),
+        ("host", "localhost"),
+        ("path", "/reports/patients.csv"),
+        ("reason", "Patient list for the mailing"),
+        ("duration", "1h"),
+    ]
+}
+
 /// acme_jo of Acme Billing (a vendor biller, who may not open /billing), signed in.
 async fn vendor_signed_in(ward: &Ward) -> Browser {
     let jo = enrolled_user(
@@ -292,10 +304,26 @@ async fn denials_reach_the_person_once_and_nobody_decides_their_own_request() {
             .unwrap()
             .contains("already asked for this")
     );
-    // A form from elsewhere, or without the session's token, makes no request.
-    let mut forged = again;
-    forged[0].1 = "forged";
-    assert_eq!(vendor.post("/.ward/request", &forged).await.status(), 400);
+    // Without the session's token, or from another site, no request is made (the export
+    // request below is one the person may make, with the token).
+    let resp = vendor.post("/.ward/request", &export_form("forged")).await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("This form has expired"));
+    let resp = vendor
+        .post_from(
+            "https://evil.example",
+            "/.ward/request",
+            &export_form(&csrf),
+        )
+        .await;
+    assert_ne!(resp.status(), 200);
+    let file = std::fs::read_to_string(ward.site.path("state/requests.json")).unwrap();
+    assert!(!file.contains("export"), "{file}");
+    // The control: the same form with the token, from ward's page, is taken.
+    let resp = vendor.post("/.ward/request", &export_form(&csrf)).await;
+    assert_eq!(resp.status(), 200);
+    let file = std::fs::read_to_string(ward.site.path("state/requests.json")).unwrap();
+    assert!(file.contains("\"type\": \"export\""), "{file}");
     // Nothing to ask for where the person already has access.
     let (_, page) = text_of(
         &vendor,
