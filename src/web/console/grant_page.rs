@@ -5,7 +5,7 @@ use super::{BASE, Ctx, Form, Notice, Section, blocking, head_row, when};
 use crate::body::Body;
 use crate::users::grants::{self, Grant, GrantKind};
 use crate::web::kit::{PageOutcome, capital};
-use http::{Response, StatusCode};
+use http::Response;
 use maud::{Markup, html};
 
 /// Values of the export form, to show again after a refusal.
@@ -80,11 +80,7 @@ pub(super) fn list(ctx: &Ctx<'_>, notice: Notice, refill: Option<ExportValues>) 
         }
         (export_form(ctx, &refill.unwrap_or_default()))
     };
-    let status = if notice.is_problem() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = notice.status();
     ctx.page(status, Section::Grants, "Grants", &notice, h)
 }
 

@@ -254,6 +254,15 @@ impl Notice {
     fn is_problem(&self) -> bool {
         matches!(self, Notice::Problem(_))
     }
+
+    /// The page's status: 400 when it reports a refusal, else 200.
+    fn status(&self) -> StatusCode {
+        if self.is_problem() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        }
+    }
 }
 
 /// The console's sections, for the navigation.

@@ -239,11 +239,7 @@ pub(super) async fn review(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
         (r.table_html(Some(&format!("{BASE}users/"))))
         (sign_off_form(ctx, &r))
     };
-    let status = if notice.is_problem() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = notice.status();
     ctx.page(status, Section::Review, "Access review", &notice, h)
 }
 

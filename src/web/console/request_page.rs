@@ -99,11 +99,7 @@ pub(super) async fn list(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
             }
         }
     };
-    let status = if notice.is_problem() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = notice.status();
     ctx.page(status, Section::Requests, "Access requests", &notice, h)
 }
 
