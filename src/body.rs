@@ -62,10 +62,9 @@ impl<G: Send + Unpin + 'static> http_body::Body for Guarded<G> {
     }
 }
 
-/// `body` followed by `tail` (used to add the idle script to HTML pages).
-pub fn append(body: Body, tail: &'static str) -> Body {
-    let tail = http_body_util::Full::new(Bytes::from_static(tail.as_bytes()))
-        .map_err(|never| match never {});
+/// `body` followed by `tail` (used to add ward's marks to HTML pages).
+pub fn append(body: Body, tail: impl Into<Bytes>) -> Body {
+    let tail = http_body_util::Full::new(tail.into()).map_err(|never| match never {});
     Appended {
         first: Some(body),
         tail,

@@ -69,16 +69,21 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let store = Arc::new(PolicyStore::open(file, overrides)?);
     let audit_settings = store.current().policy.audit.clone();
+    let deliveries = metrics::Deliveries::default();
     let alerts = {
         let p = &store.current().policy;
-        audit::alerts::Alerts::start(&p.alerts, &p.practice)
+        audit::alerts::Alerts::start(&p.alerts, &p.practice, deliveries.clone())
     };
     let to_alerts = alerts.clone();
-    let audit = audit::Audit::open_reporting(&audit_settings, move |c| to_alerts.checkpoint(c))
-        .map_err(|source| StartError::Audit {
-            dir: audit_settings.dir.clone(),
-            source,
-        })?;
+    let audit = audit::Audit::open_reporting(
+        &audit_settings,
+        move |c| to_alerts.checkpoint(c),
+        deliveries,
+    )
+    .map_err(|source| StartError::Audit {
+        dir: audit_settings.dir.clone(),
+        source,
+    })?;
     let (gate, saver, shared_store) = open_gate(&store, audit.clone(), alerts)?;
     let shared = Arc::new(web::state::Shared::new(store.clone(), gate, audit.clone()));
     let watch_start = server::reload::WatchStart::now(&store);

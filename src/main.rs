@@ -104,6 +104,12 @@ enum Command {
         #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
         diff: Option<Vec<PathBuf>>,
     },
+    /// Write JSON Schemas of ward.toml and users.toml, for editors that complete and check TOML.
+    Schema {
+        /// The folder to write ward.schema.json and users.schema.json into.
+        #[arg(long, default_value = "config")]
+        dir: PathBuf,
+    },
     /// Manage accounts: add, list, show, set-roles, deactivate, reactivate, terminate, reset-password, reset-mfa, expire, unlock
     User {
         /// The policy file (may be given before or after the action).
@@ -173,6 +179,7 @@ fn main() -> ExitCode {
         Command::Grant { config, action } => cli::grant::run(&config, action),
         Command::Request { config, action } => cli::request::run(&config, action),
         Command::TotpCode { key } => cli::totp::run(&key),
+        Command::Schema { dir } => cli::schema::run(&dir),
         Command::User { config, action } => cli::user::run(&config, action),
         Command::Audit { config, action } => cli::audit::run(&config, action),
         Command::Report { config, action } => cli::report::run(&config, action),

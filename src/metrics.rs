@@ -32,6 +32,37 @@ struct EventLabel {
     event: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    sink: &'static str,
+    outcome: &'static str,
+}
+
+/// What the background senders did with what they were given, by sink (`webhook`, `email`,
+/// `syslog`) and outcome: `sent`; `retried` (an attempt failed, another follows); `failed`
+/// (given up after the last attempt); `dropped` (its queue was full). Counted whether or not
+/// metrics are served; cheap to clone, all clones count together.
+#[derive(Clone, Debug, Default)]
+pub struct Deliveries {
+    counts: Family<DeliveryLabels, Counter>,
+}
+
+impl Deliveries {
+    /// Adds `n` to `sink`'s count of `outcome`.
+    pub fn count(&self, sink: &'static str, outcome: &'static str, n: u64) {
+        self.counts
+            .get_or_create(&DeliveryLabels { sink, outcome })
+            .inc_by(n);
+    }
+
+    /// The count so far of `outcome` for `sink`.
+    pub fn get(&self, sink: &'static str, outcome: &'static str) -> u64 {
+        self.counts
+            .get_or_create(&DeliveryLabels { sink, outcome })
+            .get()
+    }
+}
+
 /// Seconds, from 1 ms to about 16 s.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -78,7 +109,17 @@ impl Default for Metrics {
 impl Metrics {
     /// Every metric, registered.
     pub fn new() -> Metrics {
+        Metrics::with_deliveries(&Deliveries::default())
+    }
+
+    /// Every metric, with the alert and audit senders' counts in `deliveries`.
+    pub fn with_deliveries(deliveries: &Deliveries) -> Metrics {
         let mut registry = Registry::with_prefix("ward");
+        registry.register(
+            "deliveries",
+            "Alerts (webhook, email) and audit records (syslog) sent off the machine, by sink and outcome: sent, retried, failed (given up), dropped (queue full)",
+            deliveries.counts.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
@@ -249,5 +290,26 @@ mod tests {
         assert!(text.contains("ward_policy_loaded_timestamp_seconds 1700000000"));
         assert!(text.contains("ward_session_store_up 0"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn deliveries_counted_anywhere_show_in_the_text() {
+        let d = Deliveries::default();
+        let m = Metrics::with_deliveries(&d);
+        d.clone().count("email", "failed", 1);
+        d.count("syslog", "dropped", 5);
+        assert_eq!(d.get("syslog", "dropped"), 5);
+        let text = m.render(&Scrape {
+            live_sessions: 0,
+            locked_accounts: 0,
+            policy_stale: false,
+            policy_loaded: 0,
+            store_up: true,
+        });
+        assert!(
+            text.contains("ward_deliveries_total{sink=\"email\",outcome=\"failed\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("ward_deliveries_total{sink=\"syslog\",outcome=\"dropped\"} 5"));
     }
 }

@@ -8,14 +8,6 @@ use common::*;
 use serde_json::json;
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Setup {
     idp: Idp,
     ward: Ward,

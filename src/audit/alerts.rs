@@ -1,16 +1,15 @@
 //! Alerts the officer must see: break-glass, a person signed in from two
 //! places, lockouts and repeated refusals, a sign-in from a new network, a
 //! vendor account used after hours; and each audit checkpoint's hash, to be
-//! kept off the machine. Always to the log; to a webhook when the policy names one.
+//! kept off the machine. Always to the log; to a webhook and by e-mail when the policy
+//! names them. Each of those has its own queue and background task, which tries again
+//! with back-off (`retry`), so a slow or dead receiver never holds up a request.
 
-use bytes::Bytes;
-use http::{Request, header};
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use super::email::{Email, EmailSettings};
+use super::retry;
+use super::webhook::Webhook;
+use crate::metrics::Deliveries;
 use std::net::IpAddr;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// `[alerts]`.
@@ -18,6 +17,8 @@ use tokio::sync::mpsc;
 pub struct AlertSettings {
     /// POST each alert as JSON here.
     pub webhook: Option<String>,
+    /// E-mail each alert (not checkpoints) through this SMTP server.
+    pub email: Option<EmailSettings>,
     /// Refusals of one person within ten minutes that make an alert.
     pub denials: u32,
     /// Working hours for vendor accounts: (start hour, end hour), local time.
@@ -48,64 +49,61 @@ pub struct Alert {
     pub hash: Option<String>,
 }
 
+/// Alerts waiting for one receiver (a queue per receiver, so one that is down does not delay
+/// the others).
+const QUEUE: usize = 1024;
+
+/// One receiver's queue.
+#[derive(Clone)]
+struct Sink {
+    name: &'static str,
+    tx: mpsc::Sender<Alert>,
+    /// Whether checkpoints go here too (they come every `checkpoint_every` records: too
+    /// many for a mailbox).
+    checkpoints: bool,
+}
+
 /// Sends alerts without slowing the request that raised them.
 #[derive(Clone)]
 pub struct Alerts {
-    tx: mpsc::Sender<Alert>,
+    sinks: Vec<Sink>,
     practice: String,
+    deliveries: Deliveries,
 }
 
 impl Alerts {
-    /// Starts the sender task (needs a tokio runtime).
-    pub fn start(settings: &AlertSettings, practice: &str) -> Alerts {
-        let (tx, mut rx) = mpsc::channel::<Alert>(1024);
-        let webhook = settings.webhook.clone();
-        tokio::spawn(async move {
-            let mut http = HttpConnector::new();
-            http.enforce_http(false);
-            let tls = crate::tls::client_config(None).ok();
-            let client = tls.map(|tls| {
-                let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(http);
-                Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector)
-            });
-            while let Some(alert) = rx.recv().await {
-                let (Some(url), Some(client)) = (&webhook, &client) else {
-                    continue;
-                };
-                let Ok(body) = serde_json::to_vec(&alert) else {
-                    continue;
-                };
-                let req = Request::post(url.as_str())
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .header(header::USER_AGENT, "ward-alerts")
-                    .body(Full::new(Bytes::from(body)));
-                let Ok(req) = req else {
-                    continue;
-                };
-                match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
-                    Ok(Ok(resp)) if resp.status().is_success() => {}
-                    Ok(Ok(resp)) => tracing::error!(
-                        status = resp.status().as_u16(),
-                        "the alert webhook refused an alert"
-                    ),
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "cannot deliver an alert to the webhook")
-                    }
-                    Err(_) => tracing::error!("the alert webhook did not answer"),
-                }
+    /// Starts a sender task for each receiver the policy names (needs a tokio runtime). A
+    /// receiver that cannot be set up is logged and left out: the log still has every alert.
+    pub fn start(settings: &AlertSettings, practice: &str, deliveries: Deliveries) -> Alerts {
+        let mut sinks = Vec::new();
+        match settings.webhook.as_deref().map(Webhook::new) {
+            Some(Ok(hook)) => sinks.push(spawn("webhook", true, &deliveries, hook)),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot set up the alert webhook; alerts go to the log only")
             }
-        });
+            None => {}
+        }
+        match settings.email.as_ref().map(Email::new) {
+            Some(Ok(mail)) => sinks.push(spawn("email", false, &deliveries, mail)),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot set up alert e-mail; alerts go to the log only")
+            }
+            None => {}
+        }
         Alerts {
-            tx,
+            sinks,
             practice: practice.to_string(),
+            deliveries,
         }
     }
 
-    /// Raises an alert: logged at once, delivered to the webhook in the background.
+    /// What the senders have done so far.
+    pub fn deliveries(&self) -> &Deliveries {
+        &self.deliveries
+    }
+
+    /// Raises an alert: logged at once, delivered to the webhook and by e-mail in the
+    /// background.
     pub fn raise(&self, event: &'static str, user: &str, detail: String) {
         tracing::warn!(alert = event, user = %user, detail = %detail, "ALERT");
         self.send(self.alert(event, user, detail));
@@ -139,9 +137,47 @@ impl Alerts {
     }
 
     fn send(&self, alert: Alert) {
-        if self.tx.try_send(alert).is_err() {
-            tracing::error!("alert queue full; the alert above went to the log only");
+        for sink in &self.sinks {
+            if alert.event == "checkpoint" && !sink.checkpoints {
+                continue;
+            }
+            // Never waits: a full queue means the receiver has been failing for a while.
+            if sink.tx.try_send(alert.clone()).is_err() {
+                self.deliveries.count(sink.name, "dropped", 1);
+                tracing::error!(
+                    sink = sink.name,
+                    alert = alert.event,
+                    "the alert queue is full (the receiver keeps failing); this alert is in the log only"
+                );
+            }
         }
+    }
+}
+
+/// Somewhere alerts are delivered to (the webhook, the mail server).
+pub(crate) trait Receiver: Send + Sync + 'static {
+    /// One attempt to deliver `alert`.
+    fn send(&self, alert: &Alert) -> impl Future<Output = Result<(), retry::SendError>> + Send;
+}
+
+/// Starts the task that hands `name`'s alerts, one at a time, to `receiver`, with back-off.
+fn spawn(
+    name: &'static str,
+    checkpoints: bool,
+    deliveries: &Deliveries,
+    receiver: impl Receiver,
+) -> Sink {
+    let (tx, mut rx) = mpsc::channel::<Alert>(QUEUE);
+    let deliveries = deliveries.clone();
+    tokio::spawn(async move {
+        while let Some(alert) = rx.recv().await {
+            retry::deliver(name, &deliveries, alert.event, || receiver.send(&alert)).await;
+        }
+    });
+    Sink {
+        name,
+        tx,
+        checkpoints,
     }
 }
 

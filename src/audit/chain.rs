@@ -192,6 +192,10 @@ pub(crate) struct Chain {
     written: Vec<Checkpoint>,
     /// Written but not yet fsynced.
     dirty: bool,
+    /// Whether written lines are kept for `take_lines` (when they are forwarded).
+    keep_lines: bool,
+    /// Lines written since `take_lines` was last called.
+    lines: Vec<u8>,
 }
 
 /// A checkpoint as written: its seq and the hash of its line, which the next record's `prev`
@@ -243,6 +247,8 @@ impl Chain {
             replace_lost_key: false,
             written: Vec::new(),
             dirty: false,
+            keep_lines: false,
+            lines: Vec::new(),
         })
     }
 
@@ -256,6 +262,17 @@ impl Chain {
     /// the officer's explicit `ward audit new-key`.
     pub fn allow_replacing_a_lost_key(&mut self) {
         self.replace_lost_key = true;
+    }
+
+    /// Keeps every line written from now on for `take_lines`.
+    pub fn keep_lines(mut self, keep: bool) -> Chain {
+        self.keep_lines = keep;
+        self
+    }
+
+    /// The lines written since the last call, each with its newline (empty unless kept).
+    pub fn take_lines(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.lines)
     }
 
     /// The checkpoints written since the last call.
@@ -371,6 +388,9 @@ impl Chain {
             return Err(io_err(&path, e));
         }
         cur.len += buf.len() as u64;
+        if self.keep_lines {
+            self.lines.extend_from_slice(buf);
+        }
         Ok(())
     }
 
@@ -426,11 +446,33 @@ impl Chain {
             && let Ok(m) = std::fs::metadata(&cur.path)
             && m.dev() == cur.dev
             && m.ino() == cur.ino
-            && m.len() == cur.len
         {
-            return Ok(());
+            if m.len() == cur.len {
+                return Ok(());
+            }
+            if self.keep_lines && m.len() > cur.len {
+                self.keep_appended(cur.len, m.len());
+            }
         }
         self.rescan()
+    }
+
+    /// Keeps, for `take_lines`, the whole lines another writer (a `ward user` command)
+    /// appended to the current file between `from` and `to`, when they are few; otherwise
+    /// they are left out, and the forwarder names the gap.
+    fn keep_appended(&mut self, from: u64, to: u64) {
+        let Some(cur) = &self.cur else { return };
+        if to - from > MAX_LINE as u64 {
+            return;
+        }
+        let mut added = vec![0u8; (to - from) as usize];
+        if read_at(&cur.file, from, &mut added).is_err() {
+            return;
+        }
+        // Only complete lines: a torn one is cut away by the rescan that follows.
+        if let Some(end) = added.iter().rposition(|&b| b == b'\n') {
+            self.lines.extend_from_slice(&added[..=end]);
+        }
     }
 
     /// Finds the newest file and its last record; cuts away a torn last line.
@@ -887,6 +929,36 @@ mod tests {
         assert!(trail_files(dir.path()).unwrap().len() > 3);
         let last = a.append(vec![Record::signin("a")], false, now).unwrap();
         assert_eq!(last[0], lines(dir.path()).len() as u64 - 1);
+        assert_chain(dir.path());
+    }
+
+    #[test]
+    fn kept_lines_include_what_another_writer_appended_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        let mut a = Chain::open(dir.path(), limits(u64::MAX, 0))
+            .unwrap()
+            .keep_lines(true);
+        let mut b = Chain::open(dir.path(), limits(u64::MAX, 0)).unwrap();
+        a.append(vec![Record::signin("a1")], false, now).unwrap();
+        let first = a.take_lines();
+        b.append(vec![Record::officer("officer", "b1")], false, now)
+            .unwrap();
+        a.append(vec![Record::signin("a2")], false, now).unwrap();
+        assert!(b.take_lines().is_empty());
+        let kept = String::from_utf8(a.take_lines()).unwrap();
+        let all = lines(dir.path());
+        let tail: Vec<&str> = kept.lines().collect();
+        assert_eq!(tail.len(), 2, "{kept}");
+        assert_eq!(
+            tail,
+            [all[all.len() - 2].2.as_str(), all[all.len() - 1].2.as_str()]
+        );
+        assert!(
+            tail[0].contains("\"b1\"") && tail[1].contains("\"a2\""),
+            "{kept}"
+        );
+        assert!(String::from_utf8(first).unwrap().contains("\"a1\""));
         assert_chain(dir.path());
     }
 

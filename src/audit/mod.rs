@@ -22,6 +22,10 @@
 //! in a `recovered` record, by the next writer.
 
 pub mod alerts;
+pub mod email;
+pub mod retry;
+pub mod syslog;
+mod webhook;
 
 mod chain;
 pub mod key;
@@ -68,6 +72,8 @@ pub struct AuditSettings {
     /// This instance's name, in its files' names and records, when several instances keep
     /// trails (`[audit] instance`); none: the one unnamed chain.
     pub instance: Option<String>,
+    /// Where every record is also sent, as syslog (`[audit] syslog`).
+    pub syslog: Option<syslog::SyslogSettings>,
 }
 
 impl Default for AuditSettings {
@@ -79,6 +85,7 @@ impl Default for AuditSettings {
             fsync_every: Duration::from_millis(200),
             checkpoint_every: 1000,
             instance: None,
+            syslog: None,
         }
     }
 }
@@ -118,6 +125,9 @@ pub enum AuditError {
     /// The checkpoint key cannot be read or made.
     #[error("the audit trail's signing key cannot be used: {0}")]
     Key(#[from] key::KeyError),
+    /// `[audit] syslog` was asked for outside ward's runtime.
+    #[error("forwarding the audit trail to syslog needs a running ward")]
+    NoRuntime,
     /// The writer has stopped (ward is shutting down).
     #[error("the audit trail is closed (ward is stopping)")]
     Closed,
@@ -177,6 +187,8 @@ struct Writer {
     written: Mutex<Written>,
     report: Report,
     fsync_every: Duration,
+    /// Sends written lines to the syslog collector, when there is one.
+    forward: Option<syslog::Forwarder>,
 }
 
 impl Writer {
@@ -207,6 +219,7 @@ impl Writer {
             self.write(&mut w, batch, false);
         }
         let result = w.results.remove(&ticket).unwrap_or(Err(AuditError::Closed));
+        self.forward_written(&mut w);
         let checkpoints = w.chain.take_checkpoints();
         if self.fsync_every.is_zero() {
             sync(&mut w.chain);
@@ -258,10 +271,19 @@ impl Writer {
         }
         self.write(&mut w, batch, true);
         w.closed = true;
+        self.forward_written(&mut w);
         sync(&mut w.chain);
         let checkpoints = w.chain.take_checkpoints();
         drop(w);
         checkpoints.into_iter().for_each(&self.report);
+    }
+
+    /// Hands the lines just written to the syslog sender, under the writer's lock so that
+    /// batches leave in the order they were written. Never waits.
+    fn forward_written(&self, w: &mut Written) {
+        if let Some(f) = &self.forward {
+            f.send(w.chain.take_lines());
+        }
     }
 
     /// fsyncs what was written since the last time, outside the writer's lock so that
@@ -300,22 +322,46 @@ impl Audit {
     /// on first use, and starts the fsync thread. Blocking; call once at start-up. Works
     /// with or without a tokio runtime.
     pub fn open(settings: &AuditSettings) -> Result<Audit, AuditError> {
-        Audit::open_reporting(settings, |_| {})
+        Audit::open_reporting(settings, |_| {}, crate::metrics::Deliveries::default())
     }
 
     /// `open`, calling `report` for every checkpoint written (on the task that wrote it), so
-    /// its hash can be sent off the machine.
+    /// its hash can be sent off the machine, and with `settings.syslog` starting the sender
+    /// that forwards every line (which needs a tokio runtime), counting in `deliveries`.
     pub fn open_reporting(
         settings: &AuditSettings,
         report: impl Fn(Checkpoint) + Send + Sync + 'static,
+        deliveries: crate::metrics::Deliveries,
     ) -> Result<Audit, AuditError> {
-        let mut chain =
-            Chain::open(&settings.dir, settings.limits())?.named(settings.instance.as_deref());
+        if settings.syslog.is_some() && tokio::runtime::Handle::try_current().is_err() {
+            return Err(AuditError::NoRuntime);
+        }
+        let mut chain = Chain::open(&settings.dir, settings.limits())?
+            .named(settings.instance.as_deref())
+            .keep_lines(settings.syslog.is_some());
         // Resume now, so a broken trail is reported at start-up, not on the first request.
         chain.append(Vec::new(), false, crate::clock::now())?;
         chain.sync()?;
         chain.take_checkpoints().into_iter().for_each(&report);
-        let writer = Arc::new(Writer {
+        let first_lines = chain.take_lines();
+        let writer = Arc::new_cyclic(|weak: &Weak<Writer>| {
+            Writer {
+            forward: settings.syslog.as_ref().and_then(|s| {
+                let weak = weak.clone();
+                let note: syslog::Note = Box::new(move |r| {
+                    if let Some(w) = weak.upgrade()
+                        && let Err(e) = w.record(r)
+                    {
+                        tracing::error!(error = %e, "cannot note the syslog gap in the audit trail");
+                    }
+                });
+                let host = settings
+                    .instance
+                    .clone()
+                    .or_else(host_instance)
+                    .unwrap_or_default();
+                syslog::Forwarder::start(s, host, deliveries.clone(), note)
+            }),
             queue: Mutex::new(Queue {
                 waiting: Vec::new(),
                 next_ticket: 0,
@@ -329,7 +375,11 @@ impl Audit {
             }),
             report: Box::new(report),
             fsync_every: settings.fsync_every,
+        }
         });
+        if let Some(f) = &writer.forward {
+            f.send(first_lines);
+        }
         if !settings.fsync_every.is_zero() {
             let weak = Arc::downgrade(&writer);
             let every = settings.fsync_every;
@@ -359,7 +409,19 @@ impl Audit {
     /// Writes a final checkpoint, fsyncs and stops the writer; later records get `Closed`.
     /// Records handed over before this are written first. Safe to call more than once.
     pub async fn shutdown(&self) {
+        // What waits for the syslog collector goes first (for 2 s at most); what it did
+        // not take is noted in the trail before the trail closes.
+        if let Some(f) = &self.writer.forward
+            && !f.flush(Duration::from_secs(2)).await
+            && let Err(e) = self.writer.record(f.unsent())
+        {
+            tracing::error!(error = %e, "cannot note the unsent records in the audit trail");
+        }
         self.writer.close();
+        if let Some(f) = &self.writer.forward {
+            // The closing checkpoint, if the collector takes it soon.
+            f.flush(Duration::from_secs(2)).await;
+        }
     }
 
     /// The settings the trail was opened with (`on_failure` is the caller's to apply).

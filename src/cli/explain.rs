@@ -359,5 +359,15 @@ fn enforced(d: &policy::Decision<'_>, route: &policy::Route) -> Vec<(&'static st
                 "allowed".into()
             },
         ),
+        (
+            "on pages:",
+            match (route.watermark, route.print_blocked) {
+                (true, true) => "watermark with the person, time and request; printing blocked",
+                (true, false) => "watermark with the person, time and request",
+                (false, true) => "printing blocked",
+                (false, false) => "nothing added",
+            }
+            .into(),
+        ),
     ]
 }

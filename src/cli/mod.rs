@@ -7,6 +7,7 @@ pub mod explain;
 pub mod grant;
 pub mod report;
 pub mod request;
+pub mod schema;
 pub mod serve;
 pub mod totp;
 pub mod user;

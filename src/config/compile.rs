@@ -4,6 +4,7 @@
 use super::closest;
 use super::diag::{Collector, line_col};
 use super::raw::{RawApp, RawPolicy, RawRoute, RawUpstreamAuth, Text};
+use super::spanned::Spanned;
 use super::{CertFile, Certs};
 use crate::policy::media::TypePattern;
 use crate::policy::net::{NetSet, parse_cidr};
@@ -21,7 +22,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use toml::Spanned;
 
 /// Compiles `raw`; `None` (with errors in `c`) when it cannot be used.
 pub fn compile(
@@ -161,6 +161,7 @@ pub fn compile(
                 c,
             ) as u64,
             instance: audit_instance(&raw, c),
+            syslog: super::delivery::syslog(a, certs, c),
         }
     };
     let alerts = {
@@ -211,6 +212,7 @@ pub fn compile(
         }
         crate::audit::alerts::AlertSettings {
             webhook,
+            email: super::delivery::email(a, certs, c),
             denials: count(&a.denials, 1, 10_000, 20, "denials", c) as u32,
             vendor_hours,
             timezone: a.timezone.as_ref().map(|t| t.get_ref().clone()),
@@ -846,26 +848,10 @@ fn session_store(
             "the Redis password is written in the policy; put it in a file readable by ward alone and name it with store_password_file",
         );
     }
-    let password =
-        s.store_password_file
-            .as_ref()
-            .and_then(|f| match std::fs::read_to_string(f.get_ref()) {
-                Ok(p) if !p.trim().is_empty() => Some(p.trim().to_string()),
-                Ok(_) => {
-                    c.error(
-                        f.span(),
-                        format!("the Redis password file {} is empty", f.get_ref()),
-                    );
-                    None
-                }
-                Err(e) => {
-                    c.error(
-                        f.span(),
-                        format!("cannot read the Redis password file {}: {e}", f.get_ref()),
-                    );
-                    None
-                }
-            });
+    let password = s
+        .store_password_file
+        .as_ref()
+        .and_then(|f| super::delivery::secret_file(f, "Redis password", c));
     let ca = s
         .store_ca_file
         .as_ref()
@@ -1545,6 +1531,8 @@ fn routes(
             no_body_for: role_list(&r.no_body_for, &role_names, c),
             device_required: dev.required,
             own_device: dev.own,
+            watermark: r.watermark.as_ref().is_some_and(|b| *b.get_ref()),
+            print_blocked: r.print.as_ref().and_then(|p| print(p, c)).unwrap_or(false),
             when: Conditions {
                 query: conditions(&r.query, "query parameter", c),
                 form: conditions(&r.form, "form field", c),
@@ -1562,6 +1550,21 @@ fn routes(
         out.push(route);
     }
     out
+}
+
+/// A route's `print`: whether printing its pages is blocked.
+fn print(v: &Text, c: &mut Collector<'_>) -> Option<bool> {
+    match v.get_ref().as_str() {
+        "allow" => Some(false),
+        "block" => Some(true),
+        other => {
+            c.error(
+                v.span(),
+                format!("print must be \"allow\" or \"block\", not '{other}'"),
+            );
+            None
+        }
+    }
 }
 
 fn access(

@@ -4,8 +4,11 @@
 //! an officer can act on. A file with errors never becomes a `Policy`.
 
 mod compile;
+mod delivery;
 pub mod diag;
 pub mod raw;
+pub mod schema;
+pub mod spanned;
 
 pub use crate::certs::{CertError, CertFile, CertReader};
 use crate::policy::Policy;
@@ -217,13 +220,11 @@ fn report_unknown(table: &toml::Spanned<DeTable<'_>>, path: &[Step], c: &mut Col
     let (section, where_) = section_of(parent);
     let span = key_span(table, path).unwrap_or(0..0);
     let mut message = format!("unknown setting '{name}' in {where_}");
-    if let Some(best) = closest(name, known_keys(section)) {
+    let known = known_keys(section);
+    if let Some(best) = closest(name, &known) {
         message.push_str(&format!("; did you mean '{best}'?"));
-    } else if !known_keys(section).is_empty() {
-        message.push_str(&format!(
-            "; the settings here are: {}",
-            known_keys(section).join(", ")
-        ));
+    } else if !known.is_empty() {
+        message.push_str(&format!("; the settings here are: {}", known.join(", ")));
     }
     c.error(span, message);
 }

@@ -1,15 +1,17 @@
 //! The policy file as written: every value keeps its place in the file so that
 //! validation can point at it. `compile` turns this into a `Policy`.
 
+use super::spanned::Spanned;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use toml::Spanned;
 
 /// A string with its place in the file.
 pub type Text = Spanned<String>;
 
 /// The whole policy file.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawPolicy {
     pub practice: Option<Text>,
     pub allow_from: Option<Spanned<Vec<Text>>>,
@@ -45,7 +47,8 @@ pub struct RawPolicy {
 }
 
 /// `[server]`: listeners, certificate and connection limits.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<Text>,
     pub redirect_http: Option<Text>,
@@ -68,7 +71,8 @@ pub struct RawServer {
 }
 
 /// `[sessions]`: idle logoff and session lifetime.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawSessions {
     pub idle_timeout: Option<Text>,
     pub max_lifetime: Option<Text>,
@@ -86,7 +90,8 @@ pub struct RawSessions {
 }
 
 /// `[login]`: how people prove who they are.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawLogin {
     pub mfa: Option<Text>,
     pub lockout_after: Option<Spanned<i64>>,
@@ -96,7 +101,8 @@ pub struct RawLogin {
 }
 
 /// One `[[login.oidc]]` identity provider.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawOidc {
     pub name: Option<Text>,
     pub label: Option<Text>,
@@ -119,7 +125,8 @@ pub struct RawOidc {
 }
 
 /// `[break_glass]`: the emergency access procedure.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawBreakGlass {
     pub allowed_roles: Option<Vec<Text>>,
     pub emergency_roles: Option<Vec<Text>>,
@@ -127,26 +134,30 @@ pub struct RawBreakGlass {
 }
 
 /// `[review]`: the periodic access review.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawReview {
     pub period: Option<Text>,
 }
 
 /// `[storage]`: where accounts and ward's own state live.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawStorage {
     pub users: Option<Text>,
     pub state: Option<Text>,
 }
 
 /// `[metrics]`: the Prometheus listener.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawMetrics {
     pub listen: Option<Text>,
 }
 
 /// `[log]`: how ward writes its own log.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawLog {
     pub format: Option<Text>,
     pub level: Option<Text>,
@@ -154,7 +165,8 @@ pub struct RawLog {
 }
 
 /// One entry of `[roles]`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRole {
     pub description: Option<Text>,
     pub idle_timeout: Option<Text>,
@@ -165,7 +177,8 @@ pub struct RawRole {
 }
 
 /// One `[[apps]]` entry: an upstream web system.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawApp {
     pub name: Option<Text>,
     pub upstream: Option<Text>,
@@ -184,7 +197,8 @@ pub struct RawApp {
 
 /// An app's `upstream_auth`: a shared credential ward sends, named here and
 /// read from the environment or a file.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawUpstreamAuth {
     pub basic_user: Option<Text>,
     pub basic_password_env: Option<Text>,
@@ -195,7 +209,8 @@ pub struct RawUpstreamAuth {
 }
 
 /// One `[[routes]]` entry: who may use which paths of an app, from where.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRoute {
     pub app: Option<Text>,
     pub host: Option<Text>,
@@ -218,21 +233,32 @@ pub struct RawRoute {
     pub hide_for: Option<Vec<Text>>,
     pub no_body_for: Option<Vec<Text>>,
     pub device: Option<Text>,
+    pub watermark: Option<Spanned<bool>>,
+    pub print: Option<Text>,
     pub query: Option<Spanned<std::collections::BTreeMap<String, Text>>>,
     pub form: Option<Spanned<std::collections::BTreeMap<String, Text>>>,
 }
 
 /// `[alerts]`: events the officer must see.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawAlerts {
     pub webhook: Option<Text>,
     pub denials: Option<Spanned<i64>>,
     pub vendor_hours: Option<Text>,
     pub timezone: Option<Text>,
+    pub email_to: Option<Spanned<Vec<Text>>>,
+    pub email_from: Option<Text>,
+    pub smtp: Option<Text>,
+    pub smtp_tls: Option<Text>,
+    pub smtp_user: Option<Text>,
+    pub smtp_password_file: Option<Text>,
+    pub smtp_ca_file: Option<Text>,
 }
 
 /// `[audit]`: the audit trail.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawAudit {
     pub dir: Option<Text>,
     pub on_failure: Option<Text>,
@@ -240,10 +266,13 @@ pub struct RawAudit {
     pub fsync_every: Option<Text>,
     pub checkpoint_every: Option<Spanned<i64>>,
     pub instance: Option<Text>,
+    pub syslog: Option<Text>,
+    pub syslog_ca_file: Option<Text>,
 }
 
 /// `[export]`: what counts as an export.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawExport {
     pub types: Option<Vec<Text>>,
     pub extra_types: Option<Vec<Text>>,
@@ -252,163 +281,30 @@ pub struct RawExport {
     pub contact: Option<Text>,
 }
 
-/// The keys each kind of table accepts, for "did you mean" suggestions.
-pub fn known_keys(section: Section) -> &'static [&'static str] {
-    match section {
-        Section::Root => &[
-            "practice",
-            "allow_from",
-            "server",
-            "sessions",
-            "login",
-            "log",
-            "storage",
-            "break_glass",
-            "export",
-            "audit",
-            "alerts",
-            "metrics",
-            "review",
-            "networks",
-            "roles",
-            "apps",
-            "routes",
-        ],
-        Section::Server => &[
-            "listen",
-            "redirect_http",
-            "public_port",
-            "public_url",
-            "cert",
-            "key",
-            "trusted_proxies",
-            "max_connections",
-            "max_header_bytes",
-            "max_headers",
-            "header_read_timeout",
-            "handshake_timeout",
-            "keepalive_timeout",
-            "hsts",
-            "device_ca",
-            "device_crl",
-            "device_orgs",
-            "ward_host",
-        ],
-        Section::Sessions => &[
-            "idle_timeout",
-            "max_lifetime",
-            "max_per_user",
-            "on_too_many",
-            "background_paths",
-            "background_headers",
-            "idle_warning",
-            "bind_to",
-            "store",
-            "store_password_file",
-            "store_ca_file",
-            "activity_every",
-            "store_down_grace",
-        ],
-        Section::Login => &[
-            "mfa",
-            "lockout_after",
-            "lockout_time",
-            "attempts_per_minute",
-            "oidc",
-        ],
-        Section::Oidc => &[
-            "name",
-            "label",
-            "issuer",
-            "client_id",
-            "client_secret_file",
-            "client_secret_env",
-            "scopes",
-            "groups_claim",
-            "role_map",
-            "allowed_domains",
-            "username_claim",
-            "accounts",
-            "mfa_amr",
-            "mfa_acr",
-            "without_mfa",
-            "clock_skew",
-            "ca",
-            "logout",
-        ],
-        Section::Storage => &["users", "state"],
-        Section::BreakGlass => &["allowed_roles", "emergency_roles", "duration"],
-        Section::Log => &["format", "level", "paths"],
-        Section::Metrics => &["listen"],
-        Section::Review => &["period"],
-        Section::Role => &[
-            "description",
-            "idle_timeout",
-            "export",
-            "mfa",
-            "device",
-            "allow_from",
-        ],
-        Section::App => &[
-            "name",
-            "upstream",
-            "host",
-            "ca",
-            "connect_timeout",
-            "response_timeout",
-            "preserve_host",
-            "rewrite_redirects",
-            "rewrite_cookies",
-            "ward_keeps_cookies",
-            "case_insensitive",
-            "identity_headers",
-            "upstream_auth",
-        ],
-        Section::UpstreamAuth => &[
-            "basic_user",
-            "basic_password_env",
-            "basic_password_file",
-            "header",
-            "value_env",
-            "value_file",
-        ],
-        Section::Route => &[
-            "app",
-            "host",
-            "path",
-            "methods",
-            "allow",
-            "allow_roles",
-            "allow_users",
-            "from",
-            "idle_timeout",
-            "export",
-            "mfa",
-            "export_endpoint",
-            "query",
-            "form",
-            "max_response",
-            "rate_limit",
-            "redact_fields",
-            "redact_for",
-            "hide",
-            "mask",
-            "hide_for",
-            "no_body_for",
-            "device",
-        ],
-        Section::Export => &["types", "extra_types", "vendors", "redact_max", "contact"],
-        Section::Alerts => &["webhook", "denials", "vendor_hours", "timezone"],
-        Section::Audit => &[
-            "dir",
-            "on_failure",
-            "max_file_size",
-            "fsync_every",
-            "checkpoint_every",
-            "instance",
-        ],
-        Section::Other => &[],
-    }
+/// The keys each kind of table accepts, for "did you mean" suggestions: read from the
+/// schema of the types above, so no list is kept by hand beside them.
+pub fn known_keys(section: Section) -> Vec<&'static str> {
+    let table = match section {
+        Section::Root => "RawPolicy",
+        Section::Server => "RawServer",
+        Section::Sessions => "RawSessions",
+        Section::Login => "RawLogin",
+        Section::Oidc => "RawOidc",
+        Section::Storage => "RawStorage",
+        Section::BreakGlass => "RawBreakGlass",
+        Section::Export => "RawExport",
+        Section::Audit => "RawAudit",
+        Section::Alerts => "RawAlerts",
+        Section::Log => "RawLog",
+        Section::Metrics => "RawMetrics",
+        Section::Review => "RawReview",
+        Section::Role => "RawRole",
+        Section::App => "RawApp",
+        Section::UpstreamAuth => "RawUpstreamAuth",
+        Section::Route => "RawRoute",
+        Section::Other => return Vec::new(),
+    };
+    super::schema::keys_of(table)
 }
 
 /// The kinds of table in a policy file.

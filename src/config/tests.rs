@@ -282,12 +282,22 @@ webhook = "https://hooks.example/ward"
 denials = 20
 vendor_hours = "07:00-19:00"
 timezone = "America/New_York"
+email_to = ["officer@clinic.example"]
+email_from = "ward@clinic.example"
+smtp = "smtp.clinic.example:587"
+smtp_tls = "starttls"
+smtp_user = "ward"
+smtp_password_file = "SECRET"
+smtp_ca_file = "certs/mail-ca.pem"
 [audit]
 dir = "audit"
 on_failure = "refuse"
 max_file_size = "100MB"
 fsync_every = "200ms"
 checkpoint_every = 1000
+instance = "ward-a"
+syslog = "tls://siem.clinic.example:6514"
+syslog_ca_file = "certs/siem-ca.pem"
 [export]
 types = ["text/csv"]
 extra_types = ["application/dicom"]
@@ -341,6 +351,8 @@ mask = { "td.ssn" = "last4" }
 hide_for = ["r"]
 no_body_for = ["r"]
 device = "required"
+watermark = true
+print = "block"
 [[routes]]
 app = "a"
 path = "/y"
@@ -367,6 +379,8 @@ allow = "public"
         raw::Section::App,
         raw::Section::Route,
         raw::Section::Export,
+        raw::Section::Audit,
+        raw::Section::Alerts,
     ] {
         for key in known_keys(section) {
             assert!(
@@ -866,4 +880,139 @@ fn the_review_period_reads_like_a_duration() {
     );
     let errs = errors(&format!("{base}period = \"0 days\"\n"));
     assert!(errs.iter().any(|e| e.contains("is zero")), "{errs:#?}");
+}
+
+#[test]
+fn alert_email_is_read_with_its_password_file_and_mistakes_are_placed() {
+    use crate::audit::email::SmtpTls;
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "mail-s3cret\n").unwrap();
+    let base = "practice = \"P\"\n[alerts]\n";
+    let text = format!(
+        "{base}email_to = [\"officer@riverside.example\", \"Dr Lee <lee@riverside.example>\"]\nemail_from = \"ward@riverside.example\"\nsmtp = \"smtp.riverside.example\"\nsmtp_user = \"ward\"\nsmtp_password_file = \"{}\"\n",
+        secret.path().display()
+    );
+    let loaded = load(&text).unwrap_or_else(|d| panic!("{d}"));
+    let e = loaded.policy.alerts.email.clone().unwrap();
+    assert_eq!(e.to.len(), 2);
+    assert_eq!(
+        (e.host.as_str(), e.port, e.tls),
+        ("smtp.riverside.example", 587, SmtpTls::Starttls)
+    );
+    assert_eq!(e.password.as_deref(), Some("mail-s3cret"));
+    assert!(!format!("{:?}", loaded.policy.alerts).contains("mail-s3cret"));
+    assert!(loaded.warnings.items.is_empty());
+    // A password file others can read works, with a warning at its line.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(secret.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let loose = load(&text).unwrap_or_else(|d| panic!("{d}"));
+    let w = loose.warnings.format(&loose.warnings.items[0]);
+    assert!(w.contains(":7:") && w.contains("chmod 600"), "{w}");
+    let tls = load(&format!("{base}email_to = [\"o@r.example\"]\nemail_from = \"w@r.example\"\nsmtp = \"[::1]\"\nsmtp_tls = \"tls\"\n")).unwrap();
+    let e = tls.policy.alerts.email.unwrap();
+    assert_eq!((e.host.as_str(), e.port, e.tls), ("::1", 465, SmtpTls::Tls));
+    // No encryption only to this machine.
+    let local = load(&format!("{base}email_to = [\"o@r.example\"]\nemail_from = \"w@r.example\"\nsmtp = \"127.0.0.1:2525\"\nsmtp_tls = \"none\"\n")).unwrap();
+    assert_eq!(local.policy.alerts.email.unwrap().port, 2525);
+    let mail = "email_to = [\"o@r.example\"]\nemail_from = \"w@r.example\"\n";
+    for (lines, why) in [
+        (
+            format!("{mail}smtp = \"smtp.r.example\"\nsmtp_tls = \"none\""),
+            "only allowed to a mail server on this machine",
+        ),
+        (
+            format!("{mail}smtp = \"smtp.r.example\"\nsmtp_tls = \"ssl\""),
+            "\"starttls\", \"tls\" or \"none\"",
+        ),
+        (
+            format!("{mail}smtp = \"user@smtp.r.example:25\""),
+            "server name or address",
+        ),
+        (
+            format!("{mail}smtp = \"smtp.r.example:99999\""),
+            "server name or address",
+        ),
+        (mail.to_string(), "add smtp ="),
+        (
+            "email_to = [\"o@r.example\"]\nsmtp = \"s\"".to_string(),
+            "add email_from",
+        ),
+        (
+            "email_to = [\"not an address\"]\nemail_from = \"w@r.example\"\nsmtp = \"s\""
+                .to_string(),
+            "not an e-mail address",
+        ),
+        (
+            "email_to = []\nemail_from = \"w@r.example\"\nsmtp = \"s\"".to_string(),
+            "email_to is empty",
+        ),
+        ("smtp = \"smtp.r.example\"".to_string(), "add email_to"),
+        (
+            format!("{mail}smtp = \"s\"\nsmtp_user = \"ward\""),
+            "needs smtp_password_file",
+        ),
+        (
+            format!("{mail}smtp = \"s\"\nsmtp_password_file = \"/x\""),
+            "needs smtp_user",
+        ),
+        (
+            format!(
+                "{mail}smtp = \"s\"\nsmtp_user = \"w\"\nsmtp_password_file = \"/nonexistent/pw\""
+            ),
+            "cannot read the SMTP password file",
+        ),
+        (
+            format!("{mail}smtp = \"127.0.0.1\"\nsmtp_tls = \"none\"\nsmtp_ca_file = \"ca.pem\""),
+            "only used with smtp_tls",
+        ),
+    ] {
+        let errs = errors(&format!("{base}{lines}\n"));
+        assert!(errs.iter().any(|e| e.contains(why)), "{lines}: {errs:#?}");
+        assert!(
+            errs.iter()
+                .all(|e| !e.contains(":1:") && !e.contains(":2:")),
+            "{lines}: {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn audit_syslog_is_parsed_and_mistakes_are_placed() {
+    use crate::audit::syslog::Transport;
+    let base = "practice = \"P\"\n[audit]\n";
+    let loaded = load(&format!(
+        "{base}syslog = \"tls://siem.riverside.example:6514\"\n"
+    ))
+    .unwrap_or_else(|d| panic!("{d}"));
+    let s = loaded.policy.audit.syslog.unwrap();
+    assert_eq!(
+        (s.transport, s.host.as_str(), s.port),
+        (Transport::Tls, "siem.riverside.example", 6514)
+    );
+    assert!(loaded.warnings.items.is_empty());
+    let tcp = load(&format!("{base}syslog = \"tcp://10.0.0.9:514\"\n")).unwrap();
+    assert_eq!(tcp.policy.audit.syslog.unwrap().transport, Transport::Tcp);
+    // Plain TCP off this machine works, with a warning.
+    let w = tcp.warnings.format(&tcp.warnings.items[0]);
+    assert!(w.contains(":3:") && w.contains("unencrypted"), "{w}");
+    let local = load(&format!("{base}syslog = \"tcp://127.0.0.1:514\"\n")).unwrap();
+    assert!(local.warnings.items.is_empty());
+    for (line, why) in [
+        ("syslog = \"udp://siem:514\"", "syslog must be like"),
+        ("syslog = \"siem:514\"", "syslog must be like"),
+        ("syslog = \"tls://siem\"", "needs the collector's port"),
+        ("syslog = \"tls://siem:6514/x\"", "syslog must be like"),
+        (
+            "syslog = \"tcp://127.0.0.1:514\"\nsyslog_ca_file = \"ca.pem\"",
+            "only used with a tls:// collector",
+        ),
+        ("syslog_ca_file = \"ca.pem\"", "only used with syslog ="),
+    ] {
+        let errs = errors(&format!("{base}{line}\n"));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains(why) && (e.contains(":3:") || e.contains(":4:"))),
+            "{line}: {errs:#?}"
+        );
+    }
 }

@@ -150,6 +150,12 @@ impl MediaType {
             .collect();
         Ok(MediaType { essence, params })
     }
+
+    /// The `Content-Type` of a request or answer (none when absent or unreadable).
+    pub fn of(headers: &http::HeaderMap) -> Option<MediaType> {
+        let text = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+        MediaType::parse(text).ok()
+    }
 }
 
 /// An officer's export type: a media type, with parameters that must all be

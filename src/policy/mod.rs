@@ -503,6 +503,10 @@ pub struct Route {
     pub device_required: bool,
     /// Only from the person's own enrolled device (its certificate names them).
     pub own_device: bool,
+    /// HTML pages carry a faint overlay naming the person, the time and the request.
+    pub watermark: bool,
+    /// HTML pages print as a notice instead of their content.
+    pub print_blocked: bool,
     /// Query parameters and form fields the request must carry for this route
     /// to apply (an export an app selects by parameter); empty: always.
     pub when: Conditions,

@@ -75,6 +75,9 @@ pub enum Held {
     /// compressed, JSON or markup that does not read.
     #[error("the answer could not be checked for fields you may not see")]
     Unchecked,
+    /// A page that must carry a watermark or print notice came compressed.
+    #[error("the page could not be marked as the practice's policy requires")]
+    Unmarked,
 }
 
 /// Reads an answer up to `cap` bytes; `Err(TooLarge)` as soon as it is larger.
@@ -197,6 +200,8 @@ mod tests {
             no_body_for: Vec::new(),
             device_required: false,
             own_device: false,
+            watermark: false,
+            print_blocked: false,
             when: Default::default(),
         }
     }

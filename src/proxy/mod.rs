@@ -4,6 +4,7 @@ pub mod fields;
 pub mod filter;
 pub mod headers;
 pub mod html;
+pub mod marks;
 
 use crate::body::{self, Body};
 use crate::policy::App;

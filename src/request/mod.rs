@@ -10,6 +10,7 @@ use crate::clock::unix_now;
 use crate::policy::{self, Facts, Refusal, Verdict};
 use crate::proxy::filter;
 use crate::proxy::headers;
+use crate::proxy::marks;
 use crate::proxy::{self, Forward, Inbound};
 use crate::server::reload::Runtime;
 use crate::session::{self, Stage};
@@ -617,7 +618,8 @@ async fn app_request(
     }
     let redact = decision.redact;
     let mut identity_headers = Vec::new();
-    let mut inject = false;
+    // What ward adds to the end of an HTML page: the idle script, a watermark, a print notice.
+    let mut marks = String::new();
     if let (Some(who), Some(s), Some(c)) = (identity, &asker.session, &asker.cookie) {
         // A route may ask for a shorter idle limit than the person's own.
         if let Some(limit) = decision.idle_limit
@@ -642,7 +644,25 @@ async fn app_request(
         {
             identity_headers.push((http::HeaderName::from_static("x-ward-device"), v));
         }
-        inject = policy.sessions.idle_warning && wants_html(&req);
+        if policy.sessions.idle_warning && wants_html(&req) {
+            marks.push_str(marks::IDLE_TAG);
+        }
+    }
+    if (route.watermark || route.print_blocked) && wants_html(&req) {
+        let who = identity.map_or("not signed in", |w| {
+            asker
+                .snap
+                .directory
+                .get(&w.user)
+                .map_or(w.user.as_str(), |a| a.display_name.as_str())
+        });
+        marks.push_str(&marks::page_marks(
+            route.watermark,
+            route.print_blocked,
+            who,
+            &marks::minute_text(now),
+            id,
+        ));
     }
     // A size cap is on the whole answer: ranges would let it be fetched in slices.
     if decision.max_response.is_some() {
@@ -663,7 +683,7 @@ async fn app_request(
         public_authority: target::public_authority(&policy.server, target),
         identity: identity_headers,
         // ward reads these answers itself, so it asks for them uncompressed.
-        plain_encoding: inject || redact || decision.hide,
+        plain_encoding: !marks.is_empty() || redact || decision.hide,
         app_cookies: asker
             .session
             .as_deref()
@@ -704,8 +724,16 @@ async fn app_request(
         }
         Err(stop) => return Err(stop),
     };
-    if inject {
-        resp = add_idle_script(resp);
+    if !marks.is_empty() {
+        // A watermark or print notice the policy asks for is not left off quietly.
+        let required = route.watermark || route.print_blocked;
+        match marks::markable(&resp) {
+            marks::Markable::Yes => resp = marks::append(resp, marks),
+            marks::Markable::Compressed if required => {
+                return Err(Stop::redaction_refused(filter::Held::Unmarked));
+            }
+            marks::Markable::Compressed | marks::Markable::NotAPage => {}
+        }
     }
     Ok(resp)
 }
@@ -807,12 +835,6 @@ fn form_method_override(form: &[(String, String)]) -> Option<Result<http::Method
     Some(http::Method::from_bytes(upper.as_bytes()).map_err(|_| format!("_method = {upper:?}")))
 }
 
-/// The `Content-Type` of a request or answer, read by ward's one media type parser.
-fn media_type(headers: &http::HeaderMap) -> Option<crate::policy::media::MediaType> {
-    let text = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    crate::policy::media::MediaType::parse(text).ok()
-}
-
 /// A query or form field that asks the app for another method, in any spelling.
 fn is_method_override(name: &str) -> bool {
     name.trim().eq_ignore_ascii_case("_method")
@@ -820,7 +842,8 @@ fn is_method_override(name: &str) -> bool {
 
 /// Whether a request's body is an ordinary (url-encoded) form.
 fn is_url_encoded(headers: &http::HeaderMap) -> bool {
-    media_type(headers).is_some_and(|m| m.essence == "application/x-www-form-urlencoded")
+    crate::policy::media::MediaType::of(headers)
+        .is_some_and(|m| m.essence == "application/x-www-form-urlencoded")
 }
 
 /// A request body no stage has taken yet (left by a refusal).
@@ -991,7 +1014,7 @@ async fn masked(
     cap: u64,
     applied: &mut Option<Vec<String>>,
 ) -> Result<Response<Body>, filter::Held> {
-    let essence = media_type(resp.headers()).map(|m| m.essence);
+    let essence = crate::policy::media::MediaType::of(resp.headers()).map(|m| m.essence);
     let essence = essence.as_deref().unwrap_or("");
     let json = essence == "application/json" || essence.ends_with("+json");
     let html = essence == "text/html" || essence == "application/xhtml+xml";
@@ -1100,20 +1123,6 @@ fn wants_html<B>(req: &Request<B>) -> bool {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"))
-}
-
-/// The script tag ward adds to the end of HTML pages for signed-in people.
-const IDLE_TAG: &str = "\n<script src=\"/.ward/idle.js\" defer></script>\n";
-
-fn add_idle_script(resp: Response<Body>) -> Response<Body> {
-    let html = media_type(resp.headers()).is_some_and(|m| m.essence == "text/html");
-    let encoded = resp.headers().contains_key(header::CONTENT_ENCODING);
-    if !html || encoded || resp.status() != StatusCode::OK {
-        return resp;
-    }
-    let (mut parts, body) = resp.into_parts();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, crate::body::append(body, IDLE_TAG))
 }
 
 fn health(shared: &Shared, rt: &Runtime, client: IpAddr) -> Response<Body> {

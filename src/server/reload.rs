@@ -117,6 +117,7 @@ impl PolicyStore {
                     ),
                     ("[audit]", was.audit != now.audit),
                     ("[alerts] webhook", was.alerts.webhook != now.alerts.webhook),
+                    ("[alerts] e-mail", was.alerts.email != now.alerts.email),
                     ("[metrics]", was.metrics != now.metrics),
                     ("[sessions] store", was.sessions.store != now.sessions.store),
                 ];

@@ -531,6 +531,11 @@ fn toml_date(d: Date) -> toml_edit::Date {
     }
 }
 
+/// The first lines of a users.toml that ward makes: its schema (`ward schema` writes it beside
+/// the file) and where the keys are explained.
+const NEW_FILE_HEADER: &str = "#:schema ./users.schema.json\n\
+    # The people who may sign in, one table per person; see the README's users.toml reference.\n\n";
+
 /// `text` with a new `[users.NAME]` table at the very end, after a blank line; nothing
 /// before it changes.
 fn append_account(text: &str, new: &NewAccount) -> String {
@@ -561,7 +566,10 @@ fn append_account(text: &str, new: &NewAccount) -> String {
     // Appending text, rather than adding to the parsed document, keeps everything above
     // byte-for-byte, including comments at the end of the file.
     let mut out = text.to_string();
-    if !out.is_empty() {
+    if out.is_empty() {
+        // A new file names its schema, for editors that complete and check TOML.
+        out.push_str(NEW_FILE_HEADER);
+    } else {
         if !out.ends_with('\n') {
             out.push('\n');
         }
@@ -717,7 +725,9 @@ allow_from = ["acme_vpn", "203.0.113.0/24"]
         let text = std::fs::read_to_string(&users).unwrap();
         assert_eq!(
             text,
-            "[users.\"a.b\"]\ndisplay_name = 'K. Patel (Acme \"IT\")'\nroles = [\"vendor_it\"]\n"
+            format!(
+                "{NEW_FILE_HEADER}[users.\"a.b\"]\ndisplay_name = 'K. Patel (Acme \"IT\")'\nroles = [\"vendor_it\"]\n"
+            )
         );
         let mode = std::fs::metadata(&users).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, NEW_FILE_MODE);

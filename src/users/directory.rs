@@ -3,6 +3,7 @@
 //! Only names, roles and account state live here; secrets never do (see `secrets`).
 
 use crate::config::diag::{Collector, Diagnostics, line_col};
+use crate::config::schema::KeyKind;
 use crate::suggest::closest;
 use jiff::civil::Date;
 use std::collections::BTreeMap;
@@ -11,18 +12,23 @@ use std::path::Path;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
-/// The settings an account table may have.
-pub const ACCOUNT_KEYS: &[&str] = &[
-    "display_name",
-    "roles",
-    "org",
-    "status",
-    "expires",
-    "sponsor",
-    "allow_from",
-    "attributes",
-    "sign_in",
+/// The settings an account table may have, and what each holds (for `ward schema`).
+pub const ACCOUNT_KEY_KINDS: &[(&str, KeyKind)] = &[
+    ("display_name", KeyKind::Text),
+    ("roles", KeyKind::List),
+    ("org", KeyKind::Text),
+    ("status", KeyKind::Words(Status::NAMES)),
+    ("expires", KeyKind::Date),
+    ("sponsor", KeyKind::Text),
+    ("allow_from", KeyKind::List),
+    ("attributes", KeyKind::TextTable),
+    ("sign_in", KeyKind::Words(&["any", "password", "sso"])),
 ];
+
+/// The names of the settings an account table may have.
+pub fn account_keys() -> Vec<&'static str> {
+    ACCOUNT_KEY_KINDS.iter().map(|(k, _)| *k).collect()
+}
 
 /// How a person may sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -340,12 +346,10 @@ fn parse_account(
             },
             _ => {
                 let mut msg = format!("unknown setting '{k}' in account '{n}'");
-                match closest(k, ACCOUNT_KEYS) {
+                let known = account_keys();
+                match closest(k, &known) {
                     Some(best) => msg.push_str(&format!("; did you mean '{best}'?")),
-                    None => msg.push_str(&format!(
-                        "; the settings here are: {}",
-                        ACCOUNT_KEYS.join(", ")
-                    )),
+                    None => msg.push_str(&format!("; the settings here are: {}", known.join(", "))),
                 }
                 // An unquoted dot in [users.dr.lee] makes a nested table, not a name.
                 if v.get_ref().is_table() {

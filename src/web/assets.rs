@@ -7,6 +7,8 @@ use http::{Response, StatusCode};
 
 /// The sign-in, second-step, enrollment, break-glass and refusal pages.
 const WARD_CSS: &str = include_str!("ward.css");
+/// The watermark and print notice ward adds to some apps' pages (`proxy::marks`).
+const WATERMARK_CSS: &str = include_str!("watermark.css");
 /// The officer's console.
 const CONSOLE_CSS: &str = include_str!("console.css");
 
@@ -15,6 +17,7 @@ pub fn stylesheet(path: &str) -> Option<Response<Body>> {
     let css = match path {
         "/.ward/ward.css" => WARD_CSS,
         "/.ward/console.css" => CONSOLE_CSS,
+        "/.ward/watermark.css" => WATERMARK_CSS,
         "/.ward/review.css" => crate::users::review::REVIEW_CSS,
         _ => return None,
     };

@@ -45,6 +45,8 @@ pub fn place(path: &str) -> Place {
         "/.ward/healthz" | "/.ward/logged-out" | "/.ward/login" => Place::Anywhere,
         // Refusal pages on app hosts use these too.
         "/.ward/ward.css" | "/.ward/console.css" | "/.ward/review.css" => Place::Anywhere,
+        // On the apps' pages (proxy::marks).
+        "/.ward/watermark.css" => Place::AppHost,
         "/.ward/handoff" | "/.ward/idle.js" | "/.ward/session" | "/.ward/keepalive" => {
             Place::AppHost
         }

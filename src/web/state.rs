@@ -27,12 +27,11 @@ pub struct Shared {
 impl Shared {
     /// Shared state around a policy store, a sign-in gate and the audit trail.
     pub fn new(store: Arc<PolicyStore>, gate: Gate, audit: crate::audit::Audit) -> Shared {
-        let metrics = store
-            .current()
-            .policy
-            .metrics
-            .listen
-            .map(|_| Arc::new(crate::metrics::Metrics::new()));
+        let metrics = store.current().policy.metrics.listen.map(|_| {
+            Arc::new(crate::metrics::Metrics::with_deliveries(
+                gate.alerts.deliveries(),
+            ))
+        });
         Shared {
             store,
             gate,

@@ -85,6 +85,7 @@ impl Drop for ChromeDriver {
     }
 }
 
+/// A loopback port nothing listens on (until a test starts something there).
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()

@@ -9,6 +9,8 @@ pub mod upstream;
 pub mod wire;
 
 #[allow(unused_imports)]
+pub use browser::free_port;
+#[allow(unused_imports)]
 pub use scenario::{Running, SESSION_COOKIE, Scenario};
 #[allow(unused_imports)]
 pub use upstream::{Seen, Upstream};
@@ -950,10 +952,22 @@ pub async fn grant_export(
     period: &str,
     reason: &str,
 ) {
+    run_ward(
+        dir,
+        &[
+            "grant", "--config", config, "export", "--user", user, "--route", route, "--for",
+            period, "--reason", reason,
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+}
+
+/// Runs the `ward` command with `args` in `dir`, as the officer would; panics with ward's
+/// words if it fails.
+pub fn run_ward(dir: &Path, args: &[&str]) {
     let out = Command::new(WARD)
         .current_dir(dir)
-        .args(["grant", "--config", config, "export", "--user", user])
-        .args(["--route", route, "--for", period, "--reason", reason])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -961,7 +975,27 @@ pub async fn grant_export(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+}
+
+/// The value of one sample of ward's metrics, named as in the text with its labels
+/// (`ward_deliveries_total{sink="email",outcome="sent"}`); 0 when absent. The policy must
+/// have `[metrics] listen`.
+pub async fn metric(ward: &Ward, sample: &str) -> f64 {
+    let line = ward
+        .proc
+        .stderr
+        .wait_for("serving metrics", Duration::from_secs(5));
+    let addr = json_field(&line, "addr");
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A small app on loopback (plain HTTP/1.1) that answers every request with
