@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
         vendor: false,
         device_required: false,
         export_grants: Vec::new(),
+        access_grants: Vec::new(),
     };
     let mut group = c.benchmark_group("decide");
     for n in [10usize, 100, 1_000, 10_000] {

@@ -860,6 +860,7 @@ mod respellings {
             vendor: false,
             device_required: false,
             export_grants: Vec::new(),
+            access_grants: Vec::new(),
         }
     }
 

@@ -81,6 +81,9 @@ pub fn compile(
     let mut login = login;
     login.oidc = oidc_providers(&raw, &roles, c);
     let log = log(&raw, c);
+    let review = crate::policy::ReviewSettings {
+        period: duration_or(&raw.review.period, crate::policy::DEFAULT_REVIEW_PERIOD, c),
+    };
     let break_glass = raw.break_glass.as_ref().map(|bg| {
         let b = bg.get_ref();
         let mut list = |v: &Option<Vec<Text>>, what: &str| -> Vec<String> {
@@ -327,6 +330,7 @@ pub fn compile(
         s.public_hosts.dedup();
     }
     Some(Policy {
+        review,
         conditional,
         file: file.to_path_buf(),
         practice,

@@ -35,6 +35,8 @@ pub struct RawPolicy {
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
+    pub review: RawReview,
+    #[serde(default)]
     pub networks: BTreeMap<String, Spanned<Vec<Text>>>,
     #[serde(default)]
     pub roles: BTreeMap<String, Spanned<RawRole>>,
@@ -131,6 +133,13 @@ pub struct RawBreakGlass {
     pub allowed_roles: Option<Vec<Text>>,
     pub emergency_roles: Option<Vec<Text>>,
     pub duration: Option<Text>,
+}
+
+/// `[review]`: the periodic access review.
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
+pub struct RawReview {
+    pub period: Option<Text>,
 }
 
 /// `[storage]`: where accounts and ward's own state live.
@@ -290,6 +299,7 @@ pub fn known_keys(section: Section) -> Vec<&'static str> {
         Section::Alerts => "RawAlerts",
         Section::Log => "RawLog",
         Section::Metrics => "RawMetrics",
+        Section::Review => "RawReview",
         Section::Role => "RawRole",
         Section::App => "RawApp",
         Section::UpstreamAuth => "RawUpstreamAuth",
@@ -314,6 +324,7 @@ pub enum Section {
     Alerts,
     Log,
     Metrics,
+    Review,
     Role,
     App,
     UpstreamAuth,

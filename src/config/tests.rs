@@ -245,6 +245,8 @@ device_ca = "ca.pem"
 device_crl = "crl.pem"
 [metrics]
 listen = "127.0.0.1:9464"
+[review]
+period = "30 days"
 [sessions]
 idle_timeout = "1m"
 max_lifetime = "1h"
@@ -384,6 +386,7 @@ allow = "public"
         raw::Section::Login,
         raw::Section::Log,
         raw::Section::Metrics,
+        raw::Section::Review,
         raw::Section::Role,
         raw::Section::App,
         raw::Section::Route,
@@ -876,6 +879,19 @@ fn field_rules_name_their_columns_and_bad_masks_are_placed() {
             .any(|e| e.contains("hide and hide_for go together")),
         "{errs:#?}"
     );
+}
+
+#[test]
+fn the_review_period_reads_like_a_duration() {
+    let base = "practice = \"P\"\n[server]\nlisten = \"127.0.0.1:0\"\n[review]\n";
+    let errs = errors(&format!("{base}period = \"every quarter\"\n"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains(":5:") && e.contains("not a length of time")),
+        "{errs:#?}"
+    );
+    let errs = errors(&format!("{base}period = \"0 days\"\n"));
+    assert!(errs.iter().any(|e| e.contains("is zero")), "{errs:#?}");
 }
 
 #[test]

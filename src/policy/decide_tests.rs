@@ -1257,6 +1257,7 @@ fn identity(w: &Who) -> Identity {
                 pattern: routes::Pattern::parse(p, false).unwrap_or_else(|e| panic!("{e}")),
             })
             .collect(),
+        access_grants: Vec::new(),
     }
 }
 
@@ -1479,6 +1480,7 @@ fn devices_serve_the_people_they_name_and_revoked_ones_nobody() {
         vendor: false,
         device_required: false,
         export_grants: Vec::new(),
+        access_grants: Vec::new(),
     };
     let lee = person("lee", "clinician");
     let kim = person("kim", "frontdesk");
@@ -1549,4 +1551,73 @@ fn devices_serve_the_people_they_name_and_revoked_ones_nobody() {
             who.user
         );
     }
+}
+
+#[test]
+fn access_grants_open_their_app_and_pattern_only_and_lift_no_other_rule() {
+    let text = "practice = \"P\"\n[login]\nmfa = \"optional\"\n[networks]\noffice = [\"10.0.0.0/8\"]\n\
+        [roles]\nclinician = {}\nvendor = { allow_from = [\"office\"] }\nadmin = { mfa = \"required\" }\n\
+        [[apps]]\nname = \"ehr\"\nhost = \"ehr.example\"\nupstream = \"http://x\"\n\
+        [[apps]]\nname = \"billing\"\nhost = \"billing.example\"\nupstream = \"http://x\"\n\
+        [[routes]]\napp = \"ehr\"\npath = \"/billing/**\"\nallow_roles = [\"clinician\"]\n\
+        [[routes]]\napp = \"ehr\"\npath = \"/admin/**\"\nallow_roles = [\"admin\"]\nmfa = \"required\"\n\
+        [[routes]]\napp = \"billing\"\npath = \"/billing/**\"\nallow_roles = [\"clinician\"]\n";
+    let p = crate::config::load_str(Path::new("ward.toml"), text, crate::config::Certs::Skip)
+        .unwrap_or_else(|d| panic!("{d}"))
+        .policy;
+    let grant = |app: &str, pattern: &str| AccessGrant {
+        id: "a1".into(),
+        reason: "month-end statements".into(),
+        app: app.into(),
+        pattern: routes::Pattern::parse(pattern, false).unwrap(),
+    };
+    let jo = Identity {
+        user: "jo".into(),
+        roles: vec!["vendor".into()],
+        allow_from: None,
+        mfa: false,
+        passkey: false,
+        emergency: false,
+        vendor: true,
+        device_required: false,
+        export_grants: Vec::new(),
+        access_grants: vec![grant("ehr", "/billing/**"), grant("ehr", "/admin/**")],
+    };
+    let ask = |host: &str, path: &str, ip: &str| {
+        let facts = Facts::on_own_device(ip.parse().unwrap(), &Method::GET, host, path, Some(&jo));
+        let d = decide(&facts, &p);
+        (d.verdict, d.access_grant.map(|g| g.id.clone()))
+    };
+    assert_eq!(
+        ask("ehr.example", "/billing/1", "10.1.2.3"),
+        (Verdict::Allow, Some("a1".to_string()))
+    );
+    // Another app with the same pattern: the grant names the app.
+    assert_eq!(
+        ask("billing.example", "/billing/1", "10.1.2.3").0,
+        Verdict::Deny(Refusal::Role)
+    );
+    // A path outside the pattern.
+    assert_eq!(
+        ask("ehr.example", "/charts/1", "10.1.2.3").0,
+        Verdict::Deny(Refusal::NoRoute)
+    );
+    // The role's networks still hold.
+    assert_eq!(
+        ask("ehr.example", "/billing/1", "192.0.2.1").0,
+        Verdict::Deny(Refusal::Network)
+    );
+    // The route's MFA still holds: a grant is no second factor.
+    assert_eq!(ask("ehr.example", "/admin/x", "10.1.2.3").0, Verdict::Login);
+    // Without the grant, refused for roles (the grant is what let it in).
+    let mut bare = jo.clone();
+    bare.access_grants.clear();
+    let facts = Facts::on_own_device(
+        "10.1.2.3".parse().unwrap(),
+        &Method::GET,
+        "ehr.example",
+        "/billing/1",
+        Some(&bare),
+    );
+    assert_eq!(decide(&facts, &p).verdict, Verdict::Deny(Refusal::Role));
 }

@@ -47,6 +47,8 @@ pub struct Policy {
     pub audit: crate::audit::AuditSettings,
     /// Alerts for the officer.
     pub alerts: crate::audit::alerts::AlertSettings,
+    /// The periodic access review.
+    pub review: ReviewSettings,
     /// Networks the whole proxy may be used from, if restricted.
     pub allow_from: Option<NetSet>,
     /// Named networks.
@@ -62,6 +64,16 @@ pub struct Policy {
     /// The routes compiled for lookup.
     pub table: RouteTable,
 }
+
+/// `[review]`: the periodic access review.
+#[derive(Debug, Clone)]
+pub struct ReviewSettings {
+    /// Each person's access is reviewed at least this often; later, it is overdue.
+    pub period: Duration,
+}
+
+/// The review period when the policy names none (a quarter).
+pub const DEFAULT_REVIEW_PERIOD: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// `[server]`.
 #[derive(Debug)]
@@ -597,6 +609,22 @@ pub struct Identity {
     pub device_required: bool,
     /// The officer's export grants for this person in force now.
     pub export_grants: Vec<ExportGrant>,
+    /// The officer's access grants (approved access requests) for this person in force now.
+    pub access_grants: Vec<AccessGrant>,
+}
+
+/// An officer's time-limited permission to open an app's pages matching a pattern that the
+/// person's roles do not open (every other rule of the route still applies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessGrant {
+    /// The grant's id.
+    pub id: String,
+    /// Why it was granted (may name a patient: audit trail only).
+    pub reason: String,
+    /// The app it is for, by name.
+    pub app: String,
+    /// The paths it covers.
+    pub pattern: routes::Pattern,
 }
 
 /// An officer's time-limited permission to export from paths matching a pattern.
@@ -808,6 +836,8 @@ pub struct Decision<'a> {
     pub hide: bool,
     /// This person may not send a request body here.
     pub no_body: bool,
+    /// The officer's access grant that let this person in where their roles do not.
+    pub access_grant: Option<&'a AccessGrant>,
 }
 
 impl Decision<'_> {
@@ -825,6 +855,7 @@ impl Decision<'_> {
             redact: false,
             hide: false,
             no_body: true,
+            access_grant: None,
         }
     }
 }
@@ -1172,6 +1203,7 @@ pub fn decide_traced<'i>(
             return deny(Refusal::Device, Some(id));
         }
     }
+    let mut by_grant: Option<&'i AccessGrant> = None;
     let verdict = match (&route.access, facts.identity) {
         (Access::Public, _) => {
             trace.check("who", true, || {
@@ -1220,6 +1252,16 @@ pub fn decide_traced<'i>(
             let own_network = own_network && role_networks;
             let by_role = who.roles.iter().any(|r| roles.contains(r));
             let by_name = users.contains(&who.user);
+            // An access grant opens this route's pages of this app only; nothing else it
+            // lifts (networks above, device, MFA below still hold).
+            let app_name = policy.apps.get(route.app).map(|a| a.name.as_str());
+            by_grant = (!by_role && !by_name)
+                .then(|| {
+                    who.access_grants
+                        .iter()
+                        .find(|g| app_name == Some(g.app.as_str()) && g.pattern.matches(facts.path))
+                })
+                .flatten();
             if own_network {
                 trace.check("role", by_role || by_name, || {
                     format!(
@@ -1239,9 +1281,17 @@ pub fn decide_traced<'i>(
                 m.max(policy.mfa_level(&who.roles))
             });
             let mfa_needed = level >= Mfa::Required;
+            if let (true, Some(g)) = (own_network, by_grant) {
+                trace.check("access grant", true, || {
+                    format!(
+                        "grant {} of {} opens {} of app {}",
+                        g.id, who.user, facts.path, g.app
+                    )
+                });
+            }
             if !own_network {
                 Verdict::Deny(Refusal::Network)
-            } else if !(by_role || by_name) {
+            } else if !(by_role || by_name || by_grant.is_some()) {
                 Verdict::Deny(Refusal::Role)
             } else if level == Mfa::PhishingResistant && !(who.mfa && who.passkey) {
                 trace.check("MFA (phishing-resistant)", false, || {
@@ -1297,5 +1347,6 @@ pub fn decide_traced<'i>(
         redact: !route.redact_fields.is_empty() && has_role(&route.redact_for),
         hide: !route.fields.is_empty() && has_role(&route.hide_for),
         no_body: has_role(&route.no_body_for),
+        access_grant: by_grant,
     }
 }

@@ -212,6 +212,7 @@ impl Subject<'_> {
             vendor,
             device_required: false,
             export_grants: Vec::new(),
+            access_grants: Vec::new(),
         })
     }
 }

@@ -4,9 +4,11 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod attestations;
 pub mod diff;
 pub mod directory;
 pub mod grants;
+pub mod requests;
 pub mod review;
 pub mod secrets;
 

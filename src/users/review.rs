@@ -7,6 +7,7 @@
 
 use crate::csv;
 use crate::policy::{Export, Policy};
+use crate::users::attestations::{Attestation, Attestations};
 use crate::users::directory::{self, today};
 use crate::users::{Directory, Secrets, Status};
 use jiff::Timestamp;
@@ -56,6 +57,11 @@ pub enum Flag {
     },
     /// One of its roles may start emergency (break-glass) access.
     BreakGlass,
+    /// Not reviewed (attested) within the policy's `[review] period`.
+    ReviewOverdue {
+        /// Unix seconds the review fell due; `None`: never reviewed.
+        since: Option<i64>,
+    },
 }
 
 impl Flag {
@@ -68,6 +74,7 @@ impl Flag {
             Flag::EndsSoon { .. } => "ends-soon",
             Flag::Export { .. } => "export",
             Flag::BreakGlass => "break-glass",
+            Flag::ReviewOverdue { .. } => "review-overdue",
         }
     }
 
@@ -85,6 +92,11 @@ impl Flag {
             Flag::EndsSoon { days, .. } => format!("ends within {ENDS_SOON_DAYS} days (in {days})"),
             Flag::Export { roles } => format!("a role grants export ({})", roles.join(", ")),
             Flag::BreakGlass => "may invoke break-glass".into(),
+            Flag::ReviewOverdue { since: Some(t) } => format!(
+                "review overdue since {}",
+                utc_time(*t).get(..10).unwrap_or_default()
+            ),
+            Flag::ReviewOverdue { since: None } => "never reviewed (review overdue)".into(),
         }
     }
 }
@@ -118,6 +130,8 @@ pub struct Row {
     pub expires: Option<Date>,
     /// What to look at; only accounts that can still be used (status active) get flags.
     pub flags: Vec<Flag>,
+    /// The officer's latest sign-off on this person's access, if any.
+    pub attested: Option<Attestation>,
 }
 
 /// A whole review.
@@ -234,6 +248,7 @@ pub fn build(
                 last_activity,
                 expires: a.expires,
                 flags,
+                attested: None,
             }
         })
         .collect();
@@ -320,6 +335,19 @@ fn utc_time(secs: i64) -> String {
 }
 
 impl Review {
+    /// The review with each person's latest sign-off, and accounts that can sign in flagged
+    /// when not reviewed within `period` seconds of its making.
+    pub fn with_attestations(mut self, all: &Attestations, period: i64, dir: &Directory) -> Review {
+        let overdue = all.overdue(dir, period, self.generated);
+        for row in &mut self.rows {
+            row.attested = all.last_for(&row.name).cloned();
+            if let Some((_, since)) = overdue.iter().find(|(u, _)| *u == row.name) {
+                row.flags.push(Flag::ReviewOverdue { since: *since });
+            }
+        }
+        self
+    }
+
     /// How many rows carry each kind of flag, in a fixed order, with words.
     pub fn summary(&self) -> Vec<(&'static str, usize, String)> {
         let count = |code: &str| {
@@ -337,6 +365,10 @@ impl Review {
             ("ends-soon", format!("ending within {ENDS_SOON_DAYS} days")),
             ("export", "with a role that grants export".to_string()),
             ("break-glass", "that may invoke break-glass".to_string()),
+            (
+                "review-overdue",
+                "not reviewed within the review period".to_string(),
+            ),
         ] {
             let n = count(code);
             if n > 0 {
@@ -363,7 +395,7 @@ impl Review {
                 caption { "Every account (" (self.rows.len()) " in all, " (flagged) " with something to look at)" }
                 thead {
                     tr {
-                        @for c in ["Account", "Name", "Status", "Roles", "Organization", "Sponsor", "Second factors", "Last sign-in", "Last activity", "End date", "Look at"] {
+                        @for c in ["Account", "Name", "Status", "Roles", "Organization", "Sponsor", "Second factors", "Last sign-in", "Last activity", "End date", "Last review", "Look at"] {
                             th scope="col" { (c) }
                         }
                     }
@@ -402,6 +434,12 @@ impl Review {
                                 }
                             }
                             td {
+                                @match &r.attested {
+                                    Some(a) => { (a.decision.as_str()) " — " (a.by) ", " (local_time(a.at, &self.tz)) },
+                                    None => (dash),
+                                }
+                            }
+                            td {
                                 @if r.flags.is_empty() {
                                     (dash)
                                 } @else {
@@ -415,7 +453,7 @@ impl Review {
                         }
                     }
                     @if self.rows.is_empty() {
-                        tr { td colspan="11" { "There are no accounts." } }
+                        tr { td colspan="12" { "There are no accounts." } }
                     }
                 }
             }
@@ -481,6 +519,22 @@ impl Review {
                         (self.table_html(None))
                     }
                     footer {
+                        h2 { "Sign-off recorded in ward" }
+                        @let signed: Vec<&Row> = self.rows.iter().filter(|r| r.attested.is_some()).collect();
+                        @if signed.is_empty() {
+                            p { "No person's access has been signed off in ward yet." }
+                        } @else {
+                            ul.signoff {
+                                @for r in &signed {
+                                    @if let Some(a) = &r.attested {
+                                        li {
+                                            (r.name) ": " strong { (a.decision.as_str()) } ", attested by " (a.by) " on " (local_time(a.at, &self.tz))
+                                            @if !a.note.is_empty() { " — " (a.note) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
                         p {
                             "Reviewed by: " span.line {} " Date: " span.line.short {} " Signature: " span.line {}
                         }

@@ -219,6 +219,7 @@ from = ["office"]
             vendor: false,
             device_required: false,
             export_grants: Vec::new(),
+            access_grants: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! hand-off to app hosts, break-glass and the officer's console, built with
 //! one kit (`kit`) on one shared state (`state`).
 
+pub mod access_request;
 pub mod assets;
 pub mod breakglass;
 pub mod console;
@@ -52,6 +53,11 @@ pub async fn serve(
                 ));
             }
             breakglass::submit(gate, &req, &form, outcome).await
+        }
+        "/.ward/request" if get => access_request::serve(gate, &req, None, outcome).await,
+        "/.ward/request" if post => {
+            let form = read_form(body).await.unwrap_or_default();
+            access_request::serve(gate, &req, Some(form), outcome).await
         }
         "/.ward/callback" if get => sso::callback(gate, &req, outcome).await,
         "/.ward/passkeys" if get => passkeys::list(gate, &req, None).await,

@@ -78,11 +78,7 @@ pub(super) async fn list(
         }
         (add_form(ctx, &refill.unwrap_or_default()))
     };
-    let status = if notice.is_problem() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = notice.status();
     ctx.page(status, Section::People, "People", &notice, h)
 }
 
