@@ -36,10 +36,12 @@ fn bench(c: &mut Criterion) {
         roles: vec!["clinician".into()],
         allow_from: None,
         mfa: true,
+        passkey: true,
         emergency: false,
         vendor: false,
         device_required: false,
         export_grants: Vec::new(),
+        access_grants: Vec::new(),
     };
     let mut group = c.benchmark_group("decide");
     for n in [10usize, 100, 1_000, 10_000] {

@@ -366,6 +366,10 @@ async fn watch_accounts(shared: Arc<web::state::Shared>) {
                 }
             }
         }
+        // Every few seconds: people whose access review fell due (alerted once per period).
+        if rounds % 20 == 1 {
+            overdue_reviews(&shared, &rt.policy).await;
+        }
         // Every change, and every few seconds for idle sessions.
         if changed || rounds.is_multiple_of(20) {
             let now = clock::unix_now();
@@ -377,6 +381,44 @@ async fn watch_accounts(shared: Arc<web::state::Shared>) {
             }
             gate.tidy();
         }
+    }
+}
+
+/// Alerts the officer about each person whose access review is overdue, once per review
+/// period (the attestations file remembers, so a restart or another instance does not repeat it).
+async fn overdue_reviews(shared: &web::state::Shared, policy: &policy::Policy) {
+    let snap = shared.gate.accounts.snapshot();
+    let (state, period) = (
+        policy.storage.state.clone(),
+        policy.review.period.as_secs() as i64,
+    );
+    let now = clock::unix_now();
+    let due = tokio::task::spawn_blocking(move || {
+        let store = users::attestations::AttestationStore::open(&state)?;
+        users::attestations::take_overdue_alerts(&store, &snap.directory, period, now)
+    })
+    .await;
+    let due = match due {
+        Ok(Ok(due)) => due,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot check for overdue access reviews");
+            return;
+        }
+        Err(_) => return,
+    };
+    for (user, since) in due {
+        let words = match since {
+            Some(t) => format!(
+                "the access review of {user} is overdue since {}; sign it off in the console's Access review page",
+                jiff::Timestamp::from_second(t)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+            ),
+            None => format!(
+                "the access of {user} has never been reviewed; sign it off in the console's Access review page"
+            ),
+        };
+        shared.gate.alerts.raise("review-overdue", &user, words);
     }
 }
 

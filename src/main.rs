@@ -81,6 +81,14 @@ enum Command {
         #[command(subcommand)]
         action: cli::grant::GrantCommand,
     },
+    /// Access requests people made from a refused page: list, approve (a grant), deny.
+    Request {
+        /// The policy file.
+        #[arg(long, default_value = "config/ward.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: cli::request::RequestCommand,
+    },
     /// Print the current code for an authenticator key (for trying the demo without a phone).
     TotpCode {
         /// The key, as shown when the account was set up.
@@ -169,6 +177,7 @@ fn main() -> ExitCode {
             device_of,
         }),
         Command::Grant { config, action } => cli::grant::run(&config, action),
+        Command::Request { config, action } => cli::request::run(&config, action),
         Command::TotpCode { key } => cli::totp::run(&key),
         Command::Schema { dir } => cli::schema::run(&dir),
         Command::User { config, action } => cli::user::run(&config, action),

@@ -855,10 +855,12 @@ mod respellings {
             roles: vec!["clinician".into()],
             allow_from: None,
             mfa: true,
+            passkey: true,
             emergency: false,
             vendor: false,
             device_required: false,
             export_grants: Vec::new(),
+            access_grants: Vec::new(),
         }
     }
 

@@ -159,22 +159,6 @@ async fn a_roles_idle_limit_ends_the_session() {
     assert!(reaches(&s, &lee, "/patients/2").await);
 }
 
-/// Runs `ward user --config ward.toml ARGS…` in the scenario's folder; returns stdout.
-fn ward_user(s: &Running, args: &[&str]) -> String {
-    let out = Command::new(WARD)
-        .current_dir(s.ward.site.dir.path())
-        .args(["user", "--config", "ward.toml"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The one-time link's token in `ward user` output.
 fn token(out: &str) -> String {
     let at = out
@@ -205,8 +189,8 @@ async fn resets_end_live_sessions_and_void_old_links() {
         assert!(reaches(&s, &b, "/billing/claims").await);
         let cookie = b.cookie(COOKIE).unwrap();
 
-        let first = token(&ward_user(&s, &[command, "bo"]));
-        let second = token(&ward_user(&s, &[command, "bo"]));
+        let first = token(&s.ward_user(&[command, "bo"]));
+        let second = token(&s.ward_user(&[command, "bo"]));
         assert_ne!(first, second);
         // ward picks the change up within a second.
         tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -827,7 +827,7 @@ fn report_access_and_check_warn_about_officers() {
     let lines: Vec<&str> = out.split("\r\n").collect();
     assert_eq!(
         lines[0],
-        "name,display_name,status,roles,organization,sponsor,mfa_enrolled,last_sign_in,last_activity,end_date,flags"
+        "name,display_name,status,roles,organization,sponsor,mfa_enrolled,passkeys,last_sign_in,last_activity,end_date,flags"
     );
     assert!(
         lines[1]
@@ -862,4 +862,100 @@ fn report_access_and_check_warn_about_officers() {
     let (ok, _, err) = run(&["report", "access", "--config", "missing.toml"]);
     assert!(!ok);
     assert!(err.contains("ward report access:"), "{err}");
+}
+
+/// Issue #14: the officer sees a person's passkeys (by name) on their page and removes one;
+/// the removal is recorded with the key's name, ends the person's sessions, and shows in the
+/// access review. The key is a real one, made by Chromium's virtual authenticator in
+/// `passkeys_browser` (`tests/fixtures/passkey.json`: a public key, no secret).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_officer_lists_and_removes_a_persons_passkey() {
+    let (_ehr, ward) = start("");
+    let boss = enrolled_user(&ward.site, "boss", &["officer"], PW, None, None);
+    let lee = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
+    let (handle, entry) = chromium_passkey();
+    let store = ward::users::SecretStore::open(&ward.site.path("state")).unwrap();
+    store
+        .update(|s| {
+            let u = s.users.get_mut("dr_lee").unwrap();
+            u.passkey_user = handle;
+            u.passkeys.push(entry.clone());
+        })
+        .unwrap();
+    settle().await;
+    let officer = Browser::new(&ward).pages_on(&ward, WARD_HOST);
+    sign_in(&officer, "boss", &boss).await;
+    let clinician = Browser::new(&ward).pages_on(&ward, WARD_HOST);
+    sign_in(&clinician, "dr_lee", &lee).await;
+    let person = "/.ward/officer/users/dr_lee";
+    let (status, html) = page(&officer, person).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("Passkeys and security keys") && html.contains("Remove test laptop"),
+        "{html}"
+    );
+    assert!(html.contains("ward.localhost"), "{html}");
+    // The access review names each person's second factors.
+    let (status, html) = page(&officer, "/.ward/officer/review").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("app, 1 passkey (test laptop)"), "{html}");
+    let (_, csv) = page(&officer, "/.ward/officer/review.csv").await;
+    let lee = csv.lines().find(|l| l.starts_with("dr_lee,")).unwrap();
+    assert!(lee.contains(",yes,test laptop,"), "{lee}");
+
+    // A key id the person does not have changes nothing.
+    let (status, html) = act(
+        &officer,
+        person,
+        "/.ward/officer/users/dr_lee/remove-passkey",
+        &[("key", "not-a-key")],
+    )
+    .await;
+    assert_eq!(status, 400, "{html}");
+    assert_eq!(store.read().unwrap().users["dr_lee"].passkeys.len(), 1);
+
+    let (status, html) = act(
+        &officer,
+        person,
+        "/.ward/officer/users/dr_lee/remove-passkey",
+        &[("key", &entry.id_text())],
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("no longer signs dr_lee in"), "{html}");
+    assert!(store.read().unwrap().users["dr_lee"].passkeys.is_empty());
+    let record = officer_record(&ward, "boss", "passkey-removed", Some("dr_lee"))
+        .expect("a passkey-removed record");
+    assert_eq!(record["detail"], "key \"test laptop\"");
+    // The person's sessions ended with it.
+    let resp = clinician.get("/.ward/passkeys").await;
+    assert_ne!(resp.status(), 200, "dr_lee's session must have ended");
+}
+
+/// Issue #14: an officer role with `mfa = "phishing-resistant"` keeps an officer who signed
+/// in with the authenticator code out of the console.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phishing_resistant_officer_role_needs_a_passkey_for_the_console() {
+    let ehr = Ehr::start();
+    let site = Site::new();
+    std::fs::create_dir_all(site.path("config")).unwrap();
+    std::fs::write(site.path("config/users.toml"), USERS_HEADER).unwrap();
+    let config = site.path("ward.toml");
+    let text = policy(&ehr.url(), "").replace(
+        "officer = { description = \"Security officer\" }",
+        "officer = { description = \"Security officer\", mfa = \"phishing-resistant\" }",
+    );
+    assert!(text.contains("phishing-resistant"));
+    std::fs::write(&config, text.replace("{server}", &server_section(&site))).unwrap();
+    let ward = Ward::start_in(site, config);
+    let boss = enrolled_user(&ward.site, "boss", &["officer"], PW, None, None);
+    settle().await;
+    let officer = Browser::new(&ward).pages_on(&ward, WARD_HOST);
+    sign_in(&officer, "boss", &boss).await;
+    let (status, html) = page(&officer, "/.ward/officer/users").await;
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("passkey or security key"), "{html}");
+    // Adding a passkey stays open to the code sign-in: it is how the officer gets one.
+    let (status, html) = page(&officer, "/.ward/passkeys").await;
+    assert_eq!(status, 200, "{html}");
 }

@@ -548,3 +548,33 @@ async fn mixed_export_roles_are_stated_alike_by_the_proxy_explain_and_the_review
     assert!(!line("mo").contains("grants export"), "{csv}");
     assert!(line("rita").contains("a role grants export"), "{csv}");
 }
+
+/// Issue #14: a `phishing-resistant` route refuses a code sign-in; the proxy and `ward
+/// explain` say so alike, and explain says which sign-in it assumed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phishing_resistant_route_is_explained_as_the_proxy_refuses_it() {
+    let ehr = Ehr::start();
+    let text = format!(
+        "{}[[routes]]\napp = \"ehr\"\npath = \"/controlled/**\"\nallow_roles = [\"clinician\"]\nmfa = \"phishing-resistant\"\n",
+        policy(&ehr.url())
+    );
+    let ward = Ward::start(&text);
+    let lee = enrolled_user(&ward.site, "dr_lee", &["clinician"], PW, None, None);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let b = sign_in(&ward, "dr_lee", &lee, 0, "203.0.113.5").await;
+    let resp = b.get("/controlled/1").await;
+    let proxy = proxy_words(&ward, &resp);
+    assert_eq!(proxy, "DENY (passkey-needed)");
+    let out = explain(&ward, Some("dr_lee"), "203.0.113.5", "GET", "/controlled/1");
+    assert!(
+        out.contains("Decision: DENY (passkey-needed)"),
+        "explain must agree with the proxy ({proxy}):\n{out}"
+    );
+    assert!(
+        out.contains("none: decided as for a sign-in with the authenticator code"),
+        "{out}"
+    );
+    // The ordinary page is open to the same sign-in (the sample EHR answers it itself).
+    let resp = b.get("/patients/1").await;
+    assert_ne!(resp.status(), 403, "{}", resp.text().await.unwrap());
+}

@@ -194,3 +194,100 @@ async fn the_trail_names_the_person_each_event_is_about() {
         .unwrap();
     assert!(String::from_utf8_lossy(&search.stdout).contains("idle-logoff"));
 }
+
+/// Issue #14: a passkey alone signs nobody in unless `[login] passwordless = true`: the
+/// sign-in page does not offer it, and a post to its address starts nothing. A person without
+/// passkeys is not offered one at the second step either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passkey_alone_signs_in_only_where_the_officer_allows_it() {
+    let s = presets::clinic_scenario("")
+        .user("dr_lee", &["clinician"])
+        .start()
+        .await;
+    let b = s.browser();
+    let login = b.get("/.ward/login").await.text().await.unwrap();
+    assert!(!login.contains("passkey-sign-in"), "{login}");
+    let csrf = input_value(&login, "csrf");
+    let resp = b
+        .post(
+            "/.ward/passkey-sign-in",
+            &[("csrf", &csrf), ("return", "/")],
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("not offered here"), "{text}");
+    assert!(!text.contains("passkey-form"), "{text}");
+    // The second step offers the code only.
+    let resp = presets::password_step(&b, "dr_lee", PW).await;
+    assert_eq!(resp.status(), 303);
+    let mfa = b.get("/.ward/mfa").await.text().await.unwrap();
+    assert!(
+        !mfa.contains("passkey-form") && mfa.contains("name=\"code\""),
+        "{mfa}"
+    );
+    // A forged passkey answer at the second step is a failed second step, not a pass.
+    let resp = b
+        .post(
+            "/.ward/mfa",
+            &[
+                ("csrf", &input_value(&mfa, "csrf")),
+                ("step", "made-up"),
+                ("credential", "{\"id\":\"x\"}"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    assert!(b.get("/patients/1001/chart").await.status() != 200);
+    s.assert_audit(&[("event", "mfa-failed-passkey"), ("user", "dr_lee")])
+        .await;
+}
+
+/// Issue #14: a role with `mfa = "phishing-resistant"` finishes sign-in with the person's
+/// passkey only: the second step offers no code, and a code or recovery code sent anyway opens
+/// nothing. The key is a real one from Chromium's virtual authenticator, made for ward's own
+/// host (`tests/fixtures/passkey.json`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_that_needs_a_passkey_is_not_signed_in_with_a_code() {
+    let s = Scenario::new()
+        .own_host()
+        .toml("[roles]\nofficer = { mfa = \"phishing-resistant\" }\n")
+        .route("/**", "allow_roles = [\"officer\"]")
+        .user("boss", &["officer"])
+        .start()
+        .await;
+    let (_, entry) = chromium_passkey();
+    ward::users::SecretStore::open(&s.ward.site.path("state"))
+        .unwrap()
+        .update(|st| st.users.get_mut("boss").unwrap().passkeys.push(entry))
+        .unwrap();
+    presets::settle().await;
+    let b = s.browser();
+    let resp = presets::password_step(&b, "boss", PW).await;
+    assert_eq!(resp.status(), 303);
+    let mfa = b.get("/.ward/mfa").await.text().await.unwrap();
+    assert!(mfa.contains("passkey-form"), "{mfa}");
+    assert!(
+        !mfa.contains("name=\"code\"") && !mfa.contains("name=\"recovery\""),
+        "{mfa}"
+    );
+    let csrf = input_value(&mfa, "csrf");
+    for (field, value) in [
+        ("code", s.code("boss").await),
+        ("recovery", "AAAA-BBBB".into()),
+    ] {
+        let resp = b
+            .post(
+                "/.ward/mfa",
+                &[("csrf", csrf.as_str()), (field, value.as_str())],
+            )
+            .await;
+        assert_eq!(resp.status(), 401, "{field}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("a code is not enough"), "{text}");
+    }
+    s.assert_audit(&[("event", "mfa-passkey-needed"), ("user", "boss")])
+        .await;
+    // Still only half signed in: nothing opens.
+    assert!(b.get("/patients/1").await.status() != 200);
+}

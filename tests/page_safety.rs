@@ -197,6 +197,46 @@ async fn every_ward_page_has_a_csp_without_unsafe_inline() {
     assert_safe_page(lee_own.get("/.ward/break-glass").await, "break-glass").await;
     assert_safe_page(lee_own.get("/.ward/logout").await, "sign-out").await;
     assert_safe_page(lee_own.get("/.ward/officer/").await, "console refused").await;
+    // Passkeys: the list has no script; the page that asks the authenticator runs ward's own
+    // file and nothing inline, and shows a typed key name as text.
+    let list = assert_safe_page(lee_own.get("/.ward/passkeys").await, "passkeys").await;
+    let csrf = input_value(&list, "csrf");
+    let payload = "<script>window.__xss=1</script>";
+    let add = lee_own
+        .post(
+            "/.ward/passkeys",
+            &[("csrf", &csrf), ("action", "add"), ("name", payload)],
+        )
+        .await;
+    let csp = add.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    let body = add.text().await.unwrap();
+    let scripts: Vec<&str> = body
+        .match_indices("<script")
+        .map(|(i, _)| &body[i..])
+        .collect();
+    assert_eq!(scripts.len(), 1, "{body}");
+    assert!(
+        scripts[0].starts_with("<script src=\"/.ward/passkey.js\""),
+        "{body}"
+    );
+    assert!(body.contains("&lt;script&gt;window.__xss=1"), "{body}");
+    let js = lee_own.get("/.ward/passkey.js").await;
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(js.headers()["x-content-type-options"], "nosniff");
 
     // The officer's console, every page.
     let boss = Browser::on(ward, WARD_HOST);

@@ -848,3 +848,75 @@ async fn a_saml_sign_in_begun_on_one_instance_finishes_on_the_other() {
         .await;
     assert_eq!(r.status(), 400);
 }
+
+/// The passkey ceremonies under way in Redis (their keys), as `redis-cli` lists them.
+fn passkey_steps_in(redis: &Redis) -> usize {
+    let out = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "--no-auth-warning"])
+        .args([
+            "-a",
+            REDIS_PASSWORD,
+            "--scan",
+            "--pattern",
+            "ward:passkey:*",
+        ])
+        .output()
+        .expect("redis-cli (it comes with redis-server; tests/run installs it)");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Issue #14: a passkey step begun on one instance is kept in Redis, and the other instance
+/// takes it (once) when the browser's answer arrives there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passkey_step_begun_on_one_instance_is_taken_once_on_the_other() {
+    let redis = Redis::start();
+    let (_dir, password_file) = password_file();
+    let s = scenario(&redis, &password_file)
+        .toml("[login]\npasswordless = true\n")
+        .start()
+        .await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    assert_eq!(passkey_steps_in(&redis), 0);
+    let b = s.browser();
+    let login = b.get("/.ward/login").await.text().await.unwrap();
+    let csrf = input_value(&login, "csrf");
+    let page = b
+        .post(
+            "/.ward/passkey-sign-in",
+            &[("csrf", &csrf), ("return", "/")],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let step = input_value(&page, "step");
+    assert!(!step.is_empty(), "{page}");
+    assert_eq!(passkey_steps_in(&redis), 1, "the step is kept in Redis");
+
+    // The answer (a forged one) arrives at the other instance: it takes the step, and refuses.
+    let there = Browser::on(&other, "localhost");
+    there.set_cookie(
+        "__Host-ward-csrf",
+        &b.cookie("__Host-ward-csrf").unwrap_or_default(),
+    );
+    let r = there
+        .post(
+            "/.ward/passkey-sign-in",
+            &[
+                ("csrf", &csrf),
+                ("return", "/"),
+                ("step", &step),
+                ("credential", "{\"id\":\"x\"}"),
+            ],
+        )
+        .await;
+    let text = r.text().await.unwrap();
+    assert!(text.contains("That passkey did not sign you in"), "{text}");
+    assert_eq!(
+        passkey_steps_in(&redis),
+        0,
+        "taken once, by the other instance"
+    );
+    assert!(there.cookie(COOKIE).is_none());
+}

@@ -454,7 +454,7 @@ fn csv_exports_defuse_formulas() {
     );
     assert!(out.status.success(), "{stderr}");
     for (name, value, cell) in cases {
-        let row = format!("\r\n{name},{cell},active,biller,{cell},,no,,,2099-01-02,");
+        let row = format!("\r\n{name},{cell},active,biller,{cell},,no,,,,2099-01-02,");
         assert!(stdout.contains(&row), "{value:?}:\n{stdout}");
     }
 }

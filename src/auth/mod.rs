@@ -3,6 +3,7 @@
 pub mod codes;
 pub mod lockout;
 pub mod oidc;
+pub mod passkey;
 pub mod password;
 pub mod saml;
 pub mod totp;

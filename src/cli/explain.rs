@@ -147,9 +147,23 @@ pub fn explain(q: &Question<'_>) -> Result<String, ExplainError> {
                         "no authenticator yet: cannot sign in".into()
                     },
                 });
+                let has_passkey = !standing.passkeys.is_empty();
+                checks.push(Check {
+                    name: "passkeys",
+                    passed: true,
+                    detail: if has_passkey {
+                        format!(
+                            "{} enrolled ({}): decided as for a sign-in with one",
+                            standing.passkeys.len(),
+                            standing.passkeys.join(", ")
+                        )
+                    } else {
+                        "none: decided as for a sign-in with the authenticator code".into()
+                    },
+                });
                 if usable && standing.has_password && standing.has_totp {
                     // The identity a signed-in session of this person would have now.
-                    let probe = crate::session::Session::new(
+                    let mut probe = crate::session::Session::new(
                         name,
                         standing.epoch,
                         now,
@@ -158,6 +172,7 @@ pub fn explain(q: &Question<'_>) -> Result<String, ExplainError> {
                         q.ip,
                         "/",
                     )?;
+                    probe.passkey = has_passkey;
                     match accounts::identity_of(&probe, &snap, &policy, now) {
                         Ok(who) => {
                             if who.emergency {
@@ -290,7 +305,10 @@ fn enforced(d: &policy::Decision<'_>, route: &policy::Route) -> Vec<(&'static st
     vec![
         (
             "second factor:",
-            if d.mfa_needed {
+            if d.passkey_needed {
+                "a passkey or security key required (phishing-resistant), and this sign-in used one"
+                    .into()
+            } else if d.mfa_needed {
                 "required, and this sign-in had one".into()
             } else {
                 "not required".into()

@@ -80,33 +80,20 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
         |name: &str| grants::check_grantee(&users, name, now()).map_err(|e| e.to_string());
     // Every grant and revocation goes in the audit trail, as the console's do, and first:
     // when the record cannot be written and the policy says refuse, nothing is changed.
+    let actor = cli_actor();
     let record_first = |event: &'static str, user: &str, grant: &str, detail: String| {
-        let r = crate::audit::Record::officer(cli_actor(), event)
-            .user(user.to_string())
-            .grant(grant.to_string())
-            .detail(detail);
-        match crate::audit::append_blocking_with(&policy.audit, r) {
-            Ok(()) => Ok(()),
-            Err(e) if policy.audit.on_failure == crate::audit::OnFailure::Continue => {
-                eprintln!(
-                    "ward grant: the audit trail cannot record this change ({e}); making it anyway, as the policy's [audit] on_failure = \"continue\" allows"
-                );
-                Ok(())
-            }
-            Err(e) => Err(format!(
-                "nothing was changed, because the audit trail cannot record the change: {e}"
-            )),
-        }
+        super::record_first(
+            &policy,
+            &actor,
+            event,
+            user,
+            Some(grant.to_string()),
+            detail,
+        )
     };
     // A change that failed after its record: the trail says so.
     let not_made = |event: &'static str, user: &str, why: String| {
-        let r = crate::audit::Record::officer(cli_actor(), "change-failed")
-            .user(user.to_string())
-            .detail(format!("{event} was not made: {why}"));
-        if let Err(e) = crate::audit::append_blocking_with(&policy.audit, r) {
-            eprintln!("ward grant: the audit trail cannot record that the change failed: {e}");
-        }
-        why
+        super::record_not_made(&policy, &actor, event, user, why)
     };
     let save = |event: &'static str, g: &Grant| {
         grants::save(&store, g).map_err(|why| not_made(event, &g.user, why.to_string()))
@@ -197,10 +184,7 @@ fn execute(config: &Path, cmd: GrantCommand) -> Result<(), String> {
                 "ID", "USER", "KIND", "WHAT", "UNTIL"
             );
             for g in list.grants.iter().filter(|g| all || g.active(t)) {
-                let (kind, what) = match &g.kind {
-                    GrantKind::Export { route } => ("export", route.clone()),
-                    GrantKind::BreakGlass { roles } => ("break-glass", roles.join(",")),
-                };
+                let (kind, what) = g.kind.describe();
                 let until = match g.revoked {
                     Some(r) => format!("revoked {}", when(r)),
                     None => when(g.end),

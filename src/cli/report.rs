@@ -3,6 +3,7 @@
 
 use crate::config::diag::Diagnostics;
 use crate::config::{self, Certs};
+use crate::users::attestations::AttestationStore;
 use crate::users::review::{DEFAULT_IDLE_DAYS, build};
 use crate::users::{SecretStore, StoreError, directory};
 use std::collections::HashMap;
@@ -102,7 +103,12 @@ fn access(
     let dir = directory::load(&policy.storage.users).map_err(ReportError::Accounts)?;
     let secrets = SecretStore::open(&policy.storage.state).and_then(|s| s.read())?;
     let now = crate::clock::unix_now();
-    let review = build(&policy, &dir, &secrets, &HashMap::new(), now, idle_days);
+    let signed = AttestationStore::open(&policy.storage.state).and_then(|s| s.read())?;
+    let review = build(&policy, &dir, &secrets, &HashMap::new(), now, idle_days).with_attestations(
+        &signed,
+        policy.review.period.as_secs() as i64,
+        &dir,
+    );
     let text = match format {
         ReportFormat::Html => review.standalone_html(crate::users::review::Styles::Inline),
         ReportFormat::Csv => review.csv(),

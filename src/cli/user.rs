@@ -113,6 +113,18 @@ pub enum UserCommand {
         /// The account's sign-in name.
         name: String,
     },
+    /// List an account's passkeys and security keys: name, where it works, added, last used, id.
+    Passkeys {
+        /// The account's sign-in name.
+        name: String,
+    },
+    /// Remove one of an account's passkeys or security keys and end the account's sessions.
+    RemovePasskey {
+        /// The account's sign-in name.
+        name: String,
+        /// The key's name (as `ward user passkeys` shows it), or its id when names repeat.
+        key: String,
+    },
 }
 
 /// Runs one command against the policy at `config`; prints results for the officer and returns the exit code.
@@ -152,6 +164,12 @@ pub fn run(config: &Path, cmd: UserCommand) -> ExitCode {
         UserCommand::ResetMfa { name } => Some(("mfa-reset", name.clone())),
         UserCommand::Expire { name, .. } => Some(("end-date-changed", name.clone())),
         UserCommand::Unlock { name } => Some(("user-unlocked", name.clone())),
+        UserCommand::RemovePasskey { name, .. } => Some(("passkey-removed", name.clone())),
+        _ => None,
+    };
+    // The key's name goes in the trail (it is no secret: the officer sees it everywhere).
+    let detail = match &cmd {
+        UserCommand::RemovePasskey { key, .. } => Some(format!("key \"{}\"", plain(key))),
         _ => None,
     };
     let ctx = Ctx {
@@ -163,6 +181,7 @@ pub fn run(config: &Path, cmd: UserCommand) -> ExitCode {
         today,
         tz,
         action,
+        detail,
     };
     match ctx.exec(cmd) {
         Ok(()) => ExitCode::SUCCESS,
@@ -184,6 +203,8 @@ struct Ctx<'a> {
     tz: TimeZone,
     /// The audit event and account of this command, if it changes something.
     action: Option<(&'static str, String)>,
+    /// More words for that record (which key), if any.
+    detail: Option<String>,
 }
 
 type Outcome = Result<(), String>;
@@ -201,7 +222,11 @@ impl Ctx<'_> {
             return f(&self.admin).map_err(explain);
         };
         let event: &'static str = event;
-        let record = crate::audit::Record::officer(super::cli_actor(), event).user(target.clone());
+        let mut record =
+            crate::audit::Record::officer(super::cli_actor(), event).user(target.clone());
+        if let Some(d) = &self.detail {
+            record = record.detail(d.clone());
+        }
         if let Err(e) = crate::audit::append_blocking_with(&self.policy.audit, record) {
             match self.policy.audit.on_failure {
                 crate::audit::OnFailure::Refuse => {
@@ -255,10 +280,44 @@ impl Ctx<'_> {
             UserCommand::ResetMfa { name } => self.reset_mfa(&name),
             UserCommand::Expire { name, on, never } => self.expire(&name, on, never),
             UserCommand::Unlock { name } => self.unlock(&name),
+            UserCommand::Passkeys { name } => self.passkeys(&name),
+            UserCommand::RemovePasskey { name, key } => self.remove_passkey(&name, &key),
         }
     }
 
     // --- the commands -------------------------------------------------------------------
+
+    fn passkeys(&self, name: &str) -> Outcome {
+        let keys = self.admin.passkeys(name).map_err(|e| self.explain(e))?;
+        if keys.is_empty() {
+            println!("{name} has no passkeys or security keys.");
+            return Ok(());
+        }
+        println!("{name}'s passkeys and security keys:");
+        for k in &keys {
+            println!(
+                "  {}  works on {}  added {}  last used {}  id {}",
+                plain(&k.name),
+                k.rp_id,
+                self.short_when(k.added),
+                k.last_used
+                    .map(|t| self.short_when(t))
+                    .unwrap_or_else(|| "never".into()),
+                k.id_text()
+            );
+        }
+        println!("Remove one with: ward user remove-passkey {name} NAME-OR-ID");
+        Ok(())
+    }
+
+    fn remove_passkey(&self, name: &str, key: &str) -> Outcome {
+        let removed = self.change(|a| a.remove_passkey(name, key), |e| self.explain(e))?;
+        println!(
+            "Removed {name}'s passkey \"{}\"; it no longer signs {name} in, and {name}'s sessions have ended.",
+            plain(&removed)
+        );
+        Ok(())
+    }
 
     fn add(&self, mut new: NewAccount) -> Outcome {
         new.roles = self.check_roles(&new.roles)?;
@@ -437,7 +496,7 @@ impl Ctx<'_> {
             },
             None => "never".to_string(),
         };
-        let fields: [(&str, String); 17] = [
+        let fields: [(&str, String); 18] = [
             ("name", a.name.clone()),
             ("display name", plain(&a.display_name)),
             ("status", status),
@@ -459,6 +518,18 @@ impl Ctx<'_> {
             ("attributes", attributes),
             ("password set", yes_no(s.password.is_some()).into()),
             ("MFA enrolled", yes_no(s.totp.is_some()).into()),
+            (
+                "passkeys",
+                if s.passkeys.is_empty() {
+                    "none".into()
+                } else {
+                    s.passkeys
+                        .iter()
+                        .map(|k| plain(&k.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            ),
             ("recovery codes", format!("{} left", s.recovery.len())),
             ("failed sign-ins", s.failed_logins.to_string()),
             ("lockout", locked),

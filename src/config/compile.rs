@@ -62,6 +62,16 @@ pub fn compile(
         lockout_after: count(&raw.login.lockout_after, 1, 100, 5, "lockout_after", c) as u32,
         lockout_time: duration_or(&raw.login.lockout_time, Duration::from_secs(15 * 60), c),
         oidc: Vec::new(),
+        passwordless: raw
+            .login
+            .passwordless
+            .as_ref()
+            .is_some_and(|b| *b.get_ref()),
+        passkey_domain: raw
+            .login
+            .passkey_domain
+            .as_ref()
+            .and_then(|h| passkey_domain(h, c)),
         saml: Vec::new(),
         attempts_per_minute: count(
             &raw.login.attempts_per_minute,
@@ -76,6 +86,9 @@ pub fn compile(
     login.oidc = oidc_providers(&raw, &roles, c);
     login.saml = saml_providers(&raw, &roles, &login.oidc, c);
     let log = log(&raw, c);
+    let review = crate::policy::ReviewSettings {
+        period: duration_or(&raw.review.period, crate::policy::DEFAULT_REVIEW_PERIOD, c),
+    };
     let break_glass = raw.break_glass.as_ref().map(|bg| {
         let b = bg.get_ref();
         let mut list = |v: &Option<Vec<Text>>, what: &str| -> Vec<String> {
@@ -322,6 +335,7 @@ pub fn compile(
         s.public_hosts.dedup();
     }
     Some(Policy {
+        review,
         conditional,
         file: file.to_path_buf(),
         practice,
@@ -445,10 +459,11 @@ fn mfa(value: &Text, c: &mut Collector<'_>) -> Option<Mfa> {
     match value.get_ref().as_str() {
         "required" => Some(Mfa::Required),
         "optional" => Some(Mfa::Optional),
+        "phishing-resistant" => Some(Mfa::PhishingResistant),
         other => {
             c.error(
                 value.span(),
-                format!("mfa must be \"required\" or \"optional\", not '{other}'"),
+                format!("mfa must be \"required\", \"optional\" or \"phishing-resistant\" (a passkey or security key only), not '{other}'"),
             );
             None
         }
@@ -1436,6 +1451,22 @@ fn public_host(value: &Text, c: &mut Collector<'_>) -> Option<String> {
         );
         None
     }
+}
+
+/// `[login] passkey_domain`: a host name with at least two labels (a passkey made for a
+/// bare top-level name such as `example` would be offered to every site under it).
+fn passkey_domain(value: &Text, c: &mut Collector<'_>) -> Option<String> {
+    let host = public_host(value, c)?;
+    if host.contains('.') || host == "localhost" {
+        return Some(host);
+    }
+    c.error(
+        value.span(),
+        format!(
+            "passkey_domain '{host}' is too broad: name the practice's own domain, like riverside.example, that every host people sign in on ends with"
+        ),
+    );
+    None
 }
 
 fn routes(

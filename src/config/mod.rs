@@ -200,6 +200,7 @@ fn section_of(parent: &[Step]) -> (Section, String) {
         }
         [k] if *k == key("log") => (Section::Log, "[log]".into()),
         [k] if *k == key("metrics") => (Section::Metrics, "[metrics]".into()),
+        [k] if *k == key("review") => (Section::Review, "[review]".into()),
         [k] if *k == key("storage") => (Section::Storage, "[storage]".into()),
         [k] if *k == key("break_glass") => (Section::BreakGlass, "[break_glass]".into()),
         [k] if *k == key("export") => (Section::Export, "[export]".into()),

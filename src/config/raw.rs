@@ -35,6 +35,8 @@ pub struct RawPolicy {
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
+    pub review: RawReview,
+    #[serde(default)]
     pub networks: BTreeMap<String, Spanned<Vec<Text>>>,
     #[serde(default)]
     pub roles: BTreeMap<String, Spanned<RawRole>>,
@@ -96,6 +98,8 @@ pub struct RawLogin {
     pub lockout_time: Option<Text>,
     pub attempts_per_minute: Option<Spanned<i64>>,
     pub oidc: Option<Vec<Spanned<RawOidc>>>,
+    pub passwordless: Option<Spanned<bool>>,
+    pub passkey_domain: Option<Text>,
     pub saml: Option<Vec<Spanned<RawSaml>>>,
 }
 
@@ -149,6 +153,13 @@ pub struct RawBreakGlass {
     pub allowed_roles: Option<Vec<Text>>,
     pub emergency_roles: Option<Vec<Text>>,
     pub duration: Option<Text>,
+}
+
+/// `[review]`: the periodic access review.
+#[derive(Debug, Deserialize, JsonSchema, Default)]
+#[schemars(deny_unknown_fields)]
+pub struct RawReview {
+    pub period: Option<Text>,
 }
 
 /// `[storage]`: where accounts and ward's own state live.
@@ -309,6 +320,7 @@ pub fn known_keys(section: Section) -> Vec<&'static str> {
         Section::Alerts => "RawAlerts",
         Section::Log => "RawLog",
         Section::Metrics => "RawMetrics",
+        Section::Review => "RawReview",
         Section::Role => "RawRole",
         Section::App => "RawApp",
         Section::UpstreamAuth => "RawUpstreamAuth",
@@ -334,6 +346,7 @@ pub enum Section {
     Alerts,
     Log,
     Metrics,
+    Review,
     Role,
     App,
     UpstreamAuth,

@@ -25,6 +25,7 @@ const POLICY_SECTIONS: &[(&str, &str)] = &[
     ("RawLog", "[log]"),
     ("RawStorage", "[storage]"),
     ("RawMetrics", "[metrics]"),
+    ("RawReview", "[review]"),
     ("RawAudit", "[audit]"),
     ("RawAlerts", "[alerts]"),
     ("RawExport", "[export]"),

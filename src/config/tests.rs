@@ -107,6 +107,16 @@ fn bad_values_are_explained() {
             "is not a host name",
         ),
         ("[login]\nmfa = \"never\"\n", "mfa must be"),
+        ("[roles]\nr = { mfa = \"passkey\" }\n", "phishing-resistant"),
+        ("[login]\npasskey_domain = \"com\"\n", "too broad"),
+        (
+            "[login]\npasskey_domain = \"https://x.example\"\n",
+            "is not a host name",
+        ),
+        (
+            "[login]\npasswordless = \"yes\"\n",
+            "expected true or false",
+        ),
         (
             "[roles]\nr = { export = \"sometimes\" }\n",
             "export must be",
@@ -235,6 +245,8 @@ device_ca = "ca.pem"
 device_crl = "crl.pem"
 [metrics]
 listen = "127.0.0.1:9464"
+[review]
+period = "30 days"
 [sessions]
 idle_timeout = "1m"
 max_lifetime = "1h"
@@ -251,6 +263,8 @@ idle_warning = true
 bind_to = "network"
 [login]
 mfa = "required"
+passwordless = true
+passkey_domain = "example.com"
 lockout_after = 5
 lockout_time = "15m"
 attempts_per_minute = 30
@@ -390,6 +404,7 @@ allow = "public"
         raw::Section::Saml,
         raw::Section::Log,
         raw::Section::Metrics,
+        raw::Section::Review,
         raw::Section::Role,
         raw::Section::App,
         raw::Section::Route,
@@ -959,6 +974,19 @@ fn saml_providers_need_a_usable_metadata_file_and_a_unique_name() {
         "[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{md}\"\nrole_map = {{ g = [\"clinican\"] }}"
     ));
     assert!(role.contains("unknown role 'clinican'"), "{role}");
+}
+
+#[test]
+fn the_review_period_reads_like_a_duration() {
+    let base = "practice = \"P\"\n[server]\nlisten = \"127.0.0.1:0\"\n[review]\n";
+    let errs = errors(&format!("{base}period = \"every quarter\"\n"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains(":5:") && e.contains("not a length of time")),
+        "{errs:#?}"
+    );
+    let errs = errors(&format!("{base}period = \"0 days\"\n"));
+    assert!(errs.iter().any(|e| e.contains("is zero")), "{errs:#?}");
 }
 
 #[test]

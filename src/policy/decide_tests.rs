@@ -28,6 +28,7 @@ reports = { export = "allow" }
 vendor_biller = {}
 frontdesk = { idle_timeout = "5m" }
 admin = { mfa = "required" }
+officer = { mfa = "phishing-resistant" }
 kiosk = { device = "required" }
 emergency = {}
 acme_biller = { allow_from = ["vpn"] }
@@ -65,6 +66,15 @@ app = "ehr"
 path = "/prescribe/**"
 allow_roles = ["clinician"]
 mfa = "required"
+[[routes]]
+app = "ehr"
+path = "/controlled/**"
+allow_roles = ["clinician", "officer"]
+mfa = "phishing-resistant"
+[[routes]]
+app = "ehr"
+path = "/officer/**"
+allow_roles = ["officer"]
 [[routes]]
 app = "ehr"
 path = "/reports/**"
@@ -133,6 +143,8 @@ struct Who {
     roles: &'static [&'static str],
     own: Option<&'static str>,
     mfa: bool,
+    /// The second factor was a passkey or security key.
+    passkey: bool,
     vendor: bool,
     grants: &'static [&'static str],
 }
@@ -143,6 +155,7 @@ const fn who(name: &'static str, roles: &'static [&'static str]) -> Who {
         roles,
         own: None,
         mfa: true,
+        passkey: false,
         vendor: false,
         grants: &[],
     }
@@ -158,6 +171,21 @@ const ADA_NO_MFA: Who = Who {
     ..who("ada", &["admin"])
 };
 const LEE_NO_MFA: Who = Who { mfa: false, ..LEE };
+const LEE_PASSKEY: Who = Who {
+    passkey: true,
+    ..LEE
+};
+/// A passkey flag without a completed second factor is no passkey sign-in.
+const LEE_PASSKEY_NO_MFA: Who = Who {
+    mfa: false,
+    passkey: true,
+    ..LEE
+};
+const OLA: Who = who("ola", &["officer"]);
+const OLA_PASSKEY: Who = Who {
+    passkey: true,
+    ..OLA
+};
 const VIC: Who = Who {
     own: Some("198.51.100.7/32"),
     vendor: true,
@@ -507,6 +535,98 @@ const ROWS: &[Row] = &[
         "/prescribe/1",
         false,
         Deny(Refusal::Role),
+    ),
+    // Phishing-resistant: only a passkey sign-in passes; a code sign-in is refused, not
+    // sent round the sign-in again; the role's rule holds on a route that asks for less.
+    (
+        Some(&LEE),
+        OFFICE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Deny(Refusal::Passkey),
+    ),
+    (
+        Some(&LEE_PASSKEY),
+        OFFICE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Allow,
+    ),
+    (
+        Some(&LEE_PASSKEY_NO_MFA),
+        OFFICE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Deny(Refusal::Passkey),
+    ),
+    (
+        Some(&LEE_NO_MFA),
+        OFFICE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Deny(Refusal::Passkey),
+    ),
+    (
+        Some(&BEA),
+        OFFICE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Deny(Refusal::Role),
+    ),
+    (
+        Some(&OLA),
+        OFFICE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Deny(Refusal::Passkey),
+    ),
+    (
+        Some(&OLA_PASSKEY),
+        OFFICE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Allow,
+    ),
+    (
+        Some(&OLA),
+        OFFICE,
+        "GET",
+        E,
+        "/officer/1",
+        false,
+        Deny(Refusal::Passkey),
+    ),
+    (
+        Some(&OLA_PASSKEY),
+        OFFICE,
+        "GET",
+        E,
+        "/officer/1",
+        false,
+        Allow,
+    ),
+    (
+        Some(&LEE_PASSKEY),
+        ELSEWHERE,
+        "GET",
+        E,
+        "/controlled/1",
+        false,
+        Deny(Refusal::Network),
     ),
     // Route networks.
     (Some(&LEE), OFFICE, "GET", E, "/office-only/x", false, Allow),
@@ -1123,6 +1243,7 @@ fn identity(w: &Who) -> Identity {
         roles: w.roles.iter().map(|r| r.to_string()).collect(),
         allow_from: own,
         mfa: w.mfa,
+        passkey: w.passkey,
         emergency: w.roles.contains(&"emergency"),
         vendor: w.vendor,
         device_required: w.roles.contains(&"kiosk"),
@@ -1136,6 +1257,7 @@ fn identity(w: &Who) -> Identity {
                 pattern: routes::Pattern::parse(p, false).unwrap_or_else(|e| panic!("{e}")),
             })
             .collect(),
+        access_grants: Vec::new(),
     }
 }
 
@@ -1283,6 +1405,13 @@ fn caps_redaction_and_body_rules_follow_the_route_and_roles() {
     assert!(allowed(&p, &identity(&LEE), "GET", E, "/prescribe/1").mfa_needed);
     assert!(!allowed(&p, &identity(&LEE), "GET", E, "/patients/1").mfa_needed);
     assert!(allowed(&p, &identity(&ADA), "GET", E, "/admin").mfa_needed);
+    // A passkey need, for the page and the person; a code-level page does not ask for one.
+    let (lee, ola) = (identity(&LEE_PASSKEY), identity(&OLA_PASSKEY));
+    let controlled = allowed(&p, &lee, "GET", E, "/controlled/1");
+    assert!(controlled.mfa_needed && controlled.passkey_needed);
+    let officer = allowed(&p, &ola, "GET", E, "/officer/1");
+    assert!(officer.mfa_needed && officer.passkey_needed);
+    assert!(!allowed(&p, &identity(&LEE_PASSKEY), "GET", E, "/prescribe/1").passkey_needed);
 }
 
 #[test]
@@ -1346,10 +1475,12 @@ fn devices_serve_the_people_they_name_and_revoked_ones_nobody() {
         roles: vec![role.into()],
         allow_from: None,
         mfa: true,
+        passkey: true,
         emergency: false,
         vendor: false,
         device_required: false,
         export_grants: Vec::new(),
+        access_grants: Vec::new(),
     };
     let lee = person("lee", "clinician");
     let kim = person("kim", "frontdesk");
@@ -1420,4 +1551,73 @@ fn devices_serve_the_people_they_name_and_revoked_ones_nobody() {
             who.user
         );
     }
+}
+
+#[test]
+fn access_grants_open_their_app_and_pattern_only_and_lift_no_other_rule() {
+    let text = "practice = \"P\"\n[login]\nmfa = \"optional\"\n[networks]\noffice = [\"10.0.0.0/8\"]\n\
+        [roles]\nclinician = {}\nvendor = { allow_from = [\"office\"] }\nadmin = { mfa = \"required\" }\n\
+        [[apps]]\nname = \"ehr\"\nhost = \"ehr.example\"\nupstream = \"http://x\"\n\
+        [[apps]]\nname = \"billing\"\nhost = \"billing.example\"\nupstream = \"http://x\"\n\
+        [[routes]]\napp = \"ehr\"\npath = \"/billing/**\"\nallow_roles = [\"clinician\"]\n\
+        [[routes]]\napp = \"ehr\"\npath = \"/admin/**\"\nallow_roles = [\"admin\"]\nmfa = \"required\"\n\
+        [[routes]]\napp = \"billing\"\npath = \"/billing/**\"\nallow_roles = [\"clinician\"]\n";
+    let p = crate::config::load_str(Path::new("ward.toml"), text, crate::config::Certs::Skip)
+        .unwrap_or_else(|d| panic!("{d}"))
+        .policy;
+    let grant = |app: &str, pattern: &str| AccessGrant {
+        id: "a1".into(),
+        reason: "month-end statements".into(),
+        app: app.into(),
+        pattern: routes::Pattern::parse(pattern, false).unwrap(),
+    };
+    let jo = Identity {
+        user: "jo".into(),
+        roles: vec!["vendor".into()],
+        allow_from: None,
+        mfa: false,
+        passkey: false,
+        emergency: false,
+        vendor: true,
+        device_required: false,
+        export_grants: Vec::new(),
+        access_grants: vec![grant("ehr", "/billing/**"), grant("ehr", "/admin/**")],
+    };
+    let ask = |host: &str, path: &str, ip: &str| {
+        let facts = Facts::on_own_device(ip.parse().unwrap(), &Method::GET, host, path, Some(&jo));
+        let d = decide(&facts, &p);
+        (d.verdict, d.access_grant.map(|g| g.id.clone()))
+    };
+    assert_eq!(
+        ask("ehr.example", "/billing/1", "10.1.2.3"),
+        (Verdict::Allow, Some("a1".to_string()))
+    );
+    // Another app with the same pattern: the grant names the app.
+    assert_eq!(
+        ask("billing.example", "/billing/1", "10.1.2.3").0,
+        Verdict::Deny(Refusal::Role)
+    );
+    // A path outside the pattern.
+    assert_eq!(
+        ask("ehr.example", "/charts/1", "10.1.2.3").0,
+        Verdict::Deny(Refusal::NoRoute)
+    );
+    // The role's networks still hold.
+    assert_eq!(
+        ask("ehr.example", "/billing/1", "192.0.2.1").0,
+        Verdict::Deny(Refusal::Network)
+    );
+    // The route's MFA still holds: a grant is no second factor.
+    assert_eq!(ask("ehr.example", "/admin/x", "10.1.2.3").0, Verdict::Login);
+    // Without the grant, refused for roles (the grant is what let it in).
+    let mut bare = jo.clone();
+    bare.access_grants.clear();
+    let facts = Facts::on_own_device(
+        "10.1.2.3".parse().unwrap(),
+        &Method::GET,
+        "ehr.example",
+        "/billing/1",
+        Some(&bare),
+    );
+    assert_eq!(decide(&facts, &p).verdict, Verdict::Deny(Refusal::Role));
 }

@@ -47,6 +47,8 @@ pub struct Policy {
     pub audit: crate::audit::AuditSettings,
     /// Alerts for the officer.
     pub alerts: crate::audit::alerts::AlertSettings,
+    /// The periodic access review.
+    pub review: ReviewSettings,
     /// Networks the whole proxy may be used from, if restricted.
     pub allow_from: Option<NetSet>,
     /// Named networks.
@@ -62,6 +64,16 @@ pub struct Policy {
     /// The routes compiled for lookup.
     pub table: RouteTable,
 }
+
+/// `[review]`: the periodic access review.
+#[derive(Debug, Clone)]
+pub struct ReviewSettings {
+    /// Each person's access is reviewed at least this often; later, it is overdue.
+    pub period: Duration,
+}
+
+/// The review period when the policy names none (a quarter).
+pub const DEFAULT_REVIEW_PERIOD: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// `[server]`.
 #[derive(Debug)]
@@ -229,13 +241,15 @@ pub struct StorageSettings {
     pub state: PathBuf,
 }
 
-/// Whether a second factor is needed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether a second factor is needed, and which kind. Ordered from weakest to strictest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Mfa {
-    /// Password and a second factor.
-    Required,
     /// Whatever the global setting says is not tightened here.
     Optional,
+    /// Password and a second factor.
+    Required,
+    /// Only a passkey or security key (WebAuthn) meets it: an authenticator code can be phished.
+    PhishingResistant,
 }
 
 /// `[login]`.
@@ -251,6 +265,11 @@ pub struct LoginSettings {
     pub attempts_per_minute: u32,
     /// Identity providers for single sign-on.
     pub oidc: Vec<OidcProvider>,
+    /// A passkey alone (no password) may sign a person in.
+    pub passwordless: bool,
+    /// The shared parent domain passkeys are made for (`passkey_domain`); when None, each
+    /// host ward signs people in on has passkeys of its own.
+    pub passkey_domain: Option<String>,
     /// SAML 2.0 identity providers for single sign-on.
     pub saml: Vec<SamlProvider>,
 }
@@ -619,6 +638,8 @@ pub struct Identity {
     pub allow_from: Option<NetSet>,
     /// Whether this sign-in included a second factor.
     pub mfa: bool,
+    /// Whether that factor (or a passwordless sign-in) was a passkey or security key.
+    pub passkey: bool,
     /// Emergency (break-glass) access is in force: its roles are in `roles`.
     pub emergency: bool,
     /// The person works for a vendor (their organization is not the practice).
@@ -627,6 +648,22 @@ pub struct Identity {
     pub device_required: bool,
     /// The officer's export grants for this person in force now.
     pub export_grants: Vec<ExportGrant>,
+    /// The officer's access grants (approved access requests) for this person in force now.
+    pub access_grants: Vec<AccessGrant>,
+}
+
+/// An officer's time-limited permission to open an app's pages matching a pattern that the
+/// person's roles do not open (every other rule of the route still applies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessGrant {
+    /// The grant's id.
+    pub id: String,
+    /// Why it was granted (may name a patient: audit trail only).
+    pub reason: String,
+    /// The app it is for, by name.
+    pub app: String,
+    /// The paths it covers.
+    pub pattern: routes::Pattern,
 }
 
 /// An officer's time-limited permission to export from paths matching a pattern.
@@ -717,6 +754,8 @@ pub enum Refusal {
     OtherDevice,
     /// The device's certificate is on the officer's revocation list.
     DeviceRevoked,
+    /// The route or a role needs a passkey or security key, and this sign-in used none.
+    Passkey,
 }
 
 impl Refusal {
@@ -730,6 +769,7 @@ impl Refusal {
             Refusal::OtherDevice => "device-other-person",
             Refusal::DeviceRevoked => "device-revoked",
             Refusal::Role => "role",
+            Refusal::Passkey => "passkey-needed",
         }
     }
 
@@ -752,6 +792,9 @@ impl Refusal {
             }
             Refusal::DeviceRevoked => {
                 "This computer's enrollment has been withdrawn by the practice."
+            }
+            Refusal::Passkey => {
+                "This page needs a sign-in with your passkey or security key; an authenticator code is not enough here. Sign out (/.ward/logout), then sign in again and choose \"Use a passkey or security key\". If you have none yet, add one at /.ward/passkeys."
             }
         }
     }
@@ -813,6 +856,8 @@ pub struct Decision<'a> {
     pub route: Option<usize>,
     /// The sign-in must have included a second factor.
     pub mfa_needed: bool,
+    /// That factor must have been a passkey or security key (`mfa = "phishing-resistant"`).
+    pub passkey_needed: bool,
     /// The idle logoff in force: the person's (shortest of their roles, else
     /// the policy's), shortened by the route's own. None when nobody is signed in.
     pub idle_limit: Option<Duration>,
@@ -830,6 +875,8 @@ pub struct Decision<'a> {
     pub hide: bool,
     /// This person may not send a request body here.
     pub no_body: bool,
+    /// The officer's access grant that let this person in where their roles do not.
+    pub access_grant: Option<&'a AccessGrant>,
 }
 
 impl Decision<'_> {
@@ -838,6 +885,7 @@ impl Decision<'_> {
             verdict,
             route,
             mfa_needed: false,
+            passkey_needed: false,
             idle_limit: None,
             export: ExportRule::Blocked(ExportBlock::Route),
             export_endpoint: false,
@@ -846,6 +894,7 @@ impl Decision<'_> {
             redact: false,
             hide: false,
             no_body: true,
+            access_grant: None,
         }
     }
 }
@@ -918,10 +967,15 @@ impl Policy {
 
     /// Whether a person with `roles` must show a second factor at sign-in.
     pub fn mfa_required(&self, roles: &[String]) -> bool {
-        self.login.mfa == Mfa::Required
-            || roles
-                .iter()
-                .any(|r| self.roles.get(r).and_then(|role| role.mfa) == Some(Mfa::Required))
+        self.mfa_level(roles) >= Mfa::Required
+    }
+
+    /// The strictest second factor the policy and a person's `roles` ask for.
+    pub fn mfa_level(&self, roles: &[String]) -> Mfa {
+        roles
+            .iter()
+            .filter_map(|r| self.roles.get(r).and_then(|role| role.mfa))
+            .fold(self.login.mfa, Mfa::max)
     }
 }
 
@@ -1188,6 +1242,7 @@ pub fn decide_traced<'i>(
             return deny(Refusal::Device, Some(id));
         }
     }
+    let mut by_grant: Option<&'i AccessGrant> = None;
     let verdict = match (&route.access, facts.identity) {
         (Access::Public, _) => {
             trace.check("who", true, || {
@@ -1236,6 +1291,16 @@ pub fn decide_traced<'i>(
             let own_network = own_network && role_networks;
             let by_role = who.roles.iter().any(|r| roles.contains(r));
             let by_name = users.contains(&who.user);
+            // An access grant opens this route's pages of this app only; nothing else it
+            // lifts (networks above, device, MFA below still hold).
+            let app_name = policy.apps.get(route.app).map(|a| a.name.as_str());
+            by_grant = (!by_role && !by_name)
+                .then(|| {
+                    who.access_grants
+                        .iter()
+                        .find(|g| app_name == Some(g.app.as_str()) && g.pattern.matches(facts.path))
+                })
+                .flatten();
             if own_network {
                 trace.check("role", by_role || by_name, || {
                     format!(
@@ -1251,11 +1316,29 @@ pub fn decide_traced<'i>(
                     )
                 });
             }
-            let mfa_needed = route.mfa == Some(Mfa::Required) || policy.mfa_required(&who.roles);
+            let level = route.mfa.map_or(policy.mfa_level(&who.roles), |m| {
+                m.max(policy.mfa_level(&who.roles))
+            });
+            let mfa_needed = level >= Mfa::Required;
+            if let (true, Some(g)) = (own_network, by_grant) {
+                trace.check("access grant", true, || {
+                    format!(
+                        "grant {} of {} opens {} of app {}",
+                        g.id, who.user, facts.path, g.app
+                    )
+                });
+            }
             if !own_network {
                 Verdict::Deny(Refusal::Network)
-            } else if !(by_role || by_name) {
+            } else if !(by_role || by_name || by_grant.is_some()) {
                 Verdict::Deny(Refusal::Role)
+            } else if level == Mfa::PhishingResistant && !(who.mfa && who.passkey) {
+                trace.check("MFA (phishing-resistant)", false, || {
+                    "only a passkey or security key meets this rule, and this sign-in used none"
+                        .into()
+                });
+                // Never a pass: a code, however fresh, is not a passkey.
+                Verdict::Deny(Refusal::Passkey)
             } else if mfa_needed && !who.mfa {
                 trace.check("MFA", false, || {
                     "a second factor is required and this sign-in had none".into()
@@ -1263,7 +1346,11 @@ pub fn decide_traced<'i>(
                 // Step up: sign in again with the second factor.
                 Verdict::Login
             } else {
-                if mfa_needed {
+                if level == Mfa::PhishingResistant {
+                    trace.check("MFA (phishing-resistant)", true, || {
+                        "a passkey or security key is required and was used".into()
+                    });
+                } else if mfa_needed {
                     trace.check("MFA", true, || {
                         "a second factor is required and was given".into()
                     });
@@ -1286,7 +1373,11 @@ pub fn decide_traced<'i>(
         verdict,
         route: Some(id),
         mfa_needed: who
-            .is_some_and(|w| route.mfa == Some(Mfa::Required) || policy.mfa_required(&w.roles)),
+            .is_some_and(|w| route.mfa >= Some(Mfa::Required) || policy.mfa_required(&w.roles)),
+        passkey_needed: who.is_some_and(|w| {
+            route.mfa == Some(Mfa::PhishingResistant)
+                || policy.mfa_level(&w.roles) == Mfa::PhishingResistant
+        }),
         idle_limit,
         export: export_rule(policy, route, who, facts.path),
         export_endpoint: route.export_endpoint,
@@ -1295,5 +1386,6 @@ pub fn decide_traced<'i>(
         redact: !route.redact_fields.is_empty() && has_role(&route.redact_for),
         hide: !route.fields.is_empty() && has_role(&route.hide_for),
         no_body: has_role(&route.no_body_for),
+        access_grant: by_grant,
     }
 }

@@ -552,8 +552,14 @@ async fn app_request(
             ));
         }
         Verdict::Deny(refusal) => {
-            if let Some(who) = identity {
-                count_refusal(shared, policy, &who.user, route, refusal);
+            let Some(who) = identity else {
+                return Err(Stop::denied(refusal));
+            };
+            count_refusal(shared, policy, &who.user, route, refusal);
+            // Refused for roles: the officer may grant this route for a while on request.
+            if refusal == Refusal::Role && policy.server.ward_host.is_some() {
+                let offer = offer(shared, &who.user, "access", &target.host, &target.path).await;
+                return Err(Stop::denied(refusal).with_offer(offer));
             }
             return Err(Stop::denied(refusal));
         }
@@ -569,7 +575,13 @@ async fn app_request(
                 asker.ended.map(|e| e.code()),
             ));
         }
-        Verdict::Allow => outcome.decision = "allow",
+        Verdict::Allow => {
+            outcome.decision = "allow";
+            // Let in by an officer's access grant, not by role: the trail names the grant.
+            if let Some(g) = decision.access_grant {
+                outcome.grant = Some((g.id.clone(), g.reason.clone()));
+            }
+        }
     }
     let (Some(route), Some((app, upstream))) = (
         route,
@@ -699,7 +711,19 @@ async fn app_request(
             }
             Stop::upstream(&e)
         })?;
-    let mut resp = filter_answer(resp, route, &decision, policy, id, outcome).await?;
+    let mut resp = match filter_answer(resp, route, &decision, policy, id, outcome).await {
+        Ok(resp) => resp,
+        // A download refused: the officer may grant exports here for a while on request.
+        Err(stop)
+            if stop.code == "export-blocked"
+                && policy.server.ward_host.is_some()
+                && let Some(who) = identity =>
+        {
+            let offer = offer(shared, &who.user, "export", &target.host, &target.path).await;
+            return Err(stop.with_offer(offer));
+        }
+        Err(stop) => return Err(stop),
+    };
     if !marks.is_empty() {
         // A watermark or print notice the policy asks for is not left off quietly.
         let required = route.watermark || route.print_blocked;
@@ -753,6 +777,16 @@ async fn filter_answer(
         resp = filter::release(parts, bytes);
     }
     Ok(resp)
+}
+
+/// The "Request access" link for a refusal of `user`, with their news (told once).
+async fn offer(shared: &Shared, user: &str, kind: &str, host: &str, path: &str) -> stop::Offer {
+    let store = shared.gate.accounts.request_store();
+    let news = web::access_request::news_for(store, user).await;
+    stop::Offer {
+        link: web::access_request::link(kind, host, path),
+        news: news.iter().map(web::access_request::news_text).collect(),
+    }
 }
 
 /// Counts a refusal of a signed-in person; someone trying door after door is

@@ -22,6 +22,18 @@ pub struct Stop {
     pub message: Cow<'static, str>,
     /// A finer reason for the log and the trail only; never shown.
     pub detail: Option<String>,
+    /// For a signed-in person: where to ask the officer for access, and the officer's
+    /// decisions on their earlier requests (each shown once).
+    pub offer: Option<Offer>,
+}
+
+/// A "Request access" link on a refusal page, with news of earlier requests.
+#[derive(Debug)]
+pub struct Offer {
+    /// The request page for this refusal.
+    pub link: String,
+    /// Decisions not shown before, in words.
+    pub news: Vec<String>,
 }
 
 impl Stop {
@@ -37,6 +49,15 @@ impl Stop {
             title,
             message: message.into(),
             detail: None,
+            offer: None,
+        }
+    }
+
+    /// The same refusal with a "Request access" link and news of earlier requests.
+    pub fn with_offer(self, offer: Offer) -> Stop {
+        Stop {
+            offer: Some(offer),
+            ..self
         }
     }
 
@@ -205,6 +226,17 @@ impl Stop {
 
     /// The page for the person, with the request's reference for the IT contact.
     pub fn page(&self, practice: &str, request_id: &str) -> Response<Body> {
-        page::problem(self.status, practice, self.title, &self.message, request_id)
+        let Some(offer) = &self.offer else {
+            return page::problem(self.status, practice, self.title, &self.message, request_id);
+        };
+        let body = maud::html! {
+            @if !offer.news.is_empty() {
+                div.notice role="status" { @for n in &offer.news { p { (n) } } }
+            }
+            p { (self.message) }
+            p { a href=(offer.link) { "Request access" } " — ask the practice's security officer, with a reason; nothing changes until an officer approves." }
+            p { "If you need help, tell the practice's IT contact this reference: " code { (request_id) } }
+        };
+        page::page(self.status, practice, self.title, body)
     }
 }

@@ -123,6 +123,8 @@ pub struct Session {
     pub stage: Stage,
     /// Whether a second factor was shown.
     pub mfa: bool,
+    /// Whether the second factor (or a passwordless sign-in) was a passkey or security key.
+    pub passkey: bool,
     /// Where the sign-in came from.
     pub client_ip: IpAddr,
     /// The per-session token ward's forms must carry. Never shown on an app's host.
@@ -162,6 +164,7 @@ impl Session {
             last_active: AtomicI64::new(now),
             stage,
             mfa,
+            passkey: false,
             client_ip,
             csrf: random_token()?,
             keepalive: random_token()?,

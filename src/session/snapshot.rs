@@ -149,6 +149,9 @@ pub(super) struct SavedSession {
     pub(super) created: i64,
     pub(super) last_active: i64,
     mfa: bool,
+    /// Absent in snapshots from before passkeys: no passkey was used.
+    #[serde(default)]
+    passkey: bool,
     client_ip: IpAddr,
     csrf: String,
     keepalive: String,
@@ -170,6 +173,7 @@ impl SavedSession {
             created: s.created,
             last_active: s.last_active(),
             mfa: s.mfa,
+            passkey: s.passkey,
             client_ip: s.client_ip,
             csrf: s.csrf.clone(),
             keepalive: s.keepalive.clone(),
@@ -200,6 +204,7 @@ impl SavedSession {
                 Stage::NeedsMfa
             },
             mfa: self.mfa,
+            passkey: self.passkey,
             client_ip: self.client_ip,
             csrf: self.csrf,
             keepalive: self.keepalive,

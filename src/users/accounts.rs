@@ -3,7 +3,7 @@
 //! goes through (account usable, credentials not reset, networks).
 
 use crate::policy::net::{NetSet, parse_cidr};
-use crate::policy::{ExportGrant, Identity, Policy};
+use crate::policy::{AccessGrant, ExportGrant, Identity, Policy};
 use crate::session::{Session, SessionStore, Stage};
 use crate::users::grants::{self, GrantKind, GrantStore, Grants};
 use crate::users::{Directory, SecretStore, Secrets, directory};
@@ -22,6 +22,8 @@ pub struct Standing {
     pub has_password: bool,
     /// An authenticator is enrolled.
     pub has_totp: bool,
+    /// The names of the account's passkeys and security keys.
+    pub passkeys: Vec<String>,
     /// Locked after failed sign-ins until this unix time.
     pub locked_until: Option<i64>,
 }
@@ -81,6 +83,7 @@ pub struct Accounts {
     users_file: PathBuf,
     store: SecretStore,
     grants: GrantStore,
+    requests: crate::users::requests::RequestStore,
     current: ArcSwap<Snapshot>,
     seen: Mutex<[Option<SystemTime>; 3]>,
     problems: ArcSwap<Vec<String>>,
@@ -102,10 +105,12 @@ impl Accounts {
     pub fn open(policy: &Policy) -> Result<Accounts, OpenError> {
         let store = SecretStore::open(&policy.storage.state)?;
         let grants = GrantStore::open(&policy.storage.state)?;
+        let requests = crate::users::requests::RequestStore::open(&policy.storage.state)?;
         let accounts = Accounts {
             users_file: policy.storage.users.clone(),
             store,
             grants,
+            requests,
             current: ArcSwap::from_pointee(Snapshot::default()),
             seen: Mutex::new([None; 3]),
             problems: ArcSwap::from_pointee(Vec::new()),
@@ -127,6 +132,11 @@ impl Accounts {
     /// The grants store.
     pub fn grant_store(&self) -> &GrantStore {
         &self.grants
+    }
+
+    /// The access requests store.
+    pub fn request_store(&self) -> &crate::users::requests::RequestStore {
+        &self.requests
     }
 
     /// The accounts file.
@@ -224,6 +234,7 @@ fn build(directory: Directory, secrets: &Secrets, grants: Grants, policy: &Polic
                 epoch: s.epoch,
                 has_password: s.password.is_some(),
                 has_totp: s.totp.is_some(),
+                passkeys: s.passkeys.iter().map(|k| k.name.clone()).collect(),
                 locked_until: s.locked_until,
             },
         );
@@ -296,6 +307,7 @@ pub fn identity_of(
     }
     let mut emergency = false;
     let mut export_grants = Vec::new();
+    let mut access_grants = Vec::new();
     for grant in grants::active_for(&snap.grants, &account.name, now) {
         match &grant.kind {
             GrantKind::BreakGlass { roles: extra } => {
@@ -312,6 +324,16 @@ pub fn identity_of(
                     export_grants.push(ExportGrant {
                         id: grant.id.clone(),
                         reason: grant.reason.clone(),
+                        pattern,
+                    });
+                }
+            }
+            GrantKind::Access { app, route } => {
+                if let Ok(pattern) = crate::policy::routes::Pattern::parse(route, false) {
+                    access_grants.push(AccessGrant {
+                        id: grant.id.clone(),
+                        reason: grant.reason.clone(),
+                        app: app.clone(),
                         pattern,
                     });
                 }
@@ -334,10 +356,12 @@ pub fn identity_of(
         roles,
         allow_from: snap.networks.get(&account.name).cloned(),
         mfa: session.mfa && session.stage == Stage::Complete,
+        passkey: session.passkey && session.mfa && session.stage == Stage::Complete,
         emergency,
         vendor: account.is_vendor(&policy.practice),
         device_required,
         export_grants,
+        access_grants,
     })
 }
 

@@ -5,7 +5,9 @@
 //! operation runs under the secret store's lock, so two edits never interleave.
 
 use super::directory::{self, Account, Directory, Status};
-use super::secrets::{PendingEnrollment, Purpose, SecretStore, Secrets, StoreError, UserSecrets};
+use super::secrets::{
+    PasskeyEntry, PendingEnrollment, Purpose, SecretStore, Secrets, StoreError, UserSecrets,
+};
 use crate::auth::codes::{random_token, token_hash};
 use crate::config::diag::Diagnostics;
 use crate::fsutil;
@@ -257,6 +259,8 @@ impl Admin {
             u.totp = None;
             u.totp_last_step = None;
             u.recovery.clear();
+            // A lost phone may hold passkeys too: every second factor goes.
+            u.passkeys.clear();
             if u.password.is_none() {
                 Purpose::Enroll
             } else {
@@ -300,6 +304,51 @@ impl Admin {
                 u.clear_lockout();
             }
             Ok(())
+        })
+    }
+
+    /// The account's passkeys and security keys (names, hosts, dates; no key material shown).
+    pub fn passkeys(&self, name: &str) -> Result<Vec<PasskeyEntry>, AdminError> {
+        let (_, dir) = self.read_users()?;
+        account(&dir, name)?;
+        let secrets = self.store.read()?;
+        Ok(secrets
+            .users
+            .get(name)
+            .map(|u| u.passkeys.clone())
+            .unwrap_or_default())
+    }
+
+    /// Removes the passkey named `key` (its name, or its id when names repeat) and ends the
+    /// account's sessions, one of which may have signed in with it. Returns the key's name.
+    pub fn remove_passkey(&self, name: &str, key: &str) -> Result<String, AdminError> {
+        self.locked(|secrets| {
+            let (_, dir) = self.read_users()?;
+            account(&dir, name)?;
+            let u = entry(secrets, name);
+            let matching: Vec<usize> = u
+                .passkeys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.name == key || k.id_text() == key)
+                .map(|(i, _)| i)
+                .collect();
+            let index = match matching.as_slice() {
+                [i] => *i,
+                [] => {
+                    return Err(AdminError::BadValue(format!(
+                        "{name} has no passkey named '{key}'; `ward user passkeys {name}` lists them"
+                    )));
+                }
+                _ => {
+                    return Err(AdminError::BadValue(format!(
+                        "{name} has several passkeys named '{key}'; name one by its id (`ward user passkeys {name}` shows the ids)"
+                    )));
+                }
+            };
+            let removed = u.passkeys.remove(index);
+            bump_epoch(u);
+            Ok(removed.name)
         })
     }
 

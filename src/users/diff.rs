@@ -207,10 +207,12 @@ impl Subject<'_> {
             roles,
             allow_from,
             mfa: true,
+            passkey: true,
             emergency: false,
             vendor,
             device_required: false,
             export_grants: Vec::new(),
+            access_grants: Vec::new(),
         })
     }
 }

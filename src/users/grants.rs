@@ -1,5 +1,6 @@
 //! Time-limited exceptions the officer (or, for emergencies, a permitted
-//! person) grants: exporting from named routes, and break-glass access.
+//! person) grants: exporting from named routes, opening a route one's roles do
+//! not include (an approved access request), and break-glass access.
 //! Kept in `state/grants.json`, owner-only, next to the secrets.
 
 use crate::auth::codes;
@@ -14,6 +15,15 @@ pub enum GrantKind {
     /// Exports pass on paths matching this route pattern.
     Export {
         /// A route pattern such as `/reports/**`.
+        route: String,
+    },
+    /// Access to an app's pages matching this route pattern, which the person's roles
+    /// do not give them (an approved access request). Network, device and MFA rules
+    /// still apply.
+    Access {
+        /// The app's name (a pattern alone would open every app's pages that match it).
+        app: String,
+        /// A route pattern such as `/billing/**`.
         route: String,
     },
     /// Emergency access: these roles are added for the grant's time.
@@ -51,22 +61,37 @@ impl Grant {
         self.revoked.is_none() && self.start <= now && now < self.end
     }
 
-    /// For an export grant: whether it covers `path` (canonical).
+    /// For an export or access grant: whether it covers `path` (canonical).
     pub fn covers(&self, path: &str) -> bool {
         match &self.kind {
-            GrantKind::Export { route } => match Pattern::parse(route, false) {
-                Ok(pattern) => RouteTable::new(vec![Matcher {
-                    pattern,
-                    host: None,
-                    methods: None,
-                    fold_case: false,
-                }])
-                .lookup("", &http::Method::GET, path)
-                .route()
-                .is_some(),
-                Err(_) => false,
-            },
+            GrantKind::Export { route } | GrantKind::Access { route, .. } => {
+                match Pattern::parse(route, false) {
+                    Ok(pattern) => RouteTable::new(vec![Matcher {
+                        pattern,
+                        host: None,
+                        methods: None,
+                        fold_case: false,
+                    }])
+                    .lookup("", &http::Method::GET, path)
+                    .route()
+                    .is_some(),
+                    Err(_) => false,
+                }
+            }
             GrantKind::BreakGlass { .. } => false,
+        }
+    }
+}
+
+impl GrantKind {
+    /// A short name of the kind and what it covers, in words: (`export`, `/reports/**`).
+    pub fn describe(&self) -> (&'static str, String) {
+        match self {
+            GrantKind::Export { route } => ("export", route.clone()),
+            GrantKind::Access { app, route } => ("access", format!("{app} {route}")),
+            GrantKind::BreakGlass { roles } => {
+                ("break-glass", format!("roles {}", roles.join(", ")))
+            }
         }
     }
 }

@@ -4,15 +4,17 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod attestations;
 pub mod diff;
 pub mod directory;
 pub mod grants;
+pub mod requests;
 pub mod review;
 pub mod secrets;
 
 pub use admin::{Admin, AdminError, EnrollLink, NewAccount};
 pub use directory::{Account, Directory, SignIn, Status};
 pub use secrets::{
-    PendingEnrollment, Purpose, SecretStore, Secrets, SsoLink, Store, StoreError, StoreFile,
-    UserSecrets,
+    PasskeyEntry, PendingEnrollment, Purpose, SecretStore, Secrets, SsoLink, Store, StoreError,
+    StoreFile, UserSecrets,
 };

@@ -7,6 +7,7 @@
 
 use crate::csv;
 use crate::policy::{Export, Policy};
+use crate::users::attestations::{Attestation, Attestations};
 use crate::users::directory::{self, today};
 use crate::users::{Directory, Secrets, Status};
 use jiff::Timestamp;
@@ -56,6 +57,11 @@ pub enum Flag {
     },
     /// One of its roles may start emergency (break-glass) access.
     BreakGlass,
+    /// Not reviewed (attested) within the policy's `[review] period`.
+    ReviewOverdue {
+        /// Unix seconds the review fell due; `None`: never reviewed.
+        since: Option<i64>,
+    },
 }
 
 impl Flag {
@@ -68,6 +74,7 @@ impl Flag {
             Flag::EndsSoon { .. } => "ends-soon",
             Flag::Export { .. } => "export",
             Flag::BreakGlass => "break-glass",
+            Flag::ReviewOverdue { .. } => "review-overdue",
         }
     }
 
@@ -85,6 +92,11 @@ impl Flag {
             Flag::EndsSoon { days, .. } => format!("ends within {ENDS_SOON_DAYS} days (in {days})"),
             Flag::Export { roles } => format!("a role grants export ({})", roles.join(", ")),
             Flag::BreakGlass => "may invoke break-glass".into(),
+            Flag::ReviewOverdue { since: Some(t) } => format!(
+                "review overdue since {}",
+                utc_time(*t).get(..10).unwrap_or_default()
+            ),
+            Flag::ReviewOverdue { since: None } => "never reviewed (review overdue)".into(),
         }
     }
 }
@@ -108,6 +120,8 @@ pub struct Row {
     pub sponsor: Option<String>,
     /// An authenticator is enrolled.
     pub mfa: bool,
+    /// The names of the person's passkeys and security keys.
+    pub passkeys: Vec<String>,
     /// Last successful sign-in, unix seconds.
     pub last_sign_in: Option<i64>,
     /// Last activity (recorded activity, a live session, else the last sign-in), unix seconds.
@@ -116,6 +130,8 @@ pub struct Row {
     pub expires: Option<Date>,
     /// What to look at; only accounts that can still be used (status active) get flags.
     pub flags: Vec<Flag>,
+    /// The officer's latest sign-off on this person's access, if any.
+    pub attested: Option<Attestation>,
 }
 
 /// A whole review.
@@ -225,10 +241,14 @@ pub fn build(
                 vendor,
                 sponsor: a.sponsor.clone(),
                 mfa: s.is_some_and(|s| s.totp.is_some()),
+                passkeys: s
+                    .map(|s| s.passkeys.iter().map(|k| k.name.clone()).collect())
+                    .unwrap_or_default(),
                 last_sign_in,
                 last_activity,
                 expires: a.expires,
                 flags,
+                attested: None,
             }
         })
         .collect();
@@ -315,6 +335,19 @@ fn utc_time(secs: i64) -> String {
 }
 
 impl Review {
+    /// The review with each person's latest sign-off, and accounts that can sign in flagged
+    /// when not reviewed within `period` seconds of its making.
+    pub fn with_attestations(mut self, all: &Attestations, period: i64, dir: &Directory) -> Review {
+        let overdue = all.overdue(dir, period, self.generated);
+        for row in &mut self.rows {
+            row.attested = all.last_for(&row.name).cloned();
+            if let Some((_, since)) = overdue.iter().find(|(u, _)| *u == row.name) {
+                row.flags.push(Flag::ReviewOverdue { since: *since });
+            }
+        }
+        self
+    }
+
     /// How many rows carry each kind of flag, in a fixed order, with words.
     pub fn summary(&self) -> Vec<(&'static str, usize, String)> {
         let count = |code: &str| {
@@ -332,6 +365,10 @@ impl Review {
             ("ends-soon", format!("ending within {ENDS_SOON_DAYS} days")),
             ("export", "with a role that grants export".to_string()),
             ("break-glass", "that may invoke break-glass".to_string()),
+            (
+                "review-overdue",
+                "not reviewed within the review period".to_string(),
+            ),
         ] {
             let n = count(code);
             if n > 0 {
@@ -358,7 +395,7 @@ impl Review {
                 caption { "Every account (" (self.rows.len()) " in all, " (flagged) " with something to look at)" }
                 thead {
                     tr {
-                        @for c in ["Account", "Name", "Status", "Roles", "Organization", "Sponsor", "MFA", "Last sign-in", "Last activity", "End date", "Look at"] {
+                        @for c in ["Account", "Name", "Status", "Roles", "Organization", "Sponsor", "Second factors", "Last sign-in", "Last activity", "End date", "Last review", "Look at"] {
                             th scope="col" { (c) }
                         }
                     }
@@ -377,12 +414,28 @@ impl Review {
                             td { @if r.roles.is_empty() { (dash) } @else { (r.roles.join(", ")) } }
                             td { (opt(&r.org)) }
                             td { (opt(&r.sponsor)) }
-                            td { @if r.mfa { "yes" } @else { strong { "no" } } }
+                            td {
+                                @match (r.mfa, r.passkeys.len()) {
+                                    (false, 0) => strong { "no" },
+                                    (true, 0) => "app",
+                                    (mfa, n) => {
+                                        @if mfa { "app, " }
+                                        (n) @if n == 1 { " passkey" } @else { " passkeys" }
+                                        " (" (r.passkeys.join(", ")) ")"
+                                    }
+                                }
+                            }
                             td { (time(r.last_sign_in)) }
                             td { (time(r.last_activity)) }
                             td {
                                 @match r.expires {
                                     Some(d) => (d),
+                                    None => (dash),
+                                }
+                            }
+                            td {
+                                @match &r.attested {
+                                    Some(a) => { (a.decision.as_str()) " — " (a.by) ", " (local_time(a.at, &self.tz)) },
                                     None => (dash),
                                 }
                             }
@@ -400,7 +453,7 @@ impl Review {
                         }
                     }
                     @if self.rows.is_empty() {
-                        tr { td colspan="11" { "There are no accounts." } }
+                        tr { td colspan="12" { "There are no accounts." } }
                     }
                 }
             }
@@ -466,6 +519,22 @@ impl Review {
                         (self.table_html(None))
                     }
                     footer {
+                        h2 { "Sign-off recorded in ward" }
+                        @let signed: Vec<&Row> = self.rows.iter().filter(|r| r.attested.is_some()).collect();
+                        @if signed.is_empty() {
+                            p { "No person's access has been signed off in ward yet." }
+                        } @else {
+                            ul.signoff {
+                                @for r in &signed {
+                                    @if let Some(a) = &r.attested {
+                                        li {
+                                            (r.name) ": " strong { (a.decision.as_str()) } ", attested by " (a.by) " on " (local_time(a.at, &self.tz))
+                                            @if !a.note.is_empty() { " — " (a.note) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
                         p {
                             "Reviewed by: " span.line {} " Date: " span.line.short {} " Signature: " span.line {}
                         }
@@ -481,7 +550,7 @@ impl Review {
     /// prefixed with `'`.
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "name,display_name,status,roles,organization,sponsor,mfa_enrolled,last_sign_in,last_activity,end_date,flags\r\n",
+            "name,display_name,status,roles,organization,sponsor,mfa_enrolled,passkeys,last_sign_in,last_activity,end_date,flags\r\n",
         );
         for r in &self.rows {
             let flags: Vec<String> = r.flags.iter().map(|f| f.describe(self.idle_days)).collect();
@@ -493,6 +562,7 @@ impl Review {
                 r.org.clone().unwrap_or_default(),
                 r.sponsor.clone().unwrap_or_default(),
                 if r.mfa { "yes" } else { "no" }.to_string(),
+                r.passkeys.join(";"),
                 r.last_sign_in.map(utc_time).unwrap_or_default(),
                 r.last_activity.map(utc_time).unwrap_or_default(),
                 r.expires.map(|d| d.to_string()).unwrap_or_default(),
@@ -784,7 +854,7 @@ status = "terminated"
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(
             lines[0],
-            "name,display_name,status,roles,organization,sponsor,mfa_enrolled,last_sign_in,last_activity,end_date,flags"
+            "name,display_name,status,roles,organization,sponsor,mfa_enrolled,passkeys,last_sign_in,last_activity,end_date,flags"
         );
         assert_eq!(
             lines.len(),
@@ -794,11 +864,11 @@ status = "terminated"
         assert_eq!(lines[7], "");
         assert!(!csv.replace("\r\n", "").contains('\n'));
         // Rows come by name; a quote is doubled inside a quoted cell; a formula is defused.
-        assert!(lines[1].starts_with("acme_jo,\"'=HYPERLINK(\"\"x\"\")\",active,vendor_biller,Acme Billing,boss,no,,,2026-11-10,never signed in; ends within 14 days (in 9)"), "{}", lines[1]);
+        assert!(lines[1].starts_with("acme_jo,\"'=HYPERLINK(\"\"x\"\")\",active,vendor_biller,Acme Billing,boss,no,,,,2026-11-10,never signed in; ends within 14 days (in 9)"), "{}", lines[1]);
         let lee = lines.iter().find(|l| l.starts_with("dr_lee,")).unwrap();
         assert_eq!(
             *lee,
-            "dr_lee,\"Dr. Lee, \"\"Al\"\"\",active,clinician;reports,,,yes,2026-07-24T12:00:00Z,2026-10-27T12:00:00Z,,a role grants export (reports); may invoke break-glass"
+            "dr_lee,\"Dr. Lee, \"\"Al\"\"\",active,clinician;reports,,,yes,,2026-07-24T12:00:00Z,2026-10-27T12:00:00Z,,a role grants export (reports); may invoke break-glass"
         );
     }
 

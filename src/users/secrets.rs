@@ -55,6 +55,44 @@ pub struct UserSecrets {
     /// The identity at each single sign-on provider this account is linked to
     /// (linked at its first sign-in there, and required from then on).
     pub sso_links: Vec<SsoLink>,
+    /// The random handle passkeys know this account by (a UUID), made with the first passkey.
+    pub passkey_user: Option<webauthn_rs::prelude::Uuid>,
+    /// Passkeys and security keys, each with the name the person gave it.
+    pub passkeys: Vec<PasskeyEntry>,
+}
+
+/// One passkey or security key of an account.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct PasskeyEntry {
+    /// The name the person gave it ("office laptop", "blue YubiKey").
+    pub name: String,
+    /// The relying party id it was made for (see `auth::passkey`); it works there only.
+    pub rp_id: String,
+    /// When it was added, unix seconds.
+    pub added: i64,
+    /// When it last signed someone in, unix seconds.
+    pub last_used: Option<i64>,
+    /// The public key, its id and signature counter (no secret: the private key never
+    /// leaves the authenticator).
+    pub key: webauthn_rs::prelude::Passkey,
+}
+
+// webauthn-rs compares passkeys by id only; the store must see a changed counter as a change.
+impl PartialEq for PasskeyEntry {
+    fn eq(&self, other: &PasskeyEntry) -> bool {
+        (&self.name, &self.rp_id, self.added, self.last_used)
+            == (&other.name, &other.rp_id, other.added, other.last_used)
+            && serde_json::to_value(&self.key).ok() == serde_json::to_value(&other.key).ok()
+    }
+}
+
+impl Eq for PasskeyEntry {}
+
+impl PasskeyEntry {
+    /// The credential id, base64url: how a key is told apart when names repeat.
+    pub fn id_text(&self) -> String {
+        data_encoding::BASE64URL_NOPAD.encode(self.key.cred_id().as_ref())
+    }
 }
 
 /// One account's identity at a provider: its issuer and `sub`.
@@ -96,6 +134,15 @@ impl UserSecrets {
     /// Whether sign-in is locked at `now`.
     pub fn is_locked(&self, now: i64) -> bool {
         self.locked_until.is_some_and(|t| t > now)
+    }
+
+    /// The passkeys that work on the relying party `rp_id`.
+    pub fn passkeys_for(&self, rp_id: &str) -> Vec<webauthn_rs::prelude::Passkey> {
+        self.passkeys
+            .iter()
+            .filter(|k| k.rp_id == rp_id)
+            .map(|k| k.key.clone())
+            .collect()
     }
 
     /// Forgets every failure and any lock (an officer's unlock or reset).
@@ -353,6 +400,8 @@ mod tests {
                 issuer: "https://id.example".into(),
                 subject: "248289761001".into(),
             }],
+            passkey_user: Some(webauthn_rs::prelude::Uuid::from_bytes([7; 16])),
+            passkeys: vec![fixture_passkey()],
         };
         store
             .update(|s| s.users.insert("dr_lee".into(), user.clone()))
@@ -362,6 +411,28 @@ mod tests {
         assert!(store.modified().is_some());
         let text = std::fs::read_to_string(store.path()).unwrap();
         assert!(text.contains("\"reset_mfa\""), "{text}");
+    }
+
+    /// A passkey Chromium's virtual authenticator made (public key only).
+    fn fixture_passkey() -> PasskeyEntry {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/passkey.json")).unwrap();
+        serde_json::from_value(fixture["entry"].clone()).unwrap()
+    }
+
+    #[test]
+    fn a_passkeys_new_counter_or_last_use_is_a_change_the_store_writes() {
+        let key = fixture_passkey();
+        let mut used = key.clone();
+        used.last_used = Some(1_800_000_000);
+        assert_ne!(key, used);
+        // webauthn-rs's own equality looks at the credential id only; ours at everything.
+        let mut json = serde_json::to_value(&key).unwrap();
+        json["key"]["cred"]["counter"] = serde_json::json!(41);
+        let counted: PasskeyEntry = serde_json::from_value(json).unwrap();
+        assert_eq!(counted.key, key.key);
+        assert_ne!(counted, key);
+        assert_eq!(key, key.clone());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! ward's stylesheets, compiled in and served under `/.ward/`, so that no page of
-//! ward's needs an inline style (its Content-Security-Policy allows none).
+//! ward's stylesheets and scripts, compiled in and served under `/.ward/`, so that no page of
+//! ward's needs an inline style or script (its Content-Security-Policy allows none).
 
 use crate::body::{Body, full};
 use http::header::{self, HeaderValue};
@@ -21,13 +21,26 @@ pub fn stylesheet(path: &str) -> Option<Response<Body>> {
         "/.ward/review.css" => crate::users::review::REVIEW_CSS,
         _ => return None,
     };
-    let mut resp = Response::new(full(css));
+    Some(asset(css, "text/css; charset=utf-8"))
+}
+
+/// The script at `path` that ward's own pages load (never inline), or `None`.
+pub fn script(path: &str) -> Option<Response<Body>> {
+    match path {
+        "/.ward/passkey.js" => Some(asset(PASSKEY_JS, "text/javascript; charset=utf-8")),
+        _ => None,
+    }
+}
+
+/// Asks the browser's authenticator for a passkey on the passkey pages (`web::passkeys`).
+const PASSKEY_JS: &str = include_str!("passkey.js");
+
+/// One of ward's own files: the same for everyone, typed and never sniffed.
+fn asset(text: &'static str, content_type: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(text));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     // Holds nothing private; an hour keeps page loads quick and a new version close behind.
     h.insert(
         header::CACHE_CONTROL,
@@ -37,5 +50,5 @@ pub fn stylesheet(path: &str) -> Option<Response<Body>> {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    Some(resp)
+    resp
 }

@@ -57,7 +57,10 @@ pub fn place(path: &str) -> Place {
 /// Pages that hold form tokens an app's script must never read: served only on
 /// ward's own host, and not at all when the policy has none.
 pub fn needs_own_host(path: &str) -> bool {
-    path == "/.ward/break-glass" || path == "/.ward/officer" || path.starts_with("/.ward/officer/")
+    path == "/.ward/break-glass"
+        || path == "/.ward/request"
+        || path == "/.ward/officer"
+        || path.starts_with("/.ward/officer/")
 }
 
 /// `https://HOST[:PORT]`, with the port the request came in on.
@@ -246,6 +249,9 @@ mod tests {
             "/.ward/callback",
             "/.ward/sso/corp",
             "/.ward/go",
+            "/.ward/passkeys",
+            "/.ward/passkey-sign-in",
+            "/.ward/passkey.js",
             "/.ward/anything-new",
         ] {
             assert_eq!(place(p), Place::WardHost, "{p}");

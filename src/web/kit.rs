@@ -248,6 +248,15 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `s` with its first letter in upper case (error words as a sentence on a page).
+pub(crate) fn capital(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 pub(crate) fn unavailable(req: &PageRequest<'_>) -> Response<Body> {
     page::problem(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -214,10 +214,12 @@ from = ["office"]
             roles: roles.iter().map(|r| r.to_string()).collect(),
             allow_from: None,
             mfa: true,
+            passkey: true,
             emergency: false,
             vendor: false,
             device_required: false,
             export_grants: Vec::new(),
+            access_grants: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! hand-off to app hosts, break-glass and the officer's console, built with
 //! one kit (`kit`) on one shared state (`state`).
 
+pub mod access_request;
 pub mod assets;
 pub mod breakglass;
 pub mod console;
@@ -10,6 +11,8 @@ pub mod kit;
 pub mod launcher;
 pub mod limits;
 pub mod page;
+pub mod passkey_steps;
+pub mod passkeys;
 pub mod saml;
 pub mod signin;
 pub mod sso;
@@ -36,8 +39,8 @@ pub async fn serve(
     }
     let get = req.method == Method::GET || req.method == Method::HEAD;
     let post = req.method == Method::POST;
-    if get && let Some(css) = assets::stylesheet(req.path) {
-        return Some(css);
+    if get && let Some(file) = assets::stylesheet(req.path).or_else(|| assets::script(req.path)) {
+        return Some(file);
     }
     let resp = match req.path {
         "/.ward/break-glass" if get => breakglass::form(gate, &req, None),
@@ -52,7 +55,21 @@ pub async fn serve(
             }
             breakglass::submit(gate, &req, &form, outcome).await
         }
+        "/.ward/request" if get => access_request::serve(gate, &req, None, outcome).await,
+        "/.ward/request" if post => {
+            let form = read_form(body).await.unwrap_or_default();
+            access_request::serve(gate, &req, Some(form), outcome).await
+        }
         "/.ward/callback" if get => sso::callback(gate, &req, outcome).await,
+        "/.ward/passkeys" if get => passkeys::list(gate, &req, None).await,
+        "/.ward/passkeys" if post => {
+            let form = read_form(body).await.unwrap_or_default();
+            passkeys::change(gate, &req, &form, outcome).await
+        }
+        "/.ward/passkey-sign-in" if post => {
+            let form = read_form(body).await.unwrap_or_default();
+            passkeys::sign_in(gate, &req, &form, outcome).await
+        }
         // The IdP's answer is posted from its own site: no Origin check (the RelayState,
         // its cookie and the signed InResponseTo tie it to a sign-in started here).
         "/.ward/saml/acs" if post => {
@@ -74,7 +91,12 @@ pub async fn serve(
 fn begins_a_session(path: &str) -> bool {
     matches!(
         path,
-        "/.ward/login" | "/.ward/mfa" | "/.ward/enroll" | "/.ward/callback" | "/.ward/break-glass"
+        "/.ward/login"
+            | "/.ward/mfa"
+            | "/.ward/enroll"
+            | "/.ward/callback"
+            | "/.ward/break-glass"
+            | "/.ward/passkey-sign-in"
     ) || path.starts_with("/.ward/sso/")
         || saml::begins_a_session(path)
 }

@@ -36,7 +36,7 @@ pub async fn serve(
     let resp = match req.path {
         "/.ward/login" if get => login_form(&req, None),
         "/.ward/login" if post => login_submit(gate, &req, body, outcome).await,
-        "/.ward/mfa" if get => mfa_form(gate, &req, None),
+        "/.ward/mfa" if get => mfa_form(gate, &req, None).await,
         "/.ward/mfa" if post => mfa_submit(gate, &req, body, outcome).await,
         "/.ward/logout" if get => logout_form(gate, &req),
         "/.ward/logout" if post => logout_submit(gate, &req, body, outcome).await,
@@ -82,6 +82,7 @@ pub fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> 
             }
             p { button type="submit" { "Sign in" } }
         }
+        (crate::web::passkeys::sign_in_button(req, &csrf, &return_to))
         (sso_buttons(req.policy, &csrf, &return_to))
         p.who { "Use only your own account. Forgot your password or lost your authenticator? Ask the practice's security officer." }
     };
@@ -199,13 +200,19 @@ async fn login_submit(
     }
 
     // Password accepted: a pending session that reaches nothing until the second factor.
-    let has_totp = secrets.as_ref().is_some_and(|s| s.totp.is_some());
+    // A second factor that works here: the authenticator app, or a passkey made for this host.
+    let has_passkey = crate::web::passkeys::rp_of(req).is_some_and(|rp| {
+        secrets
+            .as_ref()
+            .is_some_and(|s| !s.passkeys_for(&rp.id).is_empty())
+    });
+    let has_second = has_passkey || secrets.as_ref().is_some_and(|s| s.totp.is_some());
     let epoch = secrets.as_ref().map(|s| s.epoch).unwrap_or(0);
-    let needs_mfa = has_totp
+    let needs_mfa = has_second
         || req
             .policy
             .mfa_required(account.map(|a| a.roles.as_slice()).unwrap_or(&[]));
-    if needs_mfa && !has_totp {
+    if needs_mfa && !has_second {
         outcome.event = Some("login-no-mfa");
         return login_form(
             req,
@@ -257,7 +264,7 @@ async fn login_submit(
     with_cookie(resp, session::set_cookie(CSRF_COOKIE, "", Some(0)))
 }
 
-fn locked_page(req: &PageRequest<'_>, message: &str) -> Response<Body> {
+pub(crate) fn locked_page(req: &PageRequest<'_>, message: &str) -> Response<Body> {
     let body = html! {
         p role="alert" { (message) }
         p { a href="/.ward/login" { "Back to sign in" } }
@@ -479,13 +486,28 @@ pub(crate) fn admit(
 
 // ---------- second factor ----------
 
-fn mfa_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
+async fn mfa_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
     let Some((_, s)) = current(gate, req).filter(|(_, s)| s.stage == Stage::NeedsMfa) else {
         return redirect("/.ward/login");
     };
     let csrf = &s.csrf;
+    let passkey = crate::web::passkeys::second_step_offer(gate, req, &s).await;
+    let has_totp = gate
+        .accounts
+        .snapshot()
+        .standing
+        .get(&s.user)
+        .is_some_and(|st| st.has_totp);
+    // A role that asks for a passkey gets no code form once the person has one here.
+    let codes = (has_totp || passkey.is_none())
+        && !(passkey.is_some() && crate::web::passkeys::passkey_only(gate, req, &s).await);
     let body = html! {
         @if let Some(e) = error { p.error role="alert" { (e) } }
+        @if let Some(offer) = &passkey {
+            (offer)
+            @if codes { p { "Or:" } }
+        }
+        @if codes {
         form method="post" action="/.ward/mfa" {
             input type="hidden" name="csrf" value=(csrf);
             p {
@@ -505,13 +527,19 @@ fn mfa_form(gate: &Gate, req: &PageRequest<'_>, error: Option<&str>) -> Response
                 p { button type="submit" { "Use recovery code" } }
             }
         }
+        }
     };
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
         StatusCode::OK
     };
-    page(req, status, "Second step", body)
+    let resp = page(req, status, "Second step", body);
+    if passkey.is_some() {
+        crate::web::passkeys::with_script(resp)
+    } else {
+        resp
+    }
 }
 
 async fn mfa_submit(
@@ -529,10 +557,11 @@ async fn mfa_submit(
             gate,
             req,
             Some("The form could not be read. Please try again."),
-        );
+        )
+        .await;
     };
     if !same_origin(req) || !codes::ct_eq(&s.csrf, form.get("csrf")) {
-        return mfa_form(gate, req, Some("This form has expired. Please try again."));
+        return mfa_form(gate, req, Some("This form has expired. Please try again.")).await;
     }
     if !gate.address_allows(req.policy, req.client_ip).await {
         outcome.event = Some("mfa-throttled");
@@ -550,44 +579,63 @@ async fn mfa_submit(
             "This account is locked after too many failed attempts. Try again later, or ask the practice's security officer to unlock it.",
         );
     }
+    let via_passkey = !form.get("credential").is_empty();
+    if !via_passkey && crate::web::passkeys::passkey_only(gate, req, &s).await {
+        outcome.event = Some("mfa-passkey-needed");
+        return mfa_form(
+            gate,
+            req,
+            Some("Your role needs your passkey or security key to sign in; a code is not enough. Use the button above."),
+        )
+        .await;
+    }
     let code = form.get("code").to_string();
     let recovery = form.get("recovery").to_string();
     let now = req.now;
     // Check and consume the code under the store's lock, so a code works once.
-    let (user, epoch) = (s.user.clone(), s.epoch);
-    let recovery_typed = recovery.clone();
-    let checked = gate.accounts.store().update_async(move |secrets| {
-        let Some(entry) = secrets.users.get_mut(&user) else {
-            return false;
-        };
-        if entry.epoch != epoch {
-            return false;
-        }
-        if !code.trim().is_empty() {
-            let Some(secret) = entry.totp.as_deref().and_then(totp::decode_secret) else {
+    let proved = if via_passkey {
+        crate::web::passkeys::second_step(gate, req, &s, &form).await
+    } else {
+        let (user, epoch) = (s.user.clone(), s.epoch);
+        let recovery_typed = recovery.clone();
+        let checked = gate.accounts.store().update_async(move |secrets| {
+            let Some(entry) = secrets.users.get_mut(&user) else {
                 return false;
             };
-            match totp::verify(&secret, &code, now.max(0) as u64, entry.totp_last_step) {
-                Some(step) => {
-                    entry.totp_last_step = Some(step);
-                    true
-                }
-                None => false,
+            if entry.epoch != epoch {
+                return false;
             }
-        } else if !recovery_typed.trim().is_empty() {
-            match codes::match_recovery(&recovery_typed, &entry.recovery) {
-                Some(i) => {
-                    entry.recovery.remove(i);
-                    true
+            if !code.trim().is_empty() {
+                let Some(secret) = entry.totp.as_deref().and_then(totp::decode_secret) else {
+                    return false;
+                };
+                match totp::verify(&secret, &code, now.max(0) as u64, entry.totp_last_step) {
+                    Some(step) => {
+                        entry.totp_last_step = Some(step);
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
+            } else if !recovery_typed.trim().is_empty() {
+                match codes::match_recovery(&recovery_typed, &entry.recovery) {
+                    Some(i) => {
+                        entry.recovery.remove(i);
+                        true
+                    }
+                    None => false,
+                }
+            } else {
+                false
             }
+        });
+        matches!(checked.await, Ok(true))
+    };
+    if !proved {
+        outcome.event = Some(if via_passkey {
+            "mfa-failed-passkey"
         } else {
-            false
-        }
-    });
-    if !matches!(checked.await, Ok(true)) {
-        outcome.event = Some("mfa-failed");
+            "mfa-failed"
+        });
         record_failure(gate, req, &s.user, Step::Code).await;
         if gate.is_locked(&s.user, req.now).await {
             gate.sessions.remove(&cookie);
@@ -599,10 +647,13 @@ async fn mfa_submit(
         return mfa_form(
             gate,
             req,
-            Some(
-                "That code is not right, or it was already used. Wait for the next code and try again.",
-            ),
-        );
+            Some(if via_passkey {
+                "That passkey was not accepted. Try again, or use your authenticator code."
+            } else {
+                "That code is not right, or it was already used. Wait for the next code and try again."
+            }),
+        )
+        .await;
     }
     clear_failures(gate, &s.user, Step::Code).await;
     if let Err(resp) = admit(gate, req, &s.user) {
@@ -621,6 +672,7 @@ async fn mfa_submit(
         return unavailable(req);
     };
     // A single sign-on that needed ward's code keeps what the provider said.
+    full_session.passkey = via_passkey;
     full_session.extra_roles = s.extra_roles.clone();
     full_session.idp = s.idp.clone();
     let Ok(new_cookie) = codes::random_token() else {
@@ -629,7 +681,9 @@ async fn mfa_submit(
     gate.sessions.remove(&cookie);
     gate.sessions.insert(&new_cookie, Arc::new(full_session));
     record_login(gate, req, &s.user).await;
-    outcome.event = Some(if recovery.trim().is_empty() {
+    outcome.event = Some(if via_passkey {
+        "login-ok-passkey"
+    } else if recovery.trim().is_empty() {
         "login-ok"
     } else {
         "login-ok-recovery-code"

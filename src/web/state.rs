@@ -82,6 +82,8 @@ pub struct Gate {
     pub sso: crate::auth::oidc::SsoState,
     /// Single sign-on: sign-ins under way.
     pub sso_steps: crate::web::sso_steps::SsoSteps,
+    /// Passkey ceremonies under way.
+    pub passkey_steps: crate::web::passkey_steps::PasskeySteps,
     /// Alerts for the officer.
     pub alerts: crate::audit::alerts::Alerts,
     /// The audit trail, for sign-in events that are not a request's own outcome.
@@ -118,6 +120,7 @@ impl Gate {
             ),
             sso: crate::auth::oidc::SsoState::default(),
             sso_steps: crate::web::sso_steps::SsoSteps::new(shared.clone()),
+            passkey_steps: crate::web::passkey_steps::PasskeySteps::new(shared.clone()),
             alerts,
             audit,
             refusals: moka::sync::Cache::builder()

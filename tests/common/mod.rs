@@ -1056,3 +1056,17 @@ pub fn request_id(resp: &reqwest::Response) -> String {
         .unwrap_or_else(|| panic!("no x-request-id on {}", resp.url()))
         .to_string()
 }
+
+/// A real passkey (public key only) that Chromium's virtual authenticator made for ward's own
+/// host `ward.localhost` in `passkeys_browser`, and the account handle it carries.
+pub fn chromium_passkey() -> (
+    Option<webauthn_rs::prelude::Uuid>,
+    ward::users::PasskeyEntry,
+) {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/passkey.json")).expect("passkey.json");
+    (
+        serde_json::from_value(fixture["passkey_user"].clone()).unwrap(),
+        serde_json::from_value(fixture["entry"].clone()).unwrap(),
+    )
+}

@@ -296,6 +296,23 @@ impl Running {
         (status, reply)
     }
 
+    /// Runs `ward user --config ward.toml ARGS…` in the scenario's folder, as the officer
+    /// would; asserts it succeeded and returns what it printed.
+    pub fn ward_user(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(super::WARD)
+            .current_dir(self.ward.site.dir.path())
+            .args(["user", "--config", "ward.toml"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Every audit record so far, parsed.
     pub fn audit(&self) -> Vec<serde_json::Value> {
         audit_text(&self.ward.site)

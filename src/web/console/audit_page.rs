@@ -5,7 +5,7 @@ use super::{Ctx, Form, Notice, Section, blocking, head_row, none};
 use crate::audit::search::{self, Format, PathFilter, Query};
 use crate::audit::{Kind, Record};
 use crate::body::Body;
-use http::{Response, StatusCode};
+use http::Response;
 use maud::{Markup, html};
 use std::collections::VecDeque;
 
@@ -160,11 +160,7 @@ pub(super) async fn search(ctx: &Ctx<'_>) -> Response<Body> {
             }
         }
     };
-    let status = if notice.is_problem() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = notice.status();
     let h = html! { (form) @if let Some(r) = results { (r) } };
     ctx.page(status, Section::Audit, "Audit trail", &notice, h)
 }

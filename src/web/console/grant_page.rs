@@ -4,8 +4,8 @@
 use super::{BASE, Ctx, Form, Notice, Section, blocking, head_row, when};
 use crate::body::Body;
 use crate::users::grants::{self, Grant, GrantKind};
-use crate::web::kit::PageOutcome;
-use http::{Response, StatusCode};
+use crate::web::kit::{PageOutcome, capital};
+use http::Response;
 use maud::{Markup, html};
 
 /// Values of the export form, to show again after a refusal.
@@ -32,7 +32,7 @@ pub(super) fn list(ctx: &Ctx<'_>, notice: Notice, refill: Option<ExportValues>) 
     let csrf = ctx.csrf_field();
     let h = html! {
         p {
-            "Grants are time-limited exceptions: an export grant lets one person download from the pages a route pattern names; break-glass grants are the emergency access people start themselves. Every request under a grant is marked in the audit trail."
+            "Grants are time-limited exceptions: an export grant lets one person download from the pages a route pattern names; an access grant (an approved access request) opens pages of an app the person's roles do not include; break-glass grants are the emergency access people start themselves. Every request under a grant is marked in the audit trail."
         }
         p {
             @if show_all {
@@ -49,10 +49,7 @@ pub(super) fn list(ctx: &Ctx<'_>, notice: Notice, refill: Option<ExportValues>) 
             (head_row(&["Grant", "Person", "Kind", "What", "From", "Until", "Granted by", "Reason", "State"]))
             tbody {
                 @for g in &shown {
-                    @let (kind, what) = match &g.kind {
-                        GrantKind::Export { route } => ("export", route.clone()),
-                        GrantKind::BreakGlass { roles } => ("break-glass", format!("roles {}", roles.join(", "))),
-                    };
+                    @let (kind, what) = g.kind.describe();
                     tr {
                         th scope="row" { code { (g.id) } }
                         td { a href={ (BASE) "users/" (g.user) } { (g.user) } }
@@ -83,11 +80,7 @@ pub(super) fn list(ctx: &Ctx<'_>, notice: Notice, refill: Option<ExportValues>) 
         }
         (export_form(ctx, &refill.unwrap_or_default()))
     };
-    let status = if notice.is_problem() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = notice.status();
     ctx.page(status, Section::Grants, "Grants", &notice, h)
 }
 
@@ -245,6 +238,7 @@ pub(super) async fn revoke(
     };
     let what = match &g.kind {
         GrantKind::Export { route } => format!("export from {route}"),
+        GrantKind::Access { app, route } => format!("access to {app} {route}"),
         GrantKind::BreakGlass { roles } => format!("break-glass roles {}", roles.join(", ")),
     };
     let grant_text = format!("{} ({})", g.id, g.reason);
@@ -280,12 +274,4 @@ pub(super) async fn revoke(
         words.push_str(&w);
     }
     list(ctx, Notice::Done(words), None)
-}
-
-fn capital(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }

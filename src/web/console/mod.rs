@@ -1,4 +1,5 @@
-//! The officer's console under `/.ward/officer/`: people, live sessions, grants, the audit
+//! The officer's console under `/.ward/officer/`: people, live sessions, grants, access
+//! requests, the audit
 //! trail, the access review, the policy, and the incident lock-down.
 //!
 //! Who may use it: a fully signed-in session (second factor shown) of an account with the
@@ -14,6 +15,7 @@ mod audit_page;
 mod grant_page;
 mod overview;
 mod people;
+mod request_page;
 mod sessions;
 
 use crate::audit::Record;
@@ -79,6 +81,9 @@ pub async fn serve(
             "/sessions/end-user" => sessions::end_user(&ctx, &form, outcome).await,
             "/grants/export" => grant_page::export(&ctx, &form, outcome).await,
             "/grants/revoke" => grant_page::revoke(&ctx, &form, outcome).await,
+            "/requests/approve" => request_page::approve(&ctx, &form, outcome).await,
+            "/requests/deny" => request_page::deny(&ctx, &form, outcome).await,
+            "/review/attest" => overview::attest(&ctx, &form, outcome).await,
             "/lockdown" => sessions::lockdown(&ctx, &form, outcome).await,
             s => match s.strip_prefix("/users/").and_then(|r| r.split_once('/')) {
                 Some((name, action)) => people::action(&ctx, name, action, &form, outcome).await,
@@ -103,8 +108,9 @@ pub async fn serve(
         "/sessions" => sessions::list(&ctx, Notice::None),
         "/lockdown" => sessions::lockdown_form(&ctx, Notice::None),
         "/grants" => grant_page::list(&ctx, Notice::None, None),
+        "/requests" => request_page::list(&ctx, Notice::None).await,
         "/audit" => audit_page::search(&ctx).await,
-        "/review" => overview::review(&ctx).await,
+        "/review" => overview::review(&ctx, Notice::None).await,
         "/review.csv" => overview::review_csv(&ctx).await,
         "/review.html" => overview::review_printable(&ctx).await,
         "/policy" => overview::policy(&ctx).await,
@@ -210,6 +216,12 @@ fn authorize<'a>(
             "The officer's console needs a sign-in with a second factor (your authenticator app). Sign out, and sign in again with your code.",
         ));
     }
+    // An officer role that asks for a passkey (mfa = "phishing-resistant") asks for it here too.
+    if policy.mfa_level(&who.roles) == crate::policy::Mfa::PhishingResistant && !who.passkey {
+        return Err(refuse(
+            "The officer's console needs a sign-in with your passkey or security key (the practice's policy asks for it). Sign out, and sign in again with your passkey.",
+        ));
+    }
     // Using the console is activity: it keeps the officer's session from idling out.
     s.touch(req.now);
     Ok(Ctx {
@@ -248,6 +260,15 @@ impl Notice {
     fn is_problem(&self) -> bool {
         matches!(self, Notice::Problem(_))
     }
+
+    /// The page's status: 400 when it reports a refusal, else 200.
+    fn status(&self) -> StatusCode {
+        if self.is_problem() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        }
+    }
 }
 
 /// The console's sections, for the navigation.
@@ -257,17 +278,19 @@ pub(crate) enum Section {
     People,
     Sessions,
     Grants,
+    Requests,
     Audit,
     Review,
     Policy,
     Lockdown,
 }
 
-const NAV: [(Section, &str, &str); 8] = [
+const NAV: [(Section, &str, &str); 9] = [
     (Section::Overview, "", "Overview"),
     (Section::People, "users", "People"),
     (Section::Sessions, "sessions", "Sessions"),
     (Section::Grants, "grants", "Grants"),
+    (Section::Requests, "requests", "Requests"),
     (Section::Audit, "audit", "Audit trail"),
     (Section::Review, "review", "Access review"),
     (Section::Policy, "policy", "Policy"),

@@ -5,8 +5,10 @@ use crate::body::Body;
 use crate::session::Stage;
 use crate::users::Status;
 use crate::users::accounts;
+use crate::users::attestations::{self, AttestationStore};
 use crate::users::grants::GrantKind;
 use crate::users::review::{self, DEFAULT_IDLE_DAYS, Review};
+use crate::web::kit::{PageOutcome, capital};
 use http::{Response, StatusCode};
 use maud::{Markup, html};
 use std::collections::HashMap;
@@ -26,6 +28,11 @@ async fn current_review(ctx: &Ctx<'_>, idle_days: u32) -> Result<Review, String>
             *t = (*t).max(s.last_active());
         }
     }
+    let signed = AttestationStore::open(&ctx.policy().storage.state)
+        .map_err(|e| e.to_string())?
+        .read_async()
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(review::build(
         ctx.policy(),
         &snap.directory,
@@ -33,6 +40,11 @@ async fn current_review(ctx: &Ctx<'_>, idle_days: u32) -> Result<Review, String>
         &live,
         ctx.now(),
         idle_days,
+    )
+    .with_attestations(
+        &signed,
+        ctx.policy().review.period.as_secs() as i64,
+        &snap.directory,
     ))
 }
 
@@ -89,11 +101,28 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
         .iter()
         .filter(|g| matches!(g.kind, GrantKind::Export { .. }))
         .count();
-    let glass = in_force.len() - exports;
+    let glass = in_force
+        .iter()
+        .filter(|g| matches!(g.kind, GrantKind::BreakGlass { .. }))
+        .count();
+    let access = in_force.len() - exports - glass;
     let count = |n: usize, words: &str, link: &str| {
         html! { div { strong { (n) } a href={ (BASE) (link) } { (words) } } }
     };
     let review = current_review(ctx, DEFAULT_IDLE_DAYS).await;
+    let waiting = gate
+        .accounts
+        .request_store()
+        .read_async()
+        .await
+        .map(|all| crate::users::requests::pending(&all).count())
+        .unwrap_or(0);
+    let overdue = review.as_ref().map_or(0, |r| {
+        r.rows
+            .iter()
+            .filter(|row| row.flags.iter().any(|f| f.code() == "review-overdue"))
+            .count()
+    });
     let h = html! {
         @match &review {
             Ok(r) if !r.warnings.is_empty() => div.warnings role="alert" {
@@ -116,7 +145,10 @@ pub(super) async fn overview(ctx: &Ctx<'_>) -> Response<Body> {
             (count(people.len(), "people signed in", "sessions"))
             (count(emergency, "in emergency access", "sessions"))
             (count(exports, "export grants in force", "grants"))
+            (count(access, "access grants in force", "grants"))
             (count(glass, "break-glass grants in force", "grants"))
+            (count(waiting, "access requests waiting", "requests"))
+            (count(overdue, "people whose access review is overdue", "review"))
         }
         @if let Ok(r) = &review {
             h2 { "From the access review" }
@@ -174,7 +206,7 @@ fn policy_state(ctx: &Ctx<'_>) -> Markup {
 }
 
 /// `GET /.ward/officer/review[?idle_days=N]`.
-pub(super) async fn review(ctx: &Ctx<'_>) -> Response<Body> {
+pub(super) async fn review(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
     let days = idle_days(ctx);
     let r = match current_review(ctx, days).await {
         Ok(r) => r,
@@ -205,14 +237,109 @@ pub(super) async fn review(ctx: &Ctx<'_>) -> Response<Body> {
         }
         (r.summary_html())
         (r.table_html(Some(&format!("{BASE}users/"))))
+        (sign_off_form(ctx, &r))
     };
-    ctx.page(
-        StatusCode::OK,
-        Section::Review,
-        "Access review",
-        &Notice::None,
-        h,
-    )
+    let status = notice.status();
+    ctx.page(status, Section::Review, "Access review", &notice, h)
+}
+
+/// The form that signs off one person's access: keep, change or remove, with a note.
+fn sign_off_form(ctx: &Ctx<'_>, r: &Review) -> Markup {
+    let days = ctx.policy().review.period.as_secs() / 86_400;
+    html! {
+        section aria-labelledby="signoff-h" {
+            h2 #signoff-h { "Sign off a person's access" }
+            p { "Review each person at least every " (days) " days (the policy's [review] period): keep their access as it is, or note what must change or that it must go, then make the change on their page. Each sign-off is recorded with your name and the time, in the audit trail and on the printable review." }
+            form.stack method="post" action={ (BASE) "review/attest" } {
+                (ctx.csrf_field())
+                p {
+                    label for="attest-user" { "Person" } br;
+                    select #attest-user name="user" required {
+                        option value="" { "Choose a person" }
+                        @for row in r.rows.iter().filter(|row| row.status == "active") {
+                            option value=(row.name) { (row.name) " — " (row.display_name) }
+                        }
+                    }
+                }
+                fieldset {
+                    legend { "Decision" }
+                    @for (value, words) in [("keep", "Keep as it is"), ("change", "Change"), ("remove", "Remove")] {
+                        label { input type="radio" name="decision" value=(value) required; " " (words) } " "
+                    }
+                }
+                p {
+                    label for="attest-note" { "Note (what to change, or why it goes)" } br;
+                    textarea #attest-note name="note" rows="2" cols="50" maxlength="500" {}
+                }
+                p { button type="submit" { "Record the sign-off" } }
+            }
+        }
+    }
+}
+
+/// `POST /.ward/officer/review/attest`.
+pub(super) async fn attest(
+    ctx: &Ctx<'_>,
+    form: &Form,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
+    let snap = ctx.shared.gate.accounts.snapshot();
+    let user = form.get("user").trim().to_string();
+    let a = match attestations::check(
+        &snap.directory,
+        &user,
+        &ctx.officer,
+        form.get("decision"),
+        form.get("note"),
+        ctx.now(),
+    ) {
+        Ok(a) => a,
+        Err(e) => return review(ctx, Notice::Problem(capital(&e.to_string()))).await,
+    };
+    let detail = if a.note.is_empty() {
+        format!("access review: {}", a.decision.as_str())
+    } else {
+        format!("access review: {}: {}", a.decision.as_str(), a.note)
+    };
+    let warn = match ctx
+        .record_first(outcome, "access-attested", Some(&a.user), detail, |x| x)
+        .await
+    {
+        Ok(warn) => warn,
+        Err(refused) => return refused,
+    };
+    let state = ctx.policy().storage.state.clone();
+    let saving = a.clone();
+    let saved = blocking(move || {
+        AttestationStore::open(&state)
+            .map_err(attestations::AttestError::from)
+            .and_then(|s| attestations::save(&s, &saving))
+    })
+    .await;
+    let why = match saved {
+        Some(Ok(())) => None,
+        Some(Err(e)) => Some(capital(&e.to_string())),
+        None => Some("The sign-off could not be saved; try again.".to_string()),
+    };
+    if let Some(why) = why {
+        ctx.record_not_made("access-attested", Some(&a.user), &why)
+            .await;
+        return review(ctx, Notice::Problem(why)).await;
+    }
+    let mut words = format!(
+        "Recorded: {} — {} (signed off by {}).",
+        a.user,
+        a.decision.as_str(),
+        a.by
+    );
+    if a.decision != attestations::Decision::Keep {
+        words.push_str(" Now make the change on their page.");
+    }
+    if let Some(w) = warn {
+        words.push('\n');
+        words.push_str(&w);
+    }
+    review(ctx, Notice::Done(words)).await
 }
 
 /// `GET /.ward/officer/review.csv`.

@@ -78,11 +78,7 @@ pub(super) async fn list(
         }
         (add_form(ctx, &refill.unwrap_or_default()))
     };
-    let status = if notice.is_problem() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = notice.status();
     ctx.page(status, Section::People, "People", &notice, h)
 }
 
@@ -386,6 +382,9 @@ pub(super) async fn person(ctx: &Ctx<'_>, name: &str, notice: Notice) -> Respons
             }
             dt { "Password set" } dd { (if s.password.is_some() { "yes" } else { "no" }) }
             dt { "MFA enrolled" } dd { (if s.totp.is_some() { "yes" } else { "no" }) }
+            dt { "Passkeys" } dd {
+                @if s.passkeys.is_empty() { "none" } @else { (s.passkeys.len()) " (listed below)" }
+            }
             dt { "Pending link" } dd { @match &pending { Some(p) => (p), None => (none()) } }
             dt { "Last sign-in" } dd {
                 @match (s.last_login, &s.last_login_ip) {
@@ -467,6 +466,32 @@ pub(super) async fn person(ctx: &Ctx<'_>, name: &str, notice: Notice) -> Respons
                 }
                 form method="post" action=(action("unlock")) {
                     (csrf) p { button.quiet type="submit" { "Unlock after failed sign-ins" } }
+                }
+            }
+        }
+        @if !s.passkeys.is_empty() {
+            section aria-labelledby="keys-h" {
+                h2 #keys-h { "Passkeys and security keys" }
+                p.hint { "Removing one stops it signing " (n) " in and ends " (n) "'s sessions." }
+                table {
+                    thead { tr { th { "Name" } th { "Works on" } th { "Added" } th { "Last used" } th {} } }
+                    tbody {
+                        @for k in &s.passkeys {
+                            tr {
+                                td { (k.name) }
+                                td { (k.rp_id) }
+                                td { (when(k.added)) }
+                                td { @match k.last_used { Some(t) => (when(t)), None => "never" } }
+                                td {
+                                    form method="post" action=(action("remove-passkey")) {
+                                        (csrf)
+                                        input type="hidden" name="key" value=(k.id_text());
+                                        button.quiet type="submit" { "Remove " (k.name) }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -635,6 +660,30 @@ pub(super) async fn action(
                 Box::new(move |a: &Admin| a.unlock(&n).map(|()| None)) as Change,
             ))
         }
+        "remove-passkey" => {
+            let (n, key) = (name.to_string(), form.get("key").to_string());
+            // The trail names the key as the officer sees it.
+            let key_name = match ctx.shared.gate.accounts.store().read_async().await {
+                Ok(all) => all.users.get(name).and_then(|u| {
+                    u.passkeys
+                        .iter()
+                        .find(|k| k.id_text() == key)
+                        .map(|k| k.name.clone())
+                }),
+                Err(_) => None,
+            };
+            match key_name {
+                None => Err(format!(
+                    "{name} has no such passkey; it may have been removed already."
+                )),
+                Some(key_name) => Ok((
+                    "passkey-removed",
+                    format!("key \"{key_name}\""),
+                    format!("The passkey \"{key_name}\" no longer signs {name} in, and {name}'s sessions have ended."),
+                    Box::new(move |a: &Admin| a.remove_passkey(&n, &key).map(|_| None)) as Change,
+                )),
+            }
+        }
         _ => return ctx.not_found(),
     };
     let (event, detail, words, change) = match planned {
@@ -660,7 +709,7 @@ pub(super) async fn action(
     // The credential epoch already voids these sessions; ending them now frees them at once.
     if matches!(
         event,
-        "user-deactivated" | "user-terminated" | "password-reset" | "mfa-reset"
+        "user-deactivated" | "user-terminated" | "password-reset" | "mfa-reset" | "passkey-removed"
     ) {
         ctx.shared.gate.sessions.remove_user(name);
     }

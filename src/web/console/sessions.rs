@@ -7,7 +7,7 @@ use crate::session::Stage;
 use crate::users::accounts;
 use crate::users::{Admin, Directory, Status};
 use crate::web::kit::PageOutcome;
-use http::{Response, StatusCode};
+use http::Response;
 use maud::html;
 use std::fmt::Write as _;
 
@@ -76,11 +76,7 @@ pub(super) fn list(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
             }
         }
     };
-    let status = if notice.is_problem() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = notice.status();
     ctx.page(status, Section::Sessions, "Live sessions", &notice, h)
 }
 
@@ -234,11 +230,7 @@ pub(super) fn lockdown_form(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
             p { button.danger type="submit" { "Lock down" } }
         }
     };
-    let status = if notice.is_problem() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = notice.status();
     ctx.page(status, Section::Lockdown, "Lock down", &notice, h)
 }
 

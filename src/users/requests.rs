@@ -1,0 +1,500 @@
+//! Access requests: a person refused a page (or a download) asks the officer for access, with
+//! a reason and a wished-for time. A request grants nothing by itself: an officer approves it
+//! (it becomes a grant, bounded like every grant, with the request's reason and the approver)
+//! or denies it with a note. Kept in `state/requests.json`, owner-only, next to the grants.
+
+use crate::auth::codes;
+use crate::users::grants::{self, Grant, GrantError, GrantKind};
+use crate::users::{Directory, Store, StoreFile};
+use serde::{Deserialize, Serialize};
+
+/// What a person asks for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Wanted {
+    /// To open an app's pages matching a route pattern (the route that refused them).
+    Access {
+        /// The app's name.
+        app: String,
+        /// The route's pattern, such as `/billing/**`.
+        route: String,
+    },
+    /// To download from pages matching a route pattern.
+    Export {
+        /// The route's pattern.
+        route: String,
+    },
+}
+
+impl Wanted {
+    /// In words, for pages, the trail and alerts (never a path: a pattern names no patient).
+    pub fn describe(&self) -> String {
+        match self {
+            Wanted::Access { app, route } => format!("access to {app} {route}"),
+            Wanted::Export { route } => format!("export from {route}"),
+        }
+    }
+
+    /// The grant this becomes when approved.
+    fn grant_kind(&self) -> GrantKind {
+        match self {
+            Wanted::Access { app, route } => GrantKind::Access {
+                app: app.clone(),
+                route: route.clone(),
+            },
+            Wanted::Export { route } => GrantKind::Export {
+                route: route.clone(),
+            },
+        }
+    }
+}
+
+/// Where a request stands.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Standing {
+    /// Waiting for an officer.
+    Pending,
+    /// Approved: `grant` is the grant it became.
+    Approved {
+        /// The approving officer.
+        by: String,
+        /// Unix seconds of the decision.
+        at: i64,
+        /// The grant's id.
+        grant: String,
+        /// Unix seconds the grant ends.
+        until: i64,
+    },
+    /// Denied, with the officer's note for the person.
+    Denied {
+        /// The officer.
+        by: String,
+        /// Unix seconds of the decision.
+        at: i64,
+        /// Why, for the person.
+        note: String,
+    },
+}
+
+/// One request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AccessRequest {
+    /// Short id, for `ward request approve ID`.
+    pub id: String,
+    /// Who asks.
+    pub user: String,
+    /// What for.
+    pub wanted: Wanted,
+    /// Why, in the person's words (may name a patient: the trail and the officer only).
+    pub reason: String,
+    /// How long the person asks for, in seconds.
+    pub wished_secs: i64,
+    /// Unix seconds it was made.
+    pub made: i64,
+    /// Where it stands.
+    #[serde(flatten)]
+    pub standing: Standing,
+    /// The person has been shown the decision.
+    #[serde(default)]
+    pub told: bool,
+}
+
+impl AccessRequest {
+    /// Still waiting for an officer.
+    pub fn is_pending(&self) -> bool {
+        self.standing == Standing::Pending
+    }
+}
+
+/// Every request ever made (decided ones stay, for the record).
+#[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq, Eq)]
+#[serde(default)]
+pub struct Requests {
+    /// Oldest first.
+    pub requests: Vec<AccessRequest>,
+}
+
+impl StoreFile for Requests {
+    const FILE: &'static str = "requests.json";
+}
+
+/// The store of requests.
+pub type RequestStore = Store<Requests>;
+
+/// Most requests one person may have waiting at once, so the officer is not flooded.
+pub const MAX_PENDING: usize = 5;
+
+/// Longest note a denial carries.
+const MAX_NOTE: usize = 500;
+
+/// Why a request could not be made or decided.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The same thing is already asked for and waiting.
+    #[error("you have already asked for this; the security officer has not decided yet")]
+    AlreadyPending,
+    /// Too many requests waiting.
+    #[error(
+        "you have {MAX_PENDING} requests waiting already; wait for the security officer to decide on them"
+    )]
+    TooMany,
+    /// No such request waiting.
+    #[error("there is no request '{0}' waiting for a decision; see `ward request list`")]
+    NotPending(String),
+    /// An officer deciding on their own request.
+    #[error("{0} cannot decide on their own request; another officer must")]
+    OwnRequest(String),
+    /// The officer's time is longer than the person asked for.
+    #[error("the person asked for at most {0}; approve for that long or less")]
+    LongerThanAsked(String),
+    /// A denial without a note.
+    #[error("give the person a note saying why (they see it on their next visit)")]
+    NoNote,
+    /// The reason, the time, the person, the randomness or the grants file.
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    /// The requests file.
+    #[error(transparent)]
+    Store(#[from] crate::users::secrets::StoreError),
+}
+
+impl From<codes::RngError> for RequestError {
+    fn from(e: codes::RngError) -> Self {
+        RequestError::Grant(GrantError::Random(e))
+    }
+}
+
+/// A new request by `user`, checked against those already waiting (not saved: see `submit`).
+pub fn check_new(
+    existing: &Requests,
+    user: &str,
+    wanted: Wanted,
+    reason: &str,
+    wished: &str,
+    now: i64,
+) -> Result<AccessRequest, RequestError> {
+    let reason = grants::check_reason(reason)?;
+    let wished_secs = grants::parse_span(wished)?;
+    let mine = || {
+        existing
+            .requests
+            .iter()
+            .filter(move |r| r.user == user && r.is_pending())
+    };
+    if mine().any(|r| r.wanted == wanted) {
+        return Err(RequestError::AlreadyPending);
+    }
+    if mine().count() >= MAX_PENDING {
+        return Err(RequestError::TooMany);
+    }
+    Ok(AccessRequest {
+        id: grants::new_id()?,
+        user: user.to_string(),
+        wanted,
+        reason,
+        wished_secs,
+        made: now,
+        standing: Standing::Pending,
+        told: false,
+    })
+}
+
+/// Saves a request made by `check_new`, checked again under the file's lock (two tabs).
+pub fn submit(store: &RequestStore, request: &AccessRequest) -> Result<(), RequestError> {
+    store.update(|all| {
+        let again = all
+            .requests
+            .iter()
+            .any(|r| r.user == request.user && r.is_pending() && r.wanted == request.wanted);
+        if again {
+            return Err(RequestError::AlreadyPending);
+        }
+        all.requests.push(request.clone());
+        Ok(())
+    })?
+}
+
+/// The requests waiting for a decision, oldest first.
+pub fn pending(all: &Requests) -> impl Iterator<Item = &AccessRequest> {
+    all.requests.iter().filter(|r| r.is_pending())
+}
+
+/// The waiting request `id`, unless `officer` made it.
+fn waiting<'a>(
+    all: &'a Requests,
+    id: &str,
+    officer: &str,
+) -> Result<&'a AccessRequest, RequestError> {
+    let r = all
+        .requests
+        .iter()
+        .find(|r| r.id == id && r.is_pending())
+        .ok_or_else(|| RequestError::NotPending(id.to_string()))?;
+    if r.user == officer {
+        return Err(RequestError::OwnRequest(officer.to_string()));
+    }
+    Ok(r)
+}
+
+/// The grant that approving request `id` makes (not saved: write its audit record first,
+/// then `grants::save` and `record_approval`). `duration` shortens the wished-for time.
+pub fn check_approval(
+    all: &Requests,
+    users: &Directory,
+    id: &str,
+    officer: &str,
+    duration: Option<&str>,
+    now: i64,
+) -> Result<(AccessRequest, Grant), RequestError> {
+    let r = waiting(all, id, officer)?;
+    grants::check_grantee(users, &r.user, now)?;
+    let secs = match duration.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => {
+            let secs = grants::parse_span(d)?;
+            if secs > r.wished_secs {
+                return Err(RequestError::LongerThanAsked(span_words(r.wished_secs)));
+            }
+            secs
+        }
+        None => r.wished_secs,
+    };
+    let reason = format!("request {}: {}", r.id, r.reason);
+    let grant = grants::new_grant(
+        &r.user,
+        r.wanted.grant_kind(),
+        reason.chars().take(600).collect(),
+        officer,
+        now,
+        secs,
+    )?;
+    Ok((r.clone(), grant))
+}
+
+/// Marks request `id` approved by `grant`; false if it was decided meanwhile.
+pub fn record_approval(
+    store: &RequestStore,
+    id: &str,
+    grant: &Grant,
+) -> Result<bool, RequestError> {
+    settle(
+        store,
+        id,
+        Standing::Approved {
+            by: grant.granted_by.clone(),
+            at: grant.start,
+            grant: grant.id.clone(),
+            until: grant.end,
+        },
+    )
+}
+
+/// Sets the standing of request `id` while it is still waiting; false if it was decided meanwhile.
+fn settle(store: &RequestStore, id: &str, standing: Standing) -> Result<bool, RequestError> {
+    Ok(store.update(|all| {
+        match all
+            .requests
+            .iter_mut()
+            .find(|r| r.id == id && r.is_pending())
+        {
+            Some(r) => {
+                r.standing = standing;
+                true
+            }
+            None => false,
+        }
+    })?)
+}
+
+/// Checks a denial of request `id` by `officer` with `note`; the request and the note as kept.
+pub fn check_denial(
+    all: &Requests,
+    id: &str,
+    officer: &str,
+    note: &str,
+) -> Result<(AccessRequest, String), RequestError> {
+    let r = waiting(all, id, officer)?;
+    let note = note.trim();
+    if note.is_empty() {
+        return Err(RequestError::NoNote);
+    }
+    Ok((r.clone(), note.chars().take(MAX_NOTE).collect()))
+}
+
+/// Marks request `id` denied; false if it was decided meanwhile.
+pub fn record_denial(
+    store: &RequestStore,
+    id: &str,
+    officer: &str,
+    note: &str,
+    now: i64,
+) -> Result<bool, RequestError> {
+    settle(
+        store,
+        id,
+        Standing::Denied {
+            by: officer.to_string(),
+            at: now,
+            note: note.to_string(),
+        },
+    )
+}
+
+/// `user`'s decided requests not shown to them yet, now marked as shown (each is told once).
+pub fn take_news(store: &RequestStore, user: &str) -> Result<Vec<AccessRequest>, RequestError> {
+    Ok(store.update(|all| {
+        let mut news = Vec::new();
+        for r in all
+            .requests
+            .iter_mut()
+            .filter(|r| r.user == user && !r.told && !r.is_pending())
+        {
+            r.told = true;
+            news.push(r.clone());
+        }
+        news
+    })?)
+}
+
+/// Seconds as the shortest plain words (`2h`, `3days`).
+pub fn span_words(secs: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(secs.max(0) as u64)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> Directory {
+        crate::users::directory::parse(
+            std::path::Path::new("users.toml"),
+            "[users.jo]\ndisplay_name = \"Jo\"\nroles = [\"vendor\"]\n[users.boss]\ndisplay_name = \"B\"\nroles = [\"officer\"]\n",
+        )
+        .unwrap()
+    }
+
+    fn billing() -> Wanted {
+        Wanted::Access {
+            app: "ehr".into(),
+            route: "/billing/**".into(),
+        }
+    }
+
+    #[test]
+    fn one_pending_request_per_thing_and_a_few_in_all() {
+        let mut all = Requests::default();
+        let r = check_new(&all, "jo", billing(), "month-end statements", "8h", 100).unwrap();
+        assert_eq!(r.wished_secs, 8 * 3600);
+        all.requests.push(r);
+        assert!(matches!(
+            check_new(&all, "jo", billing(), "month-end statements", "8h", 101),
+            Err(RequestError::AlreadyPending)
+        ));
+        // Someone else may ask for the same.
+        check_new(&all, "kim", billing(), "month-end statements", "8h", 101).unwrap();
+        for i in 1..MAX_PENDING {
+            let w = Wanted::Export {
+                route: format!("/r{i}/**"),
+            };
+            all.requests
+                .push(check_new(&all, "jo", w, "month-end statements", "1h", 102).unwrap());
+        }
+        let w = Wanted::Export {
+            route: "/more/**".into(),
+        };
+        assert!(matches!(
+            check_new(&all, "jo", w, "month-end statements", "1h", 103),
+            Err(RequestError::TooMany)
+        ));
+    }
+
+    #[test]
+    fn reasons_and_times_are_checked() {
+        let all = Requests::default();
+        for (reason, wished) in [
+            ("short", "8h"),
+            ("month-end statements", "31d"),
+            ("month-end statements", "0s"),
+            ("month-end statements", "soon"),
+        ] {
+            assert!(
+                check_new(&all, "jo", billing(), reason, wished, 0).is_err(),
+                "{reason} {wished}"
+            );
+        }
+        let long = "x".repeat(5000);
+        let r = check_new(&all, "jo", billing(), &long, "1h", 0).unwrap();
+        assert_eq!(r.reason.chars().count(), 500);
+    }
+
+    #[test]
+    fn approval_is_bounded_by_the_wish_and_never_ones_own() {
+        let mut all = Requests::default();
+        let r = check_new(&all, "jo", billing(), "month-end statements", "8h", 100).unwrap();
+        let id = r.id.clone();
+        all.requests.push(r);
+        let users = dir();
+        assert!(matches!(
+            check_approval(&all, &users, &id, "jo", None, 200),
+            Err(RequestError::OwnRequest(_))
+        ));
+        assert!(matches!(
+            check_approval(&all, &users, &id, "boss", Some("9h"), 200),
+            Err(RequestError::LongerThanAsked(_))
+        ));
+        let (_, g) = check_approval(&all, &users, &id, "boss", Some("2h"), 200).unwrap();
+        assert_eq!((g.start, g.end), (200, 200 + 7200));
+        assert_eq!(g.granted_by, "boss");
+        assert!(g.reason.contains("month-end statements"), "{}", g.reason);
+        assert_eq!(
+            g.kind,
+            GrantKind::Access {
+                app: "ehr".into(),
+                route: "/billing/**".into()
+            }
+        );
+        let (_, g) = check_approval(&all, &users, &id, "boss", None, 200).unwrap();
+        assert_eq!(g.end, 200 + 8 * 3600);
+        assert!(matches!(
+            check_approval(&all, &users, "nope", "boss", None, 200),
+            Err(RequestError::NotPending(_))
+        ));
+        assert!(matches!(
+            check_denial(&all, &id, "jo", "no"),
+            Err(RequestError::OwnRequest(_))
+        ));
+        assert!(matches!(
+            check_denial(&all, &id, "boss", "  "),
+            Err(RequestError::NoNote)
+        ));
+    }
+
+    #[test]
+    fn decisions_are_kept_and_told_once() {
+        let dirpath = tempfile::tempdir().unwrap();
+        let store = RequestStore::open(dirpath.path()).unwrap();
+        let r = check_new(
+            &store.read().unwrap(),
+            "jo",
+            billing(),
+            "month-end statements",
+            "8h",
+            1,
+        )
+        .unwrap();
+        submit(&store, &r).unwrap();
+        assert!(matches!(
+            submit(&store, &r),
+            Err(RequestError::AlreadyPending)
+        ));
+        assert!(take_news(&store, "jo").unwrap().is_empty());
+        assert!(record_denial(&store, &r.id, "boss", "not needed", 5).unwrap());
+        // Decided: a second decision finds nothing waiting.
+        assert!(!record_denial(&store, &r.id, "boss", "again", 6).unwrap());
+        let news = take_news(&store, "jo").unwrap();
+        assert_eq!(news.len(), 1);
+        assert!(matches!(&news[0].standing, Standing::Denied { note, .. } if note == "not needed"));
+        assert!(take_news(&store, "jo").unwrap().is_empty());
+        assert_eq!(pending(&store.read().unwrap()).count(), 0);
+    }
+}
