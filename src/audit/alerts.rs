@@ -5,6 +5,8 @@
 //! names them. Each of those has its own queue and background task, which tries again
 //! with back-off (`retry`), so a slow or dead receiver never holds up a request.
 
+pub use super::alert::Alert;
+use super::alert::Receiver;
 use super::email::{Email, EmailSettings};
 use super::retry;
 use super::webhook::Webhook;
@@ -25,28 +27,6 @@ pub struct AlertSettings {
     pub vendor_hours: Option<(u8, u8)>,
     /// The practice's time zone for working hours (IANA name).
     pub timezone: Option<String>,
-}
-
-/// One alert.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Alert {
-    /// Short name: `break-glass`, `two-places`, `locked`, `refusals`, `new-network`, `after-hours`,
-    /// `checkpoint`.
-    pub event: &'static str,
-    /// The person concerned.
-    pub user: String,
-    /// What happened, in words.
-    pub detail: String,
-    /// RFC 3339 time.
-    pub time: String,
-    /// The practice.
-    pub practice: String,
-    /// For `checkpoint`: the checkpoint record's seq.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seq: Option<u64>,
-    /// For `checkpoint`: the hex SHA-256 of its line, for `ward audit verify --expect-checkpoint`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hash: Option<String>,
 }
 
 /// Alerts waiting for one receiver (a queue per receiver, so one that is down does not delay
@@ -152,12 +132,6 @@ impl Alerts {
             }
         }
     }
-}
-
-/// Somewhere alerts are delivered to (the webhook, the mail server).
-pub(crate) trait Receiver: Send + Sync + 'static {
-    /// One attempt to deliver `alert`.
-    fn send(&self, alert: &Alert) -> impl Future<Output = Result<(), retry::SendError>> + Send;
 }
 
 /// Starts the task that hands `name`'s alerts, one at a time, to `receiver`, with back-off.

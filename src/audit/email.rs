@@ -1,7 +1,7 @@
 //! Alerts by e-mail: each alert as a short plain-text message through the practice's SMTP
 //! server (`[alerts] email_to`, `smtp`, …), over STARTTLS or TLS with ward's one TLS stack.
 
-use super::alerts::Alert;
+use super::alert::{Alert, Receiver};
 use super::retry::SendError;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -118,7 +118,7 @@ impl Email {
     }
 }
 
-impl super::alerts::Receiver for Email {
+impl Receiver for Email {
     /// One attempt to send `alert` to every recipient.
     async fn send(&self, alert: &Alert) -> Result<(), SendError> {
         let mut message = Message::builder()

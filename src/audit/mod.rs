@@ -21,6 +21,7 @@
 //! (and at shutdown). A line cut short by a power cut or a full disk is removed, and noted
 //! in a `recovered` record, by the next writer.
 
+pub mod alert;
 pub mod alerts;
 pub mod email;
 pub mod retry;

@@ -1,6 +1,6 @@
 //! The alert webhook: each alert POSTed as JSON to the address in `[alerts] webhook`.
 
-use super::alerts::Alert;
+use super::alert::{Alert, Receiver};
 use super::retry::SendError;
 use bytes::Bytes;
 use http::{Request, header};
@@ -39,7 +39,7 @@ impl Webhook {
     }
 }
 
-impl super::alerts::Receiver for Webhook {
+impl Receiver for Webhook {
     /// One attempt to POST `alert`.
     async fn send(&self, alert: &Alert) -> Result<(), SendError> {
         let body = serde_json::to_vec(alert).map_err(|e| SendError::Message(e.to_string()))?;

@@ -1047,15 +1047,6 @@ fn strings(v: &Value) -> Vec<String> {
 // ---------------------------------------------------------------------------
 // Pending sign-ins
 
-/// Sign-ins under way, and providers already discovered.
-#[derive(Default)]
-pub struct SsoState {
-    pub(crate) providers: std::sync::Mutex<HashMap<(String, String, String), Provider>>,
-    /// SAML identity providers whose metadata came from their address: by (name, address),
-    /// with when it was fetched.
-    pub(crate) saml: std::sync::Mutex<HashMap<(String, String), (crate::auth::saml::Idp, Instant)>>,
-}
-
 /// The text at `url` (a provider's published metadata), over ward's HTTP client: `https`, or
 /// `http` to this machine only; at most 1 MiB, within the usual time limits.
 pub async fn fetch_text(url: &str) -> Result<String, OidcError> {

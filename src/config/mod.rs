@@ -13,7 +13,8 @@ pub mod spanned;
 pub use crate::certs::{CertError, CertFile, CertReader};
 use crate::policy::Policy;
 use diag::{Collector, Diagnostics};
-use raw::{RawPolicy, Section, known_keys};
+use raw::{RawPolicy, Section};
+use schema::known_keys;
 use std::path::Path;
 use toml::de::{DeTable, DeValue};
 

@@ -303,33 +303,6 @@ pub struct RawExport {
     pub contact: Option<Text>,
 }
 
-/// The keys each kind of table accepts, for "did you mean" suggestions: read from the
-/// schema of the types above, so no list is kept by hand beside them.
-pub fn known_keys(section: Section) -> Vec<&'static str> {
-    let table = match section {
-        Section::Root => "RawPolicy",
-        Section::Server => "RawServer",
-        Section::Sessions => "RawSessions",
-        Section::Login => "RawLogin",
-        Section::Oidc => "RawOidc",
-        Section::Saml => "RawSaml",
-        Section::Storage => "RawStorage",
-        Section::BreakGlass => "RawBreakGlass",
-        Section::Export => "RawExport",
-        Section::Audit => "RawAudit",
-        Section::Alerts => "RawAlerts",
-        Section::Log => "RawLog",
-        Section::Metrics => "RawMetrics",
-        Section::Review => "RawReview",
-        Section::Role => "RawRole",
-        Section::App => "RawApp",
-        Section::UpstreamAuth => "RawUpstreamAuth",
-        Section::Route => "RawRoute",
-        Section::Other => return Vec::new(),
-    };
-    super::schema::keys_of(table)
-}
-
 /// The kinds of table in a policy file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {

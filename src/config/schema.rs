@@ -4,7 +4,7 @@
 //! from the parser's own list of keys. Descriptions come from the README's reference tables, the
 //! one place the settings are explained, so neither is kept by hand twice.
 
-use super::raw::RawPolicy;
+use super::raw::{RawPolicy, Section};
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -38,6 +38,33 @@ const POLICY_SECTIONS: &[(&str, &str)] = &[
 
 /// The README heading of the accounts' keys.
 const USERS_SECTION: &str = "users.toml reference";
+
+/// The keys each kind of table accepts, for "did you mean" suggestions: read from the
+/// schema of the types above, so no list is kept by hand beside them.
+pub fn known_keys(section: Section) -> Vec<&'static str> {
+    let table = match section {
+        Section::Root => "RawPolicy",
+        Section::Server => "RawServer",
+        Section::Sessions => "RawSessions",
+        Section::Login => "RawLogin",
+        Section::Oidc => "RawOidc",
+        Section::Saml => "RawSaml",
+        Section::Storage => "RawStorage",
+        Section::BreakGlass => "RawBreakGlass",
+        Section::Export => "RawExport",
+        Section::Audit => "RawAudit",
+        Section::Alerts => "RawAlerts",
+        Section::Log => "RawLog",
+        Section::Metrics => "RawMetrics",
+        Section::Review => "RawReview",
+        Section::Role => "RawRole",
+        Section::App => "RawApp",
+        Section::UpstreamAuth => "RawUpstreamAuth",
+        Section::Route => "RawRoute",
+        Section::Other => return Vec::new(),
+    };
+    keys_of(table)
+}
 
 /// The keys a table of the policy may have (`RawServer`: those of `[server]`).
 pub fn keys_of(table: &str) -> Vec<&'static str> {
@@ -121,7 +148,7 @@ pub fn policy_schema() -> String {
 /// The schema of `users.toml`, as JSON text.
 pub fn users_schema() -> String {
     let docs = reference();
-    let kinds = crate::users::directory::ACCOUNT_KEY_KINDS;
+    use crate::users::directory::{ACCOUNT_KEY_KINDS as kinds, KeyKind};
     let mut props = Map::new();
     for (key, kind) in kinds {
         let mut p = match kind {
@@ -161,21 +188,6 @@ pub fn users_schema() -> String {
         "additionalProperties": false,
     });
     pretty(&value)
-}
-
-/// What a key of `users.toml` holds, as far as an editor can check it.
-#[derive(Debug, Clone, Copy)]
-pub enum KeyKind {
-    /// Non-empty text.
-    Text,
-    /// A list of text.
-    List,
-    /// One of these words.
-    Words(&'static [&'static str]),
-    /// A date.
-    Date,
-    /// A table of text values.
-    TextTable,
 }
 
 fn pretty(value: &Value) -> String {

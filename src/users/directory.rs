@@ -3,7 +3,6 @@
 //! Only names, roles and account state live here; secrets never do (see `secrets`).
 
 use crate::config::diag::{Collector, Diagnostics, line_col};
-use crate::config::schema::KeyKind;
 use crate::suggest::closest;
 use jiff::civil::Date;
 use std::collections::BTreeMap;
@@ -28,6 +27,21 @@ pub const ACCOUNT_KEY_KINDS: &[(&str, KeyKind)] = &[
 /// The names of the settings an account table may have.
 pub fn account_keys() -> Vec<&'static str> {
     ACCOUNT_KEY_KINDS.iter().map(|(k, _)| *k).collect()
+}
+
+/// What a key of `users.toml` holds, as far as an editor can check it.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyKind {
+    /// Non-empty text.
+    Text,
+    /// A list of text.
+    List,
+    /// One of these words.
+    Words(&'static [&'static str]),
+    /// A date.
+    Date,
+    /// A table of text values.
+    TextTable,
 }
 
 /// How a person may sign in.

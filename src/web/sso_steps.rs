@@ -2,8 +2,20 @@
 //! instance's memory or, with a shared session store, in Redis so that the person may come
 //! back through another instance than the one they left from.
 
-use crate::auth::oidc::{PENDING_TTL, Pending, PendingStore};
-use std::sync::Arc;
+use crate::auth::oidc::{PENDING_TTL, Pending, PendingStore, Provider};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// OpenID providers already discovered, and SAML identity providers whose metadata came
+/// from their address, kept between sign-ins.
+#[derive(Default)]
+pub struct SsoState {
+    /// By (name, issuer, client).
+    pub(crate) providers: Mutex<HashMap<(String, String, String), Provider>>,
+    /// By (name, address), with when it was fetched.
+    pub(crate) saml: Mutex<HashMap<(String, String), (crate::auth::saml::Idp, Instant)>>,
+}
 
 /// Redis keys of sign-ins under way: `ward:sso:HASH_OF_STATE`.
 const STEP_PREFIX: &str = "ward:sso:";

@@ -79,7 +79,7 @@ pub struct Gate {
     /// Failures for names that are not accounts, counted by the same rule as real ones.
     pub(crate) unknown_failures: UnknownNames,
     /// Single sign-on: discovered providers.
-    pub sso: crate::auth::oidc::SsoState,
+    pub sso: super::sso_steps::SsoState,
     /// Single sign-on: sign-ins under way.
     pub sso_steps: crate::web::sso_steps::SsoSteps,
     /// Passkey ceremonies under way.
@@ -118,7 +118,7 @@ impl Gate {
                 shared.clone(),
                 policy.login.lockout_time * 2 + std::time::Duration::from_secs(60),
             ),
-            sso: crate::auth::oidc::SsoState::default(),
+            sso: super::sso_steps::SsoState::default(),
             sso_steps: crate::web::sso_steps::SsoSteps::new(shared.clone()),
             passkey_steps: crate::web::passkey_steps::PasskeySteps::new(shared.clone()),
             alerts,
