@@ -294,7 +294,7 @@ async fn the_front_desk_gets_a_working_chart_page_in_a_real_browser() {
     wait_for_path(&client, "/.ward/mfa", Duration::from_secs(20)).await;
     fill(&client, "#code", &s.code("fd_kim").await).await;
     submit(&client).await;
-    wait_for_path(&client, "/", Duration::from_secs(20)).await;
+    wait_until_past_ward_pages(&client, Duration::from_secs(20)).await;
 
     client.goto(&s.ward.url("/charts/1")).await.unwrap();
     let ssn = client

@@ -161,7 +161,7 @@ async fn chromium_shows_the_watermark_lets_clicks_through_and_prints_only_the_no
     wait_for_path(&client, "/.ward/mfa", Duration::from_secs(20)).await;
     fill(&client, "#code", &s.code("dr_lee").await).await;
     submit(&client).await;
-    wait_for_path(&client, "/", Duration::from_secs(20)).await;
+    wait_until_past_ward_pages(&client, Duration::from_secs(20)).await;
 
     // The control: the same page without marks gives the same picture twice.
     client.goto(&s.ward.url("/plain/1")).await.unwrap();

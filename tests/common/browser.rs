@@ -194,6 +194,24 @@ pub async fn wait_for_path(client: &Client, prefix: &str, timeout: Duration) -> 
     }
 }
 
+/// Waits (bounded) until the browser has left ward's own pages (`/.ward/…`): after the code
+/// step, the sign-in is complete only then (`wait_for_path(…, "/")` would match the code page).
+pub async fn wait_until_past_ward_pages(client: &Client, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let url = client.current_url().await.unwrap();
+        if !url.path().starts_with("/.ward/") {
+            return url.path().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still at {url} after {timeout:?}; the page says:\n{}",
+            body_text(client).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Types `text` into the field `css` (after clearing it).
 pub async fn fill(client: &Client, css: &str, text: &str) {
     let field = client
