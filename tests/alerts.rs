@@ -3,9 +3,7 @@
 //! (tests/smtp_server.py on Debian's python3-aiosmtpd) over STARTTLS or TLS. A receiver that
 //! is down holds up no request, is tried again with back-off, and gets the alert once back.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use http_body_util::BodyExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex};

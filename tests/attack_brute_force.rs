@@ -3,9 +3,7 @@
 //! code works once. What reached the app is read
 //! from the recording upstream and what happened from the audit trail.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 fn scenario() -> Scenario {

@@ -7,11 +7,9 @@
 //! because nothing works at all is caught; what reached the app is read from the recording
 //! upstream and what happened from the audit trail.
 
-mod common;
-
-use common::browser::*;
-use common::presets::PUBLIC;
-use common::*;
+use crate::common::browser::*;
+use crate::common::presets::PUBLIC;
+use crate::common::*;
 use http_body_util::BodyExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

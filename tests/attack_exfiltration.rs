@@ -5,9 +5,7 @@
 //! answered; ward's answer and the audit trail show the export was stopped, or let out under
 //! which grant. An allowed gigabyte still streams.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use http_body_util::BodyExt;
 use std::time::{Duration, Instant};
 

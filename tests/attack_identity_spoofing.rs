@@ -4,10 +4,8 @@
 //! recording upstream (over HTTP and HTTPS) and what was decided from the audit trail, or, in
 //! the table of spellings (`common::wire`), from the sample EHR's echo of what it received.
 
-mod common;
-
-use common::wire::{self, *};
-use common::*;
+use crate::common::wire::{self, *};
+use crate::common::*;
 
 /// Headers a client forges, with the value it hopes the app believes.
 const FORGED: [(&str, &str); 16] = [

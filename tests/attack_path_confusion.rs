@@ -5,10 +5,8 @@
 //! with exactly the canonical path ward decided on) and the recording upstream; then property
 //! tests of `canonicalize` and `decide` with thousands of generated respellings.
 
-mod common;
-
-use common::wire::*;
-use common::*;
+use crate::common::wire::*;
+use crate::common::*;
 
 /// Respellings of denied paths, for the clinician of `common::wire::scenario`.
 fn cases() -> Vec<Case> {

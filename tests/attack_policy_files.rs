@@ -3,9 +3,7 @@
 //! a route without its `from`). ward must never serve that half. What reached the app is read
 //! from the recording upstream and the reloads from the audit trail.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 

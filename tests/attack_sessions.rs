@@ -7,9 +7,7 @@
 //! app's replayed, moved or planted. What reached the app is read from the recording upstream
 //! and what happened from the audit trail.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use http_body_util::BodyExt;
 use std::process::Command;
 use std::time::Duration;
@@ -853,7 +851,7 @@ async fn a_websocket_closes_when_its_session_ends() {
 /// Signs `user` in from the app page the browser is on (it is sent to ward's own
 /// host, then back), in real Chromium.
 async fn sign_in_in_chromium(client: &fantoccini::Client, user: &str, code: &str, back_to: &str) {
-    use common::browser::*;
+    use crate::common::browser::*;
     wait_for_path(client, "/.ward/login", Duration::from_secs(20)).await;
     fill(client, "#username", user).await;
     fill(client, "#password", PW).await;
@@ -868,7 +866,7 @@ async fn sign_in_in_chromium(client: &fantoccini::Client, user: &str, code: &str
 /// the same Chromium and never lands in Ann's app session.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_people_at_one_chromium_never_share_an_app_session() {
-    use common::browser::*;
+    use crate::common::browser::*;
     let app = cookie_app().await;
     let s = app_cookie_scenario("3s").app_at(&app).start().await;
     let ward = &s.ward;

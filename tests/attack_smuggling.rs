@@ -5,10 +5,8 @@
 //! refused before any decision, or forwarded so that the app sees only what ward decided on.
 //! The smuggled part always asks for a denied route.
 
-mod common;
-
-use common::wire::*;
-use common::*;
+use crate::common::wire::*;
+use crate::common::*;
 use std::time::Duration;
 
 /// Framing tricks in one request: control bytes, absolute-form targets, `Host` conflicts and

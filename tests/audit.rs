@@ -2,9 +2,7 @@
 //! might, checked by the real `ward audit verify`; two writers at once; rotation; a writer
 //! killed with SIGKILL mid-run; and `ward audit search`.
 
-mod common;
-
-use common::{Proc, WARD};
+use crate::common::{Proc, WARD};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

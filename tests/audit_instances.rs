@@ -3,9 +3,7 @@
 //! stays readable beside them, and `ward audit verify` and `ward audit search` read every
 //! chain, search in time order across them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

@@ -3,9 +3,7 @@
 //! the trail, a trail re-signed with a key of the attacker's own, a trail cut back to an
 //! earlier checkpoint, and a password typed into the user-name field.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use http_body_util::BodyExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

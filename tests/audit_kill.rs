@@ -2,9 +2,7 @@
 //! answer a client received has its record, and the chain verifies after the
 //! next start (which trims a torn last line).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,9 +4,7 @@
 //! down holds up no request, and gets the records once it is back; records it never got are
 //! named in the trail.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -4,10 +4,8 @@
 //!
 //! Needs `chromium` and `chromedriver` (`tests/run` installs them when missing).
 
-mod common;
-
-use common::browser::*;
-use common::*;
+use crate::common::browser::*;
+use crate::common::*;
 use fantoccini::{Client, Locator};
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -1,8 +1,6 @@
 //! The commands as an officer runs them: `ward check` and `ward demo`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Command;
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! `ward check --diff OLD NEW` as the officer runs it: who gains and who loses
 //! access, worked out with ward's own decisions over the people in users.toml.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 const USERS: &str = r#"

@@ -4,9 +4,7 @@
 //! an app's shared credential, and `ward check` saying one thing per mistake.
 //! The sample EHR stands in for the imaging archive (`/wado`, `/dicomweb/…`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Command;
 use std::time::Duration;
 

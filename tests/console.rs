@@ -2,9 +2,7 @@
 //! sessions, grants, lock-down) as it reaches users.toml, the stores, other people's
 //! sessions and the audit trail. Also `ward report access` and `ward check`'s officer warning.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;

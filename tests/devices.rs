@@ -2,9 +2,7 @@
 //! route, a role or an organization can require one; its subject goes to the
 //! audit trail and upstream.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use std::time::Duration;
 

@@ -2,9 +2,7 @@
 //! running ward (through a trusted proxy hop, so the client address can vary)
 //! and to `ward explain`, and both must give the same answer.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Command;
 use std::time::Duration;
 

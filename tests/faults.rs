@@ -5,10 +5,8 @@
 //! it can, records every answer it sends (or refuses to send one it cannot
 //! record), says what is wrong, and goes on serving.
 
-mod common;
-
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::Full;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,10 +4,8 @@
 //! field name). What ward cannot rewrite is refused to them; `ward explain` lists
 //! the same rules the proxy applies, and the trail names the rules applied.
 
-mod common;
-
-use common::browser::*;
-use common::*;
+use crate::common::browser::*;
+use crate::common::*;
 use fantoccini::Locator;
 use http_body_util::{BodyExt, Full};
 use std::time::Duration;

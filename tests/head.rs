@@ -1,9 +1,7 @@
 //! Issue #18: `HEAD` to every page of ward's that answers `GET` (and to a page of
 //! an app), over HTTP/2 and HTTP/1.1, gets the same status and headers and no body.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn policy(upstream: &str) -> String {
     format!(

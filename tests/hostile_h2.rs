@@ -7,10 +7,8 @@
 //! Frames are written by the small writer below; header blocks use HPACK
 //! literals without Huffman coding, so every byte is the test's own.
 
-mod common;
-
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::Full;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,9 +4,7 @@
 //! with a fatal alert; the same ClientHello with a strong suite gets a
 //! ServerHello, so a refusal is about the version or suite and nothing else.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rustls_pki_types::pem::PemObject;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,9 +1,7 @@
 //! The app launcher: signed in with nowhere to return to, a person sees the
 //! apps and start pages the policy lets them use, and the links open them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// The launcher's app links: (name, href), in the page's order.
 fn app_links(html: &str) -> Vec<(String, String)> {

@@ -2,9 +2,7 @@
 //! sample EHR, what the app learns of the person, a route named for people or with its own
 //! idle limit, and whom the trail names. The ways around sign-in are in `attack_*.rs`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,9 +1,7 @@
 //! Prometheus metrics on their own listener: the counters move as requests are made, and
 //! no person, path or session ever shows in them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 fn scenario() -> Scenario {

@@ -3,9 +3,7 @@
 //! loopback, over real HTTP: sign-in, claims, forged state, denied consent,
 //! replayed code, a token for another audience, key rotation, provider down.
 
-mod common;
-
-use common::oidc::Idp;
+use crate::common::oidc::Idp;
 use serde_json::json;
 use std::collections::HashMap;
 use std::future::Future;

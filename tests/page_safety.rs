@@ -12,10 +12,8 @@
 //!
 //! The browser test needs `chromium` and `chromedriver` (`tests/run` installs them).
 
-mod common;
-
-use common::browser::*;
-use common::*;
+use crate::common::browser::*;
+use crate::common::*;
 use fantoccini::{Client, Locator};
 use std::time::Duration;
 use ward::auth::totp::code_at;

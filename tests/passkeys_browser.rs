@@ -6,10 +6,8 @@
 //!
 //! Needs `chromium` and `chromedriver` (`tests/run` installs them when missing).
 
-mod common;
-
-use common::browser::*;
-use common::*;
+use crate::common::browser::*;
+use crate::common::*;
 use fantoccini::Client;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use std::time::{Duration, Instant};

@@ -1,8 +1,6 @@
 //! End to end: a real ward over real TLS in front of a real sample EHR.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 

@@ -3,9 +3,7 @@
 //! keeps the session alive on the other, a sign-out or a terminated account ends it on both
 //! within a second, and while Redis is away nobody is let in or signs in, until it is back.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -669,7 +667,7 @@ async fn a_single_sign_on_begun_on_one_instance_finishes_on_the_other() {
                    "groups": ["clinicians"], "amr": ["pwd", "otp"] },
     })
     .to_string();
-    let idp = common::oidc::Idp::start(&clients, &accounts);
+    let idp = crate::common::oidc::Idp::start(&clients, &accounts);
     let client_secret = dir.path().join("client.secret");
     std::fs::write(&client_secret, "ward-secret\n").unwrap();
     let s = Scenario::new()
@@ -714,7 +712,7 @@ async fn a_single_sign_on_begun_on_one_instance_finishes_on_the_other() {
         .cookie("__Host-ward-sso")
         .expect("the sign-in's state cookie");
     let back = idp
-        .login(&common::oidc::Idp::client(), &authorize, "alice")
+        .login(&crate::common::oidc::Idp::client(), &authorize, "alice")
         .await;
     let back = back.strip_prefix(public).expect("back to ward").to_string();
 
@@ -763,7 +761,7 @@ async fn a_routes_rate_limit_counts_requests_on_every_instance() {
 /// one-time use are kept in Redis); the same answer is refused afterwards through either.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_saml_sign_in_begun_on_one_instance_finishes_on_the_other() {
-    use common::saml::{IdpBrowser, KnownSp, Person, SamlIdp};
+    use crate::common::saml::{IdpBrowser, KnownSp, Person, SamlIdp};
     let redis = Redis::start();
     let (dir, password_file) = password_file();
     let public = "https://ehr.localhost:8443";

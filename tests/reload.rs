@@ -2,9 +2,7 @@
 //! without a restart and without failing requests, in-flight requests finish
 //! under the policy they started with.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

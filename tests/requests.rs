@@ -7,10 +7,8 @@
 //!
 //! Needs `chromium` and `chromedriver` (`tests/run` installs them when missing).
 
-mod common;
-
-use common::browser::*;
-use common::*;
+use crate::common::browser::*;
+use crate::common::*;
 use fantoccini::Locator;
 use std::path::PathBuf;
 use std::process::Command;

@@ -2,9 +2,7 @@
 //! damaged snapshot, or one sealed with another key, is refused with a plain log line; SIGTERM
 //! lets a request under way finish before ward exits.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 fn scenario() -> Scenario {

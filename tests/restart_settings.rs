@@ -2,9 +2,7 @@
 //! the audit trail's `policy-reloaded` record, so the officer knows a restart is owed; the
 //! per-address sign-in limit (`attempts_per_minute`) is not one of them and applies at once.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 /// The password step with a wrong password in `b`; the answer's status.

@@ -2,11 +2,9 @@
 //! SimpleSAMLphp under PHP's built-in server on loopback), ward's rules applied to what it
 //! says, single logout, and every forged or stale answer refused, each case on its own.
 
-mod common;
-
-use common::browser::free_port;
-use common::saml::{IdpBrowser, KnownSp, Person, SamlIdp, decode, encode};
-use common::*;
+use crate::common::browser::free_port;
+use crate::common::saml::{IdpBrowser, KnownSp, Person, SamlIdp, decode, encode};
+use crate::common::*;
 use std::io::{Read, Write};
 use std::time::Duration;
 

@@ -1,11 +1,9 @@
 //! End to end: single sign-on through a real OpenID provider (oidc-provider on
 //! loopback), with ward's own rules still applied to what the provider says.
 
-mod common;
-
-use common::browser::free_port;
-use common::oidc::Idp;
-use common::*;
+use crate::common::browser::free_port;
+use crate::common::oidc::Idp;
+use crate::common::*;
 use serde_json::json;
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! `ward user …` (and the access review of its accounts) as the officer runs it: a real
 //! binary, a policy and users.toml in a folder.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 

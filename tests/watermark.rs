@@ -4,10 +4,8 @@
 //! overlay letting clicks through, print media emulated through chromedriver) and over the
 //! wire (what is added, where, and that a page that cannot be marked is refused).
 
-mod common;
-
-use common::browser::*;
-use common::*;
+use crate::common::browser::*;
+use crate::common::*;
 use fantoccini::{Client, Locator};
 use http_body_util::Full;
 use std::time::Duration;
