@@ -780,6 +780,7 @@ async fn a_saml_sign_in_begun_on_one_instance_finishes_on_the_other() {
             entity_id: &entity,
             acs: &acs,
             slo: &slo,
+            cert: None,
         }],
         300,
         Some("urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken"),

@@ -21,6 +21,32 @@ struct Setup {
     ward: Ward,
     _ehr: Ehr,
     base: String,
+    /// ward's signing certificate (base64 DER), from its metadata.
+    ward_cert: String,
+}
+
+/// The SPs the main IdP knows: ward (its requests signed with `cert`), and another.
+fn main_sps<'a>(base: &'a [String; 3], cert: Option<&'a str>) -> [KnownSp<'a>; 2] {
+    [
+        KnownSp {
+            entity_id: &base[0],
+            acs: &base[1],
+            slo: &base[2],
+            cert,
+        },
+        KnownSp {
+            entity_id: EVIL_SP,
+            acs: &base[1],
+            slo: &base[2],
+            cert: None,
+        },
+    ]
+}
+
+/// The text between `from` and `to` in `s`.
+fn between(s: &str, from: &str, to: &str) -> String {
+    let a = s.find(from).unwrap_or_else(|| panic!("no {from} in {s}")) + from.len();
+    s[a..a + s[a..].find(to).unwrap()].to_string()
 }
 
 async fn setup() -> Setup {
@@ -30,21 +56,17 @@ async fn setup() -> Setup {
     let entity = format!("{base}/.ward/saml/metadata");
     let acs = format!("{base}/.ward/saml/acs");
     let slo = format!("{base}/.ward/saml/logout");
-    let ward_sp = KnownSp {
-        entity_id: &entity,
-        acs: &acs,
-        slo: &slo,
-    };
-    let evil_sp = KnownSp {
-        entity_id: EVIL_SP,
-        acs: &acs,
-        slo: &slo,
-    };
+    let addresses = [entity.clone(), acs.clone(), slo.clone()];
     let main = SamlIdp::start(
         &[
             Person {
                 user: "alice",
                 mail: "alice@riverside.example",
+                groups: &["clinicians"],
+            },
+            Person {
+                user: "carol",
+                mail: "carol@riverside.example",
                 groups: &["clinicians"],
             },
             Person {
@@ -59,7 +81,7 @@ async fn setup() -> Setup {
                 groups: &["clinicians"],
             },
         ],
-        &[ward_sp, evil_sp],
+        &main_sps(&addresses, None),
         300,
         Some(TWO_FACTOR),
     );
@@ -73,6 +95,7 @@ async fn setup() -> Setup {
             entity_id: &entity,
             acs: &acs,
             slo: &slo,
+            cert: None,
         }],
         2,
         None,
@@ -104,12 +127,19 @@ async fn setup() -> Setup {
     // dana has a ward account with ward's own authenticator.
     enrolled_user(&ward.site, "dana", &["clinician"], PW, None, None);
     tokio::time::sleep(Duration::from_millis(700)).await;
+    // ward made its signing key on first start; the main IdP now takes only requests signed
+    // with it (the short one takes them unchecked, as IdPs that do not ask do).
+    let md = Browser::new(&ward).get("/.ward/saml/metadata").await;
+    let md = md.text().await.unwrap();
+    let ward_cert = between(&md, "<ds:X509Certificate>", "</ds:X509Certificate>");
+    main.set_sps(&main_sps(&addresses, Some(&ward_cert)));
     Setup {
         main,
         short,
         ward,
         _ehr: ehr,
         base,
+        ward_cert,
     }
 }
 
@@ -226,6 +256,9 @@ async fn signs_in_maps_attributes_to_roles_and_logs_out_at_the_idp() {
         md.contains(&format!("Location=\"{}/.ward/saml/acs\"", s.base)),
         "{md}"
     );
+    assert!(md.contains("AuthnRequestsSigned=\"true\""), "{md}");
+    assert!(md.contains("<md:KeyDescriptor use=\"signing\">"), "{md}");
+    assert!(!s.ward_cert.is_empty());
 
     // alice: clinicians → clinician; the IdP's two-factor class is MFA evidence.
     let b = Browser::new(&s.ward);
@@ -257,6 +290,13 @@ async fn signs_in_maps_attributes_to_roles_and_logs_out_at_the_idp() {
             "{}/saml2/idp/SingleLogoutService.php?SAMLRequest=",
             s.main.base
         )),
+        "{to_idp}"
+    );
+    // Signed (the IdP checks it: validate.logout).
+    assert!(
+        to_idp.contains(
+            "&SigAlg=http%3A%2F%2Fwww.w3.org%2F2001%2F04%2Fxmldsig-more%23rsa-sha256&Signature="
+        ),
         "{to_idp}"
     );
     assert!(
@@ -497,5 +537,183 @@ async fn the_return_address_stays_on_ward_whatever_the_form_or_relaystate_say() 
     assert!(
         to.starts_with('/') && !to.starts_with("//") && !to.contains("evil"),
         "{to}"
+    );
+}
+
+/// `url` without its `SigAlg` and `Signature` parameters.
+fn unsigned(url: &str) -> String {
+    let mut u = reqwest::Url::parse(url).unwrap();
+    let kept: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != "SigAlg" && k != "Signature")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(kept);
+    u.to_string()
+}
+
+/// The IdP's page for `url` is its refusal, not a sign-in form nor an answer to ward.
+async fn idp_refuses(at: &IdpBrowser, url: &str) {
+    let page = at.page(url).await;
+    assert!(
+        !page.contains("SAMLResponse") && !page.contains("name=\"password\""),
+        "the IdP took the request:\n{page}"
+    );
+    assert!(
+        page.to_lowercase().contains("signature"),
+        "the IdP refused for another reason:\n{page}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_idp_takes_only_requests_signed_with_the_certificate_in_wards_metadata() {
+    let s = setup().await;
+    let b = Browser::new(&s.ward);
+    let url = start(&b, "riverside").await;
+    assert!(
+        url.contains("&SigAlg=") && url.contains("&Signature="),
+        "{url}"
+    );
+    // Unsigned, or tampered with after signing: the IdP refuses.
+    idp_refuses(&IdpBrowser::default(), &unsigned(&url)).await;
+    let relay = query(&url, "RelayState");
+    idp_refuses(
+        &IdpBrowser::default(),
+        &url.replace(&relay, &format!("{}x", &relay[..relay.len() - 1])),
+    )
+    .await;
+    // The IdP holds another certificate for ward: ward's signature is not borne out.
+    let other = between(
+        &s.main.metadata,
+        "<ds:X509Certificate>",
+        "</ds:X509Certificate>",
+    );
+    assert_ne!(other, s.ward_cert);
+    let addresses = [
+        format!("{}/.ward/saml/metadata", s.base),
+        format!("{}/.ward/saml/acs", s.base),
+        format!("{}/.ward/saml/logout", s.base),
+    ];
+    s.main.set_sps(&main_sps(&addresses, Some(&other)));
+    idp_refuses(&IdpBrowser::default(), &url).await;
+    // With ward's certificate back, the same signed request signs alice in.
+    s.main.set_sps(&main_sps(&addresses, Some(&s.ward_cert)));
+    let (action, resp, relay) = IdpBrowser::default().login(&url, "alice").await;
+    assert_eq!(action, format!("{}/.ward/saml/acs", s.base));
+    let r = post(&b, &s.main, &resp, &relay).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    presets::assert_upstream_identity(&b, "alice", "clinician").await;
+}
+
+/// Signs `user` in to ward in `b` through the main IdP, the IdP's session kept in `at`.
+async fn signed_in(s: &Setup, at: &IdpBrowser, b: &Browser, user: &str) {
+    let (resp, relay) = answer(s, &s.main, at, b, user).await;
+    let r = post(b, &s.main, &resp, &relay).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    assert_eq!(upstream_user(b).await.as_deref(), Some(user));
+}
+
+/// `url` with its `SAMLRequest` XML changed by `edit`, everything else (the signature) kept.
+fn with_request(url: &str, edit: impl Fn(&str) -> String) -> String {
+    let mut u = reqwest::Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "SAMLRequest" {
+                deflate(&edit(&inflate(&v)))
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    u.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_started_at_the_idp_ends_that_persons_ward_session_and_nothing_forged_does() {
+    let s = setup().await;
+    let (alice_idp, carol_idp) = (IdpBrowser::default(), IdpBrowser::default());
+    let (alice, carol) = (Browser::new(&s.ward), Browser::new(&s.ward));
+    signed_in(&s, &alice_idp, &alice, "alice").await;
+    signed_in(&s, &carol_idp, &carol, "carol").await;
+
+    // alice signs out at the IdP; it sends her browser to ward with a signed LogoutRequest.
+    let done = format!("{}/.ward/logged-out", s.base);
+    let start = format!(
+        "{}/saml2/idp/SingleLogoutService.php?ReturnTo={}",
+        s.main.base,
+        url::form_urlencoded::byte_serialize(done.as_bytes()).collect::<String>()
+    );
+    let to_ward = alice_idp.follow_off(&s.main.base, &start).await;
+    assert!(
+        to_ward.starts_with(&format!("{}/.ward/saml/logout?SAMLRequest=", s.base)),
+        "{to_ward}"
+    );
+    assert!(to_ward.contains("&Signature="), "{to_ward}");
+    let request = inflate(&query(&to_ward, "SAMLRequest"));
+    assert!(request.contains("alice@riverside.example"), "{request}");
+
+    // Forged ones end nothing: unsigned, naming carol under alice's signature, or another
+    // destination under it.
+    let forged = [
+        unsigned(&to_ward),
+        with_request(&to_ward, |x| {
+            x.replace("alice@riverside.example", "carol@riverside.example")
+        }),
+        with_request(&to_ward, |x| {
+            x.replace("/.ward/saml/logout", "/.ward/saml/other")
+        }),
+    ];
+    // Unsigned and naming carol, as an attacker would write it from scratch.
+    let bare = with_request(&unsigned(&to_ward), |x| {
+        x.replace("alice@riverside.example", "carol@riverside.example")
+    });
+    let why = [
+        "not signed",
+        "not the identity provider",
+        "not the identity provider",
+        "not signed",
+    ];
+    for (url, why) in forged.iter().chain([&bare]).zip(why) {
+        let r = Browser::new(&s.ward).get(url).await;
+        assert_eq!(r.status(), 400, "{url}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(why), "expected '{why}' for {url}: {text}");
+    }
+    assert_eq!(upstream_user(&alice).await.as_deref(), Some("alice"));
+    assert_eq!(upstream_user(&carol).await.as_deref(), Some("carol"));
+
+    // The real one: alice's ward session ends, and ward answers the IdP with a signed
+    // LogoutResponse, which it checks (validate.logout) before sending her on.
+    let r = Browser::new(&s.ward).get(&to_ward).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let answer = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        answer.starts_with(&format!(
+            "{}/saml2/idp/SingleLogoutService.php?SAMLResponse=",
+            s.main.base
+        )) && answer.contains("&Signature="),
+        "{answer}"
+    );
+    assert_eq!(alice_idp.follow_off(&s.main.base, &answer).await, done);
+    assert_eq!(upstream_user(&alice).await, None);
+    assert_eq!(upstream_user(&carol).await.as_deref(), Some("carol"));
+
+    // The same request again is refused (and ends nothing more).
+    let r = Browser::new(&s.ward).get(&to_ward).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("already used"));
+    assert_eq!(upstream_user(&carol).await.as_deref(), Some("carol"));
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let trail = audit_text(&s.ward.site);
+    let refused = trail.matches("sso-logout-refused").count();
+    assert_eq!(refused, 5, "each refusal recorded");
+    assert_eq!(
+        trail.matches("sso-logout").count(),
+        refused + 1,
+        "the IdP's logout recorded"
     );
 }

@@ -6,4 +6,6 @@ pub mod oidc;
 pub mod passkey;
 pub mod password;
 pub mod saml;
+pub mod saml_key;
+pub mod saml_redirect;
 pub mod totp;

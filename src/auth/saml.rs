@@ -17,18 +17,23 @@
 //! assertion (signature wrapping puts a forged one beside the signed one).
 
 use crate::auth::oidc::Pending;
+use crate::auth::saml_key::SpKey;
+use crate::auth::saml_redirect;
 use quick_xml::events::Event;
 use samael::crypto::AllowedSignatureAlgorithm;
 use samael::metadata::{EntityDescriptor, HTTP_REDIRECT_BINDING};
-use samael::schema::{Assertion, Issuer, LogoutRequest, NameID};
+use samael::schema::{
+    Assertion, Issuer, LogoutRequest, LogoutResponse, NameID, Status, StatusCode,
+};
 use samael::service_provider::{ServiceProvider, ServiceProviderBuilder};
 use samael::traits::ToXml;
 use std::fmt;
-use std::io::Write;
 use std::time::Duration;
 
 /// SAML 2.0 assertion namespace.
 const ASSERTION_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:assertion";
+/// SAML 2.0 protocol namespace.
+const PROTOCOL_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:protocol";
 /// A `SAMLResponse` larger than this (base64 text) is refused unread.
 pub const MAX_RESPONSE: usize = 512 * 1024;
 /// Provider-supplied text shown on a page is cut to this many characters.
@@ -220,12 +225,14 @@ impl Idp {
         self.slo_url.is_some()
     }
 
-    /// The IdP address to send the person to, and what to keep until they come back.
+    /// The IdP address to send the person to (the `AuthnRequest` signed with `key` when
+    /// given), and what to keep until they come back.
     pub fn begin(
         &self,
         provider: &str,
         return_to: &str,
         now: i64,
+        key: Option<&SpKey>,
     ) -> Result<(String, Pending), SamlError> {
         let relay = random()?;
         let mut req = self
@@ -235,10 +242,10 @@ impl Idp {
         // The library's own IDs carry 32 random bits; InResponseTo must not be guessable.
         req.id = format!("ward-{}", random()?);
         req.force_authn = None;
-        let url = req
-            .redirect(&relay)
-            .map_err(|e| SamlError::Request(clip(&e.to_string())))?
-            .ok_or_else(|| SamlError::Request("no destination".into()))?;
+        let xml = req
+            .to_string()
+            .map_err(|e| SamlError::Request(clip(&e.to_string())))?;
+        let url = saml_redirect::encode(&self.sso_url, "SAMLRequest", &xml, Some(&relay), key)?;
         let pending = Pending {
             state: relay,
             nonce: req.id,
@@ -247,7 +254,7 @@ impl Idp {
             provider: provider.to_string(),
             created: now,
         };
-        Ok((url.to_string(), pending))
+        Ok((url, pending))
     }
 
     /// Checks a posted `SAMLResponse` (base64) for the sign-in `pending`.
@@ -281,8 +288,8 @@ impl Idp {
     }
 
     /// The IdP's single logout address with a `LogoutRequest` for the session described by
-    /// `hint`, or `None` if the IdP offers none.
-    pub fn logout_url(&self, hint: &LogoutHint) -> Option<String> {
+    /// `hint` (signed with `key` when given), or `None` if the IdP offers none.
+    pub fn logout_url(&self, hint: &LogoutHint, key: Option<&SpKey>) -> Option<String> {
         let slo = self.slo_url.as_ref()?;
         let req = LogoutRequest {
             id: Some(format!("ward-{}", random().ok()?)),
@@ -301,17 +308,177 @@ impl Idp {
             }),
         };
         let xml = req.to_string().ok()?;
-        let mut deflated = Vec::new();
-        {
-            let mut enc =
-                flate2::write::DeflateEncoder::new(&mut deflated, flate2::Compression::default());
-            enc.write_all(xml.as_bytes()).ok()?;
-            enc.finish().ok()?;
+        saml_redirect::encode(slo, "SAMLRequest", &xml, None, key).ok()
+    }
+}
+
+impl Idp {
+    /// Checks a `LogoutRequest` the IdP sent by the HTTP-Redirect binding (IdP-initiated
+    /// logout): signed by one of the IdP's signing certificates, issued by it, addressed to
+    /// ward's logout address, and issued within the last five minutes.
+    pub fn check_logout_request(
+        &self,
+        msg: &saml_redirect::Received,
+        now: i64,
+    ) -> Result<IdpLogout, SamlError> {
+        let certs: Vec<Vec<u8>> = self
+            .sp
+            .idp_signing_certs()
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.der_data().to_vec())
+            .collect();
+        msg.verify(&certs)?;
+        refuse_risky_xml(&msg.xml)?;
+        let req: LogoutRequest = msg
+            .xml
+            .parse()
+            .map_err(|_| SamlError::Malformed("not a LogoutRequest"))?;
+        let issuer = req.issuer.as_ref().and_then(|i| i.value.as_deref());
+        if issuer.map(str::trim) != Some(self.entity_id.as_str()) {
+            return Err(SamlError::Refused(
+                "the logout request is not from this identity provider".into(),
+            ));
         }
-        let mut url = url::Url::parse(slo).ok()?;
-        url.query_pairs_mut()
-            .append_pair("SAMLRequest", &data_encoding::BASE64.encode(&deflated));
-        Some(url.to_string())
+        if req.destination.is_none() || req.destination != self.sp.slo_url {
+            return Err(SamlError::Refused(
+                "the logout request is not addressed to ward".into(),
+            ));
+        }
+        let skew = self.sp.max_clock_skew.num_seconds();
+        let issued = req
+            .issue_instant
+            .map(|t| t.timestamp())
+            .ok_or(SamlError::Malformed("no IssueInstant"))?;
+        if issued > now + skew || issued < now - LOGOUT_REQUEST_LIFETIME - skew {
+            return Err(SamlError::Refused(
+                "the logout request is too old, or dated in the future".into(),
+            ));
+        }
+        let id = req
+            .id
+            .clone()
+            .filter(|i| !i.trim().is_empty())
+            .ok_or(SamlError::Malformed("no ID"))?;
+        let name_id = req
+            .name_id
+            .as_ref()
+            .map(|n| n.value.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .ok_or(SamlError::Malformed(
+                "the logout request names nobody (no NameID)",
+            ))?;
+        Ok(IdpLogout {
+            id,
+            expires: issued + LOGOUT_REQUEST_LIFETIME + skew,
+            name_id,
+            session_indexes: session_indexes(&msg.xml)?,
+        })
+    }
+
+    /// The IdP's single logout address with a `LogoutResponse` (Success) to its request
+    /// `in_response_to`, signed with `key` when given; None if the IdP offers no logout.
+    pub fn logout_response_url(
+        &self,
+        in_response_to: &str,
+        relay: Option<&str>,
+        key: Option<&SpKey>,
+    ) -> Option<String> {
+        let slo = self.slo_url.as_ref()?;
+        let resp = LogoutResponse {
+            id: Some(format!("ward-{}", random().ok()?)),
+            in_response_to: Some(in_response_to.to_string()),
+            version: Some("2.0".into()),
+            issue_instant: Some(chrono::Utc::now()),
+            destination: Some(slo.clone()),
+            consent: None,
+            issuer: Some(Issuer {
+                value: self.sp.entity_id.clone(),
+                ..Issuer::default()
+            }),
+            signature: None,
+            status: Some(Status {
+                status_code: StatusCode {
+                    value: Some("urn:oasis:names:tc:SAML:2.0:status:Success".into()),
+                },
+                status_message: None,
+                status_detail: None,
+            }),
+        };
+        let xml = resp.to_string().ok()?;
+        saml_redirect::encode(slo, "SAMLResponse", &xml, relay, key).ok()
+    }
+}
+
+/// How long after it was issued ward takes an IdP's logout request (seconds).
+const LOGOUT_REQUEST_LIFETIME: i64 = 300;
+
+/// A logout request from an IdP, checked.
+#[derive(Debug)]
+pub struct IdpLogout {
+    /// The request's ID (used once; the answer's `InResponseTo`).
+    pub id: String,
+    /// When it stops being taken (Unix seconds), for the replay record.
+    pub expires: i64,
+    /// Whose sessions end.
+    pub name_id: String,
+    /// Which of their IdP sessions end; empty: all of them.
+    pub session_indexes: Vec<String>,
+}
+
+impl IdpLogout {
+    /// Whether a ward session signed in with `hint` is one this request ends.
+    pub fn ends(&self, hint: &LogoutHint) -> bool {
+        hint.name_id == self.name_id
+            && (self.session_indexes.is_empty()
+                || hint
+                    .session_index
+                    .as_ref()
+                    .is_some_and(|i| self.session_indexes.contains(i)))
+    }
+}
+
+/// The issuer a `LogoutRequest` claims (unchecked: it says whose certificates to check).
+pub fn claimed_issuer(xml: &str) -> Result<String, SamlError> {
+    refuse_risky_xml(xml)?;
+    let req: LogoutRequest = xml
+        .parse()
+        .map_err(|_| SamlError::Malformed("not a LogoutRequest"))?;
+    req.issuer
+        .and_then(|i| i.value)
+        .map(|v| v.trim().to_string())
+        .ok_or(SamlError::Malformed("no Issuer"))
+}
+
+/// The `SessionIndex` elements of a `LogoutRequest` (the library reads them as an attribute).
+fn session_indexes(xml: &str) -> Result<Vec<String>, SamlError> {
+    let mut reader = quick_xml::NsReader::from_str(xml);
+    let mut out = Vec::new();
+    let mut inside = false;
+    loop {
+        let (ns, ev) = reader
+            .read_resolved_event()
+            .map_err(|_| SamlError::Malformed("not well-formed XML"))?;
+        match ev {
+            Event::Start(ref e) => {
+                inside = e.local_name().as_ref() == b"SessionIndex"
+                    && matches!(
+                        ns,
+                        quick_xml::name::ResolveResult::Bound(quick_xml::name::Namespace(n)) if n == PROTOCOL_NS
+                    );
+            }
+            Event::Text(ref t) if inside => {
+                let text = t
+                    .decode()
+                    .map_err(|_| SamlError::Malformed("not well-formed XML"))?;
+                out.push(text.trim().to_string());
+            }
+            Event::End(_) => inside = false,
+            Event::Eof => return Ok(out),
+            _ => {}
+        }
     }
 }
 
@@ -325,18 +492,39 @@ pub fn sp_addresses(public_url: &str) -> (String, String, String) {
     )
 }
 
-/// ward's service-provider metadata, for the officer to give to the IdP.
-pub fn sp_metadata(entity_id: &str, acs_url: &str, slo_url: &str) -> String {
+/// ward's service-provider metadata, for the officer to give to the IdP: with ward's signing
+/// certificate `cert` (base64 DER) when it has one, and whether it signs every `AuthnRequest`.
+pub fn sp_metadata(
+    entity_id: &str,
+    acs_url: &str,
+    slo_url: &str,
+    cert: Option<&str>,
+    requests_signed: bool,
+) -> String {
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
             .replace('"', "&quot;")
     };
+    let key = match cert {
+        Some(c) => format!(
+            r#"
+    <md:KeyDescriptor use="signing">
+      <ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#">
+        <ds:X509Data>
+          <ds:X509Certificate>{}</ds:X509Certificate>
+        </ds:X509Data>
+      </ds:KeyInfo>
+    </md:KeyDescriptor>"#,
+            esc(c)
+        ),
+        None => String::new(),
+    };
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{entity}">
-  <md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+  <md:SPSSODescriptor AuthnRequestsSigned="{signed}" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{key}
     <md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{slo}"/>
     <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>
     <md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>
@@ -348,6 +536,7 @@ pub fn sp_metadata(entity_id: &str, acs_url: &str, slo_url: &str) -> String {
         entity = esc(entity_id),
         acs = esc(acs_url),
         slo = esc(slo_url),
+        signed = requests_signed && cert.is_some(),
     )
 }
 
@@ -583,6 +772,13 @@ mod tests {
             "https://w.example/?a=1&b=\"2\"",
             "https://w/acs",
             "https://w/slo",
+            Some("AAA<"),
+            true,
+        );
+        assert!(md.contains("AuthnRequestsSigned=\"true\""), "{md}");
+        assert!(
+            md.contains("<ds:X509Certificate>AAA&lt;</ds:X509Certificate>"),
+            "{md}"
         );
         assert!(md.contains("a=1&amp;b=&quot;2&quot;"), "{md}");
         assert!(refuse_risky_xml(&md).is_ok());

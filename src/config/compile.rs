@@ -15,8 +15,8 @@ use crate::policy::{
     ServerSettings, SessionBinding, SessionSettings, Show, StorageSettings, TooMany, UpstreamAuth,
 };
 use crate::policy::{
-    OidcProvider, RedisStoreSettings, SamlProvider, SamlSource, SessionStoreKind, SsoRules,
-    WithoutMfa,
+    OidcProvider, RedisStoreSettings, SamlProvider, SamlSigning, SamlSource, SessionStoreKind,
+    SsoRules, WithoutMfa,
 };
 use http::Method;
 use http::uri::{Authority, Scheme, Uri};
@@ -73,6 +73,7 @@ pub fn compile(
             .as_ref()
             .and_then(|h| passkey_domain(h, c)),
         saml: Vec::new(),
+        saml_signing: saml_signing(&raw, certs, c),
         attempts_per_minute: count(
             &raw.login.attempts_per_minute,
             1,
@@ -2039,10 +2040,57 @@ fn saml_providers(
             groups_attribute: attr(&o.groups_attribute, "groups"),
             username_attribute: attr(&o.username_attribute, ""),
             name_attribute: attr(&o.name_attribute, ""),
+            sign_requests: o.sign_requests.as_ref().is_none_or(|b| *b.get_ref()),
             rules,
         });
     }
     out
+}
+
+/// `[login] saml_signing_key` and `saml_signing_cert`: both or neither; when given (and the
+/// files are read) the key must load and the certificate be its own. Neither: ward's own, in
+/// the state folder, made when first needed.
+fn saml_signing(raw: &RawPolicy, certs: Certs<'_>, c: &mut Collector<'_>) -> SamlSigning {
+    let l = &raw.login;
+    match (&l.saml_signing_key, &l.saml_signing_cert) {
+        (Some(k), Some(cert)) => {
+            let key = PathBuf::from(k.get_ref().trim());
+            let crt = PathBuf::from(cert.get_ref().trim());
+            if !certs.skipped()
+                && let Err(e) = crate::auth::saml_key::SpKey::load(&key, &crt)
+            {
+                let span = if e.path == key { k.span() } else { cert.span() };
+                c.error(span, format!("{e}"));
+            }
+            SamlSigning {
+                key,
+                cert: crt,
+                given: true,
+            }
+        }
+        (None, None) => {
+            let state = path_or(&raw.storage.state, "state");
+            SamlSigning {
+                key: state.join("saml-signing.key"),
+                cert: state.join("saml-signing.crt"),
+                given: false,
+            }
+        }
+        (Some(k), None) => {
+            c.error(
+                k.span(),
+                "saml_signing_key needs saml_signing_cert = \"…\" too (the key's certificate, PEM)",
+            );
+            SamlSigning::default()
+        }
+        (None, Some(cert)) => {
+            c.error(
+                cert.span(),
+                "saml_signing_cert needs saml_signing_key = \"…\" too (the certificate's private key, PEM)",
+            );
+            SamlSigning::default()
+        }
+    }
 }
 
 /// What a `device` setting asks for.

@@ -101,6 +101,8 @@ pub struct RawLogin {
     pub passwordless: Option<Spanned<bool>>,
     pub passkey_domain: Option<Text>,
     pub saml: Option<Vec<Spanned<RawSaml>>>,
+    pub saml_signing_key: Option<Text>,
+    pub saml_signing_cert: Option<Text>,
 }
 
 /// One `[[login.saml]]` identity provider.
@@ -120,6 +122,7 @@ pub struct RawSaml {
     pub without_mfa: Option<Text>,
     pub clock_skew: Option<Text>,
     pub logout: Option<Spanned<bool>>,
+    pub sign_requests: Option<Spanned<bool>>,
 }
 
 /// One `[[login.oidc]]` identity provider.

@@ -977,6 +977,98 @@ fn saml_providers_need_a_usable_metadata_file_and_a_unique_name() {
 }
 
 #[test]
+fn the_saml_signing_key_files_come_together_and_must_match() {
+    let metadata = idp_metadata_file();
+    let md = metadata.path().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    crate::tls::write_self_signed(
+        dir.path().join("ward.crt").as_path(),
+        dir.path().join("ward.key").as_path(),
+        &["localhost"],
+    )
+    .unwrap();
+    crate::auth::saml_key::SpKey::load_or_create(
+        dir.path().join("k1").as_path(),
+        dir.path().join("c1").as_path(),
+    )
+    .unwrap();
+    crate::auth::saml_key::SpKey::load_or_create(
+        dir.path().join("k2").as_path(),
+        dir.path().join("c2").as_path(),
+    )
+    .unwrap();
+    let server = format!(
+        "[server]\npublic_url = \"https://ehr.example\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        p("ward.crt"),
+        p("ward.key")
+    );
+    let load_with = |login: &str, saml: &str| {
+        let text = GOOD.replacen("[server]\n", &server, 1).replace(
+            "[[apps]]",
+            &format!(
+                "[login]\n{login}\n[[login.saml]]\nname = \"adfs\"\nidp_metadata = \"{md}\"\n{saml}\n[[apps]]"
+            ),
+        );
+        load_str(
+            &PathBuf::from("ward.toml"),
+            &text,
+            Certs::Load(&crate::tls::Files),
+        )
+    };
+    let errs = |login: &str| match load_with(login, "") {
+        Ok(_) => String::new(),
+        Err(d) => d
+            .items
+            .iter()
+            .map(|i| d.format(i))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    // Neither: ward's own, in the state folder; requests signed by default.
+    let own = load_with("", "").unwrap_or_else(|d| panic!("{d}")).policy;
+    assert!(!own.login.saml_signing.given);
+    assert!(own.login.saml_signing.key.ends_with("saml-signing.key"));
+    assert!(own.login.saml[0].sign_requests);
+    let off = load_with("", "sign_requests = false")
+        .unwrap_or_else(|d| panic!("{d}"))
+        .policy;
+    assert!(!off.login.saml[0].sign_requests);
+    // Both, matching.
+    let given = load_with(
+        &format!(
+            "saml_signing_key = \"{}\"\nsaml_signing_cert = \"{}\"",
+            p("k1"),
+            p("c1")
+        ),
+        "",
+    )
+    .unwrap_or_else(|d| panic!("{d}"))
+    .policy;
+    assert!(given.login.saml_signing.given);
+    // One without the other, a certificate for another key, a missing file.
+    let alone = errs(&format!("saml_signing_key = \"{}\"", p("k1")));
+    assert!(alone.contains("needs saml_signing_cert"), "{alone}");
+    let alone = errs(&format!("saml_signing_cert = \"{}\"", p("c1")));
+    assert!(alone.contains("needs saml_signing_key"), "{alone}");
+    let other = errs(&format!(
+        "saml_signing_key = \"{}\"\nsaml_signing_cert = \"{}\"",
+        p("k1"),
+        p("c2")
+    ));
+    assert!(
+        other.contains("not for the key") && other.contains(":19:"),
+        "{other}"
+    );
+    let gone = errs(&format!(
+        "saml_signing_key = \"{}\"\nsaml_signing_cert = \"{}\"",
+        p("nothing"),
+        p("c1")
+    ));
+    assert!(gone.contains("nothing") && gone.contains(":18:"), "{gone}");
+}
+
+#[test]
 fn the_review_period_reads_like_a_duration() {
     let base = "practice = \"P\"\n[server]\nlisten = \"127.0.0.1:0\"\n[review]\n";
     let errs = errors(&format!("{base}period = \"every quarter\"\n"));

@@ -272,6 +272,19 @@ pub struct LoginSettings {
     pub passkey_domain: Option<String>,
     /// SAML 2.0 identity providers for single sign-on.
     pub saml: Vec<SamlProvider>,
+    /// ward's SAML signing key and certificate files.
+    pub saml_signing: SamlSigning,
+}
+
+/// Where ward's SAML signing key and certificate are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SamlSigning {
+    /// The private key (PEM).
+    pub key: std::path::PathBuf,
+    /// Its certificate (PEM), the one in ward's metadata.
+    pub cert: std::path::PathBuf,
+    /// Named by the officer (else ward's own, made in the state folder when missing).
+    pub given: bool,
 }
 
 /// What to do when ward requires MFA and the provider shows no second factor.
@@ -309,6 +322,8 @@ pub struct SamlProvider {
     pub username_attribute: String,
     /// The attribute holding the display name; empty: none.
     pub name_attribute: String,
+    /// Sign the requests sent to it (`AuthnRequest`, `LogoutRequest`, `LogoutResponse`).
+    pub sign_requests: bool,
     /// What ward makes of what the provider says.
     pub rules: SsoRules,
 }

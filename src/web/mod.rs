@@ -76,8 +76,8 @@ pub async fn serve(
             let form = read_form(body).await.unwrap_or_default();
             saml::acs(gate, &req, &form, outcome).await
         }
-        "/.ward/saml/metadata" if get => saml::metadata(&req),
-        "/.ward/saml/logout" if get => saml::logout_return(&req),
+        "/.ward/saml/metadata" if get => saml::metadata(gate, &req),
+        "/.ward/saml/logout" if get => saml::logout(gate, &req, outcome).await,
         p if post && p.starts_with("/.ward/sso/") => {
             let form = read_form(body).await.unwrap_or_default();
             sso::begin(gate, &req, &form, outcome, &p["/.ward/sso/".len()..]).await

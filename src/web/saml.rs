@@ -1,18 +1,21 @@
 //! SAML 2.0 single sign-on pages: sending people to the identity provider, taking its answer
 //! at `/.ward/saml/acs`, ward's metadata at `/.ward/saml/metadata`, and the IdP's return
-//! from single logout at `/.ward/saml/logout`. What the IdP vouched for goes through the same
+//! from single logout, or its own logout request, at `/.ward/saml/logout`. What the IdP vouched for goes through the same
 //! rules as OpenID Connect ([`sso::admit_verified`]).
 
 use crate::auth::codes;
 use crate::auth::oidc::Verified;
 use crate::auth::saml::{Asserted, Idp, LogoutHint, SamlError};
+use crate::auth::saml_key::SpKey;
+use crate::auth::saml_redirect;
 use crate::body::Body;
-use crate::policy::{SamlProvider, SamlSource};
+use crate::policy::{Policy, SamlProvider, SamlSigning, SamlSource};
 use crate::session;
 use crate::web::kit::{self, PageOutcome, PageRequest};
 use crate::web::sso::{self, Provided, failed};
 use crate::web::state::Gate;
 use http::{HeaderValue, Response, StatusCode, header};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The cookie that ties a sign-in at the IdP to this browser. The IdP posts its answer from
@@ -94,7 +97,15 @@ pub async fn begin(
             return failed(req, StatusCode::BAD_GATEWAY, &e.to_string());
         }
     };
-    let (url, pending) = match idp.begin(&cfg.name, return_to, req.now) {
+    let key = match request_key(gate, req.policy, cfg) {
+        Ok(k) => k,
+        Err(e) => {
+            outcome.event = Some("sso-failed");
+            tracing::warn!(provider = %cfg.name, code = e.code(), error = %e, "single sign-on: ward's SAML signing key cannot be used");
+            return failed(req, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+        }
+    };
+    let (url, pending) = match idp.begin(&cfg.name, return_to, req.now, key.as_deref()) {
         Ok(x) => x,
         Err(e) => return failed(req, StatusCode::BAD_GATEWAY, &e.to_string()),
     };
@@ -216,11 +227,79 @@ fn verified(cfg: &SamlProvider, a: Asserted) -> (Verified, &'static str) {
     )
 }
 
+/// ward's SAML signing key: the officer's files, or ward's own in the state folder, made
+/// when first needed. Read once and kept (a new file is read when the policy names another).
+pub fn signing_key(gate: &Gate, signing: &SamlSigning) -> Result<Arc<SpKey>, SamlError> {
+    let mut held = gate
+        .sso
+        .saml_key
+        .lock()
+        .map_err(|_| SamlError::Request("the signing key is unavailable".into()))?;
+    if let Some((at, key)) = held.as_ref()
+        && at == signing
+    {
+        return Ok(key.clone());
+    }
+    let loaded = if signing.given {
+        SpKey::load(&signing.key, &signing.cert)
+    } else {
+        SpKey::load_or_create(&signing.key, &signing.cert)
+    }
+    .map_err(|e| SamlError::Request(format!("ward's SAML signing key: {e}")))?;
+    let key = Arc::new(loaded);
+    *held = Some((signing.clone(), key.clone()));
+    Ok(key)
+}
+
+/// The key to sign requests to `cfg`'s IdP with, or None when it is set not to sign.
+fn request_key(
+    gate: &Gate,
+    policy: &Policy,
+    cfg: &SamlProvider,
+) -> Result<Option<Arc<SpKey>>, SamlError> {
+    if !cfg.sign_requests {
+        return Ok(None);
+    }
+    signing_key(gate, &policy.login.saml_signing).map(Some)
+}
+
+/// Where to send a person whose session came from `cfg`'s IdP after ward's sign-out: the
+/// IdP's single logout, with a (signed) `LogoutRequest` for `hint`.
+pub fn logout_url(
+    gate: &Gate,
+    policy: &Policy,
+    cfg: &SamlProvider,
+    hint: &LogoutHint,
+) -> Option<String> {
+    let idp = idp_at_hand(gate, cfg)?;
+    let key = match request_key(gate, policy, cfg) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(provider = %cfg.name, error = %e, "single logout at the IdP skipped");
+            return None;
+        }
+    };
+    idp.logout_url(hint, key.as_deref())
+}
+
 /// `GET /.ward/saml/metadata`: ward's service-provider metadata, for the IdP's administrator.
-pub fn metadata(req: &PageRequest<'_>) -> Response<Body> {
+pub fn metadata(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
     let (entity, acs, slo) =
         crate::auth::saml::sp_addresses(req.policy.server.public_url.trim_end_matches('/'));
-    let xml = crate::auth::saml::sp_metadata(&entity, &acs, &slo);
+    let saml = &req.policy.login.saml;
+    let cert = if saml.is_empty() {
+        None
+    } else {
+        match signing_key(gate, &req.policy.login.saml_signing) {
+            Ok(k) => Some(k.certificate_base64()),
+            Err(e) => {
+                tracing::warn!(error = %e, "ward's SAML metadata is served without its signing certificate");
+                None
+            }
+        }
+    };
+    let all_signed = !saml.is_empty() && saml.iter().all(|p| p.sign_requests);
+    let xml = crate::auth::saml::sp_metadata(&entity, &acs, &slo, cert.as_deref(), all_signed);
     let mut resp = Response::new(crate::body::full(xml));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -229,11 +308,95 @@ pub fn metadata(req: &PageRequest<'_>) -> Response<Body> {
     resp
 }
 
-/// `GET /.ward/saml/logout`: the IdP's return from single logout. ward's own session ended
-/// before the person was sent there; requests the IdP starts itself are not taken (they would
-/// need their redirect signature checked), the person is shown ward's signed-out page.
-pub fn logout_return(_req: &PageRequest<'_>) -> Response<Body> {
-    kit::redirect("/.ward/logged-out")
+/// `GET /.ward/saml/logout`. With a `SAMLRequest`: an IdP ends the person's sessions there
+/// (IdP-initiated logout); with anything else: the IdP's return from the single logout ward
+/// started, after ward's own session already ended, so the signed-out page.
+pub async fn logout(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
+    let query = req.query.as_deref().unwrap_or("");
+    if !query.split('&').any(|p| p.starts_with("SAMLRequest=")) {
+        return kit::redirect("/.ward/logged-out");
+    }
+    match idp_logout(gate, req, query).await {
+        Ok((users, answer)) => {
+            outcome.event = Some("sso-logout");
+            outcome.user = users.first().cloned();
+            tracing::info!(
+                sessions = users.len(),
+                "single logout started by the identity provider"
+            );
+            match answer {
+                Some(url) => kit::redirect(&url),
+                None => kit::redirect("/.ward/logged-out"),
+            }
+        }
+        Err(e) => {
+            outcome.event = Some("sso-logout-refused");
+            tracing::warn!(client = %req.client_ip, code = e.code(), error = %e, "single logout request from an identity provider refused");
+            failed(req, StatusCode::BAD_REQUEST, &e.to_string())
+        }
+    }
+}
+
+/// Checks an IdP's `LogoutRequest`, ends the sessions it names, and gives the address of the
+/// answer to the IdP (None when the IdP offers no logout address).
+async fn idp_logout(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    query: &str,
+) -> Result<(Vec<String>, Option<String>), SamlError> {
+    let msg = saml_redirect::receive(query, "SAMLRequest")?;
+    let issuer = crate::auth::saml::claimed_issuer(&msg.xml)?;
+    // The providers whose IdP has the entity id the request claims (two may share one);
+    // the request stands if one's certificates bear it out.
+    let mut names = Vec::new();
+    let mut checked = None;
+    let mut refusal =
+        SamlError::Refused("the logout request is from no identity provider ward knows".into());
+    for cfg in &req.policy.login.saml {
+        let Ok(idp) = idp(gate, cfg).await else {
+            continue;
+        };
+        if idp.entity_id() != issuer {
+            continue;
+        }
+        names.push(cfg.name.as_str());
+        if checked.is_none() {
+            match idp.check_logout_request(&msg, req.now) {
+                Ok(logout) => checked = Some((cfg, idp, logout)),
+                Err(e) => refusal = e,
+            }
+        }
+    }
+    let (cfg, idp, logout) = checked.ok_or(refusal)?;
+    if !gate
+        .sso_steps
+        .first_use(&format!("logout:{}", logout.id), logout.expires, req.now)
+        .await
+    {
+        return Err(SamlError::Replayed);
+    }
+    let mut ended = Vec::new();
+    for s in gate.sessions.all() {
+        let Some((name, token)) = &s.idp else {
+            continue;
+        };
+        let Ok(hint) = serde_json::from_str::<LogoutHint>(token) else {
+            continue;
+        };
+        if names.contains(&name.as_str())
+            && logout.ends(&hint)
+            && gate.sessions.remove_public(&s.public_id)
+        {
+            ended.push(s.user.clone());
+        }
+    }
+    let key = request_key(gate, req.policy, cfg)?;
+    let answer = idp.logout_response_url(&logout.id, msg.relay.as_deref(), key.as_deref());
+    Ok((ended, answer))
 }
 
 /// Whether `path` is one of the SAML pages that start or finish a sign-in.

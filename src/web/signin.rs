@@ -1118,7 +1118,7 @@ fn sso_logout_target(gate: &Gate, policy: &Policy, s: &Session) -> Option<String
         .find(|p| &p.name == name && p.rules.logout)
     {
         let hint = serde_json::from_str(id_token).ok()?;
-        return crate::web::saml::idp_at_hand(gate, cfg)?.logout_url(&hint);
+        return crate::web::saml::logout_url(gate, policy, cfg, &hint);
     }
     let cfg = policy
         .login

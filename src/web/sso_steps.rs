@@ -15,6 +15,13 @@ pub struct SsoState {
     pub(crate) providers: Mutex<HashMap<(String, String, String), Provider>>,
     /// By (name, address), with when it was fetched.
     pub(crate) saml: Mutex<HashMap<(String, String), (crate::auth::saml::Idp, Instant)>>,
+    /// ward's SAML signing key, with the files it came from.
+    pub(crate) saml_key: Mutex<
+        Option<(
+            crate::policy::SamlSigning,
+            Arc<crate::auth::saml_key::SpKey>,
+        )>,
+    >,
 }
 
 /// Redis keys of sign-ins under way: `ward:sso:HASH_OF_STATE`.

@@ -18,11 +18,42 @@ pub struct Person<'a> {
     pub groups: &'a [&'a str],
 }
 
-/// An SP the IdP knows: its entity id, and where its answers go.
+/// An SP the IdP knows: its entity id, where its answers go, and, when given, the certificate
+/// (base64 DER) its requests must be signed with: the IdP then refuses unsigned sign-in and
+/// logout requests from it, and signs the logout requests it sends it.
 pub struct KnownSp<'a> {
     pub entity_id: &'a str,
     pub acs: &'a str,
     pub slo: &'a str,
+    pub cert: Option<&'a str>,
+}
+
+/// The body of SimpleSAMLphp's `saml20-sp-remote.php` for `sps`.
+fn sp_remote(sps: &[KnownSp<'_>]) -> String {
+    let mut remote = String::from("<?php\n");
+    for sp in sps {
+        let signing = match sp.cert {
+            Some(c) => format!(
+                "'certData' => {},\n 'validate.authnrequest' => true,\n 'validate.logout' => true,\n 'sign.logout' => true,\n",
+                lit(c)
+            ),
+            None => "'validate.logout' => false,\n".to_string(),
+        };
+        remote.push_str(&format!(
+            "$metadata[{id}] = [\n\
+             'AssertionConsumerService' => {acs},\n\
+             'SingleLogoutService' => [['Binding' => 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', 'Location' => {slo}]],\n\
+             'NameIDFormat' => 'urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress',\n\
+             'simplesaml.nameidattribute' => 'mail',\n\
+             'simplesaml.attributes' => true,\n\
+             {signing}\
+             ];\n",
+            id = lit(sp.entity_id),
+            acs = lit(sp.acs),
+            slo = lit(sp.slo),
+        ));
+    }
+    remote
 }
 
 /// The running IdP.
@@ -121,6 +152,8 @@ impl SamlIdp {
                  'session.phpsession.savepath' => {sessions},\n\
                  'session.cookie.secure' => false,\n\
                  'metadata.sources' => [['type' => 'flatfile']],\n\
+                 'trusted.url.regex' => true,\n\
+                 'trusted.url.domains' => ['.*'],\n\
                  ];\n",
                 base = lit(&format!("{base}/")),
                 cert = lit(&p("cert")),
@@ -173,22 +206,7 @@ impl SamlIdp {
             ),
         )
         .unwrap();
-        let mut remote = String::from("<?php\n");
-        for sp in sps {
-            remote.push_str(&format!(
-                "$metadata[{id}] = [\n\
-                 'AssertionConsumerService' => {acs},\n\
-                 'SingleLogoutService' => [['Binding' => 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', 'Location' => {slo}]],\n\
-                 'NameIDFormat' => 'urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress',\n\
-                 'simplesaml.nameidattribute' => 'mail',\n\
-                 'simplesaml.attributes' => true,\n\
-                 'validate.logout' => false,\n\
-                 ];\n",
-                id = lit(sp.entity_id),
-                acs = lit(sp.acs),
-                slo = lit(sp.slo),
-            ));
-        }
+        let remote = sp_remote(sps);
         std::fs::write(d.join("metadata/saml20-sp-remote.php"), remote).unwrap();
 
         let mut cmd = Command::new("php");
@@ -231,6 +249,15 @@ impl SamlIdp {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Replaces the SPs the IdP knows (it reads them again at each request).
+    pub fn set_sps(&self, sps: &[KnownSp<'_>]) {
+        std::fs::write(
+            self._dir.path().join("metadata/saml20-sp-remote.php"),
+            sp_remote(sps),
+        )
+        .unwrap();
     }
 
     /// Writes the IdP's metadata to `path` (for `idp_metadata`).
@@ -314,6 +341,30 @@ impl IdpBrowser {
         )
     }
 
+    /// The page the IdP ends on for `url`, after its redirects.
+    pub async fn page(&self, url: &str) -> String {
+        self.follow(url).await.1
+    }
+
+    /// Follows redirects from `url` (at most 10) while they stay on `base`; the first address
+    /// off it.
+    pub async fn follow_off(&self, base: &str, url: &str) -> String {
+        let client = Self::client();
+        let mut url = url.to_string();
+        for _ in 0..10 {
+            let r = self.send(client.get(&url)).await;
+            let loc = match r.headers().get("location") {
+                Some(l) => l.to_str().unwrap().to_string(),
+                None => panic!("{url} did not redirect:\n{}", r.text().await.unwrap()),
+            };
+            url = r.url().join(&loc).unwrap().to_string();
+            if !url.starts_with(base) {
+                return url;
+            }
+        }
+        panic!("too many redirects from {url}");
+    }
+
     /// Whether the IdP, sent `sso_url`, asks for a password (no session there).
     pub async fn shows_login_form(&self, sso_url: &str) -> bool {
         self.follow(sso_url).await.1.contains("name=\"password\"")
@@ -338,23 +389,7 @@ impl IdpBrowser {
     /// Follows a redirect to the IdP's single logout; returns where the IdP sends the person
     /// back to (the first address off the IdP).
     pub async fn logout(&self, idp_base: &str, slo_url: &str) -> String {
-        let client = Self::client();
-        let mut url = slo_url.to_string();
-        for _ in 0..10 {
-            let r = self.send(client.get(&url)).await;
-            let loc = match r.headers().get("location") {
-                Some(l) => l.to_str().unwrap().to_string(),
-                None => panic!(
-                    "the IdP's logout ended at {url} without sending the person back:\n{}",
-                    r.text().await.unwrap()
-                ),
-            };
-            url = r.url().join(&loc).unwrap().to_string();
-            if !url.starts_with(idp_base) {
-                return url;
-            }
-        }
-        panic!("too many redirects at the IdP's logout");
+        self.follow_off(idp_base, slo_url).await
     }
 }
 
