@@ -781,6 +781,7 @@ async fn a_saml_sign_in_begun_on_one_instance_finishes_on_the_other() {
             acs: &acs,
             slo: &slo,
             cert: None,
+            encrypt: false,
         }],
         300,
         Some("urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken"),

@@ -33,12 +33,14 @@ fn main_sps<'a>(base: &'a [String; 3], cert: Option<&'a str>) -> [KnownSp<'a>; 2
             acs: &base[1],
             slo: &base[2],
             cert,
+            encrypt: false,
         },
         KnownSp {
             entity_id: EVIL_SP,
             acs: &base[1],
             slo: &base[2],
             cert: None,
+            encrypt: false,
         },
     ]
 }
@@ -96,6 +98,7 @@ async fn setup() -> Setup {
             acs: &acs,
             slo: &slo,
             cert: None,
+            encrypt: false,
         }],
         2,
         None,
@@ -106,7 +109,7 @@ async fn setup() -> Setup {
     let short_md = short.write_metadata(&site.path("short-idp.xml"));
     let policy = format!(
         "practice = \"Test Clinic\"\n{server}listen = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n\
-         [login]\nmfa = \"required\"\n\
+         [login]\nmfa = \"required\"\nsaml_encrypted_assertions = true\n\
          [[login.saml]]\nname = \"riverside\"\nlabel = \"Sign in with Riverside SSO\"\nidp_metadata = \"{main_md}\"\n\
          groups_attribute = \"groups\"\nrole_map = {{ clinicians = [\"clinician\"] }}\n\
          allowed_domains = [\"riverside.example\"]\naccounts = \"create\"\nwithout_mfa = \"ward-totp\"\n\
@@ -716,4 +719,31 @@ async fn a_logout_started_at_the_idp_ends_that_persons_ward_session_and_nothing_
         refused + 1,
         "the IdP's logout recorded"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_assertion_encrypted_to_wards_certificate_signs_in() {
+    let s = setup().await;
+    let md = Browser::new(&s.ward).get("/.ward/saml/metadata").await;
+    let md = md.text().await.unwrap();
+    assert!(md.contains("<md:KeyDescriptor use=\"encryption\">"), "{md}");
+    let addresses = [
+        format!("{}/.ward/saml/metadata", s.base),
+        format!("{}/.ward/saml/acs", s.base),
+        format!("{}/.ward/saml/logout", s.base),
+    ];
+    let mut sps = main_sps(&addresses, Some(&s.ward_cert));
+    sps[0].encrypt = true;
+    s.main.set_sps(&sps);
+    let b = Browser::new(&s.ward);
+    let (resp, relay) = answer(&s, &s.main, &IdpBrowser::default(), &b, "alice").await;
+    let xml = decode(&resp);
+    assert!(xml.contains("EncryptedAssertion"), "{xml}");
+    assert!(
+        !xml.contains("alice@riverside.example"),
+        "not encrypted: {xml}"
+    );
+    let r = post(&b, &s.main, &resp, &relay).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    presets::assert_upstream_identity(&b, "alice", "clinician").await;
 }

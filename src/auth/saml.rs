@@ -257,8 +257,14 @@ impl Idp {
         Ok((url, pending))
     }
 
-    /// Checks a posted `SAMLResponse` (base64) for the sign-in `pending`.
-    pub fn finish(&self, pending: &Pending, saml_response: &str) -> Result<Asserted, SamlError> {
+    /// Checks a posted `SAMLResponse` (base64) for the sign-in `pending`; an encrypted
+    /// assertion is decrypted with `decrypt_with`, and refused without it.
+    pub fn finish(
+        &self,
+        pending: &Pending,
+        saml_response: &str,
+        decrypt_with: Option<&SpKey>,
+    ) -> Result<Asserted, SamlError> {
         if saml_response.len() > MAX_RESPONSE {
             return Err(SamlError::Malformed("too large"));
         }
@@ -280,8 +286,17 @@ impl Idp {
             return Err(SamlError::NotSignedIn(clip(&status)));
         }
         let ids = [pending.nonce.as_str()];
-        let a = self
-            .sp
+        let mut sp = std::borrow::Cow::Borrowed(&self.sp);
+        if shape.encrypted {
+            // The library decrypts only inside the part a checked signature covers.
+            let key = decrypt_with
+                .and_then(SpKey::decryption_key)
+                .ok_or(SamlError::Malformed(
+                    "the assertion is encrypted, and ward is not set to decrypt assertions",
+                ))?;
+            sp.to_mut().key = Some(key);
+        }
+        let a = sp
             .parse_xml_response(xml, Some(&ids))
             .map_err(|e| SamlError::Refused(clip(&e.to_string())))?;
         asserted(a)
@@ -492,14 +507,16 @@ pub fn sp_addresses(public_url: &str) -> (String, String, String) {
     )
 }
 
-/// ward's service-provider metadata, for the officer to give to the IdP: with ward's signing
-/// certificate `cert` (base64 DER) when it has one, and whether it signs every `AuthnRequest`.
+/// ward's service-provider metadata, for the officer to give to the IdP: with ward's
+/// certificate `cert` (base64 DER) when it has one, whether it signs every `AuthnRequest`, and
+/// whether IdPs may encrypt assertions to it (the same certificate, AES-128 only).
 pub fn sp_metadata(
     entity_id: &str,
     acs_url: &str,
     slo_url: &str,
     cert: Option<&str>,
     requests_signed: bool,
+    encryption: bool,
 ) -> String {
     let esc = |s: &str| {
         s.replace('&', "&amp;")
@@ -507,20 +524,31 @@ pub fn sp_metadata(
             .replace('>', "&gt;")
             .replace('"', "&quot;")
     };
-    let key = match cert {
+    let descriptor = |usage: &str, methods: &str| match cert {
         Some(c) => format!(
             r#"
-    <md:KeyDescriptor use="signing">
+    <md:KeyDescriptor use="{usage}">
       <ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#">
         <ds:X509Data>
           <ds:X509Certificate>{}</ds:X509Certificate>
         </ds:X509Data>
-      </ds:KeyInfo>
+      </ds:KeyInfo>{methods}
     </md:KeyDescriptor>"#,
             esc(c)
         ),
         None => String::new(),
     };
+    let mut key = descriptor("signing", "");
+    if encryption {
+        // What the library can decrypt: AES-128 (GCM or CBC), the key by RSA-OAEP.
+        key.push_str(&descriptor(
+            "encryption",
+            r#"
+      <md:EncryptionMethod Algorithm="http://www.w3.org/2009/xmlenc11#aes128-gcm"/>
+      <md:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>
+      <md:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"/>"#,
+        ));
+    }
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{entity}">
@@ -545,6 +573,8 @@ pub fn sp_metadata(
 struct Shape {
     /// `Assertion` and `EncryptedAssertion` elements, wherever they sit.
     assertions: usize,
+    /// Whether one of them is an `EncryptedAssertion`.
+    encrypted: bool,
     /// The top-level status code, when it is not Success.
     failed_status: Option<String>,
 }
@@ -575,6 +605,7 @@ fn refuse_risky_xml(xml: &str) -> Result<Shape, SamlError> {
                     && (local.as_ref() == b"Assertion" || local.as_ref() == b"EncryptedAssertion")
                 {
                     shape.assertions += 1;
+                    shape.encrypted |= local.as_ref() == b"EncryptedAssertion";
                 }
                 // The response's own Status/StatusCode (depth 2 and 3 below the root).
                 if local.as_ref() == b"StatusCode" && depth == 2 {
@@ -739,6 +770,20 @@ mod tests {
     }
 
     #[test]
+    fn an_encrypted_assertion_is_noticed() {
+        let s = refuse_risky_xml(&wrap("<saml:EncryptedAssertion/>")).unwrap();
+        assert_eq!((s.assertions, s.encrypted), (1, true));
+        assert!(
+            !refuse_risky_xml(&wrap("<saml:Assertion/>"))
+                .unwrap()
+                .encrypted
+        );
+        let md = sp_metadata("e", "a", "s", Some("AAA"), true, true);
+        assert!(md.contains("use=\"encryption\""), "{md}");
+        assert!(refuse_risky_xml(&md).is_ok());
+    }
+
+    #[test]
     fn a_failed_status_is_reported() {
         let xml = r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"/></samlp:Status></samlp:Response>"#;
         let s = refuse_risky_xml(xml).unwrap();
@@ -774,7 +819,9 @@ mod tests {
             "https://w/slo",
             Some("AAA<"),
             true,
+            false,
         );
+        assert!(!md.contains("use=\"encryption\""), "{md}");
         assert!(md.contains("AuthnRequestsSigned=\"true\""), "{md}");
         assert!(
             md.contains("<ds:X509Certificate>AAA&lt;</ds:X509Certificate>"),

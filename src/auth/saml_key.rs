@@ -28,6 +28,8 @@ fn err(path: &Path, why: impl std::fmt::Display) -> SpKeyError {
 /// ward's SAML signing key (RSA) and the certificate that goes in its metadata.
 pub struct SpKey {
     pair: RsaKeyPair,
+    /// The private key as read (PKCS#8 or PKCS#1 DER), for decrypting assertions.
+    key_der: Vec<u8>,
     cert_der: Vec<u8>,
 }
 
@@ -72,6 +74,7 @@ impl SpKey {
         }
         Ok(SpKey {
             pair,
+            key_der: key_der.secret_der().to_vec(),
             cert_der: cert_der.to_vec(),
         })
     }
@@ -89,6 +92,11 @@ impl SpKey {
     /// The certificate, base64 DER, as it goes in `<ds:X509Certificate>`.
     pub fn certificate_base64(&self) -> String {
         data_encoding::BASE64.encode(&self.cert_der)
+    }
+
+    /// The private key in the form samael decrypts assertions with.
+    pub fn decryption_key(&self) -> Option<openssl::pkey::PKey<openssl::pkey::Private>> {
+        openssl::pkey::PKey::private_key_from_der(&self.key_der).ok()
     }
 
     /// An RSA-SHA256 (PKCS#1 v1.5) signature of `msg`.
@@ -143,6 +151,7 @@ mod tests {
         let mode = std::fs::metadata(&k).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
         assert_eq!(first.sign(b"x").unwrap().len(), 256);
+        assert!(first.decryption_key().is_some());
     }
 
     #[test]

@@ -2052,6 +2052,10 @@ fn saml_providers(
 /// the state folder, made when first needed.
 fn saml_signing(raw: &RawPolicy, certs: Certs<'_>, c: &mut Collector<'_>) -> SamlSigning {
     let l = &raw.login;
+    let decrypt = l
+        .saml_encrypted_assertions
+        .as_ref()
+        .is_some_and(|b| *b.get_ref());
     match (&l.saml_signing_key, &l.saml_signing_cert) {
         (Some(k), Some(cert)) => {
             let key = PathBuf::from(k.get_ref().trim());
@@ -2066,6 +2070,7 @@ fn saml_signing(raw: &RawPolicy, certs: Certs<'_>, c: &mut Collector<'_>) -> Sam
                 key,
                 cert: crt,
                 given: true,
+                decrypt,
             }
         }
         (None, None) => {
@@ -2074,6 +2079,7 @@ fn saml_signing(raw: &RawPolicy, certs: Certs<'_>, c: &mut Collector<'_>) -> Sam
                 key: state.join("saml-signing.key"),
                 cert: state.join("saml-signing.crt"),
                 given: false,
+                decrypt,
             }
         }
         (Some(k), None) => {

@@ -103,6 +103,7 @@ pub struct RawLogin {
     pub saml: Option<Vec<Spanned<RawSaml>>>,
     pub saml_signing_key: Option<Text>,
     pub saml_signing_cert: Option<Text>,
+    pub saml_encrypted_assertions: Option<Spanned<bool>>,
 }
 
 /// One `[[login.saml]]` identity provider.

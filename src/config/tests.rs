@@ -265,6 +265,9 @@ bind_to = "network"
 mfa = "required"
 passwordless = true
 passkey_domain = "example.com"
+saml_signing_key = "saml.key"
+saml_signing_cert = "saml.crt"
+saml_encrypted_assertions = false
 lockout_after = 5
 lockout_time = "15m"
 attempts_per_minute = 30
@@ -300,6 +303,7 @@ mfa_authn_context = ["urn:x"]
 without_mfa = "refuse"
 clock_skew = "30s"
 logout = true
+sign_requests = true
 [storage]
 users = "u.toml"
 state = "state"

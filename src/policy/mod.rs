@@ -285,6 +285,8 @@ pub struct SamlSigning {
     pub cert: std::path::PathBuf,
     /// Named by the officer (else ward's own, made in the state folder when missing).
     pub given: bool,
+    /// IdPs may encrypt assertions to this key (`saml_encrypted_assertions`).
+    pub decrypt: bool,
 }
 
 /// What to do when ward requires MFA and the provider shows no second factor.

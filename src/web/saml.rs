@@ -164,7 +164,15 @@ pub async fn acs(
         Ok(idp) => idp,
         Err(e) => return refused(outcome, e),
     };
-    let asserted = match idp.finish(&pending, form.get("SAMLResponse")) {
+    let decrypt_with = if req.policy.login.saml_signing.decrypt {
+        match signing_key(gate, &req.policy.login.saml_signing) {
+            Ok(k) => Some(k),
+            Err(e) => return refused(outcome, e),
+        }
+    } else {
+        None
+    };
+    let asserted = match idp.finish(&pending, form.get("SAMLResponse"), decrypt_with.as_deref()) {
         Ok(a) => a,
         Err(e) => return refused(outcome, e),
     };
@@ -299,7 +307,14 @@ pub fn metadata(gate: &Gate, req: &PageRequest<'_>) -> Response<Body> {
         }
     };
     let all_signed = !saml.is_empty() && saml.iter().all(|p| p.sign_requests);
-    let xml = crate::auth::saml::sp_metadata(&entity, &acs, &slo, cert.as_deref(), all_signed);
+    let xml = crate::auth::saml::sp_metadata(
+        &entity,
+        &acs,
+        &slo,
+        cert.as_deref(),
+        all_signed,
+        req.policy.login.saml_signing.decrypt,
+    );
     let mut resp = Response::new(crate::body::full(xml));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -26,6 +26,8 @@ pub struct KnownSp<'a> {
     pub acs: &'a str,
     pub slo: &'a str,
     pub cert: Option<&'a str>,
+    /// The IdP encrypts its assertions to `cert` (AES-128-CBC, RSA-OAEP).
+    pub encrypt: bool,
 }
 
 /// The body of SimpleSAMLphp's `saml20-sp-remote.php` for `sps`.
@@ -38,6 +40,13 @@ fn sp_remote(sps: &[KnownSp<'_>]) -> String {
                 lit(c)
             ),
             None => "'validate.logout' => false,\n".to_string(),
+        };
+        let signing = if sp.encrypt {
+            format!(
+                "{signing} 'assertion.encryption' => true,\n 'sharedkey_algorithm' => 'http://www.w3.org/2001/04/xmlenc#aes128-cbc',\n"
+            )
+        } else {
+            signing
         };
         remote.push_str(&format!(
             "$metadata[{id}] = [\n\
