@@ -201,6 +201,13 @@ fn open_gate(
         audit,
         alerts,
     );
+    // ward's SAML signing key is made at the first start rather than the first sign-in: the
+    // officer gives its certificate (in ward's metadata) to the IdPs before anyone signs in.
+    if !policy.login.saml.is_empty()
+        && let Err(e) = web::saml::signing_key(&gate, &policy.login.saml_signing)
+    {
+        tracing::warn!("SAML sign-ins that sign their requests will fail: {e}");
+    }
     Ok((gate, saver, shared_store))
 }
 

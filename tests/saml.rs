@@ -130,8 +130,16 @@ async fn setup() -> Setup {
     // dana has a ward account with ward's own authenticator.
     enrolled_user(&ward.site, "dana", &["clinician"], PW, None, None);
     tokio::time::sleep(Duration::from_millis(700)).await;
-    // ward made its signing key on first start; the main IdP now takes only requests signed
-    // with it (the short one takes them unchecked, as IdPs that do not ask do).
+    // ward made its signing key on first start, readable by ward alone; the main IdP now
+    // takes only requests signed with it (the short one takes them unchecked, as IdPs that do
+    // not ask do).
+    let key = ward.site.path("state/saml-signing.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key)
+            .unwrap_or_else(|e| panic!("no signing key made at start ({e})"))
+            .permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "the signing key is readable by others");
     let md = Browser::new(&ward).get("/.ward/saml/metadata").await;
     let md = md.text().await.unwrap();
     let ward_cert = between(&md, "<ds:X509Certificate>", "</ds:X509Certificate>");

@@ -268,13 +268,7 @@ impl Idp {
         if saml_response.len() > MAX_RESPONSE {
             return Err(SamlError::Malformed("too large"));
         }
-        let cleaned: String = saml_response
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        let bytes = data_encoding::BASE64
-            .decode(cleaned.as_bytes())
-            .map_err(|_| SamlError::Malformed("not base64"))?;
+        let bytes = base64_lenient(saml_response)?;
         let xml = std::str::from_utf8(&bytes).map_err(|_| SamlError::Malformed("not UTF-8"))?;
         let shape = refuse_risky_xml(xml)?;
         if shape.assertions != 1 {
@@ -711,6 +705,14 @@ fn check_url(u: &str) -> Result<(), SamlError> {
             clip(u)
         ))),
     }
+}
+
+/// Base64 as IdPs send it (line breaks and spaces left in).
+pub(crate) fn base64_lenient(text: &str) -> Result<Vec<u8>, SamlError> {
+    let cleaned: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    data_encoding::BASE64
+        .decode(cleaned.as_bytes())
+        .map_err(|_| SamlError::Malformed("not base64"))
 }
 
 fn random() -> Result<String, SamlError> {

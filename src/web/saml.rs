@@ -392,7 +392,9 @@ async fn idp_logout(
         .first_use(&format!("logout:{}", logout.id), logout.expires, req.now)
         .await
     {
-        return Err(SamlError::Replayed);
+        return Err(SamlError::Refused(
+            "this logout request was already used".into(),
+        ));
     }
     let mut ended = Vec::new();
     for s in gate.sessions.all() {
