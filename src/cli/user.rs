@@ -393,7 +393,7 @@ impl Ctx<'_> {
             let mut out =
                 String::from("name,status,roles,org,expires,mfa,passkeys,last_sign_in\r\n");
             for a in dir.accounts.values() {
-                out.push_str(&csv::row(&row(a, true)));
+                out.push_str(&csv::row(row(a, true)));
                 out.push_str("\r\n");
             }
             print!("{out}");
