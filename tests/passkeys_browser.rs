@@ -178,6 +178,12 @@ async fn a_passkey_is_enrolled_signs_in_meets_phishing_resistant_routes_and_stop
         listed.contains("test laptop") && listed.contains("works on ward.localhost"),
         "{listed}"
     );
+    let list = s.ward_user(&["list"]);
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("dr_lee "))
+        .unwrap_or_default();
+    assert!(row.contains(" app, 1 passkey "), "{list}");
 
     // 3. Signed out, then in again with the passkey alone: the controlled route opens.
     sign_out(&client, &s).await;

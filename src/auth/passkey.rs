@@ -56,13 +56,14 @@ pub fn rp_id(domain: Option<&str>, host: &str) -> Option<String> {
 }
 
 impl Rp {
-    /// The relying party for a page on `host` reached at `origin` (`https://host[:port]`).
-    pub fn for_page(domain: Option<&str>, host: &str, origin: &str, practice: &str) -> Option<Rp> {
+    /// The relying party for a page on `host` reached at `origin` (`https://host[:port]`);
+    /// `name` is what the browser shows the person (the practice's name).
+    pub fn for_page(domain: Option<&str>, host: &str, origin: &str, name: &str) -> Option<Rp> {
         let id = rp_id(domain, host)?;
         let url = Url::parse(origin).ok()?;
         let webauthn = WebauthnBuilder::new(&id, &url)
             .ok()?
-            .rp_name(crate::web::page::practice_name(practice))
+            .rp_name(name)
             .build()
             .ok()?;
         Some(Rp { id, webauthn })

@@ -1,6 +1,7 @@
 //! `ward schema`: write the JSON Schemas of `ward.toml` and `users.toml` for the officer's editor.
 
-use crate::config::schema::{policy_schema, users_schema};
+use crate::config::schema::policy_schema;
+use crate::users::schema::users_schema;
 use std::path::Path;
 use std::process::ExitCode;
 

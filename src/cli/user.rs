@@ -366,35 +366,40 @@ impl Ctx<'_> {
         let dir = self.directory()?;
         let secrets = self.store.read().map_err(|e| e.to_string())?;
         let none = UserSecrets::default();
-        let rows: Vec<[String; 7]> = dir
-            .accounts
-            .values()
-            .map(|a| {
-                let s = secrets.users.get(&a.name).unwrap_or(&none);
-                [
-                    a.name.clone(),
-                    self.status_word(a).to_string(),
-                    a.roles.join(","),
-                    a.org.clone().unwrap_or_default(),
-                    a.expires.map(|d| d.to_string()).unwrap_or_default(),
-                    yes_no(s.totp.is_some()).to_string(),
-                    match s.last_login {
-                        Some(t) if csv => self.when(t),
-                        Some(t) => self.short_when(t),
-                        None => "never".to_string(),
-                    },
-                ]
-            })
-            .collect();
+        // The CSV keeps one plain column per fact; the table says the second factors in words.
+        let row = |a: &Account, csv: bool| -> Vec<String> {
+            let s = secrets.users.get(&a.name).unwrap_or(&none);
+            let mut row = vec![
+                a.name.clone(),
+                self.status_word(a).to_string(),
+                a.roles.join(","),
+                a.org.clone().unwrap_or_default(),
+                a.expires.map(|d| d.to_string()).unwrap_or_default(),
+            ];
+            if csv {
+                row.push(yes_no(s.totp.is_some()).to_string());
+                row.push(s.passkeys.len().to_string());
+            } else {
+                row.push(s.second_factors());
+            }
+            row.push(match s.last_login {
+                Some(t) if csv => self.when(t),
+                Some(t) => self.short_when(t),
+                None => "never".to_string(),
+            });
+            row
+        };
         if csv {
-            let mut out = String::from("name,status,roles,org,expires,mfa,last_sign_in\r\n");
-            for row in &rows {
-                out.push_str(&csv::row(row));
+            let mut out =
+                String::from("name,status,roles,org,expires,mfa,passkeys,last_sign_in\r\n");
+            for a in dir.accounts.values() {
+                out.push_str(&csv::row(row(a, true)));
                 out.push_str("\r\n");
             }
             print!("{out}");
             return Ok(());
         }
+        let rows: Vec<Vec<String>> = dir.accounts.values().map(|a| row(a, false)).collect();
         if rows.is_empty() {
             println!(
                 "There are no accounts yet. Add one with: {}",
@@ -408,7 +413,7 @@ impl Ctx<'_> {
             "ROLES",
             "ORG",
             "EXPIRES",
-            "MFA",
+            "SECOND FACTOR",
             "LAST SIGN-IN",
         ];
         let rows: Vec<Vec<String>> = rows

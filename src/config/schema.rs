@@ -1,8 +1,8 @@
-//! JSON Schemas for `ward.toml` and `users.toml` (`ward schema`), so that TOML-aware editors
-//! (Taplo, VS Code's Even Better TOML) complete keys and mark mistakes while the officer types.
-//! The policy's schema comes from the very types the parser reads the file into; the accounts'
-//! from the parser's own list of keys. Descriptions come from the README's reference tables, the
-//! one place the settings are explained, so neither is kept by hand twice.
+//! The JSON Schema of `ward.toml` (`ward schema`), so that TOML-aware editors (Taplo, VS
+//! Code's Even Better TOML) complete keys and mark mistakes while the officer types. It comes
+//! from the very types the parser reads the file into; descriptions come from the README's
+//! reference tables, the one place the settings are explained (`users::schema` uses them too),
+//! so neither is kept by hand twice.
 
 use super::raw::{RawPolicy, Section};
 use schemars::generate::SchemaSettings;
@@ -35,9 +35,6 @@ const POLICY_SECTIONS: &[(&str, &str)] = &[
     ("RawUpstreamAuth", "upstream_auth"),
     ("RawRoute", "[[routes]]"),
 ];
-
-/// The README heading of the accounts' keys.
-const USERS_SECTION: &str = "users.toml reference";
 
 /// The keys each kind of table accepts, for "did you mean" suggestions: read from the
 /// schema of the types above, so no list is kept by hand beside them.
@@ -145,52 +142,8 @@ pub fn policy_schema() -> String {
     pretty(&value)
 }
 
-/// The schema of `users.toml`, as JSON text.
-pub fn users_schema() -> String {
-    let docs = reference();
-    use crate::users::directory::{ACCOUNT_KEY_KINDS as kinds, KeyKind};
-    let mut props = Map::new();
-    for (key, kind) in kinds {
-        let mut p = match kind {
-            KeyKind::Text => json!({"type": "string", "minLength": 1}),
-            KeyKind::List => json!({"type": "array", "items": {"type": "string"}}),
-            KeyKind::Words(words) => json!({"type": "string", "enum": words}),
-            // TOML dates arrive at the editor as dates, or the officer may quote them.
-            KeyKind::Date => json!({}),
-            KeyKind::TextTable => {
-                json!({"type": "object", "additionalProperties": {"type": "string"}})
-            }
-        };
-        if let (Some(obj), Some(d)) = (p.as_object_mut(), docs.get(&(USERS_SECTION, key))) {
-            obj.insert("description".into(), json!(d));
-        }
-        props.insert((*key).to_string(), p);
-    }
-    let account = json!({
-        "type": "object",
-        "properties": props,
-        "required": ["display_name"],
-        "additionalProperties": false,
-    });
-    let value = json!({
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "title": "ward accounts (users.toml); made by `ward schema`",
-        "type": "object",
-        "properties": {
-            "users": {
-                "description": "One table per person: [users.NAME]. The name is the sign-in \
-                                name: 1 to 64 lower-case letters, digits, `.`, `_` or `-`.",
-                "type": "object",
-                "propertyNames": {"pattern": "^[a-z0-9._-]{1,64}$"},
-                "additionalProperties": account,
-            }
-        },
-        "additionalProperties": false,
-    });
-    pretty(&value)
-}
-
-fn pretty(value: &Value) -> String {
+/// A schema as the JSON text `ward schema` writes.
+pub fn pretty(value: &Value) -> String {
     let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
     text.push('\n');
     text
@@ -227,11 +180,11 @@ fn describe(table: &mut Map<String, Value>, heading: &str, docs: &Docs) {
 }
 
 /// Descriptions by (heading, key).
-type Docs = BTreeMap<(&'static str, &'static str), String>;
+pub type Docs = BTreeMap<(&'static str, &'static str), String>;
 
 /// Every row of the README's reference tables: `| `key` | type | default | meaning |` under a
 /// heading, as "meaning (type; default: …)".
-fn reference() -> Docs {
+pub fn reference() -> Docs {
     let mut docs = Docs::new();
     let mut heading = "";
     // The words between a heading and its table (or next heading), filed under key "".
@@ -341,22 +294,6 @@ mod tests {
             missing.is_empty(),
             "keys without a row in the README's reference tables: {missing:?}"
         );
-    }
-
-    #[test]
-    fn every_account_key_is_described_and_known_to_the_parser() {
-        let schema: Value = serde_json::from_str(&users_schema()).unwrap();
-        let props = schema["properties"]["users"]["additionalProperties"]["properties"]
-            .as_object()
-            .unwrap();
-        let mut keys: Vec<&str> = props.keys().map(String::as_str).collect();
-        keys.sort();
-        let mut parser = crate::users::directory::account_keys();
-        parser.sort();
-        assert_eq!(keys, parser);
-        for (k, p) in props {
-            assert!(p.get("description").is_some(), "{k} has no README row");
-        }
     }
 
     #[test]

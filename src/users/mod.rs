@@ -10,6 +10,7 @@ pub mod directory;
 pub mod grants;
 pub mod requests;
 pub mod review;
+pub mod schema;
 pub mod secrets;
 
 pub use admin::{Admin, AdminError, EnrollLink, NewAccount};

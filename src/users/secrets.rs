@@ -105,6 +105,22 @@ pub struct SsoLink {
 }
 
 impl UserSecrets {
+    /// The second factors set up, in short words for lists: "no", "app", "2 passkeys",
+    /// "app, 1 passkey".
+    pub fn second_factors(&self) -> String {
+        let keys = match self.passkeys.len() {
+            0 => None,
+            1 => Some("1 passkey".to_string()),
+            n => Some(format!("{n} passkeys")),
+        };
+        match (self.totp.is_some(), keys) {
+            (false, None) => "no".to_string(),
+            (true, None) => "app".to_string(),
+            (false, Some(k)) => k,
+            (true, Some(k)) => format!("app, {k}"),
+        }
+    }
+
     /// Failed passwords, as a lockout counter.
     pub fn password_strikes(&self) -> Strikes {
         Strikes {
@@ -414,6 +430,19 @@ mod tests {
     }
 
     /// A passkey Chromium's virtual authenticator made (public key only).
+    #[test]
+    fn second_factors_are_said_in_short_words() {
+        let mut s = UserSecrets::default();
+        assert_eq!(s.second_factors(), "no");
+        s.passkeys.push(fixture_passkey());
+        assert_eq!(s.second_factors(), "1 passkey");
+        s.totp = Some("JBSWY3DPEHPK3PXP".into());
+        s.passkeys.push(fixture_passkey());
+        assert_eq!(s.second_factors(), "app, 2 passkeys");
+        s.passkeys.clear();
+        assert_eq!(s.second_factors(), "app");
+    }
+
     fn fixture_passkey() -> PasskeyEntry {
         let fixture: serde_json::Value =
             serde_json::from_str(include_str!("../../tests/fixtures/passkey.json")).unwrap();

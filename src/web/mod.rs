@@ -10,10 +10,12 @@ pub mod handoff;
 pub mod kit;
 pub mod launcher;
 pub mod limits;
+pub mod login_page;
 pub mod page;
 pub mod passkey_steps;
 pub mod passkeys;
 pub mod saml;
+pub mod session_start;
 pub mod signin;
 pub mod sso;
 pub mod sso_steps;
@@ -80,7 +82,14 @@ pub async fn serve(
         "/.ward/saml/logout" if get => saml::logout(gate, &req, outcome).await,
         p if post && p.starts_with("/.ward/sso/") => {
             let form = read_form(body).await.unwrap_or_default();
-            sso::begin(gate, &req, &form, outcome, &p["/.ward/sso/".len()..]).await
+            let name = &p["/.ward/sso/".len()..];
+            match sso::checked_start(&req, &form) {
+                Err(resp) => *resp,
+                Ok(return_to) => match req.policy.login.saml.iter().find(|c| c.name == name) {
+                    Some(cfg) => saml::begin(gate, &req, outcome, cfg, &return_to).await,
+                    None => sso::begin(gate, &req, outcome, name, &return_to).await,
+                },
+            }
         }
         _ => return signin::serve(gate, req, body, outcome).await,
     };

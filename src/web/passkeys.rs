@@ -14,8 +14,9 @@ use crate::web::kit::{
     CSRF_COOKIE, Form, PageOutcome, PageRequest, current, page, redirect, safe_return, same_origin,
     standing_session, unavailable, with_cookie,
 };
+use crate::web::login_page::{self, login_form, rp_of};
 use crate::web::passkey_steps::Ceremony;
-use crate::web::signin;
+use crate::web::session_start;
 use crate::web::state::Gate;
 use http::header::HeaderValue;
 use http::{Response, StatusCode};
@@ -37,16 +38,6 @@ const FOLLOW_THE_BROWSER: &str = "Press the button, then follow your browser: it
 
 /// Keys one account may hold.
 const MAX_KEYS: usize = 20;
-
-/// The relying party the page's host speaks for, if passkeys can be used there.
-pub(crate) fn rp_of(req: &PageRequest<'_>) -> Option<Rp> {
-    Rp::for_page(
-        req.policy.login.passkey_domain.as_deref(),
-        req.host,
-        &req.origin,
-        &req.policy.practice,
-    )
-}
 
 /// The form that `passkey.js` completes: `options` for the browser, `hidden` fields, and a
 /// button that starts it. `create` makes a new passkey; otherwise one signs in.
@@ -491,21 +482,6 @@ fn record_use(
 
 // ---------- sign-in with the passkey alone ----------
 
-/// The sign-in page's button for a passkey alone, where the officer allows it and passkeys
-/// work on this host.
-pub(crate) fn sign_in_button(req: &PageRequest<'_>, csrf: &str, return_to: &str) -> Markup {
-    if !req.policy.login.passwordless || rp_of(req).is_none() {
-        return html! {};
-    }
-    html! {
-        form method="post" action="/.ward/passkey-sign-in" {
-            input type="hidden" name="csrf" value=(csrf);
-            input type="hidden" name="return" value=(return_to);
-            p { button #passkey-sign-in type="submit" { "Sign in with a passkey" } }
-        }
-    }
-}
-
 /// A post to `/.ward/passkey-sign-in`: without an answer, the page that asks the browser;
 /// with one, the sign-in.
 pub async fn sign_in(
@@ -516,20 +492,20 @@ pub async fn sign_in(
 ) -> Response<Body> {
     let cookie_csrf = session::cookie_value(&req.headers, CSRF_COOKIE).unwrap_or("");
     if !same_origin(req) || cookie_csrf.is_empty() || !codes::ct_eq(cookie_csrf, form.get("csrf")) {
-        return signin::login_form(
+        return login_form(
             req,
             Some("This sign-in form has expired. Please try again."),
         );
     }
     let (Some(rp), true) = (rp_of(req), req.policy.login.passwordless) else {
-        return signin::login_form(
+        return login_form(
             req,
             Some("Sign-in with a passkey alone is not offered here."),
         );
     };
     if !gate.address_allows(req.policy, req.client_ip).await {
         outcome.event = Some("login-throttled");
-        return signin::locked_page(
+        return login_page::locked_page(
             req,
             "Too many sign-in attempts from this address. Wait a minute and try again.",
         );
@@ -561,7 +537,7 @@ pub async fn sign_in(
         Err(name) => {
             outcome.user = name;
             outcome.event = Some("login-failed-passkey");
-            signin::login_form(
+            login_form(
                 req,
                 Some(
                     "That passkey did not sign you in. Use your password, or ask the practice's security officer.",
@@ -613,7 +589,7 @@ async fn finish_sign_in(
     if !usable || gate.is_locked(&name, req.now).await {
         return Err(Some(name));
     }
-    if !signin::signs_in_from_here(gate, req.policy, &name, req.client_ip) {
+    if !session_start::signs_in_from_here(gate, req.policy, &name, req.client_ip) {
         return Err(Some(name));
     }
     let (owner, rp_id, now) = (name.clone(), rp.id.clone(), req.now);
@@ -636,7 +612,7 @@ async fn admit_passkey_session(
     outcome: &mut PageOutcome,
 ) -> Response<Body> {
     outcome.user = Some(name.to_string());
-    if let Err(resp) = signin::admit(gate, req, name) {
+    if let Err(resp) = session_start::admit(gate, req, name) {
         return *resp;
     }
     // The store, not the snapshot: attempts come faster than the snapshot reloads.
@@ -666,7 +642,7 @@ async fn admit_passkey_session(
         gate.sessions.remove(&old);
     }
     gate.sessions.insert(&cookie, Arc::new(s));
-    signin::record_login(gate, req, name).await;
+    session_start::record_login(gate, req, name).await;
     outcome.event = Some("login-ok-passkey");
     let resp = with_cookie(
         redirect(return_to),

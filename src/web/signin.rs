@@ -12,17 +12,15 @@ use crate::web::kit::{
     CSRF_COOKIE, PageOutcome, PageRequest, current, page, query_param, read_form, redirect,
     safe_return, same_origin, unavailable, with_cookie,
 };
+use crate::web::login_page::{locked_page, login_form, rp_of};
 use crate::web::page as pages;
+use crate::web::session_start::{admit, make_room_for_pending, record_login, signs_in_from_here};
 use crate::web::state::Gate;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
-use maud::{Markup, PreEscaped, html};
-use std::net::IpAddr;
+use maud::{PreEscaped, html};
 use std::sync::Arc;
-
-/// Second-step sessions one account may have open at once; a new one ends the oldest.
-const MAX_PENDING: usize = 3;
 
 /// Serves a `/.ward/` sign-in page, or `None` if the path is not one.
 pub async fn serve(
@@ -53,51 +51,6 @@ pub async fn serve(
 
 // ---------- sign in ----------
 
-/// The sign-in page, with `error` shown if given.
-pub fn login_form(req: &PageRequest<'_>, error: Option<&str>) -> Response<Body> {
-    let return_to =
-        safe_return(&query_param(req.query.as_deref(), "return").unwrap_or_else(|| "/".into()));
-    let csrf = match codes::random_token() {
-        Ok(t) => t,
-        Err(_) => return unavailable(req),
-    };
-    let reason = query_param(req.query.as_deref(), "reason");
-    let body = html! {
-        @match (error, reason.as_deref()) {
-            (Some(e), _) => p.error role="alert" { (e) },
-            (None, Some("idle")) => p role="status" { "You were signed out because the page was not used for a while. Please sign in again." },
-            (None, Some(_)) => p role="status" { "Please sign in again." },
-            (None, None) => {},
-        }
-        form method="post" action="/.ward/login" {
-            input type="hidden" name="csrf" value=(csrf);
-            input type="hidden" name="return" value=(return_to);
-            p {
-                label for="username" { "User name" } br;
-                input #username name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus;
-            }
-            p {
-                label for="password" { "Password" } br;
-                input #password name="password" type="password" autocomplete="current-password" required;
-            }
-            p { button type="submit" { "Sign in" } }
-        }
-        (crate::web::passkeys::sign_in_button(req, &csrf, &return_to))
-        (sso_buttons(req.policy, &csrf, &return_to))
-        p.who { "Use only your own account. Forgot your password or lost your authenticator? Ask the practice's security officer." }
-    };
-    let status = if error.is_some() {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::OK
-    };
-    with_cookie(
-        page(req, status, "Sign in", body),
-        session::set_cookie(CSRF_COOKIE, &csrf, None),
-    )
-}
-
-/// The generic refusal: never says whether the account exists.
 const WRONG: &str = "The user name or password is not right, or this account cannot sign in. Check them and try again.";
 
 async fn login_submit(
@@ -201,7 +154,7 @@ async fn login_submit(
 
     // Password accepted: a pending session that reaches nothing until the second factor.
     // A second factor that works here: the authenticator app, or a passkey made for this host.
-    let has_passkey = crate::web::passkeys::rp_of(req).is_some_and(|rp| {
+    let has_passkey = rp_of(req).is_some_and(|rp| {
         secrets
             .as_ref()
             .is_some_and(|s| !s.passkeys_for(&rp.id).is_empty())
@@ -262,14 +215,6 @@ async fn login_submit(
     };
     let resp = with_cookie(redirect(&next), session::set_cookie(COOKIE, &cookie, None));
     with_cookie(resp, session::set_cookie(CSRF_COOKIE, "", Some(0)))
-}
-
-pub(crate) fn locked_page(req: &PageRequest<'_>, message: &str) -> Response<Body> {
-    let body = html! {
-        p role="alert" { (message) }
-        p { a href="/.ward/login" { "Back to sign in" } }
-    };
-    page(req, StatusCode::TOO_MANY_REQUESTS, "Sign-in locked", body)
 }
 
 /// Which sign-in step failed: each is counted on its own, so that a right
@@ -341,146 +286,6 @@ async fn clear_failures(gate: &Gate, name: &str, step: Step) {
     });
     if let Err(e) = cleared.await {
         tracing::error!(error = %e, "cannot clear failed sign-ins");
-    }
-}
-
-/// Whether `name` may sign in from `ip`: anywhere, unless the account names
-/// its own networks (`allow_from` in users.toml) or one of its roles does
-/// (`allow_from` in `[roles]`); then only from there.
-pub(crate) fn signs_in_from_here(gate: &Gate, policy: &Policy, name: &str, ip: IpAddr) -> bool {
-    let snap = gate.accounts.snapshot();
-    let own = snap.networks.get(name).is_none_or(|nets| nets.contains(ip));
-    let roles = snap.directory.get(name).is_none_or(|a| {
-        a.roles.iter().all(|r| {
-            policy
-                .roles
-                .get(r)
-                .and_then(|role| role.allow_from.as_ref())
-                .is_none_or(|nets| nets.contains(ip))
-        })
-    });
-    own && roles
-}
-
-/// Ends the oldest second-step sessions of `name` so that a new one stays within `MAX_PENDING`.
-pub(crate) fn make_room_for_pending(gate: &Gate, name: &str) {
-    let pending: Vec<_> = gate
-        .sessions
-        .of_user(name)
-        .into_iter()
-        .filter(|s| s.stage == Stage::NeedsMfa)
-        .collect();
-    for old in pending
-        .iter()
-        .take((pending.len() + 1).saturating_sub(MAX_PENDING))
-    {
-        gate.sessions.remove_public(&old.public_id);
-    }
-}
-
-pub(crate) async fn record_login(gate: &Gate, req: &PageRequest<'_>, name: &str) {
-    let (now, ip) = (req.now, req.client_ip);
-    let owned = name.to_string();
-    let previous = gate
-        .accounts
-        .store()
-        .update_async(move |s| {
-            let entry = s.users.entry(owned).or_default();
-            let before = entry.last_login_ip.clone();
-            entry.last_login = Some(now);
-            entry.last_login_ip = Some(ip.to_string());
-            before
-        })
-        .await
-        .ok()
-        .flatten();
-    let alerts = &gate.alerts;
-    if let Some(prev) = previous.and_then(|p| p.parse::<IpAddr>().ok())
-        && crate::audit::alerts::different_network(prev, ip)
-    {
-        alerts.raise(
-            "new-network",
-            name,
-            format!("signed in from {ip}; the last sign-in was from {prev}"),
-        );
-    }
-    let elsewhere = gate
-        .sessions
-        .of_user(name)
-        .into_iter()
-        .filter(|s| s.stage == Stage::Complete)
-        .find(|s| crate::audit::alerts::different_network(s.client_ip, ip));
-    if let Some(other) = elsewhere {
-        alerts.raise(
-            "two-places",
-            name,
-            format!(
-                "signed in from {ip} while also signed in from {}",
-                other.client_ip
-            ),
-        );
-    }
-    let vendor = gate
-        .accounts
-        .snapshot()
-        .directory
-        .get(name)
-        .is_some_and(|a| a.is_vendor(&req.policy.practice));
-    if vendor && crate::audit::alerts::after_hours(&req.policy.alerts, now) {
-        alerts.raise(
-            "after-hours",
-            name,
-            format!("vendor account signed in outside working hours, from {ip}"),
-        );
-    }
-}
-
-/// Makes room for a new complete session under `max_per_user`, or refuses it.
-pub(crate) fn admit(
-    gate: &Gate,
-    req: &PageRequest<'_>,
-    name: &str,
-) -> Result<(), Box<Response<Body>>> {
-    // Only sessions that still stand count: an idle one kept to explain the
-    // sign-out must not hold a place.
-    let snap = gate.accounts.snapshot();
-    let existing = gate.sessions.of_user(name);
-    let complete: Vec<_> = existing
-        .into_iter()
-        .filter(|s| s.stage == Stage::Complete)
-        .filter(|s| accounts::identity_of(s, &snap, req.policy, req.now).is_ok())
-        .collect();
-    let max = req.policy.sessions.max_per_user;
-    if complete.len() < max {
-        return Ok(());
-    }
-    match req.policy.sessions.on_too_many {
-        crate::policy::TooMany::Refuse => {
-            tracing::warn!(user = %name, "sign-in refused: already signed in elsewhere");
-            Err(Box::new(locked_page(
-                req,
-                "This account is already signed in elsewhere. Sign out there first, or ask the practice's security officer.",
-            )))
-        }
-        crate::policy::TooMany::EndOldest => {
-            for old in complete.iter().take(complete.len() + 1 - max) {
-                gate.sessions.remove_public(&old.public_id);
-                tracing::warn!(user = %name, session = %old.public_id, "older session ended by a new sign-in");
-                // Shared passwords show up here: one person, two places, one session each.
-                let record = crate::audit::Record::signin("session-ended-by-new-sign-in")
-                    .user(name)
-                    .session(old.public_id.clone())
-                    .client_ip(req.client_ip)
-                    .detail(format!("the ended session came from {}", old.client_ip));
-                let audit = gate.audit.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = audit.record(record).await {
-                        tracing::error!(error = %e, "cannot record an ended session in the audit trail");
-                    }
-                });
-            }
-            Ok(())
-        }
     }
 }
 
@@ -1088,24 +893,6 @@ async fn enroll_submit(
     resp.headers_mut()
         .insert("referrer-policy", HeaderValue::from_static("same-origin"));
     resp
-}
-// ---------- single sign-on on these pages ----------
-
-/// The sign-in page's single sign-on buttons, one form per provider.
-fn sso_buttons(policy: &Policy, csrf: &str, return_to: &str) -> Markup {
-    html! {
-        @if !policy.login.oidc.is_empty() || !policy.login.saml.is_empty() {
-            p { "Or:" }
-            @for (name, label) in policy.login.oidc.iter().map(|p| (&p.config.name, &p.rules.label))
-                .chain(policy.login.saml.iter().map(|p| (&p.name, &p.rules.label))) {
-                form method="post" action={ "/.ward/sso/" (name) } {
-                    input type="hidden" name="csrf" value=(csrf);
-                    input type="hidden" name="return" value=(return_to);
-                    p { button type="submit" { (label) } }
-                }
-            }
-        }
-    }
 }
 
 /// Where to send a person after ward's sign-out: their provider's sign-out, when it has one.

@@ -10,7 +10,8 @@ use crate::session::{self, COOKIE, Session, Stage};
 use crate::users::accounts;
 use crate::users::{Admin, NewAccount, SignIn, SsoLink};
 use crate::web::kit::{self, PageOutcome, PageRequest};
-use crate::web::signin::{self};
+use crate::web::login_page::login_form;
+use crate::web::session_start;
 use crate::web::state::Gate;
 use http::{Response, StatusCode};
 use maud::html;
@@ -54,29 +55,35 @@ pub(crate) fn failed(req: &PageRequest<'_>, status: StatusCode, message: &str) -
     kit::page(req, status, "Single sign-on did not work", body)
 }
 
-/// `POST /.ward/sso/NAME`: sends the person to the provider.
-pub async fn begin(
-    gate: &Gate,
+/// Checks a posted `/.ward/sso/NAME` form (this site's, not expired) and gives the
+/// address to return to after the sign-in, or the sign-in page to show again.
+pub fn checked_start(
     req: &PageRequest<'_>,
     form: &kit::Form,
-    outcome: &mut PageOutcome,
-    name: &str,
-) -> Response<Body> {
+) -> Result<String, Box<Response<Body>>> {
     let cookie_csrf = session::cookie_value(&req.headers, kit::CSRF_COOKIE).unwrap_or("");
     let form_csrf = form.get("csrf");
     if !kit::same_origin(req) || cookie_csrf.is_empty() || !codes::ct_eq(cookie_csrf, form_csrf) {
-        return signin::login_form(
+        return Err(Box::new(login_form(
             req,
             Some("This sign-in form has expired. Please try again."),
-        );
+        )));
     }
-    let return_to = kit::safe_return(match form.get("return") {
+    Ok(kit::safe_return(match form.get("return") {
         "" => "/",
         r => r,
-    });
-    if let Some(cfg) = req.policy.login.saml.iter().find(|p| p.name == name) {
-        return super::saml::begin(gate, req, outcome, cfg, &return_to).await;
-    }
+    }))
+}
+
+/// `POST /.ward/sso/NAME` for an OpenID Connect provider (the form already checked by
+/// `checked_start`): sends the person to the provider.
+pub async fn begin(
+    gate: &Gate,
+    req: &PageRequest<'_>,
+    outcome: &mut PageOutcome,
+    name: &str,
+    return_to: &str,
+) -> Response<Body> {
     let Some(cfg) = req.policy.login.oidc.iter().find(|p| p.config.name == name) else {
         return failed(
             req,
@@ -96,7 +103,7 @@ pub async fn begin(
             );
         }
     };
-    let (url, pending) = match p.begin(&return_to, req.now) {
+    let (url, pending) = match p.begin(return_to, req.now) {
         Ok(x) => x,
         Err(e) => return failed(req, StatusCode::BAD_GATEWAY, &e.to_string()),
     };
@@ -361,7 +368,7 @@ pub(crate) async fn admit_verified(
             "This account cannot sign in. Ask the practice's security officer.",
         );
     }
-    if !signin::signs_in_from_here(gate, req.policy, &name, req.client_ip) {
+    if !session_start::signs_in_from_here(gate, req.policy, &name, req.client_ip) {
         return refuse(
             outcome,
             "This account cannot sign in from this network. Ask the practice's security officer.",
@@ -449,13 +456,13 @@ pub(crate) async fn admit_verified(
         gate.sessions.remove(old);
     }
     if stage == Stage::Complete {
-        if let Err(resp) = signin::admit(gate, req, &name) {
+        if let Err(resp) = session_start::admit(gate, req, &name) {
             return *resp;
         }
-        signin::record_login(gate, req, &name).await;
+        session_start::record_login(gate, req, &name).await;
         outcome.event = Some(outcome.event.unwrap_or("sso-login-ok"));
     } else {
-        signin::make_room_for_pending(gate, &name);
+        session_start::make_room_for_pending(gate, &name);
     }
     gate.sessions.insert(&cookie, Arc::new(session));
     let next = if stage == Stage::Complete {

@@ -49,7 +49,7 @@ pub(super) async fn list(
         p { a href="#add" { "Add a person" } }
         table {
             caption { "Every account in " (ctx.policy().storage.users.display()) " (" (snap.directory.accounts.len()) ")" }
-            (head_row(&["Account", "Name", "Status", "Roles", "Organization", "Sponsor", "End date", "MFA enrolled", "Last sign-in", "Locked"]))
+            (head_row(&["Account", "Name", "Status", "Roles", "Organization", "Sponsor", "End date", "Second factor", "Last sign-in", "Locked"]))
             tbody {
                 @for a in snap.directory.accounts.values() {
                     @let s = secrets.as_ref().and_then(|all| all.users.get(&a.name)).unwrap_or(&no_secrets);
@@ -61,7 +61,7 @@ pub(super) async fn list(
                         td { (or_none(a.org.as_deref().unwrap_or(""))) }
                         td { (or_none(a.sponsor.as_deref().unwrap_or(""))) }
                         td { @match a.expires { Some(d) => (d), None => (none()) } }
-                        td { @if s.totp.is_some() { "yes" } @else { strong { "no" } } }
+                        td { @match s.second_factors().as_str() { "no" => strong { "no" }, f => (f) } }
                         td { @match s.last_login { Some(t) => (when(t)), None => "never" } }
                         td {
                             @match s.locked_until {
