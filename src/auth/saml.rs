@@ -813,6 +813,109 @@ mod tests {
         assert!(err.to_string().contains("signing certificate"), "{err}");
     }
 
+    /// An IdP whose signing key is `key`, for ward at `https://ward.example`.
+    fn idp_signing_with(key: &SpKey) -> Idp {
+        let md = format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.example/">
+  <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example/slo"/>
+    <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example/sso"/>
+  </md:IDPSSODescriptor>
+</md:EntityDescriptor>"#,
+            key.certificate_base64()
+        );
+        let (e, a, s) = sp_addresses("https://ward.example");
+        Idp::from_metadata(&md, &e, &a, &s, Duration::from_secs(60)).unwrap()
+    }
+
+    /// A LogoutRequest as an IdP would send it, signed with `key`.
+    fn logout_request(key: &SpKey, issuer: &str, destination: &str, issued: &str) -> String {
+        let xml = format!(
+            r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r1" Version="2.0" IssueInstant="{issued}" Destination="{destination}"><saml:Issuer>{issuer}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress">dana@riverside.example</saml:NameID><samlp:SessionIndex>s1</samlp:SessionIndex><samlp:SessionIndex>s2</samlp:SessionIndex></samlp:LogoutRequest>"#
+        );
+        let url = saml_redirect::encode(
+            "https://ward.example/.ward/saml/logout",
+            "SAMLRequest",
+            &xml,
+            Some("relay"),
+            Some(key),
+        )
+        .unwrap();
+        url.split_once('?').unwrap().1.to_string()
+    }
+
+    #[test]
+    fn an_idp_logout_request_must_be_its_own_to_ward_and_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SpKey::load_or_create(&dir.path().join("k"), &dir.path().join("c")).unwrap();
+        let idp = idp_signing_with(&key);
+        let now = chrono::Utc::now();
+        let stamp = |secs: i64| {
+            (now + chrono::Duration::seconds(secs))
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        };
+        let slo = "https://ward.example/.ward/saml/logout";
+        let check = |q: String| {
+            let msg = saml_redirect::receive(&q, "SAMLRequest").unwrap();
+            idp.check_logout_request(&msg, now.timestamp())
+        };
+        let good = check(logout_request(&key, "https://idp.example/", slo, &stamp(0))).unwrap();
+        assert_eq!(good.name_id, "dana@riverside.example");
+        assert_eq!(good.session_indexes, ["s1", "s2"]);
+        let hint = |i: Option<&str>| LogoutHint {
+            name_id: "dana@riverside.example".into(),
+            name_id_format: None,
+            session_index: i.map(str::to_string),
+        };
+        assert!(good.ends(&hint(Some("s2"))));
+        assert!(!good.ends(&hint(Some("s3"))));
+        assert!(!good.ends(&hint(None)));
+        let carol = LogoutHint {
+            name_id: "carol@riverside.example".into(),
+            ..hint(Some("s1"))
+        };
+        assert!(!good.ends(&carol));
+        for (q, why) in [
+            (
+                logout_request(&key, "https://other.example/", slo, &stamp(0)),
+                "not from this identity provider",
+            ),
+            (
+                logout_request(
+                    &key,
+                    "https://idp.example/",
+                    "https://evil.example/",
+                    &stamp(0),
+                ),
+                "not addressed to ward",
+            ),
+            (
+                logout_request(&key, "https://idp.example/", slo, &stamp(-400)),
+                "too old",
+            ),
+            (
+                logout_request(&key, "https://idp.example/", slo, &stamp(120)),
+                "in the future",
+            ),
+        ] {
+            let e = check(q).unwrap_err().to_string();
+            assert!(e.contains(why), "expected '{why}': {e}");
+        }
+        // Signed by someone else, the same words are refused.
+        let other = SpKey::load_or_create(&dir.path().join("k2"), &dir.path().join("c2")).unwrap();
+        let e = check(logout_request(
+            &other,
+            "https://idp.example/",
+            slo,
+            &stamp(0),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not the identity provider's"), "{e}");
+    }
+
     #[test]
     fn sp_metadata_escapes_addresses() {
         let md = sp_metadata(
