@@ -378,6 +378,18 @@ pub fn sweep(
     for s in store.all() {
         let remove = match identity_of(&s, snap, policy, now) {
             Ok(_) => None,
+            // A second step owed by an account only past its end date may still end in the
+            // form to ask for more time (never in a session): kept for the idle limit.
+            Err(Ended::AccountClosed)
+                if s.stage == Stage::NeedsMfa
+                    && snap
+                        .directory
+                        .get(&s.user)
+                        .is_some_and(|a| a.only_ended(directory::today(now))) =>
+            {
+                (now - s.last_active() > policy.sessions.idle_timeout.as_secs() as i64)
+                    .then_some(Ended::AccountClosed)
+            }
             // Closed or changed accounts: at once.
             Err(why @ (Ended::AccountClosed | Ended::CredentialsChanged)) => Some(why),
             // Idle or too old: an hour after it lapsed, so that the next request

@@ -95,6 +95,8 @@ pub struct Gate {
     pub hashing: tokio::sync::Semaphore,
     /// Sign-ins on their way from ward's own host to an app's host.
     pub handoffs: crate::session::Handoffs,
+    /// Tickets of the "ask for more time" forms shown to accounts past their end date.
+    pub more_time: crate::web::more_time::Tickets,
 }
 
 impl Gate {
@@ -131,6 +133,7 @@ impl Gate {
                 Some(store) => crate::session::Handoffs::Shared(store),
                 None => crate::session::Handoffs::local(),
             },
+            more_time: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4)),
             ),
