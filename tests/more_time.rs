@@ -6,8 +6,7 @@
 //! form; the form's ticket opens nothing else, works once and runs out.
 
 use crate::common::*;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use ward::auth::totp::code_at;
 use ward::session::COOKIE;
@@ -31,22 +30,6 @@ fn start(login: &str) -> (Ehr, Ward, PathBuf) {
     std::fs::write(&config, policy).unwrap();
     let ward = Ward::start_in(site, config.clone());
     (ehr, ward, config)
-}
-
-/// Runs `ward ARGS --config CONFIG` in ward's folder: (success, stdout, stderr).
-fn ward_cli(ward: &Ward, config: &PathBuf, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(WARD)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .current_dir(ward.site.dir.path())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Today and `days` from today (UTC), as `YYYY-MM-DD`.
@@ -126,7 +109,7 @@ async fn both_factors(ward: &Ward, b: &Browser, user: &str, secret: &[u8]) -> (u
 }
 
 /// The id of `user`'s request in `ward request list`.
-fn request_id(ward: &Ward, config: &PathBuf, user: &str) -> String {
+fn request_id(ward: &Ward, config: &Path, user: &str) -> String {
     let (ok, out, err) = ward_cli(ward, config, &["request", "list"]);
     assert!(ok, "{err}");
     let line = out

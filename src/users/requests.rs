@@ -211,13 +211,26 @@ pub fn check_new(
 ) -> Result<AccessRequest, RequestError> {
     let reason = grants::check_reason(reason)?;
     let wished_secs = grants::parse_span(wished)?;
+    pending_request(existing, user, wanted, reason, wished_secs, now)
+}
+
+/// A request waiting for a decision, unless `user` is waiting already for the same thing or
+/// for too many.
+fn pending_request(
+    existing: &Requests,
+    user: &str,
+    wanted: Wanted,
+    reason: String,
+    wished_secs: i64,
+    now: i64,
+) -> Result<AccessRequest, RequestError> {
     let mine = || {
         existing
             .requests
             .iter()
             .filter(move |r| r.user == user && r.is_pending())
     };
-    if mine().any(|r| r.wanted == wanted) {
+    if mine().any(|r| r.wanted.same_ask(&wanted)) {
         return Err(RequestError::AlreadyPending);
     }
     if mine().count() >= MAX_PENDING {
@@ -338,30 +351,10 @@ pub fn check_more_time(
 ) -> Result<AccessRequest, RequestError> {
     let reason = grants::check_reason(reason)?;
     let day = day_ahead(until, directory::today(now))?;
-    let mine = || {
-        existing
-            .requests
-            .iter()
-            .filter(move |r| r.user == user && r.is_pending())
+    let wanted = Wanted::MoreTime {
+        until: day.to_string(),
     };
-    if mine().any(|r| matches!(r.wanted, Wanted::MoreTime { .. })) {
-        return Err(RequestError::AlreadyPending);
-    }
-    if mine().count() >= MAX_PENDING {
-        return Err(RequestError::TooMany);
-    }
-    Ok(AccessRequest {
-        id: grants::new_id()?,
-        user: user.to_string(),
-        wanted: Wanted::MoreTime {
-            until: day.to_string(),
-        },
-        reason,
-        wished_secs: 0,
-        made: now,
-        standing: Standing::Pending,
-        told: false,
-    })
+    pending_request(existing, user, wanted, reason, 0, now)
 }
 
 /// The new last day that approving request `id` (for more time) gives: the day asked, or

@@ -7,7 +7,7 @@
 
 use crate::body::Body;
 use crate::users::requests::{self, AccessRequest, Standing, Wanted};
-use crate::web::access_request::news_html;
+use crate::web::access_request::{news_html, record_and_submit};
 use crate::web::kit::{self, Form, PageOutcome, PageRequest};
 use crate::web::state::Gate;
 use http::{Response, StatusCode};
@@ -138,18 +138,7 @@ pub async fn submit(
             new.wanted.describe(),
             new.reason
         ));
-    if gate.audit.record(record).await.is_err()
-        && gate.audit.on_failure() == crate::audit::OnFailure::Refuse
-    {
-        let why = "ward cannot record your request right now, so it was not sent. Please try again later.";
-        return form_page(gate, req, &user, ticket.until, &[], Some(why)).await;
-    }
-    let (saving, into) = (new.clone(), store.clone());
-    let saved = tokio::task::spawn_blocking(move || requests::submit(&into, &saving)).await;
-    if let Err(why) = saved
-        .map_err(|_| "ward could not save your request; try again.".to_string())
-        .and_then(|r| r.map_err(|e| kit::capital(&e.to_string())))
-    {
+    if let Err(why) = record_and_submit(gate, record, &new).await {
         return form_page(gate, req, &user, ticket.until, &[], Some(&why)).await;
     }
     outcome.event = Some("more-time-requested");
