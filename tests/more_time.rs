@@ -11,19 +11,25 @@ use std::time::Duration;
 use ward::auth::totp::code_at;
 use ward::session::COOKIE;
 
-/// ward in front of the EHR (every page for vendors and officers); `extra` goes in `[login]`.
+/// ward in front of the EHR (every page for vendors and officers); `login` goes in `[login]`.
 fn start(login: &str) -> (Ehr, Ward, PathBuf) {
+    start_with(login, "")
+}
+
+/// As `start`, with `server` added to `[server]` (ward's own host, for the console).
+fn start_with(login: &str, server: &str) -> (Ehr, Ward, PathBuf) {
     let ehr = Ehr::start();
     let site = Site::new();
     std::fs::create_dir_all(site.path("config")).unwrap();
     std::fs::write(site.path("config/users.toml"), "# people\n").unwrap();
     let policy = format!(
-        "practice = \"Test Clinic\"\n{server}\n[login]\nattempts_per_minute = 1000\n{login}\n\
+        "practice = \"Test Clinic\"\n{server}{extra}\n[login]\nattempts_per_minute = 1000\n{login}\n\
          [storage]\nusers = \"config/users.toml\"\nstate = \"state\"\n\
          [roles]\nofficer = {{}}\nvendor_biller = {{}}\n\
          [[apps]]\nname = \"ehr\"\nhost = \"localhost\"\nupstream = \"{upstream}\"\n\
          [[routes]]\napp = \"ehr\"\npath = \"/**\"\nallow_roles = [\"vendor_biller\", \"officer\"]\n",
         server = server_section(&site),
+        extra = server,
         upstream = ehr.url(),
     );
     let config = site.path("ward.toml");
@@ -97,6 +103,12 @@ fn code(secret: &[u8], offset: i64) -> String {
 /// Signs in as `user` with the right password and code. ward takes each code once, so the
 /// test forgets the code used last in ward's store first (ward reads it at every attempt).
 async fn both_factors(ward: &Ward, b: &Browser, user: &str, secret: &[u8]) -> (u16, String) {
+    forget_used_code(ward, user);
+    sign_in_steps(b, user, PW, &code(secret, 0)).await
+}
+
+/// Forgets the code `user` used last, so that the current one works again.
+fn forget_used_code(ward: &Ward, user: &str) {
     ward::users::SecretStore::open(&ward.site.path("state"))
         .unwrap()
         .update(|s| {
@@ -105,7 +117,6 @@ async fn both_factors(ward: &Ward, b: &Browser, user: &str, secret: &[u8]) -> (u
             }
         })
         .unwrap();
-    sign_in_steps(b, user, PW, &code(secret, 0)).await
 }
 
 /// The id of `user`'s request in `ward request list`.
@@ -381,4 +392,82 @@ async fn a_denial_is_shown_once_and_a_deactivated_account_never_gets_the_form() 
     assert!(!page.contains("The audit is done"), "{page}");
     // A denied request left the end date as it was: still no session.
     assert_ne!(b.get("/").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_approves_more_time_until_an_earlier_day() {
+    let (_ehr, ward, _config) = start_with("", &format!("ward_host = \"{WARD_HOST}\"\n"));
+    let boss = enrolled_user(&ward.site, "boss", &["officer"], PW, None, None);
+    let jo = enrolled_user(
+        &ward.site,
+        "acme_jo",
+        &["vendor_biller"],
+        PW,
+        Some("Acme Billing"),
+        Some(&day(-1)),
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The console lives on ward's own host, and so do the sign-in pages.
+    let vendor = Browser::on(&ward, WARD_HOST);
+    let (_, page) = both_factors(&ward, &vendor, "acme_jo", &jo).await;
+    let (status, sent) = send_form(&vendor, &page, "Quarter-end billing run", &day(40)).await;
+    assert_eq!(status, 200, "{sent}");
+
+    let officer = Browser::on(&ward, WARD_HOST);
+    let (status, page) = both_factors(&ward, &officer, "boss", &boss).await;
+    assert_eq!(status, 303, "{page}");
+    let page = officer
+        .get("/.ward/officer/requests")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("more time, until {}", day(40))),
+        "{page}"
+    );
+    assert!(page.contains("Last day (earlier if you like)"), "{page}");
+    let csrf = input_value(&page, "csrf");
+    let id = input_value(&page, "id");
+    // Later than asked: refused, nothing changed.
+    let resp = officer
+        .post(
+            "/.ward/officer/requests/approve",
+            &[("csrf", &csrf), ("id", &id), ("until", &day(41))],
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let users = || std::fs::read_to_string(ward.site.path("config/users.toml")).unwrap();
+    assert!(
+        users().contains(&format!("expires = {}", day(-1))),
+        "{}",
+        users()
+    );
+    let resp = officer
+        .post(
+            "/.ward/officer/requests/approve",
+            &[("csrf", &csrf), ("id", &id), ("until", &day(7))],
+        )
+        .await;
+    let status = resp.status();
+    let done = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{done}");
+    assert!(
+        done.contains(&format!("now works until the end of {}", day(7))),
+        "{done}"
+    );
+    assert!(
+        users().contains(&format!("expires = {}", day(7))),
+        "{}",
+        users()
+    );
+
+    // The vendor signs in and reaches the app (through the hand-off to the app's host).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    forget_used_code(&ward, "acme_jo");
+    let app = Browser::new(&ward).pages_on(&ward, WARD_HOST);
+    assert_eq!(sign_in_with(&app, "acme_jo", PW, &jo, 0).await, 303);
+    assert_eq!(app.get("/").await.status(), 200);
+    let trail = audit_text(&ward.site);
+    assert!(trail.contains("\"end-date-changed\""), "{trail}");
 }
