@@ -222,7 +222,7 @@ async fn an_ended_vendor_asks_for_more_time_and_signs_in_once_approved() {
         )
         .await;
     assert_eq!(r.status(), 403);
-    // That used the ticket up: sign in again for a fresh form.
+    // Sign in again for a fresh form (the one above stays good until used or run out).
     let (_, page) = both_factors(&ward, &b, "acme_jo", &jo).await;
 
     // A day too far ahead is refused, with a fresh form to correct it.

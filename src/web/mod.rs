@@ -12,6 +12,7 @@ pub mod launcher;
 pub mod limits;
 pub mod login_page;
 pub mod more_time;
+pub mod more_time_tickets;
 pub mod page;
 pub mod passkey_steps;
 pub mod passkeys;

@@ -9,64 +9,10 @@ use crate::body::Body;
 use crate::users::requests::{self, AccessRequest, Standing, Wanted};
 use crate::web::access_request::{news_html, record_and_submit};
 use crate::web::kit::{self, Form, PageOutcome, PageRequest};
+use crate::web::more_time_tickets::MOST;
 use crate::web::state::Gate;
 use http::{Response, StatusCode};
 use maud::html;
-use std::time::Duration;
-
-/// The longest a ticket lives, whatever the policy says.
-const MOST: Duration = Duration::from_secs(15 * 60);
-
-/// Tickets kept in memory at most (older ones are dropped first).
-const MAX_TICKETS: u64 = 10_000;
-
-/// A ticket's holder and the Unix second it stops working.
-#[derive(Clone)]
-struct Ticket {
-    user: String,
-    until: i64,
-}
-
-/// Tickets issued and not yet used, by the hash of the ticket. In this instance's memory:
-/// with several instances, the form goes back to the one that showed it or is refused
-/// (the person signs in again).
-pub struct Tickets(moka::sync::Cache<String, Ticket>);
-
-impl Default for Tickets {
-    fn default() -> Tickets {
-        Tickets(
-            moka::sync::Cache::builder()
-                .max_capacity(MAX_TICKETS)
-                .time_to_live(MOST)
-                .build(),
-        )
-    }
-}
-
-impl Tickets {
-    /// A new ticket for `user`, good until `until`; `None` if no random one can be made.
-    fn issue(&self, user: &str, until: i64) -> Option<String> {
-        let ticket = crate::auth::codes::random_token().ok()?;
-        self.0.insert(
-            crate::auth::codes::token_hash(&ticket),
-            Ticket {
-                user: user.to_string(),
-                until,
-            },
-        );
-        Some(ticket)
-    }
-
-    /// The ticket's holder, once, if it has not run out at `now`.
-    fn take(&self, ticket: &str, now: i64) -> Option<Ticket> {
-        if ticket.is_empty() || ticket.len() > 100 {
-            return None;
-        }
-        self.0
-            .remove(&crate::auth::codes::token_hash(ticket))
-            .filter(|t| now <= t.until)
-    }
-}
 
 /// The page that takes the place of a session for `user`, whose account is past its end
 /// date (the caller has checked `Account::only_ended` and both factors).

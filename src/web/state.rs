@@ -96,7 +96,7 @@ pub struct Gate {
     /// Sign-ins on their way from ward's own host to an app's host.
     pub handoffs: crate::session::Handoffs,
     /// Tickets of the "ask for more time" forms shown to accounts past their end date.
-    pub more_time: crate::web::more_time::Tickets,
+    pub more_time: crate::web::more_time_tickets::Tickets,
 }
 
 impl Gate {
