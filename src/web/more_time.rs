@@ -37,7 +37,7 @@ pub async fn submit(
     outcome: &mut PageOutcome,
 ) -> Response<Body> {
     let ticket = if kit::same_origin(req) {
-        gate.more_time.take(form.get("ticket"), req.now)
+        gate.more_time.take(form.get("ticket"), req.now).await
     } else {
         None
     };
@@ -147,7 +147,7 @@ async fn form_page(
             })
         })
         .unwrap_or_default();
-    let Some(ticket) = gate.more_time.issue(user, until) else {
+    let Some(ticket) = gate.more_time.issue(user, until).await else {
         return kit::unavailable(req);
     };
     let today = crate::users::accounts::today(req.now);

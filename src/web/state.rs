@@ -122,6 +122,7 @@ impl Gate {
             ),
             sso: super::sso_steps::SsoState::default(),
             sso_steps: crate::web::sso_steps::SsoSteps::new(shared.clone()),
+            more_time: crate::web::more_time_tickets::Tickets::new(shared.clone()),
             passkey_steps: crate::web::passkey_steps::PasskeySteps::new(shared.clone()),
             alerts,
             audit,
@@ -133,7 +134,6 @@ impl Gate {
                 Some(store) => crate::session::Handoffs::Shared(store),
                 None => crate::session::Handoffs::local(),
             },
-            more_time: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4)),
             ),
