@@ -5,6 +5,7 @@
 //! code on an ended account looks like one on any account; a deactivated account never gets the
 //! form; the form's ticket opens nothing else, works once and runs out.
 
+use crate::common::presets;
 use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -50,22 +51,7 @@ fn day(days: i32) -> String {
 /// The password step, then (when it leads there) the code step: the last answer's status and
 /// page, its form token blanked so that two pages can be compared.
 async fn sign_in_steps(b: &Browser, user: &str, password: &str, code: &str) -> (u16, String) {
-    let form = b.get("/.ward/login").await;
-    let status = form.status();
-    let form = form.text().await.unwrap();
-    assert_eq!(status, 200, "the sign-in page: {form}");
-    let csrf = input_value(&form, "csrf");
-    let r = b
-        .post(
-            "/.ward/login",
-            &[
-                ("csrf", &csrf),
-                ("return", "/"),
-                ("username", user),
-                ("password", password),
-            ],
-        )
-        .await;
+    let r = presets::password_step(b, user, password).await;
     if r.status() != 303 {
         let status = r.status().as_u16();
         return (status, blank_tokens(&r.text().await.unwrap()));
