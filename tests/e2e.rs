@@ -37,6 +37,7 @@ mod hostile_tls;
 mod launcher;
 mod login;
 mod metrics;
+mod more_time;
 mod oidc_provider;
 mod page_safety;
 mod passkeys_browser;

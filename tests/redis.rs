@@ -920,3 +920,66 @@ async fn a_passkey_step_begun_on_one_instance_is_taken_once_on_the_other() {
     );
     assert!(there.cookie(COOKIE).is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_more_time_form_shown_by_one_instance_is_taken_once_by_either() {
+    let redis = Redis::start();
+    let (_dir, password_file) = password_file();
+    let s = scenario(&redis, &password_file).start().await;
+    let other = second(&s);
+    both_connected(&s, &other);
+    let jo = enrolled_user(
+        &s.ward.site,
+        "acme_jo",
+        &["clinician"],
+        PW,
+        Some("Acme Billing"),
+        Some("2020-01-31"),
+    );
+    presets::settle().await;
+    let b = Browser::on(&s.ward, "localhost");
+    assert_eq!(
+        presets::password_step(&b, "acme_jo", PW).await.status(),
+        303
+    );
+    let form = b.get("/.ward/mfa").await.text().await.unwrap();
+    let code = ward::auth::totp::code_at(&jo, unix_now());
+    let page = b
+        .post(
+            "/.ward/mfa",
+            &[("csrf", &input_value(&form, "csrf")), ("code", &code)],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let ticket = input_value(&page, "ticket");
+    let fields = [
+        ("ticket", ticket.as_str()),
+        ("reason", "Quarter-end billing run"),
+        ("until", "2099-01-01"),
+    ];
+    // The load balancer sends the form to the other instance: the ticket is known there
+    // (the day is refused, which gives a fresh ticket and uses this one up)...
+    let there = Browser::on(&other, "localhost");
+    let r = there.post("/.ward/more-time", &fields).await;
+    let status = r.status();
+    let again = r.text().await.unwrap();
+    assert_eq!(status, 400, "{again}");
+    assert!(again.contains("at most 90 days"), "{again}");
+    // ...and used there, it is refused on the first.
+    let r = b.post("/.ward/more-time", &fields).await;
+    assert_eq!(r.status(), 403);
+    let fresh = [
+        ("ticket", input_value(&again, "ticket")),
+        ("reason", "Quarter-end billing run".to_string()),
+        ("until", "2020-01-01".to_string()),
+    ];
+    let fresh: Vec<(&str, &str)> = fresh.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // The fresh ticket works on the first instance too.
+    let r = b.post("/.ward/more-time", &fresh).await;
+    let status = r.status();
+    let page = r.text().await.unwrap();
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("between today"), "{page}");
+}

@@ -11,7 +11,6 @@ use crate::common::browser::*;
 use crate::common::*;
 use fantoccini::Locator;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use ward::auth::totp::code_at;
 
@@ -35,22 +34,6 @@ fn start(extra: &str) -> (Ehr, Ward, PathBuf) {
     std::fs::write(&config, policy).unwrap();
     let ward = Ward::start_in(site, config.clone());
     (ehr, ward, config)
-}
-
-/// Runs `ward ARGS --config CONFIG` in ward's folder: (success, stdout, stderr).
-fn ward_cli(ward: &Ward, config: &PathBuf, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(WARD)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .current_dir(ward.site.dir.path())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 async fn signed_in(ward: &Ward, user: &str, secret: &[u8]) -> Browser {

@@ -1,10 +1,12 @@
-//! `ward request …`: the access requests people made from a refused page; the officer lists
-//! them, approves one (it becomes a grant) or denies it with a note.
+//! `ward request …`: the access requests people made from a refused page, and the requests
+//! for more time from accounts past their end date; the officer lists them, approves one (it
+//! becomes a grant, or a later end date) or denies it with a note.
 
 use crate::users::directory;
 use crate::users::grants::{self, GrantStore};
 use crate::users::requests::{self, RequestStore, Standing};
 use crate::users::review::OFFICER_ROLE;
+use crate::users::{Admin, SecretStore};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -27,6 +29,9 @@ pub enum RequestCommand {
         /// A shorter time than the person asked for, such as 2h.
         #[arg(long = "for")]
         duration: Option<String>,
+        /// For a request for more time: an earlier last day than asked, YYYY-MM-DD.
+        #[arg(long)]
+        until: Option<String>,
     },
     /// Deny a request, with a note the person sees on their next visit.
     Deny {
@@ -101,7 +106,7 @@ fn execute(config: &Path, cmd: RequestCommand) -> Result<(), String> {
                     r.id,
                     r.user,
                     r.wanted.describe(),
-                    requests::span_words(r.wished_secs),
+                    requests::wished_words(r),
                     when(r.made),
                     state,
                     r.reason
@@ -112,10 +117,19 @@ fn execute(config: &Path, cmd: RequestCommand) -> Result<(), String> {
             id,
             officer,
             duration,
+            until,
         } => {
             let users = directory::load(&policy.storage.users).map_err(|d| d.to_string())?;
             officer_account(&users, &officer, now)?;
             let all = store.read().map_err(|e| e.to_string())?;
+            let asks_more_time = all.requests.iter().any(|r| {
+                r.id == id
+                    && r.is_pending()
+                    && matches!(r.wanted, requests::Wanted::MoreTime { .. })
+            });
+            if asks_more_time || until.is_some() {
+                return approve_more_time(&policy, &store, &users, &id, &officer, until, now);
+            }
             let (r, g) =
                 requests::check_approval(&all, &users, &id, &officer, duration.as_deref(), now)
                     .map_err(|e| e.to_string())?;
@@ -194,5 +208,58 @@ fn execute(config: &Path, cmd: RequestCommand) -> Result<(), String> {
             );
         }
     }
+    Ok(())
+}
+
+/// Approves request `id` for more time: the account's end date changes through the same code
+/// as `ward user expire --on`, recorded first as an officer's change like it.
+fn approve_more_time(
+    policy: &crate::policy::Policy,
+    store: &RequestStore,
+    users: &directory::Directory,
+    id: &str,
+    officer: &str,
+    until: Option<String>,
+    now: i64,
+) -> Result<(), String> {
+    let all = store.read().map_err(|e| e.to_string())?;
+    let (r, day) =
+        requests::check_more_time_approval(&all, users, id, officer, until.as_deref(), now)
+            .map_err(|e| e.to_string())?;
+    let actor = format!("{officer} ({})", super::cli_actor());
+    let words = format!(
+        "request {}: {}; last day now {day}",
+        r.id,
+        r.wanted.describe()
+    );
+    super::record_first(
+        policy,
+        &actor,
+        "request-approved",
+        &r.user,
+        None,
+        words.clone(),
+    )?;
+    super::record_first(policy, &actor, "end-date-changed", &r.user, None, words)?;
+    let secrets = SecretStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
+    let admin = Admin::new(&policy.storage.users, secrets, &policy.practice);
+    let not_made =
+        |why: String| super::record_not_made(policy, &actor, "end-date-changed", &r.user, why);
+    admin
+        .set_expiry(&r.user, Some(day))
+        .map_err(|e| not_made(e.to_string()))?;
+    match requests::record_extension(store, &r.id, officer, day, now) {
+        Ok(true) => {}
+        // Decided meanwhile (the console): the end date stands, as the officer set it.
+        Ok(false) => println!(
+            "Request {} was decided meanwhile; the end date is set anyway.",
+            r.id
+        ),
+        Err(e) => return Err(not_made(e.to_string())),
+    }
+    println!(
+        "Approved request {}: {}'s account now works until the end of {day}.",
+        r.id, r.user
+    );
     Ok(())
 }

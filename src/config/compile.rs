@@ -61,6 +61,7 @@ pub fn compile(
             .unwrap_or(Mfa::Required),
         lockout_after: count(&raw.login.lockout_after, 1, 100, 5, "lockout_after", c) as u32,
         lockout_time: duration_or(&raw.login.lockout_time, Duration::from_secs(15 * 60), c),
+        more_time_form: more_time_form(&raw.login.more_time_form, c),
         oidc: Vec::new(),
         passwordless: raw
             .login
@@ -410,6 +411,23 @@ fn duration(value: &Text, c: &mut Collector<'_>) -> Option<Duration> {
             );
             None
         }
+    }
+}
+
+/// `[login] more_time_form`: at most (and by default) 15 minutes, as the form stands in
+/// for a sign-in that opens nothing else.
+fn more_time_form(value: &Option<Text>, c: &mut Collector<'_>) -> Duration {
+    let most = Duration::from_secs(15 * 60);
+    let d = duration_or(value, most, c);
+    match value {
+        Some(t) if d > most || d.is_zero() => {
+            c.error(
+                t.span(),
+                "more_time_form must be between \"1s\" and \"15m\": how long a person whose account has ended has to send the form",
+            );
+            most
+        }
+        _ => d,
     }
 }
 

@@ -96,6 +96,7 @@ pub struct RawLogin {
     pub mfa: Option<Text>,
     pub lockout_after: Option<Spanned<i64>>,
     pub lockout_time: Option<Text>,
+    pub more_time_form: Option<Text>,
     pub attempts_per_minute: Option<Spanned<i64>>,
     pub oidc: Option<Vec<Spanned<RawOidc>>>,
     pub passwordless: Option<Spanned<bool>>,

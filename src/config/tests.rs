@@ -107,6 +107,14 @@ fn bad_values_are_explained() {
             "is not a host name",
         ),
         ("[login]\nmfa = \"never\"\n", "mfa must be"),
+        (
+            "[login]\nmore_time_form = \"1h\"\n",
+            "more_time_form must be between",
+        ),
+        (
+            "[login]\nmore_time_form = \"soon\"\n",
+            "is not a length of time",
+        ),
         ("[roles]\nr = { mfa = \"passkey\" }\n", "phishing-resistant"),
         ("[login]\npasskey_domain = \"com\"\n", "too broad"),
         (
@@ -270,6 +278,7 @@ saml_signing_cert = "saml.crt"
 saml_encrypted_assertions = false
 lockout_after = 5
 lockout_time = "15m"
+more_time_form = "10m"
 attempts_per_minute = 30
 [[login.oidc]]
 name = "entra"

@@ -261,6 +261,8 @@ pub struct LoginSettings {
     pub lockout_after: u32,
     /// How long a locked account stays locked (the officer can unlock it sooner).
     pub lockout_time: Duration,
+    /// How long the "ask for more time" form of an account past its end date stays usable.
+    pub more_time_form: Duration,
     /// Sign-in attempts one address may make per minute.
     pub attempts_per_minute: u32,
     /// Identity providers for single sign-on.

@@ -378,6 +378,18 @@ pub fn sweep(
     for s in store.all() {
         let remove = match identity_of(&s, snap, policy, now) {
             Ok(_) => None,
+            // A second step owed by an account only past its end date may still end in the
+            // form to ask for more time (never in a session): kept for the idle limit.
+            Err(Ended::AccountClosed)
+                if s.stage == Stage::NeedsMfa
+                    && snap
+                        .directory
+                        .get(&s.user)
+                        .is_some_and(|a| a.only_ended(directory::today(now))) =>
+            {
+                (now - s.last_active() > policy.sessions.idle_timeout.as_secs() as i64)
+                    .then_some(Ended::AccountClosed)
+            }
             // Closed or changed accounts: at once.
             Err(why @ (Ended::AccountClosed | Ended::CredentialsChanged)) => Some(why),
             // Idle or too old: an hour after it lapsed, so that the next request
@@ -393,4 +405,54 @@ pub fn sweep(
         }
     }
     ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::MemoryStore;
+    use std::path::Path;
+
+    #[test]
+    fn the_sweep_keeps_an_ended_accounts_second_step_for_the_idle_limit_only() {
+        let policy = crate::config::load_str(
+            Path::new("ward.toml"),
+            "practice = \"P\"\n[sessions]\nidle_timeout = \"15m\"\n[roles]\nv = {}\n[[apps]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9\"\n[[routes]]\napp = \"a\"\npath = \"/**\"\nallow_roles = [\"v\"]\n",
+            crate::config::Certs::Skip,
+        )
+        .unwrap_or_else(|d| panic!("{d}"))
+        .policy;
+        let directory = directory::parse(
+            Path::new("users.toml"),
+            "[users.jo]\ndisplay_name = \"Jo\"\nroles = [\"v\"]\norg = \"Acme\"\nexpires = 2027-03-31\n\
+             [users.ann]\ndisplay_name = \"Ann\"\nroles = [\"v\"]\nstatus = \"deactivated\"\nexpires = 2027-03-31\n",
+        )
+        .unwrap();
+        let snap = build(directory, &Secrets::default(), Grants::default(), &policy);
+        // 2027-04-10T00:00:00Z: both accounts are past their end date.
+        let now = 1_807_315_200;
+        let store = MemoryStore::new(std::time::Duration::from_secs(3600));
+        let ip = "192.0.2.1".parse().unwrap();
+        let add = |cookie: &str, user: &str, stage| {
+            let s = Session::new(user, 0, now, stage, false, ip, "/").unwrap();
+            store.insert(cookie, Arc::new(s));
+        };
+        add("pending", "jo", Stage::NeedsMfa);
+        add("complete", "jo", Stage::Complete);
+        add("closed", "ann", Stage::NeedsMfa);
+        let ended = sweep(&store, &snap, &policy, now + 60);
+        assert_eq!(ended.len(), 2, "{ended:?}");
+        assert!(
+            store.get("pending").is_some(),
+            "the second step may still end in the form"
+        );
+        assert!(store.get("complete").is_none());
+        assert!(
+            store.get("closed").is_none(),
+            "a deactivated account gets nothing"
+        );
+        // Past the idle limit it goes too.
+        assert_eq!(sweep(&store, &snap, &policy, now + 16 * 60).len(), 1);
+        assert!(store.get("pending").is_none());
+    }
 }

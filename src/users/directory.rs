@@ -132,6 +132,15 @@ impl Account {
         self.status == Status::Active && self.expires.is_none_or(|last| today <= last)
     }
 
+    /// Refused only because its end date has passed by `today`: active (not deactivated or
+    /// terminated) and signing in with ward's own password. Such a person may ask for more
+    /// time, after both factors.
+    pub fn only_ended(&self, today: Date) -> bool {
+        self.status == Status::Active
+            && self.expires.is_some_and(|last| today > last)
+            && self.sign_in != SignIn::Sso
+    }
+
     /// A vendor account: org set and not equal to `practice`.
     pub fn is_vendor(&self, practice: &str) -> bool {
         is_vendor_org(self.org.as_deref(), practice)
@@ -690,6 +699,27 @@ status = "fired"
         assert!(!a.usable_on(today));
         a.status = Status::Terminated;
         assert!(!a.usable_on(today));
+    }
+
+    #[test]
+    fn only_an_active_password_account_past_its_end_date_is_only_ended() {
+        let dir = parse(Path::new("users.toml"), EXAMPLE).unwrap();
+        let mut a = dir.accounts["jsmith"].clone();
+        assert!(
+            !a.only_ended(date(2027, 3, 31)),
+            "the end date itself still works"
+        );
+        assert!(a.only_ended(date(2027, 4, 1)));
+        for status in [Status::Deactivated, Status::Terminated] {
+            a.status = status;
+            assert!(!a.only_ended(date(2027, 4, 1)));
+        }
+        a.status = Status::Active;
+        a.sign_in = SignIn::Sso;
+        assert!(!a.only_ended(date(2027, 4, 1)), "single sign-on only");
+        a.sign_in = SignIn::Any;
+        a.expires = None;
+        assert!(!a.only_ended(date(2099, 1, 1)));
     }
 
     #[test]

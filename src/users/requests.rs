@@ -4,8 +4,10 @@
 //! or denies it with a note. Kept in `state/requests.json`, owner-only, next to the grants.
 
 use crate::auth::codes;
+use crate::users::directory::{self, Status};
 use crate::users::grants::{self, Grant, GrantError, GrantKind};
 use crate::users::{Directory, Store, StoreFile};
+use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 /// What a person asks for.
@@ -24,6 +26,12 @@ pub enum Wanted {
         /// The route's pattern.
         route: String,
     },
+    /// An account past its end date asks for a later one (approving it changes `expires`
+    /// in users.toml, as `ward user expire --on` does; it makes no grant).
+    MoreTime {
+        /// The last day asked for, `YYYY-MM-DD`.
+        until: String,
+    },
 }
 
 impl Wanted {
@@ -32,12 +40,22 @@ impl Wanted {
         match self {
             Wanted::Access { app, route } => format!("access to {app} {route}"),
             Wanted::Export { route } => format!("export from {route}"),
+            Wanted::MoreTime { until } => format!("more time, until {until}"),
         }
     }
 
-    /// The grant this becomes when approved.
-    fn grant_kind(&self) -> GrantKind {
-        match self {
+    /// Whether a request for `other` asks for the same thing (a person waits for one
+    /// decision on more time at once, whatever the day).
+    fn same_ask(&self, other: &Wanted) -> bool {
+        match (self, other) {
+            (Wanted::MoreTime { .. }, Wanted::MoreTime { .. }) => true,
+            (a, b) => a == b,
+        }
+    }
+
+    /// The grant this becomes when approved; `None` for more time, which makes no grant.
+    fn grant_kind(&self) -> Option<GrantKind> {
+        Some(match self {
             Wanted::Access { app, route } => GrantKind::Access {
                 app: app.clone(),
                 route: route.clone(),
@@ -45,7 +63,8 @@ impl Wanted {
             Wanted::Export { route } => GrantKind::Export {
                 route: route.clone(),
             },
-        }
+            Wanted::MoreTime { .. } => return None,
+        })
     }
 }
 
@@ -148,6 +167,22 @@ pub enum RequestError {
     /// The officer's time is longer than the person asked for.
     #[error("the person asked for at most {0}; approve for that long or less")]
     LongerThanAsked(String),
+    /// A request for more time approved as if it were for access, or the other way round.
+    #[error(
+        "request '{0}' asks for more time: approve it with --until YYYY-MM-DD (or less than asked)"
+    )]
+    AsksForMoreTime(String),
+    /// A request for access approved as if it were for more time.
+    #[error("request '{0}' is not for more time; approve it without --until")]
+    NotForMoreTime(String),
+    /// The last day asked for, or given, is not a day ahead within the limit.
+    #[error("{0}")]
+    BadDay(String),
+    /// The account was deactivated, terminated or removed since it asked.
+    #[error(
+        "the account '{0}' is no longer active (deactivated, terminated or removed); nothing to extend"
+    )]
+    NotActive(String),
     /// A denial without a note.
     #[error("give the person a note saying why (they see it on their next visit)")]
     NoNote,
@@ -176,13 +211,26 @@ pub fn check_new(
 ) -> Result<AccessRequest, RequestError> {
     let reason = grants::check_reason(reason)?;
     let wished_secs = grants::parse_span(wished)?;
+    pending_request(existing, user, wanted, reason, wished_secs, now)
+}
+
+/// A request waiting for a decision, unless `user` is waiting already for the same thing or
+/// for too many.
+fn pending_request(
+    existing: &Requests,
+    user: &str,
+    wanted: Wanted,
+    reason: String,
+    wished_secs: i64,
+    now: i64,
+) -> Result<AccessRequest, RequestError> {
     let mine = || {
         existing
             .requests
             .iter()
             .filter(move |r| r.user == user && r.is_pending())
     };
-    if mine().any(|r| r.wanted == wanted) {
+    if mine().any(|r| r.wanted.same_ask(&wanted)) {
         return Err(RequestError::AlreadyPending);
     }
     if mine().count() >= MAX_PENDING {
@@ -203,10 +251,9 @@ pub fn check_new(
 /// Saves a request made by `check_new`, checked again under the file's lock (two tabs).
 pub fn submit(store: &RequestStore, request: &AccessRequest) -> Result<(), RequestError> {
     store.update(|all| {
-        let again = all
-            .requests
-            .iter()
-            .any(|r| r.user == request.user && r.is_pending() && r.wanted == request.wanted);
+        let again = all.requests.iter().any(|r| {
+            r.user == request.user && r.is_pending() && r.wanted.same_ask(&request.wanted)
+        });
         if again {
             return Err(RequestError::AlreadyPending);
         }
@@ -259,16 +306,118 @@ pub fn check_approval(
         }
         None => r.wished_secs,
     };
+    let Some(kind) = r.wanted.grant_kind() else {
+        return Err(RequestError::AsksForMoreTime(r.id.clone()));
+    };
     let reason = format!("request {}: {}", r.id, r.reason);
     let grant = grants::new_grant(
         &r.user,
-        r.wanted.grant_kind(),
+        kind,
         reason.chars().take(600).collect(),
         officer,
         now,
         secs,
     )?;
     Ok((r.clone(), grant))
+}
+
+/// Most days past today a person may ask their account to run to (the officer may give less).
+pub const MAX_MORE_DAYS: i32 = 90;
+
+/// A day after `today` and at most `MAX_MORE_DAYS` ahead.
+fn day_ahead(text: &str, today: Date) -> Result<Date, RequestError> {
+    let day = directory::parse_day(text.trim()).map_err(|_| {
+        RequestError::BadDay("give the last day as YYYY-MM-DD, like 2027-06-30".into())
+    })?;
+    let latest = today
+        .checked_add(jiff::Span::new().days(MAX_MORE_DAYS))
+        .unwrap_or(today);
+    if day < today || day > latest {
+        return Err(RequestError::BadDay(format!(
+            "the last day must be between today ({today}) and {latest}, at most {MAX_MORE_DAYS} days ahead"
+        )));
+    }
+    Ok(day)
+}
+
+/// A new request by `user`, whose account is past its end date, to run until `until`
+/// (one such request waiting per person; not saved: see `submit`).
+pub fn check_more_time(
+    existing: &Requests,
+    user: &str,
+    reason: &str,
+    until: &str,
+    now: i64,
+) -> Result<AccessRequest, RequestError> {
+    let reason = grants::check_reason(reason)?;
+    let day = day_ahead(until, directory::today(now))?;
+    let wanted = Wanted::MoreTime {
+        until: day.to_string(),
+    };
+    pending_request(existing, user, wanted, reason, 0, now)
+}
+
+/// The new last day that approving request `id` (for more time) gives: the day asked, or
+/// `until` when the officer gives less. Not saved: write the audit record, change the end
+/// date with `Admin::set_expiry` (as `ward user expire --on`), then `record_extension`.
+pub fn check_more_time_approval(
+    all: &Requests,
+    users: &Directory,
+    id: &str,
+    officer: &str,
+    until: Option<&str>,
+    now: i64,
+) -> Result<(AccessRequest, Date), RequestError> {
+    let r = waiting(all, id, officer)?;
+    let Wanted::MoreTime { until: asked } = &r.wanted else {
+        return Err(RequestError::NotForMoreTime(r.id.clone()));
+    };
+    match users.get(&r.user) {
+        Some(a) if a.status == Status::Active => {}
+        _ => return Err(RequestError::NotActive(r.user.clone())),
+    }
+    let today = directory::today(now);
+    let asked = directory::parse_day(asked).map_err(|e| RequestError::BadDay(e.to_string()))?;
+    let day = match until.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => {
+            let day = day_ahead(d, today)?;
+            if day > asked {
+                return Err(RequestError::BadDay(format!(
+                    "the person asked until {asked}; give that day or an earlier one"
+                )));
+            }
+            day
+        }
+        None => asked,
+    };
+    Ok((r.clone(), day))
+}
+
+/// Marks request `id` (for more time) approved by `officer` at `now`, the account now
+/// running until the end of `day`; false if it was decided meanwhile.
+pub fn record_extension(
+    store: &RequestStore,
+    id: &str,
+    officer: &str,
+    day: Date,
+    now: i64,
+) -> Result<bool, RequestError> {
+    let until = day
+        .tomorrow()
+        .ok()
+        .and_then(|d| jiff::tz::TimeZone::UTC.to_timestamp(d.at(0, 0, 0, 0)).ok())
+        .map(|t| t.as_second() - 1)
+        .unwrap_or(now);
+    settle(
+        store,
+        id,
+        Standing::Approved {
+            by: officer.to_string(),
+            at: now,
+            grant: String::new(),
+            until,
+        },
+    )
 }
 
 /// Marks request `id` approved by `grant`; false if it was decided meanwhile.
@@ -354,6 +503,14 @@ pub fn take_news(store: &RequestStore, user: &str) -> Result<Vec<AccessRequest>,
         }
         news
     })?)
+}
+
+/// How long a request asks for, in words: a span, or for more time the last day.
+pub fn wished_words(r: &AccessRequest) -> String {
+    match &r.wanted {
+        Wanted::MoreTime { until } => format!("until {until}"),
+        _ => span_words(r.wished_secs),
+    }
 }
 
 /// Seconds as the shortest plain words (`2h`, `3days`).
@@ -466,6 +623,59 @@ mod tests {
         assert!(matches!(
             check_denial(&all, &id, "boss", "  "),
             Err(RequestError::NoNote)
+        ));
+    }
+
+    #[test]
+    fn more_time_is_one_request_at_a_time_bounded_and_never_ones_own() {
+        // 2027-04-10T00:00:00Z.
+        let now = 1_807_315_200;
+        let today = directory::today(now);
+        let mut all = Requests::default();
+        for until in ["2027-04-09", "2027-07-10", "soon", ""] {
+            assert!(
+                check_more_time(&all, "jo", "month-end statements", until, now).is_err(),
+                "{until}"
+            );
+        }
+        assert!(check_more_time(&all, "jo", "short", "2027-05-01", now).is_err());
+        let r = check_more_time(&all, "jo", "month-end statements", "2027-07-09", now).unwrap();
+        assert_eq!(r.wanted.describe(), "more time, until 2027-07-09");
+        let id = r.id.clone();
+        all.requests.push(r);
+        // One waiting per person, whatever the day; an access request may wait beside it.
+        assert!(matches!(
+            check_more_time(&all, "jo", "month-end statements", "2027-05-01", now),
+            Err(RequestError::AlreadyPending)
+        ));
+        check_new(&all, "jo", billing(), "month-end statements", "8h", now).unwrap();
+
+        let mut users = dir();
+        assert!(matches!(
+            check_more_time_approval(&all, &users, &id, "jo", None, now),
+            Err(RequestError::OwnRequest(_))
+        ));
+        assert!(matches!(
+            check_approval(&all, &users, &id, "boss", None, now),
+            Err(RequestError::AsksForMoreTime(_))
+        ));
+        assert!(matches!(
+            check_more_time_approval(&all, &users, &id, "boss", Some("2027-07-10"), now),
+            Err(RequestError::BadDay(_))
+        ));
+        let (_, day) =
+            check_more_time_approval(&all, &users, &id, "boss", Some("2027-05-01"), now).unwrap();
+        assert_eq!(day.to_string(), "2027-05-01");
+        let (_, day) = check_more_time_approval(&all, &users, &id, "boss", None, now).unwrap();
+        assert_eq!(day.to_string(), "2027-07-09");
+        assert!(day > today);
+        // Deactivated since: nothing to extend.
+        if let Some(a) = users.accounts.get_mut("jo") {
+            a.status = Status::Deactivated;
+        }
+        assert!(matches!(
+            check_more_time_approval(&all, &users, &id, "boss", None, now),
+            Err(RequestError::NotActive(_))
         ));
     }
 

@@ -128,18 +128,7 @@ pub async fn serve(
             requests::span_words(new.wished_secs),
             new.reason
         ));
-    if gate.audit.record(record).await.is_err()
-        && gate.audit.on_failure() == crate::audit::OnFailure::Refuse
-    {
-        let why = "ward cannot record your request right now, so it was not sent. Please try again later.";
-        return show(req, &who, &session.csrf, &asked, news, Some(why), &store).await;
-    }
-    let (saving, into) = (new.clone(), store.clone());
-    let saved = tokio::task::spawn_blocking(move || requests::submit(&into, &saving)).await;
-    if let Err(why) = saved
-        .map_err(|_| "ward could not save your request; try again.".to_string())
-        .and_then(|r| r.map_err(|e| kit::capital(&e.to_string())))
-    {
+    if let Err(why) = record_and_submit(gate, record, &new).await {
         return show(req, &who, &session.csrf, &asked, news, Some(&why), &store).await;
     }
     // The reason may name a patient: it stays in the trail and the console, not in alerts.
@@ -162,6 +151,25 @@ pub async fn serve(
         p { a href="/.ward/request" { "Your requests" } }
     };
     page::page(StatusCode::OK, &req.policy.practice, "Request sent", body)
+}
+
+/// Writes `record` to the trail, then saves `new` (a request that cannot be recorded is not
+/// made); when it was not made, the words for the person.
+pub async fn record_and_submit(
+    gate: &Gate,
+    record: crate::audit::Record,
+    new: &AccessRequest,
+) -> Result<(), String> {
+    if gate.audit.record(record).await.is_err()
+        && gate.audit.on_failure() == crate::audit::OnFailure::Refuse
+    {
+        return Err("ward cannot record your request right now, so it was not sent. Please try again later.".into());
+    }
+    let (saving, into) = (new.clone(), gate.accounts.request_store().clone());
+    let saved = tokio::task::spawn_blocking(move || requests::submit(&into, &saving)).await;
+    saved
+        .map_err(|_| "ward could not save your request; try again.".to_string())
+        .and_then(|r| r.map_err(|e| kit::capital(&e.to_string())))
 }
 
 /// `user`'s decisions not shown yet, now marked shown (none when the file cannot be read).

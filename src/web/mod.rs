@@ -11,6 +11,8 @@ pub mod kit;
 pub mod launcher;
 pub mod limits;
 pub mod login_page;
+pub mod more_time;
+pub mod more_time_tickets;
 pub mod page;
 pub mod passkey_steps;
 pub mod passkeys;
@@ -61,6 +63,10 @@ pub async fn serve(
         "/.ward/request" if post => {
             let form = read_form(body).await.unwrap_or_default();
             access_request::serve(gate, &req, Some(form), outcome).await
+        }
+        "/.ward/more-time" if post => {
+            let form = read_form(body).await.unwrap_or_default();
+            more_time::submit(gate, &req, &form, outcome).await
         }
         "/.ward/callback" if get => sso::callback(gate, &req, outcome).await,
         "/.ward/passkeys" if get => passkeys::list(gate, &req, None).await,

@@ -13,6 +13,7 @@ use crate::web::kit::{
     safe_return, same_origin, unavailable, with_cookie,
 };
 use crate::web::login_page::{locked_page, login_form, rp_of};
+use crate::web::more_time;
 use crate::web::page as pages;
 use crate::web::session_start::{admit, make_room_for_pending, record_login, signs_in_from_here};
 use crate::web::state::Gate;
@@ -126,8 +127,19 @@ async fn login_submit(
     .unwrap_or(false);
     drop(permit);
 
+    // A second factor that works here: the authenticator app, or a passkey made for this host.
+    let has_passkey = rp_of(req).is_some_and(|rp| {
+        secrets
+            .as_ref()
+            .is_some_and(|s| !s.passkeys_for(&rp.id).is_empty())
+    });
+    let has_second = has_passkey || secrets.as_ref().is_some_and(|s| s.totp.is_some());
+    let today = accounts::today(req.now);
+    // An account only past its end date goes on to the second step like any other, so a
+    // right password alone tells nothing; after both factors it may ask for more time.
     let usable = account.is_some_and(|a| {
-        a.usable_on(accounts::today(req.now)) && a.sign_in != crate::users::SignIn::Sso
+        (a.usable_on(today) && a.sign_in != crate::users::SignIn::Sso)
+            || (has_second && a.only_ended(today))
     });
     if !verified || !usable {
         outcome.event = Some("login-failed");
@@ -153,13 +165,6 @@ async fn login_submit(
     }
 
     // Password accepted: a pending session that reaches nothing until the second factor.
-    // A second factor that works here: the authenticator app, or a passkey made for this host.
-    let has_passkey = rp_of(req).is_some_and(|rp| {
-        secrets
-            .as_ref()
-            .is_some_and(|s| !s.passkeys_for(&rp.id).is_empty())
-    });
-    let has_second = has_passkey || secrets.as_ref().is_some_and(|s| s.totp.is_some());
     let epoch = secrets.as_ref().map(|s| s.epoch).unwrap_or(0);
     let needs_mfa = has_second
         || req
@@ -461,6 +466,19 @@ async fn mfa_submit(
         .await;
     }
     clear_failures(gate, &s.user, Step::Code).await;
+    // Both factors right, but the account has passed its end date: no session, only the
+    // form to ask for more time.
+    let ended = gate
+        .accounts
+        .snapshot()
+        .directory
+        .get(&s.user)
+        .is_some_and(|a| a.only_ended(accounts::today(req.now)));
+    if ended && s.idp.is_none() {
+        gate.sessions.remove(&cookie);
+        let form = more_time::offer(gate, req, &s.user, outcome).await;
+        return with_cookie(form, session::set_cookie(COOKIE, "", Some(0)));
+    }
     if let Err(resp) = admit(gate, req, &s.user) {
         gate.sessions.remove(&cookie);
         return *resp;

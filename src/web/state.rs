@@ -95,6 +95,8 @@ pub struct Gate {
     pub hashing: tokio::sync::Semaphore,
     /// Sign-ins on their way from ward's own host to an app's host.
     pub handoffs: crate::session::Handoffs,
+    /// Tickets of the "ask for more time" forms shown to accounts past their end date.
+    pub more_time: crate::web::more_time_tickets::Tickets,
 }
 
 impl Gate {
@@ -120,6 +122,7 @@ impl Gate {
             ),
             sso: super::sso_steps::SsoState::default(),
             sso_steps: crate::web::sso_steps::SsoSteps::new(shared.clone()),
+            more_time: crate::web::more_time_tickets::Tickets::new(shared.clone()),
             passkey_steps: crate::web::passkey_steps::PasskeySteps::new(shared.clone()),
             alerts,
             audit,

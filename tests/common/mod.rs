@@ -978,6 +978,22 @@ pub fn run_ward(dir: &Path, args: &[&str]) {
     );
 }
 
+/// Runs `ward ARGS --config CONFIG` in ward's folder: (success, stdout, stderr).
+pub fn ward_cli(ward: &Ward, config: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(WARD)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .current_dir(ward.site.dir.path())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The value of one sample of ward's metrics, named as in the text with its labels
 /// (`ward_deliveries_total{sink="email",outcome="sent"}`); 0 when absent. The policy must
 /// have `[metrics] listen`.

@@ -1,11 +1,12 @@
 //! Access requests: the requests waiting for a decision, approving one (it becomes a grant,
-//! for the time asked or less) and denying one with a note — by the same rules as
-//! `ward request`. No officer decides on their own request.
+//! for the time asked or less; a request for more time becomes a later end date) and denying
+//! one with a note — by the same rules as `ward request`. No officer decides on their own
+//! request.
 
 use super::{Ctx, Form, Notice, Section, blocking, head_row, when};
 use crate::body::Body;
 use crate::users::grants;
-use crate::users::requests::{self, AccessRequest, Standing};
+use crate::users::requests::{self, AccessRequest, Standing, Wanted};
 use crate::web::kit::{PageOutcome, capital};
 use http::{Response, StatusCode};
 use maud::html;
@@ -34,7 +35,7 @@ pub(super) async fn list(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
     let csrf = ctx.csrf_field();
     let h = html! {
         p {
-            "People refused a page or a download can ask for access here, with a reason. A request gives nothing by itself: approving it makes a grant for the time asked (or less), which ends by itself; denying it shows your note to the person on their next visit. Nobody decides on their own request."
+            "People refused a page or a download can ask for access here, with a reason; people whose account has passed its end date can ask for more time after signing in with their password and second factor. A request gives nothing by itself: approving one for access makes a grant for the time asked (or less), which ends by itself; approving one for more time sets the account's end date to the day asked (or earlier), as Change end date does; denying one shows your note to the person on their next visit or sign-in. Nobody decides on their own request."
         }
         table {
             caption { "Waiting for a decision (" (waiting.len()) ")" }
@@ -45,7 +46,7 @@ pub(super) async fn list(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
                         th scope="row" { code { (r.id) } }
                         td { (r.user) }
                         td { (r.wanted.describe()) }
-                        td { (requests::span_words(r.wished_secs)) }
+                        td { (requests::wished_words(r)) }
                         td { (when(r.made)) }
                         td { (r.reason) }
                         td {
@@ -55,8 +56,13 @@ pub(super) async fn list(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
                                 form.stack method="post" action={ (super::BASE) "requests/approve" } {
                                     (csrf)
                                     input type="hidden" name="id" value=(r.id);
-                                    label for={ "for-" (r.id) } { "For (shorter if you like)" }
-                                    input id={ "for-" (r.id) } name="duration" value=(requests::span_words(r.wished_secs)) size="10";
+                                    @if let Wanted::MoreTime { until } = &r.wanted {
+                                        label for={ "until-" (r.id) } { "Last day (earlier if you like)" }
+                                        input id={ "until-" (r.id) } name="until" type="date" value=(until);
+                                    } @else {
+                                        label for={ "for-" (r.id) } { "For (shorter if you like)" }
+                                        input id={ "for-" (r.id) } name="duration" value=(requests::span_words(r.wished_secs)) size="10";
+                                    }
                                     button type="submit" aria-label={ "Approve request " (r.id) } { "Approve" }
                                 }
                                 form.stack method="post" action={ (super::BASE) "requests/deny" } {
@@ -86,6 +92,7 @@ pub(super) async fn list(ctx: &Ctx<'_>, notice: Notice) -> Response<Body> {
                         td { (r.wanted.describe()) }
                         td {
                             @match &r.standing {
+                                Standing::Approved { by, until, grant, .. } if grant.is_empty() => { "approved by " (by) ": the account works until " (when(*until)) },
                                 Standing::Approved { by, until, grant, .. } => { "approved by " (by) " until " (when(*until)) " (grant " (grant) ")" },
                                 Standing::Denied { by, note, .. } => { "denied by " (by) ": " (note) },
                                 Standing::Pending => "waiting",
@@ -116,6 +123,13 @@ pub(super) async fn approve(
         Err(e) => return list(ctx, Notice::Problem(capital(&e.to_string()))).await,
     };
     let snap = ctx.shared.gate.accounts.snapshot();
+    let more_time = all
+        .requests
+        .iter()
+        .any(|r| r.id == id && r.is_pending() && matches!(r.wanted, Wanted::MoreTime { .. }));
+    if more_time {
+        return approve_more_time(ctx, &all, &id, form.get("until"), outcome).await;
+    }
     let checked = requests::check_approval(
         &all,
         &snap.directory,
@@ -181,6 +195,80 @@ pub(super) async fn approve(
         g.id
     );
     if let Some(w) = warn {
+        words.push('\n');
+        words.push_str(&w);
+    }
+    list(ctx, Notice::Done(words)).await
+}
+
+/// Approves request `id` for more time: the account's end date changes through
+/// `Admin::set_expiry`, as the People page's and `ward user expire`'s changes do.
+async fn approve_more_time(
+    ctx: &Ctx<'_>,
+    all: &requests::Requests,
+    id: &str,
+    until: &str,
+    outcome: &mut PageOutcome,
+) -> Response<Body> {
+    let snap = ctx.shared.gate.accounts.snapshot();
+    let checked = requests::check_more_time_approval(
+        all,
+        &snap.directory,
+        id,
+        &ctx.officer,
+        Some(until),
+        ctx.now(),
+    );
+    let (r, day) = match checked {
+        Ok(pair) => pair,
+        Err(e) => return list(ctx, Notice::Problem(capital(&e.to_string()))).await,
+    };
+    let words = format!(
+        "request {}: {}; last day now {day}",
+        r.id,
+        r.wanted.describe()
+    );
+    let mut warns = Vec::new();
+    for event in ["request-approved", "end-date-changed"] {
+        match ctx
+            .record_first(outcome, event, Some(&r.user), words.clone(), |x| x)
+            .await
+        {
+            Ok(warn) => warns.extend(warn),
+            Err(refused) => return refused,
+        }
+    }
+    let gate = &ctx.shared.gate;
+    let policy = ctx.policy();
+    let admin = crate::users::Admin::new(
+        gate.accounts.users_file(),
+        gate.accounts.store().clone(),
+        &policy.practice,
+    );
+    let store = gate.accounts.request_store().clone();
+    let (user, rid, officer, now) = (r.user.clone(), r.id.clone(), ctx.officer.clone(), ctx.now());
+    let done = blocking(move || -> Result<(), String> {
+        admin
+            .set_expiry(&user, Some(day))
+            .map_err(|e| capital(&e.to_string()))?;
+        match requests::record_extension(&store, &rid, &officer, day, now) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(capital(&e.to_string())),
+        }
+    })
+    .await
+    .unwrap_or_else(|| Err("The request could not be approved; try again.".into()));
+    if let Err(why) = done {
+        ctx.record_not_made("end-date-changed", Some(&r.user), &why)
+            .await;
+        return list(ctx, Notice::Problem(why)).await;
+    }
+    ctx.reload_accounts();
+    let mut words = format!(
+        "Approved request {}: {}'s account now works until the end of {day}.",
+        r.id, r.user
+    );
+    for w in warns {
         words.push('\n');
         words.push_str(&w);
     }
