@@ -6,6 +6,7 @@ pub mod oidc;
 pub mod passkey;
 pub mod password;
 pub mod saml;
+pub mod saml_error;
 pub mod saml_key;
 pub mod saml_redirect;
 pub mod totp;

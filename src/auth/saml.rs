@@ -18,7 +18,9 @@
 
 use crate::auth::oidc::Pending;
 use crate::auth::saml_key::SpKey;
-use crate::auth::saml_redirect;
+use crate::auth::saml_redirect::{self, base64_lenient};
+// Callers name the error through this module, where the exchange is.
+pub use crate::auth::saml_error::SamlError;
 use quick_xml::events::Event;
 use samael::crypto::AllowedSignatureAlgorithm;
 use samael::metadata::{EntityDescriptor, HTTP_REDIRECT_BINDING};
@@ -47,44 +49,6 @@ const ALLOWED_ALGS: [AllowedSignatureAlgorithm; 6] = [
     AllowedSignatureAlgorithm::EcdsaSha384,
     AllowedSignatureAlgorithm::EcdsaSha512,
 ];
-
-/// Why a SAML sign-in (or a metadata file) did not work. `Display` is plain words for a page
-/// (HTML-escape it); [`SamlError::code`] is a stable name for the audit log.
-#[derive(Debug, thiserror::Error)]
-pub enum SamlError {
-    /// The IdP metadata cannot be used.
-    #[error("the identity provider's metadata cannot be used: {0}")]
-    Metadata(String),
-    /// The response is not well-formed, or has parts ward never accepts.
-    #[error("the sign-in answer from the identity provider is malformed ({0})")]
-    Malformed(&'static str),
-    /// The signature, or a condition the library checks, failed.
-    #[error("the sign-in answer from the identity provider was refused: {0}")]
-    Refused(String),
-    /// This assertion was used before.
-    #[error("this sign-in answer was already used; please start again")]
-    Replayed,
-    /// The IdP said the sign-in did not succeed.
-    #[error("the identity provider did not sign you in ({0})")]
-    NotSignedIn(String),
-    /// Building the request failed.
-    #[error("ward could not build the sign-in request: {0}")]
-    Request(String),
-}
-
-impl SamlError {
-    /// A stable name for the audit log and metrics.
-    pub fn code(&self) -> &'static str {
-        match self {
-            SamlError::Metadata(_) => "saml_metadata",
-            SamlError::Malformed(_) => "saml_malformed",
-            SamlError::Refused(_) => "saml_refused",
-            SamlError::Replayed => "saml_replayed",
-            SamlError::NotSignedIn(_) => "saml_not_signed_in",
-            SamlError::Request(_) => "saml_request",
-        }
-    }
-}
 
 /// What the IdP vouched for in a checked assertion.
 pub struct Asserted {
@@ -705,14 +669,6 @@ fn check_url(u: &str) -> Result<(), SamlError> {
             clip(u)
         ))),
     }
-}
-
-/// Base64 as IdPs send it (line breaks and spaces left in).
-pub(crate) fn base64_lenient(text: &str) -> Result<Vec<u8>, SamlError> {
-    let cleaned: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    data_encoding::BASE64
-        .decode(cleaned.as_bytes())
-        .map_err(|_| SamlError::Malformed("not base64"))
 }
 
 fn random() -> Result<String, SamlError> {

@@ -3,7 +3,7 @@
 //! `SAMLRequest`/`SAMLResponse`, `RelayState` and `SigAlg`, in that order, as sent. The
 //! signature's cryptography is aws-lc-rs's; this module only lays out the octets.
 
-use crate::auth::saml::SamlError;
+use crate::auth::saml_error::SamlError;
 use crate::auth::saml_key::SpKey;
 use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use std::io::{Read, Write};
@@ -100,7 +100,7 @@ pub fn receive(raw: &str, param: &str) -> Result<Received, SamlError> {
         )
     };
     let message = value(found[0]).ok_or(SamlError::Malformed("no SAML message"))?;
-    let deflated = crate::auth::saml::base64_lenient(&message)?;
+    let deflated = base64_lenient(&message)?;
     let mut xml = String::new();
     flate2::read::DeflateDecoder::new(&deflated[..])
         .take(MAX_XML + 1)
@@ -187,6 +187,14 @@ impl Received {
             "the signature is not the identity provider's".into(),
         ))
     }
+}
+
+/// Base64 as IdPs send it (line breaks and spaces left in).
+pub fn base64_lenient(text: &str) -> Result<Vec<u8>, SamlError> {
+    let cleaned: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    data_encoding::BASE64
+        .decode(cleaned.as_bytes())
+        .map_err(|_| SamlError::Malformed("not base64"))
 }
 
 #[cfg(test)]
