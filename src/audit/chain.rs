@@ -6,7 +6,9 @@
 //! last wrote still has the length it left it at; if not (another process appended, rotated,
 //! or crashed mid-line), it re-reads the newest file's last line to learn `seq` and `prev`.
 //! Rotation always appends a checkpoint to the old file first, so "same file, same length"
-//! really means nobody else wrote since.
+//! really means nobody else wrote since. The running ward keeps the lock between batches
+//! while records flow (`Chain::hold_lock`), for a bounded time, and needs no look while it
+//! holds it; the commands take it around their one batch.
 
 use super::AuditError;
 use super::key::{self, SigningKey};
@@ -19,6 +21,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// `prev` of record 0.
 pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -196,6 +199,12 @@ pub(crate) struct Chain {
     keep_lines: bool,
     /// Lines written since `take_lines` was last called.
     lines: Vec<u8>,
+    /// How long the lock may be kept between batches (zero: not at all).
+    hold: Duration,
+    /// Since when this writer has kept the lock, if it has.
+    held_since: Option<Instant>,
+    /// Until when batches take and release the lock each, after it was kept.
+    rest_until: Option<Instant>,
 }
 
 /// A checkpoint as written: its seq and the hash of its line, which the next record's `prev`
@@ -249,6 +258,9 @@ impl Chain {
             dirty: false,
             keep_lines: false,
             lines: Vec::new(),
+            hold: Duration::ZERO,
+            held_since: None,
+            rest_until: None,
         })
     }
 
@@ -289,12 +301,58 @@ impl Chain {
         end_with_checkpoint: bool,
         now: Timestamp,
     ) -> Result<Vec<u64>, AuditError> {
-        self.lock
-            .lock()
-            .map_err(|e| io_err(&self.dir.join(LOCK_FILE), e))?;
-        let result = self.append_locked(records, end_with_checkpoint, now);
-        let _ = self.lock.unlock();
+        let started = Instant::now();
+        let held = self.held_since.is_some();
+        if !held {
+            self.lock
+                .lock()
+                .map_err(|e| io_err(&self.dir.join(LOCK_FILE), e))?;
+        }
+        // Held since the last batch: nobody else can have written, so the file needs no look.
+        let look = !held || self.cur.is_none();
+        let result = self.append_locked(records, end_with_checkpoint, now, look);
+        let keep = result.is_ok()
+            && !self.hold.is_zero()
+            && match self.held_since {
+                Some(since) => started.duration_since(since) < self.hold,
+                None => self.rest_until.is_none_or(|t| started >= t),
+            };
+        if keep {
+            self.held_since.get_or_insert(started);
+        } else {
+            self.release_lock();
+        }
         result
+    }
+
+    /// Keeps the directory lock between batches for up to `hold` (zero: releases it after
+    /// each batch), saving the lock and the look at the file per batch while records flow.
+    /// Whoever owns the chain must call `release_lock_if_due` at least every `hold`, so
+    /// that another process waits about `hold` at most.
+    pub fn hold_lock(mut self, hold: Duration) -> Chain {
+        self.hold = hold;
+        self
+    }
+
+    /// Releases the lock if it has been kept for `hold` or longer.
+    pub fn release_lock_if_due(&mut self) {
+        if self
+            .held_since
+            .is_some_and(|since| since.elapsed() >= self.hold)
+        {
+            self.release_lock();
+        }
+    }
+
+    /// Releases the directory lock now. After a kept lock is released, batches take and
+    /// release it each for `hold / 4`, so a process waiting for it gets in between them
+    /// (flock hands the lock to no one in particular: a writer that took it straight back
+    /// could keep a waiting `ward user` out for as long as requests flow).
+    pub fn release_lock(&mut self) {
+        if self.held_since.take().is_some() {
+            self.rest_until = Some(Instant::now() + self.hold / 4);
+        }
+        let _ = self.lock.unlock();
     }
 
     /// fsyncs what this writer wrote.
@@ -325,14 +383,18 @@ impl Chain {
         self.dirty = true;
     }
 
+    /// `append` under the lock; `look`: check first whether another writer changed the file.
     fn append_locked(
         &mut self,
         records: Vec<Record>,
         end_with_checkpoint: bool,
         now: Timestamp,
+        look: bool,
     ) -> Result<Vec<u64>, AuditError> {
         self.ensure_key()?;
-        self.sync_with_disk()?;
+        if look {
+            self.sync_with_disk()?;
+        }
         let today = day_key(now);
         let rotate = self
             .cur
@@ -556,7 +618,7 @@ impl Chain {
     fn rotate(&mut self, now: Timestamp) -> Result<(), AuditError> {
         if !self.head.last_is_checkpoint {
             let mut head = self.head.clone();
-            let mut buf = Vec::new();
+            let mut buf = Vec::with_capacity(records.len() * 320 + 512);
             for r in &self.pending {
                 let mut r = r.clone();
                 encode(&mut head, &self.instance, &mut r, &mut buf)?;
@@ -960,6 +1022,56 @@ mod tests {
         );
         assert!(String::from_utf8(first).unwrap().contains("\"a1\""));
         assert_chain(dir.path());
+    }
+
+    #[test]
+    fn a_kept_lock_shuts_others_out_until_released_and_they_are_chained_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        let mut a = Chain::open(dir.path(), limits(u64::MAX, 0))
+            .unwrap()
+            .hold_lock(Duration::from_secs(3600));
+        a.append(vec![Record::signin("a1")], false, now).unwrap();
+        a.append(vec![Record::signin("a2")], false, now).unwrap();
+        let other = File::open(dir.path().join(LOCK_FILE)).unwrap();
+        assert!(other.try_lock().is_err(), "the lock is kept between batches");
+        a.release_lock_if_due();
+        assert!(other.try_lock().is_err(), "not due for an hour");
+        a.release_lock();
+        other.try_lock().unwrap();
+        other.unlock().unwrap();
+        // Another process's record, then ours: the chain goes on through both.
+        Chain::open(dir.path(), limits(u64::MAX, 0))
+            .unwrap()
+            .append(vec![Record::officer("officer", "b1")], false, now)
+            .unwrap();
+        // Just after a release the writer takes the lock per batch, so waiters get in.
+        let seqs = a.append(vec![Record::signin("a3")], false, now).unwrap();
+        assert_eq!(seqs, [4]);
+        other.try_lock().unwrap();
+        other.unlock().unwrap();
+        assert_chain(dir.path());
+    }
+
+    #[test]
+    fn a_kept_lock_is_released_once_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        let mut a = Chain::open(dir.path(), limits(u64::MAX, 0))
+            .unwrap()
+            .hold_lock(Duration::from_millis(20));
+        a.append(vec![Record::signin("a1")], false, now).unwrap();
+        let other = File::open(dir.path().join(LOCK_FILE)).unwrap();
+        assert!(other.try_lock().is_err());
+        std::thread::sleep(Duration::from_millis(30));
+        a.release_lock_if_due();
+        other.try_lock().unwrap();
+        other.unlock().unwrap();
+        // Without `hold_lock` (the commands) the lock is never kept.
+        let mut b = Chain::open(dir.path(), limits(u64::MAX, 0)).unwrap();
+        b.append(vec![Record::officer("officer", "b1")], false, now)
+            .unwrap();
+        other.try_lock().unwrap();
     }
 
     #[test]

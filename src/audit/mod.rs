@@ -45,7 +45,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The longest the running ward keeps the trail's directory lock while records flow: what a
+/// `ward user …` or `ward grant …` command may wait for it. Held, the lock costs nothing per
+/// record; taken per batch, it costs two flock(2) and a stat of the file.
+const LOCK_HOLD: Duration = Duration::from_millis(50);
 
 /// What to do with a request when its audit record cannot be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -148,7 +153,9 @@ impl AuditError {
 /// task that then takes the chain writes everything queued with one write(2), and those
 /// whose records it wrote find their result when they get the chain in turn. So a record
 /// is in the file before `record` returns, without a hand-over to another thread and back
-/// for every request. A background thread only fsyncs, every `fsync_every`.
+/// for every request. While records flow, the writer keeps the directory lock between
+/// batches (for `LOCK_HOLD` at most), so a record costs one write(2) and no lock or stat. A
+/// background thread fsyncs every `fsync_every` and releases a lock kept too long.
 #[derive(Clone)]
 pub struct Audit {
     writer: Arc<Writer>,
@@ -272,6 +279,7 @@ impl Writer {
         }
         self.write(&mut w, batch, true);
         w.closed = true;
+        w.chain.release_lock();
         self.forward_written(&mut w);
         sync(&mut w.chain);
         let checkpoints = w.chain.take_checkpoints();
@@ -285,6 +293,16 @@ impl Writer {
         if let Some(f) = &self.forward {
             f.send(w.chain.take_lines());
         }
+    }
+
+    /// Releases the directory lock if the chain has kept it for `LOCK_HOLD`, so that a
+    /// `ward user …` command waits no longer than that. Returns false once the trail is closed.
+    fn release_lock_if_due(&self) -> bool {
+        let Ok(mut w) = self.written() else {
+            return false;
+        };
+        w.chain.release_lock_if_due();
+        !w.closed
     }
 
     /// fsyncs what was written since the last time, outside the writer's lock so that
@@ -339,7 +357,8 @@ impl Audit {
         }
         let mut chain = Chain::open(&settings.dir, settings.limits())?
             .named(settings.instance.as_deref())
-            .keep_lines(settings.syslog.is_some());
+            .keep_lines(settings.syslog.is_some())
+            .hold_lock(LOCK_HOLD);
         // Resume now, so a broken trail is reported at start-up, not on the first request.
         chain.append(Vec::new(), false, crate::clock::now())?;
         chain.sync()?;
@@ -381,14 +400,12 @@ impl Audit {
         if let Some(f) = &writer.forward {
             f.send(first_lines);
         }
-        if !settings.fsync_every.is_zero() {
-            let weak = Arc::downgrade(&writer);
-            let every = settings.fsync_every;
-            std::thread::Builder::new()
-                .name("ward-audit-sync".into())
-                .spawn(move || fsync_loop(weak, every))
-                .map_err(|e| AuditError::io(&settings.dir, e))?;
-        }
+        let weak = Arc::downgrade(&writer);
+        let every = settings.fsync_every;
+        std::thread::Builder::new()
+            .name("ward-audit-sync".into())
+            .spawn(move || fsync_loop(weak, every))
+            .map_err(|e| AuditError::io(&settings.dir, e))?;
         Ok(Audit {
             writer,
             settings: Arc::new(settings.clone()),
@@ -436,13 +453,27 @@ impl Audit {
     }
 }
 
-/// fsyncs the trail every `every` while it is open (and its writer alive).
+/// fsyncs the trail every `every` (zero: the writer fsyncs each batch itself) and releases
+/// the directory lock kept longer than `LOCK_HOLD`, while the trail is open (and its writer
+/// alive).
 fn fsync_loop(writer: Weak<Writer>, every: Duration) {
+    let tick = if every.is_zero() {
+        LOCK_HOLD
+    } else {
+        every.min(LOCK_HOLD)
+    };
+    let mut next_sync = Instant::now() + every;
     loop {
-        std::thread::sleep(every);
+        std::thread::sleep(tick);
         let Some(w) = writer.upgrade() else { return };
-        if !w.sync_now() {
+        if !w.release_lock_if_due() {
             return;
+        }
+        if !every.is_zero() && Instant::now() >= next_sync {
+            next_sync = Instant::now() + every;
+            if !w.sync_now() {
+                return;
+            }
         }
     }
 }
