@@ -122,7 +122,7 @@ async fn sigkill_under_load_loses_no_record_of_an_answer_sent() {
 }
 
 /// ward keeps the trail's lock while records flow (it saves a lock and a look at the file
-/// per request) but lets it go at least every 50 ms: an officer's `ward user …` under
+/// per request) but lets it go at least every 100 ms: an officer's `ward user …` under
 /// steady load finishes promptly, and its record sits in the one chain with the requests'.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ward_user_command_gets_into_the_trail_promptly_under_load() {

@@ -345,12 +345,12 @@ impl Chain {
     }
 
     /// Releases the directory lock now. After a kept lock is released, batches take and
-    /// release it each for `hold / 4`, so a process waiting for it gets in between them
+    /// release it each for `hold / 20`, so a process waiting for it gets in between them
     /// (flock hands the lock to no one in particular: a writer that took it straight back
     /// could keep a waiting `ward user` out for as long as requests flow).
     pub fn release_lock(&mut self) {
         if self.held_since.take().is_some() {
-            self.rest_until = Some(Instant::now() + self.hold / 4);
+            self.rest_until = Some(Instant::now() + self.hold / 20);
         }
         let _ = self.lock.unlock();
     }

@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 /// The longest the running ward keeps the trail's directory lock while records flow: what a
 /// `ward user …` or `ward grant …` command may wait for it. Held, the lock costs nothing per
 /// record; taken per batch, it costs two flock(2) and a stat of the file.
-const LOCK_HOLD: Duration = Duration::from_millis(50);
+const LOCK_HOLD: Duration = Duration::from_millis(100);
 
 /// What to do with a request when its audit record cannot be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
