@@ -205,6 +205,8 @@ pub(crate) struct Chain {
     held_since: Option<Instant>,
     /// Until when batches take and release the lock each, after it was kept.
     rest_until: Option<Instant>,
+    /// The buffer of the last batch, kept for its capacity.
+    scratch: Vec<u8>,
 }
 
 /// A checkpoint as written: its seq and the hash of its line, which the next record's `prev`
@@ -261,6 +263,7 @@ impl Chain {
             hold: Duration::ZERO,
             held_since: None,
             rest_until: None,
+            scratch: Vec::new(),
         })
     }
 
@@ -297,7 +300,7 @@ impl Chain {
     /// with one. `now` decides the day for rotation and stamps the writer's own records.
     pub fn append(
         &mut self,
-        records: Vec<Record>,
+        records: impl IntoIterator<Item = Record>,
         end_with_checkpoint: bool,
         now: Timestamp,
     ) -> Result<Vec<u64>, AuditError> {
@@ -386,7 +389,7 @@ impl Chain {
     /// `append` under the lock; `look`: check first whether another writer changed the file.
     fn append_locked(
         &mut self,
-        records: Vec<Record>,
+        records: impl IntoIterator<Item = Record>,
         end_with_checkpoint: bool,
         now: Timestamp,
         look: bool,
@@ -408,12 +411,15 @@ impl Chain {
         }
 
         let mut head = self.head.clone();
-        let mut buf = Vec::with_capacity(records.len() * 320 + 512);
+        // The last batch's buffer, for its capacity.
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
         for r in &self.pending {
             let mut r = r.clone();
             encode(&mut head, &self.instance, &mut r, &mut buf)?;
         }
-        let mut seqs = Vec::with_capacity(records.len());
+        let records = records.into_iter();
+        let mut seqs = Vec::with_capacity(records.size_hint().0);
         let mut checkpoints = Vec::new();
         let every = self.limits.checkpoint_every;
         for mut r in records {
@@ -428,9 +434,11 @@ impl Chain {
             checkpoints.push(self.encode_checkpoint(&mut head, &mut buf, now)?);
         }
         if buf.is_empty() {
+            self.scratch = buf;
             return Ok(seqs);
         }
         self.write(&buf)?;
+        self.scratch = buf;
         self.written.extend(checkpoints);
         self.pending.clear();
         self.head = head;
@@ -618,7 +626,7 @@ impl Chain {
     fn rotate(&mut self, now: Timestamp) -> Result<(), AuditError> {
         if !self.head.last_is_checkpoint {
             let mut head = self.head.clone();
-            let mut buf = Vec::with_capacity(records.len() * 320 + 512);
+            let mut buf = Vec::new();
             for r in &self.pending {
                 let mut r = r.clone();
                 encode(&mut head, &self.instance, &mut r, &mut buf)?;
@@ -693,11 +701,20 @@ fn encode(
     if !instance.is_empty() {
         r.instance = Some(instance.to_string());
     }
-    r.prev.clone_from(&head.prev);
+    // Moved rather than copied, and the string reused for the new hash: no allocation.
+    r.prev = std::mem::take(&mut head.prev);
     let start = buf.len();
-    serde_json::to_writer(&mut *buf, r)
-        .map_err(|e| AuditError::Corrupt(format!("a record could not be written: {e}")))?;
-    head.prev = line_hash(&buf[start..]);
+    let written = serde_json::to_writer(&mut *buf, r);
+    let mut prev = std::mem::take(&mut r.prev);
+    if let Err(e) = written {
+        head.prev = prev;
+        return Err(AuditError::Corrupt(format!(
+            "a record could not be written: {e}"
+        )));
+    }
+    prev.clear();
+    data_encoding::HEXLOWER.encode_append(&Sha256::digest(&buf[start..]), &mut prev);
+    head.prev = prev;
     buf.push(b'\n');
     head.next_seq += 1;
     head.last_is_checkpoint = r.is_checkpoint();

@@ -188,6 +188,10 @@ struct Written {
     /// Results not yet collected by their records' tasks.
     results: HashMap<u64, Result<u64, AuditError>>,
     closed: bool,
+    /// The queue's vector from the last batch, emptied, and the tickets of the last batch:
+    /// kept for their capacity.
+    spare: Vec<(u64, Record)>,
+    tickets: Vec<u64>,
 }
 
 struct Writer {
@@ -223,8 +227,11 @@ impl Writer {
         };
         let mut w = self.written()?;
         if w.done < ticket {
-            let batch = std::mem::take(&mut self.queue()?.waiting);
-            self.write(&mut w, batch, false);
+            // The queue gets the last batch's emptied vector, so neither allocates.
+            let mut batch = std::mem::take(&mut w.spare);
+            std::mem::swap(&mut batch, &mut self.queue()?.waiting);
+            self.write(&mut w, &mut batch, false);
+            w.spare = batch;
         }
         let result = w.results.remove(&ticket).unwrap_or(Err(AuditError::Closed));
         self.forward_written(&mut w);
@@ -237,47 +244,51 @@ impl Writer {
         result
     }
 
-    /// Writes `batch` as one append and files each record's result under its ticket.
-    fn write(&self, w: &mut Written, batch: Vec<(u64, Record)>, end_with_checkpoint: bool) {
-        let (tickets, records): (Vec<u64>, Vec<Record>) = batch.into_iter().unzip();
+    /// Writes `batch` (emptying it) as one append and files each record's result under its
+    /// ticket.
+    fn write(&self, w: &mut Written, batch: &mut Vec<(u64, Record)>, end_with_checkpoint: bool) {
+        let mut tickets = std::mem::take(&mut w.tickets);
+        tickets.clear();
+        tickets.extend(batch.iter().map(|(t, _)| *t));
         if let Some(last) = tickets.last() {
             w.done = w.done.max(*last);
         }
-        if w.closed {
-            for t in tickets {
-                w.results.insert(t, Err(AuditError::Closed));
-            }
-            return;
-        }
-        match w
-            .chain
-            .append(records, end_with_checkpoint, crate::clock::now())
-        {
+        let records = batch.drain(..).map(|(_, r)| r);
+        let result = if w.closed {
+            Err(AuditError::Closed)
+        } else {
+            w.chain
+                .append(records, end_with_checkpoint, crate::clock::now())
+        };
+        match result {
             Ok(seqs) => {
-                for (t, seq) in tickets.into_iter().zip(seqs) {
-                    w.results.insert(t, Ok(seq));
+                for (t, seq) in tickets.iter().zip(seqs) {
+                    w.results.insert(*t, Ok(seq));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "audit records could not be written");
-                for t in tickets {
-                    w.results.insert(t, Err(e.clone()));
+                if !w.closed {
+                    tracing::error!(error = %e, "audit records could not be written");
+                }
+                for t in &tickets {
+                    w.results.insert(*t, Err(e.clone()));
                 }
             }
         }
+        w.tickets = tickets;
     }
 
     /// Writes what is queued and a closing checkpoint, fsyncs, and takes no more records.
     fn close(&self) {
         let Ok(mut q) = self.queue() else { return };
         q.closed = true;
-        let batch = std::mem::take(&mut q.waiting);
+        let mut batch = std::mem::take(&mut q.waiting);
         drop(q);
         let Ok(mut w) = self.written() else { return };
         if w.closed {
             return;
         }
-        self.write(&mut w, batch, true);
+        self.write(&mut w, &mut batch, true);
         w.closed = true;
         w.chain.release_lock();
         self.forward_written(&mut w);
@@ -392,6 +403,8 @@ impl Audit {
                 done: 0,
                 results: HashMap::new(),
                 closed: false,
+                spare: Vec::new(),
+                tickets: Vec::new(),
             }),
             report: Box::new(report),
             fsync_every: settings.fsync_every,
