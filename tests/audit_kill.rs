@@ -108,17 +108,7 @@ async fn sigkill_under_load_loses_no_record_of_an_answer_sent() {
             .success()
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let out = Command::new(WARD)
-        .args(["audit", "verify", "--dir"])
-        .arg(restarted.site.path("audit"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify_trail(&restarted.site.path("audit"));
 }
 
 /// ward keeps the trail's lock while records flow (it saves a lock and a look at the file
@@ -192,16 +182,6 @@ async fn a_ward_user_command_gets_into_the_trail_promptly_under_load() {
     let access = trail.iter().filter(|r| r["kind"] == "access").count();
     assert!(access > 100, "{access} access records");
     s.ward.stop();
-    let out = Command::new(WARD)
-        .args(["audit", "verify", "--dir"])
-        .arg(s.ward.site.path("audit"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify_trail(&s.ward.site.path("audit"));
     eprintln!("ward user took {took:?} while ward served {during} requests");
 }
