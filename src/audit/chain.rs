@@ -1051,7 +1051,10 @@ mod tests {
         a.append(vec![Record::signin("a1")], false, now).unwrap();
         a.append(vec![Record::signin("a2")], false, now).unwrap();
         let other = File::open(dir.path().join(LOCK_FILE)).unwrap();
-        assert!(other.try_lock().is_err(), "the lock is kept between batches");
+        assert!(
+            other.try_lock().is_err(),
+            "the lock is kept between batches"
+        );
         a.release_lock_if_due();
         assert!(other.try_lock().is_err(), "not due for an hour");
         a.release_lock();
