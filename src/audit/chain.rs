@@ -918,7 +918,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Chain::open(dir.path(), limits(u64::MAX, 10)).unwrap();
         let now = Timestamp::now();
-        let batch = (0..25).map(|_| Record::signin("login-ok")).collect();
+        let batch: Vec<Record> = (0..25).map(|_| Record::signin("login-ok")).collect();
         let seqs = c.append(batch, true, now).unwrap();
         assert_eq!(seqs.len(), 25);
         let all = lines(dir.path());
