@@ -126,38 +126,47 @@ pub fn canonicalize(raw: &str) -> Result<String, PathError> {
     let rest = bytes.strip_prefix(b"/").ok_or(PathError::NotAbsolute)?;
     check_raw(bytes)?;
 
+    // One string for it all, no string per segment. Every segment is decoded first, so
+    // that a decoding error is the one reported wherever it is; then each is decoded again
+    // into place and checked, and dot segments resolved as they come, every segment
+    // checked before a climb above the root is reported.
+    let mut out = String::with_capacity(raw.len() + 1);
     // `%2F` is refused, so a literal `/` is the only separator.
-    let segments = rest
-        .split(|&b| b == b'/')
-        .map(decode_segment)
-        .collect::<Result<Vec<_>, _>>()?;
-    for segment in &segments {
-        check_segment(segment)?;
+    for segment in rest.split(|&b| b == b'/') {
+        out.clear();
+        decode_segment(segment, &mut out)?;
     }
-
-    let mut kept: Vec<String> = Vec::with_capacity(segments.len());
+    out.clear();
     // Whether the path ends in `/`, `/.` or `/..`, which all keep a trailing `/`.
     let mut trailing_slash = false;
-    for segment in segments {
-        match segment.as_str() {
-            "" | "." => trailing_slash = true,
-            ".." => {
-                kept.pop().ok_or(PathError::AboveRoot)?;
+    let mut above_root = false;
+    for segment in rest.split(|&b| b == b'/') {
+        let start = out.len();
+        out.push('/');
+        decode_segment(segment, &mut out)?;
+        let decoded = &out[start + 1..];
+        check_segment(decoded)?;
+        match decoded {
+            "" | "." => {
+                out.truncate(start);
                 trailing_slash = true;
             }
-            _ => {
-                kept.push(segment);
-                trailing_slash = false;
+            ".." => {
+                out.truncate(start);
+                // A decoded segment holds no `/`: the last one starts at the last `/`.
+                match out.rfind('/') {
+                    Some(last) => out.truncate(last),
+                    None => above_root = true,
+                }
+                trailing_slash = true;
             }
+            _ => trailing_slash = false,
         }
     }
-
-    let mut out = String::with_capacity(raw.len());
-    for segment in &kept {
-        out.push('/');
-        out.push_str(segment);
+    if above_root {
+        return Err(PathError::AboveRoot);
     }
-    if trailing_slash || kept.is_empty() {
+    if trailing_slash || out.is_empty() {
         out.push('/');
     }
     Ok(out)
@@ -257,21 +266,22 @@ fn hex_digit(n: u8) -> char {
 }
 
 /// Decodes one raw segment (no `/`) into its canonical spelling (rule 3).
-fn decode_segment(segment: &[u8]) -> Result<String, PathError> {
-    let mut out = String::with_capacity(segment.len());
+/// Appends it to `out`.
+fn decode_segment(segment: &[u8], out: &mut String) -> Result<(), PathError> {
+    let start = out.len();
     // Encoded bytes >= 0x80 waiting to be checked as one UTF-8 run.
     let mut pending: Vec<u8> = Vec::new();
     let mut non_ascii = false;
     let mut i = 0;
     while let Some(&b) = segment.get(i) {
         if b != b'%' {
-            flush_utf8(&mut pending, &mut out)?;
+            flush_utf8(&mut pending, out)?;
             check_literal(b)?;
             if is_unreserved(b) || is_sub_delim_or_colon_at(b) {
                 out.push(char::from(b));
             } else {
                 // `"<>[]^`{|}`: not allowed literally; every server reads the encoded form the same.
-                push_encoded(&mut out, b);
+                push_encoded(out, b);
             }
             i += 1;
             continue;
@@ -283,22 +293,22 @@ fn decode_segment(segment: &[u8]) -> Result<String, PathError> {
             pending.push(byte);
             continue;
         }
-        flush_utf8(&mut pending, &mut out)?;
+        flush_utf8(&mut pending, out)?;
         match byte {
             b'/' | b'\\' => return Err(PathError::EncodedSeparator),
             b'%' => return Err(PathError::EncodedPercent),
             0x00..=0x1f | 0x7f => return Err(PathError::EncodedControl),
             _ if is_unreserved(byte) => out.push(char::from(byte)),
-            _ => push_encoded(&mut out, byte),
+            _ => push_encoded(out, byte),
         }
     }
-    flush_utf8(&mut pending, &mut out)?;
+    flush_utf8(&mut pending, out)?;
     // ASCII text never changes under NFKC, so only segments with encoded
     // non-ASCII bytes (rare) pay for the check.
     if non_ascii {
-        check_unicode(&out)?;
+        check_unicode(&out[start..])?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Refuses a canonical segment whose decoded text another server could read as

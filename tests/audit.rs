@@ -286,8 +286,10 @@ fn two_writers_at_once_keep_one_unbroken_chain() {
                 .record(Record::access("GET", "ehr", &format!("/p/{i}"), "allow").user("proxy"))
                 .await
                 .unwrap();
-            if i % 50 == 0 {
-                tokio::task::yield_now().await;
+            // Paced over ~0.5 s: the running writer keeps the lock for up to 100 ms while
+            // records flow, so the command's records come in between such stretches.
+            if i % 10 == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         }
         cli.join().unwrap();

@@ -88,13 +88,18 @@ fn records(dir: &Path) -> Vec<serde_json::Value> {
 /// Makes the trail impossible to append to, for ward and for the commands alike: a folder
 /// named as the newest trail file. A running ward notices when its own file was replaced
 /// (same content, another inode), as after any other writer; then it reads the folder.
+/// Done under the trail's lock, as every writer works: a ward that holds the lock while
+/// records flow looks at the files again only once it has had to take the lock anew.
 fn break_trail(dir: &Path) -> std::path::PathBuf {
+    let lock = std::fs::File::open(dir.join(".lock")).unwrap();
+    lock.lock().unwrap();
     let current = ward::audit::trail_files(dir).unwrap().pop().unwrap();
     let blocker = dir.join("audit-29991231-0001.jsonl");
     std::fs::create_dir(&blocker).unwrap();
     let copy = dir.join("copy.tmp");
     std::fs::copy(&current, &copy).unwrap();
     std::fs::rename(&copy, &current).unwrap();
+    lock.unlock().unwrap();
     blocker
 }
 

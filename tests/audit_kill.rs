@@ -108,15 +108,80 @@ async fn sigkill_under_load_loses_no_record_of_an_answer_sent() {
             .success()
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let out = Command::new(WARD)
-        .args(["audit", "verify", "--dir"])
-        .arg(restarted.site.path("audit"))
-        .output()
-        .unwrap();
+    verify_trail(&restarted.site.path("audit"));
+}
+
+/// ward keeps the trail's lock while records flow (it saves a lock and a look at the file
+/// per request) but lets it go at least every 100 ms: an officer's `ward user …` under
+/// steady load finishes promptly, and its record sits in the one chain with the requests'.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ward_user_command_gets_into_the_trail_promptly_under_load() {
+    let mut s = Scenario::new()
+        .route("/**", "allow = \"public\"")
+        .user("bo", &["clinician"])
+        .start()
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut load = Vec::new();
+    for i in 0..4 {
+        let client = s.ward.client(i % 2 == 0);
+        let url = s.ward.url("/page");
+        let (stop, served) = (stop.clone(), served.clone());
+        load.push(tokio::spawn(async move {
+            // Bounded: the command below must not depend on the load ending.
+            let until = std::time::Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                if let Ok(r) = client.get(&url).send().await
+                    && r.status() == 200
+                {
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = served.load(Ordering::Relaxed);
+    let took = std::time::Instant::now();
+    // The command blocks on the lock: run it off the runtime's threads.
+    let dir = s.ward.site.dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(WARD)
+            .current_dir(dir)
+            .args(["user", "--config", "ward.toml", "deactivate", "bo"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let took = took.elapsed();
+    let during = served.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
     assert!(
         out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
+        "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        during > 0,
+        "the load had stopped while the command ran ({during} requests)"
+    );
+    // Generous for a busy machine; a lock never let go would keep it waiting for the
+    // whole minute of load.
+    assert!(took < Duration::from_secs(10), "ward user took {took:?}");
+    let trail = s.audit();
+    assert!(
+        trail
+            .iter()
+            .any(|r| r["user"] == "bo" && r["kind"] == "officer"),
+        "no record of the deactivation"
+    );
+    let access = trail.iter().filter(|r| r["kind"] == "access").count();
+    assert!(access > 100, "{access} access records");
+    s.ward.stop();
+    verify_trail(&s.ward.site.path("audit"));
+    eprintln!("ward user took {took:?} while ward served {during} requests");
 }

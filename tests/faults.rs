@@ -125,21 +125,6 @@ fn log_line(ward: &Ward, path: &str) -> String {
         .wait_for_all(&["\"request\"", &needle], Duration::from_secs(5))
 }
 
-/// `ward audit verify` on the trail in `dir` passes.
-fn verify_trail(dir: &Path) {
-    let out = Command::new(WARD)
-        .args(["audit", "verify", "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ward audit verify failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// An app that cannot be reached, or answers with a head no HTTP parser
 /// should accept, gets 502 at once; one that does not answer gets 504 after
 /// its `response_timeout`. Each is recorded with the status sent and logged

@@ -6,7 +6,9 @@
 //! last wrote still has the length it left it at; if not (another process appended, rotated,
 //! or crashed mid-line), it re-reads the newest file's last line to learn `seq` and `prev`.
 //! Rotation always appends a checkpoint to the old file first, so "same file, same length"
-//! really means nobody else wrote since.
+//! really means nobody else wrote since. The running ward keeps the lock between batches
+//! while records flow (`Chain::hold_lock`), for a bounded time, and needs no look while it
+//! holds it; the commands take it around their one batch.
 
 use super::AuditError;
 use super::key::{self, SigningKey};
@@ -19,6 +21,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// `prev` of record 0.
 pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -196,6 +199,14 @@ pub(crate) struct Chain {
     keep_lines: bool,
     /// Lines written since `take_lines` was last called.
     lines: Vec<u8>,
+    /// How long the lock may be kept between batches (zero: not at all).
+    hold: Duration,
+    /// Since when this writer has kept the lock, if it has.
+    held_since: Option<Instant>,
+    /// Until when batches take and release the lock each, after it was kept.
+    rest_until: Option<Instant>,
+    /// The buffer of the last batch, kept for its capacity.
+    scratch: Vec<u8>,
 }
 
 /// A checkpoint as written: its seq and the hash of its line, which the next record's `prev`
@@ -249,6 +260,10 @@ impl Chain {
             dirty: false,
             keep_lines: false,
             lines: Vec::new(),
+            hold: Duration::ZERO,
+            held_since: None,
+            rest_until: None,
+            scratch: Vec::new(),
         })
     }
 
@@ -285,16 +300,62 @@ impl Chain {
     /// with one. `now` decides the day for rotation and stamps the writer's own records.
     pub fn append(
         &mut self,
-        records: Vec<Record>,
+        records: impl IntoIterator<Item = Record>,
         end_with_checkpoint: bool,
         now: Timestamp,
     ) -> Result<Vec<u64>, AuditError> {
-        self.lock
-            .lock()
-            .map_err(|e| io_err(&self.dir.join(LOCK_FILE), e))?;
-        let result = self.append_locked(records, end_with_checkpoint, now);
-        let _ = self.lock.unlock();
+        let started = Instant::now();
+        let held = self.held_since.is_some();
+        if !held {
+            self.lock
+                .lock()
+                .map_err(|e| io_err(&self.dir.join(LOCK_FILE), e))?;
+        }
+        // Held since the last batch: nobody else can have written, so the file needs no look.
+        let look = !held || self.cur.is_none();
+        let result = self.append_locked(records, end_with_checkpoint, now, look);
+        let keep = result.is_ok()
+            && !self.hold.is_zero()
+            && match self.held_since {
+                Some(since) => started.duration_since(since) < self.hold,
+                None => self.rest_until.is_none_or(|t| started >= t),
+            };
+        if keep {
+            self.held_since.get_or_insert(started);
+        } else {
+            self.release_lock();
+        }
         result
+    }
+
+    /// Keeps the directory lock between batches for up to `hold` (zero: releases it after
+    /// each batch), saving the lock and the look at the file per batch while records flow.
+    /// Whoever owns the chain must call `release_lock_if_due` at least every `hold`, so
+    /// that another process waits about `hold` at most.
+    pub fn hold_lock(mut self, hold: Duration) -> Chain {
+        self.hold = hold;
+        self
+    }
+
+    /// Releases the lock if it has been kept for `hold` or longer.
+    pub fn release_lock_if_due(&mut self) {
+        if self
+            .held_since
+            .is_some_and(|since| since.elapsed() >= self.hold)
+        {
+            self.release_lock();
+        }
+    }
+
+    /// Releases the directory lock now. After a kept lock is released, batches take and
+    /// release it each for `hold / 20`, so a process waiting for it gets in between them
+    /// (flock hands the lock to no one in particular: a writer that took it straight back
+    /// could keep a waiting `ward user` out for as long as requests flow).
+    pub fn release_lock(&mut self) {
+        if self.held_since.take().is_some() {
+            self.rest_until = Some(Instant::now() + self.hold / 20);
+        }
+        let _ = self.lock.unlock();
     }
 
     /// fsyncs what this writer wrote.
@@ -325,14 +386,18 @@ impl Chain {
         self.dirty = true;
     }
 
+    /// `append` under the lock; `look`: check first whether another writer changed the file.
     fn append_locked(
         &mut self,
-        records: Vec<Record>,
+        records: impl IntoIterator<Item = Record>,
         end_with_checkpoint: bool,
         now: Timestamp,
+        look: bool,
     ) -> Result<Vec<u64>, AuditError> {
         self.ensure_key()?;
-        self.sync_with_disk()?;
+        if look {
+            self.sync_with_disk()?;
+        }
         let today = day_key(now);
         let rotate = self
             .cur
@@ -346,12 +411,15 @@ impl Chain {
         }
 
         let mut head = self.head.clone();
-        let mut buf = Vec::with_capacity(records.len() * 320 + 512);
+        // The last batch's buffer, for its capacity.
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
         for r in &self.pending {
             let mut r = r.clone();
             encode(&mut head, &self.instance, &mut r, &mut buf)?;
         }
-        let mut seqs = Vec::with_capacity(records.len());
+        let records = records.into_iter();
+        let mut seqs = Vec::with_capacity(records.size_hint().0);
         let mut checkpoints = Vec::new();
         let every = self.limits.checkpoint_every;
         for mut r in records {
@@ -366,9 +434,11 @@ impl Chain {
             checkpoints.push(self.encode_checkpoint(&mut head, &mut buf, now)?);
         }
         if buf.is_empty() {
+            self.scratch = buf;
             return Ok(seqs);
         }
         self.write(&buf)?;
+        self.scratch = buf;
         self.written.extend(checkpoints);
         self.pending.clear();
         self.head = head;
@@ -631,11 +701,20 @@ fn encode(
     if !instance.is_empty() {
         r.instance = Some(instance.to_string());
     }
-    r.prev.clone_from(&head.prev);
+    // Moved rather than copied, and the string reused for the new hash: no allocation.
+    r.prev = std::mem::take(&mut head.prev);
     let start = buf.len();
-    serde_json::to_writer(&mut *buf, r)
-        .map_err(|e| AuditError::Corrupt(format!("a record could not be written: {e}")))?;
-    head.prev = line_hash(&buf[start..]);
+    let written = serde_json::to_writer(&mut *buf, r);
+    let mut prev = std::mem::take(&mut r.prev);
+    if let Err(e) = written {
+        head.prev = prev;
+        return Err(AuditError::Corrupt(format!(
+            "a record could not be written: {e}"
+        )));
+    }
+    prev.clear();
+    data_encoding::HEXLOWER.encode_append(&Sha256::digest(&buf[start..]), &mut prev);
+    head.prev = prev;
     buf.push(b'\n');
     head.next_seq += 1;
     head.last_is_checkpoint = r.is_checkpoint();
@@ -839,7 +918,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Chain::open(dir.path(), limits(u64::MAX, 10)).unwrap();
         let now = Timestamp::now();
-        let batch = (0..25).map(|_| Record::signin("login-ok")).collect();
+        let batch: Vec<Record> = (0..25).map(|_| Record::signin("login-ok")).collect();
         let seqs = c.append(batch, true, now).unwrap();
         assert_eq!(seqs.len(), 25);
         let all = lines(dir.path());
@@ -960,6 +1039,59 @@ mod tests {
         );
         assert!(String::from_utf8(first).unwrap().contains("\"a1\""));
         assert_chain(dir.path());
+    }
+
+    #[test]
+    fn a_kept_lock_shuts_others_out_until_released_and_they_are_chained_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        let mut a = Chain::open(dir.path(), limits(u64::MAX, 0))
+            .unwrap()
+            .hold_lock(Duration::from_secs(3600));
+        a.append(vec![Record::signin("a1")], false, now).unwrap();
+        a.append(vec![Record::signin("a2")], false, now).unwrap();
+        let other = File::open(dir.path().join(LOCK_FILE)).unwrap();
+        assert!(
+            other.try_lock().is_err(),
+            "the lock is kept between batches"
+        );
+        a.release_lock_if_due();
+        assert!(other.try_lock().is_err(), "not due for an hour");
+        a.release_lock();
+        other.try_lock().unwrap();
+        other.unlock().unwrap();
+        // Another process's record, then ours: the chain goes on through both.
+        Chain::open(dir.path(), limits(u64::MAX, 0))
+            .unwrap()
+            .append(vec![Record::officer("officer", "b1")], false, now)
+            .unwrap();
+        // Just after a release the writer takes the lock per batch, so waiters get in.
+        let seqs = a.append(vec![Record::signin("a3")], false, now).unwrap();
+        assert_eq!(seqs, [4]);
+        other.try_lock().unwrap();
+        other.unlock().unwrap();
+        assert_chain(dir.path());
+    }
+
+    #[test]
+    fn a_kept_lock_is_released_once_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        let mut a = Chain::open(dir.path(), limits(u64::MAX, 0))
+            .unwrap()
+            .hold_lock(Duration::from_millis(20));
+        a.append(vec![Record::signin("a1")], false, now).unwrap();
+        let other = File::open(dir.path().join(LOCK_FILE)).unwrap();
+        assert!(other.try_lock().is_err());
+        std::thread::sleep(Duration::from_millis(30));
+        a.release_lock_if_due();
+        other.try_lock().unwrap();
+        other.unlock().unwrap();
+        // Without `hold_lock` (the commands) the lock is never kept.
+        let mut b = Chain::open(dir.path(), limits(u64::MAX, 0)).unwrap();
+        b.append(vec![Record::officer("officer", "b1")], false, now)
+            .unwrap();
+        other.try_lock().unwrap();
     }
 
     #[test]

@@ -45,7 +45,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The longest the running ward keeps the trail's directory lock while records flow: what a
+/// `ward user …` or `ward grant …` command may wait for it. Held, the lock costs nothing per
+/// record; taken per batch, it costs two flock(2) and a stat of the file.
+const LOCK_HOLD: Duration = Duration::from_millis(100);
 
 /// What to do with a request when its audit record cannot be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -148,7 +153,9 @@ impl AuditError {
 /// task that then takes the chain writes everything queued with one write(2), and those
 /// whose records it wrote find their result when they get the chain in turn. So a record
 /// is in the file before `record` returns, without a hand-over to another thread and back
-/// for every request. A background thread only fsyncs, every `fsync_every`.
+/// for every request. While records flow, the writer keeps the directory lock between
+/// batches (for `LOCK_HOLD` at most), so a record costs one write(2) and no lock or stat. A
+/// background thread fsyncs every `fsync_every` and releases a lock kept too long.
 #[derive(Clone)]
 pub struct Audit {
     writer: Arc<Writer>,
@@ -181,6 +188,10 @@ struct Written {
     /// Results not yet collected by their records' tasks.
     results: HashMap<u64, Result<u64, AuditError>>,
     closed: bool,
+    /// The queue's vector from the last batch, emptied, and the tickets of the last batch:
+    /// kept for their capacity.
+    spare: Vec<(u64, Record)>,
+    tickets: Vec<u64>,
 }
 
 struct Writer {
@@ -216,8 +227,11 @@ impl Writer {
         };
         let mut w = self.written()?;
         if w.done < ticket {
-            let batch = std::mem::take(&mut self.queue()?.waiting);
-            self.write(&mut w, batch, false);
+            // The queue gets the last batch's emptied vector, so neither allocates.
+            let mut batch = std::mem::take(&mut w.spare);
+            std::mem::swap(&mut batch, &mut self.queue()?.waiting);
+            self.write(&mut w, &mut batch, false);
+            w.spare = batch;
         }
         let result = w.results.remove(&ticket).unwrap_or(Err(AuditError::Closed));
         self.forward_written(&mut w);
@@ -230,48 +244,53 @@ impl Writer {
         result
     }
 
-    /// Writes `batch` as one append and files each record's result under its ticket.
-    fn write(&self, w: &mut Written, batch: Vec<(u64, Record)>, end_with_checkpoint: bool) {
-        let (tickets, records): (Vec<u64>, Vec<Record>) = batch.into_iter().unzip();
+    /// Writes `batch` (emptying it) as one append and files each record's result under its
+    /// ticket.
+    fn write(&self, w: &mut Written, batch: &mut Vec<(u64, Record)>, end_with_checkpoint: bool) {
+        let mut tickets = std::mem::take(&mut w.tickets);
+        tickets.clear();
+        tickets.extend(batch.iter().map(|(t, _)| *t));
         if let Some(last) = tickets.last() {
             w.done = w.done.max(*last);
         }
-        if w.closed {
-            for t in tickets {
-                w.results.insert(t, Err(AuditError::Closed));
-            }
-            return;
-        }
-        match w
-            .chain
-            .append(records, end_with_checkpoint, crate::clock::now())
-        {
+        let records = batch.drain(..).map(|(_, r)| r);
+        let result = if w.closed {
+            Err(AuditError::Closed)
+        } else {
+            w.chain
+                .append(records, end_with_checkpoint, crate::clock::now())
+        };
+        match result {
             Ok(seqs) => {
-                for (t, seq) in tickets.into_iter().zip(seqs) {
-                    w.results.insert(t, Ok(seq));
+                for (t, seq) in tickets.iter().zip(seqs) {
+                    w.results.insert(*t, Ok(seq));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "audit records could not be written");
-                for t in tickets {
-                    w.results.insert(t, Err(e.clone()));
+                if !w.closed {
+                    tracing::error!(error = %e, "audit records could not be written");
+                }
+                for t in &tickets {
+                    w.results.insert(*t, Err(e.clone()));
                 }
             }
         }
+        w.tickets = tickets;
     }
 
     /// Writes what is queued and a closing checkpoint, fsyncs, and takes no more records.
     fn close(&self) {
         let Ok(mut q) = self.queue() else { return };
         q.closed = true;
-        let batch = std::mem::take(&mut q.waiting);
+        let mut batch = std::mem::take(&mut q.waiting);
         drop(q);
         let Ok(mut w) = self.written() else { return };
         if w.closed {
             return;
         }
-        self.write(&mut w, batch, true);
+        self.write(&mut w, &mut batch, true);
         w.closed = true;
+        w.chain.release_lock();
         self.forward_written(&mut w);
         sync(&mut w.chain);
         let checkpoints = w.chain.take_checkpoints();
@@ -285,6 +304,16 @@ impl Writer {
         if let Some(f) = &self.forward {
             f.send(w.chain.take_lines());
         }
+    }
+
+    /// Releases the directory lock if the chain has kept it for `LOCK_HOLD`, so that a
+    /// `ward user …` command waits no longer than that. Returns false once the trail is closed.
+    fn release_lock_if_due(&self) -> bool {
+        let Ok(mut w) = self.written() else {
+            return false;
+        };
+        w.chain.release_lock_if_due();
+        !w.closed
     }
 
     /// fsyncs what was written since the last time, outside the writer's lock so that
@@ -339,7 +368,8 @@ impl Audit {
         }
         let mut chain = Chain::open(&settings.dir, settings.limits())?
             .named(settings.instance.as_deref())
-            .keep_lines(settings.syslog.is_some());
+            .keep_lines(settings.syslog.is_some())
+            .hold_lock(LOCK_HOLD);
         // Resume now, so a broken trail is reported at start-up, not on the first request.
         chain.append(Vec::new(), false, crate::clock::now())?;
         chain.sync()?;
@@ -373,6 +403,8 @@ impl Audit {
                 done: 0,
                 results: HashMap::new(),
                 closed: false,
+                spare: Vec::new(),
+                tickets: Vec::new(),
             }),
             report: Box::new(report),
             fsync_every: settings.fsync_every,
@@ -381,14 +413,12 @@ impl Audit {
         if let Some(f) = &writer.forward {
             f.send(first_lines);
         }
-        if !settings.fsync_every.is_zero() {
-            let weak = Arc::downgrade(&writer);
-            let every = settings.fsync_every;
-            std::thread::Builder::new()
-                .name("ward-audit-sync".into())
-                .spawn(move || fsync_loop(weak, every))
-                .map_err(|e| AuditError::io(&settings.dir, e))?;
-        }
+        let weak = Arc::downgrade(&writer);
+        let every = settings.fsync_every;
+        std::thread::Builder::new()
+            .name("ward-audit-sync".into())
+            .spawn(move || fsync_loop(weak, every))
+            .map_err(|e| AuditError::io(&settings.dir, e))?;
         Ok(Audit {
             writer,
             settings: Arc::new(settings.clone()),
@@ -436,13 +466,27 @@ impl Audit {
     }
 }
 
-/// fsyncs the trail every `every` while it is open (and its writer alive).
+/// fsyncs the trail every `every` (zero: the writer fsyncs each batch itself) and releases
+/// the directory lock kept longer than `LOCK_HOLD`, while the trail is open (and its writer
+/// alive).
 fn fsync_loop(writer: Weak<Writer>, every: Duration) {
+    let tick = if every.is_zero() {
+        LOCK_HOLD
+    } else {
+        every.min(LOCK_HOLD)
+    };
+    let mut next_sync = Instant::now() + every;
     loop {
-        std::thread::sleep(every);
+        std::thread::sleep(tick);
         let Some(w) = writer.upgrade() else { return };
-        if !w.sync_now() {
+        if !w.release_lock_if_due() {
             return;
+        }
+        if !every.is_zero() && Instant::now() >= next_sync {
+            next_sync = Instant::now() + every;
+            if !w.sync_now() {
+                return;
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 use crate::policy::headers::{folded_eq, is_controlled};
 use crate::policy::net::{NetSet, normalize};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::io::Write as _;
 use std::net::IpAddr;
 
 /// Prefix of every cookie ward sets; never forwarded upstream, never set by one.
@@ -173,27 +174,40 @@ pub fn client_ip(
 /// Sets `Forwarded` (RFC 7239) and `X-Forwarded-For`, `-Proto` and `-Host`
 /// for the upstream, all built by ward (the client's were removed before).
 pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, public_host: &str) {
-    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
-        headers.insert("x-forwarded-for", v);
+    // Built in place and named by constants: a header name given as text is copied for
+    // every insert, and an address's `to_string` grows its string a few times.
+    let mut ip = [0u8; 64];
+    let mut rest = &mut ip[..];
+    if write!(rest, "{client}").is_ok() {
+        let n = 64 - rest.len();
+        if let Ok(v) = HeaderValue::from_bytes(&ip[..n]) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     if let Ok(v) = HeaderValue::from_str(public_host) {
-        headers.insert("x-forwarded-host", v);
+        headers.insert(X_FORWARDED_HOST, v);
     }
     if let Ok(v) = HeaderValue::from_str(&forwarded_value(client, public_host)) {
         headers.insert(header::FORWARDED, v);
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// `for=…;proto=https;host=…` as RFC 7239 writes it: an IPv6 address in
 /// brackets and quotes, a host with a port (or anything not a token) quoted.
 /// A host that cannot be written is left out rather than sent half-made.
 fn forwarded_value(client: IpAddr, public_host: &str) -> String {
-    let client = match normalize(client) {
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(64 + public_host.len());
+    // Writing to a String cannot fail.
+    let _ = match normalize(client) {
+        IpAddr::V4(ip) => write!(out, "for={ip};proto=https"),
+        IpAddr::V6(ip) => write!(out, "for=\"[{ip}]\";proto=https"),
     };
-    let mut out = format!("for={client};proto=https");
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if !public_host.is_empty()
         && !public_host
@@ -201,10 +215,17 @@ fn forwarded_value(client: IpAddr, public_host: &str) -> String {
             .any(|c| c.is_ascii_control() || !c.is_ascii())
     {
         if public_host.chars().all(token) {
-            out.push_str(&format!(";host={public_host}"));
+            out.push_str(";host=");
+            out.push_str(public_host);
         } else {
-            let quoted = public_host.replace('\\', "\\\\").replace('"', "\\\"");
-            out.push_str(&format!(";host=\"{quoted}\""));
+            out.push_str(";host=\"");
+            for c in public_host.chars() {
+                if c == '\\' || c == '"' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
         }
     }
     out

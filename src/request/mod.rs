@@ -31,6 +31,9 @@ use std::time::Instant;
 pub use stop::Stop;
 use target::Target;
 
+/// A constant name: one given as text is copied into every answer's headers.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// What the log line for a request says.
 #[derive(Default)]
 struct Outcome {
@@ -97,7 +100,7 @@ pub async fn handle(
 
     // The record is written before the answer leaves; if it cannot be, the
     // policy decides whether the answer goes anyway.
-    if let Some(record) = audit_record(&outcome, &method, &resp, &id, started, &rt.policy)
+    if let Some(record) = audit_record(&mut outcome, &method, &resp, &id, started, &rt.policy)
         && let Err(e) = recorded(&shared, record).await
     {
         tracing::error!(request_id = %id, error = %e, "cannot write the audit trail");
@@ -121,7 +124,7 @@ pub async fn handle(
         );
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
-        h.insert("x-request-id", v);
+        h.insert(X_REQUEST_ID, v);
     }
     if let Some(m) = &shared.metrics {
         m.request(
@@ -530,7 +533,8 @@ async fn app_request(
     }
     let route = decision.route.and_then(|r| policy.routes.get(r));
     outcome.route_line = route.map(|r| r.line);
-    let path_and_query = match req.uri().query() {
+    // Only a redirect to sign in needs it: made then, not for every request.
+    let path_and_query = |uri: &http::Uri| match uri.query() {
         Some(q) => format!("{}?{q}", target.path),
         None => target.path.clone(),
     };
@@ -571,7 +575,7 @@ async fn app_request(
             return Ok(kit::login_redirect(
                 req.method(),
                 req.headers(),
-                &path_and_query,
+                &path_and_query(req.uri()),
                 asker.ended.map(|e| e.code()),
             ));
         }
@@ -630,7 +634,7 @@ async fn app_request(
             return Ok(kit::login_redirect(
                 req.method(),
                 req.headers(),
-                &path_and_query,
+                &path_and_query(req.uri()),
                 Some("idle"),
             ));
         }
@@ -937,7 +941,7 @@ fn still_signed_in(shared: Arc<Shared>, session: Arc<session::Session>) -> proxy
 /// The audit record for a request: every decision on an app's path, and
 /// every sign-in event on ward's own pages (not its health or script polls).
 fn audit_record(
-    o: &Outcome,
+    o: &mut Outcome,
     method: &http::Method,
     resp: &Response<Body>,
     id: &str,
@@ -945,12 +949,16 @@ fn audit_record(
     policy: &policy::Policy,
 ) -> Option<crate::audit::Record> {
     use crate::audit::Record;
+    use std::fmt::Write as _;
     // The console writes its own officer records.
     if o.decision == "ward" && o.path.starts_with("/.ward/officer") {
         return None;
     }
     let mut r = if o.decision == "ward" {
         Record::signin(o.event?)
+            .method(method.as_str())
+            .host(o.host.clone())
+            .path(&o.path)
     } else {
         let r = Record::access(method.as_str(), o.host.clone(), &o.path, o.decision);
         match o.event {
@@ -960,26 +968,24 @@ fn audit_record(
     };
     r = r
         .request_id(id)
-        .method(method.as_str())
-        .host(o.host.clone())
-        .path(&o.path)
         .status(resp.status().as_u16())
         .duration(started.elapsed())
         .emergency(o.emergency);
+    // What the log line after this does not show is moved, not copied.
     if let Some(user) = &o.user {
-        r = r.user(user.clone()).roles(o.roles.iter().cloned());
+        r.user = Some(user.clone());
+        r.roles = Some(std::mem::take(&mut o.roles));
     }
-    if let Some(org) = &o.org {
-        r = r.org(org.clone());
-    }
-    if let Some(sid) = &o.session {
-        r = r.session(sid.clone());
-    }
+    r.org = o.org.take();
+    r.session = o.session.take();
     if let Some(ip) = o.client {
         r = r.client_ip(ip);
     }
     if let Some(line) = o.route_line {
-        r = r.route(format!("{}:{line}", policy.file.display()));
+        let file = policy.file.to_string_lossy();
+        let mut route = String::with_capacity(file.len() + 8);
+        let _ = write!(route, "{file}:{line}"); // writing to a String cannot fail
+        r = r.route(route);
     }
     if let Some((grant, reason)) = &o.grant {
         r = r.grant(format!("{grant} ({reason})"));
@@ -987,7 +993,7 @@ fn audit_record(
     if let Some(d) = &o.device {
         r = r.detail(format!("device: {}", d.subject));
     }
-    r.fields = o.fields.clone();
+    r.fields = o.fields.take();
     if let Some(e) = &o.error {
         r = r.reason(e.clone());
     } else if o.decision != "allow" && o.decision != "ward" {

@@ -429,6 +429,21 @@ pub fn reached_upstream(reply: &str) -> bool {
     reply.to_ascii_lowercase().contains("x-upstream-target")
 }
 
+/// `ward audit verify` on the trail in `dir` passes.
+pub fn verify_trail(dir: &Path) {
+    let out = Command::new(WARD)
+        .args(["audit", "verify", "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ward audit verify failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A minimal policy: one app at `upstream`, everything public.
 pub fn open_policy(upstream: &str) -> String {
     format!(
