@@ -3,7 +3,7 @@
 //! becomes a grant, or a later end date) or denies it with a note.
 
 use crate::users::directory;
-use crate::users::grants::{self, GrantStore};
+use crate::users::grants::GrantStore;
 use crate::users::requests::{self, RequestStore, Standing};
 use crate::users::review::OFFICER_ROLE;
 use crate::users::{Admin, SecretStore};
@@ -151,18 +151,8 @@ fn execute(config: &Path, cmd: RequestCommand) -> Result<(), String> {
                 super::record_not_made(&policy, &actor, "request-approved", &r.user, why)
             };
             let grant_store = GrantStore::open(&policy.storage.state).map_err(|e| e.to_string())?;
-            grants::save(&grant_store, &g).map_err(|e| not_made(e.to_string()))?;
-            match requests::record_approval(&store, &r.id, &g) {
-                Ok(true) => {}
-                // Decided meanwhile (the console): the grant just made goes at once.
-                other => {
-                    let _ = grants::revoke(&grant_store, &g.id, now);
-                    return Err(not_made(match other {
-                        Err(e) => e.to_string(),
-                        _ => format!("request '{}' was decided meanwhile", r.id),
-                    }));
-                }
-            }
+            requests::approve(&store, &grant_store, &r.id, &g, now)
+                .map_err(|e| not_made(e.to_string()))?;
             println!(
                 "Approved request {}: {} has {} until {} (grant {}).",
                 r.id,

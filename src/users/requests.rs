@@ -186,6 +186,9 @@ pub enum RequestError {
     /// A denial without a note.
     #[error("give the person a note saying why (they see it on their next visit)")]
     NoNote,
+    /// Another officer (or the other of console and command line) decided it first.
+    #[error("request '{0}' was decided meanwhile")]
+    DecidedMeanwhile(String),
     /// The reason, the time, the person, the randomness or the grants file.
     #[error(transparent)]
     Grant(#[from] GrantError),
@@ -438,6 +441,29 @@ pub fn record_approval(
     )
 }
 
+/// Carries out a checked approval: saves `grant`, then marks request `id` approved by it.
+/// If the request was decided meanwhile, or cannot be marked, the grant just saved is revoked
+/// at once, so a grant never stands without its approved request.
+pub fn approve(
+    store: &RequestStore,
+    grant_store: &grants::GrantStore,
+    id: &str,
+    grant: &Grant,
+    now: i64,
+) -> Result<(), RequestError> {
+    grants::save(grant_store, grant)?;
+    match record_approval(store, id, grant) {
+        Ok(true) => Ok(()),
+        other => {
+            let _ = grants::revoke(grant_store, &grant.id, now);
+            Err(match other {
+                Err(e) => e,
+                _ => RequestError::DecidedMeanwhile(id.to_string()),
+            })
+        }
+    }
+}
+
 /// Sets the standing of request `id` while it is still waiting; false if it was decided meanwhile.
 fn settle(store: &RequestStore, id: &str, standing: Standing) -> Result<bool, RequestError> {
     Ok(store.update(|all| {
@@ -582,6 +608,41 @@ mod tests {
         let long = "x".repeat(5000);
         let r = check_new(&all, "jo", billing(), &long, "1h", 0).unwrap();
         assert_eq!(r.reason.chars().count(), 500);
+    }
+
+    #[test]
+    fn an_approval_decided_meanwhile_leaves_no_grant_standing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = RequestStore::open(tmp.path()).unwrap();
+        let grant_store = grants::GrantStore::open(tmp.path()).unwrap();
+        let r = check_new(
+            &Requests::default(),
+            "jo",
+            billing(),
+            "month-end statements",
+            "8h",
+            100,
+        )
+        .unwrap();
+        let id = r.id.clone();
+        store.update(|all| all.requests.push(r)).unwrap();
+        let all = store.read().unwrap();
+        let (_, first) = check_approval(&all, &dir(), &id, "boss", None, 200).unwrap();
+        let (_, second) = check_approval(&all, &dir(), &id, "boss", None, 201).unwrap();
+        approve(&store, &grant_store, &id, &first, 200).unwrap();
+        // The second officer checked the request while it still waited; it was decided since.
+        assert!(matches!(
+            approve(&store, &grant_store, &id, &second, 201),
+            Err(RequestError::DecidedMeanwhile(_))
+        ));
+        let saved = grant_store.read().unwrap().grants;
+        let standing: Vec<&str> = saved
+            .iter()
+            .filter(|g| g.revoked.is_none())
+            .map(|g| g.id.as_str())
+            .collect();
+        assert_eq!(standing, [first.id.as_str()]);
+        assert_eq!(saved.len(), 2);
     }
 
     #[test]

@@ -5,8 +5,7 @@
 
 use super::{Ctx, Form, Notice, Section, blocking, head_row, when};
 use crate::body::Body;
-use crate::users::grants;
-use crate::users::requests::{self, AccessRequest, Standing, Wanted};
+use crate::users::requests::{self, AccessRequest, RequestError, Standing, Wanted};
 use crate::web::kit::{PageOutcome, capital};
 use http::{Response, StatusCode};
 use maud::html;
@@ -164,19 +163,11 @@ pub(super) async fn approve(
     };
     let grant_store = ctx.shared.gate.accounts.grant_store().clone();
     let (to_save, rid, now) = (g.clone(), r.id.clone(), ctx.now());
-    let done = blocking(move || -> Result<(), String> {
-        grants::save(&grant_store, &to_save).map_err(|e| capital(&e.to_string()))?;
-        match requests::record_approval(&store, &rid, &to_save) {
-            Ok(true) => Ok(()),
-            other => {
-                // Decided meanwhile (another officer, the command line): the grant goes at once.
-                let _ = grants::revoke(&grant_store, &to_save.id, now);
-                Err(match other {
-                    Err(e) => capital(&e.to_string()),
-                    _ => format!("Request {rid} was decided meanwhile."),
-                })
-            }
-        }
+    let done = blocking(move || {
+        requests::approve(&store, &grant_store, &rid, &to_save, now).map_err(|e| match e {
+            RequestError::DecidedMeanwhile(_) => format!("Request {rid} was decided meanwhile."),
+            e => capital(&e.to_string()),
+        })
     })
     .await
     .unwrap_or_else(|| Err("The request could not be approved; try again.".into()));
