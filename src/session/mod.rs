@@ -25,10 +25,15 @@ const MAX_APP_COOKIE_BYTES: usize = 4096;
 /// the browser: when the ward session ends (sign-out, idle, a new sign-in, a
 /// closed account), the app sessions it opened are gone with it, and the next
 /// person at that browser cannot use them.
+/// A short list by app rather than a hash map: a session meets few apps, and an
+/// empty list is half the size (100,000 sessions, #12).
 #[derive(Default)]
 pub struct AppCookies {
-    jars: Mutex<HashMap<String, Vec<(String, String)>>>,
+    jars: Mutex<Vec<(String, Jar)>>,
 }
+
+/// One app's cookies: (name, value) pairs.
+type Jar = Vec<(String, String)>;
 
 impl std::fmt::Debug for AppCookies {
     // The values are the apps' session keys: never printed.
@@ -36,7 +41,7 @@ impl std::fmt::Debug for AppCookies {
         let count: usize = self
             .jars
             .lock()
-            .map(|j| j.values().map(Vec::len).sum())
+            .map(|j| j.iter().map(|(_, jar)| jar.len()).sum())
             .unwrap_or(0);
         write!(f, "AppCookies({count} kept)")
     }
@@ -46,7 +51,7 @@ impl AppCookies {
     /// The `Cookie` header for a request to `app`, if it has cookies here.
     pub fn header(&self, app: &str) -> Option<http::HeaderValue> {
         let jars = self.jars.lock().ok()?;
-        let jar = jars.get(app).filter(|j| !j.is_empty())?;
+        let (_, jar) = jars.iter().find(|(a, j)| a == app && !j.is_empty())?;
         let text = jar
             .iter()
             .map(|(n, v)| format!("{n}={v}"))
@@ -67,7 +72,12 @@ impl AppCookies {
         let Ok(mut jars) = self.jars.lock() else {
             return 0;
         };
-        let jar = jars.entry(app.to_string()).or_default();
+        if !jars.iter().any(|(a, _)| a == app) {
+            jars.push((app.to_string(), Vec::new()));
+        }
+        let Some((_, jar)) = jars.iter_mut().find(|(a, _)| a == app) else {
+            return 0;
+        };
         for text in &set {
             // A cookie that does not parse is dropped, never passed to the browser.
             let Ok(c) = cookie::Cookie::parse(text.as_str()) else {
@@ -137,7 +147,8 @@ pub struct Session {
     /// Roles the identity provider's groups mapped to (single sign-on only).
     pub extra_roles: Vec<String>,
     /// The provider this session came from, and its ID token (for its sign-out only).
-    pub idp: Option<(String, String)>,
+    /// Boxed: most sessions have none, and 100,000 sessions should stay small (#12).
+    pub idp: Option<Box<(String, String)>>,
     /// Its end (idle, too old) has been recorded in the audit trail.
     pub end_recorded: AtomicBool,
     /// The apps' own cookies set during this session, kept here rather than in the browser.
@@ -179,7 +190,7 @@ impl Session {
     /// The same session, from single sign-on with `provider`.
     pub fn with_sso(mut self, roles: Vec<String>, provider: &str, id_token: String) -> Session {
         self.extra_roles = roles;
-        self.idp = Some((provider.to_string(), id_token));
+        self.idp = Some(Box::new((provider.to_string(), id_token)));
         self
     }
 

@@ -243,7 +243,7 @@ impl RedisStore {
                     s.end_recorded.store(true, Ordering::Relaxed);
                 }
                 if let Ok(mut jars) = s.app_cookies.jars.lock() {
-                    *jars = saved.app_cookies;
+                    *jars = saved.app_cookies.into_iter().collect();
                 }
                 for k in saved.keys {
                     if self.local.get_hashed(&k).is_none() {

@@ -179,13 +179,13 @@ impl SavedSession {
             keepalive: s.keepalive.clone(),
             return_to: s.return_to.clone(),
             extra_roles: s.extra_roles.clone(),
-            idp: s.idp.clone(),
+            idp: s.idp.as_deref().cloned(),
             end_recorded: s.end_recorded.load(Ordering::Relaxed),
             app_cookies: s
                 .app_cookies
                 .jars
                 .lock()
-                .map(|j| j.clone())
+                .map(|j| j.iter().cloned().collect())
                 .unwrap_or_default(),
         }
     }
@@ -210,10 +210,10 @@ impl SavedSession {
             keepalive: self.keepalive,
             return_to: self.return_to,
             extra_roles: self.extra_roles,
-            idp: self.idp,
+            idp: self.idp.map(Box::new),
             end_recorded: AtomicBool::new(self.end_recorded),
             app_cookies: AppCookies {
-                jars: Mutex::new(self.app_cookies),
+                jars: Mutex::new(self.app_cookies.into_iter().collect()),
             },
         };
         (self.keys, session)

@@ -22,10 +22,10 @@ pub const WARD_PREFIX: &str = "/.ward/";
 
 /// True for `/.ward/…` in any letter case, so no spelling of it reaches an upstream.
 pub fn is_ward_path(canonical: &str) -> bool {
-    let lower = canonical
+    canonical
         .get(..WARD_PREFIX.len())
-        .map(str::to_ascii_lowercase);
-    lower.as_deref() == Some(WARD_PREFIX) || canonical.eq_ignore_ascii_case("/.ward")
+        .is_some_and(|start| start.eq_ignore_ascii_case(WARD_PREFIX))
+        || canonical.eq_ignore_ascii_case("/.ward")
 }
 
 /// The pre-sign-in cookie that carries the login form's CSRF token.

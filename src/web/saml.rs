@@ -398,7 +398,7 @@ async fn idp_logout(
     }
     let mut ended = Vec::new();
     for s in gate.sessions.all() {
-        let Some((name, token)) = &s.idp else {
+        let Some((name, token)) = s.idp.as_deref() else {
             continue;
         };
         let Ok(hint) = serde_json::from_str::<LogoutHint>(token) else {

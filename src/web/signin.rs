@@ -915,7 +915,7 @@ async fn enroll_submit(
 
 /// Where to send a person after ward's sign-out: their provider's sign-out, when it has one.
 fn sso_logout_target(gate: &Gate, policy: &Policy, s: &Session) -> Option<String> {
-    let (name, id_token) = s.idp.as_ref()?;
+    let (name, id_token) = s.idp.as_deref()?;
     if let Some(cfg) = policy
         .login
         .saml
