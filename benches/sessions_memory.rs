@@ -8,11 +8,6 @@ use ward::session::{MemoryStore, Session, SessionStore, Stage};
 
 const SESSIONS: usize = 100_000;
 
-/// The allocator the `ward` program runs with (src/main.rs), so the figure is ward's.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

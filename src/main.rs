@@ -7,12 +7,6 @@ use ward::cli;
 use ward::config::Overrides;
 use ward::policy::LogFormat;
 
-/// mimalloc rather than the C library's malloc: fewer instructions for the many small
-/// short-lived allocations of each request (benches/load; README, Benchmarks).
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "ward",
