@@ -172,6 +172,15 @@ pub fn canonicalize(raw: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// The canonical path with the request's query as received: what ward forwards, and where a
+/// sign-in returns to.
+pub fn with_query(canonical: &str, uri: &http::Uri) -> String {
+    match uri.query() {
+        Some(q) => format!("{canonical}?{q}"),
+        None => canonical.to_string(),
+    }
+}
+
 /// Lower-cases a canonical path for apps whose server is case-insensitive (legacy IIS).
 ///
 /// Only ASCII letters are folded; the hex digits of `%XX` stay upper-case so the
@@ -445,6 +454,16 @@ fn check_segment(segment: &str) -> Result<(), PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_query_keeps_the_query_as_received_after_the_canonical_path() {
+        let uri: http::Uri = "/a/./b?x=%2F&y".parse().unwrap();
+        assert_eq!(with_query("/a/b", &uri), "/a/b?x=%2F&y");
+        let uri: http::Uri = "/a/b".parse().unwrap();
+        assert_eq!(with_query("/a/b", &uri), "/a/b");
+        let uri: http::Uri = "/a/b?".parse().unwrap();
+        assert_eq!(with_query("/a/b", &uri), "/a/b?");
+    }
     use PathError::*;
 
     const CASES: &[(&str, Result<&str, PathError>)] = &[

@@ -146,12 +146,9 @@ pub async fn forward(
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
 
     let (mut parts, incoming) = req.into_parts();
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("{}?{q}", f.canonical_path),
-        None => f.canonical_path.to_string(),
-    };
     let path_and_query =
-        PathAndQuery::try_from(path_and_query).map_err(|e| ProxyError::Bad(e.to_string()))?;
+        PathAndQuery::try_from(crate::path::with_query(f.canonical_path, &parts.uri))
+            .map_err(|e| ProxyError::Bad(e.to_string()))?;
     parts.uri = Uri::builder()
         .scheme(f.app.scheme.clone())
         .authority(f.app.authority.clone())

@@ -533,11 +533,6 @@ async fn app_request(
     }
     let route = decision.route.and_then(|r| policy.routes.get(r));
     outcome.route_line = route.map(|r| r.line);
-    // Only a redirect to sign in needs it: made then, not for every request.
-    let path_and_query = |uri: &http::Uri| match uri.query() {
-        Some(q) => format!("{}?{q}", target.path),
-        None => target.path.clone(),
-    };
     match decision.verdict {
         // A signed-in person at `/` where no app answers: the apps they may use.
         Verdict::Deny(policy::Refusal::NoRoute)
@@ -575,7 +570,7 @@ async fn app_request(
             return Ok(kit::login_redirect(
                 req.method(),
                 req.headers(),
-                &path_and_query(req.uri()),
+                &crate::path::with_query(&target.path, req.uri()),
                 asker.ended.map(|e| e.code()),
             ));
         }
@@ -634,7 +629,7 @@ async fn app_request(
             return Ok(kit::login_redirect(
                 req.method(),
                 req.headers(),
-                &path_and_query(req.uri()),
+                &crate::path::with_query(&target.path, req.uri()),
                 Some("idle"),
             ));
         }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 pub mod redis;
 pub mod snapshot;
+pub mod take_once;
 
 /// The session cookie's name (`__Host-`: Secure, no Domain, Path=/).
 pub const COOKIE: &str = "__Host-ward-session";
@@ -477,14 +478,10 @@ impl Handoffs {
                     host: handoff.host,
                     state_hash: handoff.state_hash,
                 };
-                let json = serde_json::to_string(&kept).ok()?;
-                let set = ::redis::cmd("SET")
-                    .arg(format!("{HANDOFF_PREFIX}{}", token_hash(&code)))
-                    .arg(json)
-                    .arg("EX")
-                    .arg(CODE_LIFETIME.as_secs())
-                    .clone();
-                store.query::<()>(&set).await.ok()?;
+                let key = format!("{HANDOFF_PREFIX}{}", token_hash(&code));
+                if !store.put_json(&key, &kept, CODE_LIFETIME).await {
+                    return None;
+                }
             }
         }
         Some(code)
@@ -495,11 +492,8 @@ impl Handoffs {
         match self {
             Handoffs::Local(codes) => codes.remove(&token_hash(code)),
             Handoffs::Shared(store) => {
-                let get = ::redis::cmd("GETDEL")
-                    .arg(format!("{HANDOFF_PREFIX}{}", token_hash(code)))
-                    .clone();
-                let json: Option<String> = store.query(&get).await.ok()?;
-                let kept: SharedHandoff = serde_json::from_str(&json?).ok()?;
+                let key = format!("{HANDOFF_PREFIX}{}", token_hash(code));
+                let kept: SharedHandoff = store.take_json(&key).await?;
                 let session = store.session(&kept.session).await.ok()??;
                 Some(Handoff {
                     session,

@@ -194,6 +194,28 @@ impl RedisStore {
             .map_err(SharedError::Failed)
     }
 
+    /// Keeps `value` (as JSON) under `key` for `ttl`; false if it could not be kept.
+    pub async fn put_json<T: serde::Serialize>(&self, key: &str, value: &T, ttl: Duration) -> bool {
+        let Ok(json) = serde_json::to_string(value) else {
+            return false;
+        };
+        let set = redis::cmd("SET")
+            .arg(key)
+            .arg(json)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .clone();
+        self.query::<()>(&set).await.is_ok()
+    }
+
+    /// The value kept under `key`, removed in the same step so that only one caller of all
+    /// instances gets it.
+    pub async fn take_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let get = redis::cmd("GETDEL").arg(key).clone();
+        let json: Option<String> = self.query(&get).await.ok()?;
+        serde_json::from_str(&json?).ok()
+    }
+
     /// The session with this public id: from memory, or read from Redis when the news of it
     /// has not arrived here yet.
     pub async fn session(&self, public_id: &str) -> Result<Option<Arc<Session>>, SharedError> {

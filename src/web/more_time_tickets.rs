@@ -4,6 +4,7 @@
 //! another instance.
 
 use crate::session::redis::RedisStore;
+use crate::session::take_once::TakeOnce;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,68 +28,26 @@ pub struct Ticket {
 }
 
 /// Tickets issued and not yet used, by the hash of the ticket.
-pub enum Tickets {
-    /// In this instance's memory.
-    Local(moka::sync::Cache<String, Ticket>),
-    /// In Redis, shared by every instance.
-    Shared(Arc<RedisStore>),
-}
+pub struct Tickets(TakeOnce<Ticket>);
 
 impl Tickets {
     /// Kept in memory, or in `shared` when given.
     pub fn new(shared: Option<Arc<RedisStore>>) -> Tickets {
-        match shared {
-            Some(store) => Tickets::Shared(store),
-            None => Tickets::Local(
-                moka::sync::Cache::builder()
-                    .max_capacity(MAX_TICKETS)
-                    .time_to_live(MOST)
-                    .build(),
-            ),
-        }
+        Tickets(TakeOnce::new(TICKET_PREFIX, MOST, MAX_TICKETS, shared))
     }
 
     /// A new ticket for `user`, good until `until`; `None` if none can be made or kept.
     pub async fn issue(&self, user: &str, until: i64) -> Option<String> {
-        let ticket = crate::auth::codes::random_token().ok()?;
-        let key = crate::auth::codes::token_hash(&ticket);
         let held = Ticket {
             user: user.to_string(),
             until,
         };
-        match self {
-            Tickets::Local(cache) => cache.insert(key, held),
-            Tickets::Shared(store) => {
-                let json = serde_json::to_string(&held).ok()?;
-                let set = redis::cmd("SET")
-                    .arg(format!("{TICKET_PREFIX}{key}"))
-                    .arg(json)
-                    .arg("EX")
-                    .arg(MOST.as_secs())
-                    .clone();
-                store.query::<()>(&set).await.ok()?;
-            }
-        }
-        Some(ticket)
+        self.0.put(held).await
     }
 
     /// The ticket's holder, once, if it has not run out at `now`.
     pub async fn take(&self, ticket: &str, now: i64) -> Option<Ticket> {
-        if ticket.is_empty() || ticket.len() > 100 {
-            return None;
-        }
-        let key = crate::auth::codes::token_hash(ticket);
-        let held = match self {
-            Tickets::Local(cache) => cache.remove(&key),
-            Tickets::Shared(store) => {
-                let get = redis::cmd("GETDEL")
-                    .arg(format!("{TICKET_PREFIX}{key}"))
-                    .clone();
-                let json: Option<String> = store.query(&get).await.ok()?;
-                serde_json::from_str(&json?).ok()
-            }
-        };
-        held.filter(|t| now <= t.until)
+        self.0.take(ticket).await.filter(|t| now <= t.until)
     }
 }
 

@@ -2,6 +2,7 @@
 //! the server only, for five minutes, and taken once. In this instance's memory or, with a
 //! shared session store, in Redis, so that the answer may come back through another instance.
 
+use crate::session::take_once::TakeOnce;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,62 +56,21 @@ pub enum Ceremony {
 }
 
 /// Ceremonies under way, by the hash of the random step id the page carries.
-pub enum PasskeySteps {
-    /// In this instance's memory.
-    Local(moka::sync::Cache<String, Ceremony>),
-    /// In Redis, shared by every instance.
-    Shared(Arc<crate::session::redis::RedisStore>),
-}
+pub struct PasskeySteps(TakeOnce<Ceremony>);
 
 impl PasskeySteps {
     /// Kept in memory, or in `shared` when given.
     pub fn new(shared: Option<Arc<crate::session::redis::RedisStore>>) -> PasskeySteps {
-        match shared {
-            Some(store) => PasskeySteps::Shared(store),
-            None => PasskeySteps::Local(
-                moka::sync::Cache::builder()
-                    .max_capacity(MAX_LOCAL)
-                    .time_to_live(STEP_TTL)
-                    .build(),
-            ),
-        }
+        PasskeySteps(TakeOnce::new(STEP_PREFIX, STEP_TTL, MAX_LOCAL, shared))
     }
 
     /// Keeps a ceremony; returns the step id for the page, or None if it could not be kept.
     pub async fn put(&self, ceremony: Ceremony) -> Option<String> {
-        let step = crate::auth::codes::random_token().ok()?;
-        let key = crate::auth::codes::token_hash(&step);
-        match self {
-            PasskeySteps::Local(cache) => cache.insert(key, ceremony),
-            PasskeySteps::Shared(store) => {
-                let json = serde_json::to_string(&ceremony).ok()?;
-                let set = redis::cmd("SET")
-                    .arg(format!("{STEP_PREFIX}{key}"))
-                    .arg(json)
-                    .arg("EX")
-                    .arg(STEP_TTL.as_secs())
-                    .clone();
-                store.query::<()>(&set).await.ok()?;
-            }
-        }
-        Some(step)
+        self.0.put(ceremony).await
     }
 
     /// The ceremony for `step`, once.
     pub async fn take(&self, step: &str) -> Option<Ceremony> {
-        if step.is_empty() || step.len() > 100 {
-            return None;
-        }
-        let key = crate::auth::codes::token_hash(step);
-        match self {
-            PasskeySteps::Local(cache) => cache.remove(&key),
-            PasskeySteps::Shared(store) => {
-                let get = redis::cmd("GETDEL")
-                    .arg(format!("{STEP_PREFIX}{key}"))
-                    .clone();
-                let json: Option<String> = store.query(&get).await.ok()?;
-                serde_json::from_str(&json?).ok()
-            }
-        }
+        self.0.take(step).await
     }
 }

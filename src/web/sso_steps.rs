@@ -64,19 +64,10 @@ impl SsoSteps {
                 true
             }
             SsoSteps::Shared(store) => {
-                let Ok(json) = serde_json::to_string(&pending) else {
-                    return false;
-                };
-                let set = redis::cmd("SET")
-                    .arg(format!(
-                        "{STEP_PREFIX}{}",
-                        crate::auth::codes::token_hash(&pending.state)
-                    ))
-                    .arg(json)
-                    .arg("EX")
-                    .arg(PENDING_TTL.as_secs())
-                    .clone();
-                store.query::<()>(&set).await.is_ok()
+                let key = crate::auth::codes::token_hash(&pending.state);
+                store
+                    .put_json(&format!("{STEP_PREFIX}{key}"), &pending, PENDING_TTL)
+                    .await
             }
         }
     }
@@ -86,14 +77,8 @@ impl SsoSteps {
         match self {
             SsoSteps::Local(store, _) => store.take(state),
             SsoSteps::Shared(store) => {
-                let get = redis::cmd("GETDEL")
-                    .arg(format!(
-                        "{STEP_PREFIX}{}",
-                        crate::auth::codes::token_hash(state)
-                    ))
-                    .clone();
-                let json: Option<String> = store.query(&get).await.ok()?;
-                serde_json::from_str(&json?).ok()
+                let key = crate::auth::codes::token_hash(state);
+                store.take_json(&format!("{STEP_PREFIX}{key}")).await
             }
         }
     }
