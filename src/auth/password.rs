@@ -1,10 +1,10 @@
 //! Password rules for new passwords (NIST SP 800-63B) and argon2id hashing.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
 
-use argon2::password_hash::{Output, PasswordHash, Salt, SaltString};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
 
 use super::codes::{RngError, fill_random};
 
@@ -23,9 +23,6 @@ const WEAK_FALLBACK: &str = "Use a longer passphrase of several unrelated words.
 const MAX_VERIFY_M_COST: u32 = 256 * 1024;
 const MAX_VERIFY_T_COST: u32 = 16;
 const MAX_VERIFY_P_COST: u32 = 8;
-
-/// Working memories kept for reuse; sign-ins wait on a semaphore of at most four (`Gate::hashing`).
-const MAX_POOLED: usize = 4;
 
 /// A hash made by `hash` (of a password nobody knows), so `verify_dummy` does the same work as `verify`.
 const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$9HRRndgh7RPzuVvETU73nA$OFF0J3YqpH2lRAdpCt0MKT1DmZlRUhjjqU+tFw6KIfk";
@@ -96,20 +93,9 @@ pub fn hash(password: &str) -> Result<String, HashError> {
     let mut salt = [0u8; 16];
     fill_random(&mut salt)?;
     let salt = SaltString::encode_b64(&salt).map_err(HashError::Argon2)?;
-    let output = compute(
-        &hasher(),
-        password,
-        salt.as_salt(),
-        Params::DEFAULT_OUTPUT_LEN,
-    )
-    .map_err(HashError::Argon2)?;
-    let phc = PasswordHash {
-        algorithm: argon2::ARGON2ID_IDENT,
-        version: Some(Version::V0x13.into()),
-        params: (&Params::DEFAULT).try_into().map_err(HashError::Argon2)?,
-        salt: Some(salt.as_salt()),
-        hash: Some(output),
-    };
+    let phc = hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(HashError::Argon2)?;
     Ok(phc.to_string())
 }
 
@@ -131,17 +117,12 @@ pub fn verify(password: &str, phc: &str) -> bool {
     {
         return false;
     }
-    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
-        return false;
-    };
-    let Ok(version) = parsed.version.map_or(Ok(Version::V0x13), Version::try_from) else {
-        return false;
-    };
-    // The parameters come from the stored hash.
-    let argon = Argon2::new(Algorithm::Argon2id, version, params);
-    // `Output`'s equality is constant time.
-    compute(&argon, password, salt, expected.len()).is_ok_and(|computed| computed == expected)
+    // The parameters come from the stored hash; the comparison inside is constant time.
+    hasher()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
 }
+
 /// Spends the same time as `verify` against a fixed dummy hash, so unknown accounts cannot be told apart by timing.
 pub fn verify_dummy(password: &str) {
     std::hint::black_box(verify(password, DUMMY_PHC));
@@ -150,58 +131,6 @@ pub fn verify_dummy(password: &str) {
 /// ward's argon2id settings: OWASP's recommended m=19456 KiB, t=2, p=1 (argon2's defaults).
 fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::DEFAULT)
-}
-
-/// argon2's output for `password` and `salt`, `len` bytes long, in working memory from the pool.
-fn compute(
-    argon: &Argon2<'_>,
-    password: &str,
-    salt: Salt<'_>,
-    len: usize,
-) -> argon2::password_hash::Result<Output> {
-    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
-    let salt = salt.decode_b64(&mut salt_bytes)?;
-    let mut memory = WorkingMemory::take(argon.params().block_count());
-    Output::init_with(len, |out| {
-        argon
-            .hash_password_into_with_memory(password.as_bytes(), salt, out, memory.blocks())
-            .map_err(Into::into)
-    })
-}
-
-/// argon2's 19 MiB of working memory, reused across sign-ins: allocated afresh on
-/// short-lived blocking threads, such blocks stayed with the allocator after every burst.
-struct WorkingMemory(Vec<Block>);
-
-/// The pool [`WorkingMemory`] comes from and goes back to (ward's own size only).
-static POOL: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
-
-impl WorkingMemory {
-    /// At least `blocks` blocks: from the pool when ward's own size serves, else new.
-    fn take(blocks: usize) -> Self {
-        let standard = Params::DEFAULT.block_count();
-        let pooled = (blocks <= standard)
-            .then(|| POOL.lock().unwrap_or_else(PoisonError::into_inner).pop())
-            .flatten();
-        Self(pooled.unwrap_or_else(|| vec![Block::default(); blocks.max(standard)]))
-    }
-
-    /// The blocks to hash in.
-    fn blocks(&mut self) -> &mut [Block] {
-        &mut self.0
-    }
-}
-
-impl Drop for WorkingMemory {
-    fn drop(&mut self) {
-        // Only ward's own size is kept, so a planted hash's larger memory is freed.
-        if self.0.len() == Params::DEFAULT.block_count() {
-            let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
-            if pool.len() < MAX_POOLED {
-                pool.push(std::mem::take(&mut self.0));
-            }
-        }
-    }
 }
 
 /// True when the password, trimmed and in lower case, is on the shipped list.
@@ -429,52 +358,5 @@ mod tests {
         assert_eq!(dummy.params, fresh.params);
         verify_dummy("anything at all");
         verify_dummy("");
-    }
-
-    #[test]
-    fn hashes_agree_with_the_argon2_crates_own_hasher() {
-        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-        // Stored hashes from before the pool, and hashes other tools make, still verify...
-        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
-        let theirs = hasher().hash_password(STRONG.as_bytes(), &salt).unwrap();
-        assert!(verify(STRONG, &theirs.to_string()));
-        assert!(!verify(
-            "mellow tundra quietly orbits lantern",
-            &theirs.to_string()
-        ));
-        // ...and what ward makes verifies with the crate's own code.
-        let ours = hash(STRONG).unwrap();
-        let parsed = PasswordHash::new(&ours).unwrap();
-        assert!(hasher().verify_password(STRONG.as_bytes(), &parsed).is_ok());
-        assert!(hasher().verify_password(b"wrong", &parsed).is_err());
-    }
-
-    #[test]
-    fn other_parameters_verify_with_pooled_or_fresh_memory() {
-        use argon2::password_hash::PasswordHasher;
-        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
-        // Less memory than ward's (served by a pooled block), more (allocated for the one
-        // check and not kept), and the older version 0x10 with a longer output.
-        for (m, version, len) in [
-            (64, Version::V0x13, 32),
-            (32 * 1024, Version::V0x13, 32),
-            (1024, Version::V0x10, 64),
-        ] {
-            let params = Params::new(m, 1, 1, Some(len)).unwrap();
-            let argon = Argon2::new(Algorithm::Argon2id, version, params);
-            let phc = argon
-                .hash_password(b"pass phrase", &salt)
-                .unwrap()
-                .to_string();
-            assert!(verify("pass phrase", &phc), "{phc}");
-            assert!(!verify("pass phrasE", &phc), "{phc}");
-        }
-        let pool = POOL.lock().unwrap();
-        assert!(pool.len() <= MAX_POOLED);
-        assert!(
-            pool.iter()
-                .all(|b| b.len() == Params::DEFAULT.block_count()),
-            "only ward's own size is kept"
-        );
     }
 }
