@@ -27,7 +27,8 @@ pub fn run(
     };
     crate::logging::init(format.unwrap_or(settings.format), settings.level);
     keep_large_blocks_mapped();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Single-threaded: this thread is the first of the per-core workers (`server::serve`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

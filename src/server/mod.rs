@@ -30,6 +30,8 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error("the policy has no TLS certificate loaded")]
     NoTls,
+    #[error("cannot share the listening socket between the cores: {0}")]
+    Share(io::Error),
 }
 
 /// Binds the HTTPS listener (and the redirect listener, if configured).
@@ -53,8 +55,13 @@ pub async fn bind(store: &PolicyStore) -> Result<(TcpListener, Option<TcpListene
     Ok((tls, redirect))
 }
 
-/// Accepts HTTPS connections until `shutdown` resolves, then waits (up to a
+/// Accepts HTTPS connections on every core until `shutdown` resolves, then waits (up to a
 /// bound) for open connections to finish.
+///
+/// Each core runs its own single-threaded runtime accepting from the same socket, as nginx
+/// runs its workers: a connection stays on the core that took it, with no hand-over between
+/// threads per request. The caller's runtime is the first such worker (and must be
+/// single-threaded too); the others run on threads started here.
 pub async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
@@ -66,44 +73,19 @@ pub async fn serve(
     }
     let max = store.current().policy.server.max_connections;
     let slots = Arc::new(Semaphore::new(max));
-    // Tells open connections to finish their requests and close.
+    // Tells the accept loops to stop and open connections to finish their requests and close.
     let (stopping, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::pin!(shutdown);
-    loop {
-        // Waiting for a free slot before accepting leaves extra clients in the
-        // kernel's backlog instead of spending memory on them.
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut shutdown => break,
-        };
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: back off rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let shared = shared.clone();
-        let stop = stop_rx.clone();
-        tokio::spawn(async move {
-            // The slot is freed when the connection ends, unless a WebSocket
-            // tunnel took it over (then when the tunnel closes).
-            let slot = crate::proxy::ConnectionSlot::new(permit);
-            connection(shared, tcp, peer, slot, stop).await;
-        });
-    }
-    drop(listener);
+    let listener = more_workers(&shared, listener, &slots, &stop_rx)?;
+    let stop_accepting = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
+    accept(shared, listener, slots.clone(), stop_rx, stop_accepting).await;
     let open = max.saturating_sub(slots.available_permits());
     tracing::info!(
         connections = open,
         "stopped accepting; finishing the requests under way"
     );
-    let _ = stopping.send(true);
     // Let requests in flight finish, but not forever.
     let drained = tokio::time::timeout(DRAIN_TIME, slots.acquire_many(max as u32)).await;
     if !matches!(drained, Ok(Ok(_))) {
@@ -115,6 +97,113 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Starts one accept loop per further core, each on a thread with a single-threaded runtime
+/// of its own, sharing the connection cap; returns the listener for the caller's loop.
+fn more_workers(
+    shared: &Arc<Shared>,
+    listener: TcpListener,
+    slots: &Arc<Semaphore>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<TcpListener, ServeError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        return Ok(listener);
+    }
+    // The same socket under several descriptors; each runtime watches its own. The kernel
+    // gives each connection to one of them.
+    let std_listener = listener.into_std().map_err(ServeError::Share)?;
+    for n in 1..cores {
+        let Ok(copy) = std_listener.try_clone() else {
+            tracing::warn!("cannot share the listening socket with another core");
+            break;
+        };
+        let (shared, slots, stop) = (shared.clone(), slots.clone(), stop.clone());
+        let started = std::thread::Builder::new()
+            .name(format!("ward-worker-{n}"))
+            .spawn(move || worker(shared, copy, slots, stop));
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start a worker thread");
+            break;
+        }
+    }
+    TcpListener::from_std(std_listener).map_err(ServeError::Share)
+}
+/// A further core's worker: its own single-threaded runtime accepting from `listener` until
+/// ward stops accepting, then serving what it has until the process ends.
+fn worker(
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    slots: Arc<Semaphore>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a worker's runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "a worker cannot listen");
+                return;
+            }
+        };
+        let mut until = stop.clone();
+        let stop_accepting = async move {
+            let _ = until.wait_for(|stopping| *stopping).await;
+        };
+        accept(shared, listener, slots, stop, stop_accepting).await;
+        // Its connections finish on this runtime; the first worker waits for them (up to
+        // DRAIN_TIME), and the process's end stops this thread.
+        std::future::pending::<()>().await
+    });
+}
+
+/// One worker's accept loop: takes connections while the cap allows, until `stop_accepting`.
+async fn accept(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    slots: Arc<Semaphore>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    stop_accepting: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop_accepting);
+    loop {
+        // Waiting for a free slot before accepting leaves extra clients in the
+        // kernel's backlog instead of spending memory on them.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = &mut stop_accepting => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop_accepting => break,
+        };
+        let shared = shared.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            // The slot is freed when the connection ends, unless a WebSocket
+            // tunnel took it over (then when the tunnel closes).
+            let slot = crate::proxy::ConnectionSlot::new(permit);
+            connection(shared, tcp, peer, slot, stop).await;
+        });
+    }
 }
 
 /// The longest ward waits at shutdown for requests under way to finish.
