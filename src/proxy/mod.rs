@@ -24,10 +24,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// A pooled HTTP client for one app.
+/// Pooled HTTP clients for one app: one per worker thread (`server::serve`), so a request
+/// uses connections its own thread drives.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, ClientBody>,
+    /// The first worker's (and any thread's that is no worker).
+    first: AppClient,
+    /// The further workers', in order.
+    others: Vec<AppClient>,
+}
+
+/// hyper's pooled client, over TLS or plain HTTP.
+type AppClient = Client<HttpsConnector<HttpConnector>, ClientBody>;
+
+thread_local! {
+    /// Which of an app's clients this thread uses (0 unless `use_pool` said otherwise).
+    static POOL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes this worker thread use the `n`th of each app's clients.
+pub fn use_pool(n: usize) {
+    POOL.with(|p| p.set(n));
+}
+
+/// How many clients each app gets: one per core a worker may run on.
+fn pools() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Upstream {
@@ -48,13 +70,26 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        Ok(Upstream { client })
+        let client = || {
+            Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                .build(connector.clone())
+        };
+        Ok(Upstream {
+            first: client(),
+            others: (1..pools()).map(|_| client()).collect(),
+        })
+    }
+
+    /// The client of this thread's pool.
+    fn client(&self) -> &AppClient {
+        match POOL.with(std::cell::Cell::get) {
+            0 => &self.first,
+            n => self.others.get(n - 1).unwrap_or(&self.first),
+        }
     }
 }
 
@@ -201,7 +236,7 @@ pub async fn forward(
     };
     let request = Request::from_parts(parts, body);
     let sent =
-        tokio::time::timeout(f.app.response_timeout, f.upstream.client.request(request)).await;
+        tokio::time::timeout(f.app.response_timeout, f.upstream.client().request(request)).await;
     let mut resp = match sent {
         Err(_) => return Err(ProxyError::Timeout(f.app.response_timeout)),
         Ok(Err(e)) if body_failed.load(Ordering::Relaxed) => {

@@ -122,7 +122,7 @@ fn more_workers(
         let (shared, slots, stop) = (shared.clone(), slots.clone(), stop.clone());
         let started = std::thread::Builder::new()
             .name(format!("ward-worker-{n}"))
-            .spawn(move || worker(shared, copy, slots, stop));
+            .spawn(move || worker(n, shared, copy, slots, stop));
         if let Err(e) = started {
             tracing::warn!(error = %e, "cannot start a worker thread");
             break;
@@ -133,11 +133,13 @@ fn more_workers(
 /// A further core's worker: its own single-threaded runtime accepting from `listener` until
 /// ward stops accepting, then serving what it has until the process ends.
 fn worker(
+    n: usize,
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
     slots: Arc<Semaphore>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    crate::proxy::use_pool(n);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
