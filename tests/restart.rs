@@ -1,6 +1,6 @@
 //! Restarts: sessions saved in the state folder carry a signed-in browser across a restart; a
 //! damaged snapshot, or one sealed with another key, is refused with a plain log line; SIGTERM
-//! lets a request under way finish before ward exits.
+//! lets the requests under way on every core finish before ward exits, and no core takes new ones.
 
 use crate::common::*;
 use std::time::{Duration, Instant};
@@ -192,4 +192,66 @@ async fn sigterm_lets_a_request_under_way_finish_and_takes_no_new_ones() {
     );
     let all = logs.join("\n");
     assert!(all.contains("\"stopped\""), "{all}");
+}
+
+/// The names of `pid`'s threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_core_serves_and_every_core_stops_taking_connections_at_sigterm() {
+    let app = small_app(|req| async move {
+        if req.uri().path() == "/slow" {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("done")))
+    })
+    .await;
+    let mut ward = Ward::start(&open_policy(&app));
+    // One accepting worker per core: serve's own thread and one more for each further core.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let workers = thread_names(ward.proc.pid())
+        .iter()
+        .filter(|n| n.starts_with("ward-worker-"))
+        .count();
+    assert_eq!(workers, cores - 1, "{:?}", thread_names(ward.proc.pid()));
+    // Requests under way on many connections, so every worker holds some.
+    let slow: Vec<_> = (0..12)
+        .map(|_| tokio::spawn(ward.client(false).get(ward.url("/slow")).send()))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = ward.proc.pid().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    ward.proc
+        .stderr
+        .wait_for("stopped accepting", Duration::from_secs(5));
+    // No worker listens any more: the kernel itself refuses a new connection (a worker still
+    // listening would let it in, even if only to close it).
+    let closed_by = Instant::now() + Duration::from_secs(1);
+    loop {
+        match std::net::TcpStream::connect(ward.addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            other => assert!(
+                Instant::now() < closed_by,
+                "ward still listens a second after it stopped accepting: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for r in slow {
+        let r = r.await.unwrap().expect("a request under way finished");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "done");
+    }
+    let logs = ward.wait_stopped().join("\n");
+    assert!(logs.contains("\"stopped\""), "{logs}");
 }
