@@ -404,3 +404,67 @@ async fn accounts_are_linked_to_one_identity_at_the_provider() {
     assert!(r.text().await.unwrap().contains("Officer accounts"));
     assert_eq!(b.get("/patients/1001/chart").await.status(), 303);
 }
+
+/// Presses the single sign-on button of `provider` on a fresh sign-in page; the status.
+async fn press(b: &Browser, provider: &str) -> u16 {
+    let form = presets::login_page(b).await;
+    let csrf = input_value(&form, "csrf");
+    b.post(
+        &format!("/.ward/sso/{provider}"),
+        &[("csrf", &csrf), ("return", "/patients/1001/chart")],
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_that_is_down_is_asked_once_not_at_every_press_of_its_button() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Both providers' documents come from an address that answers 503, and count the asking.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let down = small_app(move |_req| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("down")));
+            *r.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+            r
+        }
+    })
+    .await;
+    let port = free_port();
+    let ehr = Ehr::start();
+    let site = Site::new();
+    std::fs::write(site.path("ward-secret"), "ward-secret\n").unwrap();
+    let policy = format!(
+        "practice = \"Test Clinic\"\n{server}listen = \"127.0.0.1:{port}\"\npublic_url = \"https://ehr.localhost:{port}\"\n\
+         [login]\n\
+         [[login.oidc]]\nname = \"oidc\"\nissuer = \"{down}/oidc\"\nclient_id = \"ward\"\nclient_secret_file = \"{secret}\"\n\
+         role_map = {{ clinicians = [\"clinician\"] }}\n\
+         [[login.saml]]\nname = \"saml\"\nidp_metadata = \"{down}/saml/metadata\"\n\
+         role_map = {{ clinicians = [\"clinician\"] }}\n\
+         {tail}",
+        tail = presets::sso_clinic(&ehr.url()),
+        server = server_section(&site).replace("listen = \"127.0.0.1:0\"\n", ""),
+        secret = site.path("ward-secret").display(),
+    );
+    std::fs::write(site.path("ward.toml"), policy).unwrap();
+    let config = site.path("ward.toml");
+    let ward = Ward::start_in(site, config);
+    let b = Browser::new(&ward);
+    for provider in ["oidc", "saml"] {
+        let before = asked.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            assert_eq!(press(&b, provider).await, 502, "{provider}");
+        }
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            before + 1,
+            "{provider}: asked again within {:?}",
+            ward::web::sso_steps::RETRY_AFTER
+        );
+    }
+}

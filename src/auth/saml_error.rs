@@ -2,7 +2,7 @@
 
 /// Why a SAML sign-in (or a metadata file) did not work. `Display` is plain words for a page
 /// (HTML-escape it); [`SamlError::code`] is a stable name for the audit log.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SamlError {
     /// The IdP metadata cannot be used.
     #[error("the identity provider's metadata cannot be used: {0}")]

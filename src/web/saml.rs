@@ -32,7 +32,8 @@ fn state_cookie(value: &str, max_age: u64) -> String {
 const METADATA_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The IdP of `cfg`: from its metadata file, or from its address (fetched on first use, kept
-/// a day; a failed refresh keeps the copy in hand).
+/// a day; a failed refresh keeps the copy in hand, and a failed fetch is not tried again for
+/// `sso_steps::RETRY_AFTER`).
 async fn idp(gate: &Gate, cfg: &SamlProvider) -> Result<Idp, SamlError> {
     let url = match &cfg.source {
         SamlSource::File(idp) => return Ok(idp.as_ref().clone()),
@@ -45,13 +46,15 @@ async fn idp(gate: &Gate, cfg: &SamlProvider) -> Result<Idp, SamlError> {
     {
         return Ok(idp.clone());
     }
-    let fetched = match crate::auth::oidc::fetch_text(url).await {
-        Ok(xml) => {
-            let (entity, acs, slo) = &cfg.sp;
-            Idp::from_metadata(&xml, entity, acs, slo, cfg.clock_skew)
-        }
-        Err(e) => Err(SamlError::Metadata(e.to_string())),
+    let fetch = async {
+        let xml = crate::auth::oidc::fetch_text(url)
+            .await
+            .map_err(|e| SamlError::Metadata(e.to_string()))?;
+        let (entity, acs, slo) = &cfg.sp;
+        Idp::from_metadata(&xml, entity, acs, slo, cfg.clock_skew)
     };
+    let memo = format!("{}\n{}", key.0, key.1);
+    let fetched = gate.sso.saml_failures.guard(&memo, fetch).await;
     match (fetched, cached) {
         (Ok(idp), _) => {
             if let Ok(mut m) = gate.sso.saml.lock() {

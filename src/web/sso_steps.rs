@@ -2,10 +2,14 @@
 //! instance's memory or, with a shared session store, in Redis so that the person may come
 //! back through another instance than the one they left from.
 
-use crate::auth::oidc::{PENDING_TTL, Pending, PendingStore, Provider};
+use crate::auth::oidc::{OidcError, PENDING_TTL, Pending, PendingStore, Provider};
+use crate::auth::saml::SamlError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a provider whose discovery or metadata could not be had is not asked again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// OpenID providers already discovered, and SAML identity providers whose metadata came
 /// from their address, kept between sign-ins.
@@ -22,6 +26,56 @@ pub struct SsoState {
             Arc<crate::auth::saml_key::SpKey>,
         )>,
     >,
+    /// OpenID discoveries that failed lately.
+    pub(crate) oidc_failures: Failures<OidcError>,
+    /// SAML metadata fetches that failed lately.
+    pub(crate) saml_failures: Failures<SamlError>,
+}
+
+/// Fetches from providers that failed lately, by a key naming the provider: while a provider
+/// is down, sign-ins fail at once instead of each waiting for it, and no client can make ward
+/// call it over and over.
+pub struct Failures<E> {
+    /// How long a failure stands.
+    retry_after: Duration,
+    /// The error and when it came.
+    recent: Mutex<HashMap<String, (E, Instant)>>,
+}
+
+impl<E> Default for Failures<E> {
+    fn default() -> Self {
+        Failures {
+            retry_after: RETRY_AFTER,
+            recent: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<E: Clone> Failures<E> {
+    /// Runs `fetch`, unless the fetch for `key` failed less than `retry_after` ago: then its
+    /// error again, without asking.
+    pub async fn guard<T>(
+        &self,
+        key: &str,
+        fetch: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let lately = self.recent.lock().ok().and_then(|m| {
+            m.get(key)
+                .filter(|(_, at)| at.elapsed() < self.retry_after)
+                .map(|(e, _)| e.clone())
+        });
+        if let Some(e) = lately {
+            return Err(e);
+        }
+        let result = fetch.await;
+        if let Ok(mut m) = self.recent.lock() {
+            match &result {
+                Ok(_) => m.remove(key),
+                Err(e) => m.insert(key.to_string(), (e.clone(), Instant::now())),
+            };
+        }
+        result
+    }
 }
 
 /// Redis keys of sign-ins under way: `ward:sso:HASH_OF_STATE`.
@@ -113,6 +167,35 @@ impl SsoSteps {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_not_repeated_until_its_time_is_up() {
+        let failures = Failures::<String> {
+            retry_after: Duration::from_millis(200),
+            recent: Mutex::new(HashMap::new()),
+        };
+        let asked = AtomicUsize::new(0);
+        let fetch = |ok: bool| {
+            let asked = &asked;
+            async move {
+                asked.fetch_add(1, Ordering::SeqCst);
+                if ok { Ok(1) } else { Err("down".to_string()) }
+            }
+        };
+        assert_eq!(failures.guard("a", fetch(false)).await, Err("down".into()));
+        // Within the time: the same error, without asking.
+        assert_eq!(failures.guard("a", fetch(true)).await, Err("down".into()));
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        // Another provider is asked.
+        assert_eq!(failures.guard("b", fetch(true)).await, Ok(1));
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+        // After it, asked again; a success clears the failure.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(failures.guard("a", fetch(true)).await, Ok(1));
+        assert_eq!(failures.guard("a", fetch(false)).await, Err("down".into()));
+        assert_eq!(asked.load(Ordering::SeqCst), 4);
+    }
 
     #[tokio::test]
     async fn an_assertion_id_is_used_once() {
