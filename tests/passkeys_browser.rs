@@ -217,6 +217,44 @@ async fn a_passkey_is_enrolled_signs_in_meets_phishing_resistant_routes_and_stop
         "a passkey second step must pass the phishing-resistant route:\n{text}"
     );
 
+    // 4b. The officer ends the account: the password and then the passkey lead to the form
+    //     to ask for more time, never to a session; the passkey alone signs nobody in.
+    sign_out(&client, &s).await;
+    s.ward_user(&["expire", "dr_lee"]);
+    presets::settle().await;
+    client
+        .goto(&s.ward.url_for(WARD_HOST, "/.ward/login"))
+        .await
+        .unwrap();
+    fill(&client, "#username", "dr_lee").await;
+    fill(&client, "#password", PW).await;
+    submit(&client).await;
+    wait_for_path(&client, "/.ward/mfa", Duration::from_secs(20)).await;
+    wait_for_text(&client, "Use a passkey or security key").await;
+    click(&client, "#passkey-go").await;
+    let text = wait_for_text(&client, "Your access ended on").await;
+    assert!(!text.contains("/controlled/1"), "{text}");
+    let text = controlled_page(&client, &s).await;
+    assert!(
+        !text.contains("/controlled/1"),
+        "an ended account's passkey second step must not open a session:\n{text}"
+    );
+    sign_in_with_passkey_alone(&client, &s).await;
+    let text = wait_for_text(&client, "That passkey did not sign you in").await;
+    assert!(!text.contains("/controlled/1"), "{text}");
+    let text = controlled_page(&client, &s).await;
+    assert!(
+        !text.contains("/controlled/1"),
+        "an ended account's passkey alone must not open a session:\n{text}"
+    );
+    // In force again: the passkey alone signs in once more.
+    s.ward_user(&["expire", "dr_lee", "--never"]);
+    presets::settle().await;
+    sign_in_with_passkey_alone(&client, &s).await;
+    wait_away_from(&client, "/.ward/passkey-sign-in").await;
+    let text = controlled_page(&client, &s).await;
+    assert!(text.contains("/controlled/1"), "{text}");
+
     // 5. The officer removes the key: the session ends, and the key (still in the
     //    authenticator) signs nobody in.
     let removed = s.ward_user(&["remove-passkey", "dr_lee", "test laptop"]);
