@@ -130,6 +130,7 @@ fn more_workers(
     }
     TcpListener::from_std(std_listener).map_err(ServeError::Share)
 }
+
 /// A further core's worker: its own single-threaded runtime accepting from `listener` until
 /// ward stops accepting, then serving what it has until the process ends.
 fn worker(
