@@ -47,6 +47,9 @@ pub fn use_pool(n: usize) {
     POOL.with(|p| p.set(n));
 }
 
+/// Idle connections kept to one app, over all the workers' pools.
+const MAX_IDLE: usize = 256;
+
 /// How many clients each app gets: one per core a worker may run on.
 fn pools() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -70,12 +73,15 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        // About as many idle connections to the app in all as one pool kept (at least 8 per
+        // worker): a legacy server may give each open connection a thread of its own.
+        let idle_per_pool = (MAX_IDLE / pools()).max(8);
         let client = || {
             Client::builder(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .pool_timer(TokioTimer::new())
                 .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(256)
+                .pool_max_idle_per_host(idle_per_pool)
                 .build(connector.clone())
         };
         Ok(Upstream {
