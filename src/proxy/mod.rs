@@ -50,9 +50,11 @@ pub fn use_pool(n: usize) {
 /// Idle connections kept to one app, over all the workers' pools.
 const MAX_IDLE: usize = 256;
 
-/// How many clients each app gets: one per core a worker may run on.
-fn pools() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// How many workers ward runs (`server::serve`), and so how many clients each app gets: one
+/// per core ward may use, read once so that both always agree.
+pub fn workers() -> usize {
+    static WORKERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *WORKERS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 impl Upstream {
@@ -75,7 +77,7 @@ impl Upstream {
             .wrap_connector(http);
         // About as many idle connections to the app in all as one pool kept (at least 8 per
         // worker): a legacy server may give each open connection a thread of its own.
-        let idle_per_pool = (MAX_IDLE / pools()).max(8);
+        let idle_per_pool = (MAX_IDLE / workers()).max(8);
         let client = || {
             Client::builder(TokioExecutor::new())
                 .timer(TokioTimer::new())
@@ -86,7 +88,7 @@ impl Upstream {
         };
         Ok(Upstream {
             first: client(),
-            others: (1..pools()).map(|_| client()).collect(),
+            others: (1..workers()).map(|_| client()).collect(),
         })
     }
 

@@ -107,7 +107,7 @@ fn more_workers(
     slots: &Arc<Semaphore>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<TcpListener, ServeError> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = crate::proxy::workers();
     if cores < 2 {
         return Ok(listener);
     }
