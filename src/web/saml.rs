@@ -53,8 +53,7 @@ async fn idp(gate: &Gate, cfg: &SamlProvider) -> Result<Idp, SamlError> {
         let (entity, acs, slo) = &cfg.sp;
         Idp::from_metadata(&xml, entity, acs, slo, cfg.clock_skew)
     };
-    let memo = format!("{}\n{}", key.0, key.1);
-    let fetched = gate.sso.saml_failures.guard(&memo, fetch).await;
+    let fetched = gate.sso.saml_failures.guard(&key, fetch).await;
     match (fetched, cached) {
         (Ok(idp), _) => {
             if let Ok(mut m) = gate.sso.saml.lock() {

@@ -38,11 +38,10 @@ async fn provider(gate: &Gate, cfg: &OidcProvider) -> Result<Provider, OidcError
     {
         return Ok(p);
     }
-    let memo = format!("{}\n{}\n{}", key.0, key.1, key.2);
     let p = gate
         .sso
         .oidc_failures
-        .guard(&memo, Provider::discover(cfg.config.clone()))
+        .guard(&key, Provider::discover(cfg.config.clone()))
         .await?;
     if let Ok(mut m) = gate.sso.providers.lock() {
         m.insert(key, p.clone());

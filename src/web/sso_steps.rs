@@ -26,23 +26,23 @@ pub struct SsoState {
             Arc<crate::auth::saml_key::SpKey>,
         )>,
     >,
-    /// OpenID discoveries that failed lately.
-    pub(crate) oidc_failures: Failures<OidcError>,
-    /// SAML metadata fetches that failed lately.
-    pub(crate) saml_failures: Failures<SamlError>,
+    /// OpenID discoveries that failed lately, keyed as `providers`.
+    pub(crate) oidc_failures: Failures<(String, String, String), OidcError>,
+    /// SAML metadata fetches that failed lately, keyed as `saml`.
+    pub(crate) saml_failures: Failures<(String, String), SamlError>,
 }
 
-/// Fetches from providers that failed lately, by a key naming the provider: while a provider
-/// is down, sign-ins fail at once instead of each waiting for it, and no client can make ward
-/// call it over and over.
-pub struct Failures<E> {
+/// Fetches from providers that failed lately, by the key naming the provider: while a
+/// provider is down, sign-ins fail at once instead of each waiting for it, and no client can
+/// make ward call it over and over.
+pub struct Failures<K, E> {
     /// How long a failure stands.
     retry_after: Duration,
     /// The error and when it came.
-    recent: Mutex<HashMap<String, (E, Instant)>>,
+    recent: Mutex<HashMap<K, (E, Instant)>>,
 }
 
-impl<E> Default for Failures<E> {
+impl<K, E> Default for Failures<K, E> {
     fn default() -> Self {
         Failures {
             retry_after: RETRY_AFTER,
@@ -51,12 +51,12 @@ impl<E> Default for Failures<E> {
     }
 }
 
-impl<E: Clone> Failures<E> {
+impl<K: std::hash::Hash + Eq + Clone, E: Clone> Failures<K, E> {
     /// Runs `fetch`, unless the fetch for `key` failed less than `retry_after` ago: then its
     /// error again, without asking.
     pub async fn guard<T>(
         &self,
-        key: &str,
+        key: &K,
         fetch: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
         let lately = self.recent.lock().ok().and_then(|m| {
@@ -71,7 +71,7 @@ impl<E: Clone> Failures<E> {
         if let Ok(mut m) = self.recent.lock() {
             match &result {
                 Ok(_) => m.remove(key),
-                Err(e) => m.insert(key.to_string(), (e.clone(), Instant::now())),
+                Err(e) => m.insert(key.clone(), (e.clone(), Instant::now())),
             };
         }
         result
@@ -171,7 +171,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_fetch_is_not_repeated_until_its_time_is_up() {
-        let failures = Failures::<String> {
+        let failures = Failures::<&str, String> {
             retry_after: Duration::from_millis(200),
             recent: Mutex::new(HashMap::new()),
         };
@@ -183,17 +183,17 @@ mod tests {
                 if ok { Ok(1) } else { Err("down".to_string()) }
             }
         };
-        assert_eq!(failures.guard("a", fetch(false)).await, Err("down".into()));
+        assert_eq!(failures.guard(&"a", fetch(false)).await, Err("down".into()));
         // Within the time: the same error, without asking.
-        assert_eq!(failures.guard("a", fetch(true)).await, Err("down".into()));
+        assert_eq!(failures.guard(&"a", fetch(true)).await, Err("down".into()));
         assert_eq!(asked.load(Ordering::SeqCst), 1);
         // Another provider is asked.
-        assert_eq!(failures.guard("b", fetch(true)).await, Ok(1));
+        assert_eq!(failures.guard(&"b", fetch(true)).await, Ok(1));
         assert_eq!(asked.load(Ordering::SeqCst), 2);
         // After it, asked again; a success clears the failure.
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(failures.guard("a", fetch(true)).await, Ok(1));
-        assert_eq!(failures.guard("a", fetch(false)).await, Err("down".into()));
+        assert_eq!(failures.guard(&"a", fetch(true)).await, Ok(1));
+        assert_eq!(failures.guard(&"a", fetch(false)).await, Err("down".into()));
         assert_eq!(asked.load(Ordering::SeqCst), 4);
     }
 
