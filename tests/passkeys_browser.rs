@@ -199,14 +199,7 @@ async fn a_passkey_is_enrolled_signs_in_meets_phishing_resistant_routes_and_stop
 
     // 4. Password, then the passkey as the second step: the controlled route opens too.
     sign_out(&client, &s).await;
-    client
-        .goto(&s.ward.url_for(WARD_HOST, "/.ward/login"))
-        .await
-        .unwrap();
-    fill(&client, "#username", "dr_lee").await;
-    fill(&client, "#password", PW).await;
-    submit(&client).await;
-    wait_for_path(&client, "/.ward/mfa", Duration::from_secs(20)).await;
+    password_step(&client, &s).await;
     wait_for_text(&client, "Use a passkey or security key").await;
     screenshot(&client, "passkeys/second-step.png").await;
     click(&client, "#passkey-go").await;
@@ -222,14 +215,7 @@ async fn a_passkey_is_enrolled_signs_in_meets_phishing_resistant_routes_and_stop
     sign_out(&client, &s).await;
     s.ward_user(&["expire", "dr_lee"]);
     presets::settle().await;
-    client
-        .goto(&s.ward.url_for(WARD_HOST, "/.ward/login"))
-        .await
-        .unwrap();
-    fill(&client, "#username", "dr_lee").await;
-    fill(&client, "#password", PW).await;
-    submit(&client).await;
-    wait_for_path(&client, "/.ward/mfa", Duration::from_secs(20)).await;
+    password_step(&client, &s).await;
     wait_for_text(&client, "Use a passkey or security key").await;
     click(&client, "#passkey-go").await;
     let text = wait_for_text(&client, "Your access ended on").await;
@@ -274,10 +260,7 @@ async fn a_passkey_is_enrolled_signs_in_meets_phishing_resistant_routes_and_stop
     // The removed key names no account any more.
     s.assert_audit(&[("event", "login-failed-passkey")]).await;
     // Nor does the second step offer it any more.
-    fill(&client, "#username", "dr_lee").await;
-    fill(&client, "#password", PW).await;
-    submit(&client).await;
-    wait_for_path(&client, "/.ward/mfa", Duration::from_secs(20)).await;
+    password_step(&client, &s).await;
     let text = text_now(&client).await;
     assert!(
         !text.contains("Use a passkey or security key") && text.contains("authenticator"),
@@ -285,6 +268,18 @@ async fn a_passkey_is_enrolled_signs_in_meets_phishing_resistant_routes_and_stop
     );
 
     client.close().await.unwrap();
+}
+
+/// Signs dr_lee in with the password on ward's sign-in page, up to the second step.
+async fn password_step(client: &Client, s: &Running) {
+    client
+        .goto(&s.ward.url_for(WARD_HOST, "/.ward/login"))
+        .await
+        .unwrap();
+    fill(client, "#username", "dr_lee").await;
+    fill(client, "#password", PW).await;
+    submit(client).await;
+    wait_for_path(client, "/.ward/mfa", Duration::from_secs(20)).await;
 }
 
 /// Opens ward's sign-in page and uses the passkey alone, up to the browser's answer being sent.

@@ -154,15 +154,20 @@ async fn a_password_step_without_its_code_does_not_survive_a_restart() {
     assert!(reaches(&s, &b, "/patients/1").await.is_none());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_lets_a_request_under_way_finish_and_takes_no_new_ones() {
-    let app = small_app(|req| async move {
+/// An app answering "done", after two seconds at `/slow`.
+async fn slow_app() -> String {
+    small_app(|req| async move {
         if req.uri().path() == "/slow" {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("done")))
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_request_under_way_finish_and_takes_no_new_ones() {
+    let app = slow_app().await;
     let mut ward = Ward::start(&open_policy(&app));
     let client = ward.client(false);
     let slow = tokio::spawn(client.get(ward.url("/slow")).send());
@@ -205,13 +210,7 @@ fn thread_names(pid: u32) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_core_serves_and_every_core_stops_taking_connections_at_sigterm() {
-    let app = small_app(|req| async move {
-        if req.uri().path() == "/slow" {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("done")))
-    })
-    .await;
+    let app = slow_app().await;
     let mut ward = Ward::start(&open_policy(&app));
     // One accepting worker per core: serve's own thread and one more for each further core.
     let cores = std::thread::available_parallelism().unwrap().get();
