@@ -69,6 +69,13 @@ fn is_token(s: &str) -> bool {
 
 /// `type/subtype` checked and lower-cased.
 fn essence(text: &str) -> Result<String, MediaError> {
+    checked_essence(text).map(str::to_ascii_lowercase)
+}
+
+/// `type/subtype` checked, as written: the part of a `Content-Type` value before its
+/// parameters, without making a string (see [`TypePattern::has_essence`]).
+pub fn checked_essence(text: &str) -> Result<&str, MediaError> {
+    let text = text.split_once(';').map_or(text, |(head, _)| head);
     let text = text.trim_matches([' ', '\t']);
     if text.is_empty() {
         return Err(MediaError::Empty);
@@ -84,7 +91,7 @@ fn essence(text: &str) -> Result<String, MediaError> {
             text.chars().filter(|c| !c.is_control()).collect(),
         ));
     }
-    Ok(text.to_ascii_lowercase())
+    Ok(text)
 }
 
 /// The parameters after the essence, split on `;` outside quoted strings.
@@ -196,6 +203,12 @@ impl TypePattern {
             }
         }
         Ok(TypePattern { essence, params })
+    }
+
+    /// Whether this pattern is of the type `essence` (as [`checked_essence`] gives it),
+    /// parameters aside: when no pattern is, an answer's parameters need not be read.
+    pub fn has_essence(&self, essence: &str) -> bool {
+        self.essence.eq_ignore_ascii_case(essence)
     }
 
     /// Whether an answer of type `m` is of this pattern's type.

@@ -4,7 +4,7 @@
 
 use crate::body::{Body, full};
 use crate::policy::Route;
-use crate::policy::media::{MediaError, MediaType, TypePattern};
+use crate::policy::media::{self, MediaError, MediaType, TypePattern};
 use bytes::Bytes;
 use http::Response;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -42,13 +42,20 @@ pub fn export_reason(
         let Ok(text) = value.to_str() else {
             return Some("the answer's content type is unreadable");
         };
-        let media = match MediaType::parse(text) {
-            Ok(m) => m,
+        let essence = match media::checked_essence(text) {
+            Ok(e) => e,
             Err(MediaError::Empty) => return Some("the answer has no content type"),
             // What ward cannot read, a browser may still save as a file.
             Err(_) => return Some("the answer's content type is unreadable"),
         };
-        if types.iter().any(|t| t.matches(&media)) {
+        // Most answers are of no export type at all: their parameters are not read.
+        if !types.iter().any(|t| t.has_essence(essence)) {
+            continue;
+        }
+        let Ok(parsed) = MediaType::parse(text) else {
+            return Some("the answer's content type is unreadable");
+        };
+        if types.iter().any(|t| t.matches(&parsed)) {
             return Some("the answer is a file type the practice treats as an export");
         }
     }

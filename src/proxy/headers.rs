@@ -11,16 +11,17 @@ use std::net::IpAddr;
 pub const WARD_COOKIE_PREFIX: &str = "__Host-ward-";
 
 /// Headers that belong to one connection and are never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Names, not text: a name given as text is parsed again at every removal.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.
@@ -38,8 +39,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
-        if keep_upgrade && (name == "connection" || name == "upgrade") {
+    for name in &HOP_BY_HOP {
+        if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
             continue;
         }
         headers.remove(name);
@@ -106,21 +107,32 @@ pub fn strip_controlled(headers: &mut HeaderMap) {
 pub fn strip_ward_cookies(headers: &mut HeaderMap) {
     // Split as the `cookie` crate's `split_parse` does, but keeping the pairs it cannot read
     // (`flag`, without `=`): those are the app's, unless they could be ward's.
-    let kept: Vec<String> = headers
+    let mut kept = String::new();
+    let pairs = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .filter(|pair| !pair.is_empty() && !is_ward_cookie(pair))
-        .map(str::to_string)
-        .collect();
+        .filter(|pair| !pair.is_empty() && !is_ward_cookie(pair));
+    for pair in pairs {
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair);
+    }
     headers.remove(header::COOKIE);
     if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        && let Some(v) = value_of(kept)
     {
         headers.insert(header::COOKIE, v);
     }
+}
+
+/// A header value made of `text` itself, not a copy of it; none when `text` is not a
+/// valid value.
+pub fn value_of(text: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
 }
 
 /// Whether a `Cookie` pair or a `Set-Cookie` value names one of ward's cookies.
@@ -156,7 +168,7 @@ pub fn client_ip(
         return Ok(peer);
     }
     let mut hops: Vec<&str> = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
+    for value in headers.get_all(X_FORWARDED_FOR) {
         let text = value.to_str().map_err(|_| BadForwardedFor)?;
         hops.extend(text.split(',').map(str::trim));
     }
@@ -188,7 +200,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, public_host: &str)
     if let Ok(v) = HeaderValue::from_str(public_host) {
         headers.insert(X_FORWARDED_HOST, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&forwarded_value(client, public_host)) {
+    if let Some(v) = value_of(forwarded_value(client, public_host)) {
         headers.insert(header::FORWARDED, v);
     }
 }

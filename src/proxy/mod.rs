@@ -180,6 +180,10 @@ pub type StillSignedIn = Box<dyn Fn() -> bool + Send + Sync>;
 /// How often an open tunnel checks that its session still stands.
 const TUNNEL_CHECK: Duration = Duration::from_secs(2);
 
+/// An answer's widening of a service worker's reach.
+const SERVICE_WORKER_ALLOWED: http::HeaderName =
+    http::HeaderName::from_static("service-worker-allowed");
+
 /// Sends the request upstream and returns the upstream's answer, rewritten for the client.
 pub async fn forward(
     mut req: Request<Inbound>,
@@ -296,7 +300,7 @@ pub async fn forward(
     headers::remove_hop_by_hop(h, upgraded);
     h.remove(header::STRICT_TRANSPORT_SECURITY);
     // An app may not widen a service worker's reach over ward's own pages.
-    h.remove("service-worker-allowed");
+    h.remove(SERVICE_WORKER_ALLOWED);
     if f.app.rewrite_redirects {
         rewriter.redirects(h);
     }

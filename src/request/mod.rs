@@ -33,6 +33,8 @@ use target::Target;
 
 /// A constant name: one given as text is copied into every answer's headers.
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+/// Sent by a browser that fetches a service worker's script.
+const SERVICE_WORKER: http::HeaderName = http::HeaderName::from_static("service-worker");
 
 /// What the log line for a request says.
 #[derive(Default)]
@@ -458,7 +460,7 @@ async fn app_request(
     }
     // A service worker installed by an app's script would sit in front of every
     // page of this origin, ward's own included; ward lets no app install one.
-    if req.headers().contains_key("service-worker") {
+    if req.headers().contains_key(SERVICE_WORKER) {
         return Err(Stop::service_worker());
     }
     // A standard method is a plain value: cloning it lets the request be changed later.
@@ -1098,7 +1100,7 @@ fn identity_headers_for(
     if let Ok(v) = HeaderValue::from_str(&who.user) {
         out.push((http::HeaderName::from_static("x-ward-user"), v));
     }
-    if let Ok(v) = HeaderValue::from_str(&who.roles.join(",")) {
+    if let Some(v) = headers::value_of(who.roles.join(",")) {
         out.push((http::HeaderName::from_static("x-ward-roles"), v));
     }
     if let Ok(v) = HeaderValue::from_str(public_id) {

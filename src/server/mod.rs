@@ -296,7 +296,10 @@ async fn connection(
                 }
             }
         }
-        req.extensions_mut().insert(slot.clone());
+        // Only a tunnel takes the connection's slot over (see `proxy::Forward::tunnel_slot`).
+        if crate::proxy::headers::wants_websocket(req.headers()) {
+            req.extensions_mut().insert(slot.clone());
+        }
         async move {
             let resp = if too_many {
                 tracing::debug!(peer = %peer, "HTTP/2 request with too many header fields refused");
