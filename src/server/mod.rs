@@ -300,7 +300,9 @@ async fn connection(
         if crate::proxy::headers::wants_websocket(req.headers()) {
             req.extensions_mut().insert(slot.clone());
         }
-        async move {
+        // Boxed: the request's future is several kilobytes, and hyper moves it (HTTP/2 spawns
+        // each stream as a task) where a pointer is cheaper to move.
+        Box::pin(async move {
             let resp = if too_many {
                 tracing::debug!(peer = %peer, "HTTP/2 request with too many header fields refused");
                 let mut r = Response::new(empty());
@@ -310,7 +312,7 @@ async fn connection(
                 request::handle(shared, peer, device, req).await?
             };
             Ok::<_, Infallible>(resp.map(|b| crate::body::guarded(b, in_flight)))
-        }
+        })
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
