@@ -36,43 +36,48 @@ pub struct SsoState {
 /// provider is down, sign-ins fail at once instead of each waiting for it, and no client can
 /// make ward call it over and over.
 pub struct Failures<K, E> {
-    /// How long a failure stands.
-    retry_after: Duration,
-    /// The error and when it came.
-    recent: Mutex<HashMap<K, (E, Instant)>>,
+    /// The error of each provider's last fetch, for as long as it stands.
+    recent: moka::sync::Cache<K, E>,
 }
 
-impl<K, E> Default for Failures<K, E> {
+impl<K, E> Default for Failures<K, E>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
     fn default() -> Self {
-        Failures {
-            retry_after: RETRY_AFTER,
-            recent: Mutex::new(HashMap::new()),
-        }
+        Failures::standing_for(RETRY_AFTER)
     }
 }
 
-impl<K: std::hash::Hash + Eq + Clone, E: Clone> Failures<K, E> {
-    /// Runs `fetch`, unless the fetch for `key` failed less than `retry_after` ago: then its
-    /// error again, without asking.
+impl<K, E> Failures<K, E>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
+    /// A failure stands for `retry_after`.
+    fn standing_for(retry_after: Duration) -> Self {
+        Failures {
+            recent: moka::sync::Cache::builder()
+                .time_to_live(retry_after)
+                .build(),
+        }
+    }
+
+    /// Runs `fetch`, unless the fetch for `key` failed less than the time ago: then its error
+    /// again, without asking.
     pub async fn guard<T>(
         &self,
         key: &K,
         fetch: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
-        let lately = self.recent.lock().ok().and_then(|m| {
-            m.get(key)
-                .filter(|(_, at)| at.elapsed() < self.retry_after)
-                .map(|(e, _)| e.clone())
-        });
-        if let Some(e) = lately {
+        if let Some(e) = self.recent.get(key) {
             return Err(e);
         }
         let result = fetch.await;
-        if let Ok(mut m) = self.recent.lock() {
-            match &result {
-                Ok(_) => m.remove(key),
-                Err(e) => m.insert(key.clone(), (e.clone(), Instant::now())),
-            };
+        match &result {
+            Ok(_) => self.recent.invalidate(key),
+            Err(e) => self.recent.insert(key.clone(), e.clone()),
         }
         result
     }
@@ -171,10 +176,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_fetch_is_not_repeated_until_its_time_is_up() {
-        let failures = Failures::<&str, String> {
-            retry_after: Duration::from_millis(200),
-            recent: Mutex::new(HashMap::new()),
-        };
+        let failures = Failures::<&str, String>::standing_for(Duration::from_millis(200));
         let asked = AtomicUsize::new(0);
         let fetch = |ok: bool| {
             let asked = &asked;
