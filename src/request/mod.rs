@@ -671,9 +671,8 @@ async fn app_request(
         req.headers_mut().remove(header::IF_RANGE);
     }
     // An open tunnel counts against `max_connections`: it keeps its connection's slot.
-    let tunnel_slot = headers::wants_websocket(req.headers())
-        .then(|| req.extensions().get::<proxy::ConnectionSlot>().cloned())
-        .flatten();
+    // The server put it on the request only when it asks for a tunnel.
+    let tunnel_slot = req.extensions().get::<proxy::ConnectionSlot>().cloned();
     let fwd = Forward {
         tunnel_slot,
         app,
