@@ -218,21 +218,21 @@ async fn a_passkey_is_enrolled_signs_in_meets_phishing_resistant_routes_and_stop
     password_step(&client, &s).await;
     wait_for_text(&client, "Use a passkey or security key").await;
     click(&client, "#passkey-go").await;
-    let text = wait_for_text(&client, "Your access ended on").await;
-    assert!(!text.contains("/controlled/1"), "{text}");
-    let text = controlled_page(&client, &s).await;
-    assert!(
-        !text.contains("/controlled/1"),
-        "an ended account's passkey second step must not open a session:\n{text}"
-    );
+    told_and_no_session(
+        &client,
+        &s,
+        "Your access ended on",
+        "an ended account's passkey second step",
+    )
+    .await;
     sign_in_with_passkey_alone(&client, &s).await;
-    let text = wait_for_text(&client, "That passkey did not sign you in").await;
-    assert!(!text.contains("/controlled/1"), "{text}");
-    let text = controlled_page(&client, &s).await;
-    assert!(
-        !text.contains("/controlled/1"),
-        "an ended account's passkey alone must not open a session:\n{text}"
-    );
+    told_and_no_session(
+        &client,
+        &s,
+        "That passkey did not sign you in",
+        "an ended account's passkey alone",
+    )
+    .await;
     // In force again: the passkey alone signs in once more.
     s.ward_user(&["expire", "dr_lee", "--never"]);
     presets::settle().await;
@@ -283,6 +283,18 @@ async fn password_step(client: &Client, s: &Running) {
 }
 
 /// Opens ward's sign-in page and uses the passkey alone, up to the browser's answer being sent.
+/// The page says `told`, and neither it nor the controlled page shows that `what` opened a
+/// session.
+async fn told_and_no_session(client: &Client, s: &Running, told: &str, what: &str) {
+    let text = wait_for_text(client, told).await;
+    assert!(!text.contains("/controlled/1"), "{text}");
+    let text = controlled_page(client, s).await;
+    assert!(
+        !text.contains("/controlled/1"),
+        "{what} must not open a session:\n{text}"
+    );
+}
+
 async fn sign_in_with_passkey_alone(client: &Client, s: &Running) {
     client
         .goto(&s.ward.url_for(WARD_HOST, "/.ward/login"))
