@@ -226,7 +226,9 @@ async fn respond(
             now,
             id,
         };
-        return ward_page(shared, rt, req, body, page, outcome).await;
+        // Boxed: ward's pages (sign-in, single sign-on, the console) make a future of
+        // several kilobytes, which every app request would otherwise carry and copy.
+        return Box::pin(ward_page(shared, rt, req, body, page, outcome)).await;
     }
     let ask = Ask {
         target: &target,
