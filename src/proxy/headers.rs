@@ -186,22 +186,29 @@ pub fn client_ip(
 /// Sets `Forwarded` (RFC 7239) and `X-Forwarded-For`, `-Proto` and `-Host`
 /// for the upstream, all built by ward (the client's were removed before).
 pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, public_host: &str) {
-    // Built in place and named by constants: a header name given as text is copied for
-    // every insert, and an address's `to_string` grows its string a few times.
-    let mut ip = [0u8; 64];
-    let mut rest = &mut ip[..];
-    if write!(rest, "{client}").is_ok() {
-        let n = 64 - rest.len();
-        if let Ok(v) = HeaderValue::from_bytes(&ip[..n]) {
+    // IPv4 over IPv6 is written as IPv4, as it is matched.
+    let client = normalize(client);
+    // The address written once, in place, for both headers; the names are constants: a header
+    // name given as text is copied for every insert.
+    let mut buf = [0u8; 64];
+    let mut rest = &mut buf[..];
+    let written = write!(rest, "{client}").is_ok();
+    let n = 64 - rest.len();
+    let ip = buf
+        .get(..n)
+        .filter(|_| written)
+        .and_then(|b| std::str::from_utf8(b).ok());
+    if let Some(ip) = ip {
+        if let Ok(v) = HeaderValue::from_str(ip) {
             headers.insert(X_FORWARDED_FOR, v);
+        }
+        if let Some(v) = value_of(forwarded_value(ip, client.is_ipv6(), public_host)) {
+            headers.insert(header::FORWARDED, v);
         }
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     if let Ok(v) = HeaderValue::from_str(public_host) {
         headers.insert(X_FORWARDED_HOST, v);
-    }
-    if let Some(v) = value_of(forwarded_value(client, public_host)) {
-        headers.insert(header::FORWARDED, v);
     }
 }
 
@@ -209,17 +216,20 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// `for=…;proto=https;host=…` as RFC 7239 writes it: an IPv6 address in
-/// brackets and quotes, a host with a port (or anything not a token) quoted.
+/// `for=…;proto=https;host=…` as RFC 7239 writes it, from the client's address as text: an
+/// IPv6 address in brackets and quotes, a host with a port (or anything not a token) quoted.
 /// A host that cannot be written is left out rather than sent half-made.
-fn forwarded_value(client: IpAddr, public_host: &str) -> String {
-    use std::fmt::Write as _;
+fn forwarded_value(ip: &str, ipv6: bool, public_host: &str) -> String {
     let mut out = String::with_capacity(64 + public_host.len());
-    // Writing to a String cannot fail.
-    let _ = match normalize(client) {
-        IpAddr::V4(ip) => write!(out, "for={ip};proto=https"),
-        IpAddr::V6(ip) => write!(out, "for=\"[{ip}]\";proto=https"),
-    };
+    if ipv6 {
+        out.push_str("for=\"[");
+        out.push_str(ip);
+        out.push_str("]\";proto=https");
+    } else {
+        out.push_str("for=");
+        out.push_str(ip);
+        out.push_str(";proto=https");
+    }
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if !public_host.is_empty()
         && !public_host
@@ -569,18 +579,20 @@ mod tests {
             h["forwarded"],
             "for=\"[2001:db8::7]\";proto=https;host=\"ehr.example:8443\""
         );
+        assert_eq!(h["x-forwarded-for"], "2001:db8::7");
         // IPv4 over IPv6 is written as IPv4, as it is matched.
         set_forwarded(&mut h, "::ffff:192.0.2.1".parse().unwrap(), "[::1]:8443");
         assert_eq!(
             h["forwarded"],
             "for=192.0.2.1;proto=https;host=\"[::1]:8443\""
         );
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1");
         assert_eq!(
-            forwarded_value("192.0.2.1".parse().unwrap(), "a\"b"),
+            forwarded_value("192.0.2.1", false, "a\"b"),
             "for=192.0.2.1;proto=https;host=\"a\\\"b\""
         );
         assert_eq!(
-            forwarded_value("192.0.2.1".parse().unwrap(), ""),
+            forwarded_value("192.0.2.1", false, ""),
             "for=192.0.2.1;proto=https"
         );
     }

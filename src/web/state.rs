@@ -61,7 +61,8 @@ impl RequestIds {
 
     pub(crate) fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}", self.base.wrapping_add(n))
+        // Sixteen lower-case hex digits, without the formatting machinery.
+        data_encoding::HEXLOWER.encode(&self.base.wrapping_add(n).to_be_bytes())
     }
 }
 
@@ -166,5 +167,27 @@ impl Gate {
                 .unwrap_or(false);
         }
         self.unknown_failures.is_locked(name, now).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_sixteen_hex_digits_that_count_up() {
+        let ids = RequestIds {
+            base: 0x00ab_cdef_0123_45fe,
+            next: AtomicU64::new(0),
+        };
+        assert_eq!(ids.next(), "00abcdef012345fe");
+        assert_eq!(ids.next(), "00abcdef012345ff");
+        assert_eq!(ids.next(), "00abcdef01234600");
+        let wraps = RequestIds {
+            base: u64::MAX,
+            next: AtomicU64::new(0),
+        };
+        assert_eq!(wraps.next(), "ffffffffffffffff");
+        assert_eq!(wraps.next(), "0000000000000000");
     }
 }
