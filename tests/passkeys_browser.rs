@@ -282,7 +282,6 @@ async fn password_step(client: &Client, s: &Running) {
     wait_for_path(client, "/.ward/mfa", Duration::from_secs(20)).await;
 }
 
-/// Opens ward's sign-in page and uses the passkey alone, up to the browser's answer being sent.
 /// The page says `told`, and neither it nor the controlled page shows that `what` opened a
 /// session.
 async fn told_and_no_session(client: &Client, s: &Running, told: &str, what: &str) {
@@ -295,6 +294,7 @@ async fn told_and_no_session(client: &Client, s: &Running, told: &str, what: &st
     );
 }
 
+/// Opens ward's sign-in page and uses the passkey alone, up to the browser's answer being sent.
 async fn sign_in_with_passkey_alone(client: &Client, s: &Running) {
     client
         .goto(&s.ward.url_for(WARD_HOST, "/.ward/login"))
