@@ -1,6 +1,7 @@
 //! Listeners and connections: TCP accept with a connection cap, TLS handshake,
 //! HTTP/1.1 and HTTP/2 with limits, and the plain-HTTP redirect listener.
 
+mod batch;
 pub mod metrics;
 pub mod reload;
 
@@ -271,6 +272,8 @@ async fn connection(
         .map(|c| Arc::new(crate::tls::device_of(c.as_ref())));
     let http1 = stream.get_ref().1.alpn_protocol() != Some(b"h2");
     let (stream, heads) = framing::Watched::new(stream, http1);
+    let stream = batch::Batched::new(stream, !http1);
+    let due = stream.due();
     let requests = activity.clone();
     let service = service_fn(move |mut req: Request<Incoming>| {
         let in_flight = requests.begin();
@@ -323,7 +326,7 @@ async fn connection(
     }
     loop {
         tokio::select! {
-            res = conn.as_mut() => {
+            res = batch::Flushed::new(conn.as_mut(), &due) => {
                 if let Err(e) = res {
                     tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                 }
