@@ -125,7 +125,10 @@ pub async fn handle(
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Ok(mut v) = HeaderValue::from_str(&id) {
+        // Never repeated, so not worth a place in an HTTP/2 connection's header
+        // table (HPACK), where each new id would push out a value that is repeated.
+        v.set_sensitive(true);
         h.insert(X_REQUEST_ID, v);
     }
     if let Some(m) = &shared.metrics {
