@@ -205,6 +205,9 @@ pub async fn forward(
     parts.version = Version::HTTP_11;
 
     let h = &mut parts.headers;
+    // Room for what is added below (the forwarding headers and the identity), so the map
+    // grows once rather than at each insert.
+    h.reserve(5 + f.identity.len());
     headers::remove_hop_by_hop(h, websocket);
     if websocket {
         headers::set_websocket_upgrade(h);
