@@ -210,6 +210,9 @@ async fn accept(
     }
 }
 
+/// The header count hyper's HTTP/1.1 parser allows when not told another.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// The longest ward waits at shutdown for requests under way to finish.
 pub const DRAIN_TIME: Duration = Duration::from_secs(10);
 
@@ -241,12 +244,15 @@ async fn connection(
     };
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    let mut h1 = builder.http1();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
-        .max_buf_size(server.max_header_bytes)
-        .max_headers(server.max_headers);
+        .max_buf_size(server.max_header_bytes);
+    // hyper's own limit is the same 100, and kept so it parses into a fixed array;
+    // given one, it fills an array of that size for every request first.
+    if server.max_headers != HYPER_MAX_HEADERS {
+        h1.max_headers(server.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
