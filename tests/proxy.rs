@@ -290,6 +290,48 @@ async fn plain_http_only_redirects() {
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
 }
 
+/// Over HTTP/2 an answer of any size arrives whole, several at once on one connection:
+/// the small ones kept for the end of the connection's turn (`server::batch`), the large
+/// ones written through, and one read slowly, so ward meets a full socket on the way.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_answers_of_every_size_arrive_whole() {
+    let ehr = Ehr::start();
+    let ward = Ward::start(&open_policy(&ehr.url()));
+    let client = ward.client(true);
+    let sizes: [u64; 9] = [
+        0, 1, 300, 3_000, 16_383, 16_384, 70_000, 3_000_000, 8_000_000,
+    ];
+    let fetches = sizes.iter().map(|&n| {
+        let client = client.clone();
+        let url = ward.url(&format!(
+            "/files/f?type=application%2Foctet-stream&bytes={n}"
+        ));
+        async move {
+            let resp = client.get(url).send().await.unwrap();
+            assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+            assert_eq!(resp.status(), 200);
+            let mut body = resp.bytes_stream();
+            let (mut len, mut wrong) = (0u64, 0u64);
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.unwrap();
+                len += chunk.len() as u64;
+                wrong += chunk.iter().filter(|b| **b != b'a').count() as u64;
+                if n == 8_000_000 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            (len, wrong)
+        }
+    });
+    let all = futures_util::future::join_all(fetches);
+    let got = tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("an answer over HTTP/2 never ended");
+    for (n, (len, wrong)) in sizes.iter().zip(got) {
+        assert_eq!((len, wrong), (*n, 0), "{n} bytes asked for");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn header_limits_and_slow_clients() {
     let ehr = Ehr::start();

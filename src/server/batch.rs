@@ -34,6 +34,9 @@ struct Out<S> {
     due: Vec<u8>,
     /// How much of `due` the stream has taken.
     sent: usize,
+    /// Bytes the stream took and has not flushed: a TLS stream may still hold part of a
+    /// record it could not write, which only a flush sends.
+    unflushed: bool,
     /// A failed write at the end of a turn, reported at the next use.
     failed: Option<io::ErrorKind>,
 }
@@ -45,6 +48,7 @@ impl<S> Batched<S> {
             io,
             due: Vec::new(),
             sent: 0,
+            unflushed: false,
             failed: None,
         };
         Batched {
@@ -71,24 +75,38 @@ fn lock<S>(out: &Mutex<Out<S>>) -> MutexGuard<'_, Out<S>> {
 }
 
 impl<S: AsyncWrite + Unpin> Out<S> {
-    /// Writes what is due until it is all sent or the socket is full.
+    /// Writes what is due and flushes the stream, until done or the socket is full.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.sent < self.due.len() {
             let rest = self.due.get(self.sent..).unwrap_or_default();
             match Pin::new(&mut self.io).poll_write(cx, rest) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Ready(Ok(n)) => {
+                    self.sent += n;
+                    self.unflushed = true;
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
         }
-        self.sent = 0;
-        if self.due.capacity() > KEEP {
-            self.due = Vec::new();
-        } else {
-            self.due.clear();
+        if !self.due.is_empty() {
+            self.sent = 0;
+            if self.due.capacity() > KEEP {
+                self.due = Vec::new();
+            } else {
+                self.due.clear();
+            }
         }
-        Pin::new(&mut self.io).poll_flush(cx)
+        if self.unflushed {
+            std::task::ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Nothing kept and nothing left in the stream to flush.
+    fn is_done(&self) -> bool {
+        self.due.is_empty() && !self.unflushed
     }
 
     /// Keeps `bufs` for the end of the turn; sends what is due first when too much is.
@@ -105,7 +123,9 @@ impl<S: AsyncWrite + Unpin> Out<S> {
         }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if self.due.is_empty() && total >= THROUGH {
-            return Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+            let written = std::task::ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs))?;
+            self.unflushed = true;
+            return Poll::Ready(Ok(written));
         }
         for b in bufs {
             self.due.extend_from_slice(b);
@@ -185,7 +205,7 @@ impl<S: AsyncWrite + Unpin> Due<S> {
     /// stream, which then ends it.
     fn poll_send(&self, cx: &mut Context<'_>) {
         let mut out = lock(&self.0);
-        if out.failed.is_some() || out.due.is_empty() {
+        if out.failed.is_some() || out.is_done() {
             return;
         }
         if let Poll::Ready(Err(e)) = out.poll_send(cx) {
@@ -268,6 +288,53 @@ mod tests {
         Flushed::new(conn.as_mut(), &due).await.unwrap();
         let writes = socket.0.lock().unwrap().clone();
         assert_eq!(writes, vec![b"one two".to_vec(), b"three".to_vec()]);
+    }
+
+    /// A stream that needs two flushes, as a TLS stream does when the socket was full
+    /// with part of a record still to write.
+    #[derive(Clone, Default)]
+    struct SlowFlush(Arc<Mutex<(usize, bool)>>);
+
+    impl AsyncWrite for SlowFlush {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let mut state = self.0.lock().unwrap();
+            state.0 += 1;
+            if state.0 < 2 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            state.1 = true;
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A flush the stream could not finish is finished at the next turn, though
+    /// nothing new is due by then.
+    #[tokio::test]
+    async fn an_unfinished_flush_is_finished() {
+        let socket = SlowFlush::default();
+        let mut batched = Batched::new(socket.clone(), true);
+        let due = batched.due();
+        let mut conn = Box::pin(async move {
+            batched.write_all(b"the end of an answer").await?;
+            batched.flush().await?;
+            tokio::task::yield_now().await;
+            Ok::<_, io::Error>(())
+        });
+        Flushed::new(conn.as_mut(), &due).await.unwrap();
+        assert_eq!(*socket.0.lock().unwrap(), (2, true));
     }
 
     /// Without batching every write goes straight through.
