@@ -15,12 +15,10 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes kept before a write goes through at once (and waits for the socket): a TLS
-/// record's worth, room for several small answers. A buffer grown past it by a larger
-/// batch is let go once sent, so an idle connection holds at most this much.
+/// record's worth, room for several small answers. A write this large, with nothing kept
+/// before it, goes straight through. A buffer grown past it by a larger batch is let go
+/// once sent, so an idle connection holds at most this much.
 const KEEP: usize = 16 * 1024;
-
-/// A write this large, with nothing kept before it, goes straight through.
-const THROUGH: usize = 16 * 1024;
 
 /// A client stream whose writes are kept until the end of the turn (when batching).
 pub struct Batched<S> {
@@ -122,7 +120,7 @@ impl<S: AsyncWrite + Unpin> Out<S> {
             std::task::ready!(self.poll_send(cx))?;
         }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if self.due.is_empty() && total >= THROUGH {
+        if self.due.is_empty() && total >= KEEP {
             let written = std::task::ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs))?;
             self.unflushed = true;
             return Poll::Ready(Ok(written));
