@@ -245,21 +245,39 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// Every write it is given, as given: what a socket would see as system calls.
+    /// A socket for the tests: every write it is given, as given (what a real socket
+    /// would see as system calls), and its flushes, the first `stalls` of which are
+    /// Pending, as a TLS stream's is when part of a record could not be written yet.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+    struct Socket(Arc<Mutex<Seen>>);
 
-    impl AsyncWrite for Recorder {
+    #[derive(Default)]
+    struct Seen {
+        writes: Vec<Vec<u8>>,
+        stalls: usize,
+        flush_calls: usize,
+        flushed: bool,
+    }
+
+    impl AsyncWrite for Socket {
         fn poll_write(
             self: Pin<&mut Self>,
             _: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
-            self.0.lock().unwrap().push(buf.to_vec());
+            self.0.lock().unwrap().writes.push(buf.to_vec());
             Poll::Ready(Ok(buf.len()))
         }
 
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let mut seen = self.0.lock().unwrap();
+            seen.flush_calls += 1;
+            if seen.stalls > 0 {
+                seen.stalls -= 1;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            seen.flushed = true;
             Poll::Ready(Ok(()))
         }
 
@@ -271,7 +289,7 @@ mod tests {
     /// What is written and flushed in one turn goes out in one write at its end.
     #[tokio::test]
     async fn writes_of_a_turn_go_out_together_at_its_end() {
-        let socket = Recorder::default();
+        let socket = Socket::default();
         let mut batched = Batched::new(socket.clone(), true);
         let due = batched.due();
         let mut conn = Box::pin(async move {
@@ -284,45 +302,16 @@ mod tests {
             batched.flush().await
         });
         Flushed::new(conn.as_mut(), &due).await.unwrap();
-        let writes = socket.0.lock().unwrap().clone();
+        let writes = socket.0.lock().unwrap().writes.clone();
         assert_eq!(writes, vec![b"one two".to_vec(), b"three".to_vec()]);
-    }
-
-    /// A stream that needs two flushes, as a TLS stream does when the socket was full
-    /// with part of a record still to write.
-    #[derive(Clone, Default)]
-    struct SlowFlush(Arc<Mutex<(usize, bool)>>);
-
-    impl AsyncWrite for SlowFlush {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            Poll::Ready(Ok(buf.len()))
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            let mut state = self.0.lock().unwrap();
-            state.0 += 1;
-            if state.0 < 2 {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            state.1 = true;
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
     }
 
     /// A flush the stream could not finish is finished at the next turn, though
     /// nothing new is due by then.
     #[tokio::test]
     async fn an_unfinished_flush_is_finished() {
-        let socket = SlowFlush::default();
+        let socket = Socket::default();
+        socket.0.lock().unwrap().stalls = 1;
         let mut batched = Batched::new(socket.clone(), true);
         let due = batched.due();
         let mut conn = Box::pin(async move {
@@ -332,7 +321,8 @@ mod tests {
             Ok::<_, io::Error>(())
         });
         Flushed::new(conn.as_mut(), &due).await.unwrap();
-        assert_eq!(*socket.0.lock().unwrap(), (2, true));
+        let seen = socket.0.lock().unwrap();
+        assert_eq!((seen.flush_calls, seen.flushed), (2, true));
     }
 
     /// Without batching every write goes straight through.
