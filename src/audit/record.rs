@@ -390,7 +390,9 @@ impl Record {
 
 /// `path` without anything from the first `?` or `#`.
 fn without_query(path: &str) -> &str {
-    match path.find(['?', '#']) {
+    // A byte scan: `str::find` with a set of chars costs about ten times as much on a
+    // short path, and this runs for every request. Both are ASCII, so `i` is a boundary.
+    match path.bytes().position(|b| b == b'?' || b == b'#') {
         Some(i) => &path[..i],
         None => path,
     }
@@ -442,6 +444,8 @@ mod tests {
         r.path = Some("/a#frag?x".into());
         r.clamp();
         assert_eq!(r.path.as_deref(), Some("/a"));
+        let r = Record::access("GET", "ehr", "/ärzte/é?q=1", "allow");
+        assert_eq!(r.path.as_deref(), Some("/ärzte/é"));
     }
 
     #[test]
